@@ -1,0 +1,125 @@
+"""Broker URLs and paho-mqtt client construction shared by every stage (nothing broker-specific).
+
+A broker URL is ``mqtt://USER:PASSWORD@HOST:PORT`` (``mqtts://`` for TLS); ``?version=3.1.1``
+selects MQTT 3.1.1 instead of the default 5.0.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from urllib.parse import parse_qs, quote, unquote, urlsplit
+
+import paho.mqtt.client as mqtt
+
+from .errors import MetersError
+
+TOPIC_FILTER = "meters/v1/+/readings"
+SHARE_GROUP = "ingest"
+
+
+def readings_topic(sender_id: str) -> str:
+    """The topic a sender publishes its readings to."""
+    return f"meters/v1/{sender_id}/readings"
+
+
+def sender_of(topic: str) -> str | None:
+    """The sender id in ``meters/v1/<sender>/readings``, or None for any other topic."""
+    parts = topic.split("/")
+    if len(parts) == 4 and parts[0] == "meters" and parts[1] == "v1" and parts[3] == "readings":
+        return parts[2]
+    return None
+
+
+@dataclass(frozen=True)
+class BrokerURL:
+    host: str
+    port: int
+    username: str | None = None
+    password: str | None = None
+    tls: bool = False
+    version: str = "5"
+
+    @property
+    def protocol(self) -> mqtt.MQTTProtocolVersion:
+        return mqtt.MQTTProtocolVersion.MQTTv5 if self.version == "5" else mqtt.MQTTProtocolVersion.MQTTv311
+
+    def with_credentials(self, username: str, password: str) -> "BrokerURL":
+        return BrokerURL(self.host, self.port, username, password, self.tls, self.version)
+
+    def __str__(self) -> str:
+        auth = ""
+        if self.username is not None:
+            auth = quote(self.username, safe="")
+            if self.password is not None:
+                auth += ":" + quote(self.password, safe="")
+            auth += "@"
+        scheme = "mqtts" if self.tls else "mqtt"
+        query = "" if self.version == "5" else f"?version={self.version}"
+        return f"{scheme}://{auth}{self.host}:{self.port}{query}"
+
+    def redacted(self) -> str:
+        """The URL without its password (for logs)."""
+        user = f"{self.username}:***@" if self.username else ""
+        return f"{'mqtts' if self.tls else 'mqtt'}://{user}{self.host}:{self.port}"
+
+
+def parse_broker_url(url: str) -> BrokerURL:
+    """Parse ``mqtt://user:pass@host:port``; raise :class:`MetersError` naming what is wrong."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("mqtt", "mqtts", "tcp"):
+        raise MetersError(f"broker URL {url!r}: scheme must be mqtt:// or mqtts://")
+    if not parts.hostname:
+        raise MetersError(f"broker URL {url!r}: no host")
+    try:
+        port = parts.port or (8883 if parts.scheme == "mqtts" else 1883)
+    except ValueError:
+        raise MetersError(f"broker URL {url!r}: bad port") from None
+    version = parse_qs(parts.query).get("version", ["5"])[0]
+    if version in ("5", "5.0"):
+        version = "5"
+    elif version in ("3.1.1", "311", "4"):
+        version = "3.1.1"
+    else:
+        raise MetersError(f"broker URL {url!r}: version must be 5 or 3.1.1")
+    return BrokerURL(parts.hostname, port,
+                     unquote(parts.username) if parts.username is not None else None,
+                     unquote(parts.password) if parts.password is not None else None,
+                     parts.scheme == "mqtts", version)
+
+
+def resolve_broker(url: str | None, role: str, state_dir: str | os.PathLike | None = None) -> BrokerURL:
+    """``url`` if given, else ``$METERS_BROKER``, else the managed broker's URL for ``role``."""
+    url = url or os.environ.get("METERS_BROKER")
+    if url:
+        return parse_broker_url(url)
+    from .broker import ManagedBroker
+    broker = ManagedBroker(state_dir)
+    if not broker.is_running():
+        raise MetersError("no --broker given and no managed broker is running; "
+                          "start one with `meters broker start` or pass --broker mqtt://user:pass@host:port")
+    return parse_broker_url(broker.url(role))
+
+
+def make_client(url: BrokerURL, client_id: str = "", *, clean_start: bool = True,
+                session_expiry: int | None = None, userdata=None) -> tuple[mqtt.Client, dict]:
+    """A paho 2.x client configured for ``url`` (not yet connected) and the kwargs for
+    ``client.connect(**kwargs)``. With MQTT 5 a persistent session uses ``clean_start=False``
+    and a ``session_expiry`` in seconds."""
+    from paho.mqtt.properties import Properties
+    from paho.mqtt.packettypes import PacketTypes
+
+    v5 = url.version == "5"
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=url.protocol,
+                         userdata=userdata, clean_session=None if v5 else clean_start)
+    if url.username is not None:
+        client.username_pw_set(url.username, url.password)
+    if url.tls:
+        client.tls_set()
+    kwargs: dict = {"host": url.host, "port": url.port, "keepalive": 30}
+    if v5:
+        kwargs["clean_start"] = clean_start
+        if session_expiry is not None:
+            props = Properties(PacketTypes.CONNECT)
+            props.SessionExpiryInterval = session_expiry
+            kwargs["properties"] = props
+    return client, kwargs
