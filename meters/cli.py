@@ -19,6 +19,8 @@ LAZY_COMMANDS: dict[str, str] = {
     "broker": "meters.cli_broker:broker",
     "accounts": "meters.cli_registry:accounts",
     "tariffs": "meters.cli_registry:tariffs",
+    "sql": "meters.cli_sql:sql",
+    "report": "meters.cli_sql:report",
 }
 
 

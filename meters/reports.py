@@ -1,0 +1,196 @@
+"""Canned reports for operators and analysts: one SQL query over the lake views each, plus a chart.
+
+A report is a function ``(con, **options) -> Report``; :func:`run_report` opens the lake, runs it and
+(optionally) saves its chart as a PNG with matplotlib's Agg backend.
+
+Consumption comes from the billing stage's ``intervals`` (validated and estimated) when they exist for
+the period; otherwise it is derived from ``readings``: register differences between consecutive reads
+of a meter, plus the interval quantities of imported data, each counted on the local day its interval
+ends in (a read at midnight closes the previous day).
+"""
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+
+from .errors import MetersError
+from .lake import Lake
+from .sql import connect
+
+
+@dataclass
+class Report:
+    name: str
+    title: str
+    data: pd.DataFrame
+    chart: str            # "line" | "bar" | "barh"
+    x: str
+    y: str
+    series: str | None = None   # column whose values become separate lines / bars
+    notes: list[str] = field(default_factory=list)
+
+
+# consumption per meter and interval end, from intervals when billed, else from readings
+CONSUMPTION_SQL = """
+WITH derived AS (
+    SELECT meter_id, ts,
+           CASE WHEN quantity IS NOT NULL THEN quantity
+                ELSE register - lag(register) OVER (PARTITION BY meter_id, register IS NULL ORDER BY ts) END
+               AS quantity,
+           CASE WHEN quality IS NULL OR quality IN ('A', 'actual') THEN 'actual' ELSE 'estimated' END AS quality
+    FROM readings
+)
+SELECT meter_id, ts, quantity, quality FROM intervals
+UNION ALL
+SELECT meter_id, ts, quantity, quality FROM derived
+WHERE quantity IS NOT NULL AND quantity >= 0 AND NOT EXISTS (SELECT 1 FROM intervals)
+"""
+
+
+def _consumption(con) -> str:
+    return f"({CONSUMPTION_SQL})"
+
+
+LOCAL_DAY = "CAST(ts - INTERVAL 1 SECOND AS DATE)"  # the local day an interval ending at ts belongs to
+
+
+def _between(start: dt.date | None, end: dt.date | None) -> str:
+    cond = []
+    if start:
+        cond.append(f"{LOCAL_DAY} >= DATE '{start.isoformat()}'")
+    if end:
+        cond.append(f"{LOCAL_DAY} <= DATE '{end.isoformat()}'")
+    return " AND ".join(cond) or "true"
+
+
+def daily(con, start=None, end=None, **_) -> Report:
+    """Daily consumption by utility and region."""
+    df = con.sql(f"""
+        SELECT {LOCAL_DAY} AS day, coalesce(m.utility, 'unknown') AS utility,
+               coalesce(m.region, 'unknown') AS region, coalesce(m.unit, '') AS unit,
+               round(sum(c.quantity), 3) AS quantity, count(DISTINCT c.meter_id) AS meters
+        FROM {_consumption(con)} c LEFT JOIN meters m USING (meter_id)
+        WHERE {_between(start, end)}
+        GROUP BY ALL ORDER BY day, utility, region""").df()
+    df["series"] = df["utility"] + " / " + df["region"]
+    return Report("daily", "Daily consumption by utility and region", df, "line", "day", "quantity", "series")
+
+
+def top(con, start=None, end=None, limit=10, **_) -> Report:
+    """Top consumers over the period (all data by default)."""
+    df = con.sql(f"""
+        SELECT c.meter_id, a.account_id, m.utility, m.unit, m.region,
+               round(sum(c.quantity), 3) AS quantity
+        FROM {_consumption(con)} c LEFT JOIN meters m USING (meter_id) LEFT JOIN accounts a USING (meter_id)
+        WHERE {_between(start, end)}
+        GROUP BY ALL ORDER BY quantity DESC, meter_id LIMIT {int(limit)}""").df()
+    df["label"] = df["meter_id"].astype(str)
+    return Report("top", f"Top {int(limit)} consumers", df, "barh", "label", "quantity")
+
+
+def load_curve(con, meter=None, start=None, end=None, **_) -> Report:
+    """One meter's load curve: consumption per interval."""
+    if meter is None:
+        raise MetersError("report load-curve needs --meter METER_ID")
+    df = con.sql(f"""
+        SELECT ts, quantity, quality FROM {_consumption(con)}
+        WHERE meter_id = {int(meter)} AND {_between(start, end)} ORDER BY ts""").df()
+    if df.empty:
+        raise MetersError(f"meter {meter} has no consumption in the lake for that period")
+    return Report("load-curve", f"Load curve of meter {meter}", df, "line", "ts", "quantity")
+
+
+def tiers(con, month=None, **_) -> Report:
+    """How the month's billed revenue splits over tiers and bands (bill lines)."""
+    if month is None:
+        month = con.sql("SELECT max(month) FROM bill_lines").fetchall()[0][0]
+    if month is None:
+        return Report("tiers", "Revenue by tier (no bills yet)",
+                      pd.DataFrame(columns=["tier", "band", "quantity", "amount", "share"]),
+                      "bar", "tier", "amount", notes=["no bill lines in the lake yet"])
+    df = con.sql(f"""
+        SELECT tier, band, round(sum(quantity), 3) AS quantity, sum(amount) AS amount,
+               round(100 * sum(amount) / nullif(sum(sum(amount)) OVER (), 0), 2) AS share
+        FROM bill_lines WHERE month = '{month}' GROUP BY ALL ORDER BY tier, band""").df()
+    df["label"] = "tier " + df["tier"].astype(str) + " " + df["band"]
+    return Report("tiers", f"Revenue by tier and band, {month} (share in %)", df, "bar", "label", "amount")
+
+
+def alerts(con, start=None, end=None, **_) -> Report:
+    """Alerts by kind (and the number of accounts and recipients reached)."""
+    cond = []
+    if start:
+        cond.append(f"day >= DATE '{start.isoformat()}'")
+    if end:
+        cond.append(f"day <= DATE '{end.isoformat()}'")
+    df = con.sql(f"""
+        SELECT kind, count(*) AS alerts, count(DISTINCT account_id) AS accounts,
+               count(DISTINCT recipient) AS recipients
+        FROM alerts WHERE {' AND '.join(cond) or 'true'} GROUP BY kind ORDER BY alerts DESC, kind""").df()
+    return Report("alerts", "Alerts by kind", df, "bar", "kind", "alerts")
+
+
+def quality(con, start=None, end=None, **_) -> Report:
+    """Data quality: the estimated share of intervals by data concentrator."""
+    df = con.sql(f"""
+        SELECT coalesce(m.concentrator, 'unknown') AS concentrator, count(*) AS intervals,
+               count(*) FILTER (WHERE c.quality <> 'actual') AS estimated,
+               round(100.0 * count(*) FILTER (WHERE c.quality <> 'actual') / count(*), 3) AS estimated_pct
+        FROM {_consumption(con)} c LEFT JOIN meters m USING (meter_id)
+        WHERE {_between(start, end)}
+        GROUP BY ALL ORDER BY estimated_pct DESC, concentrator""").df()
+    return Report("quality", "Estimated share of intervals by concentrator (%)", df, "bar",
+                  "concentrator", "estimated_pct")
+
+
+REPORTS = {"daily": daily, "top": top, "load-curve": load_curve, "tiers": tiers, "alerts": alerts,
+           "quality": quality}
+
+
+def run_report(lake: Lake | str, name: str, *, png: str | Path | None = None, **options) -> Report:
+    """Run report ``name`` over the lake; save its chart to ``png`` when given."""
+    if name not in REPORTS:
+        raise MetersError(f"unknown report {name!r}; choose one of: {', '.join(REPORTS)}")
+    con = connect(lake)
+    try:
+        report = REPORTS[name](con, **options)
+    except duckdb.Error as e:
+        raise MetersError(f"report {name}: {str(e).splitlines()[0]}") from None
+    if png is not None:
+        save_png(report, png)
+    return report
+
+
+def save_png(report: Report, path: str | Path) -> Path:
+    """Draw the report's chart with matplotlib (Agg) and save it as a PNG."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    path = Path(path)
+    fig, ax = plt.subplots(figsize=(10, 5), dpi=100)
+    df = report.data
+    if df.empty:
+        ax.text(0.5, 0.5, "no data", ha="center", va="center", transform=ax.transAxes)
+    elif report.chart == "line" and report.series:
+        for key, part in df.groupby(report.series):
+            ax.plot(part[report.x], part[report.y], marker="o", label=str(key))
+        ax.legend(fontsize="small")
+    elif report.chart == "line":
+        ax.plot(df[report.x], df[report.y])
+    elif report.chart == "barh":
+        ax.barh(df[report.x].astype(str)[::-1], df[report.y].astype(float)[::-1])
+    else:
+        ax.bar(df[report.x].astype(str), df[report.y].astype(float))
+        ax.tick_params(axis="x", labelrotation=30)
+    ax.set_title(report.title)
+    ax.set_ylabel(report.y)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, format="png")
+    plt.close(fig)
+    return path
