@@ -1,0 +1,175 @@
+"""The one shared way to read deduplicated readings (billing, SQL, reports all go through here).
+
+The ``readings`` table is append-only and *at least once*: after a crash or a broker restart the
+ingest service may write a reading again. Every consumer sees each ``(meter_id, ts)`` once:
+
+- **Rule**: of the rows sharing ``(meter_id, ts)``, the one received first wins (smallest
+  ``received_at``; ties and null ``received_at`` go to file order). Duplicates can never cross a
+  partition, because the partition is the lake-local day of ``ts``.
+- **Compacted partitions** (``meters compact``) hold exactly one file named ``compact-*.parquet``,
+  sorted by ``(meter_id, ts)`` and duplicate-free: readers take it as it is. Any other partition
+  (still receiving ``part-*`` files, or compacted and then appended to) is deduplicated at read time.
+
+:func:`read_readings` returns Arrow for Python consumers; :func:`readings_view_sql` is the DuckDB
+SELECT behind the ``readings`` view of ``meters sql``.
+"""
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.dataset as ds
+
+from .errors import MetersError
+from .lake import Lake
+from .schemas import READINGS, UTC_S
+
+COMPACT_PREFIX = "compact-"
+COLUMNS = READINGS.names  # meter_id, ts, register_milli, quantity_milli, interval_s, quality, sender, received_at
+
+
+# -- pure core -----------------------------------------------------------------------------------
+def is_sorted_unique(meter_id: np.ndarray, ts: np.ndarray) -> bool:
+    """True when rows are strictly increasing in ``(meter_id, ts)`` (so already deduplicated)."""
+    if len(meter_id) < 2:
+        return True
+    dm = np.diff(meter_id)
+    return bool(np.all((dm > 0) | ((dm == 0) & (np.diff(ts) > 0))))
+
+
+def first_received(meter_id: np.ndarray, ts: np.ndarray, received_at: np.ndarray) -> np.ndarray:
+    """Row indices that keep, for each ``(meter_id, ts)``, the row with the smallest ``received_at``
+    (stable: ties keep the earlier row), ordered by ``(meter_id, ts)``. ``received_at`` is int64
+    (use the int64 maximum for unknown)."""
+    meter_id = np.asarray(meter_id, np.int64)
+    ts = np.asarray(ts, np.int64)
+    if is_sorted_unique(meter_id, ts):
+        return np.arange(len(meter_id), dtype=np.int64)
+    order = np.lexsort((np.asarray(received_at, np.int64), ts, meter_id))
+    m, t = meter_id[order], ts[order]
+    keep = np.ones(len(order), dtype=bool)
+    keep[1:] = (m[1:] != m[:-1]) | (t[1:] != t[:-1])
+    return order[keep]
+
+
+def _int64(col: pa.ChunkedArray, fill: int) -> np.ndarray:
+    col = col.cast(pa.int64()) if not pa.types.is_integer(col.type) else col
+    return col.fill_null(fill).to_numpy()
+
+
+def dedup_table(table: pa.Table) -> pa.Table:
+    """Deduplicate a readings table on ``(meter_id, ts)``, first received wins; result sorted by
+    ``(meter_id, ts)``."""
+    if table.num_rows == 0:
+        return table
+    m = table.column("meter_id").to_numpy()
+    t = _int64(table.column("ts").cast(UTC_S), 0)
+    r = (_int64(table.column("received_at"), np.iinfo(np.int64).max)
+         if "received_at" in table.column_names else np.zeros(len(m), np.int64))
+    idx = first_received(m, t, r)
+    if len(idx) == table.num_rows and np.array_equal(idx, np.arange(len(idx))):
+        return table
+    return table.take(pa.array(idx))
+
+
+# -- I/O shell -----------------------------------------------------------------------------------
+def _utc(x) -> dt.datetime:
+    if isinstance(x, str):
+        try:
+            x = dt.datetime.fromisoformat(x)
+        except ValueError:
+            raise MetersError(f"bad timestamp {x!r}: use ISO 8601 with an offset") from None
+    if isinstance(x, dt.date) and not isinstance(x, dt.datetime):
+        raise MetersError(f"give an instant (datetime with tz), not the date {x}")
+    if x.tzinfo is None:
+        raise MetersError(f"timestamp {x.isoformat()} has no UTC offset")
+    return x.astimezone(dt.timezone.utc)
+
+
+def partition_days(lake: Lake, start_utc: dt.datetime, end_utc: dt.datetime) -> list[str]:
+    """Existing ``day=`` partitions that can hold readings with ts in [start, end)."""
+    first = lake.local_day(start_utc)
+    last = lake.local_day(end_utc - dt.timedelta(microseconds=1))
+    return [k for k in lake.partitions("readings")
+            if first.isoformat() <= k <= last.isoformat()]
+
+
+def read_readings(lake: Lake, start_utc, end_utc, meter_min: int | None = None,
+                  meter_max: int | None = None) -> pa.Table:
+    """Deduplicated readings with ``start_utc <= ts < end_utc`` (and ``meter_min <= meter_id <=
+    meter_max`` when given), sorted by ``(meter_id, ts)``, with the columns of
+    :data:`meters.schemas.READINGS`. Instants are aware datetimes or ISO 8601 strings."""
+    start, end = _utc(start_utc), _utc(end_utc)
+    if end <= start:
+        return READINGS.empty_table()
+    f = (ds.field("ts") >= pa.scalar(start, UTC_S)) & (ds.field("ts") < pa.scalar(end, UTC_S))
+    if meter_min is not None:
+        f &= ds.field("meter_id") >= pa.scalar(int(meter_min), pa.int64())
+    if meter_max is not None:
+        f &= ds.field("meter_id") <= pa.scalar(int(meter_max), pa.int64())
+    parts = []
+    for day in partition_days(lake, start, end):
+        part = lake.read("readings", day, filter=f)
+        if part.num_rows:
+            parts.append(dedup_table(part))
+    if not parts:
+        return READINGS.empty_table()
+    if len(parts) == 1:
+        return parts[0]
+    out = pa.concat_tables(parts)
+    m, t = out.column("meter_id").to_numpy(), _int64(out.column("ts").cast(UTC_S), 0)
+    if is_sorted_unique(m, t):
+        return out
+    return out.take(pa.array(np.lexsort((t, m))))
+
+
+def is_compacted(files: list[Path]) -> bool:
+    """A partition is clean (duplicate-free) when its only file is a compacted one."""
+    return len(files) == 1 and files[0].name.startswith(COMPACT_PREFIX)
+
+
+def _quote(s: str) -> str:
+    return "'" + s.replace("'", "''") + "'"
+
+
+_SQL_TYPES = {"meter_id": "BIGINT", "ts": "TIMESTAMPTZ", "register_milli": "BIGINT",
+              "quantity_milli": "BIGINT", "interval_s": "INTEGER", "quality": "VARCHAR",
+              "sender": "VARCHAR", "received_at": "TIMESTAMPTZ"}
+
+
+def _stored(files: list[Path]) -> str:
+    """Typed stored columns of ``files`` plus ``day`` DATE (missing columns of older files → NULL)."""
+    typed = ", ".join(f"CAST(NULL AS {_SQL_TYPES[c]}) AS {c}" for c in COLUMNS)
+    empty = f"SELECT {typed}, CAST(NULL AS DATE) AS day WHERE false"
+    if not files:
+        return empty
+    lst = "[" + ", ".join(_quote(str(p)) for p in files) + "]"
+    cols = ", ".join(f"CAST({c} AS {_SQL_TYPES[c]}) AS {c}" for c in COLUMNS)
+    return (f"SELECT {cols}, day FROM ({empty} UNION ALL BY NAME SELECT * FROM read_parquet({lst}, "
+            f"hive_partitioning = true, hive_types = {{'day': DATE}}))")
+
+
+VIEW_COLUMNS = ("meter_id, ts, register_milli / 1000.0 AS register, register_milli, "
+                "quantity_milli / 1000.0 AS quantity, quantity_milli, interval_s, quality, sender, "
+                "received_at, day")
+
+
+def readings_view_sql(lake: Lake) -> str:
+    """A DuckDB SELECT producing the deduplicated ``readings`` view (CONTRACTS §2): meter_id, ts
+    TIMESTAMPTZ, register DOUBLE, register_milli, quantity DOUBLE, quantity_milli, interval_s,
+    quality, sender, received_at, day DATE. The file list is taken now (a snapshot): compacted
+    partitions are read as they are, the others pay for ``row_number()`` deduplication."""
+    clean: list[Path] = []
+    raw: list[Path] = []
+    for day in lake.partitions("readings"):
+        files = lake.files("readings", day)
+        (clean if is_compacted(files) else raw).extend(files)
+    parts = []
+    if clean or not raw:
+        parts.append(f"SELECT {VIEW_COLUMNS} FROM ({_stored(clean)})")
+    if raw:
+        parts.append(f"SELECT {VIEW_COLUMNS} FROM ({_stored(raw)}) QUALIFY row_number() OVER "
+                     "(PARTITION BY meter_id, ts ORDER BY received_at NULLS LAST) = 1")
+    return " UNION ALL ".join(f"({p})" for p in parts)
