@@ -1,0 +1,344 @@
+"""VEE — validation, estimation and editing of one billing day's readings, per meter.
+
+Pure core: arrays in, arrays out. Positions are measured in grid slots from the local start of the
+day (slot ``k`` covers ``(k, k+1]``; a reading at position ``p`` closes slot ``p-1``). Quantities are
+in thousandths of the meter's unit (Wh, litres), like ``readings.register_milli``.
+
+Per meter, with the carried last register (``base``) from the previous day:
+
+- duplicates (same snapped position) are dropped, the first received wins;
+- a register reading at position ``p`` after the base at ``b`` covers the slots ``b..p-1``:
+  one slot → ``actual``; several → the difference shared linearly, ``estimated`` / ``gap``;
+  if the base is older than today (the register stopped on an earlier day, whose slots were billed
+  from the profile), the difference minus what was already estimated is shared over today's
+  slots: ``estimated`` / ``trueup``;
+- a drop that the register maximum explains within the physical limit → ``rollover`` (actual);
+- a drop larger than the limit → meter ``replacement``: slots estimated from the profile, the new
+  register becomes the base; a small drop → ``negative``: 0, ``substituted``, the base is kept;
+- a rise beyond ``limit × slots`` → ``spike``: the reading is discarded (its slots are filled when the
+  register resumes), unless the next reading continues from it (a permanent jump, handled like a
+  replacement);
+- slots after the last reading → the profile (the meter's recent average), ``estimated`` /
+  ``gap_open``; the amount is carried as ``pending`` and trued-up when the register resumes;
+- interval rows (imports: quantity + interval length) fill their slots directly (``actual``, or
+  ``estimated`` / ``source`` when the source flags them estimated); a quantity above the limit is a
+  ``spike`` and replaced by the profile.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit
+
+QUALITY_NAMES = ("actual", "estimated", "substituted")
+ACTUAL, ESTIMATED, SUBSTITUTED = 0, 1, 2
+FLAG_NAMES = ("", "gap", "gap_open", "spike", "rollover", "replacement", "negative", "trueup",
+              "no_data", "source")
+OK, GAP, GAP_OPEN, SPIKE, ROLLOVER, REPLACEMENT, NEGATIVE, TRUEUP, NO_DATA, SOURCE = range(10)
+# outcome counters returned by the kernels: one per flag, then these
+N_COUNTS = len(FLAG_NAMES) + 2
+C_DUPLICATE = len(FLAG_NAMES)       # readings dropped as duplicates
+C_DISCARDED = len(FLAG_NAMES) + 1   # register readings discarded (spikes)
+COUNT_NAMES = FLAG_NAMES[:0] + ("ok",) + FLAG_NAMES[1:] + ("duplicate", "discarded")
+AVG_WEIGHT = 0.25  # weight of today's actual mean in the carried profile average
+NO_BASE = -1.0e18  # sentinel position: no carried register
+
+
+@njit(cache=True)
+def vee_kernel(offsets, pos, reg, qty, qlen, src_est, base_pos, base_reg, avg, pending, reg_max,
+               limit, n_slots):
+    """Validate and estimate every meter's day. Rows are grouped by meter (``offsets``, CSR) and
+    sorted by position then arrival. ``reg`` < 0 marks an interval (quantity) row.
+
+    Returns (q, quality, flag, new_base_pos, new_base_reg, new_avg, new_pending, counts)."""
+    n_m = offsets.shape[0] - 1
+    q = np.zeros((n_m, n_slots))
+    quality = np.zeros((n_m, n_slots), np.int8)
+    flag = np.zeros((n_m, n_slots), np.int8)
+    filled = np.zeros(n_slots, np.bool_)
+    spiked = np.zeros(n_slots, np.bool_)
+    nb_pos = base_pos.copy()
+    nb_reg = base_reg.copy()
+    n_avg = avg.copy()
+    n_pend = pending.copy()
+    counts = np.zeros(N_COUNTS, np.int64)
+    widest = 1
+    for m in range(n_m):
+        widest = max(widest, offsets[m + 1] - offsets[m])
+    rp = np.empty(widest, np.int64)
+    rr = np.empty(widest, np.int64)
+    for m in range(n_m):
+        lo, hi = offsets[m], offsets[m + 1]
+        lim = limit[m]
+        est = max(avg[m], 0.0)
+        filled[:] = False
+        spiked[:] = False
+        # interval (quantity) rows
+        last_qp = -1.0e300
+        for i in range(lo, hi):
+            if reg[i] >= 0:
+                continue
+            if pos[i] == last_qp:
+                counts[C_DUPLICATE] += 1
+                continue
+            last_qp = pos[i]
+            if pos[i] <= 0.0 or pos[i] > n_slots:
+                continue
+            e = int(math.ceil(pos[i])) - 1
+            k = max(1, int(round(qlen[i])))
+            for s in range(e - k + 1, e + 1):
+                if 0 <= s < n_slots:
+                    q[m, s] += qty[i] / k
+                    if src_est[i]:
+                        flag[m, s] = SOURCE
+                        quality[m, s] = ESTIMATED
+                    filled[s] = True
+        for s in range(n_slots):
+            if filled[s] and q[m, s] > lim:
+                q[m, s] = est
+                quality[m, s] = ESTIMATED
+                flag[m, s] = SPIKE
+        # register rows: snap to the grid, drop duplicates
+        nr = 0
+        for i in range(lo, hi):
+            if reg[i] < 0:
+                continue
+            p = int(round(pos[i]))
+            if nr > 0 and rp[nr - 1] == p:
+                counts[C_DUPLICATE] += 1
+                continue
+            rp[nr] = p
+            rr[nr] = reg[i]
+            nr += 1
+        bp = base_pos[m]
+        br = base_reg[m]
+        pend = pending[m]
+        has_base = bp > NO_BASE
+        for j in range(nr):
+            p, r = rp[j], rr[j]
+            if p > n_slots:
+                break
+            if p <= 0:
+                if not has_base or p > bp:
+                    bp, br, has_base = float(p), r, True
+                continue
+            if not has_base:
+                for s in range(0, p):
+                    if not filled[s]:
+                        q[m, s] = est
+                        quality[m, s] = ESTIMATED
+                        flag[m, s] = NO_DATA
+                        filled[s] = True
+                bp, br, has_base = float(p), r, True
+                continue
+            gap = p - bp
+            delta = float(r - br)
+            how = OK
+            if delta < 0 and reg_max[m] > 0 and br <= reg_max[m] and reg_max[m] - br + r <= lim * gap:
+                delta = float(reg_max[m] - br + r)
+                how = ROLLOVER
+            elif delta < 0:
+                how = NEGATIVE if -delta <= lim * gap else REPLACEMENT
+            elif delta > lim * gap:
+                jump = False
+                if j + 1 < nr and rp[j + 1] <= n_slots:
+                    d2 = rr[j + 1] - r
+                    jump = d2 >= 0 and d2 <= lim * (rp[j + 1] - p)
+                if not jump:
+                    counts[C_DISCARDED] += 1
+                    spiked[p - 1] = True
+                    continue
+                how = REPLACEMENT
+            first = max(int(bp), 0)
+            if how == REPLACEMENT or how == NEGATIVE:
+                for s in range(first, p):
+                    q[m, s] = est if how == REPLACEMENT else 0.0
+                    quality[m, s] = ESTIMATED if how == REPLACEMENT else SUBSTITUTED
+                    flag[m, s] = how
+                    filled[s] = True
+                if how == REPLACEMENT:
+                    br = r
+                    pend = 0.0
+                bp = float(p)
+                continue
+            if bp < 0:
+                share = max(delta - pend, 0.0) / (p - first)
+                qual, fl = ESTIMATED, TRUEUP
+                pend = 0.0
+            else:
+                share = delta / gap
+                qual = ACTUAL if gap == 1 else ESTIMATED
+                fl = how if gap == 1 else GAP
+            for s in range(first, p):
+                q[m, s] = share
+                quality[m, s] = qual
+                flag[m, s] = SPIKE if spiked[s] else fl
+                if spiked[s]:
+                    quality[m, s] = ESTIMATED
+                filled[s] = True
+            bp, br = float(p), r
+        # slots still empty: the profile
+        for s in range(n_slots):
+            if not filled[s]:
+                q[m, s] = est
+                quality[m, s] = ESTIMATED
+                if has_base and s >= bp:
+                    flag[m, s] = GAP_OPEN
+                    pend += est
+                else:
+                    flag[m, s] = NO_DATA
+        # carry
+        n_act = 0
+        s_act = 0.0
+        for s in range(n_slots):
+            counts[flag[m, s]] += 1
+            if quality[m, s] == ACTUAL:
+                n_act += 1
+                s_act += q[m, s]
+        if n_act * 4 >= n_slots and n_act > 0:
+            mean = s_act / n_act
+            n_avg[m] = mean if avg[m] < 0 else (1.0 - AVG_WEIGHT) * avg[m] + AVG_WEIGHT * mean
+        nb_pos[m] = bp - n_slots if has_base else NO_BASE
+        nb_reg[m] = br
+        n_pend[m] = pend
+    return q, quality, flag, nb_pos, nb_reg, n_avg, n_pend, counts
+
+
+def vee_reference(offsets, pos, reg, qty, qlen, src_est, base_pos, base_reg, avg, pending, reg_max,
+                  limit, n_slots):
+    """Plain-Python reference of :func:`vee_kernel` (same inputs, same outputs), written per meter
+    with lists and dicts for readability."""
+    n_m = len(offsets) - 1
+    q = [[0.0] * n_slots for _ in range(n_m)]
+    quality = [[ACTUAL] * n_slots for _ in range(n_m)]
+    flag = [[OK] * n_slots for _ in range(n_m)]
+    out_pos, out_reg, out_avg, out_pend = [], [], [], []
+    counts = [0] * N_COUNTS
+    for m in range(n_m):
+        rows = list(range(offsets[m], offsets[m + 1]))
+        lim, est = float(limit[m]), max(float(avg[m]), 0.0)
+        filled: dict[int, bool] = {}
+
+        def put(s, value, qual, fl):
+            q[m][s], quality[m][s], flag[m][s] = value, qual, fl
+            filled[s] = True
+
+        seen_q: set = set()
+        last = None
+        for i in rows:
+            if reg[i] >= 0:
+                continue
+            if last is not None and pos[i] == last:
+                counts[C_DUPLICATE] += 1
+                continue
+            last = pos[i]
+            seen_q.add(i)
+            if not 0.0 < pos[i] <= n_slots:
+                continue
+            end = math.ceil(pos[i]) - 1
+            k = max(1, round(qlen[i]))
+            for s in range(end - k + 1, end + 1):
+                if 0 <= s < n_slots:
+                    q[m][s] += qty[i] / k
+                    if src_est[i]:
+                        quality[m][s], flag[m][s] = ESTIMATED, SOURCE
+                    filled[s] = True
+        for s in list(filled):
+            if q[m][s] > lim:
+                put(s, est, ESTIMATED, SPIKE)
+        readings: list[tuple[int, int]] = []
+        for i in rows:
+            if reg[i] < 0:
+                continue
+            p = round(pos[i])
+            if readings and readings[-1][0] == p:
+                counts[C_DUPLICATE] += 1
+                continue
+            readings.append((p, int(reg[i])))
+        base = None if base_pos[m] <= NO_BASE else (float(base_pos[m]), int(base_reg[m]))
+        pend = float(pending[m])
+        spiked: set[int] = set()
+        for j, (p, r) in enumerate(readings):
+            if p > n_slots:
+                break
+            if p <= 0:
+                if base is None or p > base[0]:
+                    base = (float(p), r)
+                continue
+            if base is None:
+                for s in range(p):
+                    if s not in filled:
+                        put(s, est, ESTIMATED, NO_DATA)
+                base = (float(p), r)
+                continue
+            bp, br = base
+            gap = p - bp
+            delta = float(r - br)
+            rmax = int(reg_max[m])
+            if delta < 0 and rmax > 0 and br <= rmax and rmax - br + r <= lim * gap:
+                delta, how = float(rmax - br + r), ROLLOVER
+            elif delta < 0:
+                how = NEGATIVE if -delta <= lim * gap else REPLACEMENT
+            elif delta > lim * gap:
+                nxt = readings[j + 1] if j + 1 < len(readings) else None
+                if nxt is None or nxt[0] > n_slots or not 0 <= nxt[1] - r <= lim * (nxt[0] - p):
+                    counts[C_DISCARDED] += 1
+                    spiked.add(p - 1)
+                    continue
+                how = REPLACEMENT
+            else:
+                how = OK
+            first = max(int(bp), 0)
+            if how == REPLACEMENT:
+                for s in range(first, p):
+                    put(s, est, ESTIMATED, REPLACEMENT)
+                base, pend = (float(p), r), 0.0
+                continue
+            if how == NEGATIVE:
+                for s in range(first, p):
+                    put(s, 0.0, SUBSTITUTED, NEGATIVE)
+                base = (float(p), br)
+                continue
+            if bp < 0:
+                share, qual, fl = max(delta - pend, 0.0) / (p - first), ESTIMATED, TRUEUP
+                pend = 0.0
+            elif gap == 1:
+                share, qual, fl = delta, ACTUAL, how
+            else:
+                share, qual, fl = delta / gap, ESTIMATED, GAP
+            for s in range(first, p):
+                if s in spiked:
+                    put(s, share, ESTIMATED, SPIKE)
+                else:
+                    put(s, share, qual, fl)
+            base = (float(p), r)
+        for s in range(n_slots):
+            if s not in filled:
+                if base is not None and s >= base[0]:
+                    put(s, est, ESTIMATED, GAP_OPEN)
+                    pend += est
+                else:
+                    put(s, est, ESTIMATED, NO_DATA)
+        actual = [q[m][s] for s in range(n_slots) if quality[m][s] == ACTUAL]
+        for s in range(n_slots):
+            counts[flag[m][s]] += 1
+        new_avg = float(avg[m])
+        if actual and len(actual) * 4 >= n_slots:
+            mean = sum(actual) / len(actual)
+            new_avg = mean if avg[m] < 0 else (1.0 - AVG_WEIGHT) * avg[m] + AVG_WEIGHT * mean
+        out_avg.append(new_avg)
+        out_pos.append(base[0] - n_slots if base is not None else NO_BASE)
+        out_reg.append(base[1] if base is not None else int(base_reg[m]))
+        out_pend.append(pend)
+    return (np.array(q, dtype=np.float64).reshape(n_m, n_slots),
+            np.array(quality, dtype=np.int8).reshape(n_m, n_slots),
+            np.array(flag, dtype=np.int8).reshape(n_m, n_slots),
+            np.array(out_pos, dtype=np.float64), np.array(out_reg, dtype=np.int64),
+            np.array(out_avg, dtype=np.float64), np.array(out_pend, dtype=np.float64),
+            np.array(counts, dtype=np.int64))
+
+
+def count_dict(counts) -> dict[str, int]:
+    """VEE outcome counts by name (slots per flag, plus dropped duplicates and discarded readings)."""
+    return {name: int(c) for name, c in zip(COUNT_NAMES, counts)}
