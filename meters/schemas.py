@@ -153,6 +153,47 @@ ALERTS = pa.schema([
     pa.field("message", pa.string(), nullable=False),
 ])
 
+CHARGE_LINES = pa.schema([                                  # billing: a day's charge by tier and band
+    pa.field("account_id", pa.string(), nullable=False),
+    pa.field("tier", pa.int32(), nullable=False),           # 1-based; 0 = fixed / minimum charge
+    pa.field("band", pa.string(), nullable=False),
+    pa.field("quantity", pa.float64(), nullable=False),
+    pa.field("amount", pa.float64(), nullable=False),       # unrounded currency (bills round per line)
+    pa.field("unit_price", pa.float64()),
+])
+
+BILLING_STATE = pa.schema([                                 # billing: carried state after a settled day
+    pa.field("account_id", pa.string(), nullable=False),
+    pa.field("meter_id", pa.int64(), nullable=False),
+    pa.field("base_ts", UTC_S),                             # last accepted register reading (null: none)
+    pa.field("base_reg_milli", pa.int64()),
+    pa.field("avg_milli", pa.float64()),                    # profile: mean quantity per interval (<0: none)
+    pa.field("pending_milli", pa.float64()),                # estimated since base_ts, to true-up
+    pa.field("tier_key", pa.int32()),                       # tier cycle the counters belong to
+    pa.field("tier_used", pa.float64()),                    # quantity counted in that cycle
+    pa.field("balance", MONEY, nullable=False),             # prepaid balance / postpaid paid − billed
+    pa.field("level", pa.int8()),                           # low-balance level reached: 0, 1 (warn_1), 2 (warn_2)
+    pa.field("arrears_since", pa.date32()),
+    pa.field("disconnected", pa.bool_()),
+    pa.field("due_date", pa.date32()),                      # postpaid: due date of the oldest unpaid bill
+    pa.field("period_start", pa.date32()),                  # postpaid: start of the open bill period
+])
+
+RUNS = pa.schema([                                          # billing: one record per committed run of a day
+    pa.field("run_id", pa.string(), nullable=False),
+    pa.field("started_at", UTC_MS, nullable=False),
+    pa.field("duration_s", pa.float64(), nullable=False),
+    pa.field("accounts", pa.int64()),
+    pa.field("readings_in", pa.int64()),
+    pa.field("intervals_out", pa.int64()),
+    pa.field("charges_out", pa.int64()),
+    pa.field("ledger_out", pa.int64()),
+    pa.field("alerts_out", pa.int64()),
+    pa.field("bills_out", pa.int64()),
+    pa.field("money", MONEY),                               # sum of the day's charges
+    pa.field("vee_counts", pa.string()),                    # JSON {outcome: intervals}
+])
+
 TABLES: dict[str, Table] = {t.name: t for t in [
     Table("readings", READINGS, "day", "raw meter readings as received (may hold duplicates)"),
     Table("deadletter", DEADLETTER, "day", "payloads or rows that failed validation, with a reason"),
@@ -166,6 +207,9 @@ TABLES: dict[str, Table] = {t.name: t for t in [
     Table("bill_lines", BILL_LINES, "month", "bill lines by tier and band"),
     Table("ledger", LEDGER, "month", "append-only account ledger"),
     Table("alerts", ALERTS, "day", "customer and operator alerts"),
+    Table("charge_lines", CHARGE_LINES, "day", "a day's charges by tier and band (bill line input)"),
+    Table("billing_state", BILLING_STATE, "day", "carried billing state after each settled day"),
+    Table("runs", RUNS, "day", "billing run records"),
 ]}
 
 
