@@ -169,8 +169,17 @@ BILLING_STATE = pa.schema([                                 # billing: carried s
     pa.field("base_reg_milli", pa.int64()),
     pa.field("avg_milli", pa.float64()),                    # profile: mean quantity per interval (<0: none)
     pa.field("pending_milli", pa.float64()),                # estimated since base_ts, to true-up
-    pa.field("tier_key", pa.int32()),                       # tier cycle the counters belong to
-    pa.field("tier_used", pa.float64()),                    # quantity counted in that cycle
+    pa.field("bill_start", pa.int64()),                     # tariff engine CycleState (billing/engine.py) …
+    pa.field("cycle_key", pa.int64()),                      # tier cycle (year, or period start day)
+    pa.field("cycle_qty", pa.float64()),                    # tier counter at the start of the open period
+    pa.field("period_qty", pa.list_(pa.float64())),         # [P] period to date by tariff period
+    pa.field("line_qty", pa.list_(pa.float64())),           # [P × T]
+    pa.field("line_amount", pa.list_(pa.float64())),        # [P × T]
+    pa.field("fixed", pa.float64()),
+    pa.field("days", pa.int32()),
+    pa.field("charged", pa.float64()),
+    pa.field("last_ts", pa.int64()),                        # … last local interval time priced
+    pa.field("charged_cents", pa.int64()),                  # cents charged so far in the open period
     pa.field("balance", MONEY, nullable=False),             # prepaid balance / postpaid paid − billed
     pa.field("level", pa.int8()),                           # low-balance level reached: 0, 1 (warn_1), 2 (warn_2)
     pa.field("arrears_since", pa.date32()),
