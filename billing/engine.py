@@ -1,0 +1,607 @@
+"""The tariff engine: numba kernels that price every interval, parallel over meters.
+
+Inputs (sorted by meter, then time):
+
+- ``offsets[M + 1]`` (CSR: meter ``m`` owns intervals ``offsets[m]:offsets[m+1]``), ``local_ts[N]``
+  (int64 local wall-clock seconds of the instant 1 s before each interval end — see
+  :func:`local_times`; an interval ending at local midnight belongs to the previous day) and
+  ``quantity[N]`` (float64, ≥ 0). :func:`price_grid` takes a dense ``[M, N]`` matrix on one time grid.
+- ``meter_tariff[M]``: family index into :class:`billing.tariff_arrays.TariffTables`;
+  ``billing_day[M]`` (1..28, used only by ``tier_cycle == "period"`` tariffs; others bill calendar months).
+- ``state``: :class:`CycleState` carried from the previous run (``None`` = fresh meters).
+
+Semantics (docs/tariffs.md):
+
+- Bill periods are calendar months, or for ``tier_cycle == "period"`` the account's billing period
+  (``billing_day`` of one month to the day before it in the next). Tier cycles (month, year, period)
+  are unions of bill periods; ``cycle_qty`` is the cycle counter at the start of the open period.
+- A bill period uses the version in force on its first day for bounds, fixed and minimum charges;
+  chronological tariffs price each day's energy with the version in force that day; pro-rata tariffs
+  price the whole period with its first day's version.
+- Tier bounds of a period come from the row of the month the period starts in, times the days of the
+  period when per day ("kWh daily").
+- chronological: intervals in time order fill tiers; an interval crossing a bound is split at it.
+  pro_rata: at the end of each day the period-to-date total ``Q`` (on top of ``cycle_qty``) is split
+  into tiers and each tier's quantity is shared among periods in proportion to their period-to-date use.
+- Period cost to date = energy + fixed (monthly fixed from the period's first day with data, per-day
+  fixed for each day with data) + minimum top-up ``max(0, minimum - energy - fixed)`` on the period's
+  last calendar day. The day's charge = period cost to date after the day − cost already charged,
+  so daily charges sum exactly to the period bill.
+
+Outputs (:class:`Priced`): one row per (meter, local day) and one row per (meter, bill period touched)
+with *period-to-date* lines ``line_quantity/line_amount[B, P, T]`` (they include earlier runs' part
+of the period, carried in ``state``), and the state to carry forward. Splitting the input into days or
+batches and carrying the state gives the same money as one run.
+"""
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, fields
+from zoneinfo import ZoneInfo
+
+import numpy as np
+from numba import njit, prange
+
+from meters.errors import MetersError
+
+from .tariff_arrays import TariffTables
+
+NO_TIME = np.iinfo(np.int64).min
+ERRORS = {1: "intervals are not strictly increasing in time (or precede the carried state)",
+          2: "a quantity is negative or NaN",
+          3: "no tariff version is in force on a day"}
+
+
+# -- calendar (proleptic Gregorian, days since 1970-01-01) ----------------------------------------
+@njit(cache=True)
+def civil_from_days(z):
+    """(year, month, day) of day number ``z`` (H. Hinnant's algorithm)."""
+    z = z + 719468
+    era = z // 146097
+    doe = z - era * 146097
+    yoe = (doe - doe // 1460 + doe // 36524 - doe // 146096) // 365
+    y = yoe + era * 400
+    doy = doe - (365 * yoe + yoe // 4 - yoe // 100)
+    mp = (5 * doy + 2) // 153
+    d = doy - (153 * mp + 2) // 5 + 1
+    m = mp + 3 if mp < 10 else mp - 9
+    if m <= 2:
+        y += 1
+    return y, m, d
+
+
+@njit(cache=True)
+def days_from_civil(y, m, d):
+    if m <= 2:
+        y -= 1
+    era = y // 400
+    yoe = y - era * 400
+    mp = m - 3 if m > 2 else m + 9
+    doy = (153 * mp + 2) // 5 + d - 1
+    doe = yoe * 365 + yoe // 4 - yoe // 100 + doy
+    return era * 146097 + doe - 719468
+
+
+@njit(cache=True)
+def bill_period(day, cycle, billing_day):
+    """(first day, last day) of the bill period holding ``day``."""
+    y, m, d = civil_from_days(day)
+    if cycle == 2 and billing_day > 1:
+        if d < billing_day:
+            if m > 1:
+                m -= 1
+            else:
+                y, m = y - 1, 12
+        ny, nm = (y, m + 1) if m < 12 else (y + 1, 1)
+        return days_from_civil(y, m, billing_day), days_from_civil(ny, nm, billing_day) - 1
+    ny, nm = (y, m + 1) if m < 12 else (y + 1, 1)
+    return days_from_civil(y, m, 1), days_from_civil(ny, nm, 1) - 1
+
+
+@njit(cache=True)
+def version_on(f, day, fam_start, fam_count, v_from_day):
+    """Version index of family ``f`` in force on ``day`` (-1 when none)."""
+    v = -1
+    for k in range(fam_count[f]):
+        if v_from_day[fam_start[f] + k] <= day:
+            v = fam_start[f] + k
+        else:
+            break
+    return v
+
+
+@njit(cache=True, inline="always")
+def _day_end(i, hi, lo, day, grid, t0, step, lts):
+    """First index in (i, hi] whose local day is after ``day`` (grid: interval j at t0 + (j - lo) * step)."""
+    if grid:
+        k = lo + ((day + 1) * 86400 - t0 + step - 1) // step
+        return min(max(k, i + 1), hi)
+    k = i + 1
+    while k < hi and lts[k] // 86400 == day:
+        k += 1
+    return k
+
+
+# -- kernels ---------------------------------------------------------------------------------------
+@njit(cache=True, parallel=True)
+def count_rows(offsets, lts, t0, step, meter_tariff, billing_day, fam_cycle, out_days, out_bills):
+    """Per meter: number of local days and bill periods in its intervals."""
+    grid = lts.size == 0
+    for m in prange(offsets.size - 1):
+        lo, hi = offsets[m], offsets[m + 1]
+        cyc = fam_cycle[meter_tariff[m]]
+        nd = 0
+        nb = 0
+        last_ps = -(1 << 40)
+        i = lo
+        while i < hi:
+            lt = t0 + (i - lo) * step if grid else lts[i]
+            day = lt // 86400
+            nd += 1
+            ps, pe = bill_period(day, cyc, billing_day[m])
+            if ps != last_ps:
+                nb += 1
+                last_ps = ps
+            i = _day_end(i, hi, lo, day, grid, t0, step, lts)
+        out_days[m] = nd
+        out_bills[m] = nb
+
+
+@njit(cache=True, parallel=True)
+def price_kernel(offsets, lts, t0, step, qty, meter_tariff, billing_day,
+                 fam_start, fam_count, fam_cycle, fam_method, v_from_day, schedule, bounds, bound_per_day,
+                 prices, n_tiers, fixed, fixed_per_day, minimum,
+                 s_bill_start, s_cycle_key, s_cycle_qty, s_pq, s_lq, s_la, s_fixed, s_days, s_charged, s_last,
+                 day_off, bill_off,
+                 d_meter, d_day, d_qty, d_amt, d_total,
+                 b_meter, b_start, b_end, b_version, b_qty, b_energy, b_fixed, b_min, b_total, b_closed,
+                 b_lq, b_la, err):
+    """Price every interval; state arrays ``s_*`` are updated in place (see module docstring)."""
+    for m in prange(offsets.size - 1):
+        _price_meter(m, offsets, lts, t0, step, qty, meter_tariff, billing_day,
+                 fam_start, fam_count, fam_cycle, fam_method, v_from_day, schedule, bounds, bound_per_day,
+                 prices, n_tiers, fixed, fixed_per_day, minimum,
+                 s_bill_start, s_cycle_key, s_cycle_qty, s_pq, s_lq, s_la, s_fixed, s_days, s_charged, s_last,
+                 day_off, bill_off,
+                 d_meter, d_day, d_qty, d_amt, d_total,
+                 b_meter, b_start, b_end, b_version, b_qty, b_energy, b_fixed, b_min, b_total, b_closed,
+                 b_lq, b_la, err)
+
+
+@njit(cache=True)
+def _price_meter(m, offsets, lts, t0, step, qty, meter_tariff, billing_day,
+                 fam_start, fam_count, fam_cycle, fam_method, v_from_day, schedule, bounds, bound_per_day,
+                 prices, n_tiers, fixed, fixed_per_day, minimum,
+                 s_bill_start, s_cycle_key, s_cycle_qty, s_pq, s_lq, s_la, s_fixed, s_days, s_charged, s_last,
+                 day_off, bill_off,
+                 d_meter, d_day, d_qty, d_amt, d_total,
+                 b_meter, b_start, b_end, b_version, b_qty, b_energy, b_fixed, b_min, b_total, b_closed,
+                 b_lq, b_la, err):
+    """One meter's intervals (the body of :func:`price_kernel`)."""
+    grid = lts.size == 0
+    P = prices.shape[1]
+    T = prices.shape[2]
+    if True:
+        lo, hi = offsets[m], offsets[m + 1]
+        f = meter_tariff[m]
+        cyc = fam_cycle[f]
+        prorata = fam_method[f] == 1
+        bd = billing_day[m]
+        dq = np.zeros((P, T))
+        bnd = np.empty(T)
+        pq = s_pq[m]
+        lq = s_lq[m]
+        la = s_la[m]
+        drow = day_off[m] - 1
+        brow = bill_off[m] - 1
+        last = s_last[m]
+        ps_cur = -(1 << 40)
+        pe = 0
+        vp = 0
+        c0 = 0.0
+        ptot = 0.0
+        for p in range(P):
+            ptot += pq[p]
+        t = 0
+        i = lo
+        while i < hi:
+            lt = t0 + (i - lo) * step if grid else lts[i]
+            day = lt // 86400
+            k = _day_end(i, hi, lo, day, grid, t0, step, lts)
+            # -- open the day (and the bill period when it changes)
+            ps, pe_new = bill_period(day, cyc, bd)
+            if ps != ps_cur:
+                bs = s_bill_start[m]
+                if ps < bs:
+                    err[m] = 1
+                    break
+                if ps != bs:
+                    ck = ps
+                    if cyc == 1:
+                        ck = civil_from_days(ps)[0]
+                    if ck == s_cycle_key[m]:
+                        if bs >= 0:
+                            s_cycle_qty[m] += ptot
+                    else:
+                        s_cycle_qty[m] = 0.0
+                    s_cycle_key[m] = ck
+                    s_bill_start[m] = ps
+                    pq[:] = 0.0
+                    lq[:, :] = 0.0
+                    la[:, :] = 0.0
+                    s_fixed[m] = 0.0
+                    s_days[m] = 0
+                    s_charged[m] = 0.0
+                    ptot = 0.0
+                ps_cur = ps
+                pe = pe_new
+                vp = version_on(f, ps, fam_start, fam_count, v_from_day)
+                if vp < 0:
+                    err[m] = 3
+                    break
+                c0 = s_cycle_qty[m]
+                mrow = civil_from_days(ps)[1] - 1
+                scale = float(pe - ps + 1) if bound_per_day[vp] else 1.0
+                for j in range(T):
+                    bnd[j] = bounds[vp, mrow, j] * scale
+                t = 0
+                while t < T - 1 and c0 + ptot >= bnd[t]:
+                    t += 1
+                brow += 1
+                b_meter[brow] = m
+                b_start[brow] = ps
+                b_end[brow] = pe
+                b_version[brow] = vp
+            pv = vp
+            if not prorata:
+                pv = version_on(f, day, fam_start, fam_count, v_from_day)
+                if pv < 0:
+                    err[m] = 3
+                    break
+            y, mo, dd = civil_from_days(day)
+            wk = 1 if (day + 3) % 7 >= 5 else 0
+            sc = schedule[pv, wk, mo - 1]
+            s_days[m] += 1
+            if fixed_per_day[vp]:
+                s_fixed[m] += fixed[vp]
+            elif s_days[m] == 1:
+                s_fixed[m] = fixed[vp]
+            dbase = day * 86400
+            c = c0 + ptot
+            dtot = 0.0
+            bad = False
+            # -- the intervals of the day
+            for j in range(i, k):
+                ltj = t0 + (j - lo) * step if grid else lts[j]
+                if ltj <= last:
+                    bad = True
+                    err[m] = 1
+                    break
+                last = ltj
+                q = qty[j]
+                if not q >= 0.0:
+                    bad = True
+                    err[m] = 2
+                    break
+                p = sc[(ltj - dbase) // 3600]
+                dtot += q
+                if prorata:
+                    dq[p, 0] += q
+                    continue
+                cn = c + q
+                if cn <= bnd[t]:
+                    dq[p, t] += q
+                    c = cn
+                else:
+                    rem = q
+                    while rem > 0.0:
+                        room = bnd[t] - c
+                        if room <= 0.0 and t < T - 1:
+                            t += 1
+                            continue
+                        take = rem if rem < room else room
+                        dq[p, t] += take
+                        c += take
+                        rem -= take
+                        if rem > 0.0 and t < T - 1:
+                            t += 1
+            if bad:
+                break
+            # -- close the day
+            ptot += dtot
+            if prorata:
+                Q = 0.0
+                for p in range(P):
+                    pq[p] += dq[p, 0]
+                    dq[p, 0] = 0.0
+                    Q += pq[p]
+                lower = 0.0
+                for tt in range(T):
+                    upper = bnd[tt]
+                    a = c0 if c0 > lower else lower
+                    b = c0 + Q if c0 + Q < upper else upper
+                    tq = b - a if b > a else 0.0
+                    for p in range(P):
+                        share = tq * pq[p] / Q if Q > 0.0 else 0.0
+                        lq[p, tt] = share
+                        la[p, tt] = share * prices[vp, p, tt]
+                    lower = upper
+            else:
+                for p in range(P):
+                    for tt in range(T):
+                        x = dq[p, tt]
+                        if x != 0.0:
+                            pq[p] += x
+                            lq[p, tt] += x
+                            la[p, tt] += x * prices[pv, p, tt]
+                            dq[p, tt] = 0.0
+            energy = 0.0
+            for p in range(P):
+                for tt in range(T):
+                    energy += la[p, tt]
+            top = 0.0
+            if day == pe:
+                top = minimum[vp] - energy - s_fixed[m]
+                if top < 0.0:
+                    top = 0.0
+            cost = energy + s_fixed[m] + top
+            drow += 1
+            d_meter[drow] = m
+            d_day[drow] = day
+            d_qty[drow] = dtot
+            d_amt[drow] = cost - s_charged[m]
+            d_total[drow] = cost
+            s_charged[m] = cost
+            b_qty[brow] = ptot
+            b_energy[brow] = energy
+            b_fixed[brow] = s_fixed[m]
+            b_min[brow] = top
+            b_total[brow] = cost
+            b_closed[brow] = day == pe
+            b_lq[brow] = lq
+            b_la[brow] = la
+            i = k
+        s_last[m] = last
+
+
+@njit(cache=True, parallel=True)
+def block_bills_kernel(qty, month0, meter_tariff, fam_start, fam_cycle, bounds, prices, n_tiers,
+                       fixed, minimum, cycle_qty, out):
+    """Monthly block bills: ``qty[A, K]`` monthly totals of consecutive calendar months starting at
+    0-based calendar month ``month0`` (first version of each tariff, one period, chronological tiers;
+    annual cycles carry ``cycle_qty[A]`` and reset in January). ``out[A, K]`` receives the bills."""
+    T = prices.shape[2]
+    for a in prange(qty.shape[0]):
+        f = meter_tariff[a]
+        v = fam_start[f]
+        yearly = fam_cycle[f] == 1
+        c = cycle_qty[a]
+        for j in range(qty.shape[1]):
+            mo = (month0 + j) % 12
+            if not yearly or (mo == 0 and j > 0):
+                c = 0.0
+            q = qty[a, j]
+            amt = 0.0
+            lower = 0.0
+            for t in range(T):
+                upper = bounds[v, mo, t]
+                lo_ = c if c > lower else lower
+                hi_ = c + q if c + q < upper else upper
+                if hi_ > lo_:
+                    amt += (hi_ - lo_) * prices[v, 0, t]
+                if c + q <= upper:
+                    break
+                lower = upper
+            c += q
+            amt += fixed[v]
+            out[a, j] = amt if amt > minimum[v] else minimum[v]
+
+
+# -- state -------------------------------------------------------------------------------------------
+@dataclass
+class CycleState:
+    """Per-meter counters carried between runs (one row per meter of the run, same order)."""
+
+    bill_start: np.ndarray   # int64 first day of the open bill period, -1 = none
+    cycle_key: np.ndarray    # int64 tier cycle key: year (annual) or period start day
+    cycle_qty: np.ndarray    # float64 cycle counter at the start of the open period
+    period_qty: np.ndarray   # float64 [M, P] period-to-date quantity by tariff period
+    line_qty: np.ndarray     # float64 [M, P, T] period-to-date lines
+    line_amount: np.ndarray  # float64 [M, P, T]
+    fixed: np.ndarray        # float64 fixed charges to date in the period
+    days: np.ndarray         # int32 days with data in the period
+    charged: np.ndarray      # float64 period cost already charged (sum of daily amounts)
+    last_ts: np.ndarray      # int64 last local interval time priced (NO_TIME = none)
+
+    @classmethod
+    def empty(cls, n_meters: int, tables: TariffTables) -> "CycleState":
+        P, T = tables.max_periods, tables.max_tiers
+        return cls(np.full(n_meters, -1, np.int64), np.full(n_meters, -1, np.int64), np.zeros(n_meters),
+                   np.zeros((n_meters, P)), np.zeros((n_meters, P, T)), np.zeros((n_meters, P, T)),
+                   np.zeros(n_meters), np.zeros(n_meters, np.int32), np.zeros(n_meters),
+                   np.full(n_meters, NO_TIME, np.int64))
+
+    @classmethod
+    def seeded(cls, tables: TariffTables, cycle_key, cycle_qty) -> "CycleState":
+        """Fresh meters whose tier cycle ``cycle_key`` (year for annual tariffs, first day number of
+        the period otherwise) already holds ``cycle_qty``: e.g. 2 900 kWh by November."""
+        cycle_qty = np.asarray(cycle_qty, float)
+        s = cls.empty(cycle_qty.size, tables)
+        s.cycle_key[:] = cycle_key
+        s.cycle_qty[:] = cycle_qty
+        return s
+
+    def copy(self) -> "CycleState":
+        return CycleState(*(getattr(self, f.name).copy() for f in fields(self)))
+
+    def take(self, idx) -> "CycleState":
+        """The rows ``idx`` (e.g. to split meters into batches)."""
+        return CycleState(*(getattr(self, f.name)[idx] for f in fields(self)))
+
+    @classmethod
+    def concat(cls, parts: list["CycleState"]) -> "CycleState":
+        return cls(*(np.concatenate([getattr(p, f.name) for p in parts]) for f in fields(cls)))
+
+    def to_dict(self) -> dict[str, np.ndarray]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+@dataclass
+class Priced:
+    """Engine output. Day numbers are local days since 1970-01-01 (:func:`billing.tariff_arrays.day_date`)."""
+
+    day_meter: np.ndarray     # int32 meter index
+    day: np.ndarray           # int64 local day number
+    day_quantity: np.ndarray
+    day_amount: np.ndarray    # the day's charge (float64, before rounding)
+    day_total: np.ndarray     # period cost to date after the day
+    bill_meter: np.ndarray
+    bill_start: np.ndarray    # first day of the bill period
+    bill_end: np.ndarray      # last day (inclusive)
+    bill_version: np.ndarray  # version index into tables.versions
+    bill_quantity: np.ndarray
+    bill_energy: np.ndarray
+    bill_fixed: np.ndarray
+    bill_minimum: np.ndarray  # minimum-charge top-up (only once the period's last day is priced)
+    bill_total: np.ndarray    # energy + fixed + minimum top-up, period to date
+    bill_closed: np.ndarray   # True when the period's last calendar day was priced
+    line_quantity: np.ndarray  # [B, P, T] period to date
+    line_amount: np.ndarray
+    state: CycleState
+
+
+def local_times(ts_utc, tz) -> np.ndarray:
+    """Local wall-clock seconds (as if UTC) of the instant 1 s before each interval end ``ts_utc``
+    (int64 Unix seconds or datetime64); handles DST offsets changing at any quarter hour."""
+    ts = np.asarray(ts_utc)
+    if ts.dtype.kind == "M":
+        ts = ts.astype("datetime64[s]").astype(np.int64)
+    ts = ts.astype(np.int64) - 1
+    if ts.size == 0:
+        return ts
+    zone = ZoneInfo(tz) if isinstance(tz, str) else tz
+    q0, q1 = int(ts.min()) // 900, int(ts.max()) // 900
+    qs = np.arange(q0, q1 + 1, dtype=np.int64)
+    if qs.size > 2_000_000:
+        raise MetersError("local_times: the time span is too long (over 57 years)")
+    # offsets at every quarter hour of the span, probed only at the hours (and quarters) where it changes
+    offs = _quarter_offsets(q0, q1, zone)
+    return ts + offs[ts // 900 - q0]
+
+
+def _quarter_offsets(q0: int, q1: int, zone) -> np.ndarray:
+    def off(q):
+        return int(dt.datetime.fromtimestamp(q * 900, dt.timezone.utc).astimezone(zone).utcoffset().total_seconds())
+    n = q1 - q0 + 1
+    out = np.empty(n, np.int64)
+    # probe days; refine a day whose start and end offsets differ
+    step = 96
+    a = 0
+    oa = off(q0)
+    while a < n:
+        b = min(a + step, n - 1)
+        ob = off(q0 + b)
+        if ob == oa:
+            out[a:b + 1] = oa
+        else:
+            for j in range(a, b + 1):
+                out[j] = off(q0 + j)
+        a, oa = b + 1, off(q0 + b + 1) if b + 1 < n else ob
+    return out
+
+
+def _prepare(tables: TariffTables, n_meters, meter_tariff, state, billing_day):
+    meter_tariff = np.ascontiguousarray(meter_tariff, np.int32)
+    if meter_tariff.shape != (n_meters,):
+        raise MetersError(f"meter_tariff has {meter_tariff.size} entries for {n_meters} meters")
+    if n_meters and (meter_tariff.min() < 0 or meter_tariff.max() >= len(tables.ids)):
+        raise MetersError("meter_tariff refers to a tariff that is not in the tables")
+    if billing_day is None:
+        billing_day = np.ones(n_meters, np.int32)
+    billing_day = np.ascontiguousarray(billing_day, np.int32)
+    if billing_day.shape != (n_meters,) or (n_meters and (billing_day.min() < 1 or billing_day.max() > 28)):
+        raise MetersError("billing_day must hold one value 1..28 per meter")
+    state = CycleState.empty(n_meters, tables) if state is None else state.copy()
+    if state.bill_start.shape != (n_meters,):
+        raise MetersError(f"state has {state.bill_start.size} meters, the input {n_meters}")
+    if state.line_qty.shape[1:] != (tables.max_periods, tables.max_tiers):
+        raise MetersError("state was made for other tariff tables (periods × tiers differ)")
+    return meter_tariff, billing_day, state
+
+
+def _run(tables, offsets, lts, t0, step, qty, meter_tariff, billing_day, state) -> Priced:
+    M = offsets.size - 1
+    nd = np.zeros(M, np.int64)
+    nb = np.zeros(M, np.int64)
+    count_rows(offsets, lts, t0, step, meter_tariff, billing_day, tables.fam_cycle, nd, nb)
+    day_off = np.zeros(M + 1, np.int64)
+    bill_off = np.zeros(M + 1, np.int64)
+    np.cumsum(nd, out=day_off[1:])
+    np.cumsum(nb, out=bill_off[1:])
+    D, B = int(day_off[-1]), int(bill_off[-1])
+    P, T = tables.max_periods, tables.max_tiers
+    out = Priced(np.zeros(D, np.int32), np.zeros(D, np.int64), np.zeros(D), np.zeros(D), np.zeros(D),
+                 np.zeros(B, np.int32), np.zeros(B, np.int64), np.zeros(B, np.int64), np.zeros(B, np.int32),
+                 np.zeros(B), np.zeros(B), np.zeros(B), np.zeros(B), np.zeros(B), np.zeros(B, np.bool_),
+                 np.zeros((B, P, T)), np.zeros((B, P, T)), state)
+    err = np.zeros(M, np.int8)
+    s = state
+    price_kernel(offsets, lts, t0, step, qty, meter_tariff, billing_day, *tables.kernel_args(),
+                 s.bill_start, s.cycle_key, s.cycle_qty, s.period_qty, s.line_qty, s.line_amount, s.fixed,
+                 s.days, s.charged, s.last_ts, day_off, bill_off,
+                 out.day_meter, out.day, out.day_quantity, out.day_amount, out.day_total,
+                 out.bill_meter, out.bill_start, out.bill_end, out.bill_version, out.bill_quantity,
+                 out.bill_energy, out.bill_fixed, out.bill_minimum, out.bill_total, out.bill_closed,
+                 out.line_quantity, out.line_amount, err)
+    bad = np.flatnonzero(err)
+    if bad.size:
+        m = int(bad[0])
+        raise MetersError(f"meter #{m} (and {bad.size - 1} more): {ERRORS[int(err[m])]}")
+    return out
+
+
+def price_intervals(tables: TariffTables, offsets, local_ts, quantity, meter_tariff, *,
+                    state: CycleState | None = None, billing_day=None) -> Priced:
+    """Price intervals in CSR layout (see the module docstring). ``local_ts`` from :func:`local_times`."""
+    offsets = np.ascontiguousarray(offsets, np.int64)
+    lts = np.ascontiguousarray(local_ts, np.int64)
+    qty = np.ascontiguousarray(quantity, np.float64)
+    if lts.shape != qty.shape or lts.ndim != 1:
+        raise MetersError("local_ts and quantity must be 1-D arrays of the same length")
+    if offsets.ndim != 1 or offsets.size < 1 or offsets[0] != 0 or offsets[-1] != qty.size \
+            or np.any(np.diff(offsets) < 0):
+        raise MetersError("offsets must rise from 0 to the number of intervals")
+    M = offsets.size - 1
+    meter_tariff, billing_day, state = _prepare(tables, M, meter_tariff, state, billing_day)
+    if qty.size == 0:
+        lts = np.zeros(1, np.int64)  # never read; keeps the kernel in CSR mode
+    return _run(tables, offsets, lts, 0, 1, qty, meter_tariff, billing_day, state)
+
+
+def price_grid(tables: TariffTables, quantity, first_end_local: int, step_s: int, meter_tariff, *,
+               state: CycleState | None = None, billing_day=None) -> Priced:
+    """Price a dense ``quantity[M, N]`` matrix whose interval ``j`` ends at local wall-clock second
+    ``first_end_local + j * step_s`` for every meter (fixed UTC offset zones such as Asia/Shanghai)."""
+    qty = np.ascontiguousarray(quantity, np.float64)
+    if qty.ndim != 2:
+        raise MetersError("quantity must be a 2-D [meter, interval] matrix")
+    if step_s <= 0 or 86400 % step_s:
+        raise MetersError(f"step_s {step_s} must divide a day")
+    M, N = qty.shape
+    meter_tariff, billing_day, state = _prepare(tables, M, meter_tariff, state, billing_day)
+    offsets = np.arange(M + 1, dtype=np.int64) * N
+    return _run(tables, offsets, np.zeros(0, np.int64), int(first_end_local) - 1, int(step_s), qty.reshape(-1),
+                meter_tariff, billing_day, state)
+
+
+def block_bills(tables: TariffTables, quantity, first_month: dt.date, meter_tariff, cycle_qty=None) -> np.ndarray:
+    """Monthly bills ``[A, K]`` from monthly totals ``quantity[A, K]`` of K consecutive calendar months
+    from ``first_month`` (single-period block tariffs, first version; see :func:`block_bills_kernel`)."""
+    qty = np.ascontiguousarray(quantity, np.float64)
+    A = qty.shape[0]
+    mt = np.ascontiguousarray(meter_tariff, np.int32)
+    cq = np.zeros(A) if cycle_qty is None else np.ascontiguousarray(cycle_qty, np.float64)
+    out = np.empty_like(qty)
+    block_bills_kernel(qty, first_month.month - 1, mt, tables.fam_start, tables.fam_cycle, tables.bounds,
+                       tables.prices, tables.n_tiers, tables.fixed, tables.minimum, cq, out)
+    return out
