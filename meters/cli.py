@@ -21,6 +21,9 @@ LAZY_COMMANDS: dict[str, str] = {
     "tariffs": "meters.cli_registry:tariffs",
     "sql": "meters.cli_sql:sql",
     "report": "meters.cli_sql:report",
+    "import": "meters.cli_import:import_",
+    "ingest": "ingest.cli:ingest",
+    "compact": "ingest.cli:compact",
 }
 
 

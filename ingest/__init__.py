@@ -1,0 +1,1 @@
+"""Ingest: MQTT → Parquet lake (``meters ingest``) and compaction (``meters compact``)."""

@@ -1,0 +1,101 @@
+"""``meters ingest`` and ``meters compact``: thin click wrappers over ingest.service / ingest.compact."""
+from __future__ import annotations
+
+import json
+import logging
+
+import click
+
+from meters.cli import lake_option
+
+
+@click.command()
+@click.option("--broker", "broker_url", default=None,
+              help="mqtt://user:pass@host:port (default $METERS_BROKER, else the managed broker's ingest role).")
+@lake_option
+@click.option("--until-idle", type=float, default=None, metavar="SECONDS",
+              help="Exit after this many seconds without a message (batch runs, tests).")
+@click.option("--batch-rows", type=int, default=500_000, show_default=True,
+              help="Flush when the batch holds this many readings.")
+@click.option("--flush-seconds", type=float, default=1.0, show_default=True,
+              help="Flush a batch at the latest this long after its first message.")
+@click.option("--workers", type=int, default=1, show_default=True,
+              help="Worker processes on the shared subscription (client ids <client-id>-<i>).")
+@click.option("--client-id", default="meters-ingest", show_default=True,
+              help="MQTT client id prefix: the persistent session of worker i is <client-id>-<i>.")
+@click.option("--receive-maximum", type=int, default=1000, show_default=True,
+              help="Unacknowledged messages in flight (MQTT 5 Receive Maximum); a batch flushes when full.")
+@click.option("--metrics-port", type=int, default=None,
+              help="Serve Prometheus metrics on 127.0.0.1:PORT (worker i on PORT+i).")
+@click.option("--max-payload", type=int, default=16 * 2**20, show_default=True,
+              help="Larger payloads are dead-lettered (payload_too_large).")
+@click.option("--max-future", type=int, default=86400, show_default=True, metavar="SECONDS",
+              help="Readings with ts further ahead than this are dead-lettered (ts_out_of_range).")
+@click.option("--broker-dir", default=None, type=click.Path(file_okay=False),
+              help="State dir of the managed broker (default .meters/broker).")
+@click.option("--json", "as_json", is_flag=True, help="Print the final counters as JSON.")
+@click.option("-q", "--quiet", is_flag=True, help="Log warnings only.")
+def ingest(broker_url, lake_path, until_idle, batch_rows, flush_seconds, workers, client_id,
+           receive_maximum, metrics_port, max_payload, max_future, broker_dir, as_json, quiet):
+    """Read meter readings from MQTT into the lake, at least once (ack after fsync).
+
+    Runs until SIGTERM / Ctrl-C (it then flushes, acknowledges and exits 0) or --until-idle.
+    """
+    from meters.lake import Lake
+    from meters.mqtt import resolve_broker
+
+    from .decode import Limits
+    from .service import run_workers
+
+    logging.basicConfig(level=logging.WARNING if quiet else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(message)s")
+    lake = Lake(lake_path)
+    url = resolve_broker(broker_url, "ingest", broker_dir)
+    limits = Limits(max_future_s=max_future, max_payload=max_payload)
+    out = run_workers(workers, url, lake, client_id=client_id, metrics_port=metrics_port,
+                      batch_rows=batch_rows, flush_seconds=flush_seconds, until_idle=until_idle,
+                      receive_maximum=receive_maximum, limits=limits)
+    if as_json:
+        click.echo(json.dumps(out, indent=2, default=str))
+    else:
+        el = out.get("elapsed_seconds") or 0
+        rate = out["written"] / el if el else 0
+        click.echo(f"ingest: {out['received']} messages, {out['written']} readings written "
+                   f"({rate:,.0f}/s over {el:.1f} s), {out['deadlettered']} dead-lettered, "
+                   f"{out['acked']} acknowledged, {out['files']} files, {workers} worker(s)")
+    errors = out.get("errors") or []
+    if errors:
+        from meters.errors import MetersError
+        raise MetersError("; ".join(errors))
+
+
+@click.command()
+@lake_option
+@click.option("--day", "days", multiple=True, metavar="YYYY-MM-DD",
+              help="Partition(s) to compact (default: every readings partition).")
+@click.option("--force", is_flag=True, help="Rewrite partitions that are already compacted.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object per partition.")
+def compact(lake_path, days, force, as_json):
+    """Merge each day's small readings files into one sorted, deduplicated file."""
+    from rich.progress import Progress
+
+    from meters.lake import Lake
+
+    from .compact import bytes_per_reading, compact as run_compact
+
+    lake = Lake(lake_path)
+    selected = list(days) or lake.partitions("readings")
+    with Progress(transient=True, disable=as_json) as progress:
+        task = progress.add_task("compacting", total=len(selected))
+        results = run_compact(lake, selected, force=force,
+                              on_day=lambda r: progress.advance(task))
+    if as_json:
+        for r in results:
+            click.echo(json.dumps({**r.__dict__, "duplicates": r.duplicates}))
+        return
+    done = [r for r in results if not r.skipped]
+    rows = sum(r.rows_out for r in done)
+    click.echo(f"compact: {len(done)} partition(s) compacted, {len(results) - len(done)} already compact; "
+               f"{sum(r.files_in for r in done)} files → {len(done)}, {rows:,} readings, "
+               f"{sum(r.duplicates for r in done):,} duplicates removed, "
+               f"{bytes_per_reading(done):.2f} bytes/reading")

@@ -1,0 +1,231 @@
+"""Decoding and validation of one MQTT message: pure, never raises on bad input.
+
+A message becomes good readings (three int64 arrays) and dead-letter rows (payload bytes, reason code,
+detail). A bad row of a batch dead-letters that row only; the good rows of the batch are kept. Reason
+codes (``deadletter.reason``):
+
+================== ===========================================================================
+bad_topic          topic is not ``meters/v1/<sender>/readings``
+payload_too_large  payload longer than ``Limits.max_payload`` (only its head is kept)
+empty              empty payload or empty JSON array
+bad_encoding       JSON payload is not UTF-8
+not_json           not valid JSON (and not a binary batch)
+bad_type           a row is not an object, or a field has the wrong JSON type
+missing_field      ``meter_id``, ``ts`` or ``register`` absent
+unknown_field      a field other than meter_id, ts, register, utility, unit
+bad_meter_id       meter_id outside 1 .. 2^63-1
+bad_ts             ts string is not ISO 8601 with a UTC offset
+ts_out_of_range    ts before ``Limits.min_ts`` or more than ``max_future_s`` ahead of now
+not_finite         register is NaN or infinite
+negative_register  register < 0
+register_too_large register × 1000 does not fit in int64
+bad_utility        utility not one of electricity, water, gas, heat
+bad_magic, bad_version, truncated, checksum   binary batch errors (meters.wire)
+================== ===========================================================================
+"""
+from __future__ import annotations
+
+import datetime as dt
+import json
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from meters import wire
+from meters.mqtt import sender_of
+from meters.schemas import METER_ID_MAX, UTILITIES
+
+KNOWN_FIELDS = frozenset({"meter_id", "ts", "register", "utility", "unit"})
+REQUIRED_FIELDS = ("meter_id", "ts", "register")
+MILLI_MAX = np.iinfo(np.int64).max
+TS_2000 = 946684800  # 2000-01-01T00:00:00Z
+DEADLETTER_HEAD = 65536  # bytes of an oversized payload kept in the dead-letter table
+
+
+@dataclass(frozen=True)
+class Limits:
+    """The sanity window and size limit applied to every message."""
+
+    min_ts: int = TS_2000            # earliest accepted ts (Unix seconds)
+    max_future_s: int = 86400        # latest accepted ts = now + this
+    max_payload: int = 16 * 2**20    # bytes
+
+
+@dataclass
+class Decoded:
+    """The outcome of one message."""
+
+    meter_id: np.ndarray
+    ts: np.ndarray
+    register_milli: np.ndarray
+    dead: list[tuple[bytes, str, str]] = field(default_factory=list)  # (payload, reason, detail)
+
+    @property
+    def n(self) -> int:
+        return len(self.meter_id)
+
+
+_EMPTY = np.empty(0, np.int64)
+
+
+def _dead(payload: bytes, reason: str, detail: str) -> Decoded:
+    return Decoded(_EMPTY, _EMPTY, _EMPTY, [(payload, reason, detail)])
+
+
+class RowError(ValueError):
+    def __init__(self, reason: str, detail: str):
+        super().__init__(detail)
+        self.reason = reason
+        self.detail = detail
+
+
+def _is_int(x) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool)
+
+
+def parse_ts(value, now: int, limits: Limits) -> int:
+    """``ts`` (ISO 8601 with offset, or int Unix seconds) → Unix seconds, checked against the window."""
+    if _is_int(value):
+        t = value
+    elif isinstance(value, str):
+        try:
+            d = dt.datetime.fromisoformat(value)
+        except ValueError:
+            raise RowError("bad_ts", f"ts {value[:64]!r} is not ISO 8601") from None
+        if d.tzinfo is None:
+            raise RowError("bad_ts", f"ts {value[:64]!r} has no UTC offset")
+        t = math.floor(d.timestamp())
+    else:
+        raise RowError("bad_type", f"ts must be an ISO 8601 string or integer seconds, not {type(value).__name__}")
+    if t < limits.min_ts or t > now + limits.max_future_s:
+        raise RowError("ts_out_of_range", f"ts {value!r} is outside the accepted window "
+                                          f"[{_iso(limits.min_ts)}, now + {limits.max_future_s} s]")
+    return t
+
+
+def _iso(t: int) -> str:
+    return dt.datetime.fromtimestamp(t, dt.timezone.utc).isoformat()
+
+
+def parse_row(obj, now: int, limits: Limits) -> tuple[int, int, int]:
+    """One JSON reading → ``(meter_id, ts, register_milli)``; raises :class:`RowError`."""
+    if not isinstance(obj, dict):
+        raise RowError("bad_type", f"a reading must be a JSON object, not {type(obj).__name__}")
+    unknown = obj.keys() - KNOWN_FIELDS
+    if unknown:
+        raise RowError("unknown_field", f"unknown field(s) {', '.join(sorted(map(str, unknown)))[:200]}")
+    for name in REQUIRED_FIELDS:
+        if name not in obj:
+            raise RowError("missing_field", f"field {name!r} is missing")
+    m = obj["meter_id"]
+    if not _is_int(m):
+        raise RowError("bad_type", f"meter_id must be an integer, not {type(m).__name__}")
+    if not 1 <= m <= METER_ID_MAX:
+        raise RowError("bad_meter_id", f"meter_id {m} is outside 1 .. 2^63-1")
+    t = parse_ts(obj["ts"], now, limits)
+    r = obj["register"]
+    if not (_is_int(r) or isinstance(r, float)):
+        raise RowError("bad_type", f"register must be a number, not {type(r).__name__}")
+    if isinstance(r, float) and not math.isfinite(r):
+        raise RowError("not_finite", f"register is {r}")
+    if r < 0:
+        raise RowError("negative_register", f"register {r} is negative")
+    milli = round(r * 1000)
+    if milli > MILLI_MAX:
+        raise RowError("register_too_large", f"register {r} is too large")
+    u = obj.get("utility")
+    if u is not None and u not in UTILITIES:
+        raise RowError("bad_utility", f"utility {str(u)[:40]!r} is not one of {', '.join(UTILITIES)}")
+    unit = obj.get("unit")
+    if unit is not None and not isinstance(unit, str):
+        raise RowError("bad_type", f"unit must be a string, not {type(unit).__name__}")
+    return m, t, milli
+
+
+def decode_json(payload: bytes, now: int, limits: Limits) -> Decoded:
+    """A JSON payload: one object or an array of objects."""
+    try:
+        text = payload.decode("utf-8")
+    except UnicodeDecodeError as e:
+        return _dead(payload, "bad_encoding", f"not UTF-8: {e}")
+    try:
+        doc = json.loads(text)
+    except (ValueError, RecursionError) as e:
+        return _dead(payload, "not_json", f"not JSON: {str(e)[:200]}")
+    rows = doc if isinstance(doc, list) else [doc]
+    if not rows:
+        return _dead(payload, "empty", "empty JSON array")
+    ms, ts, rs, dead = [], [], [], []
+    for obj in rows:
+        try:
+            m, t, r = parse_row(obj, now, limits)
+        except RowError as e:
+            raw = payload if len(rows) == 1 else _row_bytes(obj)
+            dead.append((raw, e.reason, e.detail))
+            continue
+        ms.append(m)
+        ts.append(t)
+        rs.append(r)
+    return Decoded(np.array(ms, np.int64), np.array(ts, np.int64), np.array(rs, np.int64), dead)
+
+
+def _row_bytes(obj) -> bytes:
+    try:
+        return json.dumps(obj, separators=(",", ":"), allow_nan=True).encode()
+    except (TypeError, ValueError):  # pragma: no cover - json.loads output always dumps
+        return repr(obj).encode()
+
+
+def decode_binary(payload: bytes, now: int, limits: Limits) -> Decoded:
+    """A binary batch (meters.wire); rows failing validation are dead-lettered one by one, each as a
+    one-reading binary batch so that it can be replayed after repair."""
+    try:
+        m, t, r = wire.decode_batch(payload)
+    except wire.WireError as e:
+        return _dead(payload, e.reason, e.detail)
+    if len(m) == 0:
+        return _dead(payload, "empty", "binary batch with 0 readings")
+    bad_m = m < 1
+    bad_t = (t < limits.min_ts) | (t > now + limits.max_future_s)
+    bad_r = r < 0
+    bad = bad_m | bad_t | bad_r
+    if not bad.any():
+        return Decoded(m, t, r)
+    dead = []
+    for i in np.flatnonzero(bad):
+        row = wire.encode_batch(m[i:i + 1], t[i:i + 1], r[i:i + 1])
+        if bad_m[i]:
+            dead.append((row, "bad_meter_id", f"meter_id {m[i]} is outside 1 .. 2^63-1 (row {i})"))
+        elif bad_t[i]:
+            dead.append((row, "ts_out_of_range", f"ts {t[i]} is outside the accepted window (row {i})"))
+        else:
+            dead.append((row, "negative_register", f"register_milli {r[i]} is negative (row {i})"))
+    good = ~bad
+    return Decoded(m[good], t[good], r[good], dead)
+
+
+def decode_message(topic: str, payload: bytes, now: int, limits: Limits = Limits()) -> Decoded:
+    """Decode and validate one message (``now`` in Unix seconds). Never raises for bad input."""
+    payload = bytes(payload)
+    if sender_of(topic) is None:
+        return _dead(payload[:DEADLETTER_HEAD], "bad_topic", f"topic {topic[:200]!r} is not meters/v1/<sender>/readings")
+    if len(payload) > limits.max_payload:
+        return _dead(payload[:DEADLETTER_HEAD], "payload_too_large",
+                     f"{len(payload)} bytes > limit {limits.max_payload}; first {DEADLETTER_HEAD} bytes kept")
+    if not payload:
+        return _dead(payload, "empty", "empty payload")
+    if wire.is_binary(payload):
+        return decode_binary(payload, now, limits)
+    if looks_binary(payload):
+        return _dead(payload, "bad_magic", f"binary batch starts with {payload[:4]!r}, not {wire.MAGIC!r}")
+    return decode_json(payload, now, limits)
+
+
+def looks_binary(payload: bytes) -> bool:
+    """A payload that is shaped like a binary batch (header count matches its length, or it starts
+    like the magic) but lacks the magic: a damaged batch rather than bad JSON."""
+    if payload[:1] in (b"{", b"[", b" ", b"\n", b"\r", b"\t") or len(payload) < wire.HEADER_SIZE:
+        return False
+    n = int.from_bytes(payload[8:12], "little")
+    return payload[:2] == wire.MAGIC[:2] or len(payload) == wire.HEADER_SIZE + wire.BYTES_PER_READING * n

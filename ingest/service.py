@@ -1,0 +1,350 @@
+"""The ingest service: MQTT (QoS 1, persistent session, shared subscription) → Parquet lake.
+
+At least once, never lost: a message is acknowledged (PUBACK, paho manual ack) only after every
+reading and dead letter it produced is in a fsynced Parquet file. After a crash or a broker restart
+the broker re-sends what was not acknowledged; the duplicates this writes are removed by every reader
+(:mod:`meters.readings`) and by compaction.
+
+Threads: paho's network loop decodes each message in ``on_message`` and appends it to the current
+batch; the calling thread flushes batches (by rows, by pending messages, by time), writes, fsyncs and
+acknowledges. A message received on an earlier connection is written but never acknowledged (its
+packet id may now name another message); the broker re-sends it.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+import time
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import paho.mqtt.client as mqtt
+
+from meters.errors import MetersError
+from meters.lake import Lake
+from meters.mqtt import SHARE_GROUP, TOPIC_FILTER, BrokerURL, make_client, sender_of
+
+from .batch import Batch
+from .decode import Limits, decode_message
+
+log = logging.getLogger("meters.ingest")
+
+DEFAULT_CLIENT_ID = "meters-ingest"
+SESSION_EXPIRY_S = 7 * 86400
+RAW_PARQUET = dict(compression="zstd", compression_level=1)
+
+
+@dataclass
+class Counters:
+    """What the service did; exposed as Prometheus metrics ``meters_ingest_<name>``."""
+
+    received: int = 0          # messages received (including redeliveries)
+    readings: int = 0          # valid readings decoded
+    written: int = 0           # readings written to fsynced files
+    deadlettered: int = 0      # dead-letter rows written
+    acked: int = 0             # messages acknowledged
+    not_acked: int = 0         # messages written but left for redelivery (received before a reconnect)
+    files: int = 0             # Parquet files written
+    flushes: int = 0
+    connects: int = 0
+    lag_seconds: float = 0.0   # age of the oldest message not yet acknowledged
+    elapsed_seconds: float = 0.0
+    worker: str = ""
+    errors: list = field(default_factory=list)
+
+    def as_dict(self) -> dict:
+        return {k: v for k, v in self.__dict__.items()}
+
+    def prometheus(self) -> str:
+        lines = []
+        for name, kind in [("received", "counter"), ("readings", "counter"), ("written", "counter"),
+                           ("deadlettered", "counter"), ("acked", "counter"), ("not_acked", "counter"),
+                           ("files", "counter"), ("flushes", "counter"), ("connects", "counter"),
+                           ("lag_seconds", "gauge")]:
+            metric = f"meters_ingest_{name}" + ("_total" if kind == "counter" else "")
+            lines.append(f"# TYPE {metric} {kind}")
+            lines.append(f'{metric}{{worker="{self.worker}"}} {getattr(self, name)}')
+        return "\n".join(lines) + "\n"
+
+
+def serve_metrics(counters: Counters, port: int) -> ThreadingHTTPServer:
+    """Prometheus text on http://127.0.0.1:port/metrics (stdlib HTTP server in a daemon thread)."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 - http.server API
+            body = counters.prometheus().encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "text/plain; version=0.0.4")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    try:
+        server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+    except OSError as e:
+        raise MetersError(f"cannot serve metrics on 127.0.0.1:{port}: {e.strerror}") from None
+    threading.Thread(target=server.serve_forever, name="metrics", daemon=True).start()
+    return server
+
+
+def _file_token(worker: str) -> str:
+    safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in worker)
+    return f"{safe}-{time.time_ns() // 1_000_000:x}{os.getpid():x}"
+
+
+class Ingest:
+    """One ingest worker (one MQTT session). Use :func:`run_ingest`."""
+
+    def __init__(self, url: BrokerURL, lake: Lake, *, client_id: str, batch_rows: int,
+                 flush_seconds: float, receive_maximum: int, limits: Limits,
+                 session_expiry: int = SESSION_EXPIRY_S):
+        self.url, self.lake, self.client_id = url, lake, client_id
+        self.batch_rows, self.flush_seconds = batch_rows, flush_seconds
+        self.receive_maximum, self.limits = receive_maximum, limits
+        self.counters = Counters(worker=client_id)
+        self.token = _file_token(client_id)
+        self.seq = 0
+        self.lock = threading.Lock()          # guards batch and generation
+        self.batch = Batch()
+        self.generation = 0                   # +1 on every connect / disconnect
+        self.wake = threading.Event()
+        self.stop = threading.Event()
+        self.connected = threading.Event()
+        self.connect_error: str | None = None
+        self.last_message = time.monotonic()
+        v5 = url.version == "5"
+        self.topic = f"$share/{SHARE_GROUP}/{TOPIC_FILTER}" if v5 else TOPIC_FILTER
+        self.client, self.connect_kwargs = make_client(url, client_id, clean_start=False,
+                                                       session_expiry=session_expiry if v5 else None)
+        if v5:
+            self.connect_kwargs["properties"].ReceiveMaximum = receive_maximum
+        self.client.manual_ack_set(True)
+        self.client.reconnect_delay_set(0.1, 2)
+        self.client.on_connect = self._on_connect
+        self.client.on_disconnect = self._on_disconnect
+        self.client.on_message = self._on_message
+
+    # -- paho callbacks (network thread) ---------------------------------------------------------
+    def _on_connect(self, client, userdata, flags, reason_code, properties):
+        if reason_code.is_failure:
+            self.connect_error = str(reason_code)
+            self.connected.set()
+            return
+        with self.lock:
+            self.generation += 1
+        self.counters.connects += 1
+        client.subscribe(self.topic, qos=1)
+        log.info("%s connected to %s (session present: %s), subscribed to %s", self.client_id,
+                 self.url.redacted(), flags.session_present, self.topic)
+        self.connected.set()
+
+    def _on_disconnect(self, client, userdata, flags, reason_code, properties):
+        with self.lock:
+            self.generation += 1
+        if not self.stop.is_set():
+            log.warning("%s disconnected (%s); reconnecting", self.client_id, reason_code)
+
+    def _on_message(self, client, userdata, msg):
+        now = time.time()
+        decoded = decode_message(msg.topic, msg.payload, int(now), self.limits)
+        with self.lock:
+            ack = (msg.mid, msg.qos, self.generation) if msg.qos > 0 else None
+            self.batch.add(decoded, msg.topic, sender_of(msg.topic), int(now * 1000), ack, time.monotonic())
+            full = self.batch.rows >= self.batch_rows or len(self.batch.acks) >= self.receive_maximum
+        self.counters.received += 1
+        self.counters.readings += decoded.n
+        self.last_message = time.monotonic()
+        if full:
+            self.wake.set()
+
+    # -- flushing (caller's thread) --------------------------------------------------------------
+    def _next_name(self) -> str:
+        self.seq += 1
+        return f"part-{self.token}-{self.seq:08d}.parquet"
+
+    def flush(self) -> None:
+        """Write the current batch (fsync), then acknowledge its messages."""
+        with self.lock:
+            batch, self.batch = self.batch, Batch()
+        if batch.messages == 0:
+            return
+        tz = self.lake.tz
+        for day, table in batch.readings_by_day(tz):
+            self.lake.write("readings", table, day, file_name=self._next_name(), **RAW_PARQUET)
+            self.counters.written += table.num_rows
+            self.counters.files += 1
+        for day, table in batch.deadletters_by_day(tz):
+            self.lake.write("deadletter", table, day, file_name=self._next_name(), **RAW_PARQUET)
+            self.counters.deadlettered += table.num_rows
+            self.counters.files += 1
+        with self.lock:  # a reconnect cannot slip between the check and the ack
+            gen = self.generation
+            for mid, qos, g in batch.acks:
+                if g == gen:
+                    self.client.ack(mid, qos)
+                    self.counters.acked += 1
+                else:
+                    self.counters.not_acked += 1
+        self.counters.flushes += 1
+
+    def _pending_age(self) -> float:
+        first = self.batch.first_monotonic
+        return 0.0 if first is None else time.monotonic() - first
+
+    def run(self, until_idle: float | None = None, log_every: float = 10.0) -> Counters:
+        t0 = time.monotonic()
+        try:
+            self.client.connect(**self.connect_kwargs)
+        except OSError as e:
+            raise MetersError(f"cannot connect to broker {self.url.redacted()}: {e.strerror or e}") from None
+        self.client.loop_start()
+        try:
+            if not self.connected.wait(15):
+                raise MetersError(f"broker {self.url.redacted()} did not answer CONNECT within 15 s")
+            if self.connect_error:
+                raise MetersError(f"broker {self.url.redacted()} refused the connection: {self.connect_error}")
+            self.last_message = time.monotonic()
+            last_log, last_written = time.monotonic(), 0
+            while not self.stop.is_set():
+                self.wake.wait(min(0.05, self.flush_seconds))
+                self.wake.clear()
+                with self.lock:
+                    age = self._pending_age()
+                    due = (self.batch.rows >= self.batch_rows or len(self.batch.acks) >= self.receive_maximum
+                           or (self.batch.messages and age >= self.flush_seconds))
+                if due:
+                    self.flush()
+                self.counters.lag_seconds = round(self._pending_age(), 3)
+                now = time.monotonic()
+                if now - last_log >= log_every:
+                    rate = (self.counters.written - last_written) / (now - last_log)
+                    log.info("%s: received %d msgs, written %d readings (%.0f/s), deadlettered %d, "
+                             "acked %d, lag %.2f s", self.client_id, self.counters.received,
+                             self.counters.written, rate, self.counters.deadlettered,
+                             self.counters.acked, self.counters.lag_seconds)
+                    last_log, last_written = now, self.counters.written
+                if until_idle is not None and now - self.last_message >= until_idle:
+                    with self.lock:
+                        idle = self.batch.messages == 0
+                    if idle:
+                        break
+            self.flush()  # SIGTERM / SIGINT / idle: write and acknowledge what we hold
+        finally:
+            self.stop.set()
+            self.client.disconnect()
+            self.client.loop_stop()
+            self.counters.lag_seconds = 0.0 if self.batch.messages == 0 else self.counters.lag_seconds
+            self.counters.elapsed_seconds = round(time.monotonic() - t0, 3)
+        return self.counters
+
+
+def run_ingest(url: BrokerURL, lake: Lake, *, client_id: str = f"{DEFAULT_CLIENT_ID}-0",
+               batch_rows: int = 500_000, flush_seconds: float = 1.0, until_idle: float | None = None,
+               receive_maximum: int = 1000, limits: Limits = Limits(), metrics_port: int | None = None,
+               session_expiry: int = SESSION_EXPIRY_S, handle_signals: bool = True,
+               stop_event: threading.Event | None = None, log_every: float = 10.0) -> dict:
+    """Run one ingest worker until SIGTERM/SIGINT, ``stop_event``, or ``until_idle`` seconds without
+    a message; returns its counters. Nothing received is lost: it is flushed and acknowledged first."""
+    if batch_rows < 1 or flush_seconds <= 0 or not 1 <= receive_maximum <= 65535:
+        raise MetersError("--batch-rows must be >= 1, --flush-seconds > 0, --receive-maximum 1..65535")
+    ing = Ingest(url, lake, client_id=client_id, batch_rows=batch_rows, flush_seconds=flush_seconds,
+                 receive_maximum=receive_maximum, limits=limits, session_expiry=session_expiry)
+    server = serve_metrics(ing.counters, metrics_port) if metrics_port else None
+    old = {}
+    if handle_signals and threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            old[sig] = signal.signal(sig, lambda *_: (ing.stop.set(), ing.wake.set()))
+    watcher = None
+    if stop_event is not None:
+        def watch():
+            stop_event.wait()
+            ing.stop.set()
+            ing.wake.set()
+        watcher = threading.Thread(target=watch, daemon=True)
+        watcher.start()
+    try:
+        return ing.run(until_idle, log_every).as_dict()
+    finally:
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
+        if server:
+            server.shutdown()
+            server.server_close()
+
+
+def _worker_main(kwargs: dict, queue) -> None:
+    """Entry point of one worker process of :func:`run_workers`."""
+    logging.basicConfig(level=kwargs.pop("log_level", logging.INFO),
+                        format="%(asctime)s %(levelname)s %(message)s")
+    try:
+        result = run_ingest(kwargs.pop("url"), Lake(kwargs.pop("lake_path")), **kwargs)
+    except MetersError as e:
+        result = {"errors": [str(e)], "worker": kwargs.get("client_id")}
+    queue.put(result)
+
+
+SUMMED = ("received", "readings", "written", "deadlettered", "acked", "not_acked", "files", "flushes",
+          "connects")
+
+
+def run_workers(n: int, url: BrokerURL, lake: Lake, *, client_id: str = DEFAULT_CLIENT_ID,
+                metrics_port: int | None = None, **kwargs) -> dict:
+    """Run ``n`` worker processes on the same shared subscription (client ids ``<client_id>-<i>``),
+    each writing its own files; returns summed counters plus ``workers`` (each worker's). SIGTERM /
+    SIGINT are forwarded to every worker, which flushes and acknowledges before exiting."""
+    import multiprocessing as mp
+
+    if n < 1:
+        raise MetersError("--workers must be >= 1")
+    if n == 1:
+        out = run_ingest(url, lake, client_id=f"{client_id}-0", metrics_port=metrics_port, **kwargs)
+        out["workers"] = [dict(out)]
+        return out
+    if url.version != "5":
+        raise MetersError("--workers > 1 needs MQTT 5 shared subscriptions (remove ?version=3.1.1)")
+    ctx = mp.get_context("spawn")
+    queue = ctx.Queue()
+    procs = []
+    for i in range(n):
+        kw = dict(kwargs, url=url, lake_path=str(lake.root), client_id=f"{client_id}-{i}",
+                  metrics_port=metrics_port + i if metrics_port else None,
+                  log_level=logging.getLogger().level or logging.INFO)
+        p = ctx.Process(target=_worker_main, args=(kw, queue), name=f"ingest-{i}")
+        p.start()
+        procs.append(p)
+
+    def forward(sig, frame):
+        for p in procs:
+            if p.is_alive():
+                os.kill(p.pid, signal.SIGTERM)
+
+    old = {}
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            old[sig] = signal.signal(sig, forward)
+    results = []
+    try:
+        while len(results) < n:
+            try:
+                results.append(queue.get(timeout=0.5))
+            except Exception:  # queue.Empty: check the workers are alive
+                if not any(p.is_alive() for p in procs) and queue.empty():
+                    break
+        for p in procs:
+            p.join()
+    finally:
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
+    out = {k: sum(r.get(k, 0) for r in results) for k in SUMMED}
+    out["elapsed_seconds"] = max((r.get("elapsed_seconds", 0) for r in results), default=0)
+    out["errors"] = [e for r in results for e in r.get("errors", [])]
+    missing = n - len(results)
+    if missing:
+        out["errors"].append(f"{missing} worker(s) exited without a result")
+    out["workers"] = results
+    return out
