@@ -41,7 +41,7 @@ WITH derived AS (
            CASE WHEN quantity IS NOT NULL THEN quantity
                 ELSE register - lag(register) OVER (PARTITION BY meter_id, register IS NULL ORDER BY ts) END
                AS quantity,
-           CASE WHEN quality IS NULL OR quality IN ('A', 'actual') THEN 'actual' ELSE 'estimated' END AS quality
+           CASE WHEN {actual} THEN 'actual' ELSE 'estimated' END AS quality
     FROM readings
 )
 SELECT meter_id, ts, quantity, quality FROM intervals
@@ -52,7 +52,9 @@ WHERE quantity IS NOT NULL AND quantity >= 0 AND NOT EXISTS (SELECT 1 FROM inter
 
 
 def _consumption(con) -> str:
-    return f"({CONSUMPTION_SQL})"
+    from .iotools import quality_is_actual_sql
+
+    return "(" + CONSUMPTION_SQL.replace("{actual}", quality_is_actual_sql("quality")) + ")"
 
 
 LOCAL_DAY = "CAST(ts - INTERVAL 1 SECOND AS DATE)"  # the local day an interval ending at ts belongs to

@@ -58,7 +58,10 @@ def sql_type(t: pa.DataType) -> str:
         return "DATE"
     if pa.types.is_timestamp(t):
         return "TIMESTAMPTZ" if t.tz else "TIMESTAMP"
-    raise TypeError(f"no DuckDB type for Arrow type {t}")
+    if pa.types.is_list(t) or pa.types.is_large_list(t):
+        return f"{sql_type(t.value_type)}[]"
+    # anything else: ask DuckDB how it reads that Arrow type
+    return str(duckdb.from_arrow(pa.table({"x": pa.array([], t)})).types[0])
 
 
 def _quote(s: str) -> str:
@@ -76,16 +79,6 @@ def table_files(lake: Lake, t: Table) -> list[Path]:
     out: list[Path] = []
     for key in lake.partitions(t.name):
         out.extend(lake._current_files(t.name, key))
-    return out
-
-
-def compacted_partitions(lake: Lake, name: str) -> set[str]:
-    """Partitions of ``name`` written by a replacement (a ``_current`` manifest: compacted, and so
-    free of duplicates); the others are raw appends."""
-    out = set()
-    for key in lake.partitions(name):
-        if (lake.partition_dir(name, key) / "_current").exists():
-            out.add(key)
     return out
 
 
@@ -123,28 +116,11 @@ def view_select(lake: Lake, t: Table, files: list[Path]) -> str:
     return f"SELECT {', '.join(cols)} FROM ({stored_select(lake, t, files)})"
 
 
-def readings_select(lake: Lake) -> str:
-    """The deduplicated ``readings``: compacted partitions as they are, raw partitions keeping the first
-    received row of each (meter_id, ts, sender kind)."""
-    t = TABLES["readings"]
-    compacted = compacted_partitions(lake, "readings")
-    clean, raw = [], []
-    for key in lake.partitions("readings"):
-        (clean if key in compacted else raw).extend(lake._current_files("readings", key))
-    parts = [view_select(lake, t, clean)] if clean or not raw else []
-    if raw:
-        parts.append(f"SELECT * FROM ({view_select(lake, t, raw)}) "
-                     "QUALIFY row_number() OVER (PARTITION BY meter_id, ts, register_milli IS NULL "
-                     "ORDER BY received_at, sender) = 1")
-    return " UNION ALL ".join(f"({p})" for p in parts)
-
-
 def _readings_sql(lake: Lake) -> str:
-    """The readings view's SELECT: the ingest stage's deduplicating view when it is installed."""
-    try:
-        from .readings import readings_view_sql  # provided by the ingest stage
-    except ImportError:
-        return readings_select(lake)
+    """The readings view's SELECT: the ingest stage's deduplicating view (compacted partitions as they
+    are, the others keep the first received row of each (meter_id, ts))."""
+    from .readings import readings_view_sql
+
     return readings_view_sql(lake)
 
 
