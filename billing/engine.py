@@ -47,6 +47,7 @@ from meters.errors import MetersError
 from .tariff_arrays import TariffTables
 
 NO_TIME = np.iinfo(np.int64).min
+NO_TIME_ = NO_TIME  # module constant frozen into the kernels
 ERRORS = {1: "intervals are not strictly increasing in time (or precede the carried state)",
           2: "a quantity is negative or NaN",
           3: "no tariff version is in force on a day"}
@@ -261,11 +262,12 @@ def _price_meter(m, offsets, lts, t0, step, qty, meter_tariff, billing_day,
             y, mo, dd = civil_from_days(day)
             wk = 1 if (day + 3) % 7 >= 5 else 0
             sc = schedule[pv, wk, mo - 1]
-            s_days[m] += 1
-            if fixed_per_day[vp]:
-                s_fixed[m] += fixed[vp]
-            elif s_days[m] == 1:
-                s_fixed[m] = fixed[vp]
+            if last == NO_TIME_ or last // 86400 != day:  # not the continuation of a day begun earlier
+                s_days[m] += 1
+                if fixed_per_day[vp]:
+                    s_fixed[m] += fixed[vp]
+                elif s_days[m] == 1:
+                    s_fixed[m] = fixed[vp]
             dbase = day * 86400
             c = c0 + ptot
             dtot = 0.0
