@@ -1,0 +1,617 @@
+"""The nightly billing run: read → VEE → tariff engine → settlement → write, exactly once per day.
+
+``bill_day(lake, day)`` settles one lake-local day for every account; ``bill_range`` runs days in
+order. A day needs the previous day settled (its ``billing_state`` partition is the carried state:
+meter registers, profile, tier counters, balances); the first day ever billed starts from the
+accounts' opening balances.
+
+Exactly once:
+
+- every output of day D is a pure function of (state of D−1, readings of D, payments of D, registry,
+  and the ledger's first charge of D): re-running D writes the same money;
+- day-partitioned outputs are replaced atomically (``Lake.replace_partition``); ledger, alerts and
+  bills are one file per day with a fixed name (``billing-D.parquet``) replaced by atomic rename;
+- the ``billing_state`` partition of D is written last: it is the commit. A crash before it leaves the
+  state of D−1 intact and a marker (``.billing-inflight``) that makes the next day refuse to run until
+  D is re-run;
+- re-running an already settled day D re-runs D and every later settled day (their balances depend
+  on D); the ledger keeps the first run's ``charge`` and records the difference as an
+  ``adjustment``, so late readings correct the money without a second charge.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import json
+import time
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field, fields
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from meters.errors import MetersError
+from meters.lake import Lake
+from meters.readings import read_readings
+from meters.registry import load_tariffs
+from meters.schemas import (ALERTS, BILL_LINES, BILLING_STATE, BILLS, CHARGE_LINES, CHARGES, LEDGER,
+                            RUNS, UTC_MS, UTC_S)
+
+from . import vee
+from .money_io import cents, fmt, money, round_cents
+from .settle import NONE_DAY, Policy, postpaid_notices, settle_prepaid
+
+INFLIGHT = ".billing-inflight"
+CONFIG_FILE = "billing.json"
+EPOCH = dt.date(1970, 1, 1)
+SOURCE_ESTIMATES = ["E", "S", "F", "N", "estimated", "substituted"]
+
+
+@dataclass(frozen=True)
+class Config:
+    """Billing settings; ``<lake>/billing.json`` may override any of them."""
+
+    interval_s: int = 900
+    # physical limit per utility in units per hour (25 kW for a household electricity supply)
+    limit_per_hour: dict = field(default_factory=lambda: {"electricity": 25.0, "water": 5.0,
+                                                          "gas": 10.0, "heat": 25.0})
+    policy: Policy = Policy()
+
+    @classmethod
+    def load(cls, lake: Lake) -> "Config":
+        path = lake.root / CONFIG_FILE
+        if not path.exists():
+            return cls()
+        try:
+            d = json.loads(path.read_text())
+        except json.JSONDecodeError as e:
+            raise MetersError(f"{path}: not valid JSON: {e}") from None
+        base = cls()
+        pol = {k: v for k, v in d.get("policy", {}).items()}
+        unknown = set(pol) - {f.name for f in fields(Policy)}
+        if unknown:
+            raise MetersError(f"{path}: unknown policy setting(s) {', '.join(sorted(unknown))}")
+        cfg = cls(interval_s=int(d.get("interval_s", base.interval_s)),
+                  limit_per_hour={**base.limit_per_hour, **d.get("limit_per_hour", {})},
+                  policy=Policy(**pol))
+        if cfg.interval_s <= 0 or 86400 % cfg.interval_s:
+            raise MetersError(f"{path}: interval_s {cfg.interval_s} must divide a day")
+        return cfg
+
+
+@dataclass
+class DayResult:
+    day: dt.date
+    run_id: str
+    accounts: int = 0
+    readings: int = 0
+    intervals: int = 0
+    money_cents: int = 0
+    adjustments_cents: int = 0
+    bills: int = 0
+    ledger_rows: int = 0
+    alerts: Counter = field(default_factory=Counter)
+    vee: dict = field(default_factory=dict)
+    seconds: float = 0.0
+    timings: dict = field(default_factory=dict)
+
+
+def day_number(d: dt.date) -> int:
+    return (d - EPOCH).days
+
+
+def from_number(n) -> dt.date | None:
+    return None if n == NONE_DAY else EPOCH + dt.timedelta(days=int(n))
+
+
+def settled_days(lake: Lake) -> list[dt.date]:
+    """Days whose billing is committed (they have a ``billing_state`` partition)."""
+    return [dt.date.fromisoformat(k) for k in lake.partitions("billing_state") if lake.files("billing_state", k)]
+
+
+def _inflight(lake: Lake) -> dt.date | None:
+    p = lake.root / INFLIGHT
+    return dt.date.fromisoformat(p.read_text().strip()) if p.exists() else None
+
+
+# -- public API --------------------------------------------------------------------------------------
+def bill_day(lake: Lake, day: dt.date, *, config: Config | None = None, progress=None) -> list[DayResult]:
+    """Bill one day. When ``day`` was already settled, it and every later settled day are re-run
+    (in order). Returns one :class:`DayResult` per day run."""
+    with lake.lock("billing"):
+        days = settled_days(lake)
+        last = days[-1] if days else None
+        if last is not None and day <= last:
+            if day < days[0]:
+                raise MetersError(f"billing of this lake starts on {days[0]}; cannot bill {day}")
+            todo = [day + dt.timedelta(days=i) for i in range((last - day).days + 1)]
+        else:
+            todo = [day]
+        return _run_days(lake, todo, config, progress)
+
+
+def bill_range(lake: Lake, first: dt.date, last: dt.date, *, config: Config | None = None,
+               progress=None) -> list[DayResult]:
+    """Bill every day from ``first`` to ``last`` in order (re-running settled days, and the settled
+    days after ``last`` whose balances depend on them)."""
+    if last < first:
+        raise MetersError(f"--to {last} is before --from {first}")
+    with lake.lock("billing"):
+        days = settled_days(lake)
+        end = max(last, days[-1]) if days and first <= days[-1] else last
+        if days and first < days[0]:
+            raise MetersError(f"billing of this lake starts on {days[0]}; cannot bill {first}")
+        todo = [first + dt.timedelta(days=i) for i in range((end - first).days + 1)]
+        return _run_days(lake, todo, config, progress)
+
+
+def _run_days(lake, todo, config, progress) -> list[DayResult]:
+    cfg = config or Config.load(lake)
+    days = set(settled_days(lake))
+    prev = todo[0] - dt.timedelta(days=1)
+    if days and prev not in days:
+        raise MetersError(f"day {prev} is not settled (last settled day {max(days)}); bill it first, "
+                          f"or use --from {min(d for d in [max(days) + dt.timedelta(days=1)])} --to {todo[-1]}")
+    crashed = _inflight(lake)
+    if crashed is not None and crashed not in todo:
+        raise MetersError(f"the billing run of {crashed} was interrupted; re-run `meters bill --date {crashed}` first")
+    ctx = _Registry(lake, cfg)
+    out = []
+    for d in todo:
+        out.append(_run_day(lake, d, ctx, cfg, progress))
+    return out
+
+
+# -- registry snapshot ---------------------------------------------------------------------------------
+class _Registry:
+    """Accounts (sorted by meter), meters, contacts and compiled tariffs for a run."""
+
+    def __init__(self, lake: Lake, cfg: Config):
+        from .tariff_arrays import compile_tariffs
+
+        acc = lake.read("accounts")
+        if acc.num_rows == 0:
+            raise MetersError(f"lake {lake.root} has no accounts; run `meters accounts import` first")
+        acc = acc.sort_by([("meter_id", "ascending")])
+        self.accounts = acc
+        self.account_ids = np.array(acc.column("account_id").to_pylist(), dtype=object)
+        self.meter_ids = acc.column("meter_id").to_numpy()
+        self.n = len(self.meter_ids)
+        self.mode_prepaid = np.asarray(pc.equal(acc.column("mode"), "prepaid").to_numpy(zero_copy_only=False))
+        self.billing_day = acc.column("billing_day").to_numpy().astype(np.int32)
+        self.opening = cents(acc.column("balance"), null=0)
+        self.warn_1 = cents(acc.column("warn_1"), null=3000)
+        self.warn_2 = cents(acc.column("warn_2"), null=2000)
+        self.topup_below = cents(acc.column("topup_below"), null=-1)
+        self.topup_amount = cents(acc.column("topup_amount"), null=0)
+        self.tariff_ids = acc.column("tariff_id").to_pylist()
+        self.tables = compile_tariffs(load_tariffs(lake))
+        self.meter_tariff = self.tables.indices(self.tariff_ids)
+        self.currency = np.array([self.tables.versions[self.tables.fam_start[f]].currency
+                                  for f in range(len(self.tables.ids))], dtype=object)[self.meter_tariff]
+        meters = lake.read("meters", columns=["meter_id", "utility", "register_max"])
+        mid = meters.column("meter_id").to_numpy()
+        order = np.argsort(mid)
+        mid = mid[order]
+        pos = np.searchsorted(mid, self.meter_ids)
+        pos = np.minimum(pos, max(len(mid) - 1, 0))
+        known = (len(mid) > 0) & (mid[pos] == self.meter_ids) if len(mid) else np.zeros(self.n, bool)
+        utility = np.array(meters.column("utility").to_pylist(), dtype=object)[order] if len(mid) else None
+        rmax = meters.column("register_max").fill_null(0).to_numpy()[order] if len(mid) else None
+        fallback = np.array([self.tables.versions[self.tables.fam_start[f]].utility
+                             for f in self.meter_tariff], dtype=object)
+        self.utility = np.where(known, utility[pos] if utility is not None else fallback, fallback)
+        self.reg_max = np.where(known, np.rint((rmax[pos] if rmax is not None else 0) * 1000), 0).astype(np.int64)
+        per_hour = np.array([cfg.limit_per_hour.get(u, 25.0) for u in self.utility], np.float64)
+        self.limit = per_hour * 1000.0 * cfg.interval_s / 3600.0
+        contacts = lake.read("contacts", columns=["account_id", "recipient"])
+        self.contacts: dict[str, list[str]] = {}
+        for a, r in zip(contacts.column("account_id").to_pylist(), contacts.column("recipient").to_pylist()):
+            self.contacts.setdefault(a, []).append(r)
+
+    def recipients(self, account_id: str) -> list[str]:
+        return self.contacts.get(account_id) or [f"account:{account_id}"]
+
+
+# -- state -----------------------------------------------------------------------------------------------
+def _load_state(lake: Lake, day: dt.date, reg: _Registry, start_s: int, interval_s: int):
+    """The carried state of ``day`` − 1 aligned to the registry's accounts; fresh accounts get
+    their opening balance (``opening`` mask)."""
+    from .engine import CycleState
+
+    n, tables = reg.n, reg.tables
+    P, T = tables.max_periods, tables.max_tiers
+    s = {
+        "base_pos": np.full(n, vee.NO_BASE), "base_reg": np.zeros(n, np.int64), "avg": np.full(n, -1.0),
+        "pending": np.zeros(n), "balance": reg.opening.copy(), "level": np.zeros(n, np.int8),
+        "arrears_since": np.full(n, NONE_DAY, np.int32), "disconnected": np.zeros(n, bool),
+        "due_date": np.full(n, NONE_DAY, np.int32), "charged_cents": np.zeros(n, np.int64),
+        "opening": np.ones(n, bool),
+    }
+    engine = CycleState.empty(n, tables)
+    prev = (day - dt.timedelta(days=1)).isoformat()
+    t = lake.read("billing_state", prev) if prev in lake.partitions("billing_state") else None
+    if t is None or t.num_rows == 0:
+        return s, engine
+    ids = {a: i for i, a in enumerate(reg.account_ids)}
+    rows = np.array([ids.get(a, -1) for a in t.column("account_id").to_pylist()], np.int64)
+    ok = rows >= 0
+    idx = rows[ok]
+    t = t.filter(pa.array(ok))
+    same_meter = t.column("meter_id").to_numpy() == reg.meter_ids[idx]
+    base_ts = t.column("base_ts").cast(pa.int64()).fill_null(np.iinfo(np.int64).min).to_numpy()
+    has_base = (base_ts != np.iinfo(np.int64).min) & same_meter
+    s["base_pos"][idx] = np.where(has_base, (base_ts - start_s) / interval_s, vee.NO_BASE)
+    s["base_reg"][idx] = t.column("base_reg_milli").fill_null(0).to_numpy()
+    s["avg"][idx] = np.where(same_meter, t.column("avg_milli").fill_null(-1.0).to_numpy(), -1.0)
+    s["pending"][idx] = np.where(same_meter, t.column("pending_milli").fill_null(0.0).to_numpy(), 0.0)
+    s["balance"][idx] = cents(t.column("balance"))
+    s["level"][idx] = t.column("level").fill_null(0).to_numpy()
+    s["arrears_since"][idx] = _days(t.column("arrears_since"))
+    s["disconnected"][idx] = t.column("disconnected").fill_null(False).to_numpy(zero_copy_only=False)
+    s["due_date"][idx] = _days(t.column("due_date"))
+    s["charged_cents"][idx] = t.column("charged_cents").fill_null(0).to_numpy()
+    s["opening"][idx] = False
+    for name in ("bill_start", "cycle_key", "cycle_qty", "fixed", "days", "charged", "last_ts"):
+        getattr(engine, name)[idx] = t.column(name).to_numpy()
+    for name, shape in (("period_qty", (P,)), ("line_qty", (P, T)), ("line_amount", (P, T))):
+        flat = t.column(name).combine_chunks().flatten().to_numpy()
+        width = int(np.prod(shape))
+        if flat.size != width * t.num_rows:
+            raise MetersError(f"billing state of {prev} was made for other tariff tables; re-bill from "
+                              f"the first day or restore the tariffs")
+        getattr(engine, name)[idx] = flat.reshape((t.num_rows,) + shape)
+    return s, engine
+
+
+def _days(col) -> np.ndarray:
+    return col.cast(pa.int32()).fill_null(NONE_DAY).to_numpy().astype(np.int32)
+
+
+def _date_array(days: np.ndarray) -> pa.Array:
+    d = np.asarray(days, np.int32)
+    return pa.array(d, pa.int32(), mask=d == NONE_DAY).cast(pa.date32())
+
+
+# -- one day ----------------------------------------------------------------------------------------------
+def _vee_inputs(table: pa.Table, meter_ids: np.ndarray, start_s: int, interval_s: int):
+    """Kernel inputs from deduplicated readings sorted by (meter_id, ts)."""
+    m = table.column("meter_id").to_numpy()
+    reg_col = table.column("register_milli")
+    qty_col = table.column("quantity_milli")
+    usable = np.asarray(pc.or_(pc.is_valid(reg_col), pc.is_valid(qty_col)).to_numpy(zero_copy_only=False))
+    idx = np.searchsorted(meter_ids, m)
+    idx_c = np.minimum(idx, max(len(meter_ids) - 1, 0))
+    known = (meter_ids[idx_c] == m) & usable if len(meter_ids) else np.zeros(len(m), bool)
+    sel = np.flatnonzero(known)
+    ts = table.column("ts").cast(UTC_S).cast(pa.int64()).to_numpy()[sel]
+    pos = (ts - start_s) / interval_s
+    reg = reg_col.fill_null(-1).to_numpy()[sel]
+    qty = qty_col.fill_null(0).to_numpy()[sel]
+    qlen = table.column("interval_s").fill_null(interval_s).to_numpy()[sel] / interval_s
+    est = np.asarray(pc.is_in(table.column("quality"), value_set=pa.array(SOURCE_ESTIMATES))
+                     .fill_null(False).to_numpy(zero_copy_only=False))[sel]
+    offsets = np.searchsorted(idx[sel], np.arange(len(meter_ids) + 1)).astype(np.int64)
+    return offsets, pos, reg.astype(np.int64), qty.astype(np.int64), qlen.astype(np.float64), est, int(len(m) - len(sel))
+
+
+def _run_day(lake: Lake, day: dt.date, reg: _Registry, cfg: Config, progress) -> DayResult:
+    from .engine import local_times, price_grid, price_intervals
+
+    t_start = time.perf_counter()
+    started = dt.datetime.now(dt.timezone.utc)
+    run_id = f"{day.isoformat()}-{uuid.uuid4().hex[:8]}"
+    res = DayResult(day=day, run_id=run_id, accounts=reg.n)
+    tick = time.perf_counter
+
+    def lap(name, t0):
+        res.timings[name] = res.timings.get(name, 0.0) + tick() - t0
+        if progress:
+            progress(day, name)
+        return tick()
+
+    I = cfg.interval_s
+    start, end = lake.day_bounds_utc(day)
+    start_s, end_s = int(start.timestamp()), int(end.timestamp())
+    S = (end_s - start_s) // I
+    slot_end = start_s + I * np.arange(1, S + 1, dtype=np.int64)
+    dn = day_number(day)
+    t0 = tick()
+    # 1. read
+    readings = read_readings(lake, start, end + dt.timedelta(seconds=1))
+    res.readings = readings.num_rows
+    state, engine_state = _load_state(lake, day, reg, start_s, I)
+    t0 = lap("read", t0)
+    # 2. VEE
+    offsets, pos, rreg, qty, qlen, est, unknown = _vee_inputs(readings, reg.meter_ids, start_s, I)
+    del readings
+    q, quality, flag, nb_pos, nb_reg, n_avg, n_pend, counts = vee.vee_kernel(
+        offsets, pos, rreg, qty, qlen, est, state["base_pos"], state["base_reg"], state["avg"],
+        state["pending"], reg.reg_max, reg.limit, S)
+    res.vee = vee.count_dict(counts)
+    res.vee["unknown_meter"] = unknown
+    res.intervals = q.size
+    t0 = lap("vee", t0)
+    # 3. price
+    q_units = q / 1000.0
+    off0 = start.astimezone(lake.tz).utcoffset().total_seconds()
+    off1 = end.astimezone(lake.tz).utcoffset().total_seconds()
+    if off0 == off1:
+        priced = price_grid(reg.tables, q_units, start_s + int(off0) + I, I, reg.meter_tariff,
+                            state=engine_state, billing_day=reg.billing_day)
+    else:
+        lts = np.tile(local_times(slot_end, lake.tz), reg.n)
+        priced = price_intervals(reg.tables, np.arange(reg.n + 1, dtype=np.int64) * S, lts, q_units.ravel(),
+                                 reg.meter_tariff, state=engine_state, billing_day=reg.billing_day)
+    if len(priced.day_meter) != reg.n or len(priced.bill_meter) != reg.n:
+        raise MetersError("tariff engine returned an unexpected number of day rows")
+    new_es = priced.state
+    same_period = new_es.bill_start == engine_state.bill_start
+    total_cents = round_cents(priced.day_total)
+    today = total_cents - np.where(same_period, state["charged_cents"], 0)
+    day_qty = q_units.sum(axis=1)
+    t0 = lap("price", t0)
+    # 4. settle
+    payments = _payments(lake, day, reg)
+    original = _original_charges(lake, day, reg)
+    prepaid = reg.mode_prepaid
+    first = np.where(original >= 0, original, today) if original is not None else today
+    first = np.where(prepaid, first, 0)
+    charge = np.where(prepaid, today, 0)
+    adjust = charge - first
+    st = settle_prepaid(dn, state["balance"], payments, charge, state["level"], state["arrears_since"],
+                        state["disconnected"], reg.warn_1, reg.warn_2, reg.topup_below, reg.topup_amount,
+                        cfg.policy)
+    post = ~prepaid
+    # postpaid: payments, bills on closed periods, notices
+    closed = post & priced.bill_closed
+    bill_lines, bill_cents = _bill_lines(reg, priced, closed)
+    balance = np.where(prepaid, st.balance, state["balance"] + payments - bill_cents)
+    due = np.where(closed & (state["due_date"] == NONE_DAY), dn + cfg.policy.due_days, state["due_date"])
+    notice, overdue, penalty, due = postpaid_notices(dn, balance, due.astype(np.int32), cfg.policy)
+    notice &= post
+    due = np.where(post, due, NONE_DAY)
+    t0 = lap("settle", t0)
+    # 5. write (everything for the day, then the state as the commit)
+    (lake.root / INFLIGHT).write_text(day.isoformat())
+    ts_end = pa.scalar(end - dt.timedelta(milliseconds=1), UTC_MS)
+    _write_intervals(lake, day, reg, slot_end, q_units, quality, flag)
+    charges = pa.table({"account_id": pa.array(reg.account_ids.tolist(), pa.string()), "quantity": day_qty,
+                        "amount": money(today), "tariff_id": reg.tariff_ids, "run_id": [run_id] * reg.n})
+    lake.replace_partition("charges", day.isoformat(), charges)
+    lake.replace_partition("charge_lines", day.isoformat(), _charge_lines(reg, priced, engine_state, same_period))
+    ledger = _ledger(reg, day, start, ts_end, state, payments, first, adjust, st, prepaid, closed, bill_cents,
+                     balance, priced)
+    lake.write("ledger", ledger, day.strftime("%Y-%m"), file_name=f"billing-{day.isoformat()}.parquet")
+    alerts = _alerts(reg, day, ts_end, st, prepaid, quality, flag, balance, notice, overdue, penalty, S)
+    lake.write("alerts", alerts, day.isoformat(), file_name="billing.parquet")
+    bills = _bills(reg, priced, closed, bill_cents, dn + cfg.policy.due_days, run_id)
+    lake.write("bills", bills, day.strftime("%Y-%m"), file_name=f"bills-{day.isoformat()}.parquet")
+    lake.write("bill_lines", bill_lines, day.strftime("%Y-%m"), file_name=f"bills-{day.isoformat()}.parquet")
+    res.money_cents = int(today.sum())
+    res.adjustments_cents = int(adjust.sum())
+    res.bills = int(closed.sum())
+    res.ledger_rows = ledger.num_rows
+    res.alerts = Counter(alerts.column("kind").to_pylist())
+    new_state = _state_table(reg, slot_end, nb_pos, nb_reg, n_avg, n_pend, new_es, balance, st, prepaid,
+                             due, total_cents, start_s, I)
+    t0 = lap("write", t0)
+    lake.replace_partition("billing_state", day.isoformat(), new_state)  # the commit
+    res.seconds = time.perf_counter() - t_start
+    run = pa.table({"run_id": [run_id], "started_at": pa.array([started], UTC_MS),
+                    "duration_s": [res.seconds], "accounts": [reg.n], "readings_in": [res.readings],
+                    "intervals_out": [res.intervals], "charges_out": [reg.n], "ledger_out": [res.ledger_rows],
+                    "alerts_out": [alerts.num_rows], "bills_out": [res.bills], "money": money([res.money_cents]),
+                    "vee_counts": [json.dumps(res.vee, sort_keys=True)]})
+    lake.replace_partition("runs", day.isoformat(), run)
+    (lake.root / INFLIGHT).unlink(missing_ok=True)
+    lap("commit", t0)
+    return res
+
+
+def _payments(lake: Lake, day: dt.date, reg: _Registry) -> np.ndarray:
+    from .payments import day_payments
+
+    return day_payments(lake, day, reg.account_ids)
+
+
+def _original_charges(lake: Lake, day: dt.date, reg: _Registry):
+    """Cents of the first ``charge`` of each account in an earlier run of ``day`` (−1 = none), or None."""
+    f = lake.partition_dir("ledger", day.strftime("%Y-%m")) / f"billing-{day.isoformat()}.parquet"
+    if not f.exists():
+        return None
+    t = pq.read_table(f, schema=LEDGER)
+    t = t.filter(pc.equal(t.column("kind"), "charge"))
+    out = np.full(reg.n, -1, np.int64)
+    ids = {a: i for i, a in enumerate(reg.account_ids)}
+    for a, c in zip(t.column("account_id").to_pylist(), cents(t.column("amount"))):
+        i = ids.get(a)
+        if i is not None:
+            out[i] = -c
+    return out
+
+
+def _write_intervals(lake, day, reg, slot_end, q_units, quality, flag):
+    n, S = q_units.shape
+    qual = pa.DictionaryArray.from_arrays(pa.array(quality.ravel(), pa.int8()), pa.array(vee.QUALITY_NAMES))
+    flg = pa.DictionaryArray.from_arrays(pa.array(flag.ravel(), pa.int8()),
+                                         pa.array([f or None for f in vee.FLAG_NAMES], pa.string()))
+    t = pa.table({"meter_id": np.repeat(reg.meter_ids, S),
+                  "ts": pa.array(np.tile(slot_end, n), pa.int64()).cast(UTC_S),
+                  "quantity": q_units.ravel(), "quality": qual.cast(pa.string()),
+                  "flag": flg.cast(pa.string())})
+    lake.replace_partition("intervals", day.isoformat(), t)
+
+
+def _line_names(reg: _Registry, version: int, p: int) -> str:
+    period = reg.tables.versions[version].periods[p] if p < reg.tables.versions[version].n_periods else None
+    if period is None:
+        return "all"
+    return period.band if period.band != "all" else period.name
+
+
+def _charge_lines(reg, priced, before, same_period) -> pa.Table:
+    keep = same_period[:, None, None]
+    dq = priced.line_quantity - np.where(keep, before.line_qty, 0.0)
+    da = priced.line_amount - np.where(keep, before.line_amount, 0.0)
+    a, p, t = np.nonzero((dq != 0) | (da != 0))
+    ver = priced.bill_version[a]
+    rows = {"account_id": pa.array(reg.account_ids[a].tolist(), pa.string()), "tier": (t + 1).astype(np.int32),
+            "band": [_line_names(reg, int(v), int(pp)) for v, pp in zip(ver, p)],
+            "quantity": dq[a, p, t], "amount": da[a, p, t], "unit_price": reg.tables.prices[ver, p, t]}
+    return pa.table(rows)
+
+
+def _bill_lines(reg, priced, closed):
+    """Bill lines (tier × band, plus tier 0 for fixed and minimum charges) of the closed periods and
+    each bill's total cents (the sum of its rounded lines)."""
+    acc = np.flatnonzero(closed)
+    bill_cents = np.zeros(reg.n, np.int64)
+    rows = {"account_id": [], "period_start": [], "tier": [], "band": [], "quantity": [], "unit_price": [],
+            "amount": []}
+    for a in acc:
+        v = int(priced.bill_version[a])
+        start = EPOCH + dt.timedelta(days=int(priced.bill_start[a]))
+        lq, la = priced.line_quantity[a], priced.line_amount[a]
+        for p, t in zip(*np.nonzero((lq != 0) | (la != 0))):
+            c = int(round_cents([la[p, t]])[0])
+            rows["account_id"].append(reg.account_ids[a]); rows["period_start"].append(start)
+            rows["tier"].append(int(t) + 1); rows["band"].append(_line_names(reg, v, int(p)))
+            rows["quantity"].append(float(lq[p, t])); rows["unit_price"].append(float(reg.tables.prices[v, p, t]))
+            rows["amount"].append(c)
+            bill_cents[a] += c
+        extra = float(priced.bill_fixed[a] + priced.bill_minimum[a])
+        if extra:
+            c = int(round_cents([extra])[0])
+            rows["account_id"].append(reg.account_ids[a]); rows["period_start"].append(start)
+            rows["tier"].append(0); rows["band"].append("fixed"); rows["quantity"].append(0.0)
+            rows["unit_price"].append(None); rows["amount"].append(c)
+            bill_cents[a] += c
+    t = pa.table({**{k: v for k, v in rows.items() if k != "amount"},
+                  "amount": money(np.array(rows["amount"], np.int64))},
+                 schema=pa.schema([BILL_LINES.field(k) for k in list(rows)]))
+    return t, bill_cents
+
+
+def _bills(reg, priced, closed, bill_cents, due_day, run_id) -> pa.Table:
+    a = np.flatnonzero(closed)
+    return pa.table({"account_id": pa.array(reg.account_ids[a].tolist(), pa.string()),
+                     "period_start": _date_array(priced.bill_start[a]),
+                     "period_end": _date_array(priced.bill_end[a]),
+                     "quantity": priced.bill_quantity[a], "amount": money(bill_cents[a]),
+                     "due_date": _date_array(np.full(len(a), due_day)), "run_id": [run_id] * len(a)},
+                    schema=BILLS)
+
+
+def _ledger(reg, day, start, ts_end, state, payments, first, adjust, st, prepaid, closed, bill_cents,
+            balance, priced) -> pa.Table:
+    """The day's ledger file: opening balances, charges (first run's amount), adjustments,
+    auto top-ups and postpaid bills — in that order per account."""
+    n = reg.n
+    blocks = []
+    d = day.isoformat()
+    ts_open = pa.scalar(start, UTC_MS)
+
+    def block(mask, kind, amount, after, ref, ts):
+        i = np.flatnonzero(mask)
+        if len(i):
+            refs = ref[i] if isinstance(ref, np.ndarray) else np.array([ref] * len(i), dtype=object)
+            blocks.append((i, kind, amount[i], after[i], refs, ts))
+
+    after_pay_open = state["balance"]  # the opening entry comes before the day's payments
+    block(state["opening"], "opening", reg.opening, after_pay_open, "opening", ts_open)
+    after_first = st.after_payments - first
+    block(prepaid, "charge", -first, after_first, f"charge:{d}", ts_end)
+    block(prepaid & (adjust != 0), "adjustment", -adjust, st.after_charge, f"adjustment:{d}", ts_end)
+    block(prepaid & (st.topup > 0), "auto_topup", st.topup, st.balance, f"auto_topup:{d}", ts_end)
+    bill_refs = np.array([f"bill:{from_number(int(b))}" if c else "" for b, c in zip(priced.bill_start, closed)],
+                         dtype=object)
+    block(closed, "charge", -bill_cents, balance, bill_refs, ts_end)
+    if not blocks:
+        return LEDGER.empty_table()
+    order_key = np.concatenate([b[0] * 8 + k for k, b in enumerate(blocks)])
+    idx = np.concatenate([b[0] for b in blocks])
+    kinds = np.concatenate([[b[1]] * len(b[0]) for b in blocks])
+    amounts = np.concatenate([b[2] for b in blocks])
+    afters = np.concatenate([b[3] for b in blocks])
+    refs = np.concatenate([b[4] for b in blocks])
+    tss = pa.concat_arrays([pa.array([b[5].value] * len(b[0]), pa.int64()) for b in blocks])
+    o = np.argsort(order_key, kind="stable")
+    return pa.table({"account_id": pa.array(reg.account_ids[idx[o]].tolist(), pa.string()),
+                     "ts": tss.take(pa.array(o)).cast(UTC_MS), "kind": kinds[o].tolist(),
+                     "amount": money(amounts[o]), "balance_after": money(afters[o]), "ref": refs[o].tolist()},
+                    schema=LEDGER)
+
+
+def _alerts(reg, day, ts_end, st, prepaid, quality, flag, balance, notice, overdue, penalty, S) -> pa.Table:
+    rows = {"account_id": [], "kind": [], "recipient": [], "message": []}
+
+    def emit(i, kind, message, recipients=None):
+        a = reg.account_ids[i]
+        for r in recipients or reg.recipients(a):
+            rows["account_id"].append(a); rows["kind"].append(kind)
+            rows["recipient"].append(r); rows["message"].append(message)
+
+    warn = {1: reg.warn_1, 2: reg.warn_2}
+    for i in np.flatnonzero(prepaid & (st.topup > 0)):
+        emit(i, "auto_topup", f"Balance low, auto-paid {fmt(st.topup[i])} {reg.currency[i]} for account "
+             f"{reg.account_ids[i]} on {day}; balance now {fmt(st.balance[i])} {reg.currency[i]}.")
+    for i in np.flatnonzero(prepaid & (st.low_alert > 0)):
+        lvl = int(st.low_alert[i])
+        emit(i, "low_balance", f"Balance of account {reg.account_ids[i]} is {fmt(st.balance[i])} "
+             f"{reg.currency[i]}, below {fmt(warn[lvl][i])} {reg.currency[i]} (level {lvl}); please top up.")
+    for i in np.flatnonzero(prepaid & st.arrears_alert):
+        emit(i, "arrears", f"Account {reg.account_ids[i]} is in arrears: balance {fmt(st.balance[i])} "
+             f"{reg.currency[i]} on {day}; supply will be disconnected unless topped up.")
+    for i in np.flatnonzero(prepaid & st.disconnect):
+        emit(i, "disconnect", f"Disconnection ordered for account {reg.account_ids[i]} (meter "
+             f"{reg.meter_ids[i]}): balance {fmt(st.balance[i])} {reg.currency[i]} since "
+             f"{from_number(int(st.arrears_since[i]))}.")
+    for i in np.flatnonzero(prepaid & st.reconnect):
+        emit(i, "reconnect", f"Reconnection ordered for account {reg.account_ids[i]} (meter "
+             f"{reg.meter_ids[i]}): balance {fmt(st.after_payments[i])} {reg.currency[i]} after payment.")
+    for i in np.flatnonzero(notice):
+        emit(i, "arrears", f"Bill of account {reg.account_ids[i]} is {int(overdue[i])} day(s) overdue: "
+             f"{fmt(-balance[i])} {reg.currency[i]} unpaid; late penalty so far {fmt(penalty[i])} "
+             f"{reg.currency[i]} (1‰ per day).")
+    est = (quality != vee.ACTUAL).sum(axis=1)
+    for i in np.flatnonzero(est):
+        reasons = Counter(vee.FLAG_NAMES[f] for f in flag[i][quality[i] != vee.ACTUAL])
+        why = ", ".join(f"{k} {v}" for k, v in sorted(reasons.items()))
+        emit(i, "data_gap", f"Meter {reg.meter_ids[i]} (account {reg.account_ids[i]}): {int(est[i])} of {S} "
+             f"intervals estimated on {day} ({why}).", ["operator"])
+    n = len(rows["kind"])
+    return pa.table({"account_id": pa.array(rows["account_id"], pa.string()),
+                     "ts": pa.array([ts_end.value] * n, pa.int64()).cast(UTC_MS), "kind": rows["kind"],
+                     "recipient": rows["recipient"], "message": rows["message"]},
+                    schema=ALERTS)
+
+
+def _state_table(reg, slot_end, nb_pos, nb_reg, n_avg, n_pend, es, balance, st, prepaid, due, total_cents,
+                 start_s, I) -> pa.Table:
+    n = reg.n
+    S = len(slot_end)
+    has = nb_pos > vee.NO_BASE
+    base_ts = np.where(has, start_s + np.round((nb_pos + S) * I).astype(np.int64), 0)
+    P, T = es.period_qty.shape[1], es.line_qty.shape[2]
+
+    def lists(a, width):
+        return pa.FixedSizeListArray.from_arrays(pa.array(np.ascontiguousarray(a).reshape(-1)), width) \
+            .cast(pa.list_(pa.float64()))
+
+    level = np.where(prepaid, st.level, 0).astype(np.int8)
+    since = np.where(prepaid, st.arrears_since, NONE_DAY)
+    disc = np.where(prepaid, st.disconnected, False)
+    return pa.table({
+        "account_id": pa.array(reg.account_ids.tolist(), pa.string()), "meter_id": reg.meter_ids,
+        "base_ts": pa.array(base_ts, pa.int64(), mask=~has).cast(UTC_S), "base_reg_milli": nb_reg,
+        "avg_milli": n_avg, "pending_milli": n_pend,
+        "bill_start": es.bill_start, "cycle_key": es.cycle_key, "cycle_qty": es.cycle_qty,
+        "period_qty": lists(es.period_qty, P), "line_qty": lists(es.line_qty, P * T),
+        "line_amount": lists(es.line_amount, P * T), "fixed": es.fixed, "days": es.days.astype(np.int32),
+        "charged": es.charged, "last_ts": es.last_ts, "charged_cents": total_cents,
+        "balance": money(balance), "level": level, "arrears_since": _date_array(since),
+        "disconnected": disc, "due_date": _date_array(due), "period_start": _date_array(np.where(es.bill_start < 0, NONE_DAY, es.bill_start)),
+    }, schema=BILLING_STATE)
