@@ -24,6 +24,8 @@ LAZY_COMMANDS: dict[str, str] = {
     "import": "meters.cli_import:import_",
     "ingest": "ingest.cli:ingest",
     "compact": "ingest.cli:compact",
+    "bill": "billing.cli:bill",
+    "pay": "billing.cli:pay",
 }
 
 
