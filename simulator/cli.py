@@ -1,0 +1,59 @@
+"""`meters simulate`: a thin click wrapper over :func:`simulator.run.simulate`."""
+from __future__ import annotations
+
+import click
+
+
+@click.command()
+@click.option("--broker", default=None, help="Sender URL mqtt://USER:PASS@host:port (all uploads go to "
+              "meters/v1/USER/readings). Default: the managed broker, one sender per concentrator.")
+@click.option("--broker-dir", default=None, type=click.Path(file_okay=False),
+              help="State dir of a managed broker: provision one sender per concentrator there.")
+@click.option("--meters", "n_meters", type=click.IntRange(min=1), required=True, help="Number of meters.")
+@click.option("--start", required=True, help="First read, ISO 8601 (no offset = the lake's time zone).")
+@click.option("--days", type=float, required=True, help="Days to simulate.")
+@click.option("--interval", default="15m", show_default=True, help="Read interval: 15m, 1h, 1d …")
+@click.option("--seed", type=int, default=0, show_default=True, help="Same seed, same fleet and readings.")
+@click.option("--speed", default="max", show_default=True, help="max, realtime or a factor like 60x.")
+@click.option("--faults", default=None, help="Fault rates, e.g. lost=0.01,duplicate=0.01,late=0.01,"
+              "spike=0.001,rollover=0.01,replacement=0.001,skew=0.01,malformed=0.001.")
+@click.option("--lake", "lake_path", default=None, type=click.Path(file_okay=False),
+              help="Lake that receives the fleet's meters, accounts and contacts (created if missing) "
+                   "and the ground-truth manifest in <lake>/_simulator/<run>/.")
+@click.option("--format", "fmt", type=click.Choice(["binary", "json", "json-array"]), default="binary",
+              show_default=True, help="Payloads: binary batches, one JSON object per reading, or JSON arrays.")
+@click.option("--manifest", default=None, type=click.Path(file_okay=False), help="Manifest directory.")
+@click.option("--batch-intervals", type=int, default=None,
+              help="Reads per meter in one concentrator upload (default: one hour's worth).")
+@click.option("--processes", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Publisher processes (concentrators split between them).")
+@click.option("--window", type=click.IntRange(1, 65535), default=50, show_default=True,
+              help="In-flight QoS 1 messages per sender connection.")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+def simulate(broker, broker_dir, n_meters, start, days, interval, seed, speed, faults, lake_path, fmt, manifest,
+             batch_intervals, processes, window, as_json):
+    """Simulate a seeded fleet of meters and publish their readings over MQTT (QoS 1)."""
+    from meters.cli import echo_json
+
+    from .run import simulate as run
+
+    s = run(n_meters, start, days, broker=broker, broker_dir=broker_dir, lake=lake_path, interval=interval,
+            seed=seed, speed=speed, faults=faults, fmt=fmt, manifest=manifest, batch_intervals=batch_intervals,
+            processes=processes, window=window, show_progress=not as_json)
+    if as_json:
+        echo_json(s)
+        return
+    u = s["by_utility"]
+    click.echo(f"simulated {s['meters']:,} meters ({u['electricity']:,} electricity, {u['water']:,} water, "
+               f"{u['gas']:,} gas) on {s['concentrators']:,} concentrators, {s['start']} → {s['end']}")
+    click.echo(f"published {s['readings']:,} readings in {s['messages']:,} {s['format']} messages "
+               f"in {s['seconds']:.1f}s ({s['readings_per_s'] or 0:,.0f} readings/s) to {s['broker']} "
+               f"({s['senders']} senders, {s['processes']} process(es))")
+    if any(s["faults"].values()):
+        click.echo(f"faults: {s['lost']:,} lost, {s['duplicates']:,} duplicated, {s['malformed']:,} malformed payloads")
+    if s["reconnects"]:
+        click.echo(f"reconnected {s['reconnects']} time(s); unacknowledged messages were re-sent")
+    if s["lake"]:
+        click.echo(f"registry written to {s['lake']}")
+    if s["manifest"]:
+        click.echo(f"manifest: {s['manifest']}")
