@@ -149,14 +149,14 @@ def bill_range(lake: Lake, first: dt.date, last: dt.date, *, config: Config | No
 
 def _run_days(lake, todo, config, progress) -> list[DayResult]:
     cfg = config or Config.load(lake)
+    crashed = _inflight(lake)
+    if crashed is not None and crashed not in todo:
+        raise MetersError(f"the billing run of {crashed} was interrupted; re-run `meters bill --date {crashed}` first")
     days = set(settled_days(lake))
     prev = todo[0] - dt.timedelta(days=1)
     if days and prev not in days:
         raise MetersError(f"day {prev} is not settled (last settled day {max(days)}); bill it first, "
-                          f"or use --from {min(d for d in [max(days) + dt.timedelta(days=1)])} --to {todo[-1]}")
-    crashed = _inflight(lake)
-    if crashed is not None and crashed not in todo:
-        raise MetersError(f"the billing run of {crashed} was interrupted; re-run `meters bill --date {crashed}` first")
+                          f"or use --from {max(days) + dt.timedelta(days=1)} --to {todo[-1]}")
     ctx = _Registry(lake, cfg)
     out = []
     for d in todo:
