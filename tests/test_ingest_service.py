@@ -1,0 +1,315 @@
+"""The ingest service against a real Mosquitto: exactly once as seen by readers, through kill -9,
+broker restarts, SIGTERM and two workers on one shared subscription."""
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from ingest.service import run_ingest
+from meters import wire
+from meters.broker import free_port
+from meters.cli import cli
+from meters.mqtt import make_client, parse_broker_url
+from meters.readings import read_readings
+
+ROOT = Path(__file__).resolve().parents[1]
+UTC = dt.timezone.utc
+NOW = int(time.time())
+T0 = (NOW - 2 * 86400) // 900 * 900  # recent, inside the sanity window, spans two local days
+ALL = (dt.datetime.fromtimestamp(T0 - 86400, UTC), dt.datetime.fromtimestamp(NOW + 86400, UTC))
+
+
+def _wait(pred, timeout=10.0, step=0.05):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if pred():
+            return True
+        time.sleep(step)
+    return pred()
+
+
+class Publisher:
+    """A paho QoS 1 publisher (the simulator's role) that knows which readings it sent."""
+
+    def __init__(self, url: str, client_id: str = "test-pub"):
+        u = parse_broker_url(url)
+        self.sender = u.username
+        self.topic = f"meters/v1/{u.username}/readings"
+        self.client, kw = make_client(u, client_id)
+        self.client.max_inflight_messages_set(50)
+        self.client.connect(**kw)
+        self.client.loop_start()
+        assert _wait(self.client.is_connected, 5)
+        self.infos = []
+
+    def send(self, payload: bytes):
+        self.infos.append(self.client.publish(self.topic, payload, qos=1))
+
+    def wait(self, timeout=20):
+        for info in self.infos:
+            info.wait_for_publish(timeout)
+            assert info.is_published()
+
+    def close(self):
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+def batches(n_msgs: int, per_msg: int, first: int = 0):
+    """``n_msgs`` binary batches of ``per_msg`` distinct readings; returns (payloads, expected dict)."""
+    payloads, expected = [], {}
+    for k in range(first, first + n_msgs):
+        meters = np.arange(1, per_msg + 1, dtype=np.int64) + 1000 * (k % 7)
+        ts = np.full(per_msg, T0 + 900 * (k // 7), np.int64)
+        reg = meters * 1000 + k
+        payloads.append(wire.encode_batch(meters, ts, reg))
+        for m, t, r in zip(meters.tolist(), ts.tolist(), reg.tolist()):
+            expected[(m, t)] = r
+    return payloads, expected
+
+
+def lake_dict(lake):
+    t = read_readings(lake, *ALL)
+    ts = t.column("ts").cast("int64").to_pylist()
+    return dict(zip(zip(t.column("meter_id").to_pylist(), ts), t.column("register_milli").to_pylist()))
+
+
+def raw_rows(lake):
+    return lake.read("readings", columns=["meter_id"]).num_rows
+
+
+def create_session(url, lake, client_id="meters-ingest-0"):
+    """Connect once so the persistent session (and its subscription) exists before publishing."""
+    return run_ingest(parse_broker_url(url), lake, client_id=client_id, until_idle=0.1)
+
+
+def ingest_cmd(url, lake, *extra):
+    return [sys.executable, "-m", "meters", "ingest", "--broker", url, "--lake", str(lake.root), "-q", *extra]
+
+
+def test_mosquitto_pub_json_reading_exactly_once(broker, lake):
+    if not shutil.which("mosquitto_pub"):
+        pytest.skip("mosquitto_pub not installed")
+    create_session(broker.url("ingest"), lake)
+    s = parse_broker_url(broker.url("sender"))
+    ts = dt.datetime.fromtimestamp(T0, UTC).astimezone(dt.timezone(dt.timedelta(hours=8))).isoformat()
+    msg = json.dumps({"meter_id": 110100000001, "ts": ts, "register": 1532.417})
+    subprocess.run(["mosquitto_pub", "-h", s.host, "-p", str(s.port), "-u", s.username, "-P", s.password,
+                    "-q", "1", "-t", "meters/v1/sender/readings", "-m", msg], check=True, timeout=10)
+    out = run_ingest(parse_broker_url(broker.url("ingest")), lake, until_idle=1.0)
+    assert out["received"] == 1 and out["written"] == 1 and out["acked"] == 1
+    assert lake_dict(lake) == {(110100000001, T0): 1532417}
+    t = read_readings(lake, *ALL)
+    assert t.column("sender").to_pylist() == ["sender"]
+    # acknowledged: a second run receives nothing
+    assert run_ingest(parse_broker_url(broker.url("ingest")), lake, until_idle=0.5)["received"] == 0
+
+
+GARBAGE = {
+    "not_json": b"this is not json",
+    "bad_type": b'{"meter_id": "abc", "ts": 1700000000, "register": 1}',
+    "not_finite": b'{"meter_id": 5, "ts": %d, "register": NaN}' % T0,
+    "negative_register": b'{"meter_id": 5, "ts": %d, "register": -3}' % T0,
+    "ts_out_of_range": b'{"meter_id": 5, "ts": "1900-01-01T00:00:00+08:00", "register": 3}',
+    "payload_too_large": b"[" + b" " * (2 * 2**20) + b"]",
+    "truncated": wire.encode_batch(np.array([1, 2]), np.array([T0, T0]), np.array([1, 2]))[:-7],
+    "bad_magic": b"ABCD" + wire.encode_batch(np.array([1]), np.array([T0]), np.array([1]))[4:],
+}
+
+
+def test_garbage_goes_to_deadletter_and_good_rows_stay(broker, lake):
+    from ingest.decode import Limits
+
+    create_session(broker.url("ingest"), lake)
+    pub = Publisher(broker.url("sender"))
+    for payload in GARBAGE.values():
+        pub.send(payload)
+    far_future = b'{"meter_id": 6, "ts": %d, "register": 1}' % (NOW + 400 * 86400)
+    pub.send(far_future)
+    mixed = json.dumps([{"meter_id": 7, "ts": T0, "register": 1.5},
+                        {"meter_id": 8, "ts": T0, "register": float("nan")},
+                        {"meter_id": 9, "ts": T0, "register": 2.25}]).encode()
+    pub.send(mixed)
+    pub.send(wire.encode_batch(np.array([10, 11]), np.array([T0, T0]), np.array([5, -5])))
+    pub.wait()
+    pub.close()
+    out = run_ingest(parse_broker_url(broker.url("ingest")), lake, until_idle=1.0,
+                     limits=Limits(max_payload=2**20))
+    assert out["received"] == len(GARBAGE) + 3 and out["acked"] == out["received"]
+    dead = lake.read("deadletter")
+    reasons = dead.column("reason").to_pylist()
+    for reason in GARBAGE:
+        assert reason in reasons, (reason, reasons)
+    assert reasons.count("ts_out_of_range") == 2 and reasons.count("not_finite") == 2
+    assert reasons.count("negative_register") == 2
+    assert len(set(reasons)) == len(GARBAGE)
+    assert all(t == "meters/v1/sender/readings" for t in dead.column("topic").to_pylist())
+    row = next(r for r in dead.to_pylist() if r["reason"] == "bad_magic")
+    assert row["payload"] == GARBAGE["bad_magic"] and row["detail"]
+    assert lake_dict(lake) == {(7, T0): 1500, (9, T0): 2250, (10, T0): 5}
+
+
+def test_kill_9_repeatedly_loses_and_duplicates_nothing(broker, lake):
+    create_session(broker.url("ingest"), lake)
+    payloads, expected = batches(240, 250)
+    pub = Publisher(broker.url("sender"))
+    done = threading.Event()
+
+    def publish():
+        for p in payloads:
+            pub.send(p)
+            time.sleep(0.02)
+        pub.wait()
+        done.set()
+
+    th = threading.Thread(target=publish)
+    th.start()
+    rng = np.random.default_rng(11)
+    kills = 0
+    try:
+        for _ in range(3):
+            proc = subprocess.Popen(ingest_cmd(broker.url("ingest"), lake, "--flush-seconds", "0.2",
+                                               "--batch-rows", "5000"), cwd=ROOT)
+            time.sleep(1.2 + float(rng.uniform(0, 0.8)))
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
+            kills += 1
+    finally:
+        th.join()
+        pub.close()
+    assert done.is_set() and kills == 3
+    written_before = raw_rows(lake)
+    out = run_ingest(parse_broker_url(broker.url("ingest")), lake, until_idle=1.5)
+    assert written_before > 0 and out["received"] > 0  # the kills left work for the final run
+    assert lake_dict(lake) == expected
+    assert raw_rows(lake) >= len(expected)
+    assert lake.read("deadletter").num_rows == 0
+
+
+def test_broker_restart_during_ingest(broker, lake):
+    create_session(broker.url("ingest"), lake)
+    payloads, expected = batches(120, 200)
+    stop = threading.Event()
+    result = {}
+    th = threading.Thread(target=lambda: result.update(run_ingest(
+        parse_broker_url(broker.url("ingest")), lake, flush_seconds=0.5, stop_event=stop)))
+    th.start()
+    pub = Publisher(broker.url("sender"), "pub-a")
+    for p in payloads[:60]:
+        pub.send(p)
+    pub.wait()
+    pub.close()
+    time.sleep(0.2)  # the ingest worker holds an unflushed batch now
+    broker.restart()
+    pub = Publisher(broker.url("sender"), "pub-b")
+    for p in payloads[60:]:
+        pub.send(p)
+    pub.wait()
+    pub.close()
+    assert _wait(lambda: result or lake_dict(lake) == expected, 20)
+    stop.set()
+    th.join(10)
+    assert result["connects"] >= 2
+    run_ingest(parse_broker_url(broker.url("ingest")), lake, until_idle=1.0)
+    assert lake_dict(lake) == expected
+
+
+def test_sigterm_flushes_acks_and_exits_0(broker, lake):
+    create_session(broker.url("ingest"), lake)
+    port = free_port()
+    proc = subprocess.Popen(ingest_cmd(broker.url("ingest"), lake, "--flush-seconds", "60",
+                                       "--metrics-port", str(port)), cwd=ROOT)
+    try:
+        def metric(name):
+            try:
+                text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=1).read().decode()
+            except OSError:
+                return -1
+            line = next(x for x in text.splitlines() if x.startswith(f"meters_ingest_{name}"))
+            return float(line.split()[-1])
+
+        assert _wait(lambda: metric("connects") >= 1, 20)
+        payloads, expected = batches(40, 100)
+        pub = Publisher(broker.url("sender"))
+        for p in payloads:
+            pub.send(p)
+        pub.wait()
+        pub.close()
+        assert _wait(lambda: metric("received") == 40, 10)
+        assert metric("written") == 0 and metric("acked") == 0  # held in the batch, not yet durable
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(15) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert lake_dict(lake) == expected and raw_rows(lake) == len(expected)
+    # everything was acknowledged before exit: nothing is redelivered
+    assert run_ingest(parse_broker_url(broker.url("ingest")), lake, until_idle=0.5)["received"] == 0
+
+
+def test_two_workers_share_the_subscription(broker, lake):
+    r = subprocess.run(ingest_cmd(broker.url("ingest"), lake, "--workers", "2", "--until-idle", "0.2"),
+                       cwd=ROOT, timeout=60)
+    assert r.returncode == 0
+    payloads, expected = batches(200, 50)
+    pub = Publisher(broker.url("sender"))
+    for p in payloads:
+        pub.send(p)
+    pub.wait()
+    pub.close()
+    r = subprocess.run(ingest_cmd(broker.url("ingest"), lake, "--workers", "2", "--until-idle", "1.5", "--json"),
+                       cwd=ROOT, timeout=60, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert out["received"] == 200 and out["acked"] == 200
+    assert sorted(w["worker"] for w in out["workers"]) == ["meters-ingest-0", "meters-ingest-1"]
+    assert all(w["received"] > 0 for w in out["workers"])
+    assert lake_dict(lake) == expected
+    assert raw_rows(lake) == len(expected)  # nothing duplicated, not even in the raw files
+    names = [p.name for p in lake.files("readings")]
+    assert len(names) == len(set(names)) and {n.split("-")[3] for n in names} == {"0", "1"}
+
+
+def test_mqtt_311_plain_subscription(broker, lake):
+    url = broker.url("ingest") + "?version=3.1.1"
+    create_session(url, lake)
+    pub = Publisher(broker.url("sender") + "?version=3.1.1")
+    payloads, expected = batches(5, 10)
+    for p in payloads:
+        pub.send(p)
+    pub.wait()
+    pub.close()
+    out = run_ingest(parse_broker_url(url), lake, until_idle=1.0)
+    assert out["acked"] == 5 and lake_dict(lake) == expected
+
+
+def test_cli_errors_are_one_line(lake, tmp_path):
+    runner = CliRunner()
+    r = runner.invoke(cli, ["ingest", "--lake", str(lake.root), "--broker", f"mqtt://u:p@127.0.0.1:{free_port()}",
+                            "--until-idle", "0.1"])
+    assert r.exit_code == 1 and "cannot connect to broker" in r.output
+    r = runner.invoke(cli, ["ingest", "--lake", str(tmp_path / "nolake"), "--broker", "mqtt://127.0.0.1:1"])
+    assert r.exit_code == 1 and "is not a meters lake" in r.output
+    env = {k: v for k, v in os.environ.items() if k != "METERS_BROKER"}
+    r = runner.invoke(cli, ["ingest", "--lake", str(lake.root), "--broker-dir", str(tmp_path / "none")], env=env)
+    assert r.exit_code == 1 and "no managed broker is running" in r.output
+
+
+def test_wrong_password_is_a_clear_error(broker, lake):
+    u = parse_broker_url(broker.url("ingest")).with_credentials("ingest", "wrong")
+    r = CliRunner().invoke(cli, ["ingest", "--lake", str(lake.root), "--broker", str(u), "--until-idle", "0.1"])
+    assert r.exit_code == 1 and "refused the connection" in r.output
