@@ -40,7 +40,8 @@ from meters.schemas import (ALERTS, BILL_LINES, BILLING_STATE, BILLS, CHARGE_LIN
                             RUNS, UTC_MS, UTC_S)
 
 from . import vee
-from .money_io import cents, fmt, money, round_cents
+from .money import allocate_cents, to_cents
+from .money_io import cents, fmt, money
 from .settle import NONE_DAY, Policy, postpaid_notices, settle_prepaid
 
 INFLIGHT = ".billing-inflight"
@@ -320,7 +321,8 @@ def _run_day(lake: Lake, day: dt.date, reg: _Registry, cfg: Config, progress) ->
     dn = day_number(day)
     t0 = tick()
     # 1. read
-    readings = read_readings(lake, start, end + dt.timedelta(seconds=1))
+    half = dt.timedelta(seconds=I // 2)  # readings snap to the nearest grid instant
+    readings = read_readings(lake, start - half, end + half)
     res.readings = readings.num_rows
     state, engine_state = _load_state(lake, day, reg, start_s, I)
     t0 = lap("read", t0)
@@ -349,7 +351,7 @@ def _run_day(lake: Lake, day: dt.date, reg: _Registry, cfg: Config, progress) ->
         raise MetersError("tariff engine returned an unexpected number of day rows")
     new_es = priced.state
     same_period = new_es.bill_start == engine_state.bill_start
-    total_cents = round_cents(priced.day_total)
+    total_cents = to_cents(priced.day_total)
     today = total_cents - np.where(same_period, state["charged_cents"], 0)
     day_qty = q_units.sum(axis=1)
     t0 = lap("price", t0)
@@ -466,7 +468,7 @@ def _charge_lines(reg, priced, before, same_period) -> pa.Table:
 
 def _bill_lines(reg, priced, closed):
     """Bill lines (tier × band, plus tier 0 for fixed and minimum charges) of the closed periods and
-    each bill's total cents (the sum of its rounded lines)."""
+    each bill's total: the rounded period cost, its lines allocated so that they sum to it."""
     acc = np.flatnonzero(closed)
     bill_cents = np.zeros(reg.n, np.int64)
     rows = {"account_id": [], "period_start": [], "tier": [], "band": [], "quantity": [], "unit_price": [],
@@ -475,20 +477,17 @@ def _bill_lines(reg, priced, closed):
         v = int(priced.bill_version[a])
         start = EPOCH + dt.timedelta(days=int(priced.bill_start[a]))
         lq, la = priced.line_quantity[a], priced.line_amount[a]
-        for p, t in zip(*np.nonzero((lq != 0) | (la != 0))):
-            c = int(round_cents([la[p, t]])[0])
-            rows["account_id"].append(reg.account_ids[a]); rows["period_start"].append(start)
-            rows["tier"].append(int(t) + 1); rows["band"].append(_line_names(reg, v, int(p)))
-            rows["quantity"].append(float(lq[p, t])); rows["unit_price"].append(float(reg.tables.prices[v, p, t]))
-            rows["amount"].append(c)
-            bill_cents[a] += c
+        lines = [(int(t) + 1, _line_names(reg, v, int(p)), float(lq[p, t]), float(reg.tables.prices[v, p, t]),
+                  float(la[p, t])) for p, t in zip(*np.nonzero((lq != 0) | (la != 0)))]
         extra = float(priced.bill_fixed[a] + priced.bill_minimum[a])
         if extra:
-            c = int(round_cents([extra])[0])
-            rows["account_id"].append(reg.account_ids[a]); rows["period_start"].append(start)
-            rows["tier"].append(0); rows["band"].append("fixed"); rows["quantity"].append(0.0)
-            rows["unit_price"].append(None); rows["amount"].append(c)
-            bill_cents[a] += c
+            lines.append((0, "fixed", 0.0, None, extra))
+        total = int(to_cents(priced.bill_total[a]))
+        amounts = allocate_cents([x[4] for x in lines], total) if lines else []
+        for (tier, band, qty, price, _), c in zip(lines, amounts):
+            for k, val in zip(rows, (reg.account_ids[a], start, tier, band, qty, price, int(c))):
+                rows[k].append(val)
+        bill_cents[a] = total
     t = pa.table({**{k: v for k, v in rows.items() if k != "amount"},
                   "amount": money(np.array(rows["amount"], np.int64))},
                  schema=pa.schema([BILL_LINES.field(k) for k in list(rows)]))

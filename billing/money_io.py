@@ -44,9 +44,3 @@ def fmt(cents_value: int) -> str:
     sign = "-" if cents_value < 0 else ""
     c = abs(int(cents_value))
     return f"{sign}{c // 100}.{c % 100:02d}"
-
-
-def round_cents(amount) -> np.ndarray:
-    """Currency amounts (float) → int64 cents, half away from zero, robust to float noise."""
-    a = np.round(np.asarray(amount, np.float64) * 100.0, 6)
-    return (np.sign(a) * np.floor(np.abs(a) + 0.5)).astype(np.int64)

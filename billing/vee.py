@@ -6,7 +6,9 @@ in thousandths of the meter's unit (Wh, litres), like ``readings.register_milli`
 
 Per meter, with the carried last register (``base``) from the previous day:
 
-- duplicates (same snapped position) are dropped, the first received wins;
+- readings snap to the nearest grid instant; duplicates (same snapped position) are dropped, the
+  first received wins; a reading at or before the day's start only serves as the base of a meter
+  that has none;
 - a register reading at position ``p`` after the base at ``b`` covers the slots ``b..p-1``:
   one slot → ``actual``; several → the difference shared linearly, ``estimated`` / ``gap``;
   if the base is older than today (the register stopped on an earlier day, whose slots were billed
@@ -119,8 +121,8 @@ def vee_kernel(offsets, pos, reg, qty, qlen, src_est, base_pos, base_reg, avg, p
             p, r = rp[j], rr[j]
             if p > n_slots:
                 break
-            if p <= 0:
-                if not has_base or p > bp:
+            if p <= 0:  # closes an earlier day: only a baseline for a meter without one
+                if not has_base:
                     bp, br, has_base = float(p), r, True
                 continue
             if not has_base:
@@ -263,7 +265,7 @@ def vee_reference(offsets, pos, reg, qty, qlen, src_est, base_pos, base_reg, avg
             if p > n_slots:
                 break
             if p <= 0:
-                if base is None or p > base[0]:
+                if base is None:
                     base = (float(p), r)
                 continue
             if base is None:
