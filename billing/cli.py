@@ -43,18 +43,29 @@ def bill(lake_path, date_, from_, to_, as_json):
         raise MetersError("give --date D, or --from D1 --to D2")
     if day is not None and (first or last):
         raise MetersError("give either --date or --from/--to, not both")
+    if day is None and last < first:
+        raise MetersError(f"--to {last} is before --from {first}")
     lake = open_lake(lake_path)
     n_days = 1 if day else (last - first).days + 1
     phases = ("read", "vee", "price", "settle", "write", "commit")
     console = Console(stderr=True)
-    with Progress(TextColumn("[bold]billing[/] {task.description}"), BarColumn(), TextColumn("{task.completed:.0f}/{task.total:.0f} steps"),
-                  TimeElapsedColumn(), console=console, disable=as_json, transient=True) as bar:
-        task = bar.add_task("", total=n_days * len(phases))
+    bar = Progress(TextColumn("[bold]billing[/] {task.description}"), BarColumn(),
+                   TextColumn("{task.completed:.0f}/{task.total:.0f} steps"), TimeElapsedColumn(),
+                   console=console, disable=as_json, transient=True)
+    task = bar.add_task("", total=n_days * len(phases))
+    started = []
 
-        def progress(d, phase):
-            bar.update(task, advance=1, description=f"{d} {phase}")
+    def progress(d, phase):  # the bar appears once the run has passed its checks
+        if not started:
+            bar.start()
+            started.append(True)
+        bar.update(task, advance=1, description=f"{d} {phase}")
 
+    try:
         results = bill_day(lake, day, progress=progress) if day else bill_range(lake, first, last, progress=progress)
+    finally:
+        if started:
+            bar.stop()
     alerts = sum((r.alerts for r in results), Counter())
     vee = Counter()
     for r in results:
