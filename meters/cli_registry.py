@@ -75,3 +75,24 @@ def tariffs_show(tariff_ids, lake_path):
         for t in cat[tid]:
             click.echo("\n".join(t.describe()))
             click.echo()
+
+
+@tariffs.command("import")
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--id", "tariff_id", default=None, help="Tariff id to store under (default: urdb-<label>).")
+@click.option("--ignore-unsupported", is_flag=True,
+              help="Import the energy part of rates with demand charges etc.; omissions go to the tariff's notes.")
+@lake_option
+def tariffs_import(file, tariff_id, ignore_unsupported, lake_path):
+    """Import an OpenEI URDB rate JSON (or one of our tariff files) into the lake's catalog."""
+    from .iotools.urdb import import_file
+    from .registry import save_tariffs
+
+    lake = open_lake(lake_path)
+    result = import_file(file, tariff_id=tariff_id, ignore_unsupported=ignore_unsupported)
+    changed = save_tariffs(lake, result.tariffs)
+    for t in result.tariffs:
+        click.echo("\n".join(t.describe()))
+    for u in result.omitted:
+        click.echo(f"warning: not modelled: {u}", err=True)
+    click.echo(f"imported {len(result.tariffs)} tariff version(s) ({changed} new or changed)")

@@ -131,20 +131,27 @@ class Tariff:
                  f"  utility {self.utility}, unit {self.unit}, currency {self.currency}, "
                  f"effective from {self.effective_from}",
                  f"  tiers: {self.n_tiers} on a {self.tier_cycle} cycle ({self.tier_method}); "
-                 f"bounds per {'day × days in month' if self.tier_bound_unit == 'day' else self.tier_cycle}"]
+                 f"bounds per {'day × days in month' if self.tier_bound_unit == 'day' else self.tier_cycle}"
+                 if self.n_tiers > 1 else "  no tiers (one price per period)"]
         months = "JFMAMJJASOND"
         seen: dict[tuple, list[int]] = {}
         for m, b in enumerate(self.tier_bounds):
             seen.setdefault(tuple(b), []).append(m + 1)
-        for bounds, ms in seen.items():
-            lines.append(f"  months {_month_ranges(ms)}: tier bounds {', '.join(f'{b:g}' for b in bounds)} {self.unit}")
+        for bounds, ms in seen.items() if self.n_tiers > 1 else ():
+            shown = [f"{b:g}" for b in bounds if b < 1e37] or ["none (one tier used)"]
+            lines.append(f"  months {_month_ranges(ms)}: tier bounds {', '.join(shown)} {self.unit}")
         for p, period in enumerate(self.periods):
             hours = sorted({h for m in range(12) for h in range(24) if self.weekday_schedule[m][h] == p})
             ms = sorted({m + 1 for m in range(12) for h in range(24)
                          if p in (self.weekday_schedule[m][h], self.weekend_schedule[m][h])})
+            we_hours = sorted({h for m in range(12) for h in range(24) if self.weekend_schedule[m][h] == p})
+            hours_txt = f"weekday hours {_hour_ranges(hours)}"
+            if we_hours != hours:
+                hours_txt += f", weekend hours {_hour_ranges(we_hours)}"
             price = " / ".join(f"{x:.10g}" for x in self.prices[p])
             lines.append(f"  period {period.name} (season {period.season}, band {period.band}; months "
-                         f"{_month_ranges(ms)}; weekday hours {_hour_ranges(hours)}): {price} {self.currency}/{self.unit} by tier")
+                         f"{_month_ranges(ms)}; {hours_txt}): {price} {self.currency}/{self.unit}"
+                         + (" by tier" if self.n_tiers > 1 else ""))
         if self.fixed_charge:
             lines.append(f"  fixed charge {self.fixed_charge:g} {self.currency} per {self.fixed_charge_unit}")
         if self.minimum_charge:
