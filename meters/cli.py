@@ -24,6 +24,7 @@ LAZY_COMMANDS: dict[str, str] = {
     "report": "meters.cli_sql:report",
     "import": "meters.cli_import:import_",
     "replay": "meters.replay:replay_cmd",
+    "demo": "meters.demo:demo",
     "ingest": "ingest.cli:ingest",
     "compact": "ingest.cli:compact",
     "bill": "billing.cli:bill",

@@ -1,0 +1,158 @@
+"""Analysts' SQL: monthly consumption per meter over a month of 15-minute registers.
+
+Default size: 100k meters × 30 days × 96 reads = 288M readings, generated directly as compacted,
+meter-sorted Parquet (one ``compact-*.parquet`` per day, the layout and encodings of ``meters compact``).
+Measured in the same run:
+
+- ``meters sql`` (the ``readings`` view: deduplicated view, DOUBLE registers) — target <= 3 s;
+- DuckDB on the bare files (``read_parquet`` of the same files, integer registers): the view's overhead;
+- pandas: the obvious alternative, file by file (pyarrow read + groupby min/max, then combined; reading
+  all 288M rows into one DataFrame would need about 7 GB).
+
+``python -m benchmarks sql [--quick] [--meters N] [--days D] [--keep DIR]``
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+QUERY = """SELECT meter_id, max(register) - min(register) AS consumption
+FROM readings WHERE ts >= TIMESTAMPTZ '{start}' AND ts < TIMESTAMPTZ '{end}' GROUP BY meter_id"""
+
+
+def generate(root: Path, meters: int, days: int, seed: int = 7) -> tuple[Path, int, float]:
+    """A lake with ``days`` compacted readings partitions of ``meters`` 15-minute registers each."""
+    from ingest.compact import COMPACT_PARQUET
+    from meters.lake import init_lake
+    from meters.readings import COMPACT_PREFIX
+
+    lake = init_lake(root / "lake", "Asia/Shanghai")
+    rng = np.random.default_rng(seed)
+    ids = 110100000000 + np.arange(meters, dtype=np.int64)
+    register = rng.integers(0, 10**8, meters).astype(np.int64)       # Wh
+    rate = rng.gamma(2.0, 60.0, meters)                               # mean Wh per 15 min
+    first = dt.date(2026, 11, 1)
+    opts = {**COMPACT_PARQUET, "compression_level": 3}
+    t0 = time.perf_counter()
+    for d in range(days):
+        day = first + dt.timedelta(days=d)
+        start, _ = lake.day_bounds_utc(day)
+        ts = int(start.timestamp()) + 900 * np.arange(96, dtype=np.int64)
+        steps = rng.poisson(rate[:, None], size=(meters, 96)).astype(np.int64)
+        regs = register[:, None] + np.cumsum(steps, axis=1)
+        register = regs[:, -1].copy()
+        n = meters * 96
+        received = (np.tile(ts, meters) + 60) * 1000
+        table = pa.table({
+            "meter_id": pa.array(np.repeat(ids, 96)),
+            "ts": pa.array(np.tile(ts, meters), pa.int64()).cast(pa.timestamp("s", tz="UTC")),
+            "register_milli": pa.array(regs.ravel()),
+            "sender": pa.DictionaryArray.from_arrays(pa.array(np.repeat(np.arange(meters) // 250, 96), pa.int32()),
+                                                     pa.array([f"dcu-{i:05d}" for i in range((meters + 249) // 250)])),
+            "received_at": pa.array(received, pa.int64()).cast(pa.timestamp("ms", tz="UTC")),
+        })
+        lake.write("readings", table.cast(pa.schema([f if f.name != "sender" else pa.field("sender", pa.string())
+                                                     for f in table.schema])),
+                   day.isoformat(), file_name=f"{COMPACT_PREFIX}bench.parquet", fsync=False, **opts)
+        del table, regs, steps, received
+        if (d + 1) % 10 == 0 or d + 1 == days:
+            print(f"  generated {d + 1}/{days} days ({n * (d + 1):,} readings)", flush=True)
+    return lake.root, meters * days * 96, time.perf_counter() - t0
+
+
+def bench_view(lake_root: Path, start: str, end: str) -> tuple[float, int, float]:
+    from meters.sql import connect, run
+
+    con = connect(lake_root)
+    q = QUERY.format(start=start, end=end)
+    run(con, f"SELECT count(*) FROM ({q})").fetchall()        # warm the OS cache and the plan once
+    t0 = time.perf_counter()
+    rows = run(con, f"SELECT count(*), sum(consumption) FROM ({q})").fetchall()[0]
+    return time.perf_counter() - t0, rows[0], float(rows[1])
+
+
+def bench_raw(lake_root: Path, start: str, end: str) -> float:
+    import duckdb
+
+    con = duckdb.connect()
+    con.execute("SET TimeZone = 'Asia/Shanghai'")
+    files = sorted(str(p) for p in (lake_root / "readings").glob("day=*/*.parquet"))
+    lst = "[" + ", ".join(f"'{f}'" for f in files) + "]"
+    q = (f"SELECT count(*), sum(c) FROM (SELECT meter_id, max(register_milli) - min(register_milli) AS c "
+         f"FROM read_parquet({lst}) WHERE ts >= TIMESTAMPTZ '{start}' AND ts < TIMESTAMPTZ '{end}' GROUP BY meter_id)")
+    t0 = time.perf_counter()
+    con.sql(q).fetchall()
+    return time.perf_counter() - t0
+
+
+def bench_pandas(lake_root: Path, start: str, end: str) -> tuple[float, int, float]:
+    import pandas as pd
+
+    lo, hi = pd.Timestamp(start), pd.Timestamp(end)
+    t0 = time.perf_counter()
+    parts = []
+    for f in sorted((lake_root / "readings").glob("day=*/*.parquet")):
+        df = pq.read_table(f, columns=["meter_id", "ts", "register_milli"]).to_pandas()
+        df = df[(df["ts"] >= lo) & (df["ts"] < hi)]
+        parts.append(df.groupby("meter_id")["register_milli"].agg(["min", "max"]))
+    allp = pd.concat(parts)
+    g = allp.groupby(level=0).agg({"min": "min", "max": "max"})
+    consumption = (g["max"] - g["min"]) / 1000.0
+    return time.perf_counter() - t0, len(g), float(consumption.sum())
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(prog="python -m benchmarks sql", description=__doc__.splitlines()[0])
+    p.add_argument("--quick", action="store_true", help="10k meters × 30 days (28.8M readings)")
+    p.add_argument("--meters", type=int, default=None, help="meters (default 100000; 10000 with --quick)")
+    p.add_argument("--days", type=int, default=30, help="days (default 30)")
+    p.add_argument("--keep", type=Path, default=None, help="generate into (or reuse) this directory and keep it")
+    a = p.parse_args(argv)
+    meters = a.meters or (10_000 if a.quick else 100_000)
+    root = a.keep or Path(tempfile.mkdtemp(prefix="meters-bench-sql-"))
+    try:
+        marker = root / f"ready-{meters}x{a.days}"
+        if marker.exists():
+            lake_root, n, gen_s = root / "lake", meters * a.days * 96, 0.0
+            print(f"reusing {lake_root} ({n:,} readings)")
+        else:
+            if a.keep and (root / "lake").exists():
+                shutil.rmtree(root / "lake")
+            root.mkdir(parents=True, exist_ok=True)
+            print(f"generating {meters:,} meters × {a.days} days × 96 = {meters * a.days * 96:,} readings "
+                  "(compacted, meter-sorted Parquet)")
+            lake_root, n, gen_s = generate(root, meters, a.days)
+            marker.touch()
+        size = sum(f.stat().st_size for f in (lake_root / "readings").rglob("*.parquet"))
+        start = "2026-11-01 00:00:00+08:00"
+        end = (dt.datetime(2026, 11, 1) + dt.timedelta(days=a.days)).strftime("%Y-%m-%d 00:00:00+08:00")
+        view_s, groups, total = bench_view(lake_root, start, end)
+        raw_s = bench_raw(lake_root, start, end)
+        pandas_s, p_groups, p_total = bench_pandas(lake_root, start, end)
+        assert groups == p_groups == meters and abs(total - p_total) < 1e-6 * max(1.0, abs(total)), \
+            (groups, p_groups, total, p_total)
+        print(f"readings: {n:,} in {size / 2**20:,.0f} MiB ({size / n:.2f} bytes/reading)"
+              + (f", generated in {gen_s:.1f} s" if gen_s else ""))
+        print(f"monthly consumption per meter ({meters:,} meters):")
+        print(f"  meters sql (readings view)   {view_s:7.2f} s  {n / view_s / 1e6:7.1f} M readings/s  "
+              f"target <= 3 s: {'met' if view_s <= 3 else 'NOT met'}")
+        print(f"  DuckDB on the bare files     {raw_s:7.2f} s  {n / raw_s / 1e6:7.1f} M readings/s  "
+              f"(view overhead x{view_s / raw_s:.2f})")
+        print(f"  pandas, file by file         {pandas_s:7.2f} s  {n / pandas_s / 1e6:7.1f} M readings/s  "
+              f"(meters sql is x{pandas_s / view_s:.1f} faster)")
+        print(f"  same answer: {groups:,} meters, {total:,.3f} kWh in total")
+    finally:
+        if a.keep is None:
+            shutil.rmtree(root, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
