@@ -130,6 +130,11 @@ class Shard:
         self.events: list[tuple] = []        # (local idx, ts, kind, published_ts, published, true) arrays
         self._pending: dict[int, list] = {}  # upload index -> [(idx, ts_pub, reg_pub)]
         self.noise_w = P.noise_weights(plan.interval_s)
+        self.day_state = np.full(n, -1, np.int64)
+        self.dayf_state = np.ones(n)
+        all_ts = plan.start + np.arange(plan.n_reads, dtype=np.int64) * plan.interval_s
+        self.F = P.factor_table(all_ts, plan.interval_s, plan.tz)
+        self.dayno = P.local_day_number(all_ts - plan.interval_s, plan.tz)
         self.conc_off = f.conc_start[self.lo:self.hi + 1] - self.s   # local meter offsets per concentrator
         self._static_events()
 
@@ -148,15 +153,17 @@ class Shard:
         """True registers of every meter of the shard at the reads of upload ``b`` (call in order)."""
         p = self.plan
         ts = p.block_ts(b)
-        F = P.factor_table(ts, p.interval_s, p.tz)
-        dayno = P.local_day_number(ts - p.interval_s, p.tz)
+        k0 = b * p.batch_intervals
+        F = np.ascontiguousarray(self.F[:, k0:k0 + len(ts)])
+        dayno = self.dayno[k0:k0 + len(ts)]
         day_idx = dayno - p.day0
         opening = b == 0
         if opening:
             day_idx[0] = -1
         out = np.empty((self.n, len(ts)), np.int64)
         P.generate_block(np.int64(p.seed), self.meter_id, self.profile, self.daily, self.noise_w, F, ts, dayno,
-                         day_idx, opening, self.acc, self.reg_max, self.rep_ts, self.rep_start, out, self.day_q)
+                         day_idx, opening, self.acc, self.reg_max, self.rep_ts, self.rep_start, out, self.day_q,
+                         self.day_state, self.dayf_state)
         return ts, out
 
     def uploads(self, b: int) -> list[Upload]:

@@ -208,7 +208,7 @@ def uniform_grid_py(seed, salt, meter_id, keys) -> np.ndarray:
 
 @njit(cache=True, parallel=True)
 def generate_block(seed, meter_id, profile, daily_milli, noise_w, F, ts, dayno, day_idx, opening,
-                   acc, reg_max, rep_ts, rep_start, out, day_q):
+                   acc, reg_max, rep_ts, rep_start, out, day_q, day_state, dayf_state):
     """Advance the registers of ``n`` meters over ``nk`` intervals ending at ``ts``.
 
     ``acc`` (in/out) holds each meter's register before the block; ``out[i, j]`` receives the
@@ -216,7 +216,8 @@ def generate_block(seed, meter_id, profile, daily_milli, noise_w, F, ts, dayno, 
     consumption). ``day_q[i, day_idx[j]]`` accumulates the true consumption (``day_idx < 0``: not
     counted). A meter with ``rep_ts[i] == ts[j]`` is replaced in that interval: its register
     restarts at ``rep_start[i]`` before the interval's use is added. Registers wrap at
-    ``reg_max``. Returns nothing."""
+    ``reg_max``. ``day_state``/``dayf_state`` (in/out) cache each meter's current day and its day
+    factor between calls (start with ``day_state = -1``). Returns nothing."""
     n, nk = out.shape
     for i in prange(n):
         a = acc[i]
@@ -224,8 +225,8 @@ def generate_block(seed, meter_id, profile, daily_milli, noise_w, F, ts, dayno, 
         p = profile[i]
         base = daily_milli[i]
         w = noise_w[p]
-        prev_day = -1 << 62
-        dayf = 1.0
+        prev_day = day_state[i]
+        dayf = dayf_state[i]
         for j in range(nk):
             if j == 0 and opening:
                 out[i, j] = a
@@ -243,10 +244,12 @@ def generate_block(seed, meter_id, profile, daily_milli, noise_w, F, ts, dayno, 
             if day_idx[j] >= 0:
                 day_q[i, day_idx[j]] += q
         acc[i] = a
+        day_state[i] = prev_day
+        dayf_state[i] = dayf
 
 
 def generate_block_py(seed, meter_id, profile, daily_milli, noise_w, F, ts, dayno, day_idx, opening,
-                      acc, reg_max, rep_ts, rep_start, out, day_q):
+                      acc, reg_max, rep_ts, rep_start, out, day_q, day_state, dayf_state):
     """Plain-Python reference of :func:`generate_block` (same arguments, same effects)."""
     n, nk = out.shape
     for i in range(n):
@@ -254,8 +257,8 @@ def generate_block_py(seed, meter_id, profile, daily_milli, noise_w, F, ts, dayn
         m = int(meter_id[i])
         p = int(profile[i])
         w = float(noise_w[p])
-        prev_day = None
-        dayf = 1.0
+        prev_day = int(day_state[i])
+        dayf = float(dayf_state[i])
         for j in range(nk):
             if j == 0 and opening:
                 out[i, j] = a
@@ -273,3 +276,5 @@ def generate_block_py(seed, meter_id, profile, daily_milli, noise_w, F, ts, dayn
             if day_idx[j] >= 0:
                 day_q[i, day_idx[j]] += q
         acc[i] = a
+        day_state[i] = prev_day
+        dayf_state[i] = dayf

@@ -249,13 +249,17 @@ def _publish_all(plan, shards, url, passwords, single, fmt, speed, window, clien
             lo, hi = shards[0]
             return [_run_shard(plan, lo, hi, url, passwords, single, fmt, speed, window, client_prefix,
                                lambda n: advance(task, n))]
-    ctx = mp.get_context("fork")
+    # spawn, not fork: numba's parallel threading layer must not be forked once running; each
+    # worker rebuilds the (deterministic) fleet from its size and seed
+    ctx = mp.get_context("spawn")
     q = ctx.Queue()
     procs = []
+    spec = {k: getattr(plan, k) for k in ("start", "days", "interval_s", "seed", "tz_name", "faults",
+                                          "batch_intervals")}
     for lo, hi in shards:
         pw = {s: passwords[s] for s in plan.fleet.conc_ids[lo:hi]} if passwords else None
-        p = ctx.Process(target=_worker, args=(q, plan, lo, hi, url, pw, single, fmt, speed, window,
-                                              client_prefix), daemon=True)
+        p = ctx.Process(target=_worker, args=(q, len(plan.fleet), spec, lo, hi, url, pw, single, fmt, speed,
+                                              window, client_prefix), daemon=True)
         p.start()
         procs.append(p)
     results, error = [], None
@@ -284,8 +288,9 @@ def _publish_all(plan, shards, url, passwords, single, fmt, speed, window, clien
     return results
 
 
-def _worker(q, plan, lo, hi, url, passwords, single, fmt, speed, window, client_prefix):
+def _worker(q, n_meters, spec, lo, hi, url, passwords, single, fmt, speed, window, client_prefix):
     try:
+        plan = Plan(make_fleet(n_meters, spec["seed"]), **spec)
         acc = [0, time.monotonic()]
 
         def progress(n):

@@ -53,12 +53,13 @@ def test_generate_block_matches_reference(seed, n, nk, opening, interval, start_
         acc = acc0.copy()
         out = np.zeros((n, nk), np.int64)
         dq = np.zeros((n, int(day_idx.max()) + 1), np.int64)
+        ds, df = np.full(n, -1, np.int64), np.ones(n)
         fn(np.int64(seed), meter_id, profile, daily, w, F, ts, dayno, day_idx, opening, acc, reg_max,
-           rep_ts, rep_start, out, dq)
-        outs.append((acc, out, dq))
+           rep_ts, rep_start, out, dq, ds, df)
+        outs.append((acc, out, dq, ds, df))
     for a, b in zip(*outs):
         assert np.array_equal(a, b)
-    acc, out, dq = outs[0]
+    acc, out, dq = outs[0][:3]
     assert (out >= 0).all() and (out < reg_max[:, None]).all()
 
 
