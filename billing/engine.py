@@ -123,6 +123,18 @@ def _day_end(i, hi, lo, day, grid, t0, step, lts):
     return k
 
 
+@njit(cache=True, fastmath={"reassoc", "contract", "nsz"})
+def _run_sum(qty, j, je):
+    """Sum and minimum of ``qty[j:je]`` (vectorised; NaN still propagates to the sum)."""
+    s = 0.0
+    mn = 0.0
+    for x in range(j, je):
+        v = qty[x]
+        s += v
+        mn = v if v < mn else mn
+    return s, mn
+
+
 # -- kernels ---------------------------------------------------------------------------------------
 @njit(cache=True, parallel=True)
 def count_rows(offsets, lts, t0, step, meter_tariff, billing_day, fam_cycle, out_days, out_bills):
@@ -134,15 +146,15 @@ def count_rows(offsets, lts, t0, step, meter_tariff, billing_day, fam_cycle, out
         nd = 0
         nb = 0
         last_ps = -(1 << 40)
+        last_pe = -(1 << 40)
         i = lo
         while i < hi:
             lt = t0 + (i - lo) * step if grid else lts[i]
             day = lt // 86400
             nd += 1
-            ps, pe = bill_period(day, cyc, billing_day[m])
-            if ps != last_ps:
+            if not last_ps <= day <= last_pe:
+                last_ps, last_pe = bill_period(day, cyc, billing_day[m])
                 nb += 1
-                last_ps = ps
             i = _day_end(i, hi, lo, day, grid, t0, step, lts)
         out_days[m] = nd
         out_bills[m] = nb
@@ -197,7 +209,13 @@ def _price_meter(m, offsets, lts, t0, step, qty, meter_tariff, billing_day,
         brow = bill_off[m] - 1
         last = s_last[m]
         ps_cur = -(1 << 40)
-        pe = 0
+        pe = -(1 << 40)
+        m_lo = 1
+        m_hi = 0
+        mo = 1
+        pv_lo = 1
+        pv_hi = 0
+        dv = 0
         vp = 0
         c0 = 0.0
         ptot = 0.0
@@ -210,7 +228,10 @@ def _price_meter(m, offsets, lts, t0, step, qty, meter_tariff, billing_day,
             day = lt // 86400
             k = _day_end(i, hi, lo, day, grid, t0, step, lts)
             # -- open the day (and the bill period when it changes)
-            ps, pe_new = bill_period(day, cyc, bd)
+            if ps_cur <= day <= pe:
+                ps, pe_new = ps_cur, pe
+            else:
+                ps, pe_new = bill_period(day, cyc, bd)
             if ps != ps_cur:
                 bs = s_bill_start[m]
                 if ps < bs:
@@ -255,11 +276,18 @@ def _price_meter(m, offsets, lts, t0, step, qty, meter_tariff, billing_day,
                 b_version[brow] = vp
             pv = vp
             if not prorata:
-                pv = version_on(f, day, fam_start, fam_count, v_from_day)
-                if pv < 0:
-                    err[m] = 3
-                    break
-            y, mo, dd = civil_from_days(day)
+                if not pv_lo <= day < pv_hi:
+                    dv = version_on(f, day, fam_start, fam_count, v_from_day)
+                    if dv < 0:
+                        err[m] = 3
+                        break
+                    pv_lo = v_from_day[dv]
+                    pv_hi = v_from_day[dv + 1] if dv + 1 < fam_start[f] + fam_count[f] else (1 << 40)
+                pv = dv
+            if not m_lo <= day <= m_hi:
+                y, mo, dd = civil_from_days(day)
+                m_lo = day - dd + 1
+                m_hi = days_from_civil(y + 1, 1, 1) - 1 if mo == 12 else days_from_civil(y, mo + 1, 1) - 1
             wk = 1 if (day + 3) % 7 >= 5 else 0
             sc = schedule[pv, wk, mo - 1]
             if last == NO_TIME_ or last // 86400 != day:  # not the continuation of a day begun earlier
@@ -273,40 +301,64 @@ def _price_meter(m, offsets, lts, t0, step, qty, meter_tariff, billing_day,
             dtot = 0.0
             bad = False
             # -- the intervals of the day
-            for j in range(i, k):
-                ltj = t0 + (j - lo) * step if grid else lts[j]
-                if ltj <= last:
-                    bad = True
-                    err[m] = 1
-                    break
-                last = ltj
-                q = qty[j]
-                if not q >= 0.0:
+            # runs of hours with the same tariff period: sum each run's intervals, split only at tier bounds
+            j = i
+            h = 0
+            while h < 24 and j < k:
+                p = sc[h]
+                h1 = h + 1
+                while h1 < 24 and sc[h1] == p:
+                    h1 += 1
+                lim = dbase + h1 * 3600
+                if grid:
+                    je = lo + (lim - t0 + step - 1) // step
+                    je = min(max(je, j), k)
+                    if je > j:
+                        if t0 + (j - lo) * step <= last:
+                            bad = True
+                            err[m] = 1
+                            break
+                        last = t0 + (je - 1 - lo) * step
+                else:
+                    je = j
+                    while je < k and lts[je] < lim:
+                        if lts[je] <= last:
+                            bad = True
+                            err[m] = 1
+                            break
+                        last = lts[je]
+                        je += 1
+                    if bad:
+                        break
+                h = h1
+                if je == j:
+                    continue
+                s, mn = _run_sum(qty, j, je)
+                if mn < 0.0 or s != s:
                     bad = True
                     err[m] = 2
                     break
-                p = sc[(ltj - dbase) // 3600]
-                dtot += q
+                dtot += s
                 if prorata:
-                    dq[p, 0] += q
-                    continue
-                cn = c + q
-                if cn <= bnd[t]:
-                    dq[p, t] += q
-                    c = cn
+                    dq[p, 0] += s
+                elif c + s <= bnd[t]:
+                    dq[p, t] += s
+                    c += s
                 else:
-                    rem = q
-                    while rem > 0.0:
-                        room = bnd[t] - c
-                        if room <= 0.0 and t < T - 1:
-                            t += 1
-                            continue
-                        take = rem if rem < room else room
-                        dq[p, t] += take
-                        c += take
-                        rem -= take
-                        if rem > 0.0 and t < T - 1:
-                            t += 1
+                    for x in range(j, je):
+                        rem = qty[x]
+                        while rem > 0.0:
+                            room = bnd[t] - c
+                            if room <= 0.0 and t < T - 1:
+                                t += 1
+                                continue
+                            take = rem if rem < room else room
+                            dq[p, t] += take
+                            c += take
+                            rem -= take
+                            if rem > 0.0 and t < T - 1:
+                                t += 1
+                j = je
             if bad:
                 break
             # -- close the day
