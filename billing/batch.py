@@ -280,7 +280,7 @@ def _date_array(days: np.ndarray) -> pa.Array:
 READ_COLUMNS = ["meter_id", "ts", "register_milli", "quantity_milli", "interval_s", "quality"]
 
 
-def _read_window(lake: Lake, start: dt.datetime, end: dt.datetime) -> list[pa.Table]:
+def _read_window(lake: Lake, start: dt.datetime, end: dt.datetime, dup: list | None = None) -> list[pa.Table]:
     """Deduplicated readings with ``start <= ts < end``, one table per day partition, each sorted by
     (meter_id, ts). Compacted partitions (sorted, duplicate-free by contract) are read as they are,
     with only the columns VEE needs; the others go through :func:`meters.readings.read_readings`."""
@@ -299,6 +299,9 @@ def _read_window(lake: Lake, start: dt.datetime, end: dt.datetime) -> list[pa.Ta
             t = lake.read("readings", key, columns=READ_COLUMNS, filter=f)
         else:
             t = read_readings(lake, lo, hi).select(READ_COLUMNS)
+            if dup is not None:  # re-sent readings that meters.readings dropped (first received wins)
+                f = (pds.field("ts") >= pa.scalar(lo, UTC_S)) & (pds.field("ts") < pa.scalar(hi, UTC_S))
+                dup.append(lake.read("readings", key, columns=["meter_id"], filter=f).num_rows - t.num_rows)
         if t.num_rows:
             parts.append(t)
     return parts
@@ -375,7 +378,8 @@ def _run_day(lake: Lake, day: dt.date, reg: _Registry, cfg: Config, progress) ->
     t0 = tick()
     # 1. read
     half = dt.timedelta(seconds=I // 2)  # readings snap to the nearest grid instant
-    readings = _read_window(lake, start - half, end + half)
+    dup: list[int] = []
+    readings = _read_window(lake, start - half, end + half, dup)
     res.readings = sum(t.num_rows for t in readings)
     state, engine_state = _load_state(lake, day, reg, start_s, I)
     t0 = lap("read", t0)
@@ -387,6 +391,7 @@ def _run_day(lake: Lake, day: dt.date, reg: _Registry, cfg: Config, progress) ->
         state["pending"], reg.reg_max, reg.limit, S)
     res.vee = vee.count_dict(counts)
     res.vee["unknown_meter"] = unknown
+    res.vee["duplicate"] += sum(dup)
     res.intervals = q.size
     t0 = lap("vee", t0)
     # 3. price
