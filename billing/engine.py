@@ -418,37 +418,37 @@ def _price_meter(m, offsets, lts, t0, step, qty, meter_tariff, billing_day,
         s_last[m] = last
 
 
-@njit(cache=True, parallel=True)
-def block_bills_kernel(qty, month0, meter_tariff, fam_start, fam_cycle, bounds, prices, n_tiers,
-                       fixed, minimum, cycle_qty, out):
+@njit(cache=True, parallel=True, fastmath={"reassoc", "contract", "nsz"})
+def block_bills_kernel(qty, month0, meter_tariff, yearly, lower, upper, price, fixed, minimum, cycle_qty, out):
     """Monthly block bills: ``qty[A, K]`` monthly totals of consecutive calendar months starting at
-    0-based calendar month ``month0`` (first version of each tariff, one period, chronological tiers;
-    annual cycles carry ``cycle_qty[A]`` and reset in January). ``out[A, K]`` receives the bills."""
-    T = prices.shape[2]
+    0-based calendar month ``month0``; ``lower/upper/price[F, 12, T]`` tier edges and prices of each
+    tariff (one period, chronological tiers); annual tariffs (``yearly[F]``) carry the counter
+    ``cycle_qty[A]`` across months and reset it in January. ``out[A, K]`` receives the bills."""
+    T = price.shape[2]
+    K = qty.shape[1]
     for a in prange(qty.shape[0]):
         f = meter_tariff[a]
-        v = fam_start[f]
-        yearly = fam_cycle[f] == 1
-        c = cycle_qty[a]
-        for j in range(qty.shape[1]):
-            mo = (month0 + j) % 12
-            if not yearly or (mo == 0 and j > 0):
+        yr = yearly[f]
+        c = cycle_qty[a] if yr else 0.0
+        mo = month0
+        for j in range(K):
+            if mo == 12:
+                mo = 0
+                c = 0.0
+            if not yr:
                 c = 0.0
             q = qty[a, j]
-            amt = 0.0
-            lower = 0.0
+            e = c + q
+            amt = fixed[f]
             for t in range(T):
-                upper = bounds[v, mo, t]
-                lo_ = c if c > lower else lower
-                hi_ = c + q if c + q < upper else upper
-                if hi_ > lo_:
-                    amt += (hi_ - lo_) * prices[v, 0, t]
-                if c + q <= upper:
-                    break
-                lower = upper
-            c += q
-            amt += fixed[v]
-            out[a, j] = amt if amt > minimum[v] else minimum[v]
+                lo_ = lower[f, mo, t]
+                hi_ = upper[f, mo, t]
+                x = (e if e < hi_ else hi_) - (c if c > lo_ else lo_)
+                amt += (x if x > 0.0 else 0.0) * price[f, mo, t]
+            c = e
+            mn = minimum[f]
+            out[a, j] = amt if amt > mn else mn
+            mo += 1
 
 
 # -- state -------------------------------------------------------------------------------------------
@@ -648,14 +648,22 @@ def price_grid(tables: TariffTables, quantity, first_end_local: int, step_s: int
                 meter_tariff, billing_day, state)
 
 
-def block_bills(tables: TariffTables, quantity, first_month: dt.date, meter_tariff, cycle_qty=None) -> np.ndarray:
+def block_bills(tables: TariffTables, quantity, first_month: dt.date, meter_tariff, cycle_qty=None,
+                out=None) -> np.ndarray:
     """Monthly bills ``[A, K]`` from monthly totals ``quantity[A, K]`` of K consecutive calendar months
-    from ``first_month`` (single-period block tariffs, first version; see :func:`block_bills_kernel`)."""
+    from ``first_month``, for single-period block tariffs (first version of each; chronological tiers,
+    monthly fixed charge and minimum). ``cycle_qty[A]``: annual counters before ``first_month``."""
     qty = np.ascontiguousarray(quantity, np.float64)
     A = qty.shape[0]
     mt = np.ascontiguousarray(meter_tariff, np.int32)
     cq = np.zeros(A) if cycle_qty is None else np.ascontiguousarray(cycle_qty, np.float64)
-    out = np.empty_like(qty)
-    block_bills_kernel(qty, first_month.month - 1, mt, tables.fam_start, tables.fam_cycle, tables.bounds,
-                       tables.prices, tables.n_tiers, tables.fixed, tables.minimum, cq, out)
+    if out is None:
+        out = np.empty_like(qty)
+    F, T = len(tables.ids), tables.max_tiers
+    v = tables.fam_start
+    upper = np.ascontiguousarray(tables.bounds[v])                       # [F, 12, T]
+    lower = np.concatenate([np.zeros((F, 12, 1)), upper[:, :, :-1]], axis=2)
+    price = np.ascontiguousarray(np.broadcast_to(tables.prices[v, 0][:, None, :], (F, 12, T)))
+    block_bills_kernel(qty, first_month.month - 1, mt, tables.fam_cycle == 1, lower, upper, price,
+                       tables.fixed[v], tables.minimum[v], cq, out)
     return out
