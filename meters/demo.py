@@ -8,6 +8,7 @@ read back from the lake with the same SQL views analysts use. The lake is left f
 from __future__ import annotations
 
 import datetime as dt
+import shutil
 import tempfile
 import threading
 import time
@@ -38,16 +39,11 @@ def run_demo(lake_path: str | Path | None = None, *, meters: int = 10_000, days:
              faults: str = DEFAULT_FAULTS, seed: int = 1, start: dt.date | None = None, out=None,
              show_progress: bool = True) -> dict:
     """Run the demo; print through ``out`` (default click.echo); return the figures it printed."""
-    from ingest.compact import compact
-    from ingest.service import Ingest
-    from ingest.service import Limits
     from billing.batch import bill_day
+    from ingest.compact import compact
 
-    from .broker import managed_broker
     from .lake import CONFIG_NAME, init_lake
-    from .mqtt import parse_broker_url
     from .sql import connect, run
-    from simulator.run import simulate
 
     if meters < 1 or days < 1:
         raise MetersError("--meters and --days must be at least 1")
@@ -56,38 +52,20 @@ def run_demo(lake_path: str | Path | None = None, *, meters: int = 10_000, days:
     if (root / CONFIG_NAME).exists() and any((root / "readings").glob("day=*")):
         raise MetersError(f"{root} already holds readings; the demo needs a fresh lake (omit --lake for a temporary one)")
     lake = init_lake(root)
-    tz = lake.tz
-    first = start or (dt.datetime.now(tz).date() - dt.timedelta(days=days + 1))
-    last = first + dt.timedelta(days=days - 1)
+    first = start or (dt.datetime.now(lake.tz).date() - dt.timedelta(days=days + 1))   # ends before today
     broker_dir = Path(tempfile.mkdtemp(prefix="meters-demo-broker-"))
     _echo(out, f"meters demo: {meters:,} meters, {days} day(s) from {first} at {interval}, faults {faults or 'none'}")
     _echo(out, f"lake: {lake.root}")
-    with managed_broker(broker_dir) as broker:
-        _echo(out, f"broker: Mosquitto on 127.0.0.1:{broker.port} (managed, password auth and ACLs)")
-        ing = Ingest(parse_broker_url(broker.url("ingest")), lake, client_id="meters-demo-ingest",
-                     batch_rows=500_000, flush_seconds=0.5, receive_maximum=1000, limits=Limits())
-        result: dict = {}
-        worker = threading.Thread(target=lambda: result.update(ing.run(None, log_every=3600).as_dict()),
-                                  name="ingest", daemon=True)
-        worker.start()
-        if not ing.connected.wait(15) or ing.connect_error:
-            ing.stop.set()
-            raise MetersError(f"the ingest worker could not connect to the demo broker ({ing.connect_error})")
-        t0 = time.monotonic()
-        sim = simulate(meters, first.isoformat(), days, broker_dir=str(broker_dir), lake=lake.root,
-                       interval=interval, seed=seed, speed="max", faults=faults, show_progress=show_progress)
-        while time.monotonic() - ing.last_message < 1.5:       # the broker has handed everything over
-            time.sleep(0.1)
-        ing.stop.set()
-        ing.wake.set()
-        worker.join(60)
-        if worker.is_alive() or not result:
-            raise MetersError("the ingest worker did not stop")
-        t_ingest = time.monotonic() - t0
+    try:
+        sim, result, t_ingest = _simulate_and_ingest(lake, broker_dir, meters, first, days, interval, seed, faults,
+                                                     show_progress, out)
+    finally:
+        shutil.rmtree(broker_dir, ignore_errors=True)
     _echo(out, f"simulated and published {sim['readings']:,} readings in {sim['messages']:,} messages; "
                f"ingested {result['written']:,} readings, {result['deadlettered']:,} dead letters "
                f"in {t_ingest:.1f} s")
-    compact(lake)
+    done = [r for r in compact(lake) if not r.skipped]
+    _echo(out, f"compacted {len(done)} day partition(s): {sum(r.duplicates for r in done):,} duplicate readings dropped")
     t0 = time.monotonic()
     results = []
     for i in range(days):
@@ -136,6 +114,41 @@ def run_demo(lake_path: str | Path | None = None, *, meters: int = 10_000, days:
             "deadletter": n_dead, "vee": dict(vee), "estimated": est, "money": money, "quantity": quantity,
             "alerts": n_alerts, "alerts_by_kind": dict(by_kind), "samples": samples,
             "days": [r.day.isoformat() for r in results]}
+
+
+def _simulate_and_ingest(lake, broker_dir, meters, first, days, interval, seed, faults, show_progress, out):
+    """Managed broker + one ingest worker (a thread) while the simulator publishes; returns
+    (simulator summary, ingest counters, seconds)."""
+    from ingest.decode import Limits
+    from ingest.service import Ingest
+    from simulator.run import simulate
+
+    from .broker import managed_broker
+    from .mqtt import parse_broker_url
+
+    with managed_broker(broker_dir) as broker:
+        _echo(out, f"broker: Mosquitto on 127.0.0.1:{broker.port} (managed, password auth and ACLs)")
+        ing = Ingest(parse_broker_url(broker.url("ingest")), lake, client_id="meters-demo-ingest",
+                     batch_rows=500_000, flush_seconds=0.5, receive_maximum=1000, limits=Limits())
+        result: dict = {}
+        worker = threading.Thread(target=lambda: result.update(ing.run(None, log_every=3600).as_dict()),
+                                  name="ingest", daemon=True)
+        worker.start()
+        t0 = time.monotonic()
+        try:
+            if not ing.connected.wait(15) or ing.connect_error:
+                raise MetersError(f"the ingest worker could not connect to the demo broker ({ing.connect_error})")
+            sim = simulate(meters, first.isoformat(), days, broker_dir=str(broker_dir), lake=lake.root,
+                           interval=interval, seed=seed, speed="max", faults=faults, show_progress=show_progress)
+            while time.monotonic() - ing.last_message < 1.5:   # the broker has handed everything over
+                time.sleep(0.1)
+        finally:
+            ing.stop.set()
+            ing.wake.set()
+            worker.join(60)
+        if worker.is_alive() or not result:
+            raise MetersError("the ingest worker did not stop cleanly")
+        return sim, result, time.monotonic() - t0
 
 
 @click.command("demo")
