@@ -10,7 +10,8 @@ import click
 @click.option("--broker-dir", default=None, type=click.Path(file_okay=False),
               help="State dir of a managed broker: provision one sender per concentrator there.")
 @click.option("--meters", "n_meters", type=click.IntRange(min=1), required=True, help="Number of meters.")
-@click.option("--start", required=True, help="First read, ISO 8601 (no offset = the lake's time zone).")
+@click.option("--start", default=None, help="First read, ISO 8601 (no offset = the lake's time zone); "
+              "default: today's local midnight.")
 @click.option("--days", type=float, required=True, help="Days to simulate.")
 @click.option("--interval", default="15m", show_default=True, help="Read interval: 15m, 1h, 1d …")
 @click.option("--seed", type=int, default=0, show_default=True, help="Same seed, same fleet and readings.")
@@ -29,9 +30,12 @@ import click
               help="Publisher processes (concentrators split between them).")
 @click.option("--window", type=click.IntRange(1, 65535), default=50, show_default=True,
               help="In-flight QoS 1 messages per sender connection.")
+@click.option("--mqtt", "mqtt_version", type=click.Choice(["5", "3.1.1"]), default=None,
+              help="MQTT version of the sender connections (default: the URL's, 5). 3.1.1 is ~15 % faster "
+                   "in paho; its persistent sessions do not expire.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 def simulate(broker, broker_dir, n_meters, start, days, interval, seed, speed, faults, lake_path, fmt, manifest,
-             batch_intervals, processes, window, as_json):
+             batch_intervals, processes, window, mqtt_version, as_json):
     """Simulate a seeded fleet of meters and publish their readings over MQTT (QoS 1)."""
     from meters.cli import echo_json
 
@@ -39,7 +43,7 @@ def simulate(broker, broker_dir, n_meters, start, days, interval, seed, speed, f
 
     s = run(n_meters, start, days, broker=broker, broker_dir=broker_dir, lake=lake_path, interval=interval,
             seed=seed, speed=speed, faults=faults, fmt=fmt, manifest=manifest, batch_intervals=batch_intervals,
-            processes=processes, window=window, show_progress=not as_json)
+            processes=processes, window=window, mqtt_version=mqtt_version, show_progress=not as_json)
     if as_json:
         echo_json(s)
         return

@@ -57,8 +57,11 @@ def parse_speed(text: str | None) -> float | None:
     return float(m.group(1))
 
 
-def parse_start(text: str, tz: ZoneInfo) -> int:
-    """ISO date or date-time; without an offset it is local time in ``tz``. → Unix seconds."""
+def parse_start(text: str | None, tz: ZoneInfo) -> int:
+    """ISO date or date-time; without an offset it is local time in ``tz``; None = today's local
+    midnight. → Unix seconds."""
+    if text is None:
+        return int(dt.datetime.combine(dt.datetime.now(tz).date(), dt.time(), tz).timestamp())
     try:
         d = dt.datetime.fromisoformat(str(text).strip())
     except ValueError:
@@ -85,7 +88,10 @@ def _run_shard(plan: Plan, lo: int, hi: int, broker, passwords, single_sender, f
             n = 0
             for u in ups:
                 sender = single_sender or ids[u.conc]
-                if len(u.meter_id):
+                if u.payload is not None and fmt == "binary":
+                    pub.publish(sender, u.payload)
+                    n += len(u.meter_id)
+                elif len(u.meter_id):
                     pub.publish_batch(sender, u.meter_id, u.ts, u.register_milli, fmt)
                     n += len(u.meter_id)
                 if u.malformed is not None:
@@ -140,12 +146,13 @@ def _shards(fleet: Fleet, processes: int) -> list[tuple[int, int]]:
     return list(zip(bounds[:-1], bounds[1:]))
 
 
-def simulate(meters: int, start: str, days: float, *, broker: str | None = None, broker_dir: str | None = None,
+def simulate(meters: int, start: str | None, days: float, *, broker: str | None = None, broker_dir: str | None = None,
              lake: str | os.PathLike | None = None, interval: str = "15m", seed: int = 0,
              speed: str | None = "max", faults: str | Faults | None = None, fmt: str = "binary",
              manifest: str | os.PathLike | None = None, batch_intervals: int | None = None,
              processes: int = 1, window: int = 50, timezone: str | None = None,
-             client_prefix: str | None = None, show_progress: bool = False) -> dict:
+             client_prefix: str | None = None, mqtt_version: str | None = None,
+             show_progress: bool = False) -> dict:
     """Simulate ``meters`` meters for ``days`` from ``start`` and publish every reading; returns a
     summary dict (also written as ``summary.json`` in the manifest directory)."""
     from .publish import FORMATS
@@ -192,6 +199,11 @@ def simulate(meters: int, start: str, days: float, *, broker: str | None = None,
             raise MetersError("--broker URL needs the sender's user name (mqtt://USER:PASSWORD@host:port)")
         single = url.username
     client_prefix = client_prefix or f"meters-sim-s{seed}"
+    if mqtt_version is not None:
+        if mqtt_version not in ("5", "3.1.1"):
+            raise MetersError(f"--mqtt {mqtt_version!r}: use 5 or 3.1.1")
+        from dataclasses import replace
+        url = replace(url, version=mqtt_version)
 
     registry = save_fleet(lk, fleet) if lk is not None else None
     total = plan.n_reads * len(fleet)
@@ -218,7 +230,7 @@ def simulate(meters: int, start: str, days: float, *, broker: str | None = None,
         "duplicates": int(sum(r["counts"]["duplicate"].sum() for r in results)),
         "reconnects": int(sum(r["reconnects"] for r in results)),
         "seconds": round(elapsed, 3), "readings_per_s": round(readings / elapsed) if elapsed > 0 else None,
-        "broker": url.redacted(), "senders": "per-concentrator" if single is None else single,
+        "broker": url.redacted(), "mqtt": url.version, "senders": "per-concentrator" if single is None else single,
         "processes": len(shards), "lake": str(lk.root) if lk is not None else None,
         "registry": registry, "manifest": str(mdir) if mdir is not None else None,
         "timezone": tz_name,

@@ -137,3 +137,19 @@ def test_malformed_payloads_are_invalid(kind):
         else:
             with pytest.raises((ValueError, UnicodeDecodeError)):
                 json.loads(p)
+
+
+def test_fast_binary_uploads_equal_wire_encoder():
+    from meters.wire import decode_batch, encode_batch
+
+    fleet = make_fleet(900, seed=12)
+    plan = Plan(fleet, parse_start("2026-05-01", TZ), 0.5, 900, 12, faults=Faults(malformed=0.2), batch_intervals=4)
+    shard = Shard(plan)
+    n = 0
+    for b in range(plan.n_blocks):
+        for u in shard.uploads(b):
+            assert u.payload == encode_batch(u.meter_id, u.ts, u.register_milli)
+            m, t, r = decode_batch(u.payload)
+            assert np.array_equal(m, u.meter_id) and np.array_equal(t, u.ts) and np.array_equal(r, u.register_milli)
+            n += 1
+    assert n == fleet.n_concentrators * plan.n_blocks

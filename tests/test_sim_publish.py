@@ -195,3 +195,16 @@ def test_cli_simulate_small_fleet(broker, tmp_path):
     r = CliRunner().invoke(cli, ["simulate", "--broker-dir", str(tmp_path / "nobroker"), "--meters", "10",
                                  "--start", "2026-11-20", "--days", "1"])
     assert r.exit_code == 1 and "no managed broker is running" in r.output
+
+
+def test_mqtt_311_senders(broker, tmp_path):
+    sub = Counter(broker)
+    try:
+        s = simulate(600, START, 0.5, broker_dir=broker.dir, mqtt_version="3.1.1", seed=2, manifest=tmp_path / "m",
+                     client_prefix="t311")
+        sub.wait(s["readings"])
+    finally:
+        sub.close()
+    assert s["mqtt"] == "3.1.1" and sub.received == s["readings"] == 600 * 49
+    with pytest.raises(MetersError, match="--mqtt"):
+        simulate(10, START, 1, broker_dir=broker.dir, mqtt_version="4")
