@@ -135,6 +135,14 @@ def _run_sum(qty, j, je):
     return s, mn
 
 
+@njit(cache=True)
+def _copy_lines(lq, la, b_lq, b_la, row):
+    for p in range(lq.shape[0]):
+        for t in range(lq.shape[1]):
+            b_lq[row, p, t] = lq[p, t]
+            b_la[row, p, t] = la[p, t]
+
+
 # -- kernels ---------------------------------------------------------------------------------------
 @njit(cache=True, parallel=True)
 def count_rows(offsets, lts, t0, step, meter_tariff, billing_day, fam_cycle, out_days, out_bills):
@@ -233,6 +241,8 @@ def _price_meter(m, offsets, lts, t0, step, qty, meter_tariff, billing_day,
             else:
                 ps, pe_new = bill_period(day, cyc, bd)
             if ps != ps_cur:
+                if brow >= bill_off[m]:
+                    _copy_lines(lq, la, b_lq, b_la, brow)
                 bs = s_bill_start[m]
                 if ps < bs:
                     err[m] = 1
@@ -248,9 +258,11 @@ def _price_meter(m, offsets, lts, t0, step, qty, meter_tariff, billing_day,
                         s_cycle_qty[m] = 0.0
                     s_cycle_key[m] = ck
                     s_bill_start[m] = ps
-                    pq[:] = 0.0
-                    lq[:, :] = 0.0
-                    la[:, :] = 0.0
+                    for p in range(P):
+                        pq[p] = 0.0
+                        for tt in range(T):
+                            lq[p, tt] = 0.0
+                            la[p, tt] = 0.0
                     s_fixed[m] = 0.0
                     s_days[m] = 0
                     s_charged[m] = 0.0
@@ -412,9 +424,9 @@ def _price_meter(m, offsets, lts, t0, step, qty, meter_tariff, billing_day,
             b_min[brow] = top
             b_total[brow] = cost
             b_closed[brow] = day == pe
-            b_lq[brow] = lq
-            b_la[brow] = la
             i = k
+        if brow >= bill_off[m]:
+            _copy_lines(lq, la, b_lq, b_la, brow)
         s_last[m] = last
 
 
