@@ -8,7 +8,6 @@ fleet.conc_start[c+1]``.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from decimal import Decimal
 
 import numpy as np
 import pyarrow as pa
@@ -85,7 +84,7 @@ class Fleet:
 
     def account_ids(self) -> list[str]:
         """User numbers: a utility prefix and the household number (10 digits)."""
-        return [ACCOUNT_PREFIX[u] + f"{h:010d}" for u, h in zip(self.utility.tolist(), self.household.tolist())]
+        return self.account_id_array().to_pylist()
 
     def meters_table(self) -> pa.Table:
         """The ``meters`` registry rows (meters.schemas.METERS)."""
@@ -100,40 +99,55 @@ class Fleet:
             "register_max": pa.array(self.register_max_milli / 1000.0, pa.float64()),
         }, schema=METERS)
 
+    def account_id_array(self) -> pa.Array:
+        pre = np.array([int(p) for p in ACCOUNT_PREFIX], dtype=np.int64)[self.utility]
+        return pa.array(pre * 10**10 + self.household, pa.int64()).cast(pa.string())
+
     def accounts_table(self) -> pa.Table:
         """The ``accounts`` registry rows (one account per meter)."""
-        def money(cents):
-            return pa.array([Decimal(int(c)).scaleb(-2) for c in cents], pa.decimal128(18, 2))
-
+        n = len(self)
         has_topup = self.topup_below > 0
         return pa.table({
-            "account_id": pa.array(self.account_ids(), pa.string()),
+            "account_id": self.account_id_array(),
             "meter_id": pa.array(self.meter_id, pa.int64()),
             "tariff_id": pa.array(np.array(self.tariff_ids, dtype=object)[self.tariff], pa.string()),
             "mode": pa.array(np.where(self.prepaid, "prepaid", "postpaid").astype(object), pa.string()),
             "billing_day": pa.array(self.billing_day, pa.int8()),
-            "balance": money(self.balance_cents),
-            "warn_1": money(np.full(len(self), 3000)),
-            "warn_2": money(np.full(len(self), 2000)),
-            "topup_below": pa.array([Decimal(int(c)).scaleb(-2) if t else None
-                                     for c, t in zip(self.topup_below, has_topup)], pa.decimal128(18, 2)),
-            "topup_amount": pa.array([Decimal(int(c)).scaleb(-2) if t else None
-                                      for c, t in zip(self.topup_amount, has_topup)], pa.decimal128(18, 2)),
+            "balance": _money(self.balance_cents),
+            "warn_1": _money(np.full(n, 3000)),
+            "warn_2": _money(np.full(n, 2000)),
+            "topup_below": _money(self.topup_below, has_topup),
+            "topup_amount": _money(self.topup_amount, has_topup),
         }, schema=ACCOUNTS)
 
     def contacts_table(self) -> pa.Table:
         """``self`` for every account (the household's phone) plus a daughter or son for some."""
-        acc = self.account_ids()
-        rows_a, rows_r, rows_rel = [], [], []
-        for a, h, f in zip(acc, self.household.tolist(), self.family.tolist()):
-            rows_a.append(a), rows_r.append(f"138{h % 10**8:08d}"), rows_rel.append("self")
-            if f:
-                rows_a.append(a), rows_r.append(f"139{h % 10**8:08d}"), rows_rel.append(
-                    "daughter" if f == 1 else "son")
-        return pa.table({"account_id": rows_a, "recipient": rows_r, "relation": rows_rel}, schema=CONTACTS)
+        acc = self.account_id_array()
+        phone = self.household % 10**8
+        fam = np.nonzero(self.family)[0]
+        account = pa.concat_arrays([acc, acc.take(pa.array(fam))])
+        recipient = np.concatenate([138 * 10**8 + phone, 139 * 10**8 + phone[fam]])
+        relation = np.concatenate([np.full(len(self), "self", dtype=object),
+                                   np.where(self.family[fam] == 1, "daughter", "son").astype(object)])
+        order = np.argsort(np.concatenate([np.arange(len(self)), fam]), kind="stable")
+        return pa.table({"account_id": account.take(pa.array(order)),
+                         "recipient": pa.array(recipient[order], pa.int64()).cast(pa.string()),
+                         "relation": pa.array(relation[order], pa.string())}, schema=CONTACTS)
 
     def concentrator_slice(self, c: int) -> slice:
         return slice(int(self.conc_start[c]), int(self.conc_start[c + 1]))
+
+
+def _money(cents: np.ndarray, valid: np.ndarray | None = None) -> pa.Array:
+    """Exact decimal128(18, 2) from integer cents (null where not ``valid``), without Python objects."""
+    cents = np.asarray(cents, dtype=np.int64)
+    words = np.empty((len(cents), 2), np.int64)
+    words[:, 0] = cents
+    words[:, 1] = np.where(cents < 0, -1, 0)
+    bitmap = None if valid is None else pa.py_buffer(np.packbits(valid.astype(bool), bitorder="little").tobytes())
+    nulls = 0 if valid is None else int((~valid.astype(bool)).sum())
+    return pa.Array.from_buffers(pa.decimal128(18, 2), len(cents), [bitmap, pa.py_buffer(words.tobytes())],
+                                 null_count=nulls)
 
 
 def _pick(rng, n, choices: tuple[tuple[str, float], ...], offset: int) -> np.ndarray:
