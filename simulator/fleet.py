@@ -255,6 +255,16 @@ def save_fleet(lake, fleet: Fleet) -> dict:
     """Write the fleet's meters, accounts and contacts into ``lake`` (insert or replace)."""
     from meters.registry import save_accounts, save_meters
 
-    m = save_meters(lake, fleet.meters_table())
-    a = save_accounts(lake, fleet.accounts_table(), fleet.contacts_table())
+    meters, accounts, contacts = fleet.meters_table(), fleet.accounts_table(), fleet.contacts_table()
+
+    def same(name, new, keys):   # cheap path for re-running the same fleet on a lake
+        old = lake.read(name)
+        return old.num_rows == new.num_rows and old.sort_by([(k, "ascending") for k in keys]).equals(
+            new.sort_by([(k, "ascending") for k in keys]))
+
+    m = 0 if same("meters", meters, ["meter_id"]) else save_meters(lake, meters)
+    if same("accounts", accounts, ["account_id"]) and same("contacts", contacts, ["account_id", "relation", "recipient"]):
+        a = 0
+    else:
+        a = save_accounts(lake, accounts, contacts)
     return {"meters_changed": m, "accounts_changed": a}
