@@ -203,3 +203,22 @@ def test_money_rounding_rules():
     c = allocate_cents(lines_)
     assert c.sum() == to_cents(sum(lines_)) and c.tolist() == [33, 33, 34, 1001]
     assert allocate_cents([0.004] * 5).sum() == 2          # 0.02 total spread over five 0.004 lines
+
+
+def test_meter_batches_with_take_and_concat(tables):
+    rng = np.random.default_rng(3)
+    lts, _ = hourly(dt.date(2026, 12, 20), 20, 0.0)
+    q = rng.random((4, lts.size)) * 2
+    mt = tables.indices(["cn-bj-res-elec", "cn-sh-res-elec-tou", "cn-gd-res-elec", "cn-bj-res-gas"])
+    seeded = CycleState.seeded(tables, 2026, [2870.0, 3100.0, 0.0, 340.0])
+    whole = price_intervals(tables, np.arange(5) * lts.size, np.tile(lts, 4), q.ravel(), mt, state=seeded)
+    parts = [price_intervals(tables, np.arange(3) * lts.size, np.tile(lts, 2), q[idx].ravel(), mt[idx],
+                             state=seeded.take(idx)) for idx in (np.array([0, 1]), np.array([2, 3]))]
+    np.testing.assert_array_equal(np.concatenate([p.day_amount for p in parts]), whole.day_amount)
+    np.testing.assert_array_equal(np.concatenate([p.bill_total for p in parts]), whole.bill_total)
+    joined = CycleState.concat([p.state for p in parts])
+    for k, v in whole.state.to_dict().items():
+        np.testing.assert_array_equal(getattr(joined, k), v)
+    # December crosses tier 1 for the Beijing meter; January starts again at tier 1
+    jan = whole.bill_start == day_number(dt.date(2027, 1, 1))
+    assert whole.line_quantity[(whole.bill_meter == 0) & jan][0, 0, 1:].sum() == 0
