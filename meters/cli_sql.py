@@ -18,6 +18,8 @@ FORMATS = ("table", "csv", "json", "parquet")
 
 
 def _plain(v):
+    if isinstance(v, dt.datetime) and v.tzinfo is None and v.time() == dt.time():
+        return v.date().isoformat()          # a DATE that pandas turned into a midnight timestamp
     if isinstance(v, (dt.datetime, dt.date, dt.time)):
         return v.isoformat()
     if isinstance(v, decimal.Decimal):

@@ -11,6 +11,7 @@ ends in (a read at midnight closes the previous day).
 from __future__ import annotations
 
 import datetime as dt
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,6 +32,7 @@ class Report:
     x: str
     y: str
     series: str | None = None   # column whose values become separate lines / bars
+    facet: str | None = None    # column whose values get a chart each (e.g. utility: different units)
     notes: list[str] = field(default_factory=list)
 
 
@@ -78,8 +80,8 @@ def daily(con, start=None, end=None, **_) -> Report:
         FROM {_consumption(con)} c LEFT JOIN meters m USING (meter_id)
         WHERE {_between(start, end)}
         GROUP BY ALL ORDER BY day, utility, region""").df()
-    df["series"] = df["utility"] + " / " + df["region"]
-    return Report("daily", "Daily consumption by utility and region", df, "line", "day", "quantity", "series")
+    return Report("daily", "Daily consumption by utility and region", df, "line", "day", "quantity", "region",
+                  facet="utility")
 
 
 def top(con, start=None, end=None, limit=10, **_) -> Report:
@@ -107,19 +109,29 @@ def load_curve(con, meter=None, start=None, end=None, **_) -> Report:
 
 
 def tiers(con, month=None, **_) -> Report:
-    """How the month's billed revenue splits over tiers and bands (bill lines)."""
+    """How the month's revenue splits over tiers and bands: the daily charge lines of the month (every
+    account), or the month's bill lines where the lake has no charge lines."""
+    lines = """SELECT strftime(day, '%Y-%m') AS month, tier, band, quantity, CAST(amount AS DOUBLE) AS amount,
+                      'charge_lines' AS source FROM charge_lines
+               UNION ALL
+               SELECT month, tier, band, quantity, CAST(amount AS DOUBLE), 'bill_lines' FROM bill_lines"""
     if month is None:
-        month = con.sql("SELECT max(month) FROM bill_lines").fetchall()[0][0]
+        month = con.sql(f"SELECT max(month) FROM ({lines})").fetchall()[0][0]
     if month is None:
-        return Report("tiers", "Revenue by tier (no bills yet)",
+        return Report("tiers", "Revenue by tier (no charges yet)",
                       pd.DataFrame(columns=["tier", "band", "quantity", "amount", "share"]),
-                      "bar", "tier", "amount", notes=["no bill lines in the lake yet"])
+                      "bar", "tier", "amount", notes=["no charge or bill lines in the lake yet"])
+    if not re.fullmatch(r"\d{4}-\d{2}", str(month)):
+        raise MetersError(f"--month {month!r} must be YYYY-MM")
+    source = con.sql(f"SELECT CASE WHEN count(*) FILTER (WHERE source = 'charge_lines') > 0 THEN 'charge_lines' "
+                     f"ELSE 'bill_lines' END FROM ({lines}) WHERE month = '{month}'").fetchall()[0][0]
     df = con.sql(f"""
-        SELECT tier, band, round(sum(quantity), 3) AS quantity, sum(amount) AS amount,
+        SELECT tier, band, round(sum(quantity), 3) AS quantity, round(sum(amount), 2) AS amount,
                round(100 * sum(amount) / nullif(sum(sum(amount)) OVER (), 0), 2) AS share
-        FROM bill_lines WHERE month = '{month}' GROUP BY ALL ORDER BY tier, band""").df()
+        FROM ({lines}) WHERE month = '{month}' AND source = '{source}' GROUP BY ALL ORDER BY tier, band""").df()
     df["label"] = "tier " + df["tier"].astype(str) + " " + df["band"]
-    return Report("tiers", f"Revenue by tier and band, {month} (share in %)", df, "bar", "label", "amount")
+    return Report("tiers", f"Revenue by tier and band, {month} (share in %, from {source})", df, "bar",
+                  "label", "amount")
 
 
 def alerts(con, start=None, end=None, **_) -> Report:
@@ -174,14 +186,34 @@ def save_png(report: Report, path: str | Path) -> Path:
     import matplotlib.pyplot as plt
 
     path = Path(path)
-    fig, ax = plt.subplots(figsize=(10, 5), dpi=100)
     df = report.data
+    facets = sorted(df[report.facet].unique()) if report.facet and not df.empty else [None]
+    fig, axes = plt.subplots(len(facets), 1, figsize=(11, 3.2 * len(facets) + 1), dpi=100, squeeze=False)
+    for ax, facet in zip(axes[:, 0], facets):
+        part = df if facet is None else df[df[report.facet] == facet]
+        _draw(ax, report, part)
+        unit = part["unit"].iloc[0] if "unit" in part.columns and len(part) else ""
+        ax.set_title(report.title if facet is None else f"{report.title}: {facet}")
+        ax.set_ylabel(f"{report.y} ({unit})" if unit else report.y)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, format="png")
+    plt.close(fig)
+    return path
+
+
+def _draw(ax, report: Report, df: pd.DataFrame) -> None:
     if df.empty:
         ax.text(0.5, 0.5, "no data", ha="center", va="center", transform=ax.transAxes)
     elif report.chart == "line" and report.series:
+        if report.x == "day":
+            import matplotlib.dates as mdates
+            ax.xaxis.set_major_locator(mdates.DayLocator())
+            ax.xaxis.set_major_formatter(mdates.DateFormatter("%Y-%m-%d"))
         for key, part in df.groupby(report.series):
             ax.plot(part[report.x], part[report.y], marker="o", label=str(key))
-        ax.legend(fontsize="small")
+        ax.legend(fontsize="small", loc="center left", bbox_to_anchor=(1.01, 0.5),
+                  ncol=1 if df[report.series].nunique() <= 12 else 2)
     elif report.chart == "line":
         ax.plot(df[report.x], df[report.y])
     elif report.chart == "barh":
@@ -189,10 +221,3 @@ def save_png(report: Report, path: str | Path) -> Path:
     else:
         ax.bar(df[report.x].astype(str), df[report.y].astype(float))
         ax.tick_params(axis="x", labelrotation=30)
-    ax.set_title(report.title)
-    ax.set_ylabel(report.y)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, format="png")
-    plt.close(fig)
-    return path

@@ -119,3 +119,15 @@ def test_each_report_saves_a_png_via_cli(small_lake, tmp_path, name):
 def test_report_csv_output(small_lake):
     r = CliRunner().invoke(cli, ["report", "alerts", "--lake", str(small_lake.root), "--format", "csv"])
     assert r.output.splitlines()[:2] == ["kind,alerts,accounts,recipients", "low_balance,2,1,2"]
+
+
+def test_tiers_prefer_the_months_charge_lines(small_lake):
+    small_lake.write("charge_lines", pa.table({
+        "account_id": ["A1", "A2", "A1"], "tier": pa.array([1, 1, 3], pa.int32()), "band": ["peak", "peak", "all"],
+        "quantity": [10.0, 5.0, 2.0], "amount": [6.0, 3.0, 2.0]}), "2026-11-23")
+    r = run_report(small_lake, "tiers", month="2026-11")
+    assert "charge_lines" in r.title
+    assert r.data[["tier", "band", "amount"]].values.tolist() == [[1, "peak", 9.0], [3, "all", 2.0]]
+    assert r.data["share"].tolist() == pytest.approx([81.82, 18.18])
+    with pytest.raises(MetersError, match="YYYY-MM"):
+        run_report(small_lake, "tiers", month="Nov")
