@@ -208,3 +208,17 @@ def test_mqtt_311_senders(broker, tmp_path):
     assert s["mqtt"] == "3.1.1" and sub.received == s["readings"] == 600 * 49
     with pytest.raises(MetersError, match="--mqtt"):
         simulate(10, START, 1, broker_dir=broker.dir, mqtt_version="4")
+
+
+def test_two_processes_publish_the_same_readings(broker, tmp_path):
+    sub = Counter(broker)
+    try:
+        s = simulate(900, START, 0.5, broker_dir=broker.dir, processes=2, seed=6, manifest=tmp_path / "m",
+                     faults="lost=0.01,late=0.02")
+        sub.wait(s["readings"])
+    finally:
+        sub.close()
+    assert s["processes"] == 2
+    man = _manifest(tmp_path / "m")["meters"]
+    assert dict(sub.per_meter) == {m: p for m, p in zip(man.meter_id, man.published) if p}
+    assert sub.received == s["readings"] == man.published.sum()
