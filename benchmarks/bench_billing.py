@@ -84,21 +84,23 @@ def vee_comparison(lake, n_sample: int):
     parts = _read_window(lake, start, end + dt.timedelta(seconds=1))
     ids = np.unique(np.concatenate([t.column("meter_id").to_numpy() for t in parts]))
     n = len(ids)
-    offsets, pos, reg, qty, qlen, est, _ = _vee_inputs(parts, ids, int(start.timestamp()), 900)
-    args = (offsets, pos, reg, qty, qlen, est, np.full(n, vee.NO_BASE), np.zeros(n, np.int64),
-            np.full(n, -1.0), np.zeros(n), np.full(n, 10**9, np.int64), np.full(n, 6250.0), 96)
-    vee.vee_kernel(*args)
+    main, extra, _ = _vee_inputs(parts, ids, int(start.timestamp()), 900)
+    offsets, pos, reg, qty, qlen, est = main
+    state = (np.full(n, vee.NO_BASE), np.zeros(n, np.int64), np.full(n, -1.0), np.zeros(n),
+             np.full(n, 10**9, np.int64), np.full(n, 6250.0))
+    vee.vee_kernel_parts(*main, *extra, *state, 96)
     t0 = time.perf_counter()
-    vee.vee_kernel(*args)
+    vee.vee_kernel_parts(*main, *extra, *state, 96)
     t_numba = time.perf_counter() - t0
     df = pd.DataFrame({"meter_id": np.repeat(ids, np.diff(offsets)), "reg": reg})
     t0 = time.perf_counter()
     df.groupby("meter_id", sort=False)["reg"].diff()
     t_pandas = time.perf_counter() - t0
     k = min(n_sample, n)
-    sub = (offsets[: k + 1], pos, reg, qty, qlen, est, *(a[:k] for a in args[6:12]), 96)
+    merged = vee.merge_parts(*(a[: k + 1] if i == 0 else a for i, a in enumerate(main)),
+                             *(a[: k + 1] if i == 0 else a for i, a in enumerate(extra)))
     t0 = time.perf_counter()
-    vee.vee_reference(*sub)
+    vee.vee_reference(*merged, *(a[:k] for a in state), 96)
     t_ref = (time.perf_counter() - t0) * n / k
     print(f"VEE over {n:,} meters ({len(pos):,} readings): numba {t_numba:.2f} s; pandas groupby-diff "
           f"(differencing only) {t_pandas:.2f} s ({t_pandas / t_numba:.1f}× numba); plain-Python reference "

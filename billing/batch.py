@@ -36,8 +36,7 @@ from meters.errors import MetersError
 from meters.lake import Lake
 from meters.readings import read_readings
 from meters.registry import load_tariffs
-from meters.schemas import (ALERTS, BILL_LINES, BILLING_STATE, BILLS, CHARGE_LINES, CHARGES, LEDGER,
-                            RUNS, UTC_MS, UTC_S)
+from meters.schemas import ALERTS, BILL_LINES, BILLING_STATE, BILLS, LEDGER, READINGS, UTC_MS, UTC_S
 
 from . import vee
 from .money import allocate_cents, to_cents
@@ -278,6 +277,7 @@ def _date_array(days: np.ndarray) -> pa.Array:
 
 # -- one day ----------------------------------------------------------------------------------------------
 READ_COLUMNS = ["meter_id", "ts", "register_milli", "quantity_milli", "interval_s", "quality"]
+READINGS_EMPTY = READINGS.empty_table()
 
 
 def _read_window(lake: Lake, start: dt.datetime, end: dt.datetime, dup: list | None = None) -> list[pa.Table]:
@@ -307,51 +307,62 @@ def _read_window(lake: Lake, start: dt.datetime, end: dt.datetime, dup: list | N
     return parts
 
 
-def _vee_inputs(parts: list[pa.Table], meter_ids: np.ndarray, start_s: int, interval_s: int):
-    """Kernel inputs (CSR by account meter, rows in (meter, ts) order) from per-partition readings
-    tables sorted by (meter_id, ts); rows of meters without an account or without a value are dropped."""
-    cols = {k: [] for k in ("idx", "ts", "reg", "qty", "qlen", "est")}
-    dropped = 0
-    for t in parts:
-        m = t.column("meter_id").to_numpy()
-        reg_col, qty_col = t.column("register_milli"), t.column("quantity_milli")
-        idx = np.searchsorted(meter_ids, m)
-        idx_c = np.minimum(idx, max(len(meter_ids) - 1, 0))
-        keep = meter_ids[idx_c] == m if len(meter_ids) else np.zeros(len(m), bool)
-        if reg_col.null_count:
-            keep &= np.asarray(pc.or_(pc.is_valid(reg_col), pc.is_valid(qty_col)).to_numpy(zero_copy_only=False))
-        sel = None if keep.all() else np.flatnonzero(keep)
-        dropped += len(m) - (len(m) if sel is None else len(sel))
-
-        def take(a):
-            return a if sel is None else a[sel]
-        cols["idx"].append(take(idx))
-        cols["ts"].append(take(t.column("ts").cast(UTC_S).cast(pa.int64()).to_numpy()))
-        cols["reg"].append(take(reg_col.fill_null(-1).to_numpy()) if reg_col.null_count else take(reg_col.to_numpy()))
-        if qty_col.null_count == len(m):  # register readings only (the common case)
-            n = len(cols["idx"][-1])
-            cols["qty"].append(np.zeros(n, np.int64))
-            cols["qlen"].append(np.zeros(n))  # read only for interval rows
-            cols["est"].append(np.zeros(n, bool))
-            continue
-        cols["qty"].append(take(qty_col.fill_null(0).to_numpy()))
-        cols["qlen"].append(take(t.column("interval_s").fill_null(interval_s).to_numpy()) / interval_s)
-        cols["est"].append(take(np.asarray(pc.is_in(t.column("quality"), value_set=pa.array(SOURCE_ESTIMATES))
-                                           .fill_null(False).to_numpy(zero_copy_only=False))))
-    if not cols["idx"]:
+def _part_arrays(t: pa.Table, meter_ids: np.ndarray, start_s: int, interval_s: int):
+    """CSR kernel inputs of one readings table sorted by (meter_id, ts): rows of meters without an
+    account, or without a value, are dropped. Returns (offsets, pos, reg, qty, qlen, est), dropped."""
+    n_acc = len(meter_ids)
+    m = t.column("meter_id").to_numpy()
+    reg_col, qty_col = t.column("register_milli"), t.column("quantity_milli")
+    if len(m) == 0 or n_acc == 0:
         z = np.zeros(0)
-        return (np.zeros(len(meter_ids) + 1, np.int64), z, z.astype(np.int64), z.astype(np.int64), z,
-                z.astype(bool), dropped)
-    a = {k: np.concatenate(v) if len(v) > 1 else v[0] for k, v in cols.items()}
-    idx = a["idx"]
-    if len(parts) > 1 and np.any(np.diff(idx) < 0):
-        order = np.argsort(idx, kind="stable")  # merges the sorted runs of each partition
-        a = {k: v[order] for k, v in a.items()}
-        idx = a["idx"]
-    offsets = np.searchsorted(idx, np.arange(len(meter_ids) + 1)).astype(np.int64)
-    pos = (a["ts"] - start_s) / interval_s
-    return (offsets, pos, a["reg"].astype(np.int64, copy=False), a["qty"].astype(np.int64, copy=False),
-            a["qlen"].astype(np.float64, copy=False), a["est"], dropped)
+        return (np.zeros(n_acc + 1, np.int64), z, z.astype(np.int64), z.astype(np.int64), z, z.astype(bool)), len(m)
+    starts = np.flatnonzero(np.concatenate(([True], m[1:] != m[:-1])))
+    run_len = np.diff(np.append(starts, len(m)))
+    acc = np.searchsorted(meter_ids, m[starts])
+    known = (acc < n_acc) & (meter_ids[np.minimum(acc, n_acc - 1)] == m[starts])
+    sel = None
+    if not known.all():
+        sel = np.repeat(known, run_len)
+    if reg_col.null_count:
+        usable = np.asarray(pc.or_(pc.is_valid(reg_col), pc.is_valid(qty_col)).to_numpy(zero_copy_only=False))
+        sel = usable if sel is None else sel & usable
+    if sel is not None:  # the rare path: drop rows, recount
+        rows = np.flatnonzero(sel)
+        counts = np.bincount(np.repeat(acc, run_len)[rows], minlength=n_acc + 1)[:n_acc]
+    else:
+        rows = None
+        counts = np.zeros(n_acc, np.int64)
+        counts[acc] = run_len
+    offsets = np.zeros(n_acc + 1, np.int64)
+    np.cumsum(counts, out=offsets[1:])
+
+    def take(a):
+        return a if rows is None else a[rows]
+    ts = take(t.column("ts").cast(UTC_S).cast(pa.int64()).to_numpy())
+    pos = (ts - start_s) / interval_s
+    reg = take(reg_col.fill_null(-1).to_numpy() if reg_col.null_count else reg_col.to_numpy()).astype(np.int64, copy=False)
+    n = len(pos)
+    if qty_col.null_count == len(m):  # register readings only (the common case)
+        qty, qlen, est = np.zeros(n, np.int64), np.zeros(n), np.zeros(n, bool)  # qlen is read for interval rows only
+    else:
+        qty = take(qty_col.fill_null(0).to_numpy()).astype(np.int64)
+        qlen = take(t.column("interval_s").fill_null(interval_s).to_numpy()) / interval_s
+        est = take(np.asarray(pc.is_in(t.column("quality"), value_set=pa.array(SOURCE_ESTIMATES))
+                              .fill_null(False).to_numpy(zero_copy_only=False)))
+    return (offsets, pos, reg, qty, qlen.astype(np.float64, copy=False), est), len(m) - n
+
+
+def _vee_inputs(parts: list[pa.Table], meter_ids: np.ndarray, start_s: int, interval_s: int):
+    """Two CSR parts for :func:`billing.vee.vee_kernel_parts`: the largest table (the day's own
+    partition) as it is, the others (edge readings of the neighbouring days) merged and sorted."""
+    parts = sorted(parts, key=lambda t: -t.num_rows)
+    main = parts[0] if parts else READINGS_EMPTY.select(READ_COLUMNS)
+    rest = parts[1:]
+    extra = (pa.concat_tables(rest).sort_by([("meter_id", "ascending"), ("ts", "ascending")])
+             if rest else READINGS_EMPTY.select(READ_COLUMNS))
+    a, d1 = _part_arrays(main, meter_ids, start_s, interval_s)
+    b, d2 = _part_arrays(extra, meter_ids, start_s, interval_s)
+    return a, b, d1 + d2
 
 
 def _run_day(lake: Lake, day: dt.date, reg: _Registry, cfg: Config, progress) -> DayResult:
@@ -384,11 +395,12 @@ def _run_day(lake: Lake, day: dt.date, reg: _Registry, cfg: Config, progress) ->
     state, engine_state = _load_state(lake, day, reg, start_s, I)
     t0 = lap("read", t0)
     # 2. VEE
-    offsets, pos, rreg, qty, qlen, est, unknown = _vee_inputs(readings, reg.meter_ids, start_s, I)
+    main, extra, unknown = _vee_inputs(readings, reg.meter_ids, start_s, I)
     del readings
-    q, quality, flag, nb_pos, nb_reg, n_avg, n_pend, counts = vee.vee_kernel(
-        offsets, pos, rreg, qty, qlen, est, state["base_pos"], state["base_reg"], state["avg"],
-        state["pending"], reg.reg_max, reg.limit, S)
+    q, quality, flag, nb_pos, nb_reg, n_avg, n_pend, counts = vee.vee_kernel_parts(
+        *main, *extra, state["base_pos"], state["base_reg"], state["avg"], state["pending"], reg.reg_max,
+        reg.limit, S)
+    del main, extra
     res.vee = vee.count_dict(counts)
     res.vee["unknown_meter"] = unknown
     res.vee["duplicate"] += sum(dup)

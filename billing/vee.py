@@ -31,7 +31,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit
+from numba import njit, prange
 
 QUALITY_NAMES = ("actual", "estimated", "substituted")
 ACTUAL, ESTIMATED, SUBSTITUTED = 0, 1, 2
@@ -48,163 +48,238 @@ NO_BASE = -1.0e18  # sentinel position: no carried register
 
 
 @njit(cache=True)
-def vee_kernel(offsets, pos, reg, qty, qlen, src_est, base_pos, base_reg, avg, pending, reg_max,
-               limit, n_slots):
-    """Validate and estimate every meter's day. Rows are grouped by meter (``offsets``, CSR) and
-    sorted by position then arrival. ``reg`` < 0 marks an interval (quantity) row.
+def _vee_meter(m, pos, reg, qty, qlen, src_est, lo, hi, base_pos, base_reg, avg, pending, reg_max, limit,
+               n_slots, q, quality, flag, nb_pos, nb_reg, n_avg, n_pend, counts, filled, spiked, rp, rr):
+    """One meter's day from its rows ``lo:hi`` (sorted by position, then arrival)."""
+    lim = limit[m]
+    est = max(avg[m], 0.0)
+    filled[:] = False
+    spiked[:] = False
+    # interval (quantity) rows
+    last_qp = -1.0e300
+    for i in range(lo, hi):
+        if reg[i] >= 0:
+            continue
+        if pos[i] == last_qp:
+            counts[C_DUPLICATE] += 1
+            continue
+        last_qp = pos[i]
+        if pos[i] <= 0.0 or pos[i] > n_slots:
+            continue
+        e = int(math.ceil(pos[i])) - 1
+        k = max(1, int(round(qlen[i])))
+        for s in range(e - k + 1, e + 1):
+            if 0 <= s < n_slots:
+                q[m, s] += qty[i] / k
+                if src_est[i]:
+                    flag[m, s] = SOURCE
+                    quality[m, s] = ESTIMATED
+                filled[s] = True
+    for s in range(n_slots):
+        if filled[s] and q[m, s] > lim:
+            q[m, s] = est
+            quality[m, s] = ESTIMATED
+            flag[m, s] = SPIKE
+    # register rows: snap to the grid, drop duplicates
+    nr = 0
+    for i in range(lo, hi):
+        if reg[i] < 0:
+            continue
+        p = int(round(pos[i]))
+        if nr > 0 and rp[nr - 1] == p:
+            counts[C_DUPLICATE] += 1
+            continue
+        rp[nr] = p
+        rr[nr] = reg[i]
+        nr += 1
+    bp = base_pos[m]
+    br = base_reg[m]
+    pend = pending[m]
+    has_base = bp > NO_BASE
+    for j in range(nr):
+        p, r = rp[j], rr[j]
+        if p > n_slots:
+            break
+        if p <= 0:  # closes an earlier day: only a baseline for a meter without one
+            if not has_base:
+                bp, br, has_base = float(p), r, True
+            continue
+        if not has_base:
+            for s in range(0, p):
+                if not filled[s]:
+                    q[m, s] = est
+                    quality[m, s] = ESTIMATED
+                    flag[m, s] = NO_DATA
+                    filled[s] = True
+            bp, br, has_base = float(p), r, True
+            continue
+        gap = p - bp
+        delta = float(r - br)
+        how = OK
+        if delta < 0 and reg_max[m] > 0 and br <= reg_max[m] and reg_max[m] - br + r <= lim * gap:
+            delta = float(reg_max[m] - br + r)
+            how = ROLLOVER
+        elif delta < 0:
+            how = NEGATIVE if -delta <= lim * gap else REPLACEMENT
+        elif delta > lim * gap:
+            jump = False
+            if j + 1 < nr and rp[j + 1] <= n_slots:
+                d2 = rr[j + 1] - r
+                jump = d2 >= 0 and d2 <= lim * (rp[j + 1] - p)
+            if not jump:
+                counts[C_DISCARDED] += 1
+                spiked[p - 1] = True
+                continue
+            how = REPLACEMENT
+        first = max(int(bp), 0)
+        if how == REPLACEMENT or how == NEGATIVE:
+            for s in range(first, p):
+                q[m, s] = est if how == REPLACEMENT else 0.0
+                quality[m, s] = ESTIMATED if how == REPLACEMENT else SUBSTITUTED
+                flag[m, s] = how
+                filled[s] = True
+            if how == REPLACEMENT:
+                br = r
+                pend = 0.0
+            bp = float(p)
+            continue
+        if bp < 0:
+            share = max(delta - pend, 0.0) / (p - first)
+            qual, fl = ESTIMATED, TRUEUP
+            pend = 0.0
+        else:
+            share = delta / gap
+            qual = ACTUAL if gap == 1 else ESTIMATED
+            fl = how if gap == 1 else GAP
+        for s in range(first, p):
+            q[m, s] = share
+            quality[m, s] = qual
+            flag[m, s] = SPIKE if spiked[s] else fl
+            if spiked[s]:
+                quality[m, s] = ESTIMATED
+            filled[s] = True
+        bp, br = float(p), r
+    # slots still empty: the profile
+    for s in range(n_slots):
+        if not filled[s]:
+            q[m, s] = est
+            quality[m, s] = ESTIMATED
+            if has_base and s >= bp:
+                flag[m, s] = GAP_OPEN
+                pend += est
+            else:
+                flag[m, s] = NO_DATA
+    # carry
+    n_act = 0
+    s_act = 0.0
+    for s in range(n_slots):
+        counts[flag[m, s]] += 1
+        if quality[m, s] == ACTUAL:
+            n_act += 1
+            s_act += q[m, s]
+    if n_act * 4 >= n_slots and n_act > 0:
+        mean = s_act / n_act
+        n_avg[m] = mean if avg[m] < 0 else (1.0 - AVG_WEIGHT) * avg[m] + AVG_WEIGHT * mean
+    nb_pos[m] = bp - n_slots if has_base else NO_BASE
+    nb_reg[m] = br
+    n_pend[m] = pend
+
+
+@njit(cache=True)
+def _merge_rows(a0, a1, pos, reg, qty, qlen, src_est, b0, b1, x_pos, x_reg, x_qty, x_qlen, x_est,
+                s_pos, s_reg, s_qty, s_qlen, s_est):
+    """Merge one meter's rows of two parts by position (ties: the first part first) into scratch."""
+    k = 0
+    i, j = a0, b0
+    while i < a1 or j < b1:
+        if j >= b1 or (i < a1 and pos[i] <= x_pos[j]):
+            s_pos[k], s_reg[k], s_qty[k], s_qlen[k], s_est[k] = pos[i], reg[i], qty[i], qlen[i], src_est[i]
+            i += 1
+        else:
+            s_pos[k], s_reg[k], s_qty[k], s_qlen[k], s_est[k] = x_pos[j], x_reg[j], x_qty[j], x_qlen[j], x_est[j]
+            j += 1
+        k += 1
+    return k
+
+
+@njit(cache=True, parallel=True)
+def vee_kernel_parts(offsets, pos, reg, qty, qlen, src_est, x_offsets, x_pos, x_reg, x_qty, x_qlen, x_est,
+                     base_pos, base_reg, avg, pending, reg_max, limit, n_slots):
+    """Validate and estimate every meter's day, in parallel over chunks of meters. Rows come in two
+    parts (e.g. the day's partition and the neighbouring days' edge readings), each grouped by meter
+    (``offsets``, CSR) and sorted by position then arrival; a meter's rows of both parts are merged by
+    position. ``reg`` < 0 marks an interval (quantity) row.
 
     Returns (q, quality, flag, new_base_pos, new_base_reg, new_avg, new_pending, counts)."""
     n_m = offsets.shape[0] - 1
     q = np.zeros((n_m, n_slots))
     quality = np.zeros((n_m, n_slots), np.int8)
     flag = np.zeros((n_m, n_slots), np.int8)
-    filled = np.zeros(n_slots, np.bool_)
-    spiked = np.zeros(n_slots, np.bool_)
     nb_pos = base_pos.copy()
     nb_reg = base_reg.copy()
     n_avg = avg.copy()
     n_pend = pending.copy()
-    counts = np.zeros(N_COUNTS, np.int64)
-    widest = 1
-    for m in range(n_m):
-        widest = max(widest, offsets[m + 1] - offsets[m])
-    rp = np.empty(widest, np.int64)
-    rr = np.empty(widest, np.int64)
-    for m in range(n_m):
-        lo, hi = offsets[m], offsets[m + 1]
-        lim = limit[m]
-        est = max(avg[m], 0.0)
-        filled[:] = False
-        spiked[:] = False
-        # interval (quantity) rows
-        last_qp = -1.0e300
-        for i in range(lo, hi):
-            if reg[i] >= 0:
-                continue
-            if pos[i] == last_qp:
-                counts[C_DUPLICATE] += 1
-                continue
-            last_qp = pos[i]
-            if pos[i] <= 0.0 or pos[i] > n_slots:
-                continue
-            e = int(math.ceil(pos[i])) - 1
-            k = max(1, int(round(qlen[i])))
-            for s in range(e - k + 1, e + 1):
-                if 0 <= s < n_slots:
-                    q[m, s] += qty[i] / k
-                    if src_est[i]:
-                        flag[m, s] = SOURCE
-                        quality[m, s] = ESTIMATED
-                    filled[s] = True
-        for s in range(n_slots):
-            if filled[s] and q[m, s] > lim:
-                q[m, s] = est
-                quality[m, s] = ESTIMATED
-                flag[m, s] = SPIKE
-        # register rows: snap to the grid, drop duplicates
-        nr = 0
-        for i in range(lo, hi):
-            if reg[i] < 0:
-                continue
-            p = int(round(pos[i]))
-            if nr > 0 and rp[nr - 1] == p:
-                counts[C_DUPLICATE] += 1
-                continue
-            rp[nr] = p
-            rr[nr] = reg[i]
-            nr += 1
-        bp = base_pos[m]
-        br = base_reg[m]
-        pend = pending[m]
-        has_base = bp > NO_BASE
-        for j in range(nr):
-            p, r = rp[j], rr[j]
-            if p > n_slots:
-                break
-            if p <= 0:  # closes an earlier day: only a baseline for a meter without one
-                if not has_base:
-                    bp, br, has_base = float(p), r, True
-                continue
-            if not has_base:
-                for s in range(0, p):
-                    if not filled[s]:
-                        q[m, s] = est
-                        quality[m, s] = ESTIMATED
-                        flag[m, s] = NO_DATA
-                        filled[s] = True
-                bp, br, has_base = float(p), r, True
-                continue
-            gap = p - bp
-            delta = float(r - br)
-            how = OK
-            if delta < 0 and reg_max[m] > 0 and br <= reg_max[m] and reg_max[m] - br + r <= lim * gap:
-                delta = float(reg_max[m] - br + r)
-                how = ROLLOVER
-            elif delta < 0:
-                how = NEGATIVE if -delta <= lim * gap else REPLACEMENT
-            elif delta > lim * gap:
-                jump = False
-                if j + 1 < nr and rp[j + 1] <= n_slots:
-                    d2 = rr[j + 1] - r
-                    jump = d2 >= 0 and d2 <= lim * (rp[j + 1] - p)
-                if not jump:
-                    counts[C_DISCARDED] += 1
-                    spiked[p - 1] = True
-                    continue
-                how = REPLACEMENT
-            first = max(int(bp), 0)
-            if how == REPLACEMENT or how == NEGATIVE:
-                for s in range(first, p):
-                    q[m, s] = est if how == REPLACEMENT else 0.0
-                    quality[m, s] = ESTIMATED if how == REPLACEMENT else SUBSTITUTED
-                    flag[m, s] = how
-                    filled[s] = True
-                if how == REPLACEMENT:
-                    br = r
-                    pend = 0.0
-                bp = float(p)
-                continue
-            if bp < 0:
-                share = max(delta - pend, 0.0) / (p - first)
-                qual, fl = ESTIMATED, TRUEUP
-                pend = 0.0
+    n_chunks = max(1, min(n_m, 256))
+    chunk_counts = np.zeros((n_chunks, N_COUNTS), np.int64)
+    for c in prange(n_chunks):
+        m0 = c * n_m // n_chunks
+        m1 = (c + 1) * n_m // n_chunks
+        widest = 1
+        for m in range(m0, m1):
+            widest = max(widest, offsets[m + 1] - offsets[m] + x_offsets[m + 1] - x_offsets[m])
+        filled = np.zeros(n_slots, np.bool_)
+        spiked = np.zeros(n_slots, np.bool_)
+        rp = np.empty(widest, np.int64)
+        rr = np.empty(widest, np.int64)
+        s_pos = np.empty(widest)
+        s_reg = np.empty(widest, reg.dtype)
+        s_qty = np.empty(widest, qty.dtype)
+        s_qlen = np.empty(widest)
+        s_est = np.empty(widest, np.bool_)
+        counts = chunk_counts[c]
+        for m in range(m0, m1):
+            a0, a1 = offsets[m], offsets[m + 1]
+            b0, b1 = x_offsets[m], x_offsets[m + 1]
+            if b1 == b0:
+                _vee_meter(m, pos, reg, qty, qlen, src_est, a0, a1, base_pos, base_reg, avg, pending, reg_max,
+                           limit, n_slots, q, quality, flag, nb_pos, nb_reg, n_avg, n_pend, counts, filled,
+                           spiked, rp, rr)
             else:
-                share = delta / gap
-                qual = ACTUAL if gap == 1 else ESTIMATED
-                fl = how if gap == 1 else GAP
-            for s in range(first, p):
-                q[m, s] = share
-                quality[m, s] = qual
-                flag[m, s] = SPIKE if spiked[s] else fl
-                if spiked[s]:
-                    quality[m, s] = ESTIMATED
-                filled[s] = True
-            bp, br = float(p), r
-        # slots still empty: the profile
-        for s in range(n_slots):
-            if not filled[s]:
-                q[m, s] = est
-                quality[m, s] = ESTIMATED
-                if has_base and s >= bp:
-                    flag[m, s] = GAP_OPEN
-                    pend += est
-                else:
-                    flag[m, s] = NO_DATA
-        # carry
-        n_act = 0
-        s_act = 0.0
-        for s in range(n_slots):
-            counts[flag[m, s]] += 1
-            if quality[m, s] == ACTUAL:
-                n_act += 1
-                s_act += q[m, s]
-        if n_act * 4 >= n_slots and n_act > 0:
-            mean = s_act / n_act
-            n_avg[m] = mean if avg[m] < 0 else (1.0 - AVG_WEIGHT) * avg[m] + AVG_WEIGHT * mean
-        nb_pos[m] = bp - n_slots if has_base else NO_BASE
-        nb_reg[m] = br
-        n_pend[m] = pend
+                k = _merge_rows(a0, a1, pos, reg, qty, qlen, src_est, b0, b1, x_pos, x_reg, x_qty, x_qlen, x_est,
+                                s_pos, s_reg, s_qty, s_qlen, s_est)
+                _vee_meter(m, s_pos, s_reg, s_qty, s_qlen, s_est, 0, k, base_pos, base_reg, avg, pending,
+                           reg_max, limit, n_slots, q, quality, flag, nb_pos, nb_reg, n_avg, n_pend, counts,
+                           filled, spiked, rp, rr)
+    counts = np.zeros(N_COUNTS, np.int64)
+    for c in range(n_chunks):
+        counts += chunk_counts[c]
     return q, quality, flag, nb_pos, nb_reg, n_avg, n_pend, counts
+
+
+def vee_kernel(offsets, pos, reg, qty, qlen, src_est, base_pos, base_reg, avg, pending, reg_max, limit,
+               n_slots):
+    """:func:`vee_kernel_parts` with all rows in one part."""
+    e = np.zeros(0)
+    return vee_kernel_parts(offsets, pos, reg, qty, qlen, src_est, np.zeros_like(offsets), e,
+                            np.zeros(0, reg.dtype), np.zeros(0, qty.dtype), e, np.zeros(0, np.bool_),
+                            base_pos, base_reg, avg, pending, reg_max, limit, n_slots)
+
+
+def merge_parts(offsets, pos, reg, qty, qlen, src_est, x_offsets, x_pos, x_reg, x_qty, x_qlen, x_est):
+    """Plain-Python merge of two CSR parts into one (per meter by position, ties: first part first)."""
+    out = {k: [] for k in ("pos", "reg", "qty", "qlen", "est")}
+    offs = [0]
+    for m in range(len(offsets) - 1):
+        rows = [(pos[i], 0, i) for i in range(offsets[m], offsets[m + 1])]
+        rows += [(x_pos[j], 1, j) for j in range(x_offsets[m], x_offsets[m + 1])]
+        rows.sort(key=lambda r: (r[0], r[1]))
+        for p, part, i in rows:
+            src = (pos, reg, qty, qlen, src_est) if part == 0 else (x_pos, x_reg, x_qty, x_qlen, x_est)
+            for k, a in zip(out, src):
+                out[k].append(a[i])
+        offs.append(offs[-1] + len(rows))
+    return (np.array(offs, np.int64), np.array(out["pos"], np.float64), np.array(out["reg"], np.int64),
+            np.array(out["qty"], np.int64), np.array(out["qlen"], np.float64), np.array(out["est"], np.bool_))
 
 
 def vee_reference(offsets, pos, reg, qty, qlen, src_est, base_pos, base_reg, avg, pending, reg_max,

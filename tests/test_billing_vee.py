@@ -178,3 +178,22 @@ def test_kernel_equals_reference(meters):
     args = pack(meters)
     for a, b in zip(vee.vee_kernel(*args), vee.vee_reference(*args)):
         np.testing.assert_array_equal(a, b)
+
+
+@settings(max_examples=200, deadline=None)
+@given(meter_days(), st.randoms(use_true_random=False))
+def test_two_part_kernel_equals_reference_on_merged_rows(meters, rnd):
+    """Rows split over two parts (the day's partition and the neighbouring days' edges) give the same
+    result as the reference on the merged rows."""
+    main, extra = [], []
+    for m in meters:
+        a, b = [], []
+        for r in m["rows"]:
+            (a if rnd.random() < 0.6 else b).append(r)
+        main.append({**m, "rows": a})
+        extra.append({"rows": b})
+    A, X = pack(main), pack(extra)
+    merged = vee.merge_parts(*A[:6], *X[:6])
+    got = vee.vee_kernel_parts(*A[:6], *X[:6], *A[6:])
+    for a, b in zip(got, vee.vee_reference(*merged, *A[6:])):
+        np.testing.assert_array_equal(a, b)
