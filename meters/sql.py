@@ -15,6 +15,7 @@ the session.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import duckdb
@@ -146,21 +147,48 @@ def connect(lake: Lake | str | os.PathLike, *, threads: int | None = None) -> du
     return con
 
 
+_EXPLAIN = re.compile(r"\s*(?:(?:--[^\n]*(?:\n|$)|/\*.*?\*/)\s*)*EXPLAIN\b\s*(?:\([^)]*\)\s*)?(?:ANALY[SZ]E\b\s*)?(.*)",
+                      re.S | re.I)
+
+
+def _refuse(kind: str, text: str):
+    text = " ".join(text.split())[:60]
+    raise MetersError(f"read-only: {kind} statements are refused ({text!r}); meters sql only reads the lake "
+                      "(SELECT, WITH, FROM, DESCRIBE, SHOW, SUMMARIZE, EXPLAIN)")
+
+
+def _check(statements, depth: int = 0) -> None:
+    for st in statements:
+        kind = st.type.name
+        if kind not in ALLOWED_STATEMENTS:
+            _refuse(kind, st.query)
+        if kind == "EXPLAIN":   # EXPLAIN ANALYZE runs its statement: check what it explains
+            m = _EXPLAIN.match(st.query)
+            if m is None or depth > 3:
+                _refuse("EXPLAIN (of a statement that cannot be checked)", st.query)
+            try:
+                inner = duckdb.extract_statements(m.group(1))
+            except duckdb.Error:
+                _refuse("EXPLAIN (of a statement that cannot be checked)", st.query)
+            if len(inner) != 1:
+                _refuse("EXPLAIN (of a statement that cannot be checked)", st.query)
+            try:
+                _check(inner, depth + 1)
+            except MetersError:
+                _refuse(f"EXPLAIN {inner[0].type.name}", st.query)
+
+
 def check_read_only(sql: str) -> list:
     """Parse ``sql`` with DuckDB and return its statements; raise :class:`MetersError` if any would
-    write (CREATE, INSERT, COPY, ATTACH, EXPORT, SET, PRAGMA …) or the SQL does not parse."""
+    write (CREATE, INSERT, COPY, ATTACH, EXPORT, SET, PRAGMA …, also under EXPLAIN ANALYZE) or the SQL
+    does not parse."""
     try:
         statements = duckdb.extract_statements(sql)
     except duckdb.Error as e:
         raise MetersError(f"SQL error: {str(e).splitlines()[0]}") from None
     if not statements:
         raise MetersError("no SQL statement given")
-    for st in statements:
-        kind = st.type.name
-        if kind not in ALLOWED_STATEMENTS:
-            text = " ".join(st.query.split())[:60]
-            raise MetersError(f"read-only: {kind} statements are refused ({text!r}); "
-                              "meters sql only reads the lake (SELECT, WITH, FROM, DESCRIBE, SHOW, SUMMARIZE, EXPLAIN)")
+    _check(statements)
     return statements
 
 

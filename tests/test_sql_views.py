@@ -107,6 +107,10 @@ def test_month_partition_and_money_are_typed(lake):
     "DROP VIEW readings",
     "SELECT 1; CREATE TABLE y (a INT)",
     "UPDATE meters SET unit = 'x'",
+    "EXPLAIN ANALYZE COPY (SELECT 1) TO '{out}'",
+    "explain analyse create table z as select 1",
+    "/* c */ EXPLAIN (ANALYZE, FORMAT json) INSERT INTO readings VALUES (1)",
+    "EXPLAIN (ANALYZE) COPY (SELECT 1) TO '{out}'",
 ])
 def test_writes_are_refused(lake, tmp_path, statement):
     s = statement.format(out=tmp_path / "out.csv", db=tmp_path / "x.db", dir=tmp_path / "exp")
@@ -114,6 +118,13 @@ def test_writes_are_refused(lake, tmp_path, statement):
         sql.query(lake, s)
     assert not (tmp_path / "out.csv").exists() and not (tmp_path / "x.db").exists()
     assert not (tmp_path / "exp").exists()
+
+
+def test_reading_statements_pass(lake):
+    for q in ["EXPLAIN ANALYZE SELECT count(*) FROM readings", "DESCRIBE readings", "SUMMARIZE meters",
+              "SHOW TABLES", "FROM tariffs LIMIT 1", "VALUES (1)", "WITH x AS (SELECT 1) SELECT * FROM x",
+              "EXPLAIN SELECT 1"]:
+        assert sql.query(lake, q).fetchall()
 
 
 def test_configuration_is_locked(lake):
