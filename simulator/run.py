@@ -15,6 +15,7 @@ import multiprocessing as mp
 import os
 import re
 import time
+import uuid
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -198,12 +199,15 @@ def simulate(meters: int, start: str | None, days: float, *, broker: str | None 
         if not url.username:
             raise MetersError("--broker URL needs the sender's user name (mqtt://USER:PASSWORD@host:port)")
         single = url.username
-    client_prefix = client_prefix or f"meters-sim-s{seed}"
     if mqtt_version is not None:
         if mqtt_version not in ("5", "3.1.1"):
             raise MetersError(f"--mqtt {mqtt_version!r}: use 5 or 3.1.1")
         from dataclasses import replace
         url = replace(url, version=mqtt_version)
+    # client ids stay fixed for the run (reconnects resume the session); MQTT 5 sessions end at close
+    # or expire, so each run gets its own ids; 3.1.1 sessions never expire, so runs reuse theirs
+    if client_prefix is None:
+        client_prefix = f"meters-sim-{uuid.uuid4().hex[:6]}" if url.version == "5" else "meters-sim"
 
     registry = save_fleet(lk, fleet) if lk is not None else None
     total = plan.n_reads * len(fleet)
