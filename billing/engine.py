@@ -118,7 +118,8 @@ def _day_end(i, hi, lo, day, grid, t0, step, lts):
         k = lo + ((day + 1) * 86400 - t0 + step - 1) // step
         return min(max(k, i + 1), hi)
     k = i + 1
-    while k < hi and lts[k] // 86400 == day:
+    lim = (day + 1) * 86400
+    while k < hi and lts[k] < lim:
         k += 1
     return k
 
@@ -234,7 +235,7 @@ def _price_meter(m, offsets, lts, t0, step, qty, meter_tariff, billing_day,
         while i < hi:
             lt = t0 + (i - lo) * step if grid else lts[i]
             day = lt // 86400
-            k = _day_end(i, hi, lo, day, grid, t0, step, lts)
+            k = _day_end(i, hi, lo, day, grid, t0, step, lts) if grid else hi  # CSR: the hour runs find the day's end
             # -- open the day (and the bill period when it changes)
             if ps_cur <= day <= pe:
                 ps, pe_new = ps_cur, pe
@@ -424,7 +425,7 @@ def _price_meter(m, offsets, lts, t0, step, qty, meter_tariff, billing_day,
             b_min[brow] = top
             b_total[brow] = cost
             b_closed[brow] = day == pe
-            i = k
+            i = j
         if brow >= bill_off[m]:
             _copy_lines(lq, la, b_lq, b_la, brow)
         s_last[m] = last
