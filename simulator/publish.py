@@ -267,9 +267,22 @@ class Publisher:
             out.append(f'{{"meter_id":{m},"ts":"{iso}","register":{r // 1000}.{r % 1000:03d}}}')
         return out
 
-    def poll(self) -> None:
-        """Process pending network events without waiting."""
+    def poll(self, seconds: float = 0.0) -> None:
+        """Process network events (acknowledgements, reconnects) for up to ``seconds``."""
+        end = time.monotonic() + seconds
         self._pump(0)
+        while (left := end - time.monotonic()) > 0:
+            self._pump(min(left, 0.2))
+
+    def abort(self) -> None:
+        """Drop every connection without waiting for acknowledgements."""
+        for conn in self.conns.values():
+            self._unregister(conn)
+            try:
+                conn.client._sock_close()
+            except OSError:
+                pass
+        self.sel.close()
 
     def flush(self, timeout: float | None = None) -> None:
         """Wait until every published message is acknowledged (reconnecting as needed)."""
@@ -311,10 +324,4 @@ class Publisher:
         if exc[0] is None:
             self.close()
         else:
-            for conn in self.conns.values():
-                self._unregister(conn)
-                try:
-                    conn.client._sock_close()
-                except Exception:
-                    pass
-            self.sel.close()
+            self.abort()

@@ -101,14 +101,12 @@ def _run_shard(plan: Plan, lo: int, hi: int, broker, passwords, single_sender, f
 
         for b in range(plan.n_blocks):
             if speed is not None:
-                due = t0 + (int(plan.block_ts(b)[-1]) - plan.start) / speed
-                while (left := due - time.monotonic()) > 0:
-                    pub._pump(min(left, 0.2))
+                pub.poll(t0 + (int(plan.block_ts(b)[-1]) - plan.start) / speed - time.monotonic())
             progress(send(shard.uploads(b)))
         progress(send(shard.leftovers()))
         pub.close()
     except BaseException:
-        pub.__exit__(BaseException, None, None)
+        pub.abort()
         raise
     return {"lo": lo, "hi": hi, "counts": shard.counts, "day_q": shard.day_q, "acc": shard.acc,
             "start_milli": shard.start_milli, "rollover": shard.rollover, "rep_ts": shard.rep_ts,

@@ -222,3 +222,27 @@ def test_two_processes_publish_the_same_readings(broker, tmp_path):
     man = _manifest(tmp_path / "m")["meters"]
     assert dict(sub.per_meter) == {m: p for m, p in zip(man.meter_id, man.published) if p}
     assert sub.received == s["readings"] == man.published.sum()
+
+
+def test_publisher_library_formats_and_senders(broker):
+    pw = broker.add_senders(["dcu-a", "dcu-b"])
+    sub = Counter(broker)
+    m = np.array([110100000001, 110100000002], np.int64)
+    t = np.array([1_795_000_000, 1_795_000_900], np.int64)
+    r = np.array([1532417, 7])
+    try:
+        with Publisher(broker.url("sender"), passwords=pw, window=20) as pub:
+            assert pub.publish_batch("dcu-a", m, t, r) == 1
+            assert pub.publish_batch("dcu-b", m, t, r + 1, "json-array") == 1
+            assert pub.publish_batch("dcu-b", m, t, r + 2, "json") == 2
+            with pytest.raises(MetersError, match="no credentials"):
+                pub.publish("dcu-zzz", b"x")
+            pub.flush(timeout=10)
+            assert pub.acked == pub.messages == 4
+        sub.wait(6)
+    finally:
+        sub.close()
+    assert sub.readings == {(110100000001, 1_795_000_000, 1532417), (110100000002, 1_795_000_900, 7),
+                            (110100000001, 1_795_000_000, 1532418), (110100000002, 1_795_000_900, 8),
+                            (110100000001, 1_795_000_000, 1532419), (110100000002, 1_795_000_900, 9)}
+    assert dict(sub.topics) == {"meters/v1/dcu-a/readings": 1, "meters/v1/dcu-b/readings": 3}
