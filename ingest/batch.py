@@ -30,6 +30,8 @@ def local_day_numbers(ts: np.ndarray, tz: ZoneInfo) -> np.ndarray:
     lo, hi = int(b.min()), int(b.max())
     if hi - lo <= 20000:
         off = np.array([_offset(tz, x) for x in range(lo, hi + 1)], np.int64)
+        if np.all(off == off[0]):  # no offset change in this range: one addition
+            return (ts + int(off[0])) // 86400
         o = off[b - lo]
     else:
         u, inv = np.unique(b, return_inverse=True)
@@ -94,30 +96,46 @@ class Batch:
             self.received_ms.append(received_ms)
             self.rows += n
 
+    def _columns(self) -> dict[str, np.ndarray]:
+        counts = np.array(self.rows_per_msg, np.int64)
+        return {"meter_id": np.concatenate(self.meter_id), "ts": np.concatenate(self.ts),
+                "register_milli": np.concatenate(self.register_milli),
+                "sender": np.repeat(np.array(self.sender_code, np.int32), counts),
+                "received_at": np.repeat(np.array(self.received_ms, np.int64), counts)}
+
+    def _table(self, cols: dict[str, np.ndarray]) -> pa.Table:
+        n = len(cols["meter_id"])
+        senders = pa.array(list(self.senders), pa.string())
+        return pa.Table.from_arrays([
+            pa.array(cols["meter_id"], pa.int64()),
+            pa.array(cols["ts"], pa.int64()).cast(READINGS.field("ts").type),
+            pa.array(cols["register_milli"], pa.int64()),
+            pa.nulls(n, pa.int64()),
+            pa.nulls(n, pa.int32()),
+            pa.nulls(n, pa.string()),
+            pa.DictionaryArray.from_arrays(pa.array(cols["sender"]), senders).cast(pa.string()),
+            pa.array(cols["received_at"], pa.int64()).cast(READINGS.field("received_at").type),
+        ], schema=READINGS)
+
     def readings(self) -> pa.Table:
         """All readings of the batch as a READINGS table (arrival order)."""
         if not self.rows:
             return READINGS.empty_table()
-        counts = np.array(self.rows_per_msg, np.int64)
-        sender_idx = np.repeat(np.array(self.sender_code, np.int32), counts)
-        senders = pa.array(list(self.senders), pa.string())
-        recv = np.repeat(np.array(self.received_ms, np.int64), counts)
-        return pa.Table.from_arrays([
-            pa.array(np.concatenate(self.meter_id), pa.int64()),
-            pa.array(np.concatenate(self.ts), pa.int64()).cast(READINGS.field("ts").type),
-            pa.array(np.concatenate(self.register_milli), pa.int64()),
-            pa.nulls(self.rows, pa.int64()),
-            pa.nulls(self.rows, pa.int32()),
-            pa.nulls(self.rows, pa.string()),
-            pa.DictionaryArray.from_arrays(pa.array(sender_idx), senders).cast(pa.string()),
-            pa.array(recv, pa.int64()).cast(READINGS.field("received_at").type),
-        ], schema=READINGS)
+        return self._table(self._columns())
 
     def readings_by_day(self, tz: ZoneInfo) -> list[tuple[str, pa.Table]]:
-        table = self.readings()
-        if not table.num_rows:
+        """The batch's readings split by lake-local day of ts (arrival order within a day)."""
+        if not self.rows:
             return []
-        return split_by_day(table, local_day_numbers(np.concatenate(self.ts), tz))
+        cols = self._columns()
+        days = local_day_numbers(cols["ts"], tz)
+        first = days[0]
+        if np.all(days == first):
+            return [(day_name(first), self._table(cols))]
+        order = np.argsort(days, kind="stable")
+        cuts = np.flatnonzero(np.diff(days[order])) + 1
+        return [(day_name(days[idx[0]]), self._table({k: v[idx] for k, v in cols.items()}))
+                for idx in np.split(order, cuts)]
 
     def deadletters_by_day(self, tz: ZoneInfo) -> list[tuple[str, pa.Table]]:
         """Dead letters partitioned by the lake-local day they were received."""

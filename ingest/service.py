@@ -33,7 +33,9 @@ log = logging.getLogger("meters.ingest")
 
 DEFAULT_CLIENT_ID = "meters-ingest"
 SESSION_EXPIRY_S = 7 * 86400
-RAW_PARQUET = dict(compression="zstd", compression_level=1)
+# arrival-order files: zstd level 1 and no dictionaries on the numeric columns (8M rows/s, 2.2 B/row
+# measured; dictionary attempts on 500k distinct registers cost 30 % and are dropped anyway)
+RAW_PARQUET = dict(compression="zstd", compression_level=1, use_dictionary=["sender", "quality"])
 
 
 @dataclass

@@ -1,0 +1,220 @@
+"""Ingest end to end through the managed Mosquitto, on this machine.
+
+- binary batches, QoS 1, 1 and 2 ingest workers (separate processes), publisher in this process:
+  readings/s written, fsynced and acknowledged (target >= 3M/s);
+- bytes per reading on disk, arrival-order files vs after ``meters compact`` (target <= 4);
+- DuckDB group-by per meter over compacted vs arrival-order files;
+- JSON, one reading per message: messages/s (target >= 15k/s).
+
+``python -m benchmarks ingest [--quick] [--readings N] [--json-msgs N]``
+"""
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+PER_MSG = 10_000        # readings per binary batch (a concentrator: 1000 meters × 10 intervals)
+METERS_PER_CONC = 1000
+
+
+def fleet_payloads(n_readings: int, seed: int = 0) -> tuple[list[bytes], int]:
+    """Binary batches of a fleet's 15-minute registers: one message = one concentrator × 10 intervals."""
+    from meters import wire
+
+    rng = np.random.default_rng(seed)
+    slots_per_day = 96
+    meters = max(METERS_PER_CONC, n_readings // (2 * slots_per_day) // METERS_PER_CONC * METERS_PER_CONC)
+    slots = max(10, n_readings // meters // 10 * 10)
+    t0 = (int(time.time()) - 3 * 86400) // 86400 * 86400
+    ids = 110100000000 + np.arange(meters, dtype=np.int64)
+    base = rng.integers(0, 10**8, meters)
+    payloads = []
+    for s0 in range(0, slots, 10):
+        cons = rng.gamma(1.5, 80, (meters, 10)).astype(np.int64)
+        regs = base[:, None] + np.cumsum(cons, 1)
+        base = regs[:, -1]
+        ts = t0 + 900 * (s0 + 1 + np.arange(10, dtype=np.int64))
+        for c in range(0, meters, METERS_PER_CONC):
+            m = np.repeat(ids[c:c + METERS_PER_CONC], 10)
+            t = np.tile(ts, METERS_PER_CONC)
+            r = regs[c:c + METERS_PER_CONC].ravel()
+            payloads.append(wire.encode_batch(m, t, r))
+    return payloads, meters * slots
+
+
+def json_payloads(n: int) -> list[bytes]:
+    t0 = int(time.time()) - 86400
+    return [json.dumps({"meter_id": 110100000001 + i % 5000, "ts": t0 + 900 * (i // 5000),
+                        "register": round(1000 + i * 0.125, 3)}).encode() for i in range(n)]
+
+
+def _metric(port: int, name: str) -> float:
+    try:
+        text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=1).read().decode()
+    except (OSError, http.client.HTTPException):
+        return -1.0
+    for line in text.splitlines():
+        if line.startswith(f"meters_ingest_{name}"):
+            return float(line.split()[-1])
+    return -1.0
+
+
+def _acked(ports: list[int]) -> float:
+    return sum(max(0.0, _metric(p, "acked")) for p in ports)
+
+
+def run_end_to_end(broker, lake_dir: Path, payloads: list[bytes], workers: int, extra=()) -> dict:
+    """Start ``workers`` ingest processes, publish ``payloads`` at QoS 1, time until all are acked."""
+    from meters.broker import free_port
+    from meters.mqtt import make_client, parse_broker_url
+
+    port = free_port()
+    while any(_port_busy(port + i) for i in range(1, workers)):
+        port = free_port()
+    ports = [port + i for i in range(workers)]
+    cmd = [sys.executable, "-m", "meters", "ingest", "--broker", broker.url("ingest"), "--lake", str(lake_dir),
+           "--workers", str(workers), "--metrics-port", str(port), "--until-idle", "3", "--json", "-q", *extra]
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while any(_metric(p, "connects") < 1 for p in ports):
+        if time.monotonic() > deadline or proc.poll() is not None:
+            proc.kill()
+            raise RuntimeError("ingest did not start")
+        time.sleep(0.05)
+    u = parse_broker_url(broker.url("sender"))
+    client, kw = make_client(u, "bench-pub")
+    client.max_inflight_messages_set(100)
+    client.connect(**kw)
+    client.loop_start()
+    while not client.is_connected():
+        time.sleep(0.01)
+    topic = f"meters/v1/{u.username}/readings"
+    t0 = time.perf_counter()
+    infos = [client.publish(topic, p, qos=1) for p in payloads]
+    for info in infos:
+        info.wait_for_publish(120)
+    t_pub = time.perf_counter() - t0
+    n = len(payloads)
+    while _acked(ports) < n:
+        if proc.poll() is not None or time.perf_counter() - t0 > 600:
+            break
+        time.sleep(0.005)
+    t_ack = time.perf_counter() - t0
+    client.disconnect()
+    client.loop_stop()
+    out, _ = proc.communicate(timeout=120)
+    counters = json.loads(out)
+    return {"seconds": t_ack, "publish_seconds": t_pub, "counters": counters}
+
+
+def _port_busy(port: int) -> bool:
+    import socket
+
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def _dir_bytes(d: Path) -> int:
+    return sum(p.stat().st_size for p in d.rglob("*.parquet"))
+
+
+def duckdb_groupby(files_glob: str, repeat: int = 3) -> float:
+    import duckdb
+
+    con = duckdb.connect()
+    q = (f"SELECT meter_id, max(register_milli) - min(register_milli) AS used, count(*) "
+         f"FROM read_parquet('{files_glob}') GROUP BY meter_id")
+    best = float("inf")
+    for _ in range(repeat):
+        t = time.perf_counter()
+        con.execute(q).fetchall()
+        best = min(best, time.perf_counter() - t)
+    return best
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(prog="bench_ingest")
+    ap.add_argument("--quick", action="store_true", help="small sizes (a few seconds)")
+    ap.add_argument("--readings", type=int, default=None, help="binary readings per run (default 20M, quick 2M)")
+    ap.add_argument("--json-msgs", type=int, default=None, help="JSON messages (default 40k, quick 5k)")
+    args = ap.parse_args(argv)
+    n_readings = args.readings or (2_000_000 if args.quick else 20_000_000)
+    n_json = args.json_msgs or (5_000 if args.quick else 40_000)
+
+    from ingest.compact import compact
+    from meters.broker import ManagedBroker
+    from meters.lake import init_lake
+
+    tmp = Path(tempfile.mkdtemp(prefix="bench-ingest-"))
+    brokers = []
+
+    def fresh_broker():
+        # a new broker per run: persistent sessions of an earlier run in the same share group would
+        # otherwise receive (and hold) their share of the messages
+        if brokers:
+            brokers[-1].stop()
+        brokers.append(ManagedBroker(tmp / f"broker{len(brokers)}"))
+        brokers[-1].start()
+        return brokers[-1]
+
+    try:
+        payloads, n = fleet_payloads(n_readings)
+        print(f"fleet: {n:,} readings in {len(payloads):,} binary batches of {PER_MSG:,} "
+              f"({len(payloads[0]) / 1e3:.0f} kB each), QoS 1, managed Mosquitto on 127.0.0.1")
+        results = {}
+        for workers in (1, 2):
+            lake = init_lake(tmp / f"lake{workers}")
+            r = run_end_to_end(fresh_broker(), lake.root, payloads, workers)
+            c = r["counters"]
+            ok = c["written"] == n and c["acked"] == len(payloads)
+            rate = n / r["seconds"]
+            results[workers] = rate
+            print(f"binary, {workers} worker(s): {rate:,.0f} readings/s written+fsynced+acked "
+                  f"({r['seconds']:.2f} s; publisher alone {n / r['publish_seconds']:,.0f}/s; "
+                  f"{c['files']} files; complete: {ok}) target >= 3,000,000/s")
+        print(f"2 workers vs 1: x{results[2] / results[1]:.2f} (2 cores shared by publisher, broker, workers)")
+
+        lake = init_lake(tmp / "lake1")
+        arrival = tmp / "arrival"
+        shutil.copytree(lake.root / "readings", arrival)
+        raw_bytes = _dir_bytes(arrival)
+        t = time.perf_counter()
+        res = compact(lake)
+        t_compact = time.perf_counter() - t
+        rows = sum(x.rows_out for x in res)
+        comp_bytes = _dir_bytes(lake.root / "readings")
+        print(f"on disk: arrival-order files {raw_bytes / n:.2f} bytes/reading; after compaction "
+              f"{comp_bytes / rows:.2f} bytes/reading (target <= 4); wire format 20; "
+              f"compaction {rows / t_compact:,.0f} readings/s")
+        t_arr = duckdb_groupby(str(arrival / "*" / "*.parquet"))
+        t_cmp = duckdb_groupby(str(lake.root / "readings" / "*" / "*.parquet"))
+        print(f"DuckDB group-by meter over {rows:,} readings: compacted {t_cmp * 1e3:.0f} ms, "
+              f"arrival order {t_arr * 1e3:.0f} ms (compacted x{t_arr / t_cmp:.2f} faster)")
+
+        jp = json_payloads(n_json)
+        lake = init_lake(tmp / "lake-json")
+        r = run_end_to_end(fresh_broker(), lake.root, jp, 1)
+        ok = r["counters"]["written"] == n_json
+        print(f"JSON one reading per message: {n_json / r['seconds']:,.0f} msgs/s written+acked "
+              f"({r['seconds']:.2f} s; publisher alone {n_json / r['publish_seconds']:,.0f} msgs/s; "
+              f"complete: {ok}) target >= 15,000/s; binary is x{results[1] / (n_json / r['seconds']):,.0f} "
+              f"more readings/s")
+    finally:
+        for b in brokers:
+            b.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
