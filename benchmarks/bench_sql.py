@@ -26,6 +26,9 @@ import pyarrow.parquet as pq
 
 QUERY = """SELECT meter_id, max(register) - min(register) AS consumption
 FROM readings WHERE ts >= TIMESTAMPTZ '{start}' AND ts < TIMESTAMPTZ '{end}' GROUP BY meter_id"""
+# the same through the view on the exact integer registers (no per-row division)
+QUERY_MILLI = """SELECT meter_id, (max(register_milli) - min(register_milli)) / 1000.0 AS consumption
+FROM readings WHERE ts >= TIMESTAMPTZ '{start}' AND ts < TIMESTAMPTZ '{end}' GROUP BY meter_id"""
 
 
 def generate(root: Path, meters: int, days: int, seed: int = 7) -> tuple[Path, int, float]:
@@ -68,11 +71,11 @@ def generate(root: Path, meters: int, days: int, seed: int = 7) -> tuple[Path, i
     return lake.root, meters * days * 96, time.perf_counter() - t0
 
 
-def bench_view(lake_root: Path, start: str, end: str) -> tuple[float, int, float]:
+def bench_view(lake_root: Path, start: str, end: str, query: str = QUERY) -> tuple[float, int, float]:
     from meters.sql import connect, run
 
     con = connect(lake_root)
-    q = QUERY.format(start=start, end=end)
+    q = query.format(start=start, end=end)
     run(con, f"SELECT count(*) FROM ({q})").fetchall()        # warm the OS cache and the plan once
     t0 = time.perf_counter()
     rows = run(con, f"SELECT count(*), sum(consumption) FROM ({q})").fetchall()[0]
@@ -109,6 +112,11 @@ def bench_pandas(lake_root: Path, start: str, end: str) -> tuple[float, int, flo
     return time.perf_counter() - t0, len(g), float(consumption.sum())
 
 
+def _target(seconds: float, n: int) -> str:
+    """The issue's target applies to the full 288M readings."""
+    return f"target <= 3 s: {'met' if seconds <= 3 else 'NOT met'}" if n >= 288_000_000 else ""
+
+
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(prog="python -m benchmarks sql", description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="10k meters × 30 days (28.8M readings)")
@@ -135,15 +143,18 @@ def main(argv=None) -> None:
         start = "2026-11-01 00:00:00+08:00"
         end = (dt.datetime(2026, 11, 1) + dt.timedelta(days=a.days)).strftime("%Y-%m-%d 00:00:00+08:00")
         view_s, groups, total = bench_view(lake_root, start, end)
+        milli_s, m_groups, m_total = bench_view(lake_root, start, end, QUERY_MILLI)
         raw_s = bench_raw(lake_root, start, end)
         pandas_s, p_groups, p_total = bench_pandas(lake_root, start, end)
-        assert groups == p_groups == meters and abs(total - p_total) < 1e-6 * max(1.0, abs(total)), \
+        assert groups == p_groups == m_groups == meters and abs(total - m_total) < 1e-6 * max(1.0, abs(total)) and abs(total - p_total) < 1e-6 * max(1.0, abs(total)), \
             (groups, p_groups, total, p_total)
         print(f"readings: {n:,} in {size / 2**20:,.0f} MiB ({size / n:.2f} bytes/reading)"
               + (f", generated in {gen_s:.1f} s" if gen_s else ""))
         print(f"monthly consumption per meter ({meters:,} meters):")
         print(f"  meters sql (readings view)   {view_s:7.2f} s  {n / view_s / 1e6:7.1f} M readings/s  "
-              f"target <= 3 s: {'met' if view_s <= 3 else 'NOT met'}")
+              + _target(view_s, n))
+        print(f"  meters sql, register_milli   {milli_s:7.2f} s  {n / milli_s / 1e6:7.1f} M readings/s  "
+              + _target(milli_s, n))
         print(f"  DuckDB on the bare files     {raw_s:7.2f} s  {n / raw_s / 1e6:7.1f} M readings/s  "
               f"(view overhead x{view_s / raw_s:.2f})")
         print(f"  pandas, file by file         {pandas_s:7.2f} s  {n / pandas_s / 1e6:7.1f} M readings/s  "
