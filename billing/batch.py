@@ -176,7 +176,8 @@ class _Registry:
             raise MetersError(f"lake {lake.root} has no accounts; run `meters accounts import` first")
         acc = acc.sort_by([("meter_id", "ascending")])
         self.accounts = acc
-        self.account_ids = np.array(acc.column("account_id").to_pylist(), dtype=object)
+        self.account_arrow = acc.column("account_id").combine_chunks()
+        self.account_ids = np.array(self.account_arrow.to_pylist(), dtype=object)
         self.meter_ids = acc.column("meter_id").to_numpy()
         self.n = len(self.meter_ids)
         self.mode_prepaid = np.asarray(pc.equal(acc.column("mode"), "prepaid").to_numpy(zero_copy_only=False))
@@ -206,9 +207,24 @@ class _Registry:
         self.reg_max = np.where(known, np.rint((rmax[pos] if rmax is not None else 0) * 1000), 0).astype(np.int64)
         per_hour = np.array([cfg.limit_per_hour.get(u, 25.0) for u in self.utility], np.float64)
         self.limit = per_hour * 1000.0 * cfg.interval_s / 3600.0
-        contacts = lake.read("contacts", columns=["account_id", "recipient"])
+        self._lake = lake
         self.contacts: dict[str, list[str]] = {}
-        for a, r in zip(contacts.column("account_id").to_pylist(), contacts.column("recipient").to_pylist()):
+        self._loaded: set[int] = set()
+
+    def index_of(self, ids) -> np.ndarray:
+        """Row of each account id in the registry (−1 = unknown)."""
+        return pc.index_in(ids, value_set=self.account_arrow).fill_null(-1).to_numpy().astype(np.int64)
+
+    def load_contacts(self, rows) -> None:
+        """Read the contacts of the accounts at ``rows`` (only alerted accounts need them)."""
+        rows = [r for r in np.asarray(rows, np.int64).tolist() if r not in self._loaded]
+        if not rows:
+            return
+        self._loaded.update(rows)
+        ids = self.account_arrow.take(pa.array(rows, pa.int64()))
+        c = self._lake.read("contacts", columns=["account_id", "recipient"])
+        c = c.filter(pc.is_in(c.column("account_id"), value_set=ids))
+        for a, r in zip(c.column("account_id").to_pylist(), c.column("recipient").to_pylist()):
             self.contacts.setdefault(a, []).append(r)
 
     def recipients(self, account_id: str) -> list[str]:
@@ -235,8 +251,7 @@ def _load_state(lake: Lake, day: dt.date, reg: _Registry, start_s: int, interval
     t = lake.read("billing_state", prev) if prev in lake.partitions("billing_state") else None
     if t is None or t.num_rows == 0:
         return s, engine
-    ids = {a: i for i, a in enumerate(reg.account_ids)}
-    rows = np.array([ids.get(a, -1) for a in t.column("account_id").to_pylist()], np.int64)
+    rows = reg.index_of(t.column("account_id"))
     ok = rows >= 0
     idx = rows[ok]
     t = t.filter(pa.array(ok))
@@ -450,7 +465,7 @@ def _run_day(lake: Lake, day: dt.date, reg: _Registry, cfg: Config, progress) ->
     (lake.root / INFLIGHT).write_text(day.isoformat())
     ts_end = pa.scalar(end - dt.timedelta(milliseconds=1), UTC_MS)
     _write_intervals(lake, day, reg, slot_end, q_units, quality, flag)
-    charges = pa.table({"account_id": pa.array(reg.account_ids.tolist(), pa.string()), "quantity": day_qty,
+    charges = pa.table({"account_id": reg.account_arrow, "quantity": day_qty,
                         "amount": money(today), "tariff_id": reg.tariff_ids, "run_id": [run_id] * reg.n})
     lake.replace_partition("charges", day.isoformat(), charges)
     lake.replace_partition("charge_lines", day.isoformat(), _charge_lines(reg, priced, engine_state, same_period))
@@ -497,11 +512,9 @@ def _original_charges(lake: Lake, day: dt.date, reg: _Registry):
     t = pq.read_table(f, schema=LEDGER)
     t = t.filter(pc.equal(t.column("kind"), "charge"))
     out = np.full(reg.n, -1, np.int64)
-    ids = {a: i for i, a in enumerate(reg.account_ids)}
-    for a, c in zip(t.column("account_id").to_pylist(), cents(t.column("amount"))):
-        i = ids.get(a)
-        if i is not None:
-            out[i] = -c
+    rows = reg.index_of(t.column("account_id"))
+    ok = rows >= 0
+    out[rows[ok]] = -cents(t.column("amount"))[ok]
     return out
 
 
@@ -516,10 +529,11 @@ def _write_intervals(lake, day, reg, slot_end, q_units, quality, flag):
     _replace_partition_dict(lake, "intervals", day.isoformat(), t)
 
 
-def _replace_partition_dict(lake: Lake, name: str, key: str, data: pa.Table) -> None:
+def _replace_partition_dict(lake: Lake, name: str, key: str, data: pa.Table, pieces: int = 2) -> None:
     """:meth:`Lake.replace_partition` for a table that matches the schema except that string columns
     are dictionary-encoded: Parquet stores them as strings either way, and skipping the cast saves
-    materialising ~10⁸ strings a night. Same protocol: new file, ``_current`` switch, old files removed."""
+    materialising ~10⁸ strings a night; large tables are written as ``pieces`` files in parallel threads.
+    Same protocol: new files, one ``_current`` switch, old files removed."""
     import contextlib
     import os
 
@@ -537,16 +551,26 @@ def _replace_partition_dict(lake: Lake, name: str, key: str, data: pa.Table) -> 
     manifest = d / MANIFEST
     if not manifest.exists():
         atomic_write_bytes(manifest, json.dumps([p.name for p in lake.files(name, key)]).encode())
-    final = d / f"part-{uuid.uuid4().hex}.parquet"
-    tmp = d / f".{final.name}.tmp"
-    with open(tmp, "wb") as fh:
-        pq.write_table(data, fh, **PARQUET_OPTIONS)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, final)
-    atomic_write_bytes(manifest, json.dumps([final.name]).encode())
+    from concurrent.futures import ThreadPoolExecutor
+
+    k = max(1, min(pieces, data.num_rows // 1_000_000))
+    cuts = [data.num_rows * i // k for i in range(k + 1)]
+    names = [f"part-{uuid.uuid4().hex}.parquet" for _ in range(k)]
+
+    def write(i):  # pyarrow releases the GIL: the pieces are encoded in parallel
+        final = d / names[i]
+        tmp = d / f".{final.name}.tmp"
+        with open(tmp, "wb") as fh:
+            pq.write_table(data.slice(cuts[i], cuts[i + 1] - cuts[i]), fh, **PARQUET_OPTIONS)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, final)
+
+    with ThreadPoolExecutor(k) as pool:
+        list(pool.map(write, range(k)))
+    atomic_write_bytes(manifest, json.dumps(names).encode())
     for p in lake.files(name, key):
-        if p != final:
+        if p.name not in names:
             with contextlib.suppress(FileNotFoundError):
                 p.unlink()
 
@@ -564,7 +588,7 @@ def _charge_lines(reg, priced, before, same_period) -> pa.Table:
     da = priced.line_amount - np.where(keep, before.line_amount, 0.0)
     a, p, t = np.nonzero((dq != 0) | (da != 0))
     ver = priced.bill_version[a]
-    rows = {"account_id": pa.array(reg.account_ids[a].tolist(), pa.string()), "tier": (t + 1).astype(np.int32),
+    rows = {"account_id": reg.account_arrow.take(pa.array(a)), "tier": (t + 1).astype(np.int32),
             "band": [_line_names(reg, int(v), int(pp)) for v, pp in zip(ver, p)],
             "quantity": dq[a, p, t], "amount": da[a, p, t], "unit_price": reg.tables.prices[ver, p, t]}
     return pa.table(rows)
@@ -600,7 +624,7 @@ def _bill_lines(reg, priced, closed):
 
 def _bills(reg, priced, closed, bill_cents, due_day, run_id) -> pa.Table:
     a = np.flatnonzero(closed)
-    return pa.table({"account_id": pa.array(reg.account_ids[a].tolist(), pa.string()),
+    return pa.table({"account_id": reg.account_arrow.take(pa.array(a)),
                      "period_start": _date_array(priced.bill_start[a]),
                      "period_end": _date_array(priced.bill_end[a]),
                      "quantity": priced.bill_quantity[a], "amount": money(bill_cents[a]),
@@ -642,7 +666,7 @@ def _ledger(reg, day, start, ts_end, state, payments, first, adjust, st, prepaid
     refs = np.concatenate([b[4] for b in blocks])
     tss = pa.concat_arrays([pa.array([b[5].value] * len(b[0]), pa.int64()) for b in blocks])
     o = np.argsort(order_key, kind="stable")
-    return pa.table({"account_id": pa.array(reg.account_ids[idx[o]].tolist(), pa.string()),
+    return pa.table({"account_id": reg.account_arrow.take(pa.array(idx[o])),
                      "ts": tss.take(pa.array(o)).cast(UTC_MS), "kind": kinds[o].tolist(),
                      "amount": money(amounts[o]), "balance_after": money(afters[o]), "ref": refs[o].tolist()},
                     schema=LEDGER)
@@ -658,6 +682,8 @@ def _alerts(reg, day, ts_end, st, prepaid, quality, flag, balance, notice, overd
             rows["recipient"].append(r); rows["message"].append(message)
 
     warn = {1: reg.warn_1, 2: reg.warn_2}
+    customer = prepaid & ((st.topup > 0) | (st.low_alert > 0) | st.arrears_alert | st.disconnect | st.reconnect)
+    reg.load_contacts(np.flatnonzero(customer | notice))
     for i in np.flatnonzero(prepaid & (st.topup > 0)):
         emit(i, "auto_topup", f"Balance low, auto-paid {fmt(st.topup[i])} {reg.currency[i]} for account "
              f"{reg.account_ids[i]} on {day}; balance now {fmt(st.balance[i])} {reg.currency[i]}.")
@@ -708,7 +734,7 @@ def _state_table(reg, slot_end, nb_pos, nb_reg, n_avg, n_pend, es, balance, st, 
     since = np.where(prepaid, st.arrears_since, NONE_DAY)
     disc = np.where(prepaid, st.disconnected, False)
     return pa.table({
-        "account_id": pa.array(reg.account_ids.tolist(), pa.string()), "meter_id": reg.meter_ids,
+        "account_id": reg.account_arrow, "meter_id": reg.meter_ids,
         "base_ts": pa.array(base_ts, pa.int64(), mask=~has).cast(UTC_S), "base_reg_milli": nb_reg,
         "avg_milli": n_avg, "pending_milli": n_pend,
         "bill_start": es.bill_start, "cycle_key": es.cycle_key, "cycle_qty": es.cycle_qty,
