@@ -33,10 +33,16 @@ from meters.cli import lake_option
               help="Readings with ts further ahead than this are dead-lettered (ts_out_of_range).")
 @click.option("--broker-dir", default=None, type=click.Path(file_okay=False),
               help="State dir of the managed broker (default .meters/broker).")
+@click.option("--first-worker", type=int, default=0, show_default=True,
+              help="Index of the first worker (e.g. --first-worker 2 --workers 1 runs session <client-id>-2).")
+@click.option("--drain", is_flag=True,
+              help="Scale down: take what is queued for these sessions, write and acknowledge it, then "
+                   "end the sessions (no new messages are taken).")
 @click.option("--json", "as_json", is_flag=True, help="Print the final counters as JSON.")
 @click.option("-q", "--quiet", is_flag=True, help="Log warnings only.")
 def ingest(broker_url, lake_path, until_idle, batch_rows, flush_seconds, workers, client_id,
-           receive_maximum, metrics_port, max_payload, max_future, broker_dir, as_json, quiet):
+           receive_maximum, metrics_port, max_payload, max_future, broker_dir, first_worker, drain,
+           as_json, quiet):
     """Read meter readings from MQTT into the lake, at least once (ack after fsync).
 
     Runs until SIGTERM / Ctrl-C (it then flushes, acknowledges and exits 0) or --until-idle.
@@ -54,7 +60,8 @@ def ingest(broker_url, lake_path, until_idle, batch_rows, flush_seconds, workers
     limits = Limits(max_future_s=max_future, max_payload=max_payload)
     out = run_workers(workers, url, lake, client_id=client_id, metrics_port=metrics_port,
                       batch_rows=batch_rows, flush_seconds=flush_seconds, until_idle=until_idle,
-                      receive_maximum=receive_maximum, limits=limits)
+                      receive_maximum=receive_maximum, limits=limits, first_worker=first_worker,
+                      drain=drain)
     if as_json:
         click.echo(json.dumps(out, indent=2, default=str))
     else:

@@ -12,6 +12,7 @@ packet id may now name another message); the broker re-sends it.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
@@ -104,10 +105,11 @@ class Ingest:
 
     def __init__(self, url: BrokerURL, lake: Lake, *, client_id: str, batch_rows: int,
                  flush_seconds: float, receive_maximum: int, limits: Limits,
-                 session_expiry: int = SESSION_EXPIRY_S):
+                 session_expiry: int = SESSION_EXPIRY_S, drain: bool = False):
         self.url, self.lake, self.client_id = url, lake, client_id
         self.batch_rows, self.flush_seconds = batch_rows, flush_seconds
         self.receive_maximum, self.limits = receive_maximum, limits
+        self.drain = drain
         self.counters = Counters(worker=client_id)
         self.token = _file_token(client_id)
         self.seq = 0
@@ -140,9 +142,13 @@ class Ingest:
         with self.lock:
             self.generation += 1
         self.counters.connects += 1
-        client.subscribe(self.topic, qos=1)
-        log.info("%s connected to %s (session present: %s), subscribed to %s", self.client_id,
-                 self.url.redacted(), flags.session_present, self.topic)
+        if self.drain:  # scale down: take only what is already queued for this session
+            client.unsubscribe(self.topic)
+        else:
+            client.subscribe(self.topic, qos=1)
+        log.info("%s connected to %s (session present: %s), %s %s", self.client_id,
+                 self.url.redacted(), flags.session_present,
+                 "draining, unsubscribed from" if self.drain else "subscribed to", self.topic)
         self.connected.set()
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties):
@@ -198,6 +204,30 @@ class Ingest:
         first = self.batch.first_monotonic
         return 0.0 if first is None else time.monotonic() - first
 
+    def _disconnect(self, end_session: bool) -> None:
+        """Disconnect; with ``end_session`` the broker deletes the session (MQTT 5: session expiry 0
+        on DISCONNECT; 3.1.1: a clean-session connect)."""
+        from paho.mqtt.packettypes import PacketTypes
+        from paho.mqtt.properties import Properties
+
+        if end_session and self.url.version == "5":
+            props = Properties(PacketTypes.DISCONNECT)
+            props.SessionExpiryInterval = 0
+            self.client.disconnect(properties=props)
+        else:
+            self.client.disconnect()
+        self.client.loop_stop()
+        if end_session and self.url.version != "5":
+            client, kw = make_client(self.url, self.client_id, clean_start=True)
+            with contextlib.suppress(OSError):
+                if client.connect(**kw) == 0:
+                    client.loop_start()
+                    time.sleep(0.2)
+                    client.disconnect()
+                    client.loop_stop()
+        if end_session:
+            log.info("%s: session ended (drained)", self.client_id)
+
     def run(self, until_idle: float | None = None, log_every: float = 10.0) -> Counters:
         t0 = time.monotonic()
         try:
@@ -211,6 +241,7 @@ class Ingest:
             if self.connect_error:
                 raise MetersError(f"broker {self.url.redacted()} refused the connection: {self.connect_error}")
             self.last_message = time.monotonic()
+            idle_exit = False
             last_log, last_written = time.monotonic(), 0
             while not self.stop.is_set():
                 self.wake.wait(min(0.05, self.flush_seconds))
@@ -234,12 +265,18 @@ class Ingest:
                     with self.lock:
                         idle = self.batch.messages == 0
                     if idle:
+                        idle_exit = True
                         break
             self.flush()  # SIGTERM / SIGINT / idle: write and acknowledge what we hold
+            # a drained session ends only when it went idle with everything acknowledged
+            with self.lock:
+                drained = self.drain and idle_exit and self.counters.not_acked == 0 and self.batch.messages == 0
+        except BaseException:
+            drained = False
+            raise
         finally:
             self.stop.set()
-            self.client.disconnect()
-            self.client.loop_stop()
+            self._disconnect(end_session=drained)
             self.counters.lag_seconds = 0.0 if self.batch.messages == 0 else self.counters.lag_seconds
             self.counters.elapsed_seconds = round(time.monotonic() - t0, 3)
         return self.counters
@@ -249,13 +286,21 @@ def run_ingest(url: BrokerURL, lake: Lake, *, client_id: str = f"{DEFAULT_CLIENT
                batch_rows: int = 500_000, flush_seconds: float = 1.0, until_idle: float | None = None,
                receive_maximum: int = 1000, limits: Limits = Limits(), metrics_port: int | None = None,
                session_expiry: int = SESSION_EXPIRY_S, handle_signals: bool = True,
-               stop_event: threading.Event | None = None, log_every: float = 10.0) -> dict:
+               stop_event: threading.Event | None = None, log_every: float = 10.0,
+               drain: bool = False) -> dict:
     """Run one ingest worker until SIGTERM/SIGINT, ``stop_event``, or ``until_idle`` seconds without
-    a message; returns its counters. Nothing received is lost: it is flushed and acknowledged first."""
+    a message; returns its counters. Nothing received is lost: it is flushed and acknowledged first.
+
+    ``drain`` (scaling down): unsubscribe, take only what the broker already queued for this session,
+    write and acknowledge it, then end the session (default ``until_idle`` 2 s). A persistent session
+    left behind in the share group would otherwise keep receiving its share of new messages."""
+    if drain and until_idle is None:
+        until_idle = 2.0
     if batch_rows < 1 or flush_seconds <= 0 or not 1 <= receive_maximum <= 65535:
         raise MetersError("--batch-rows must be >= 1, --flush-seconds > 0, --receive-maximum 1..65535")
     ing = Ingest(url, lake, client_id=client_id, batch_rows=batch_rows, flush_seconds=flush_seconds,
-                 receive_maximum=receive_maximum, limits=limits, session_expiry=session_expiry)
+                 receive_maximum=receive_maximum, limits=limits, session_expiry=session_expiry,
+                 drain=drain)
     server = serve_metrics(ing.counters, metrics_port) if metrics_port else None
     old = {}
     if handle_signals and threading.current_thread() is threading.main_thread():
@@ -295,8 +340,9 @@ SUMMED = ("received", "readings", "written", "deadlettered", "acked", "not_acked
 
 
 def run_workers(n: int, url: BrokerURL, lake: Lake, *, client_id: str = DEFAULT_CLIENT_ID,
-                metrics_port: int | None = None, **kwargs) -> dict:
-    """Run ``n`` worker processes on the same shared subscription (client ids ``<client_id>-<i>``),
+                metrics_port: int | None = None, first_worker: int = 0, **kwargs) -> dict:
+    """Run ``n`` worker processes on the same shared subscription (client ids ``<client_id>-<i>``,
+    i from ``first_worker``),
     each writing its own files; returns summed counters plus ``workers`` (each worker's). SIGTERM /
     SIGINT are forwarded to every worker, which flushes and acknowledges before exiting."""
     import multiprocessing as mp
@@ -304,7 +350,7 @@ def run_workers(n: int, url: BrokerURL, lake: Lake, *, client_id: str = DEFAULT_
     if n < 1:
         raise MetersError("--workers must be >= 1")
     if n == 1:
-        out = run_ingest(url, lake, client_id=f"{client_id}-0", metrics_port=metrics_port, **kwargs)
+        out = run_ingest(url, lake, client_id=f"{client_id}-{first_worker}", metrics_port=metrics_port, **kwargs)
         out["workers"] = [dict(out)]
         return out
     if url.version != "5":
@@ -313,7 +359,7 @@ def run_workers(n: int, url: BrokerURL, lake: Lake, *, client_id: str = DEFAULT_
     queue = ctx.Queue()
     procs = []
     for i in range(n):
-        kw = dict(kwargs, url=url, lake_path=str(lake.root), client_id=f"{client_id}-{i}",
+        kw = dict(kwargs, url=url, lake_path=str(lake.root), client_id=f"{client_id}-{first_worker + i}",
                   metrics_port=metrics_port + i if metrics_port else None,
                   log_level=logging.getLogger().level or logging.INFO)
         p = ctx.Process(target=_worker_main, args=(kw, queue), name=f"ingest-{i}")

@@ -313,3 +313,35 @@ def test_wrong_password_is_a_clear_error(broker, lake):
     u = parse_broker_url(broker.url("ingest")).with_credentials("ingest", "wrong")
     r = CliRunner().invoke(cli, ["ingest", "--lake", str(lake.root), "--broker", str(u), "--until-idle", "0.1"])
     assert r.exit_code == 1 and "refused the connection" in r.output
+
+
+def test_drain_scales_down_without_stranding_messages(broker, lake):
+    """An offline persistent session in the share group still gets its share of new messages:
+    scaling down drains that session and ends it."""
+    url = broker.url("ingest")
+    for i in (0, 1):
+        create_session(url, lake, f"meters-ingest-{i}")
+    payloads, expected = batches(60, 20)
+    more, expected_more = batches(30, 20, first=60)
+    pub = Publisher(broker.url("sender"))
+    for p in payloads:
+        pub.send(p)
+    pub.wait()
+    out = run_ingest(parse_broker_url(url), lake, client_id="meters-ingest-1", drain=True, until_idle=1.0)
+    assert 0 < out["received"] < 60  # its share only
+    for p in more:  # published after the scale-down: all go to the remaining session
+        pub.send(p)
+    pub.wait()
+    pub.close()
+    rest = run_ingest(parse_broker_url(url), lake, client_id="meters-ingest-0", until_idle=1.0)
+    assert out["received"] + rest["received"] == 90
+    assert lake_dict(lake) == {**expected, **expected_more}
+    # the drained session is gone
+    flags = {}
+    client, kw = make_client(parse_broker_url(url), "meters-ingest-1", clean_start=False, session_expiry=60)
+    client.on_connect = lambda c, u, f, rc, p: flags.update(present=f.session_present)
+    client.connect(**kw)
+    client.loop_start()
+    assert _wait(lambda: "present" in flags, 5) and flags["present"] is False
+    client.disconnect()
+    client.loop_stop()
