@@ -44,7 +44,7 @@ class FleetConfig:
     family_share: float = 0.15          # households with a daughter/son as extra contact
     heating_share: float = 0.4          # gas households with a wall boiler (winter heating)
     # mean daily use per utility before household size, season and noise (kWh, m3, m3)
-    daily_mean: tuple[float, float, float] = (7.5, 0.33, 0.55)
+    daily_mean: tuple[float, float, float] = (5.0, 0.33, 0.55)
     household_sigma: float = 0.45       # lognormal spread of households of equal size
 
 
