@@ -546,7 +546,10 @@ def local_times(ts_utc, tz) -> np.ndarray:
     ts = ts.astype(np.int64) - 1
     if ts.size == 0:
         return ts
-    zone = ZoneInfo(tz) if isinstance(tz, str) else tz
+    try:
+        zone = ZoneInfo(tz) if isinstance(tz, str) else tz
+    except (KeyError, ValueError):
+        raise MetersError(f"unknown time zone {tz!r}") from None
     q0, q1 = int(ts.min()) // 900, int(ts.max()) // 900
     qs = np.arange(q0, q1 + 1, dtype=np.int64)
     if qs.size > 2_000_000:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import math
 from dataclasses import asdict, dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -121,8 +122,11 @@ class Tariff:
             raise MetersError(f"{who}: prices must have one row per period, all with the same tiers")
         if len(self.tier_bounds) != 12 or any(len(r) != self.n_tiers - 1 for r in self.tier_bounds):
             raise MetersError(f"{who}: tier_bounds must be 12 rows of {self.n_tiers - 1} bounds")
+        if any(not math.isfinite(x) for r in self.prices for x in r) or not all(
+                math.isfinite(x) and x >= 0 for x in (self.fixed_charge, self.minimum_charge)):
+            raise MetersError(f"{who}: prices, fixed and minimum charges must be finite (charges ≥ 0)")
         for r in self.tier_bounds:
-            if any(b <= 0 for b in r) or list(r) != sorted(r) or len(set(r)) != len(r):
+            if any(not b > 0 for b in r) or list(r) != sorted(r) or len(set(r)) != len(r):
                 raise MetersError(f"{who}: tier bounds must be positive and increasing: {list(r)}")
 
     def describe(self) -> list[str]:
