@@ -51,17 +51,21 @@ class Publisher:
     ``passwords``: sender id → password (per-sender credentials, e.g. from
     :meth:`meters.broker.ManagedBroker.add_senders`); without it every sender connects with the
     URL's credentials. ``window``: in-flight messages per client (20–100 keeps paho fast).
-    ``stall_timeout``: seconds without any acknowledgement (broker down) before giving up."""
+    ``max_unacked``: unacknowledged messages over all senders (bounds memory: paho keeps each
+    payload until its PUBACK). ``stall_timeout``: seconds without any acknowledgement (broker
+    down) before giving up."""
 
     def __init__(self, broker: str | BrokerURL, passwords: dict[str, str] | None = None, *,
                  window: int = 50, qos: int = 1, client_prefix: str = "meters-sim",
-                 session_expiry: int = 3600, stall_timeout: float = 60.0, tz: dt.tzinfo | None = None):
+                 session_expiry: int = 3600, stall_timeout: float = 60.0, tz: dt.tzinfo | None = None,
+                 max_unacked: int = 4000):
         self.url = parse_broker_url(broker) if isinstance(broker, str) else broker
         self.passwords = passwords
         self.window = int(window)
         if not 1 <= self.window <= 65535:
             raise MetersError(f"in-flight window {window} must be 1..65535")
         self.qos = qos
+        self.max_unacked = max(int(max_unacked), self.window)
         self.client_prefix = client_prefix
         self.session_expiry = session_expiry
         self.stall_timeout = stall_timeout
@@ -226,6 +230,9 @@ class Publisher:
         """Publish one payload to ``sender``'s readings topic at QoS 1 (waits while the sender's
         window is full)."""
         conn = self._conn(sender)
+        while self.messages - self.acked >= self.max_unacked:
+            self._check_refused()
+            self._pump(0.05)
         while conn.inflight >= self.window or (not conn.connected and conn.inflight):
             if conn.refused:
                 self._check_refused()
