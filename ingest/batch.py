@@ -59,16 +59,36 @@ def split_by_day(table: pa.Table, day_numbers: np.ndarray) -> list[tuple[str, pa
     return out
 
 
+def local_day(t: int, tz: ZoneInfo) -> int:
+    """Lake-local day number of one Unix second."""
+    return (t + _offset(tz, t // BUCKET_S)) // 86400
+
+
+def _ts_array(ts: np.ndarray, type_: pa.DataType) -> pa.Array:
+    """int64 seconds/milliseconds → Arrow timestamp without a copy."""
+    ts = np.ascontiguousarray(ts, np.int64)
+    return pa.Array.from_buffers(type_, len(ts), [None, pa.py_buffer(ts)])
+
+
 @dataclass
-class Batch:
-    """Messages received since the last flush: their readings, dead letters and what to acknowledge."""
+class _Day:
+    """The rows of one lake-local day, as per-message pieces."""
 
     meter_id: list = field(default_factory=list)
     ts: list = field(default_factory=list)
     register_milli: list = field(default_factory=list)
-    sender_code: list = field(default_factory=list)   # per message: index into senders
-    rows_per_msg: list = field(default_factory=list)
-    received_ms: list = field(default_factory=list)   # per message
+    sender_code: list = field(default_factory=list)   # per piece: index into Batch.senders
+    received_ms: list = field(default_factory=list)   # per piece
+    counts: list = field(default_factory=list)
+
+
+@dataclass
+class Batch:
+    """Messages received since the last flush: their readings (bucketed by lake-local day of ts as
+    they arrive, so a flush needs no per-row sort), dead letters and what to acknowledge."""
+
+    tz: ZoneInfo = field(default_factory=lambda: ZoneInfo("UTC"))
+    days: dict = field(default_factory=dict)           # day number -> _Day
     senders: dict = field(default_factory=dict)
     dead: list = field(default_factory=list)          # (received_ms, topic, payload, reason, detail)
     acks: list = field(default_factory=list)          # (mid, qos, generation)
@@ -86,56 +106,58 @@ class Batch:
         for payload, reason, detail in decoded.dead:
             self.dead.append((received_ms, topic, payload, reason, detail))
         n = decoded.n
-        if n:
-            self.meter_id.append(decoded.meter_id)
-            self.ts.append(decoded.ts)
-            self.register_milli.append(decoded.register_milli)
-            code = self.senders.setdefault(sender, len(self.senders))
-            self.sender_code.append(code)
-            self.rows_per_msg.append(n)
-            self.received_ms.append(received_ms)
-            self.rows += n
+        if not n:
+            return
+        code = self.senders.setdefault(sender, len(self.senders))
+        ts = decoded.ts
+        lo, hi = local_day(int(ts.min()), self.tz), local_day(int(ts.max()), self.tz)
+        if lo == hi:  # the usual case: the whole message is one day
+            self._piece(lo, decoded.meter_id, ts, decoded.register_milli, code, received_ms)
+        else:
+            days = local_day_numbers(ts, self.tz)
+            for d in np.unique(days):
+                m = days == d
+                self._piece(int(d), decoded.meter_id[m], ts[m], decoded.register_milli[m], code, received_ms)
+        self.rows += n
 
-    def _columns(self) -> dict[str, np.ndarray]:
-        counts = np.array(self.rows_per_msg, np.int64)
-        return {"meter_id": np.concatenate(self.meter_id), "ts": np.concatenate(self.ts),
-                "register_milli": np.concatenate(self.register_milli),
-                "sender": np.repeat(np.array(self.sender_code, np.int32), counts),
-                "received_at": np.repeat(np.array(self.received_ms, np.int64), counts)}
+    def _piece(self, day: int, m, t, r, code: int, received_ms: int) -> None:
+        d = self.days.get(day)
+        if d is None:
+            d = self.days[day] = _Day()
+        d.meter_id.append(m)
+        d.ts.append(t)
+        d.register_milli.append(r)
+        d.sender_code.append(code)
+        d.received_ms.append(received_ms)
+        d.counts.append(len(m))
 
-    def _table(self, cols: dict[str, np.ndarray]) -> pa.Table:
-        n = len(cols["meter_id"])
+    def _table(self, d: _Day) -> pa.Table:
+        counts = np.array(d.counts, np.int64)
+        n = int(counts.sum())
         senders = pa.array(list(self.senders), pa.string())
+        codes = np.repeat(np.array(d.sender_code, np.int32), counts)
+        recv = np.repeat(np.array(d.received_ms, np.int64), counts)
         return pa.Table.from_arrays([
-            pa.array(cols["meter_id"], pa.int64()),
-            pa.array(cols["ts"], pa.int64()).cast(READINGS.field("ts").type),
-            pa.array(cols["register_milli"], pa.int64()),
+            pa.array(np.concatenate(d.meter_id), pa.int64()),
+            _ts_array(np.concatenate(d.ts), READINGS.field("ts").type),
+            pa.array(np.concatenate(d.register_milli), pa.int64()),
             pa.nulls(n, pa.int64()),
             pa.nulls(n, pa.int32()),
             pa.nulls(n, pa.string()),
-            pa.DictionaryArray.from_arrays(pa.array(cols["sender"]), senders).cast(pa.string()),
-            pa.array(cols["received_at"], pa.int64()).cast(READINGS.field("received_at").type),
+            pa.DictionaryArray.from_arrays(pa.array(codes), senders).cast(pa.string()),
+            _ts_array(recv, READINGS.field("received_at").type),
         ], schema=READINGS)
 
-    def readings(self) -> pa.Table:
-        """All readings of the batch as a READINGS table (arrival order)."""
-        if not self.rows:
-            return READINGS.empty_table()
-        return self._table(self._columns())
+    def readings_by_day(self, tz: ZoneInfo | None = None) -> list[tuple[str, pa.Table]]:
+        """The batch's readings per lake-local day of ts (arrival order within a day)."""
+        if tz is not None and tz != self.tz:
+            raise ValueError(f"batch was bucketed in {self.tz}, not {tz}")
+        return [(day_name(day), self._table(d)) for day, d in sorted(self.days.items())]
 
-    def readings_by_day(self, tz: ZoneInfo) -> list[tuple[str, pa.Table]]:
-        """The batch's readings split by lake-local day of ts (arrival order within a day)."""
-        if not self.rows:
-            return []
-        cols = self._columns()
-        days = local_day_numbers(cols["ts"], tz)
-        first = days[0]
-        if np.all(days == first):
-            return [(day_name(first), self._table(cols))]
-        order = np.argsort(days, kind="stable")
-        cuts = np.flatnonzero(np.diff(days[order])) + 1
-        return [(day_name(days[idx[0]]), self._table({k: v[idx] for k, v in cols.items()}))
-                for idx in np.split(order, cuts)]
+    def readings(self) -> pa.Table:
+        """All readings of the batch as one READINGS table."""
+        parts = [t for _, t in self.readings_by_day()]
+        return pa.concat_tables(parts) if parts else READINGS.empty_table()
 
     def deadletters_by_day(self, tz: ZoneInfo) -> list[tuple[str, pa.Table]]:
         """Dead letters partitioned by the lake-local day they were received."""

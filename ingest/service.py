@@ -114,7 +114,7 @@ class Ingest:
         self.token = _file_token(client_id)
         self.seq = 0
         self.lock = threading.Lock()          # guards batch and generation
-        self.batch = Batch()
+        self.batch = Batch(tz=lake.tz)
         self.generation = 0                   # +1 on every connect / disconnect
         self.wake = threading.Event()
         self.stop = threading.Event()
@@ -178,7 +178,7 @@ class Ingest:
     def flush(self) -> None:
         """Write the current batch (fsync), then acknowledge its messages."""
         with self.lock:
-            batch, self.batch = self.batch, Batch()
+            batch, self.batch = self.batch, Batch(tz=self.lake.tz)
         if batch.messages == 0:
             return
         tz = self.lake.tz

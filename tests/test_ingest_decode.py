@@ -112,7 +112,7 @@ def test_local_day_numbers_match_zoneinfo(ts, tzname):
 
 def test_batch_splits_by_local_day_and_repeats_sender():
     tz = ZoneInfo("Asia/Shanghai")
-    b = Batch()
+    b = Batch(tz=tz)
     mid = int(dt.datetime(2026, 11, 23, 16, 0, tzinfo=dt.timezone.utc).timestamp())  # local midnight
     d1 = decode_message("meters/v1/a/readings", wire.encode_batch(np.array([1, 2]), np.array([mid - 900, mid]),
                                                                    np.array([1, 2])), NOW)
