@@ -432,35 +432,37 @@ def _price_meter(m, offsets, lts, t0, step, qty, meter_tariff, billing_day,
 
 
 @njit(cache=True, parallel=True, fastmath={"reassoc", "contract", "nsz"})
-def block_bills_kernel(qty, month0, meter_tariff, yearly, lower, upper, price, fixed, minimum, cycle_qty, out):
+def block_bills_kernel(qty, month0, meter_tariff, yearly, tab, fixed, minimum, cycle_qty, out):
     """Monthly block bills: ``qty[A, K]`` monthly totals of consecutive calendar months starting at
-    0-based calendar month ``month0``; ``lower/upper/price[F, 12, T]`` tier edges and prices of each
-    tariff (one period, chronological tiers); annual tariffs (``yearly[F]``) carry the counter
-    ``cycle_qty[A]`` across months and reset it in January. ``out[A, K]`` receives the bills."""
-    T = price.shape[2]
+    0-based calendar month ``month0``. ``tab[F, 12, 2T - 1]`` per tariff and month: the tier bounds
+    ``b_1 … b_{T-1}``, the price steps ``p_t − p_{t+1}`` and the top price ``p_T``, so that the cost of
+    the counter moving from ``c`` to ``e`` is ``p_T (e − c) + Σ_t (p_t − p_{t+1}) (min(e, b_t) − min(c, b_t))``
+    (branch-free). Annual tariffs (``yearly[F]``) carry ``cycle_qty[A]`` across months and reset it in
+    January. ``out[A, K]`` receives the bills (with the monthly fixed charge and minimum)."""
     K = qty.shape[1]
+    T1 = (tab.shape[2] - 1) // 2
     for a in prange(qty.shape[0]):
         f = meter_tariff[a]
         yr = yearly[f]
         c = cycle_qty[a] if yr else 0.0
         mo = month0
+        fx = fixed[f]
+        mn = minimum[f]
         for j in range(K):
             if mo == 12:
                 mo = 0
                 c = 0.0
             if not yr:
                 c = 0.0
+            r = tab[f, mo]
             q = qty[a, j]
             e = c + q
-            amt = fixed[f]
-            for t in range(T):
-                lo_ = lower[f, mo, t]
-                hi_ = upper[f, mo, t]
-                x = (e if e < hi_ else hi_) - (c if c > lo_ else lo_)
-                amt += (x if x > 0.0 else 0.0) * price[f, mo, t]
-            c = e
-            mn = minimum[f]
+            amt = fx + q * r[2 * T1]
+            for t in range(T1):
+                b = r[t]
+                amt += ((e if e < b else b) - (c if c < b else b)) * r[T1 + t]
             out[a, j] = amt if amt > mn else mn
+            c = e
             mo += 1
 
 
@@ -677,9 +679,16 @@ def block_bills(tables: TariffTables, quantity, first_month: dt.date, meter_tari
         out = np.empty_like(qty)
     F, T = len(tables.ids), tables.max_tiers
     v = tables.fam_start
-    upper = np.ascontiguousarray(tables.bounds[v])                       # [F, 12, T]
-    lower = np.concatenate([np.zeros((F, 12, 1)), upper[:, :, :-1]], axis=2)
-    price = np.ascontiguousarray(np.broadcast_to(tables.prices[v, 0][:, None, :], (F, 12, T)))
-    block_bills_kernel(qty, first_month.month - 1, mt, tables.fam_cycle == 1, lower, upper, price,
-                       tables.fixed[v], tables.minimum[v], cq, out)
+    sched = tables.sched[v]
+    first = sched[:, 0, :, 0]                                            # [F, 12] the month's period
+    if np.any(sched != first[:, None, :, None]) or np.any(tables.fixed_per_day[v]):
+        raise MetersError("block_bills takes tariffs with one period per month (seasons, no time of use) "
+                          "and a monthly fixed charge")
+    pr = tables.prices[v[:, None], first]                                # [F, 12, T]
+    tab = np.empty((F, 12, 2 * T - 1))
+    tab[:, :, : T - 1] = tables.bounds[v, :, : T - 1]
+    tab[:, :, T - 1: 2 * T - 2] = pr[:, :, :-1] - pr[:, :, 1:]
+    tab[:, :, 2 * T - 2] = pr[:, :, -1]
+    block_bills_kernel(qty, first_month.month - 1, mt, tables.fam_cycle == 1, tab, tables.fixed[v],
+                       tables.minimum[v], cq, out)
     return out

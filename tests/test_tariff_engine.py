@@ -222,3 +222,22 @@ def test_meter_batches_with_take_and_concat(tables):
     # December crosses tier 1 for the Beijing meter; January starts again at tier 1
     jan = whole.bill_start == day_number(dt.date(2027, 1, 1))
     assert whole.line_quantity[(whole.bill_meter == 0) & jan][0, 0, 1:].sum() == 0
+
+
+def test_block_bills_match_the_interval_engine(tables):
+    from billing.engine import block_bills
+
+    rng = np.random.default_rng(5)
+    monthly = rng.gamma(2.0, 200.0, size=(2, 14))            # Nov 2026 .. Dec 2027
+    mt = tables.indices(["cn-gd-res-elec", "cn-bj-res-elec"])
+    got = block_bills(tables, monthly, dt.date(2026, 11, 1), mt, cycle_qty=[0.0, 2500.0])
+    for a in range(2):
+        d, lts = dt.date(2026, 11, 1), []
+        for _ in range(14):
+            d = dt.date(d.year + d.month // 12, d.month % 12 + 1, 1)
+            lts.append(day_number(d) * 86400 - 1)            # the month's last second: a complete month
+        r = price_intervals(tables, [0, 14], np.asarray(lts), monthly[a], mt[a:a + 1],
+                            state=CycleState.seeded(tables, 2026, [[0.0, 2500.0][a]]))
+        np.testing.assert_allclose(got[a], r.bill_total, rtol=1e-12)
+    with pytest.raises(MetersError, match="one period per month"):
+        block_bills(tables, monthly, dt.date(2026, 11, 1), tables.indices(["cn-sh-res-elec-tou"] * 2))
