@@ -246,3 +246,18 @@ def test_publisher_library_formats_and_senders(broker):
                             (110100000001, 1_795_000_000, 1532418), (110100000002, 1_795_000_900, 8),
                             (110100000001, 1_795_000_000, 1532419), (110100000002, 1_795_000_900, 9)}
     assert dict(sub.topics) == {"meters/v1/dcu-a/readings": 1, "meters/v1/dcu-b/readings": 3}
+
+
+def test_two_runs_same_seed_receive_identical_readings(broker, tmp_path):
+    got = []
+    for k, (batch, speed) in enumerate(((4, "max"), (3, "200000x"))):
+        sub = Counter(broker)
+        try:
+            s = simulate(500, START, 0.5, broker_dir=broker.dir, seed=21, batch_intervals=batch, speed=speed,
+                         faults="lost=0.02,duplicate=0.02,late=0.02,spike=0.01,skew=0.05")
+            sub.wait(s["readings"])
+        finally:
+            sub.close()
+        assert sub.received == s["readings"]
+        got.append((sub.readings, dict(sub.per_meter)))
+    assert got[0] == got[1]
