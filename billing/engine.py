@@ -681,7 +681,8 @@ def block_bills(tables: TariffTables, quantity, first_month: dt.date, meter_tari
     v = tables.fam_start
     sched = tables.sched[v]
     first = sched[:, 0, :, 0]                                            # [F, 12] the month's period
-    if np.any(sched != first[:, None, :, None]) or np.any(tables.fixed_per_day[v]):
+    used = np.unique(mt)
+    if np.any(sched[used] != first[used][:, None, :, None]) or np.any(tables.fixed_per_day[v][used]):
         raise MetersError("block_bills takes tariffs with one period per month (seasons, no time of use) "
                           "and a monthly fixed charge")
     pr = tables.prices[v[:, None], first]                                # [F, 12, T]
