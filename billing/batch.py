@@ -526,13 +526,16 @@ def _write_intervals(lake, day, reg, slot_end, q_units, quality, flag):
     t = pa.table({"meter_id": np.repeat(reg.meter_ids, S),
                   "ts": pa.array(np.tile(slot_end, n), pa.int64()).cast(UTC_S),
                   "quantity": q_units.ravel(), "quality": qual, "flag": flg})
-    _replace_partition_dict(lake, "intervals", day.isoformat(), t)
+    # statistics only where readers filter (they cost more than the encoding on the other columns)
+    _replace_partition_dict(lake, "intervals", day.isoformat(), t, stats=["meter_id", "ts"])
 
 
-def _replace_partition_dict(lake: Lake, name: str, key: str, data: pa.Table, pieces: int = 2) -> None:
+def _replace_partition_dict(lake: Lake, name: str, key: str, data: pa.Table, pieces: int = 2,
+                            stats: list[str] | bool = True) -> None:
     """:meth:`Lake.replace_partition` for a table that matches the schema except that string columns
     are dictionary-encoded: Parquet stores them as strings either way, and skipping the cast saves
-    materialising ~10⁸ strings a night; large tables are written as ``pieces`` files in parallel threads.
+    materialising ~10⁸ strings a night; large tables are written as ``pieces`` files in parallel threads, with column statistics for
+    ``stats`` only.
     Same protocol: new files, one ``_current`` switch, old files removed."""
     import contextlib
     import os
@@ -561,7 +564,8 @@ def _replace_partition_dict(lake: Lake, name: str, key: str, data: pa.Table, pie
         final = d / names[i]
         tmp = d / f".{final.name}.tmp"
         with open(tmp, "wb") as fh:
-            pq.write_table(data.slice(cuts[i], cuts[i + 1] - cuts[i]), fh, **PARQUET_OPTIONS)
+            pq.write_table(data.slice(cuts[i], cuts[i + 1] - cuts[i]), fh, **PARQUET_OPTIONS,
+                           write_statistics=stats)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, final)
