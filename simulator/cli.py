@@ -12,7 +12,7 @@ import click
 @click.option("--meters", "n_meters", type=click.IntRange(min=1), required=True, help="Number of meters.")
 @click.option("--start", default=None, help="First read, ISO 8601 (no offset = the lake's time zone); "
               "default: today's local midnight.")
-@click.option("--days", type=float, required=True, help="Days to simulate.")
+@click.option("--days", type=click.FloatRange(min=0, min_open=True), required=True, help="Days to simulate.")
 @click.option("--interval", default="15m", show_default=True, help="Read interval: 15m, 1h, 1d …")
 @click.option("--seed", type=int, default=0, show_default=True, help="Same seed, same fleet and readings.")
 @click.option("--speed", default="max", show_default=True, help="max, realtime or a factor like 60x.")
@@ -24,15 +24,15 @@ import click
 @click.option("--format", "fmt", type=click.Choice(["binary", "json", "json-array"]), default="binary",
               show_default=True, help="Payloads: binary batches, one JSON object per reading, or JSON arrays.")
 @click.option("--manifest", default=None, type=click.Path(file_okay=False), help="Manifest directory.")
-@click.option("--batch-intervals", type=int, default=None,
+@click.option("--batch-intervals", type=click.IntRange(min=1), default=None,
               help="Reads per meter in one concentrator upload (default: one hour's worth).")
 @click.option("--processes", type=click.IntRange(min=1), default=1, show_default=True,
               help="Publisher processes (concentrators split between them).")
 @click.option("--window", type=click.IntRange(1, 65535), default=50, show_default=True,
               help="In-flight QoS 1 messages per sender connection.")
 @click.option("--mqtt", "mqtt_version", type=click.Choice(["5", "3.1.1"]), default=None,
-              help="MQTT version of the sender connections (default: the URL's, 5). 3.1.1 is ~15 % faster "
-                   "in paho; its persistent sessions do not expire.")
+              help="MQTT version of the sender connections (default: the URL's, 5). With 3.1.1 the "
+                   "senders' persistent sessions stay on the broker (they cannot expire).")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 def simulate(broker, broker_dir, n_meters, start, days, interval, seed, speed, faults, lake_path, fmt, manifest,
              batch_intervals, processes, window, mqtt_version, as_json):
