@@ -146,10 +146,10 @@ def duckdb_groupby(files_glob: str, repeat: int = 3) -> float:
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(prog="bench_ingest")
     ap.add_argument("--quick", action="store_true", help="small sizes (a few seconds)")
-    ap.add_argument("--readings", type=int, default=None, help="binary readings per run (default 20M, quick 2M)")
+    ap.add_argument("--readings", type=int, default=None, help="binary readings per run (default 10M, quick 2M)")
     ap.add_argument("--json-msgs", type=int, default=None, help="JSON messages (default 40k, quick 5k)")
     args = ap.parse_args(argv)
-    n_readings = args.readings or (2_000_000 if args.quick else 20_000_000)
+    n_readings = args.readings or (2_000_000 if args.quick else 10_000_000)
     n_json = args.json_msgs or (5_000 if args.quick else 40_000)
 
     from ingest.compact import compact

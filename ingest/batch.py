@@ -110,7 +110,10 @@ class Batch:
             return
         code = self.senders.setdefault(sender, len(self.senders))
         ts = decoded.ts
-        lo, hi = local_day(int(ts.min()), self.tz), local_day(int(ts.max()), self.tz)
+        if n == 1:
+            lo = hi = local_day(int(ts[0]), self.tz)
+        else:
+            lo, hi = local_day(int(ts.min()), self.tz), local_day(int(ts.max()), self.tz)
         if lo == hi:  # the usual case: the whole message is one day
             self._piece(lo, decoded.meter_id, ts, decoded.register_milli, code, received_ms)
         else:

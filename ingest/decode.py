@@ -29,11 +29,12 @@ import datetime as dt
 import json
 import math
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 import numpy as np
 
 from meters import wire
-from meters.mqtt import sender_of
+from meters.mqtt import sender_of as _sender_of
 from meters.schemas import METER_ID_MAX, UTILITIES
 
 KNOWN_FIELDS = frozenset({"meter_id", "ts", "register", "utility", "unit"})
@@ -41,6 +42,14 @@ REQUIRED_FIELDS = ("meter_id", "ts", "register")
 MILLI_MAX = np.iinfo(np.int64).max
 TS_2000 = 946684800  # 2000-01-01T00:00:00Z
 DEADLETTER_HEAD = 65536  # bytes of an oversized payload kept in the dead-letter table
+
+
+def sender_of(topic: str) -> str | None:
+    """:func:`meters.mqtt.sender_of`, cached (a handful of topics repeat millions of times)."""
+    return _cached_sender(topic) if len(topic) < 256 else _sender_of(topic)
+
+
+_cached_sender = lru_cache(maxsize=1 << 16)(_sender_of)
 
 
 @dataclass(frozen=True)

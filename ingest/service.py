@@ -25,10 +25,10 @@ import paho.mqtt.client as mqtt
 
 from meters.errors import MetersError
 from meters.lake import Lake
-from meters.mqtt import SHARE_GROUP, TOPIC_FILTER, BrokerURL, make_client, sender_of
+from meters.mqtt import SHARE_GROUP, TOPIC_FILTER, BrokerURL, make_client
 
 from .batch import Batch
-from .decode import Limits, decode_message
+from .decode import Limits, decode_message, sender_of
 
 log = logging.getLogger("meters.ingest")
 
@@ -95,6 +95,34 @@ def serve_metrics(counters: Counters, port: int) -> ThreadingHTTPServer:
     return server
 
 
+def _read_until_empty(client: mqtt.Client, max_packets: int = 1000):
+    """paho's ``loop_read`` reads one incoming packet per ``select`` when no QoS 2 is in flight;
+    at thousands of small messages per second the ``select`` calls cost as much as the decoding.
+    This reads what the socket holds (up to ``max_packets``) before returning to ``select``.
+    Uses paho 2.x internals; :func:`fast_read` falls back to paho's own method without them."""
+    def loop_read(max_packets_ignored: int = 1) -> mqtt.MQTTErrorCode:
+        if client._sock is None:
+            return mqtt.MQTTErrorCode.MQTT_ERR_NO_CONN
+        for _ in range(max_packets):
+            if client._sock is None:
+                return mqtt.MQTTErrorCode.MQTT_ERR_NO_CONN
+            rc = client._packet_read()
+            if rc > 0:
+                return client._loop_rc_handle(rc)
+            if rc == mqtt.MQTTErrorCode.MQTT_ERR_AGAIN:
+                break
+        return mqtt.MQTTErrorCode.MQTT_ERR_SUCCESS
+    return loop_read
+
+
+def fast_read(client: mqtt.Client) -> bool:
+    """Install :func:`_read_until_empty` on ``client`` when this paho has the internals it needs."""
+    if all(hasattr(client, a) for a in ("_sock", "_packet_read", "_loop_rc_handle")):
+        client.loop_read = _read_until_empty(client)
+        return True
+    return False
+
+
 def _file_token(worker: str) -> str:
     safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in worker)
     return f"{safe}-{time.time_ns() // 1_000_000:x}{os.getpid():x}"
@@ -128,6 +156,7 @@ class Ingest:
         if v5:
             self.connect_kwargs["properties"].ReceiveMaximum = receive_maximum
         self.client.manual_ack_set(True)
+        fast_read(self.client)
         self.client.reconnect_delay_set(0.1, 2)
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
