@@ -231,11 +231,21 @@ def _price_meter(m, offsets, lts, t0, step, qty, meter_tariff, billing_day,
         for p in range(P):
             ptot += pq[p]
         t = 0
+        hoff = np.zeros(25, np.int64)   # grid: intervals of a day ending before each local hour
+        if grid:
+            phase = (t0 % 86400) % step
+            for hh in range(25):
+                x = hh * 3600 - phase
+                hoff[hh] = (x + step - 1) // step if x > 0 else 0
         i = lo
         while i < hi:
             lt = t0 + (i - lo) * step if grid else lts[i]
             day = lt // 86400
-            k = _day_end(i, hi, lo, day, grid, t0, step, lts) if grid else hi  # CSR: the hour runs find the day's end
+            jd = 0
+            k = hi                      # CSR: the hour runs find the day's end
+            if grid:                    # grid: virtual index of the day's first interval, then table lookups
+                jd = i - (lt - day * 86400) // step
+                k = min(jd + hoff[24], hi)
             # -- open the day (and the bill period when it changes)
             if ps_cur <= day <= pe:
                 ps, pe_new = ps_cur, pe
@@ -324,8 +334,7 @@ def _price_meter(m, offsets, lts, t0, step, qty, meter_tariff, billing_day,
                     h1 += 1
                 lim = dbase + h1 * 3600
                 if grid:
-                    je = lo + (lim - t0 + step - 1) // step
-                    je = min(max(je, j), k)
+                    je = min(max(jd + hoff[h1], j), k)
                     if je > j:
                         if t0 + (j - lo) * step <= last:
                             bad = True
