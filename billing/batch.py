@@ -429,7 +429,13 @@ def _run_day(lake: Lake, day: dt.date, reg: _Registry, cfg: Config, progress) ->
         priced = price_grid(reg.tables, q_units, start_s + int(off0) + I, I, reg.meter_tariff,
                             state=engine_state, billing_day=reg.billing_day)
     else:
-        lts = np.tile(local_times(slot_end, lake.tz), reg.n)
+        lts = local_times(slot_end, lake.tz)
+        # the engine needs strictly increasing local times: the repeated hour when clocks go back is
+        # priced in the seconds after the first one (its schedule hour may differ; tiers do not)
+        for i in range(1, len(lts)):
+            if lts[i] <= lts[i - 1]:
+                lts[i] = lts[i - 1] + 1
+        lts = np.tile(lts, reg.n)
         priced = price_intervals(reg.tables, np.arange(reg.n + 1, dtype=np.int64) * S, lts, q_units.ravel(),
                                  reg.meter_tariff, state=engine_state, billing_day=reg.billing_day)
     if len(priced.day_meter) != reg.n or len(priced.bill_meter) != reg.n:

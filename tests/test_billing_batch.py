@@ -157,6 +157,7 @@ def test_payment_idempotent_and_errors(tmp_path):
     bill_day(lake, D0)
     assert balance(lake, "M-7", D0) == Decimal("75.81")   # 50 + 30.50 once − 4.69
     assert len([r for r in ledger(lake) if r["kind"] == "topup"]) == 1
+    assert [(r["recipient"], r["day"]) for r in alerts(lake, "payment")] == [("138", "2026-11-01")]
     with pytest.raises(MetersError, match="already settled"):
         pay(lake, "M-7", "1", "late", at=at)
 
@@ -293,3 +294,20 @@ def test_postpaid_bill_with_bands_and_arrears_notice(tmp_path):
     assert "9.86" in notes[0]["message"] and "1.00" in notes[0]["message"]
     bill_ledger = [r for r in ledger(lake) if r["ref"] == "bill:2026-11-01"]
     assert bill_ledger[0]["amount"] == Decimal("-9.86")
+
+
+def test_daylight_saving_day_has_100_intervals(tmp_path):
+    lake = init_lake(tmp_path / "ny", "America/New_York")
+    (tmp_path / "ny.csv").write_text(HEADER + "NY-1,31,cn-bj-res-elec,prepaid,100,,,,,self:1212\n")
+    import_accounts(lake, tmp_path / "ny.csv")
+    day = dt.date(2026, 11, 1)                       # clocks go back: 25 hours
+    start, end = lake.day_bounds_utc(day)
+    n = int((end - start).total_seconds() // 900)
+    ts = [start + dt.timedelta(minutes=15 * k) for k in range(n + 1)]
+    t = pa.table({"meter_id": [31] * len(ts), "ts": pa.array(ts, UTC_S),
+                  "register_milli": [1000 + 100 * k for k in range(len(ts))]})
+    for d in sorted({lake.local_day(x) for x in ts}):
+        lake.write("readings", t.filter(pa.array([lake.local_day(x) == d for x in ts])), d.isoformat())
+    [res] = bill_day(lake, day)
+    assert n == 100 and res.intervals == 100 and res.vee["ok"] == 100
+    assert lake.read("charges").to_pylist()[0]["amount"] == Decimal("4.88")   # 10 kWh × 0.4883
