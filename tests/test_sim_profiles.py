@@ -164,3 +164,18 @@ def test_plausible_against_real_london_load(shared_data):
     sim_day = q.reshape(q.shape[0], -1, 24).sum(axis=2).ravel()
     sim_q = np.quantile(sim_day / sim_day.mean(), [0.1, 0.25, 0.5, 0.75, 0.9])
     assert np.all(np.abs(sim_q - real_q) < 0.3), (sim_q.round(2), real_q.round(2))
+
+
+def test_daily_frozen_reads_and_manifest_days():
+    fleet = make_fleet(400, seed=13)
+    plan = Plan(fleet, parse_start("2026-02-01", TZ), 10, 86400, 13, batch_intervals=1)
+    assert plan.n_reads == 11 and plan.n_days == 10 and plan.n_blocks == 11
+    shard = Shard(plan)
+    R = np.concatenate([shard.registers(b)[1] for b in range(plan.n_blocks)], axis=1)
+    daily = np.diff(R, axis=1) % shard.reg_max[:, None]
+    assert np.array_equal(daily, shard.day_q)            # one read per local midnight: day = difference
+    elec = daily[fleet.utility == 0] / 1000.0
+    assert 3 < elec.mean() < 12 and elec.std() > 0
+    # a start that is not local midnight: intervals belong to the local day they start in
+    plan2 = Plan(fleet, parse_start("2026-02-01T12:00", TZ), 1, 3600, 13)
+    assert plan2.n_days == 2 and plan2.day_label(0).isoformat() == "2026-02-01"
