@@ -252,7 +252,7 @@ def _price_meter(m, offsets, lts, t0, step, qty, meter_tariff, billing_day,
             else:
                 ps, pe_new = bill_period(day, cyc, bd)
             if ps != ps_cur:
-                if brow >= bill_off[m]:
+                if bill_off[m] <= brow < bill_off[m + 1]:
                     _copy_lines(lq, la, b_lq, b_la, brow)
                 bs = s_bill_start[m]
                 if ps < bs:
@@ -293,6 +293,9 @@ def _price_meter(m, offsets, lts, t0, step, qty, meter_tariff, billing_day,
                 while t < T - 1 and c0 + ptot >= bnd[t]:
                     t += 1
                 brow += 1
+                if brow >= bill_off[m + 1]:     # never write outside this meter's rows (bad input)
+                    err[m] = 1
+                    break
                 b_meter[brow] = m
                 b_start[brow] = ps
                 b_end[brow] = pe
@@ -422,6 +425,9 @@ def _price_meter(m, offsets, lts, t0, step, qty, meter_tariff, billing_day,
                     top = 0.0
             cost = energy + s_fixed[m] + top
             drow += 1
+            if drow >= day_off[m + 1]:
+                err[m] = 1
+                break
             d_meter[drow] = m
             d_day[drow] = day
             d_qty[drow] = dtot
@@ -435,7 +441,7 @@ def _price_meter(m, offsets, lts, t0, step, qty, meter_tariff, billing_day,
             b_total[brow] = cost
             b_closed[brow] = day == pe
             i = j
-        if brow >= bill_off[m]:
+        if bill_off[m] <= brow < bill_off[m + 1]:
             _copy_lines(lq, la, b_lq, b_la, brow)
         s_last[m] = last
 

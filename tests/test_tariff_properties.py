@@ -230,3 +230,24 @@ def test_block_bills_kernel_equals_reference(versions, A, K, m0, data):
     got = block_bills(compile_tariffs([t]), qty, first, np.zeros(A, np.int32), cq)
     want = block_reference([t], qty, first, cq)
     np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-9)
+
+
+@SETTINGS
+@given(tariffs(n_versions=1), st.lists(st.integers(day_number(dt.date(2026, 1, 1)) * 86400,
+                                                     day_number(dt.date(2026, 4, 1)) * 86400), min_size=1, max_size=60),
+       st.lists(st.floats(-1, 5), min_size=60, max_size=60))
+def test_bad_order_or_sign_is_refused_never_corrupts(versions, times, qs):
+    """Unsorted times, duplicates or negative quantities raise MetersError; sorted clean input prices."""
+    import pytest
+
+    from meters.errors import MetersError
+    lts = np.asarray(times, np.int64)
+    q = np.asarray(qs[: lts.size])
+    tb = compile_tariffs(versions)
+    ok = bool(np.all(np.diff(lts) > 0) and np.all(q >= 0))
+    if ok:
+        r = price_intervals(tb, [0, lts.size], lts, q, [0])
+        assert np.isclose(r.day_quantity.sum(), q.sum())
+    else:
+        with pytest.raises(MetersError):
+            price_intervals(tb, [0, lts.size], lts, q, [0])
