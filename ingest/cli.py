@@ -19,6 +19,8 @@ from meters.cli import lake_option
               help="Flush when the batch holds this many readings.")
 @click.option("--flush-seconds", type=float, default=1.0, show_default=True,
               help="Flush a batch at the latest this long after its first message.")
+@click.option("--idle-flush", type=float, default=0.1, show_default=True, metavar="SECONDS",
+              help="Also flush when no message came for this long.")
 @click.option("--workers", type=int, default=1, show_default=True,
               help="Worker processes on the shared subscription (client ids <client-id>-<i>).")
 @click.option("--client-id", default="meters-ingest", show_default=True,
@@ -40,7 +42,7 @@ from meters.cli import lake_option
                    "end the sessions (no new messages are taken).")
 @click.option("--json", "as_json", is_flag=True, help="Print the final counters as JSON.")
 @click.option("-q", "--quiet", is_flag=True, help="Log warnings only.")
-def ingest(broker_url, lake_path, until_idle, batch_rows, flush_seconds, workers, client_id,
+def ingest(broker_url, lake_path, until_idle, batch_rows, flush_seconds, idle_flush, workers, client_id,
            receive_maximum, metrics_port, max_payload, max_future, broker_dir, first_worker, drain,
            as_json, quiet):
     """Read meter readings from MQTT into the lake, at least once (ack after fsync).
@@ -61,7 +63,7 @@ def ingest(broker_url, lake_path, until_idle, batch_rows, flush_seconds, workers
     out = run_workers(workers, url, lake, client_id=client_id, metrics_port=metrics_port,
                       batch_rows=batch_rows, flush_seconds=flush_seconds, until_idle=until_idle,
                       receive_maximum=receive_maximum, limits=limits, first_worker=first_worker,
-                      drain=drain)
+                      drain=drain, idle_flush=idle_flush)
     if as_json:
         click.echo(json.dumps(out, indent=2, default=str))
     else:

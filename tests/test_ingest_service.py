@@ -230,7 +230,7 @@ def test_broker_restart_during_ingest(broker, lake):
 def test_sigterm_flushes_acks_and_exits_0(broker, lake):
     create_session(broker.url("ingest"), lake)
     port = free_port()
-    proc = subprocess.Popen(ingest_cmd(broker.url("ingest"), lake, "--flush-seconds", "60",
+    proc = subprocess.Popen(ingest_cmd(broker.url("ingest"), lake, "--flush-seconds", "60", "--idle-flush", "60",
                                        "--metrics-port", str(port)), cwd=ROOT)
     try:
         def metric(name):
