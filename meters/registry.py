@@ -23,20 +23,27 @@ DEFAULT_WARN_1 = Decimal("30")
 DEFAULT_WARN_2 = Decimal("20")
 
 
+def _key_column(t: pa.Table, keys: list[str]) -> pa.Array:
+    """One comparable key per row (the column itself for a single key)."""
+    if len(keys) == 1:
+        return t.column(keys[0]).combine_chunks()
+    return pa.array(["\x1f".join(map(str, k)) for k in zip(*[t.column(k).to_pylist() for k in keys])], pa.string())
+
+
 def _upsert(lake: Lake, name: str, new: pa.Table, keys: list[str]) -> int:
-    """Insert or replace rows of ``name`` by ``keys``; returns the number of rows that changed."""
+    """Insert or replace rows of ``name`` by ``keys``; returns the number of new or changed rows.
+    Nothing is written when nothing changed (so re-imports leave the files as they are)."""
+    order = [(k, "ascending") for k in keys]
     old = lake.read(name)
-    if old.num_rows:
-        new_keys = set(zip(*[new.column(k).to_pylist() for k in keys]))
-        keep = [k not in new_keys for k in zip(*[old.column(k).to_pylist() for k in keys])]
-        kept = old.filter(pa.array(keep, pa.bool_()))
-        old_rows = {tuple(r[k] for k in keys): r for r in old.to_pylist()}
-        changed = sum(1 for r in new.to_pylist() if old_rows.get(tuple(r[k] for k in keys)) != r)
-        merged = pa.concat_tables([kept, new.select(old.column_names).cast(old.schema)])
-    else:
-        merged, changed = new, new.num_rows
-    if changed:
-        lake.replace_partition(name, None, merged.sort_by([(k, "ascending") for k in keys]))
+    new = new.select(old.column_names).cast(old.schema)
+    kept = old.filter(pc.invert(pc.is_in(_key_column(old, keys), value_set=_key_column(new, keys))))
+    merged = pa.concat_tables([kept, new]).sort_by(order)
+    if old.num_rows and merged.equals(old.sort_by(order)):
+        return 0
+    # rows of ``new`` that are not identical to an existing row
+    both = pa.concat_tables([old, new]).group_by(old.column_names, use_threads=False).aggregate([])
+    changed = both.num_rows - old.num_rows if old.num_rows else new.num_rows
+    lake.replace_partition(name, None, merged)
     return changed
 
 
