@@ -87,7 +87,7 @@ def vee_comparison(lake, n_sample: int):
     main, extra, _ = _vee_inputs(parts, ids, int(start.timestamp()), 900)
     offsets, pos, reg, qty, qlen, est = main
     state = (np.full(n, vee.NO_BASE), np.zeros(n, np.int64), np.full(n, -1.0), np.zeros(n),
-             np.full(n, 10**9, np.int64), np.full(n, 6250.0))
+             np.full(n, 10**9, np.int64), np.full(n, 6250.0), np.zeros(n, np.int64))
     vee.vee_kernel_parts(*main, *extra, *state, 96)
     t0 = time.perf_counter()
     vee.vee_kernel_parts(*main, *extra, *state, 96)

@@ -241,7 +241,7 @@ def _load_state(lake: Lake, day: dt.date, reg: _Registry, start_s: int, interval
     P, T = tables.max_periods, tables.max_tiers
     s = {
         "base_pos": np.full(n, vee.NO_BASE), "base_reg": np.zeros(n, np.int64), "avg": np.full(n, -1.0),
-        "pending": np.zeros(n), "balance": reg.opening.copy(), "level": np.zeros(n, np.int8),
+        "pending": np.zeros(n), "step": np.zeros(n, np.int64), "balance": reg.opening.copy(), "level": np.zeros(n, np.int8),
         "arrears_since": np.full(n, NONE_DAY, np.int32), "disconnected": np.zeros(n, bool),
         "due_date": np.full(n, NONE_DAY, np.int32), "charged_cents": np.zeros(n, np.int64),
         "opening": np.ones(n, bool),
@@ -262,6 +262,7 @@ def _load_state(lake: Lake, day: dt.date, reg: _Registry, start_s: int, interval
     s["base_reg"][idx] = t.column("base_reg_milli").fill_null(0).to_numpy()
     s["avg"][idx] = np.where(same_meter, t.column("avg_milli").fill_null(-1.0).to_numpy(), -1.0)
     s["pending"][idx] = np.where(same_meter, t.column("pending_milli").fill_null(0.0).to_numpy(), 0.0)
+    s["step"][idx] = np.where(same_meter, t.column("step").fill_null(0).to_numpy(), 0)
     s["balance"][idx] = cents(t.column("balance"))
     s["level"][idx] = t.column("level").fill_null(0).to_numpy()
     s["arrears_since"][idx] = _days(t.column("arrears_since"))
@@ -412,9 +413,9 @@ def _run_day(lake: Lake, day: dt.date, reg: _Registry, cfg: Config, progress) ->
     # 2. VEE
     main, extra, unknown = _vee_inputs(readings, reg.meter_ids, start_s, I)
     del readings
-    q, quality, flag, nb_pos, nb_reg, n_avg, n_pend, counts = vee.vee_kernel_parts(
+    q, quality, flag, nb_pos, nb_reg, n_avg, n_pend, n_step, counts = vee.vee_kernel_parts(
         *main, *extra, state["base_pos"], state["base_reg"], state["avg"], state["pending"], reg.reg_max,
-        reg.limit, S)
+        reg.limit, state["step"], S)
     del main, extra
     res.vee = vee.count_dict(counts)
     res.vee["unknown_meter"] = unknown
@@ -488,7 +489,7 @@ def _run_day(lake: Lake, day: dt.date, reg: _Registry, cfg: Config, progress) ->
     res.bills = int(closed.sum())
     res.ledger_rows = ledger.num_rows
     res.alerts = Counter(alerts.column("kind").to_pylist())
-    new_state = _state_table(reg, slot_end, nb_pos, nb_reg, n_avg, n_pend, new_es, balance, st, prepaid,
+    new_state = _state_table(reg, slot_end, nb_pos, nb_reg, n_avg, n_pend, n_step, new_es, balance, st, prepaid,
                              due, total_cents, start_s, I)
     t0 = lap("write", t0)
     lake.replace_partition("billing_state", day.isoformat(), new_state)  # the commit
@@ -728,7 +729,7 @@ def _alerts(reg, day, ts_end, st, prepaid, quality, flag, balance, notice, overd
                     schema=ALERTS)
 
 
-def _state_table(reg, slot_end, nb_pos, nb_reg, n_avg, n_pend, es, balance, st, prepaid, due, total_cents,
+def _state_table(reg, slot_end, nb_pos, nb_reg, n_avg, n_pend, n_step, es, balance, st, prepaid, due, total_cents,
                  start_s, I) -> pa.Table:
     n = reg.n
     S = len(slot_end)
@@ -746,7 +747,7 @@ def _state_table(reg, slot_end, nb_pos, nb_reg, n_avg, n_pend, es, balance, st, 
     return pa.table({
         "account_id": reg.account_arrow, "meter_id": reg.meter_ids,
         "base_ts": pa.array(base_ts, pa.int64(), mask=~has).cast(UTC_S), "base_reg_milli": nb_reg,
-        "avg_milli": n_avg, "pending_milli": n_pend,
+        "avg_milli": n_avg, "pending_milli": n_pend, "step": n_step.astype(np.int32),
         "bill_start": es.bill_start, "cycle_key": es.cycle_key, "cycle_qty": es.cycle_qty,
         "period_qty": lists(es.period_qty, P), "line_qty": lists(es.line_qty, P * T),
         "line_amount": lists(es.line_amount, P * T), "fixed": es.fixed, "days": es.days.astype(np.int32),

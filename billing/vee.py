@@ -9,8 +9,11 @@ Per meter, with the carried last register (``base``) from the previous day:
 - readings snap to the nearest grid instant; duplicates (same snapped position) are dropped, the
   first received wins; a reading at or before the day's start only serves as the base of a meter
   that has none;
+- the meter's reading step is inferred: the smallest gap between its readings (carried from day to
+  day as ``step``), so an hourly or daily meter is not a gap every hour;
 - a register reading at position ``p`` after the base at ``b`` covers the slots ``b..p-1``:
-  one slot → ``actual``; several → the difference shared linearly, ``estimated`` / ``gap``;
+  up to the meter's step → ``actual`` (shared equally); longer → the difference shared linearly,
+  ``estimated`` / ``gap``;
   if the base is older than today (the register stopped on an earlier day, whose slots were billed
   from the profile), the difference minus what was already estimated is shared over today's
   slots: ``estimated`` / ``trueup``;
@@ -49,7 +52,8 @@ NO_BASE = -1.0e18  # sentinel position: no carried register
 
 @njit(cache=True)
 def _vee_meter(m, pos, reg, qty, qlen, src_est, lo, hi, base_pos, base_reg, avg, pending, reg_max, limit,
-               n_slots, q, quality, flag, nb_pos, nb_reg, n_avg, n_pend, counts, filled, spiked, rp, rr):
+               step, n_slots, q, quality, flag, nb_pos, nb_reg, n_avg, n_pend, n_step, counts, filled, spiked,
+               rp, rr):
     """One meter's day from its rows ``lo:hi`` (sorted by position, then arrival)."""
     lim = limit[m]
     est = max(avg[m], 0.0)
@@ -96,6 +100,19 @@ def _vee_meter(m, pos, reg, qty, qlen, src_est, lo, hi, base_pos, base_reg, avg,
     br = base_reg[m]
     pend = pending[m]
     has_base = bp > NO_BASE
+    # the meter's reading step: the smallest gap seen (carried, or between today's readings)
+    native = step[m] if step[m] > 0 else 1 << 40
+    prev = bp if has_base else NO_BASE
+    for j in range(nr):
+        if rp[j] > n_slots:
+            break
+        if rp[j] > 0:
+            if prev > NO_BASE and rp[j] - prev < native:
+                native = int(rp[j] - prev)
+            prev = float(rp[j])
+    n_step[m] = native if native < (1 << 40) else step[m]
+    if native >= (1 << 40):
+        native = 1
     for j in range(nr):
         p, r = rp[j], rr[j]
         if p > n_slots:
@@ -149,8 +166,8 @@ def _vee_meter(m, pos, reg, qty, qlen, src_est, lo, hi, base_pos, base_reg, avg,
             pend = 0.0
         else:
             share = delta / gap
-            qual = ACTUAL if gap == 1 else ESTIMATED
-            fl = how if gap == 1 else GAP
+            qual = ACTUAL if gap <= native else ESTIMATED
+            fl = how if gap <= native else GAP
         for s in range(first, p):
             q[m, s] = share
             quality[m, s] = qual
@@ -204,13 +221,13 @@ def _merge_rows(a0, a1, pos, reg, qty, qlen, src_est, b0, b1, x_pos, x_reg, x_qt
 
 @njit(cache=True, parallel=True)
 def vee_kernel_parts(offsets, pos, reg, qty, qlen, src_est, x_offsets, x_pos, x_reg, x_qty, x_qlen, x_est,
-                     base_pos, base_reg, avg, pending, reg_max, limit, n_slots):
+                     base_pos, base_reg, avg, pending, reg_max, limit, step, n_slots):
     """Validate and estimate every meter's day, in parallel over chunks of meters. Rows come in two
     parts (e.g. the day's partition and the neighbouring days' edge readings), each grouped by meter
     (``offsets``, CSR) and sorted by position then arrival; a meter's rows of both parts are merged by
     position. ``reg`` < 0 marks an interval (quantity) row.
 
-    Returns (q, quality, flag, new_base_pos, new_base_reg, new_avg, new_pending, counts)."""
+    Returns (q, quality, flag, new_base_pos, new_base_reg, new_avg, new_pending, new_step, counts)."""
     n_m = offsets.shape[0] - 1
     q = np.zeros((n_m, n_slots))
     quality = np.zeros((n_m, n_slots), np.int8)
@@ -219,6 +236,7 @@ def vee_kernel_parts(offsets, pos, reg, qty, qlen, src_est, x_offsets, x_pos, x_
     nb_reg = base_reg.copy()
     n_avg = avg.copy()
     n_pend = pending.copy()
+    n_step = step.copy()
     n_chunks = max(1, min(n_m, 256))
     chunk_counts = np.zeros((n_chunks, N_COUNTS), np.int64)
     for c in prange(n_chunks):
@@ -242,27 +260,27 @@ def vee_kernel_parts(offsets, pos, reg, qty, qlen, src_est, x_offsets, x_pos, x_
             b0, b1 = x_offsets[m], x_offsets[m + 1]
             if b1 == b0:
                 _vee_meter(m, pos, reg, qty, qlen, src_est, a0, a1, base_pos, base_reg, avg, pending, reg_max,
-                           limit, n_slots, q, quality, flag, nb_pos, nb_reg, n_avg, n_pend, counts, filled,
-                           spiked, rp, rr)
+                           limit, step, n_slots, q, quality, flag, nb_pos, nb_reg, n_avg, n_pend, n_step, counts,
+                           filled, spiked, rp, rr)
             else:
                 k = _merge_rows(a0, a1, pos, reg, qty, qlen, src_est, b0, b1, x_pos, x_reg, x_qty, x_qlen, x_est,
                                 s_pos, s_reg, s_qty, s_qlen, s_est)
                 _vee_meter(m, s_pos, s_reg, s_qty, s_qlen, s_est, 0, k, base_pos, base_reg, avg, pending,
-                           reg_max, limit, n_slots, q, quality, flag, nb_pos, nb_reg, n_avg, n_pend, counts,
-                           filled, spiked, rp, rr)
+                           reg_max, limit, step, n_slots, q, quality, flag, nb_pos, nb_reg, n_avg, n_pend, n_step,
+                           counts, filled, spiked, rp, rr)
     counts = np.zeros(N_COUNTS, np.int64)
     for c in range(n_chunks):
         counts += chunk_counts[c]
-    return q, quality, flag, nb_pos, nb_reg, n_avg, n_pend, counts
+    return q, quality, flag, nb_pos, nb_reg, n_avg, n_pend, n_step, counts
 
 
 def vee_kernel(offsets, pos, reg, qty, qlen, src_est, base_pos, base_reg, avg, pending, reg_max, limit,
-               n_slots):
+               step, n_slots):
     """:func:`vee_kernel_parts` with all rows in one part."""
     e = np.zeros(0)
     return vee_kernel_parts(offsets, pos, reg, qty, qlen, src_est, np.zeros_like(offsets), e,
                             np.zeros(0, reg.dtype), np.zeros(0, qty.dtype), e, np.zeros(0, np.bool_),
-                            base_pos, base_reg, avg, pending, reg_max, limit, n_slots)
+                            base_pos, base_reg, avg, pending, reg_max, limit, step, n_slots)
 
 
 def merge_parts(offsets, pos, reg, qty, qlen, src_est, x_offsets, x_pos, x_reg, x_qty, x_qlen, x_est):
@@ -283,14 +301,14 @@ def merge_parts(offsets, pos, reg, qty, qlen, src_est, x_offsets, x_pos, x_reg, 
 
 
 def vee_reference(offsets, pos, reg, qty, qlen, src_est, base_pos, base_reg, avg, pending, reg_max,
-                  limit, n_slots):
+                  limit, step, n_slots):
     """Plain-Python reference of :func:`vee_kernel` (same inputs, same outputs), written per meter
     with lists and dicts for readability."""
     n_m = len(offsets) - 1
     q = [[0.0] * n_slots for _ in range(n_m)]
     quality = [[ACTUAL] * n_slots for _ in range(n_m)]
     flag = [[OK] * n_slots for _ in range(n_m)]
-    out_pos, out_reg, out_avg, out_pend = [], [], [], []
+    out_pos, out_reg, out_avg, out_pend, out_step = [], [], [], [], []
     counts = [0] * N_COUNTS
     for m in range(n_m):
         rows = list(range(offsets[m], offsets[m + 1]))
@@ -335,6 +353,12 @@ def vee_reference(offsets, pos, reg, qty, qlen, src_est, base_pos, base_reg, avg
             readings.append((p, int(reg[i])))
         base = None if base_pos[m] <= NO_BASE else (float(base_pos[m]), int(base_reg[m]))
         pend = float(pending[m])
+        today = [p for p, _ in readings if 0 < p <= n_slots]
+        chain = ([base[0]] if base is not None else []) + today
+        gaps = [int(b - a) for a, b in zip(chain, chain[1:])]
+        known = ([int(step[m])] if step[m] > 0 else []) + gaps
+        out_step.append(min(known) if known else int(step[m]))
+        native = min(known) if known else 1
         spiked: set[int] = set()
         for j, (p, r) in enumerate(readings):
             if p > n_slots:
@@ -380,8 +404,8 @@ def vee_reference(offsets, pos, reg, qty, qlen, src_est, base_pos, base_reg, avg
             if bp < 0:
                 share, qual, fl = max(delta - pend, 0.0) / (p - first), ESTIMATED, TRUEUP
                 pend = 0.0
-            elif gap == 1:
-                share, qual, fl = delta, ACTUAL, how
+            elif gap <= native:
+                share, qual, fl = delta / gap, ACTUAL, how
             else:
                 share, qual, fl = delta / gap, ESTIMATED, GAP
             for s in range(first, p):
@@ -413,7 +437,7 @@ def vee_reference(offsets, pos, reg, qty, qlen, src_est, base_pos, base_reg, avg
             np.array(flag, dtype=np.int8).reshape(n_m, n_slots),
             np.array(out_pos, dtype=np.float64), np.array(out_reg, dtype=np.int64),
             np.array(out_avg, dtype=np.float64), np.array(out_pend, dtype=np.float64),
-            np.array(counts, dtype=np.int64))
+            np.array(out_step, dtype=np.int64), np.array(counts, dtype=np.int64))
 
 
 def count_dict(counts) -> dict[str, int]:

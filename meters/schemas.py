@@ -169,6 +169,7 @@ BILLING_STATE = pa.schema([                                 # billing: carried s
     pa.field("base_reg_milli", pa.int64()),
     pa.field("avg_milli", pa.float64()),                    # profile: mean quantity per interval (<0: none)
     pa.field("pending_milli", pa.float64()),                # estimated since base_ts, to true-up
+    pa.field("step", pa.int32()),                           # the meter's reading step in intervals (0: unknown)
     pa.field("bill_start", pa.int64()),                     # tariff engine CycleState (billing/engine.py) …
     pa.field("cycle_key", pa.int64()),                      # tier cycle (year, or period start day)
     pa.field("cycle_qty", pa.float64()),                    # tier counter at the start of the open period

@@ -33,7 +33,7 @@ def pack(meters):
             np.array([m.get("avg", -1.0) for m in meters], np.float64),
             np.array([m.get("pending", 0.0) for m in meters], np.float64),
             np.array([m.get("reg_max", 0) for m in meters], np.int64),
-            np.full(len(meters), LIMIT), N)
+            np.full(len(meters), LIMIT), np.array([m.get("step", 0) for m in meters], np.int64), N)
 
 
 def run(*meters):
@@ -51,7 +51,7 @@ def steady(start=0, step=100, base=(0, 5000), skip=()):
 
 def test_actual_day():
     rows, base = steady()
-    q, qual, flag, bp, br, avg, pend, counts = run({"rows": rows, "base": base})
+    q, qual, flag, bp, br, avg, pend, step, counts = run({"rows": rows, "base": base})
     assert q[0].tolist() == [100.0] * N
     assert (qual == ACTUAL).all() and (flag == OK).all()
     assert bp[0] == 0 and br[0] == 5800 and avg[0] == 100.0 and pend[0] == 0
@@ -76,11 +76,11 @@ def test_gap_linear_when_register_resumes():
 
 def test_open_gap_profile_then_trueup_next_day():
     rows = [(p, 5000 + 100 * p) for p in range(1, 5)]
-    q, qual, flag, bp, br, avg, pend, _ = run({"rows": rows, "base": (0, 5000), "avg": 80.0})
+    q, qual, flag, bp, br, avg, pend, step, _ = run({"rows": rows, "base": (0, 5000), "avg": 80.0})
     assert q[0, 4:].tolist() == [80.0] * 4 and (flag[0, 4:] == GAP_OPEN).all()
     assert bp[0] == 4 - N and br[0] == 5400 and pend[0] == 320.0
     # next day the register resumes at slot 2: 5400 → 6600 = 1200 over 6 slots, 320 already billed
-    q2, qual2, flag2, bp2, br2, _, pend2, _ = run(
+    q2, qual2, flag2, bp2, br2, _, pend2, _, _ = run(
         {"rows": [(2, 6600), (3, 6700)], "base": (bp[0], br[0]), "avg": avg[0], "pending": pend[0]})
     assert q2[0, :2].tolist() == [440.0, 440.0] and (flag2[0, :2] == TRUEUP).all()
     assert q2[0, 2] == 100.0 and flag2[0, 2] == OK
@@ -168,7 +168,8 @@ def meter_days(draw):
         base = draw(st.one_of(st.none(), st.tuples(st.integers(-5, 0), st.integers(0, 3000))))
         meters.append({"rows": rows, "base": base, "avg": draw(st.sampled_from([-1.0, 0.0, 37.5, 120.0])),
                        "pending": draw(st.sampled_from([0.0, 200.0])),
-                       "reg_max": draw(st.sampled_from([0, 4000]))})
+                       "reg_max": draw(st.sampled_from([0, 4000])),
+                       "step": draw(st.sampled_from([0, 0, 1, 2, 4]))})
     return meters
 
 
@@ -197,3 +198,13 @@ def test_two_part_kernel_equals_reference_on_merged_rows(meters, rnd):
     got = vee.vee_kernel_parts(*A[:6], *X[:6], *A[6:])
     for a, b in zip(got, vee.vee_reference(*merged, *A[6:])):
         np.testing.assert_array_equal(a, b)
+
+
+def test_hourly_meter_is_actual_not_a_gap():
+    rows = [(p, 5000 + 100 * p) for p in range(2, N + 1, 2)]       # a reading every 2 slots
+    q, qual, flag, *_, step, counts = run({"rows": rows, "base": (0, 5000)})
+    assert q[0].tolist() == [100.0] * N and (qual == ACTUAL).all() and step[0] == 2
+    # the next day a reading is lost: 4 slots since the last one → a gap, the step stays 2
+    rows = [(2, 5000 + 1000), (6, 5000 + 1400), (8, 5000 + 1600)]
+    q, qual, flag, *_, step, counts = run({"rows": rows, "base": (0, 5800), "step": 2})
+    assert flag[0, :2].tolist() == [OK, OK] and (flag[0, 2:6] == GAP).all() and step[0] == 2
