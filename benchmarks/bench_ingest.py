@@ -102,16 +102,16 @@ def run_end_to_end(broker, lake_dir: Path, payloads: list[bytes], workers: int, 
     with ``prefill``, queued in the broker first (the ingest side alone)."""
     from meters.broker import free_port
 
-    port = free_port()
-    while any(_port_busy(port + i) for i in range(1, workers)):
-        port = free_port()
-    ports = [port + i for i in range(workers)]
     base = [sys.executable, "-m", "meters", "ingest", "--broker", broker.url("ingest"), "--lake", str(lake_dir),
             "--workers", str(workers), "--json", "-q"]
     t_pub = None
     if prefill:  # create the sessions, then queue everything while the workers are away
         subprocess.run([*base, "--until-idle", "0.1"], cwd=ROOT, check=True, capture_output=True)
         t_pub = _publish(broker, payloads)
+    port = free_port()  # chosen last: an ephemeral port of the publisher may have taken a candidate
+    while any(_port_busy(port + i) for i in range(1, workers)):
+        port = free_port()
+    ports = [port + i for i in range(workers)]
     proc = subprocess.Popen([*base, "--metrics-port", str(port), "--until-idle", "3"], cwd=ROOT,
                             stdout=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 60
