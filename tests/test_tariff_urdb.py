@@ -3,6 +3,7 @@ London load against NREL SAM's Utilityrate5 (optional oracle: skipped when PySAM
 from __future__ import annotations
 
 import dataclasses
+import functools
 import datetime as dt
 import json
 
@@ -119,6 +120,7 @@ def test_cli_import_show_and_catalog(tmp_path, urdb):
 
 
 # -- NREL SAM oracle ------------------------------------------------------------------------------------
+@functools.lru_cache(maxsize=2)
 def london_hourly(shared_data, household="MAC000002") -> np.ndarray:
     """8 760 hourly kWh of one complete LCL household in 2013 (half-hours summed; tstp = start)."""
     import pandas as pd
