@@ -357,6 +357,7 @@ def _part_arrays(t: pa.Table, meter_ids: np.ndarray, start_s: int, interval_s: i
     ts = take(t.column("ts").cast(UTC_S).cast(pa.int64()).to_numpy())
     pos = (ts - start_s) / interval_s
     reg = take(reg_col.fill_null(-1).to_numpy() if reg_col.null_count else reg_col.to_numpy()).astype(np.int64, copy=False)
+    reg = np.require(reg, requirements=["C", "W"])  # zero-copy Arrow data is read-only: one numba signature
     n = len(pos)
     if qty_col.null_count == len(m):  # register readings only (the common case)
         qty, qlen, est = np.zeros(n, np.int64), np.zeros(n), np.zeros(n, bool)  # qlen is read for interval rows only
