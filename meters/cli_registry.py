@@ -44,7 +44,7 @@ def _catalog(lake_path):
 
 @tariffs.command("list")
 @lake_option
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the list as JSON.")
 def tariffs_list(lake_path, as_json):
     """List tariffs (the lake's catalog, or the built-in one when there is no lake)."""
     cat = _catalog(lake_path)
