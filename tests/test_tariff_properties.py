@@ -251,3 +251,20 @@ def test_bad_order_or_sign_is_refused_never_corrupts(versions, times, qs):
     else:
         with pytest.raises(MetersError):
             price_intervals(tb, [0, lts.size], lts, q, [0])
+
+
+@SETTINGS
+@given(tariffs(), tariffs(), loads(), st.data())
+def test_mixed_tariffs_in_one_table_equal_reference(a, b, meters, data):
+    """Tariffs with different period and tier counts share padded tables; each meter still prices right."""
+    b = [Tariff.from_dict({**t.to_dict(), "tariff_id": "other"}) for t in b]
+    tb = compile_tariffs(a + b)
+    which = np.asarray(data.draw(st.lists(st.integers(0, 1), min_size=len(meters), max_size=len(meters))), np.int32)
+    offsets, lts, q, bd = csr(meters)
+    r = price_intervals(tb, offsets, lts, q, which, billing_day=bd)
+    for m, (bd_m, lts_m, q_m) in enumerate(meters):
+        ref = reference.price_meter([a, b][which[m]], lts_m.tolist(), q_m.tolist(), billing_day=bd_m)
+        rows = np.flatnonzero(r.bill_meter == m)
+        assert [close(r.bill_total[i], x["total"]) for i, x in zip(rows, ref["bills"])] == [True] * len(rows)
+        assert len(rows) == len(ref["bills"])
+        np.testing.assert_allclose(r.day_amount[r.day_meter == m], [d[2] for d in ref["days"]], rtol=1e-9, atol=1e-9)
