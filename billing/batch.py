@@ -36,7 +36,7 @@ from meters.errors import MetersError
 from meters.lake import Lake
 from meters.readings import read_readings
 from meters.registry import load_tariffs
-from meters.schemas import ALERTS, BILL_LINES, BILLING_STATE, BILLS, LEDGER, READINGS, UTC_MS, UTC_S
+from meters.schemas import ALERTS, BILL_LINES, BILLING_STATE, BILLS, CHARGES, LEDGER, READINGS, UTC_MS, UTC_S
 
 from . import vee
 from .money import allocate_cents, to_cents
@@ -117,7 +117,8 @@ def _inflight(lake: Lake) -> dt.date | None:
 
 
 # -- public API --------------------------------------------------------------------------------------
-def bill_day(lake: Lake, day: dt.date, *, config: Config | None = None, progress=None) -> list[DayResult]:
+def bill_day(lake: Lake, day: dt.date, *, config: Config | None = None, progress=None,
+             cluster: str | None = None) -> list[DayResult]:
     """Bill one day. When ``day`` was already settled, it and every later settled day are re-run
     (in order). Returns one :class:`DayResult` per day run."""
     with lake.lock("billing"):
@@ -129,11 +130,11 @@ def bill_day(lake: Lake, day: dt.date, *, config: Config | None = None, progress
             todo = [day + dt.timedelta(days=i) for i in range((last - day).days + 1)]
         else:
             todo = [day]
-        return _run_days(lake, todo, config, progress)
+        return _run_days(lake, todo, config, progress, cluster)
 
 
 def bill_range(lake: Lake, first: dt.date, last: dt.date, *, config: Config | None = None,
-               progress=None) -> list[DayResult]:
+               progress=None, cluster: str | None = None) -> list[DayResult]:
     """Bill every day from ``first`` to ``last`` in order (re-running settled days, and the settled
     days after ``last`` whose balances depend on them)."""
     if last < first:
@@ -144,10 +145,10 @@ def bill_range(lake: Lake, first: dt.date, last: dt.date, *, config: Config | No
         if days and first < days[0]:
             raise MetersError(f"billing of this lake starts on {days[0]}; cannot bill {first}")
         todo = [first + dt.timedelta(days=i) for i in range((end - first).days + 1)]
-        return _run_days(lake, todo, config, progress)
+        return _run_days(lake, todo, config, progress, cluster)
 
 
-def _run_days(lake, todo, config, progress) -> list[DayResult]:
+def _run_days(lake, todo, config, progress, cluster=None) -> list[DayResult]:
     cfg = config or Config.load(lake)
     crashed = _inflight(lake)
     if crashed is not None and crashed not in todo:
@@ -157,23 +158,63 @@ def _run_days(lake, todo, config, progress) -> list[DayResult]:
     if days and prev not in days:
         raise MetersError(f"day {prev} is not settled (last settled day {max(days)}); bill it first, "
                           f"or use --from {max(days) + dt.timedelta(days=1)} --to {todo[-1]}")
-    ctx = _Registry(lake, cfg)
-    out = []
-    for d in todo:
-        out.append(_run_day(lake, d, ctx, cfg, progress))
-    return out
+    if cluster is None:
+        ctx = _Registry(lake, cfg)
+        return [_run_day(lake, d, ctx, cfg, progress) for d in todo]
+    client, local = _dask_client(cluster)
+    try:
+        meters = np.sort(lake.read("accounts", columns=["meter_id"]).column("meter_id").to_numpy())
+        if len(meters) == 0:
+            raise MetersError(f"lake {lake.root} has no accounts; run `meters accounts import` first")
+        workers = max(1, len(client.scheduler_info()["workers"]))
+        chunks = [c for c in np.array_split(meters, min(len(meters), 2 * workers)) if len(c)]
+        shards = [(int(c[0]), int(c[-1])) for c in chunks]
+        return [_run_day(lake, d, None, cfg, progress, client, shards) for d in todo]
+    finally:
+        client.close()
+        if local is not None:
+            local.close()
+
+
+def _dask_client(spec: str):
+    """``local:N`` (a local cluster of N worker processes) or ``tcp://HOST:PORT`` (a running scheduler
+    whose workers see the lake at the same path) → (client, local cluster or None)."""
+    try:
+        from dask.distributed import Client, LocalCluster
+    except ImportError:
+        raise MetersError("--cluster needs dask.distributed (pip install 'meters[cluster]')") from None
+    if spec.startswith("local:"):
+        n = spec[len("local:"):]
+        if not n.isdigit() or not 1 <= int(n) <= 256:
+            raise MetersError(f"--cluster {spec!r}: use local:N with N workers (1..256)")
+        local = LocalCluster(n_workers=int(n), threads_per_worker=1, processes=True, dashboard_address=None)
+        return Client(local), local
+    if spec.startswith("tcp://"):
+        try:
+            return Client(spec, timeout="10s"), None
+        except OSError as e:
+            raise MetersError(f"--cluster {spec}: cannot reach the Dask scheduler ({e})") from None
+    raise MetersError(f"--cluster {spec!r}: use local:N or tcp://HOST:PORT")
 
 
 # -- registry snapshot ---------------------------------------------------------------------------------
 class _Registry:
     """Accounts (sorted by meter), meters, contacts and compiled tariffs for a run."""
 
-    def __init__(self, lake: Lake, cfg: Config):
+    def __init__(self, lake: Lake, cfg: Config, meter_range: tuple[int, int] | None = None,
+                 required: bool = True):
         from .tariff_arrays import compile_tariffs
 
         acc = lake.read("accounts")
-        if acc.num_rows == 0:
+        if acc.num_rows == 0 and required:
             raise MetersError(f"lake {lake.root} has no accounts; run `meters accounts import` first")
+        self.meter_range = meter_range
+        if meter_range is not None:
+            m = acc.column("meter_id")
+            acc = acc.filter(pc.and_(pc.greater_equal(m, meter_range[0]), pc.less_equal(m, meter_range[1])))
+        self.n = acc.num_rows
+        if self.n == 0:
+            return
         acc = acc.sort_by([("meter_id", "ascending")])
         self.accounts = acc
         self.account_arrow = acc.column("account_id").combine_chunks()
@@ -296,7 +337,8 @@ READ_COLUMNS = ["meter_id", "ts", "register_milli", "quantity_milli", "interval_
 READINGS_EMPTY = READINGS.empty_table()
 
 
-def _read_window(lake: Lake, start: dt.datetime, end: dt.datetime, dup: list | None = None) -> list[pa.Table]:
+def _read_window(lake: Lake, start: dt.datetime, end: dt.datetime, dup: list | None = None,
+                 meter_range: tuple[int, int] | None = None) -> list[pa.Table]:
     """Deduplicated readings with ``start <= ts < end``, one table per day partition, each sorted by
     (meter_id, ts). Compacted partitions (sorted, duplicate-free by contract) are read as they are,
     with only the columns VEE needs; the others go through :func:`meters.readings.read_readings`."""
@@ -308,15 +350,21 @@ def _read_window(lake: Lake, start: dt.datetime, end: dt.datetime, dup: list | N
     for key in partition_days(lake, start, end):
         d0, d1 = lake.day_bounds_utc(dt.date.fromisoformat(key))
         lo, hi = max(start, d0), min(end, d1)
+        m_lo, m_hi = meter_range if meter_range else (None, None)
+        mf = None
+        if meter_range:
+            mf = (pds.field("meter_id") >= pa.scalar(m_lo, pa.int64())) & \
+                (pds.field("meter_id") <= pa.scalar(m_hi, pa.int64()))
+        tf = (pds.field("ts") >= pa.scalar(lo, UTC_S)) & (pds.field("ts") < pa.scalar(hi, UTC_S))
         if is_compacted(lake.files("readings", key)):
-            f = None
-            if (lo, hi) != (d0, d1):
-                f = (pds.field("ts") >= pa.scalar(lo, UTC_S)) & (pds.field("ts") < pa.scalar(hi, UTC_S))
+            f = tf if (lo, hi) != (d0, d1) else None
+            if mf is not None:
+                f = mf if f is None else f & mf
             t = lake.read("readings", key, columns=READ_COLUMNS, filter=f)
         else:
-            t = read_readings(lake, lo, hi).select(READ_COLUMNS)
+            t = read_readings(lake, lo, hi, m_lo, m_hi).select(READ_COLUMNS)
             if dup is not None:  # re-sent readings that meters.readings dropped (first received wins)
-                f = (pds.field("ts") >= pa.scalar(lo, UTC_S)) & (pds.field("ts") < pa.scalar(hi, UTC_S))
+                f = tf if mf is None else tf & mf
                 dup.append(lake.read("readings", key, columns=["meter_id"], filter=f).num_rows - t.num_rows)
         if t.num_rows:
             parts.append(t)
@@ -382,33 +430,114 @@ def _vee_inputs(parts: list[pa.Table], meter_ids: np.ndarray, start_s: int, inte
     return a, b, d1 + d2
 
 
-def _run_day(lake: Lake, day: dt.date, reg: _Registry, cfg: Config, progress) -> DayResult:
-    from .engine import local_times, price_grid, price_intervals
-
+def _run_day(lake: Lake, day: dt.date, reg: _Registry | None, cfg: Config, progress, client=None,
+             shards: list[tuple[int, int]] | None = None) -> DayResult:
+    """Compute the day (here, or over meter shards on a Dask ``client``), then write and commit."""
     t_start = time.perf_counter()
     started = dt.datetime.now(dt.timezone.utc)
     run_id = f"{day.isoformat()}-{uuid.uuid4().hex[:8]}"
-    res = DayResult(day=day, run_id=run_id, accounts=reg.n)
-    tick = time.perf_counter
+    res = DayResult(day=day, run_id=run_id)
 
     def lap(name, t0):
-        res.timings[name] = res.timings.get(name, 0.0) + tick() - t0
+        res.timings[name] = res.timings.get(name, 0.0) + time.perf_counter() - t0
         if progress:
             progress(day, name)
-        return tick()
+        return time.perf_counter()
 
+    t0 = time.perf_counter()
+    if client is None:
+        out = _compute_day(lake, day, reg, cfg, run_id, lap)
+    else:
+        futures = client.map(_shard_day, [str(lake.root)] * len(shards), [day] * len(shards),
+                             [cfg] * len(shards), [lo for lo, _ in shards], [hi for _, hi in shards],
+                             [run_id] * len(shards), pure=False)
+        parts = [p for p in client.gather(futures) if p is not None]
+        if not parts:
+            raise MetersError(f"lake {lake.root} has no accounts; run `meters accounts import` first")
+        out = _merge_outputs(parts)
+        for p in parts:
+            for k, v in p["timings"].items():
+                res.timings[f"{k} (shards)"] = res.timings.get(f"{k} (shards)", 0.0) + v
+        lap("shards", t0)
+    t0 = time.perf_counter()
+    for k in ("accounts", "readings", "intervals", "money_cents", "adjustments_cents"):
+        setattr(res, k, out[k])
+    res.bills = out["bills_n"]
+    res.vee = out["vee"]
+    # write everything for the day, then the state as the commit
+    (lake.root / INFLIGHT).write_text(day.isoformat())
+    # statistics only where readers filter (they cost more than the encoding on the other columns)
+    _replace_partition_dict(lake, "intervals", day.isoformat(), out["intervals_table"], stats=["meter_id", "ts"])
+    lake.replace_partition("charges", day.isoformat(), out["charges"])
+    lake.replace_partition("charge_lines", day.isoformat(), out["charge_lines"])
+    lake.write("ledger", out["ledger"], day.strftime("%Y-%m"), file_name=f"billing-{day.isoformat()}.parquet")
+    lake.write("alerts", out["alerts"], day.isoformat(), file_name="billing.parquet")
+    lake.write("bills", out["bills"], day.strftime("%Y-%m"), file_name=f"bills-{day.isoformat()}.parquet")
+    lake.write("bill_lines", out["bill_lines"], day.strftime("%Y-%m"), file_name=f"bills-{day.isoformat()}.parquet")
+    res.ledger_rows = out["ledger"].num_rows
+    res.alerts = Counter(out["alerts"].column("kind").to_pylist())
+    t0 = lap("write", t0)
+    lake.replace_partition("billing_state", day.isoformat(), out["state"])  # the commit
+    res.seconds = time.perf_counter() - t_start
+    run = pa.table({"run_id": [run_id], "started_at": pa.array([started], UTC_MS),
+                    "duration_s": [res.seconds], "accounts": [res.accounts], "readings_in": [res.readings],
+                    "intervals_out": [res.intervals], "charges_out": [out["charges"].num_rows],
+                    "ledger_out": [res.ledger_rows], "alerts_out": [out["alerts"].num_rows],
+                    "bills_out": [res.bills], "money": money([res.money_cents]),
+                    "vee_counts": [json.dumps(res.vee, sort_keys=True)]})
+    lake.replace_partition("runs", day.isoformat(), run)
+    (lake.root / INFLIGHT).unlink(missing_ok=True)
+    lap("commit", t0)
+    return res
+
+
+def _shard_day(lake_root: str, day: dt.date, cfg: Config, lo: int, hi: int, run_id: str):
+    """A Dask task: compute one day for the accounts whose meter is in ``lo..hi`` (None when empty)."""
+    lake = Lake(lake_root)
+    reg = _Registry(lake, cfg, (lo, hi), required=False)
+    if reg.n == 0:
+        return None
+    timings: dict[str, float] = {}
+
+    def lap(name, t0):
+        timings[name] = timings.get(name, 0.0) + time.perf_counter() - t0
+        return time.perf_counter()
+    out = _compute_day(lake, day, reg, cfg, run_id, lap)
+    out["timings"] = timings
+    return out
+
+
+def _merge_outputs(parts: list[dict]) -> dict:
+    """Concatenate shard outputs (shards are contiguous meter ranges, in order)."""
+    out = {}
+    for k, v in parts[0].items():
+        if isinstance(v, pa.Table):
+            out[k] = pa.concat_tables([p[k] for p in parts])
+        elif k == "vee":
+            out[k] = {n: sum(p[k].get(n, 0) for p in parts) for n in v}
+        elif isinstance(v, int):
+            out[k] = sum(p[k] for p in parts)
+    return out
+
+
+def _compute_day(lake: Lake, day: dt.date, reg: _Registry, cfg: Config, run_id: str, lap) -> dict:
+    """Read → VEE → price → settle for the registry's accounts; returns the day's output tables and
+    counts (nothing is written)."""
+    from .engine import local_times, price_grid, price_intervals
+
+    out: dict = {"accounts": reg.n}
     I = cfg.interval_s
     start, end = lake.day_bounds_utc(day)
     start_s, end_s = int(start.timestamp()), int(end.timestamp())
     S = (end_s - start_s) // I
     slot_end = start_s + I * np.arange(1, S + 1, dtype=np.int64)
     dn = day_number(day)
-    t0 = tick()
+    t0 = time.perf_counter()
     # 1. read
     half = dt.timedelta(seconds=I // 2)  # readings snap to the nearest grid instant
     dup: list[int] = []
-    readings = _read_window(lake, start - half, end + half, dup)
-    res.readings = sum(t.num_rows for t in readings)
+    readings = _read_window(lake, start - half, end + half, dup, reg.meter_range)
+    out["readings"] = sum(t.num_rows for t in readings)
     state, engine_state = _load_state(lake, day, reg, start_s, I)
     t0 = lap("read", t0)
     # 2. VEE
@@ -418,13 +547,14 @@ def _run_day(lake: Lake, day: dt.date, reg: _Registry, cfg: Config, progress) ->
         *main, *extra, state["base_pos"], state["base_reg"], state["avg"], state["pending"], reg.reg_max,
         reg.limit, state["step"], S)
     del main, extra
-    res.vee = vee.count_dict(counts)
-    res.vee["unknown_meter"] = unknown
-    res.vee["duplicate"] += sum(dup)
-    res.intervals = q.size
+    out["vee"] = vee.count_dict(counts)
+    out["vee"]["unknown_meter"] = unknown
+    out["vee"]["duplicate"] += sum(dup)
+    out["intervals"] = int(q.size)
     t0 = lap("vee", t0)
     # 3. price
     q_units = q / 1000.0
+    del q
     off0 = start.astimezone(lake.tz).utcoffset().total_seconds()
     off1 = end.astimezone(lake.tz).utcoffset().total_seconds()
     if off0 == off1:
@@ -469,41 +599,24 @@ def _run_day(lake: Lake, day: dt.date, reg: _Registry, cfg: Config, progress) ->
     notice &= post
     due = np.where(post, due, NONE_DAY)
     t0 = lap("settle", t0)
-    # 5. write (everything for the day, then the state as the commit)
-    (lake.root / INFLIGHT).write_text(day.isoformat())
+    # 5. output tables
     ts_end = pa.scalar(end - dt.timedelta(milliseconds=1), UTC_MS)
-    _write_intervals(lake, day, reg, slot_end, q_units, quality, flag)
-    charges = pa.table({"account_id": reg.account_arrow, "quantity": day_qty,
-                        "amount": money(today), "tariff_id": reg.tariff_ids, "run_id": [run_id] * reg.n})
-    lake.replace_partition("charges", day.isoformat(), charges)
-    lake.replace_partition("charge_lines", day.isoformat(), _charge_lines(reg, priced, engine_state, same_period))
-    ledger = _ledger(reg, day, start, ts_end, state, payments, first, adjust, st, prepaid, closed, bill_cents,
-                     balance, priced)
-    lake.write("ledger", ledger, day.strftime("%Y-%m"), file_name=f"billing-{day.isoformat()}.parquet")
-    alerts = _alerts(reg, day, ts_end, st, prepaid, quality, flag, balance, notice, overdue, penalty, S)
-    lake.write("alerts", alerts, day.isoformat(), file_name="billing.parquet")
-    bills = _bills(reg, priced, closed, bill_cents, dn + cfg.policy.due_days, run_id)
-    lake.write("bills", bills, day.strftime("%Y-%m"), file_name=f"bills-{day.isoformat()}.parquet")
-    lake.write("bill_lines", bill_lines, day.strftime("%Y-%m"), file_name=f"bills-{day.isoformat()}.parquet")
-    res.money_cents = int(today.sum())
-    res.adjustments_cents = int(adjust.sum())
-    res.bills = int(closed.sum())
-    res.ledger_rows = ledger.num_rows
-    res.alerts = Counter(alerts.column("kind").to_pylist())
-    new_state = _state_table(reg, slot_end, nb_pos, nb_reg, n_avg, n_pend, n_step, new_es, balance, st, prepaid,
-                             due, total_cents, start_s, I)
-    t0 = lap("write", t0)
-    lake.replace_partition("billing_state", day.isoformat(), new_state)  # the commit
-    res.seconds = time.perf_counter() - t_start
-    run = pa.table({"run_id": [run_id], "started_at": pa.array([started], UTC_MS),
-                    "duration_s": [res.seconds], "accounts": [reg.n], "readings_in": [res.readings],
-                    "intervals_out": [res.intervals], "charges_out": [reg.n], "ledger_out": [res.ledger_rows],
-                    "alerts_out": [alerts.num_rows], "bills_out": [res.bills], "money": money([res.money_cents]),
-                    "vee_counts": [json.dumps(res.vee, sort_keys=True)]})
-    lake.replace_partition("runs", day.isoformat(), run)
-    (lake.root / INFLIGHT).unlink(missing_ok=True)
-    lap("commit", t0)
-    return res
+    out["intervals_table"] = _intervals_table(reg, slot_end, q_units, quality, flag)
+    out["charges"] = pa.table({"account_id": reg.account_arrow, "quantity": day_qty, "amount": money(today),
+                               "tariff_id": reg.tariff_ids, "run_id": [run_id] * reg.n}, schema=CHARGES)
+    out["charge_lines"] = _charge_lines(reg, priced, engine_state, same_period)
+    out["ledger"] = _ledger(reg, day, start, ts_end, state, payments, first, adjust, st, prepaid, closed,
+                            bill_cents, balance, priced)
+    out["alerts"] = _alerts(reg, day, ts_end, st, prepaid, quality, flag, balance, notice, overdue, penalty, S)
+    out["bills"] = _bills(reg, priced, closed, bill_cents, dn + cfg.policy.due_days, run_id)
+    out["bill_lines"] = bill_lines
+    out["money_cents"] = int(today.sum())
+    out["adjustments_cents"] = int(adjust.sum())
+    out["bills_n"] = int(closed.sum())
+    out["state"] = _state_table(reg, slot_end, nb_pos, nb_reg, n_avg, n_pend, n_step, new_es, balance, st,
+                                prepaid, due, total_cents, start_s, I)
+    lap("tables", t0)
+    return out
 
 
 def _payments(lake: Lake, day: dt.date, reg: _Registry) -> np.ndarray:
@@ -526,16 +639,15 @@ def _original_charges(lake: Lake, day: dt.date, reg: _Registry):
     return out
 
 
-def _write_intervals(lake, day, reg, slot_end, q_units, quality, flag):
+def _intervals_table(reg, slot_end, q_units, quality, flag) -> pa.Table:
+    """The day's intervals, quality and flag dictionary-encoded (see :func:`_replace_partition_dict`)."""
     n, S = q_units.shape
     qual = pa.DictionaryArray.from_arrays(pa.array(quality.ravel(), pa.int8()), pa.array(vee.QUALITY_NAMES))
     f = flag.ravel()
     flg = pa.DictionaryArray.from_arrays(pa.array(f, pa.int8(), mask=f == vee.OK), pa.array(vee.FLAG_NAMES))
-    t = pa.table({"meter_id": np.repeat(reg.meter_ids, S),
-                  "ts": pa.array(np.tile(slot_end, n), pa.int64()).cast(UTC_S),
-                  "quantity": q_units.ravel(), "quality": qual, "flag": flg})
-    # statistics only where readers filter (they cost more than the encoding on the other columns)
-    _replace_partition_dict(lake, "intervals", day.isoformat(), t, stats=["meter_id", "ts"])
+    return pa.table({"meter_id": np.repeat(reg.meter_ids, S),
+                     "ts": pa.array(np.tile(slot_end, n), pa.int64()).cast(UTC_S),
+                     "quantity": q_units.ravel(), "quality": qual, "flag": flg})
 
 
 def _replace_partition_dict(lake: Lake, name: str, key: str, data: pa.Table, pieces: int = 2,

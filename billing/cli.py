@@ -25,8 +25,10 @@ def _date(value: str | None, name: str) -> dt.date | None:
 @click.option("--date", "date_", help="Billing day (lake-local), YYYY-MM-DD.")
 @click.option("--from", "from_", help="First day of a range (with --to).")
 @click.option("--to", "to_", help="Last day of a range (with --from).")
+@click.option("--cluster", help="Map the run over meter shards with Dask: local:N (N worker processes) "
+                                "or tcp://HOST:PORT (a scheduler whose workers see the lake).")
 @click.option("--json", "as_json", is_flag=True, help="Print the run summary as JSON.")
-def bill(lake_path, date_, from_, to_, as_json):
+def bill(lake_path, date_, from_, to_, cluster, as_json):
     """Run the nightly billing batch for one day (--date) or a range (--from/--to): VEE, tariff
     engine, prepaid settlement, alerts, postpaid bills. Re-running a day gives the same money."""
     from rich.console import Console
@@ -62,7 +64,8 @@ def bill(lake_path, date_, from_, to_, as_json):
         bar.update(task, advance=1, description=f"{d} {phase}")
 
     try:
-        results = bill_day(lake, day, progress=progress) if day else bill_range(lake, first, last, progress=progress)
+        results = (bill_day(lake, day, progress=progress, cluster=cluster) if day
+                   else bill_range(lake, first, last, progress=progress, cluster=cluster))
     finally:
         if started:
             bar.stop()
