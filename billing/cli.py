@@ -49,19 +49,18 @@ def bill(lake_path, date_, from_, to_, cluster, as_json):
         raise MetersError(f"--to {last} is before --from {first}")
     lake = open_lake(lake_path)
     n_days = 1 if day else (last - first).days + 1
-    phases = ("read", "vee", "price", "settle", "write", "commit")
     console = Console(stderr=True)
     bar = Progress(TextColumn("[bold]billing[/] {task.description}"), BarColumn(),
-                   TextColumn("{task.completed:.0f}/{task.total:.0f} steps"), TimeElapsedColumn(),
+                   TextColumn("{task.completed:.0f}/{task.total:.0f} days"), TimeElapsedColumn(),
                    console=console, disable=as_json, transient=True)
-    task = bar.add_task("", total=n_days * len(phases))
+    task = bar.add_task("", total=n_days)
     started = []
 
     def progress(d, phase):  # the bar appears once the run has passed its checks
         if not started:
             bar.start()
             started.append(True)
-        bar.update(task, advance=1, description=f"{d} {phase}")
+        bar.update(task, advance=1 if phase == "commit" else 0, description=f"{d} {phase}")
 
     try:
         results = (bill_day(lake, day, progress=progress, cluster=cluster) if day
