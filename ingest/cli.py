@@ -19,7 +19,7 @@ from meters.cli import lake_option
               help="Flush when the batch holds this many readings.")
 @click.option("--flush-seconds", type=float, default=1.0, show_default=True,
               help="Flush a batch at the latest this long after its first message.")
-@click.option("--idle-flush", type=float, default=0.1, show_default=True, metavar="SECONDS",
+@click.option("--idle-flush", type=float, default=0.05, show_default=True, metavar="SECONDS",
               help="Also flush when no message came for this long.")
 @click.option("--workers", type=int, default=1, show_default=True,
               help="Worker processes on the shared subscription (client ids <client-id>-<i>).")

@@ -345,3 +345,38 @@ def test_drain_scales_down_without_stranding_messages(broker, lake):
     assert _wait(lambda: "present" in flags, 5) and flags["present"] is False
     client.disconnect()
     client.loop_stop()
+
+
+def test_kill_9_during_simulated_run_matches_manifest(broker, lake):
+    """The simulator (per-concentrator senders, binary batches) publishes a day of 500 meters while
+    the ingest process is killed with SIGKILL three times; the lake then equals its manifest."""
+    import pyarrow.parquet as pq
+
+    simulator = pytest.importorskip("simulator.run")
+    create_session(broker.url("ingest"), lake)
+    start = dt.datetime.fromtimestamp(T0, UTC).isoformat()
+    summary = {}
+    th = threading.Thread(target=lambda: summary.update(simulator.simulate(
+        500, start, 1, broker_dir=str(broker.dir), lake=lake.root, speed="14400x", faults="none", seed=3)))
+    th.start()
+    try:
+        for _ in range(3):
+            proc = subprocess.Popen(ingest_cmd(broker.url("ingest"), lake, "--flush-seconds", "0.3"), cwd=ROOT)
+            time.sleep(1.6)
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
+    finally:
+        th.join(120)
+    assert summary, "the simulator did not finish"
+    run_ingest(parse_broker_url(broker.url("ingest")), lake, until_idle=1.5)
+    manifest = pq.read_table(Path(summary["manifest"]) / "meters.parquet")
+    t = read_readings(lake, *ALL)
+    assert t.num_rows == summary["readings"] == sum(manifest.column("published").to_pylist())
+    import pyarrow.compute as pc
+    got = t.group_by("meter_id").aggregate([("register_milli", "max"), ("ts", "count")])
+    got = dict(zip(got.column("meter_id").to_pylist(), zip(got.column("register_milli_max").to_pylist(),
+                                                         got.column("ts_count").to_pylist())))
+    want = dict(zip(manifest.column("meter_id").to_pylist(), zip(manifest.column("end_milli").to_pylist(),
+                                                               manifest.column("published").to_pylist())))
+    assert got == want
+    assert raw_rows(lake) >= t.num_rows and pc.sum(pc.is_null(t.column("sender"))).as_py() == 0
