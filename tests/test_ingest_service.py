@@ -380,3 +380,19 @@ def test_kill_9_during_simulated_run_matches_manifest(broker, lake):
                                                                manifest.column("published").to_pylist())))
     assert got == want
     assert raw_rows(lake) >= t.num_rows and pc.sum(pc.is_null(t.column("sender"))).as_py() == 0
+
+
+def test_cli_ingest_until_idle_prints_summary(broker, lake):
+    create_session(broker.url("ingest"), lake)
+    pub = Publisher(broker.url("sender"))
+    payloads, expected = batches(3, 4)
+    for p in payloads:
+        pub.send(p)
+    pub.send(b"garbage")
+    pub.wait()
+    pub.close()
+    r = CliRunner().invoke(cli, ["ingest", "--broker", broker.url("ingest"), "--lake", str(lake.root),
+                                 "--until-idle", "0.5", "-q"])
+    assert r.exit_code == 0, r.output
+    assert "4 messages, 12 readings written" in r.output and "1 dead-lettered" in r.output
+    assert lake_dict(lake) == expected
