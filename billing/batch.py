@@ -607,6 +607,11 @@ def _compute_day(lake: Lake, day: dt.date, reg: _Registry, cfg: Config, run_id: 
     out["charge_lines"] = _charge_lines(reg, priced, engine_state, same_period)
     out["ledger"] = _ledger(reg, day, start, ts_end, state, payments, first, adjust, st, prepaid, closed,
                             bill_cents, balance, priced)
+    from .payments import reconnected_by_payment
+
+    paid_back = reconnected_by_payment(lake, day)
+    if paid_back:  # already ordered by `meters pay`: do not repeat
+        st.reconnect &= ~np.isin(reg.account_ids, list(paid_back))
     out["alerts"] = _alerts(reg, day, ts_end, st, prepaid, quality, flag, balance, notice, overdue, penalty, S)
     out["bills"] = _bills(reg, priced, closed, bill_cents, dn + cfg.policy.due_days, run_id)
     out["bill_lines"] = bill_lines

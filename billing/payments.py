@@ -72,18 +72,21 @@ def day_payments(lake: Lake, day: dt.date, account_ids: list[str] | np.ndarray) 
     return out
 
 
-def current_balance(lake: Lake, account_id: str) -> tuple[int, dt.date | None]:
-    """(balance in cents now, last settled day): the last settled state plus later payments."""
+def current_balance(lake: Lake, account_id: str) -> tuple[int, dt.date | None, bool]:
+    """(balance in cents now, last settled day, disconnected): the last settled state plus later
+    payments."""
     from .batch import settled_days  # late import: batch imports this module
 
     days = settled_days(lake)
     last = days[-1] if days else None
     bal = None
+    disconnected = False
     if last is not None:
-        st = lake.read("billing_state", last.isoformat(), columns=["account_id", "balance"])
+        st = lake.read("billing_state", last.isoformat(), columns=["account_id", "balance", "disconnected"])
         st = st.filter(pc.equal(st.column("account_id"), account_id))
         if st.num_rows:
             bal = int(cents(st.column("balance"))[0])
+            disconnected = bool(st.column("disconnected")[0].as_py())
     if bal is None:
         acc = lake.read("accounts", columns=["account_id", "balance"])
         acc = acc.filter(pc.equal(acc.column("account_id"), account_id))
@@ -95,7 +98,19 @@ def current_balance(lake: Lake, account_id: str) -> tuple[int, dt.date | None]:
         for r in pq.read_table(f).to_pylist():
             if r["account_id"] == account_id and (cutoff is None or r["ts"] >= cutoff):
                 bal += int(r["amount"] * 100)
-    return bal, last
+    return bal, last, disconnected
+
+
+def reconnected_by_payment(lake: Lake, day: dt.date) -> set[str]:
+    """Accounts whose reconnection a payment of ``day`` already ordered (``meters pay`` emits it at
+    once; the nightly run then does not repeat it)."""
+    d = lake.partition_dir("alerts", day.isoformat())
+    out: set[str] = set()
+    for f in sorted(d.glob(f"{PAYMENT_PREFIX}*.parquet")) if d.exists() else []:
+        t = pq.read_table(f, schema=ALERTS)
+        out.update(a for a, k in zip(t.column("account_id").to_pylist(), t.column("kind").to_pylist())
+                   if k == "reconnect")
+    return out
 
 
 def pay(lake: Lake, account_id: str, amount, ref: str, at: dt.datetime | None = None) -> dict:
@@ -123,28 +138,39 @@ def pay(lake: Lake, account_id: str, amount, ref: str, at: dt.datetime | None = 
                                   f"{old['account_id']}; a reference is applied once only")
             return {"status": "duplicate", "account_id": account_id, "amount": fmt(c), "ref": ref,
                     "balance": fmt(int(old["balance_after"] * 100)), "ts": old["ts"].isoformat()}
-        balance, last = current_balance(lake, account_id)
+        balance, last, disconnected = current_balance(lake, account_id)
         if last is not None and lake.local_day(at) <= last:
             raise MetersError(f"payment time {at.isoformat()} falls in {lake.local_day(at)}, already "
                               f"settled (last settled day {last}); give a later time")
         balance += c
+        from .batch import Config
+
+        reconnect = (disconnected and balance > Config.load(lake).policy.reconnect_above
+                     and account_id not in reconnected_by_payment(lake, lake.local_day(at)))
         row = pa.table({"account_id": [account_id], "ts": pa.array([at], LEDGER.field("ts").type),
                         "kind": ["topup"], "amount": money([c]), "balance_after": money([balance]),
                         "ref": [ref]})
         lake.write("ledger", row, at.astimezone(lake.tz).strftime("%Y-%m"), file_name=payment_file_name(ref))
-        _payment_alerts(lake, account_id, c, balance, ref, at)
+        _payment_alerts(lake, account_id, c, balance, ref, at, reconnect)
     return {"status": "applied", "account_id": account_id, "amount": fmt(c), "ref": ref,
-            "balance": fmt(balance), "ts": at.isoformat()}
+            "balance": fmt(balance), "ts": at.isoformat(), "reconnect": reconnect}
 
 
-def _payment_alerts(lake: Lake, account_id: str, c: int, balance: int, ref: str, at: dt.datetime) -> None:
+def _payment_alerts(lake: Lake, account_id: str, c: int, balance: int, ref: str, at: dt.datetime,
+                    reconnect: bool) -> None:
     contacts = lake.read("contacts")
     contacts = contacts.filter(pc.equal(contacts.column("account_id"), account_id))
     recipients = contacts.column("recipient").to_pylist() or [f"account:{account_id}"]
     msg = (f"Payment of {fmt(c)} received for account {account_id} (ref {ref}); "
            f"balance {fmt(balance)}.")
-    rows = pa.table({"account_id": [account_id] * len(recipients),
-                     "ts": pa.array([at] * len(recipients), ALERTS.field("ts").type),
-                     "kind": ["payment"] * len(recipients), "recipient": recipients,
-                     "message": [msg] * len(recipients)})
+    kinds, msgs = ["payment"], [msg]
+    if reconnect:
+        kinds.append("reconnect")
+        msgs.append(f"Reconnection ordered for account {account_id}: balance {fmt(balance)} after payment "
+                    f"(ref {ref}).")
+    n = len(recipients)
+    rows = pa.table({"account_id": [account_id] * n * len(kinds),
+                     "ts": pa.array([at] * n * len(kinds), ALERTS.field("ts").type),
+                     "kind": [k for k in kinds for _ in recipients], "recipient": recipients * len(kinds),
+                     "message": [m for m in msgs for _ in recipients]})
     lake.write("alerts", rows, lake.local_day(at).isoformat(), file_name=payment_file_name(ref))

@@ -131,10 +131,13 @@ def test_arrears_disconnect_payment_reconnect(tmp_path):
     assert [r["day"] for r in alerts(lake, "disconnect")] == ["2026-11-03"]
     d4 = D0 + dt.timedelta(days=3)
     noon = dt.datetime.combine(d4, dt.time(12), lake.tz)
-    r = pay(lake, "1001", "20", "alipay-1", at=noon)
-    assert r["status"] == "applied" and r["balance"] == "10.94"
+    r = pay(lake, "1001", "5", "alipay-1", at=noon)              # −4.06: still in arrears
+    assert r["status"] == "applied" and r["balance"] == "-4.06" and not r["reconnect"]
+    r = pay(lake, "1001", "15", "alipay-2", at=noon + dt.timedelta(hours=1))
+    assert r["balance"] == "10.94" and r["reconnect"]            # ordered at once, by the payment
+    assert [x["day"] for x in alerts(lake, "reconnect")] == ["2026-11-04"]
     bill_day(lake, d4)
-    rec = alerts(lake, "reconnect")
+    rec = alerts(lake, "reconnect")                               # the nightly run does not repeat it
     assert [x["day"] for x in rec] == ["2026-11-04"] and "10.94" in rec[0]["message"]
     assert balance(lake, "1001", d4) == Decimal("6.25")
     st = lake.read("billing_state", d4.isoformat()).to_pylist()[0]
@@ -311,3 +314,15 @@ def test_daylight_saving_day_has_100_intervals(tmp_path):
     [res] = bill_day(lake, day)
     assert n == 100 and res.intervals == 100 and res.vee["ok"] == 100
     assert lake.read("charges").to_pylist()[0]["amount"] == Decimal("4.88")   # 10 kWh × 0.4883
+
+
+def test_reconnect_by_the_nightly_run_when_paid_before_the_disconnect_was_settled(tmp_path):
+    lake = make_lake(tmp_path, "1001,11,cn-bj-res-elec,prepaid,5,,,,,self:138\n")
+    feed(lake, 11, D0, 4)
+    bill_range(lake, D0, D0 + dt.timedelta(days=1))                  # arrears on day 2
+    d4 = D0 + dt.timedelta(days=3)
+    r = pay(lake, "1001", "20", "bank-9", at=dt.datetime.combine(d4, dt.time(9), lake.tz))
+    assert not r["reconnect"]                                         # day 3 (the disconnect) not settled yet
+    bill_range(lake, D0 + dt.timedelta(days=2), d4)
+    assert [x["day"] for x in alerts(lake, "disconnect")] == ["2026-11-03"]
+    assert [x["day"] for x in alerts(lake, "reconnect")] == ["2026-11-04"]
