@@ -852,7 +852,8 @@ def _state_table(reg, slot_end, nb_pos, nb_reg, n_avg, n_pend, n_step, es, balan
     n = reg.n
     S = len(slot_end)
     has = nb_pos > vee.NO_BASE
-    base_ts = np.where(has, start_s + np.round((nb_pos + S) * I).astype(np.int64), 0)
+    base_ts = np.zeros(n, np.int64)
+    base_ts[has] = start_s + np.round((nb_pos[has] + S) * I).astype(np.int64)
     P, T = es.period_qty.shape[1], es.line_qty.shape[2]
 
     def lists(a, width):

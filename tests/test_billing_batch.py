@@ -326,3 +326,21 @@ def test_reconnect_by_the_nightly_run_when_paid_before_the_disconnect_was_settle
     bill_range(lake, D0 + dt.timedelta(days=2), d4)
     assert [x["day"] for x in alerts(lake, "disconnect")] == ["2026-11-03"]
     assert [x["day"] for x in alerts(lake, "reconnect")] == ["2026-11-04"]
+
+
+def test_imported_interval_data_is_billed(tmp_path):
+    """Rows from `meters import` carry quantity_milli + interval_s (here 30 minutes, NEM12-style quality
+    A/E) instead of a register: each fills its two quarter hours."""
+    lake = make_lake(tmp_path, "NMI-1,41,cn-bj-res-elec,prepaid,100,,,,,self:138\n")
+    start, _ = lake.day_bounds_utc(D0)
+    ts = [start + dt.timedelta(minutes=30 * k) for k in range(1, 49)]
+    t = pa.table({"meter_id": [41] * 48, "ts": pa.array(ts, UTC_S), "quantity_milli": [200] * 48,
+                  "interval_s": pa.array([1800] * 48, pa.int32()), "quality": ["A"] * 47 + ["E"],
+                  "sender": ["import:nem12"] * 48})
+    for d in sorted({lake.local_day(x) for x in ts}):
+        lake.write("readings", t.filter(pa.array([lake.local_day(x) == d for x in ts])), d.isoformat())
+    [res] = bill_day(lake, D0)
+    assert res.money_cents == 469 and res.vee["ok"] == 94 and res.vee["source"] == 2   # 9.6 kWh
+    iv = lake.read("intervals").to_pylist()
+    assert all(r["quantity"] == pytest.approx(0.1) for r in iv)
+    assert [r["flag"] for r in iv if r["quality"] != "actual"] == ["source", "source"]
