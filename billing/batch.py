@@ -612,7 +612,9 @@ def _compute_day(lake: Lake, day: dt.date, reg: _Registry, cfg: Config, run_id: 
     paid_back = reconnected_by_payment(lake, day)
     if paid_back:  # already ordered by `meters pay`: do not repeat
         st.reconnect &= ~np.isin(reg.account_ids, list(paid_back))
-    out["alerts"] = _alerts(reg, day, ts_end, st, prepaid, quality, flag, balance, notice, overdue, penalty, S)
+    issued = (closed, bill_cents, priced.bill_start, priced.bill_end, dn + cfg.policy.due_days)
+    out["alerts"] = _alerts(reg, day, ts_end, st, prepaid, quality, flag, balance, notice, overdue, penalty, S,
+                            issued)
     out["bills"] = _bills(reg, priced, closed, bill_cents, dn + cfg.policy.due_days, run_id)
     out["bill_lines"] = bill_lines
     out["money_cents"] = int(today.sum())
@@ -801,7 +803,8 @@ def _ledger(reg, day, start, ts_end, state, payments, first, adjust, st, prepaid
                     schema=LEDGER)
 
 
-def _alerts(reg, day, ts_end, st, prepaid, quality, flag, balance, notice, overdue, penalty, S) -> pa.Table:
+def _alerts(reg, day, ts_end, st, prepaid, quality, flag, balance, notice, overdue, penalty, S,
+            issued) -> pa.Table:
     rows = {"account_id": [], "kind": [], "recipient": [], "message": []}
 
     def emit(i, kind, message, recipients=None):
@@ -812,7 +815,12 @@ def _alerts(reg, day, ts_end, st, prepaid, quality, flag, balance, notice, overd
 
     warn = {1: reg.warn_1, 2: reg.warn_2}
     customer = prepaid & ((st.topup > 0) | (st.low_alert > 0) | st.arrears_alert | st.disconnect | st.reconnect)
-    reg.load_contacts(np.flatnonzero(customer | notice))
+    closed, bill_cents, bill_start, bill_end, due_day = issued
+    reg.load_contacts(np.flatnonzero(customer | notice | closed))
+    for i in np.flatnonzero(closed):
+        emit(i, "bill_issued", f"Bill for account {reg.account_ids[i]}, {from_number(int(bill_start[i]))} to "
+             f"{from_number(int(bill_end[i]))}: {fmt(bill_cents[i])} {reg.currency[i]}, due "
+             f"{from_number(due_day)}.")
     for i in np.flatnonzero(prepaid & (st.topup > 0)):
         emit(i, "auto_topup", f"Balance low, auto-paid {fmt(st.topup[i])} {reg.currency[i]} for account "
              f"{reg.account_ids[i]} on {day}; balance now {fmt(st.balance[i])} {reg.currency[i]}.")

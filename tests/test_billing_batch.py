@@ -295,6 +295,9 @@ def test_postpaid_bill_with_bands_and_arrears_notice(tmp_path):
     notes = alerts(lake, "arrears")
     assert {(r["day"], r["recipient"]) for r in notes} == {("2026-12-02", "150"), ("2026-12-02", "151")}
     assert "9.86" in notes[0]["message"] and "1.00" in notes[0]["message"]
+    issued = alerts(lake, "bill_issued")
+    assert {r["recipient"] for r in issued} == {"150", "151"} and {r["day"] for r in issued} == {"2026-11-30"}
+    assert "9.86 CNY, due 2026-12-01" in issued[0]["message"]
     bill_ledger = [r for r in ledger(lake) if r["ref"] == "bill:2026-11-01"]
     assert bill_ledger[0]["amount"] == Decimal("-9.86")
 
