@@ -375,15 +375,27 @@ def _part_arrays(t: pa.Table, meter_ids: np.ndarray, start_s: int, interval_s: i
     """CSR kernel inputs of one readings table sorted by (meter_id, ts): rows of meters without an
     account, or without a value, are dropped. Returns (offsets, pos, reg, qty, qlen, est), dropped."""
     n_acc = len(meter_ids)
-    m = t.column("meter_id").to_numpy()
+    N = t.num_rows
     reg_col, qty_col = t.column("register_milli"), t.column("quantity_milli")
-    if len(m) == 0 or n_acc == 0:
+    if N == 0 or n_acc == 0:
         z = np.zeros(0)
-        return (np.zeros(n_acc + 1, np.int64), z, z.astype(np.int64), z.astype(np.int64), z, z.astype(bool)), len(m)
-    starts = np.flatnonzero(np.concatenate(([True], m[1:] != m[:-1])))
-    run_len = np.diff(np.append(starts, len(m)))
-    acc = np.searchsorted(meter_ids, m[starts])
-    known = (acc < n_acc) & (meter_ids[np.minimum(acc, n_acc - 1)] == m[starts])
+        return (np.zeros(n_acc + 1, np.int64), z, z.astype(np.int64), z.astype(np.int64), z, z.astype(bool)), N
+    # runs of equal meter_id, chunk by chunk (no copy of the column)
+    starts_l, run_m_l, off, last = [], [], 0, None
+    for ch in t.column("meter_id").chunks:
+        a = ch.to_numpy()
+        if len(a) == 0:
+            continue
+        b = np.flatnonzero(a[1:] != a[:-1]) + 1
+        if last is None or a[0] != last:
+            b = np.concatenate(([0], b))
+        starts_l.append(b + off)
+        run_m_l.append(a[b])
+        last, off = a[-1], off + len(a)
+    starts, run_m = np.concatenate(starts_l), np.concatenate(run_m_l)
+    run_len = np.diff(np.append(starts, N))
+    acc = np.searchsorted(meter_ids, run_m)
+    known = (acc < n_acc) & (meter_ids[np.minimum(acc, n_acc - 1)] == run_m)
     sel = None
     if not known.all():
         sel = np.repeat(known, run_len)
@@ -402,19 +414,24 @@ def _part_arrays(t: pa.Table, meter_ids: np.ndarray, start_s: int, interval_s: i
 
     def take(a):
         return a if rows is None else a[rows]
-    ts = take(t.column("ts").cast(UTC_S).cast(pa.int64()).to_numpy())
-    pos = (ts - start_s) / interval_s
+    pos = np.empty(N)
+    off = 0
+    for ch in t.column("ts").chunks:  # positions on the grid, chunk by chunk
+        a = ch.cast(UTC_S).view(pa.int64()).to_numpy()
+        pos[off:off + len(a)] = (a - start_s) / interval_s
+        off += len(a)
+    pos = take(pos)
     reg = take(reg_col.fill_null(-1).to_numpy() if reg_col.null_count else reg_col.to_numpy()).astype(np.int64, copy=False)
     reg = np.require(reg, requirements=["C", "W"])  # zero-copy Arrow data is read-only: one numba signature
     n = len(pos)
-    if qty_col.null_count == len(m):  # register readings only (the common case)
+    if qty_col.null_count == N:  # register readings only (the common case)
         qty, qlen, est = np.zeros(n, np.int64), np.zeros(n), np.zeros(n, bool)  # qlen is read for interval rows only
     else:
         qty = take(qty_col.fill_null(0).to_numpy()).astype(np.int64)
         qlen = take(t.column("interval_s").fill_null(interval_s).to_numpy()) / interval_s
         est = take(np.asarray(pc.is_in(t.column("quality"), value_set=pa.array(SOURCE_ESTIMATES))
                               .fill_null(False).to_numpy(zero_copy_only=False)))
-    return (offsets, pos, reg, qty, qlen.astype(np.float64, copy=False), est), len(m) - n
+    return (offsets, pos, reg, qty, qlen.astype(np.float64, copy=False), est), N - n
 
 
 def _vee_inputs(parts: list[pa.Table], meter_ids: np.ndarray, start_s: int, interval_s: int):
@@ -553,8 +570,8 @@ def _compute_day(lake: Lake, day: dt.date, reg: _Registry, cfg: Config, run_id: 
     out["intervals"] = int(q.size)
     t0 = lap("vee", t0)
     # 3. price
-    q_units = q / 1000.0
-    del q
+    q_units = q
+    q_units /= 1000.0  # in place: one 8-byte matrix per interval is enough
     off0 = start.astimezone(lake.tz).utcoffset().total_seconds()
     off1 = end.astimezone(lake.tz).utcoffset().total_seconds()
     if off0 == off1:
