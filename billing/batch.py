@@ -414,15 +414,23 @@ def _part_arrays(t: pa.Table, meter_ids: np.ndarray, start_s: int, interval_s: i
 
     def take(a):
         return a if rows is None else a[rows]
+    # chunk by chunk into arrays numpy allocates (large ones get huge pages): no per-chunk temporaries
     pos = np.empty(N)
+    reg = np.empty(N, np.int64)
+    ts_col = t.column("ts")
+    widest = max((len(ch) for ch in ts_col.chunks), default=0)
+    tmp = np.empty(widest, np.int64)
     off = 0
-    for ch in t.column("ts").chunks:  # positions on the grid, chunk by chunk
-        a = ch.cast(UTC_S).view(pa.int64()).to_numpy()
-        pos[off:off + len(a)] = (a - start_s) / interval_s
-        off += len(a)
-    pos = take(pos)
-    reg = take(reg_col.fill_null(-1).to_numpy() if reg_col.null_count else reg_col.to_numpy()).astype(np.int64, copy=False)
-    reg = np.require(reg, requirements=["C", "W"])  # zero-copy Arrow data is read-only: one numba signature
+    for ch in ts_col.chunks:  # positions on the grid
+        k = len(ch)
+        np.subtract(ch.cast(UTC_S).view(pa.int64()).to_numpy(), start_s, out=tmp[:k])
+        np.divide(tmp[:k], interval_s, out=pos[off:off + k])
+        off += k
+    off = 0
+    for ch in (reg_col.fill_null(-1) if reg_col.null_count else reg_col).chunks:
+        reg[off:off + len(ch)] = ch.to_numpy()
+        off += len(ch)
+    pos, reg = take(pos), take(reg)
     n = len(pos)
     if qty_col.null_count == N:  # register readings only (the common case)
         qty, qlen, est = np.zeros(n, np.int64), np.zeros(n), np.zeros(n, bool)  # qlen is read for interval rows only
