@@ -1,4 +1,11 @@
-"""Run every benchmark module (benchmarks/bench_*.py) or the ones named: `python -m benchmarks tariff --quick`."""
+"""Run every benchmark module (benchmarks/bench_*.py) or the ones named.
+
+    python -m benchmarks                       # all, default sizes
+    python -m benchmarks tariff billing --quick
+    python -m benchmarks billing --meters 200000
+
+Names come first; everything from the first option on is passed to each benchmark's ``main``.
+"""
 from __future__ import annotations
 
 import importlib
@@ -10,8 +17,8 @@ import benchmarks
 
 
 def main(argv: list[str]) -> int:
-    flags = [a for a in argv if a.startswith("-")]
-    names = [a for a in argv if not a.startswith("-")]
+    first_option = next((i for i, a in enumerate(argv) if a.startswith("-")), len(argv))
+    names, flags = argv[:first_option], argv[first_option:]
     available = sorted(m.name[len("bench_"):] for m in pkgutil.iter_modules(benchmarks.__path__)
                        if m.name.startswith("bench_"))
     unknown = [n for n in names if n not in available]
