@@ -11,7 +11,6 @@ original.
 from __future__ import annotations
 
 import datetime as dt
-import re
 import time
 
 import click
@@ -22,19 +21,6 @@ from .cli import lake_option
 from .errors import MetersError
 from .lake import Lake
 from .schemas import UTC_S
-
-
-def parse_speed(text: str) -> float | None:
-    """``max`` → None (no pacing); ``realtime`` → 1.0; ``3600x`` / ``3600`` → 3600.0."""
-    t = str(text).strip().lower()
-    if t == "max":
-        return None
-    if t == "realtime":
-        return 1.0
-    m = re.fullmatch(r"(\d+(?:\.\d+)?)x?", t)
-    if not m or float(m.group(1)) <= 0:
-        raise MetersError(f"--speed {text!r} must be max, realtime or a positive factor like 3600x")
-    return float(m.group(1))
 
 
 def parse_instant(text: str, lake: Lake) -> dt.datetime:
@@ -83,6 +69,7 @@ def replay(lake: Lake, broker: str, start, end, *, speed: str = "max", fmt: str 
            sender: str | None = None, batch_size: int = 1000, progress=None) -> dict:
     """Republish readings of ``[start, end)`` to ``broker`` (see module doc); returns counts."""
     from simulator.publish import Publisher
+    from simulator.run import parse_speed
 
     if fmt not in ("binary", "json"):
         raise MetersError(f"--format {fmt!r} must be binary or json")

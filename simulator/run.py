@@ -46,15 +46,15 @@ def parse_interval(text: str) -> int:
 
 
 def parse_speed(text: str | None) -> float | None:
-    """``max`` → None (as fast as possible), ``realtime`` → 1, ``Nx`` → N."""
+    """``max`` → None (as fast as possible), ``realtime`` → 1, ``Nx`` (or ``N``) → N."""
     if text is None or str(text).strip().lower() == "max":
         return None
     t = str(text).strip().lower()
     if t == "realtime":
         return 1.0
-    m = re.fullmatch(r"(\d+(?:\.\d+)?)x", t)
+    m = re.fullmatch(r"(\d+(?:\.\d+)?)x?", t)
     if not m or float(m.group(1)) <= 0:
-        raise MetersError(f"--speed {text!r}: use max, realtime or a factor like 60x")
+        raise MetersError(f"--speed {text!r}: use max, realtime or a positive factor like 3600x")
     return float(m.group(1))
 
 
