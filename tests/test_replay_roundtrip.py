@@ -15,7 +15,8 @@ from meters.errors import MetersError
 from meters.lake import init_lake
 from meters.mqtt import parse_broker_url
 from meters.readings import read_readings
-from meters.replay import batches, parse_speed, replay
+from meters.replay import batches, replay
+from simulator.run import parse_speed
 
 UTC = dt.timezone.utc
 START = dt.datetime(2026, 11, 22, 16, tzinfo=UTC)        # local midnight, Asia/Shanghai
@@ -98,6 +99,7 @@ def test_replay_cli_with_speed(session_broker, tmp_path):
 
 def test_speed_and_batches():
     assert parse_speed("max") is None and parse_speed("3600x") == 3600.0 and parse_speed("realtime") == 1.0
+    assert parse_speed("3600") == 3600.0
     with pytest.raises(MetersError):
         parse_speed("fast")
     s = np.array(["a", "a", "a", "b", "a"], dtype=object)
