@@ -313,6 +313,8 @@ def _load_state(lake: Lake, day: dt.date, reg: _Registry, start_s: int, interval
     s["opening"][idx] = False
     for name in ("bill_start", "cycle_key", "cycle_qty", "fixed", "days", "charged", "last_ts"):
         getattr(engine, name)[idx] = t.column(name).to_numpy()
+    if "year_end" in t.column_names:        # states written before the field existed: no reset pending
+        engine.year_end[idx] = t.column("year_end").fill_null(-1.0).to_numpy()
     for name, shape in (("period_qty", (P,)), ("line_qty", (P, T)), ("line_amount", (P, T))):
         flat = t.column(name).combine_chunks().flatten().to_numpy()
         width = int(np.prod(shape))
@@ -903,7 +905,7 @@ def _state_table(reg, slot_end, nb_pos, nb_reg, n_avg, n_pend, n_step, es, balan
         "bill_start": es.bill_start, "cycle_key": es.cycle_key, "cycle_qty": es.cycle_qty,
         "period_qty": lists(es.period_qty, P), "line_qty": lists(es.line_qty, P * T),
         "line_amount": lists(es.line_amount, P * T), "fixed": es.fixed, "days": es.days.astype(np.int32),
-        "charged": es.charged, "last_ts": es.last_ts, "charged_cents": total_cents,
+        "charged": es.charged, "last_ts": es.last_ts, "year_end": es.year_end, "charged_cents": total_cents,
         "balance": money(balance), "level": level, "arrears_since": _date_array(since),
         "disconnected": disc, "due_date": _date_array(due), "period_start": _date_array(np.where(es.bill_start < 0, NONE_DAY, es.bill_start)),
     }, schema=BILLING_STATE)

@@ -7,14 +7,16 @@ Inputs (sorted by meter, then time):
   :func:`local_times`; an interval ending at local midnight belongs to the previous day) and
   ``quantity[N]`` (float64, ≥ 0). :func:`price_grid` takes a dense ``[M, N]`` matrix on one time grid.
 - ``meter_tariff[M]``: family index into :class:`billing.tariff_arrays.TariffTables`;
-  ``billing_day[M]`` (1..28, used only by ``tier_cycle == "period"`` tariffs; others bill calendar months).
+  ``billing_day[M]`` (1..28: every meter's bill period runs from it to the day before it next month).
 - ``state``: :class:`CycleState` carried from the previous run (``None`` = fresh meters).
 
 Semantics (docs/tariffs.md):
 
-- Bill periods are calendar months, or for ``tier_cycle == "period"`` the account's billing period
-  (``billing_day`` of one month to the day before it in the next). Tier cycles (month, year, period)
-  are unions of bill periods; ``cycle_qty`` is the cycle counter at the start of the open period.
+- Bill periods run from the account's ``billing_day`` to the day before it in the next month (1 = the
+  calendar month), whatever the tier cycle. Monthly and ``period`` tier cycles are the bill period (tiers
+  counted per meter-reading cycle, as Chinese utilities do); annual cycles reset on 1 January, also
+  inside a bill period that straddles New Year. ``cycle_qty`` is the cycle counter at the start of the
+  open period (``-`` the period quantity before the reset once the reset is passed).
 - A bill period uses the version in force on its first day for bounds, fixed and minimum charges;
   chronological tariffs price each day's energy with the version in force that day; pro-rata tariffs
   price the whole period with its first day's version.
@@ -84,10 +86,11 @@ def days_from_civil(y, m, d):
 
 
 @njit(cache=True)
-def bill_period(day, cycle, billing_day):
-    """(first day, last day) of the bill period holding ``day``."""
+def bill_period(day, billing_day):
+    """(first day, last day) of the account's bill period holding ``day``: ``billing_day`` of one
+    month to the day before it in the next (1 = the calendar month), whatever the tier cycle."""
     y, m, d = civil_from_days(day)
-    if cycle == 2 and billing_day > 1:
+    if billing_day > 1:
         if d < billing_day:
             if m > 1:
                 m -= 1
@@ -151,7 +154,6 @@ def count_rows(offsets, lts, t0, step, meter_tariff, billing_day, fam_cycle, out
     grid = lts.size == 0
     for m in prange(offsets.size - 1):
         lo, hi = offsets[m], offsets[m + 1]
-        cyc = fam_cycle[meter_tariff[m]]
         nd = 0
         nb = 0
         last_ps = -(1 << 40)
@@ -162,7 +164,7 @@ def count_rows(offsets, lts, t0, step, meter_tariff, billing_day, fam_cycle, out
             day = lt // 86400
             nd += 1
             if not last_ps <= day <= last_pe:
-                last_ps, last_pe = bill_period(day, cyc, billing_day[m])
+                last_ps, last_pe = bill_period(day, billing_day[m])
                 nb += 1
             i = _day_end(i, hi, lo, day, grid, t0, step, lts)
         out_days[m] = nd
@@ -173,7 +175,7 @@ def count_rows(offsets, lts, t0, step, meter_tariff, billing_day, fam_cycle, out
 def price_kernel(offsets, lts, t0, step, qty, meter_tariff, billing_day,
                  fam_start, fam_count, fam_cycle, fam_method, v_from_day, schedule, bounds, bound_per_day,
                  prices, n_tiers, fixed, fixed_per_day, minimum,
-                 s_bill_start, s_cycle_key, s_cycle_qty, s_pq, s_lq, s_la, s_fixed, s_days, s_charged, s_last,
+                 s_bill_start, s_cycle_key, s_cycle_qty, s_pq, s_lq, s_la, s_fixed, s_days, s_charged, s_last, s_year_end,
                  day_off, bill_off,
                  d_meter, d_day, d_qty, d_amt, d_total,
                  b_meter, b_start, b_end, b_version, b_qty, b_energy, b_fixed, b_min, b_total, b_closed,
@@ -183,7 +185,7 @@ def price_kernel(offsets, lts, t0, step, qty, meter_tariff, billing_day,
         _price_meter(m, offsets, lts, t0, step, qty, meter_tariff, billing_day,
                  fam_start, fam_count, fam_cycle, fam_method, v_from_day, schedule, bounds, bound_per_day,
                  prices, n_tiers, fixed, fixed_per_day, minimum,
-                 s_bill_start, s_cycle_key, s_cycle_qty, s_pq, s_lq, s_la, s_fixed, s_days, s_charged, s_last,
+                 s_bill_start, s_cycle_key, s_cycle_qty, s_pq, s_lq, s_la, s_fixed, s_days, s_charged, s_last, s_year_end,
                  day_off, bill_off,
                  d_meter, d_day, d_qty, d_amt, d_total,
                  b_meter, b_start, b_end, b_version, b_qty, b_energy, b_fixed, b_min, b_total, b_closed,
@@ -194,7 +196,7 @@ def price_kernel(offsets, lts, t0, step, qty, meter_tariff, billing_day,
 def _price_meter(m, offsets, lts, t0, step, qty, meter_tariff, billing_day,
                  fam_start, fam_count, fam_cycle, fam_method, v_from_day, schedule, bounds, bound_per_day,
                  prices, n_tiers, fixed, fixed_per_day, minimum,
-                 s_bill_start, s_cycle_key, s_cycle_qty, s_pq, s_lq, s_la, s_fixed, s_days, s_charged, s_last,
+                 s_bill_start, s_cycle_key, s_cycle_qty, s_pq, s_lq, s_la, s_fixed, s_days, s_charged, s_last, s_year_end,
                  day_off, bill_off,
                  d_meter, d_day, d_qty, d_amt, d_total,
                  b_meter, b_start, b_end, b_version, b_qty, b_energy, b_fixed, b_min, b_total, b_closed,
@@ -222,6 +224,7 @@ def _price_meter(m, offsets, lts, t0, step, qty, meter_tariff, billing_day,
         m_lo = 1
         m_hi = 0
         mo = 1
+        yr = 0
         pv_lo = 1
         pv_hi = 0
         dv = 0
@@ -250,7 +253,7 @@ def _price_meter(m, offsets, lts, t0, step, qty, meter_tariff, billing_day,
             if ps_cur <= day <= pe:
                 ps, pe_new = ps_cur, pe
             else:
-                ps, pe_new = bill_period(day, cyc, bd)
+                ps, pe_new = bill_period(day, bd)
             if ps != ps_cur:
                 if bill_off[m] <= brow < bill_off[m + 1]:
                     _copy_lines(lq, la, b_lq, b_la, brow)
@@ -268,6 +271,7 @@ def _price_meter(m, offsets, lts, t0, step, qty, meter_tariff, billing_day,
                     else:
                         s_cycle_qty[m] = 0.0
                     s_cycle_key[m] = ck
+                    s_year_end[m] = -1.0
                     s_bill_start[m] = ps
                     for p in range(P):
                         pq[p] = 0.0
@@ -312,8 +316,18 @@ def _price_meter(m, offsets, lts, t0, step, qty, meter_tariff, billing_day,
                 pv = dv
             if not m_lo <= day <= m_hi:
                 y, mo, dd = civil_from_days(day)
+                yr = y
                 m_lo = day - dd + 1
                 m_hi = days_from_civil(y + 1, 1, 1) - 1 if mo == 12 else days_from_civil(y, mo + 1, 1) - 1
+            if cyc == 1 and yr != s_cycle_key[m]:
+                # 1 January inside the bill period: the annual counter resets here. The counter reached
+                # is kept (pro rata splits both segments); cycle_qty = -(period quantity so far), so the
+                # counter c0 + ptot restarts at 0 and the next period's opening adds the period total.
+                s_year_end[m] = c0 + ptot
+                s_cycle_qty[m] = -ptot
+                s_cycle_key[m] = yr
+                c0 = -ptot
+                t = 0
             wk = 1 if (day + 3) % 7 >= 5 else 0
             sc = schedule[pv, wk, mo - 1]
             if last == NO_TIME_ or last // 86400 != day:  # not the continuation of a day begun earlier
@@ -394,12 +408,20 @@ def _price_meter(m, offsets, lts, t0, step, qty, meter_tariff, billing_day,
                     pq[p] += dq[p, 0]
                     dq[p, 0] = 0.0
                     Q += pq[p]
+                # the counter's segment(s) this period: [c0, c0 + Q], or across a New-Year reset
+                # [R - Qa, R] then [0, Q - Qa] with R = s_year_end, Qa = -c0
+                a1, b1, a2, b2 = c0, c0 + Q, 0.0, 0.0
+                if s_year_end[m] >= 0.0:
+                    a1, b1, a2, b2 = s_year_end[m] + c0, s_year_end[m], 0.0, c0 + Q
                 lower = 0.0
                 for tt in range(T):
                     upper = bnd[tt]
-                    a = c0 if c0 > lower else lower
-                    b = c0 + Q if c0 + Q < upper else upper
+                    a = a1 if a1 > lower else lower
+                    b = b1 if b1 < upper else upper
                     tq = b - a if b > a else 0.0
+                    a = a2 if a2 > lower else lower
+                    b = b2 if b2 < upper else upper
+                    tq += b - a if b > a else 0.0
                     for p in range(P):
                         share = tq * pq[p] / Q if Q > 0.0 else 0.0
                         lq[p, tt] = share
@@ -496,6 +518,7 @@ class CycleState:
     days: np.ndarray         # int32 days with data in the period
     charged: np.ndarray      # float64 period cost already charged (sum of daily amounts)
     last_ts: np.ndarray      # int64 last local interval time priced (NO_TIME = none)
+    year_end: np.ndarray     # float64 annual counter reached at a New-Year reset inside the open period (-1 = none)
 
     @classmethod
     def empty(cls, n_meters: int, tables: TariffTables) -> "CycleState":
@@ -503,7 +526,7 @@ class CycleState:
         return cls(np.full(n_meters, -1, np.int64), np.full(n_meters, -1, np.int64), np.zeros(n_meters),
                    np.zeros((n_meters, P)), np.zeros((n_meters, P, T)), np.zeros((n_meters, P, T)),
                    np.zeros(n_meters), np.zeros(n_meters, np.int32), np.zeros(n_meters),
-                   np.full(n_meters, NO_TIME, np.int64))
+                   np.full(n_meters, NO_TIME, np.int64), np.full(n_meters, -1.0))
 
     @classmethod
     def seeded(cls, tables: TariffTables, cycle_key, cycle_qty) -> "CycleState":
@@ -635,7 +658,7 @@ def _run(tables, offsets, lts, t0, step, qty, meter_tariff, billing_day, state) 
     s = state
     price_kernel(offsets, lts, t0, step, qty, meter_tariff, billing_day, *tables.kernel_args(),
                  s.bill_start, s.cycle_key, s.cycle_qty, s.period_qty, s.line_qty, s.line_amount, s.fixed,
-                 s.days, s.charged, s.last_ts, day_off, bill_off,
+                 s.days, s.charged, s.last_ts, s.year_end, day_off, bill_off,
                  out.day_meter, out.day, out.day_quantity, out.day_amount, out.day_total,
                  out.bill_meter, out.bill_start, out.bill_end, out.bill_version, out.bill_quantity,
                  out.bill_energy, out.bill_fixed, out.bill_minimum, out.bill_total, out.bill_closed,

@@ -14,8 +14,8 @@ from meters.tariffs import Tariff, in_force
 EPOCH = dt.datetime(1970, 1, 1)
 
 
-def _period(day: dt.date, cycle: str, billing_day: int) -> tuple[dt.date, dt.date]:
-    if cycle == "period" and billing_day > 1:
+def _period(day: dt.date, billing_day: int) -> tuple[dt.date, dt.date]:
+    if billing_day > 1:
         y, m = day.year, day.month
         if day.day < billing_day:
             y, m = (y, m - 1) if m > 1 else (y - 1, 12)
@@ -27,7 +27,8 @@ def _period(day: dt.date, cycle: str, billing_day: int) -> tuple[dt.date, dt.dat
 
 def new_state() -> dict:
     return {"bill_start": None, "cycle_key": None, "cycle_qty": 0.0, "pq": {}, "lines": {},
-            "fixed": 0.0, "days": 0, "charged": 0.0, "last": None}
+            "fixed": 0.0, "days": 0, "charged": 0.0, "last": None,
+            "year_end": None}
 
 
 def price_meter(versions: list[Tariff], local_ts: list[int], quantity: list[float], *,
@@ -47,7 +48,7 @@ def price_meter(versions: list[Tariff], local_ts: list[int], quantity: list[floa
     out_days, out_bills = [], []
     bill = None
     for day in sorted(days):
-        ps, pe = _period(day, cycle, billing_day)
+        ps, pe = _period(day, billing_day)
         if bill is None or bill["start"] != ps:
             if st["bill_start"] is not None and ps < st["bill_start"]:
                 raise ValueError("data before the carried state")
@@ -58,7 +59,8 @@ def price_meter(versions: list[Tariff], local_ts: list[int], quantity: list[floa
                         st["cycle_qty"] += sum(st["pq"].values())
                 else:
                     st["cycle_qty"] = 0.0
-                st.update(cycle_key=key, bill_start=ps, pq={}, lines={}, fixed=0.0, days=0, charged=0.0)
+                st.update(cycle_key=key, bill_start=ps, pq={}, lines={}, fixed=0.0, days=0, charged=0.0,
+                          year_end=None)
             vp = in_force(versions, ps)
             scale = (pe - ps).days + 1 if vp.tier_bound_unit == "day" else 1
             bounds = [b * scale for b in vp.tier_bounds[ps.month - 1]] + [float("inf")]
@@ -74,6 +76,10 @@ def price_meter(versions: list[Tariff], local_ts: list[int], quantity: list[floa
                 st["fixed"] += vp.fixed_charge
             elif st["days"] == 1:
                 st["fixed"] = vp.fixed_charge
+        if cycle == "year" and day.year != st["cycle_key"]:
+            # New Year inside the bill period: the annual counter restarts from 0 today
+            used = st["cycle_qty"] + sum(st["pq"].values())
+            st.update(year_end=used, cycle_qty=-sum(st["pq"].values()), cycle_key=day.year)
         c0 = st["cycle_qty"]
         day_qty = 0.0
         for t, q in sorted(days[day]):
@@ -105,9 +111,13 @@ def price_meter(versions: list[Tariff], local_ts: list[int], quantity: list[floa
         if prorata:
             total = sum(st["pq"].values())
             st["lines"] = {}
+            if st["year_end"] is None:
+                segments = [(c0, c0 + total)]
+            else:   # before the reset: the counter's last part of the old year; after: from 0
+                segments = [(st["year_end"] + c0, st["year_end"]), (0.0, c0 + total)]
             lower = 0.0
             for tier, upper in enumerate(bounds):
-                tq = max(0.0, min(c0 + total, upper) - max(c0, lower))
+                tq = sum(max(0.0, min(b, upper) - max(a, lower)) for a, b in segments)
                 for p, qp in st["pq"].items():
                     if tq > 0 and qp > 0:
                         share = tq * qp / total

@@ -180,6 +180,7 @@ BILLING_STATE = pa.schema([                                 # billing: carried s
     pa.field("days", pa.int32()),
     pa.field("charged", pa.float64()),
     pa.field("last_ts", pa.int64()),                        # … last local interval time priced
+    pa.field("year_end", pa.float64()),                     # annual counter at a New-Year reset inside the open period (-1/null: none)
     pa.field("charged_cents", pa.int64()),                  # cents charged so far in the open period
     pa.field("balance", MONEY, nullable=False),             # prepaid balance / postpaid paid − billed
     pa.field("level", pa.int8()),                           # low-balance level reached: 0, 1 (warn_1), 2 (warn_2)
