@@ -8,9 +8,11 @@ Safe with concurrent ingest workers and readers:
    its row count;
 4. remove exactly the input files (older compacted files first).
 
+On an object-store lake step 3 is one PUT of the finished file (no temp name, no rename, no fsync).
 A crash between 3 and 4 leaves inputs and output side by side: readers deduplicate (a partition with
 more than one file is never treated as clean), and the next compaction merges them. Compactions of
-one partition are serialized by a lock file in the lake (``.locks/``).
+one partition are serialized by a lock file in the lake (``.locks/``); object stores have no such
+lock, so run one compactor per lake there (docs/object-storage.md).
 
 Encoding (measured, see docs/ingest.md): ``meter_id``, ``ts`` and ``received_at`` use Parquet
 DELTA_BINARY_PACKED (sorted, they are runs of small steps); ``register_milli`` uses BYTE_STREAM_SPLIT,
@@ -29,7 +31,6 @@ from pathlib import Path
 from typing import Callable
 
 import pyarrow as pa
-import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 from meters.errors import MetersError
@@ -72,20 +73,21 @@ def compact_day(lake: Lake, day: str, *, force: bool = False) -> CompactResult:
         raise MetersError(f"no readings partition day={day} in {lake.root}")
     with lake.lock(f"compact-readings-{day}"):
         inputs = lake.files("readings", day)  # the snapshot: later files are left alone
-        _remove_stale_tmp(d)
+        if lake.is_local:  # object stores have no temporary files (one PUT per file)
+            _remove_stale_tmp(d)
         if not inputs or (is_compacted(inputs) and not force):
             res.skipped = True
             res.files_in = len(inputs)
             return res
         res.files_in = len(inputs)
         res.bytes_in = sum(p.stat().st_size for p in inputs)
-        table = ds.dataset([str(p) for p in inputs], schema=READINGS, format="parquet").to_table()
+        table = lake.dataset(inputs, READINGS).to_table()
         res.rows_in = table.num_rows
         out = dedup_table(table).combine_chunks()
         res.rows_out = out.num_rows
         name = f"{COMPACT_PREFIX}{time.time_ns() // 1_000_000:x}-{uuid.uuid4().hex[:8]}.parquet"
         path = lake.write("readings", out, day, file_name=name, **COMPACT_PARQUET)
-        written = pq.ParquetFile(path).metadata.num_rows
+        written = pq.ParquetFile(path if lake.is_local else path.open("rb")).metadata.num_rows
         if written != res.rows_out:  # never remove inputs that are not safely in the output
             path.unlink()
             raise MetersError(f"compaction of day={day}: wrote {written} rows, expected {res.rows_out}")
@@ -94,7 +96,8 @@ def compact_day(lake: Lake, day: str, *, force: bool = False) -> CompactResult:
         for p in sorted(inputs, key=lambda p: not p.name.startswith(COMPACT_PREFIX)):
             with contextlib.suppress(FileNotFoundError):
                 p.unlink()
-        _fsync_dir(d)
+        if lake.is_local:
+            _fsync_dir(d)
     return res
 
 

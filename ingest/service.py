@@ -399,7 +399,7 @@ def run_workers(n: int, url: BrokerURL, lake: Lake, *, client_id: str = DEFAULT_
     queue = ctx.Queue()
     procs = []
     for i in range(n):
-        kw = dict(kwargs, url=url, lake_path=str(lake.root), client_id=f"{client_id}-{first_worker + i}",
+        kw = dict(kwargs, url=url, lake_path=lake.url, client_id=f"{client_id}-{first_worker + i}",
                   metrics_port=metrics_port + i if metrics_port else None,
                   log_level=logging.getLogger().level or logging.INFO)
         p = ctx.Process(target=_worker_main, args=(kw, queue), name=f"ingest-{i}")

@@ -2,20 +2,31 @@
 
 Writers are atomic: every file is written under a hidden temporary name, flushed, fsynced and then
 renamed into place, so a reader never sees a half-written file. Readers skip hidden files.
+
+A lake may also live in object storage: ``Lake("s3://bucket/lake?endpoint_override=...")`` (any URL
+``pyarrow.fs.FileSystem.from_uri`` opens, else any fsspec URL). There a file is encoded in memory and
+stored with one PUT (an object appears whole or not at all): no temporary name, no rename, no fsync —
+the completed upload is the durability point. Paths of such a lake are :class:`RemotePath` objects
+(the subset of ``pathlib.Path`` the lake's callers use). See docs/object-storage.md.
 """
 from __future__ import annotations
 
 import contextlib
 import datetime as dt
 import fcntl
+import functools
 import json
 import os
+import threading
 import uuid
-from pathlib import Path
+from pathlib import Path, PurePosixPath
+from types import SimpleNamespace
+from urllib.parse import unquote, urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import pyarrow as pa
 import pyarrow.dataset as ds
+import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from .errors import MetersError
@@ -36,12 +47,13 @@ def _check_timezone(name: str) -> ZoneInfo:
 
 
 def init_lake(path: str | os.PathLike, timezone: str = DEFAULT_TIMEZONE) -> "Lake":
-    """Create (or open, if it already exists with the same time zone) a lake at ``path``."""
-    root = Path(path)
+    """Create (or open, if it already exists with the same time zone) a lake at ``path`` (a local
+    path, ``file://`` URL or object-store URL)."""
+    root, _fs, url = _resolve(path)
     _check_timezone(timezone)
     cfg_path = root / CONFIG_NAME
     if cfg_path.exists():
-        lake = Lake(root)
+        lake = Lake(url)
         if lake.timezone_name != timezone:
             raise MetersError(
                 f"lake {root} already exists with time zone {lake.timezone_name}; "
@@ -50,10 +62,10 @@ def init_lake(path: str | os.PathLike, timezone: str = DEFAULT_TIMEZONE) -> "Lak
     root.mkdir(parents=True, exist_ok=True)
     config = {"version": LAKE_VERSION, "timezone": timezone,
               "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
-    atomic_write_bytes(cfg_path, (json.dumps(config, indent=2) + "\n").encode())
+    _put(cfg_path, (json.dumps(config, indent=2) + "\n").encode())
     for name in TABLES:
         (root / name).mkdir(exist_ok=True)
-    lake = Lake(root)
+    lake = Lake(url)
     from .tariffs import builtin_catalog  # the built-in catalog is the lake's first tariffs
     from .registry import save_tariffs
     save_tariffs(lake, builtin_catalog())
@@ -80,15 +92,196 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
+# -- object storage ------------------------------------------------------------------------------
+class RemotePath:
+    """A file or "directory" of an object-store lake: the subset of :class:`pathlib.Path` that the
+    lake and its callers use (``name``, ``/``, ``exists``, ``iterdir``, ``stat``, ``unlink``,
+    ``read_text``, ``open``). ``str()`` is ``scheme://bucket/key``. It is not a local path:
+    ``open(p)`` / ``os.fspath(p)`` raise a :class:`MetersError` naming the operation's limit."""
+
+    __slots__ = ("fs", "path", "scheme", "_info")
+
+    def __init__(self, fs: pafs.FileSystem, path: str, scheme: str, info: pafs.FileInfo | None = None):
+        self.fs, self.path, self.scheme, self._info = fs, path.rstrip("/"), scheme, info
+
+    # names
+    @property
+    def name(self) -> str:
+        return self.path.rsplit("/", 1)[-1]
+
+    @property
+    def suffix(self) -> str:
+        return PurePosixPath(self.name).suffix
+
+    @property
+    def parent(self) -> "RemotePath":
+        return RemotePath(self.fs, self.path.rsplit("/", 1)[0], self.scheme)
+
+    def __truediv__(self, other) -> "RemotePath":
+        return RemotePath(self.fs, f"{self.path}/{other}", self.scheme)
+
+    def __str__(self) -> str:
+        return f"{self.scheme}://{self.path}"
+
+    def __repr__(self) -> str:
+        return f"RemotePath({str(self)!r})"
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, RemotePath) and (self.scheme, self.path) == (other.scheme, other.path)
+
+    def __hash__(self) -> int:
+        return hash((self.scheme, self.path))
+
+    def __lt__(self, other: "RemotePath") -> bool:
+        return self.path < other.path
+
+    def __fspath__(self):
+        raise MetersError(f"{self} is in object storage; this operation needs a lake on a local or "
+                          "mounted path (see docs/object-storage.md)")
+
+    # queries
+    def info(self) -> pafs.FileInfo:
+        if self._info is None:
+            return self.fs.get_file_info(self.path)
+        return self._info
+
+    def exists(self) -> bool:
+        return self.info().type != pafs.FileType.NotFound
+
+    def is_dir(self) -> bool:
+        return self.info().type == pafs.FileType.Directory
+
+    def is_file(self) -> bool:
+        return self.info().type == pafs.FileType.File
+
+    def iterdir(self):
+        sel = pafs.FileSelector(self.path, allow_not_found=True)
+        for info in self.fs.get_file_info(sel):
+            yield RemotePath(self.fs, info.path, self.scheme, info)
+
+    def stat(self) -> SimpleNamespace:
+        info = self.info()
+        if info.type == pafs.FileType.NotFound:
+            raise FileNotFoundError(str(self))
+        return SimpleNamespace(st_size=info.size or 0,
+                               st_mtime=info.mtime.timestamp() if info.mtime else 0.0)
+
+    # changes
+    def mkdir(self, parents: bool = False, exist_ok: bool = False) -> None:
+        self.fs.create_dir(self.path, recursive=True)
+
+    def unlink(self, missing_ok: bool = False) -> None:
+        if self.fs.get_file_info(self.path).type == pafs.FileType.NotFound:
+            if missing_ok:
+                return
+            raise FileNotFoundError(str(self))
+        self.fs.delete_file(self.path)
+
+    def read_bytes(self) -> bytes:
+        with self.fs.open_input_stream(self.path) as f:
+            return f.read()
+
+    def read_text(self) -> str:
+        return self.read_bytes().decode()
+
+    def write_bytes(self, data: bytes) -> None:
+        """One PUT of ``data`` (the object appears whole at close)."""
+        with self.fs.open_output_stream(self.path) as f:
+            f.write(data)
+
+    def write_text(self, text: str) -> None:
+        self.write_bytes(text.encode())
+
+    def open(self, mode: str = "rb"):
+        if mode == "rb":
+            return self.fs.open_input_file(self.path)
+        if mode == "wb":
+            return self.fs.open_output_stream(self.path)
+        raise ValueError(f"RemotePath.open: mode {mode!r} is not supported (use 'rb' or 'wb')")
+
+
+def _resolve(path) -> tuple[Path | RemotePath, pafs.FileSystem | None, str]:
+    """``(root, filesystem, url)`` of a lake location: a plain path or ``file://`` URL gives a
+    :class:`Path` (filesystem None); any other URL a :class:`RemotePath` on its pyarrow filesystem
+    (``FileSystem.from_uri``; else fsspec through ``PyFileSystem(FSSpecHandler(...))``)."""
+    if isinstance(path, RemotePath):
+        raise MetersError(f"open the lake by its URL, not by the path {path}")
+    s = os.fspath(path) if isinstance(path, os.PathLike) else str(path)
+    if isinstance(path, os.PathLike) or "://" not in s:
+        return Path(s), None, s
+    scheme = s.split("://", 1)[0].lower()
+    if scheme == "file":
+        local = unquote(urlsplit(s).path)
+        return Path(local), None, local
+    try:
+        fs, base = pafs.FileSystem.from_uri(s)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, ValueError) as e:
+        try:
+            import fsspec
+            from pyarrow.fs import FSSpecHandler, PyFileSystem
+        except ImportError:
+            raise MetersError(f"cannot open lake URL {s}: {e} (pyarrow does not know {scheme}:// and "
+                              "fsspec is not installed)") from None
+        try:
+            ffs, base = fsspec.core.url_to_fs(s)
+        except (ImportError, ValueError) as e2:
+            raise MetersError(f"cannot open lake URL {s}: {e2}") from None
+        fs = PyFileSystem(FSSpecHandler(ffs))
+    except OSError as e:
+        raise MetersError(f"cannot open lake URL {s}: {e}") from None
+    return RemotePath(fs, base.rstrip("/"), scheme), fs, s
+
+
+def _put(path: Path | RemotePath, data: bytes) -> None:
+    """Store a small file atomically: temp+fsync+rename locally, one PUT in object storage."""
+    if isinstance(path, RemotePath):
+        path.write_bytes(data)
+    else:
+        atomic_write_bytes(path, data)
+
+
+_REMOTE_LOCKS: dict[tuple[str, str], threading.Lock] = {}
+_REMOTE_LOCKS_GUARD = threading.Lock()
+REMOTE_LOCK_NAMES = ("registry", "import", "compact-")  # serialized in-process only on object stores
+
+
+def _duckdb_fs(fs: pafs.FileSystem):
+    """An fsspec view of ``fs`` under the protocol ``meterslake://`` for DuckDB's register_filesystem."""
+    try:
+        from fsspec.implementations.arrow import ArrowFSWrapper
+    except ImportError:
+        raise MetersError("SQL over an object-store lake needs fsspec (pip install fsspec)") from None
+
+    class LakeFS(ArrowFSWrapper):
+        protocol = "meterslake"
+        root_marker = ""
+
+        @classmethod
+        def _strip_protocol(cls, path):
+            path = str(path)
+            if path.startswith("meterslake://"):
+                path = path[len("meterslake://"):]
+            return path.rstrip("/")
+
+    return LakeFS(fs, skip_instance_cache=True)
+
+
 class Lake:
-    """An opened lake directory. ``Lake(path)`` fails clearly if ``meters init`` was not run."""
+    """An opened lake directory (or object-store prefix). ``Lake(path)`` fails clearly if ``meters
+    init`` was not run. ``root`` is a :class:`Path` for a local lake, a :class:`RemotePath` for an
+    object-store URL; ``url`` is what reopens the lake (in other processes too)."""
 
     def __init__(self, path: str | os.PathLike):
-        self.root = Path(path)
+        self.root, self.fs, self.url = _resolve(path)
         cfg = self.root / CONFIG_NAME
-        if not cfg.exists():
-            raise MetersError(f"{self.root} is not a meters lake (no {CONFIG_NAME}); "
-                              f"run `meters init --lake {self.root}` first")
+        try:
+            found = cfg.exists()
+        except OSError as e:
+            raise MetersError(f"cannot reach the lake {self.url}: {e}") from None
+        if not found:
+            where = self.root if self.is_local else self.url
+            raise MetersError(f"{where} is not a meters lake (no {CONFIG_NAME}); "
+                              f"run `meters init --lake {where}` first")
         try:
             self.config = json.loads(cfg.read_text())
         except json.JSONDecodeError as e:
@@ -98,6 +291,18 @@ class Lake:
 
     def __repr__(self) -> str:
         return f"Lake({str(self.root)!r}, tz={self.timezone_name})"
+
+    @property
+    def is_local(self) -> bool:
+        """True for a lake on a local (or mounted) path, False for object storage."""
+        return self.fs is None
+
+    def require_local(self, what: str) -> Path:
+        """The local root, or a clear error naming ``what`` needs a local lake."""
+        if not self.is_local:
+            raise MetersError(f"{what} needs a lake on a local or mounted path; {self.url} is in "
+                              "object storage (see docs/object-storage.md)")
+        return self.root
 
     # -- paths -----------------------------------------------------------------------------------
     def table_dir(self, name: str) -> Path:
@@ -163,10 +368,16 @@ class Lake:
         if sort_by:
             data = data.sort_by(sort_by)
         d = self.partition_dir(name, key)
-        d.mkdir(parents=True, exist_ok=True)
         final = d / (file_name or f"part-{uuid.uuid4().hex}.parquet")
-        tmp = d / f".{final.name}.{uuid.uuid4().hex}.tmp"
         opts = {**PARQUET_OPTIONS, **parquet_options}
+        if not self.is_local:
+            # object storage: encode in memory, then one PUT; the object appears whole at close
+            buf = pa.BufferOutputStream()
+            pq.write_table(data, buf, **opts)
+            final.write_bytes(buf.getvalue())
+            return final
+        d.mkdir(parents=True, exist_ok=True)
+        tmp = d / f".{final.name}.{uuid.uuid4().hex}.tmp"
         with open(tmp, "wb") as f:
             pq.write_table(data, f, **opts)
             f.flush()
@@ -188,9 +399,9 @@ class Lake:
         manifest = d / MANIFEST
         old = self._current_files(name, key)
         if not manifest.exists():  # pin the current content before a new file becomes visible
-            atomic_write_bytes(manifest, json.dumps([p.name for p in old]).encode())
+            _put(manifest, json.dumps([p.name for p in old]).encode())
         path = self.write(name, data, key, **kw)
-        atomic_write_bytes(manifest, json.dumps([path.name]).encode())
+        _put(manifest, json.dumps([path.name]).encode())
         for p in self.files(name, key):
             if p != path:
                 with contextlib.suppress(FileNotFoundError):
@@ -216,8 +427,37 @@ class Lake:
         if not files:
             empty = empty_table(t)
             return empty if columns is None else empty.select(columns)
-        dataset = ds.dataset([str(p) for p in files], schema=t.schema, format="parquet")
-        return dataset.to_table(columns=columns, filter=filter)
+        return self.dataset(files, t.schema).to_table(columns=columns, filter=filter)
+
+    def dataset(self, files: list, schema: pa.Schema) -> ds.Dataset:
+        """A pyarrow dataset over ``files`` (paths returned by :meth:`files`) of this lake."""
+        if self.is_local:
+            return ds.dataset([str(p) for p in files], schema=schema, format="parquet")
+        return ds.dataset([p.path for p in files], schema=schema, format="parquet", filesystem=self.fs)
+
+    # -- DuckDB ----------------------------------------------------------------------------------
+    @functools.cached_property
+    def _fsspec(self):
+        """The fsspec filesystem DuckDB reads through and its protocol (None for a local lake)."""
+        if self.is_local:
+            return None, None
+        if isinstance(self.fs, pafs.PyFileSystem) and isinstance(self.fs.handler, pafs.FSSpecHandler):
+            ffs = self.fs.handler.fs  # an fsspec lake: DuckDB uses that filesystem itself
+            proto = ffs.protocol if isinstance(ffs.protocol, str) else ffs.protocol[0]
+            return ffs, proto
+        return _duckdb_fs(self.fs), "meterslake"
+
+    def sql_path(self, p) -> str:
+        """The name DuckDB reads file ``p`` by (after :meth:`register_duckdb`)."""
+        if self.is_local:
+            return str(p)
+        return f"{self._fsspec[1]}://{p.path}"
+
+    def register_duckdb(self, con) -> None:
+        """Let DuckDB connection ``con`` read this lake's files (object storage: an fsspec
+        filesystem, ``meterslake://`` over a pyarrow one; nothing to do for a local lake)."""
+        if not self.is_local:
+            con.register_filesystem(self._fsspec[0])
 
     def _current_files(self, name: str, key: str | None) -> list[Path]:
         files = self.files(name, key)
@@ -230,7 +470,19 @@ class Lake:
     # -- locking ---------------------------------------------------------------------------------
     @contextlib.contextmanager
     def lock(self, name: str = "registry"):
-        """An exclusive advisory lock (``.locks/<name>``) for read-modify-write of small tables."""
+        """An exclusive advisory lock (``.locks/<name>``) for read-modify-write of small tables.
+
+        Object storage has no flock: the registry, import and compaction locks serialize this
+        process only (run one registry writer and one compactor per lake at a time, see
+        docs/object-storage.md); any other lock (billing, payments) raises :class:`MetersError`."""
+        if not self.is_local:
+            if not name.startswith(REMOTE_LOCK_NAMES):
+                self.require_local(f"the {name!r} lock")
+            with _REMOTE_LOCKS_GUARD:
+                lk = _REMOTE_LOCKS.setdefault((self.url, name), threading.Lock())
+            with lk:
+                yield
+            return
         d = self.root / ".locks"
         d.mkdir(exist_ok=True)
         with open(d / name, "a+") as f:

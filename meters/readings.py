@@ -139,13 +139,13 @@ _SQL_TYPES = {"meter_id": "BIGINT", "ts": "TIMESTAMPTZ", "register_milli": "BIGI
               "sender": "VARCHAR", "received_at": "TIMESTAMPTZ"}
 
 
-def _stored(files: list[Path]) -> str:
+def _stored(lake: Lake, files: list[Path]) -> str:
     """Typed stored columns of ``files`` plus ``day`` DATE (missing columns of older files → NULL)."""
     typed = ", ".join(f"CAST(NULL AS {_SQL_TYPES[c]}) AS {c}" for c in COLUMNS)
     empty = f"SELECT {typed}, CAST(NULL AS DATE) AS day WHERE false"
     if not files:
         return empty
-    lst = "[" + ", ".join(_quote(str(p)) for p in files) + "]"
+    lst = "[" + ", ".join(_quote(lake.sql_path(p)) for p in files) + "]"
     cols = ", ".join(f"CAST({c} AS {_SQL_TYPES[c]}) AS {c}" for c in COLUMNS)
     return (f"SELECT {cols}, day FROM ({empty} UNION ALL BY NAME SELECT * FROM read_parquet({lst}, "
             f"hive_partitioning = true, hive_types = {{'day': DATE}}))")
@@ -168,8 +168,8 @@ def readings_view_sql(lake: Lake) -> str:
         (clean if is_compacted(files) else raw).extend(files)
     parts = []
     if clean or not raw:
-        parts.append(f"SELECT {VIEW_COLUMNS} FROM ({_stored(clean)})")
+        parts.append(f"SELECT {VIEW_COLUMNS} FROM ({_stored(lake, clean)})")
     if raw:
-        parts.append(f"SELECT {VIEW_COLUMNS} FROM ({_stored(raw)}) QUALIFY row_number() OVER "
+        parts.append(f"SELECT {VIEW_COLUMNS} FROM ({_stored(lake, raw)}) QUALIFY row_number() OVER "
                      "(PARTITION BY meter_id, ts ORDER BY received_at NULLS LAST) = 1")
     return " UNION ALL ".join(f"({p})" for p in parts)

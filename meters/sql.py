@@ -92,7 +92,7 @@ def stored_select(lake: Lake, t: Table, files: list[Path]) -> str:
     empty = f"SELECT {', '.join(typed)} WHERE false"
     if not files:
         return empty
-    file_list = "[" + ", ".join(_quote(str(p)) for p in files) + "]"
+    file_list = "[" + ", ".join(_quote(lake.sql_path(p)) for p in files) + "]"
     hive = (f"hive_partitioning = true, hive_types = {{'{t.partition}': {PARTITION_SQL_TYPES[t.partition]}}}"
             if t.partition else "hive_partitioning = false")
     cols = [f"CAST({_ident(f.name)} AS {sql_type(f.type)}) AS {_ident(f.name)}" for f in t.schema]
@@ -137,6 +137,7 @@ def connect(lake: Lake | str | os.PathLike, *, threads: int | None = None) -> du
     con.execute(f"SET TimeZone = {_quote(lake.timezone_name)}")
     if threads:
         con.execute(f"SET threads = {int(threads)}")
+    lake.register_duckdb(con)  # object-store lakes: files are read through the lake's filesystem
     for name, t in TABLES.items():
         select = _readings_sql(lake) if name == "readings" else view_select(lake, t, table_files(lake, t))
         con.execute(f"CREATE VIEW {_ident(name)} AS {select}")
