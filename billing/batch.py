@@ -477,7 +477,7 @@ def _run_day(lake: Lake, day: dt.date, reg: _Registry | None, cfg: Config, progr
     else:
         futures = client.map(_shard_day, [str(lake.root)] * len(shards), [day] * len(shards),
                              [cfg] * len(shards), [lo for lo, _ in shards], [hi for _, hi in shards],
-                             [run_id] * len(shards), pure=False)
+                             [run_id] * len(shards), pure=False, retries=SHARD_RETRIES)
         parts = [p for p in client.gather(futures) if p is not None]
         if not parts:
             raise MetersError(f"lake {lake.root} has no accounts; run `meters accounts import` first")
@@ -518,8 +518,15 @@ def _run_day(lake: Lake, day: dt.date, reg: _Registry | None, cfg: Config, progr
     return res
 
 
+SHARD_RETRIES = 3   # a shard task that raises (e.g. a transient read error) is run again by Dask
+
+
 def _shard_day(lake_root: str, day: dt.date, cfg: Config, lo: int, hi: int, run_id: str):
-    """A Dask task: compute one day for the accounts whose meter is in ``lo..hi`` (None when empty)."""
+    """A Dask task: compute one day for the accounts whose meter is in ``lo..hi`` (None when empty).
+
+    Pure: it only reads the lake (state of D−1, readings, payments, registry) and returns tables, so a
+    retry — after an exception, or on another worker when its worker dies — gives the same output;
+    only the driver writes and commits."""
     lake = Lake(lake_root)
     reg = _Registry(lake, cfg, (lo, hi), required=False)
     if reg.n == 0:

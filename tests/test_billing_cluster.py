@@ -38,3 +38,44 @@ def test_cluster_spec_errors(tmp_path):
     for spec in ("local:0", "local:x", "yarn://q"):
         with pytest.raises(MetersError, match="--cluster"):
             bill_range(lake, D0, D0, cluster=spec)
+
+
+def test_worker_killed_mid_billing_is_retried_identically(tmp_path):
+    """A worker process dies (SIGKILL) as it starts a shard task; Dask reruns the task on a live (or the
+    restarted) worker and the day's outputs are still identical to the single-process run."""
+    from dask.distributed import Client, LocalCluster, WorkerPlugin
+
+    marker = tmp_path / "killed"
+
+    class KillOnce(WorkerPlugin):
+        """Kills its own worker process the first time any worker starts executing a shard task."""
+
+        def __init__(self, path):
+            self.path = str(path)
+
+        def transition(self, key, start, finish, **kw):
+            import os
+            import signal
+            name = key[0] if isinstance(key, tuple) else str(key)
+            if finish == "executing" and "_shard_day" in name:
+                try:
+                    fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+                except FileExistsError:
+                    return
+                os.write(fd, str(os.getpid()).encode())
+                os.close(fd)
+                os.kill(os.getpid(), signal.SIGKILL)
+
+    one, _ = simulated_lake(tmp_path / "one", "lost=0.02,spike=0.003", n=80)
+    many, _ = simulated_lake(tmp_path / "many", "lost=0.02,spike=0.003", n=80)
+    a = bill_range(one, D0, D0)
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
+            Client(cluster) as client:
+        pids_before = set(client.run(lambda: __import__("os").getpid()).values())
+        client.register_plugin(KillOnce(marker))
+        b = bill_range(many, D0, D0, cluster=cluster.scheduler_address)
+    killed = int(marker.read_text())
+    assert killed in pids_before                      # a worker really died mid-run
+    assert [r.money_cents for r in a] == [r.money_cents for r in b] and a[0].money_cents != 0
+    for name in ("ledger", "charges", "charge_lines", "alerts", "billing_state", "intervals", "bills"):
+        assert rows(one, name) == rows(many, name), name
