@@ -155,7 +155,7 @@ def _run_days(lake, todo, config, progress, cluster=None) -> list[DayResult]:
         raise MetersError(f"the billing run of {crashed} was interrupted; re-run `meters bill --date {crashed}` first")
     days = set(settled_days(lake))
     prev = todo[0] - dt.timedelta(days=1)
-    if days and prev not in days:
+    if days and prev not in days and todo[0] != min(days):   # (re-running the first billed day is fine)
         raise MetersError(f"day {prev} is not settled (last settled day {max(days)}); bill it first, "
                           f"or use --from {max(days) + dt.timedelta(days=1)} --to {todo[-1]}")
     if cluster is None:

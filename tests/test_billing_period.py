@@ -88,6 +88,8 @@ def test_rerun_of_a_billing_day_is_identical(tmp_path):
     assert before[0][0]["amount"] == cents(200 * P1 + 88 * P2)      # 12-14 Dec: 288 kWh
     bill_day(lake, dt.date(2026, 12, 14))                           # re-runs the 14th and the 15th
     assert snap() == before
+    bill_day(lake, first)                                           # the first billed day: all four
+    assert snap() == before
 
 
 def test_annual_tiers_reset_on_new_year_inside_the_bill_period(tmp_path):
