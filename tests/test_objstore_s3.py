@@ -252,7 +252,10 @@ def test_two_ingest_workers_into_s3_lose_and_duplicate_nothing(broker, s3_lake):
     finally:
         client.disconnect()
         client.loop_stop()
-    out = run_workers(2, url, lake, until_idle=1.5)
+    r = CliRunner().invoke(cli, ["ingest", "--broker", broker.url("ingest"), "--lake", lake.url, "--workers", "2",
+                                 "--until-idle", "1.5", "--json", "-q"])
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.output)
     assert not out["errors"], out["errors"]
     assert out["received"] == 120 and out["acked"] == 120
     assert all(w["received"] > 0 for w in out["workers"])
@@ -282,3 +285,11 @@ def test_fsspec_memory_lake():
     assert [p.name[:8] for p in lake.files("readings", DAY)] == ["compact-"]
     r = CliRunner().invoke(cli, ["sql", "--lake", url, "--format", "csv", "SELECT sum(register_milli) FROM readings"])
     assert r.exit_code == 0 and r.output.split()[1] == "30", r.output
+
+
+def test_file_url_is_the_local_lake(tmp_path):
+    lake = init_lake(f"file://{tmp_path}/lake")
+    assert lake.is_local and lake.root == tmp_path / "lake" and (tmp_path / "lake" / "lake.json").exists()
+    p = lake.write("readings", _table([1], [0], [10], [1]), DAY)
+    assert p.parent == tmp_path / "lake" / "readings" / f"day={DAY}" and p.exists()
+    assert Lake(tmp_path / "lake").read("readings", DAY).num_rows == 1
