@@ -15,6 +15,7 @@ import contextlib
 import datetime as dt
 import fcntl
 import functools
+import io
 import json
 import os
 import threading
@@ -245,8 +246,49 @@ _REMOTE_LOCKS_GUARD = threading.Lock()
 REMOTE_LOCK_NAMES = ("registry", "import", "compact-")  # serialized in-process only on object stores
 
 
+class _SharedReadFile(io.IOBase):
+    """A read-only file whose position is kept per thread. DuckDB's fsspec bridge calls ``seek`` and
+    then ``read`` on one handle from several scan threads; with one shared position two threads
+    interleave and read each other's bytes (seen as "ZSTD Decompression failure"). Reads go through
+    pyarrow's thread-safe positional ``read_at``."""
+
+    def __init__(self, f: pa.NativeFile, path: str):
+        self._f, self.path, self.mode = f, path, "rb"
+        self.size = f.size()
+        self._pos = threading.local()
+
+    def tell(self) -> int:
+        return getattr(self._pos, "v", 0)
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        base = (0, self.tell(), self.size)[whence]
+        self._pos.v = max(0, base + offset)
+        return self._pos.v
+
+    def read(self, n: int = -1) -> bytes:
+        pos = self.tell()
+        n = self.size - pos if n is None or n < 0 else min(n, self.size - pos)
+        data = self._f.read_at(n, pos) if n > 0 else b""
+        self._pos.v = pos + len(data)
+        return data
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def writable(self) -> bool:
+        return False
+
+    def close(self) -> None:
+        self._f.close()
+        super().close()
+
+
 def _duckdb_fs(fs: pafs.FileSystem):
-    """An fsspec view of ``fs`` under the protocol ``meterslake://`` for DuckDB's register_filesystem."""
+    """An fsspec view of ``fs`` under the protocol ``meterslake://`` for DuckDB's register_filesystem
+    (read side only: lake files are immutable once written)."""
     try:
         from fsspec.implementations.arrow import ArrowFSWrapper
     except ImportError:
@@ -263,8 +305,17 @@ def _duckdb_fs(fs: pafs.FileSystem):
                 path = path[len("meterslake://"):]
             return path.rstrip("/")
 
-    return LakeFS(fs, skip_instance_cache=True)
+        def _open(self, path, mode="rb", **kwargs):
+            if mode != "rb":
+                raise PermissionError(f"meterslake:// is read-only ({path})")
+            return _SharedReadFile(self.fs.open_input_file(self._strip_protocol(path)), path)
 
+        def modified(self, path):
+            # lake files are written once under unique names; some filesystems report no mtime
+            mtime = self.fs.get_file_info(self._strip_protocol(path)).mtime
+            return mtime or dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
+
+    return LakeFS(fs, skip_instance_cache=True)
 
 class Lake:
     """An opened lake directory (or object-store prefix). ``Lake(path)`` fails clearly if ``meters
@@ -437,27 +488,20 @@ class Lake:
 
     # -- DuckDB ----------------------------------------------------------------------------------
     @functools.cached_property
-    def _fsspec(self):
-        """The fsspec filesystem DuckDB reads through and its protocol (None for a local lake)."""
-        if self.is_local:
-            return None, None
-        if isinstance(self.fs, pafs.PyFileSystem) and isinstance(self.fs.handler, pafs.FSSpecHandler):
-            ffs = self.fs.handler.fs  # an fsspec lake: DuckDB uses that filesystem itself
-            proto = ffs.protocol if isinstance(ffs.protocol, str) else ffs.protocol[0]
-            return ffs, proto
-        return _duckdb_fs(self.fs), "meterslake"
+    def _duckdb_filesystem(self):
+        return _duckdb_fs(self.fs)
 
     def sql_path(self, p) -> str:
         """The name DuckDB reads file ``p`` by (after :meth:`register_duckdb`)."""
         if self.is_local:
             return str(p)
-        return f"{self._fsspec[1]}://{p.path}"
+        return f"meterslake://{p.path}"
 
     def register_duckdb(self, con) -> None:
-        """Let DuckDB connection ``con`` read this lake's files (object storage: an fsspec
-        filesystem, ``meterslake://`` over a pyarrow one; nothing to do for a local lake)."""
+        """Let DuckDB connection ``con`` read this lake's files (object storage: the lake's pyarrow
+        filesystem seen by fsspec as ``meterslake://``; nothing to do for a local lake)."""
         if not self.is_local:
-            con.register_filesystem(self._fsspec[0])
+            con.register_filesystem(self._duckdb_filesystem)
 
     def _current_files(self, name: str, key: str | None) -> list[Path]:
         files = self.files(name, key)

@@ -293,3 +293,31 @@ def test_file_url_is_the_local_lake(tmp_path):
     p = lake.write("readings", _table([1], [0], [10], [1]), DAY)
     assert p.parent == tmp_path / "lake" / "readings" / f"day={DAY}" and p.exists()
     assert Lake(tmp_path / "lake").read("readings", DAY).num_rows == 1
+
+
+def test_duckdb_file_handle_keeps_a_position_per_thread():
+    """DuckDB's fsspec bridge does seek() then read() on one handle from several threads; each thread
+    must read the bytes at its own position (a shared position made DuckDB read others' bytes)."""
+    from meters.lake import _SharedReadFile
+
+    data = np.random.default_rng(3).integers(0, 256, 1 << 16, dtype=np.uint8).tobytes()
+    f = _SharedReadFile(pa.BufferReader(data), "x")
+    bad, barrier = [], threading.Barrier(8)
+
+    def reader(seed):
+        rng = np.random.default_rng(seed)
+        barrier.wait()
+        for _ in range(2000):
+            pos, n = int(rng.integers(0, len(data))), int(rng.integers(1, 64))
+            f.seek(pos)
+            time.sleep(0)  # let another thread seek in between
+            if f.read(n) != data[pos:pos + n] or f.tell() != min(pos + n, len(data)):
+                bad.append((pos, n))
+
+    threads = [threading.Thread(target=reader, args=(s,)) for s in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not bad
+    assert f.seek(-4, 2) == len(data) - 4 and f.read() == data[-4:] and f.read(10) == b""
