@@ -347,3 +347,35 @@ def test_imported_interval_data_is_billed(tmp_path):
     iv = lake.read("intervals").to_pylist()
     assert all(r["quantity"] == pytest.approx(0.1) for r in iv)
     assert [r["flag"] for r in iv if r["quality"] != "actual"] == ["source", "source"]
+
+
+def test_compacted_partitions_skip_null_columns_and_bill_the_same(tmp_path):
+    """Compacted partitions are read without the interval columns when the Parquet statistics say they
+    are all null (day 1: registers only), and with them otherwise (day 2: imported interval rows too):
+    the money and intervals equal those of the same readings in ordinary files."""
+    rows = ("1001,11,cn-bj-res-elec,prepaid,100,,,,,self:138\n"
+            "NMI-1,41,cn-bj-res-elec,prepaid,100,,,,,self:139\n")
+    plain, comp = make_lake(tmp_path, rows, "plain"), make_lake(tmp_path, rows, "comp")
+    for lake in (plain, comp):
+        feed(lake, 11, D0, 2)
+        start, _ = lake.day_bounds_utc(D0 + dt.timedelta(days=1))
+        ts = [start + dt.timedelta(minutes=30 * k) for k in range(1, 48)]
+        lake.write("readings", pa.table({
+            "meter_id": [41] * 47, "ts": pa.array(ts, UTC_S), "quantity_milli": [200] * 47,
+            "interval_s": pa.array([1800] * 47, pa.int32()), "quality": ["A"] * 46 + ["E"]}),
+            (D0 + dt.timedelta(days=1)).isoformat())
+    for key in comp.partitions("readings"):     # the same rows as one compacted file per day
+        t = comp.read("readings", key).sort_by([("meter_id", "ascending"), ("ts", "ascending")])
+        for f in comp.files("readings", key):
+            f.unlink()
+        comp.write("readings", t, key, file_name="compact-test.parquet")
+    from billing.batch import INTERVAL_COLUMNS, _null_columns
+    k0, k1 = D0.isoformat(), (D0 + dt.timedelta(days=1)).isoformat()
+    assert _null_columns(comp, comp.files("readings", k0), INTERVAL_COLUMNS) == set(INTERVAL_COLUMNS)
+    assert _null_columns(comp, comp.files("readings", k1), INTERVAL_COLUMNS) == set()
+    a = bill_range(plain, D0, D0 + dt.timedelta(days=1))
+    b = bill_range(comp, D0, D0 + dt.timedelta(days=1))
+    assert [r.money_cents for r in a] == [r.money_cents for r in b] and [r.vee for r in a] == [r.vee for r in b]
+    assert b[1].vee["source"] == 2 and b[1].money_cents > 469
+    strip = lambda lk: lk.read("intervals").drop_columns(["day"]).to_pylist()  # noqa: E731
+    assert strip(plain) == strip(comp)
