@@ -23,7 +23,6 @@ null columns use dictionaries; zstd level 9 on top.
 from __future__ import annotations
 
 import contextlib
-import os
 import time
 import uuid
 from dataclasses import dataclass
@@ -34,7 +33,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from meters.errors import MetersError
-from meters.lake import Lake
+from meters.lake import Lake, fsync_dir
 from meters.readings import COMPACT_PREFIX, dedup_table, is_compacted
 from meters.schemas import READINGS
 
@@ -97,16 +96,8 @@ def compact_day(lake: Lake, day: str, *, force: bool = False) -> CompactResult:
             with contextlib.suppress(FileNotFoundError):
                 p.unlink()
         if lake.is_local:
-            _fsync_dir(d)
+            fsync_dir(d)
     return res
-
-
-def _fsync_dir(d: Path) -> None:
-    fd = os.open(d, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _remove_stale_tmp(d: Path) -> None:

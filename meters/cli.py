@@ -62,7 +62,7 @@ def cli():
 
 
 lake_option = click.option("--lake", "lake_path", default="lake", show_default=True,
-                           type=click.Path(file_okay=False), help="Lake directory.")
+                           type=click.Path(file_okay=False), help="Lake directory (or an object-store URL such as s3://bucket/lake, see docs/object-storage.md).")
 
 
 def echo_json(data) -> None:

@@ -82,10 +82,11 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
-    _fsync_dir(path.parent)
+    fsync_dir(path.parent)
 
 
-def _fsync_dir(directory: Path) -> None:
+def fsync_dir(directory: Path) -> None:
+    """fsync a directory so that a rename in it is durable."""
     fd = os.open(directory, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -436,7 +437,7 @@ class Lake:
                 os.fsync(f.fileno())
         os.replace(tmp, final)
         if fsync:
-            _fsync_dir(d)
+            fsync_dir(d)
         return final
 
     def replace_partition(self, name: str, key: str | None, data: pa.Table, **kw) -> Path:
