@@ -466,7 +466,7 @@ def _part_arrays(t: pa.Table, meter_ids: np.ndarray, start_s: int, interval_s: i
     pos, reg = take(pos), take(reg)
     n = len(pos)
     if len(qty_col) == 0 or qty_col.null_count == N:  # register readings only (the common case)
-        qty, qlen, est = np.zeros(n, np.int64), np.zeros(n), np.zeros(n, bool)  # qlen is read for interval rows only
+        qty, qlen, est = np.zeros(0, np.int64), np.zeros(0), np.zeros(0, bool)  # empty: register rows only
     else:
         qty = take(qty_col.fill_null(0).to_numpy()).astype(np.int64)
         qlen = take(t.column("interval_s").fill_null(interval_s).to_numpy()) / interval_s

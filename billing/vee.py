@@ -62,7 +62,7 @@ def _vee_meter(m, pos, reg, qty, qlen, src_est, lo, hi, base_pos, base_reg, avg,
     # interval (quantity) rows
     last_qp = -1.0e300
     for i in range(lo, hi):
-        if reg[i] >= 0:
+        if reg[i] >= 0 or qty.size == 0:   # (no interval columns: register rows only)
             continue
         if pos[i] == last_qp:
             counts[C_DUPLICATE] += 1
@@ -208,12 +208,22 @@ def _merge_rows(a0, a1, pos, reg, qty, qlen, src_est, b0, b1, x_pos, x_reg, x_qt
     """Merge one meter's rows of two parts by position (ties: the first part first) into scratch."""
     k = 0
     i, j = a0, b0
+    a_q = qty.size > 0      # a part without interval columns (register rows only): 0, 0.0, False
+    b_q = x_qty.size > 0
     while i < a1 or j < b1:
         if j >= b1 or (i < a1 and pos[i] <= x_pos[j]):
-            s_pos[k], s_reg[k], s_qty[k], s_qlen[k], s_est[k] = pos[i], reg[i], qty[i], qlen[i], src_est[i]
+            s_pos[k], s_reg[k] = pos[i], reg[i]
+            if a_q:
+                s_qty[k], s_qlen[k], s_est[k] = qty[i], qlen[i], src_est[i]
+            else:
+                s_qty[k], s_qlen[k], s_est[k] = 0, 0.0, False
             i += 1
         else:
-            s_pos[k], s_reg[k], s_qty[k], s_qlen[k], s_est[k] = x_pos[j], x_reg[j], x_qty[j], x_qlen[j], x_est[j]
+            s_pos[k], s_reg[k] = x_pos[j], x_reg[j]
+            if b_q:
+                s_qty[k], s_qlen[k], s_est[k] = x_qty[j], x_qlen[j], x_est[j]
+            else:
+                s_qty[k], s_qlen[k], s_est[k] = 0, 0.0, False
             j += 1
         k += 1
     return k
@@ -225,7 +235,8 @@ def vee_kernel_parts(offsets, pos, reg, qty, qlen, src_est, x_offsets, x_pos, x_
     """Validate and estimate every meter's day, in parallel over chunks of meters. Rows come in two
     parts (e.g. the day's partition and the neighbouring days' edge readings), each grouped by meter
     (``offsets``, CSR) and sorted by position then arrival; a meter's rows of both parts are merged by
-    position. ``reg`` < 0 marks an interval (quantity) row.
+    position. ``reg`` < 0 marks an interval (quantity) row. A part of register rows only may pass
+    empty ``qty``/``qlen``/``src_est`` (read as 0, 0.0, False: no 1.7 GB of zeros for a 97M-row day).
 
     Returns (q, quality, flag, new_base_pos, new_base_reg, new_avg, new_pending, new_step, counts)."""
     n_m = offsets.shape[0] - 1
