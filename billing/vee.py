@@ -304,8 +304,8 @@ def merge_parts(offsets, pos, reg, qty, qlen, src_est, x_offsets, x_pos, x_reg, 
         rows.sort(key=lambda r: (r[0], r[1]))
         for p, part, i in rows:
             src = (pos, reg, qty, qlen, src_est) if part == 0 else (x_pos, x_reg, x_qty, x_qlen, x_est)
-            for k, a in zip(out, src):
-                out[k].append(a[i])
+            for k, a, none in zip(out, src, (None, None, 0, 0.0, False)):
+                out[k].append(a[i] if len(a) else none)   # empty interval arrays: register rows only
         offs.append(offs[-1] + len(rows))
     return (np.array(offs, np.int64), np.array(out["pos"], np.float64), np.array(out["reg"], np.int64),
             np.array(out["qty"], np.int64), np.array(out["qlen"], np.float64), np.array(out["est"], np.bool_))
