@@ -129,25 +129,35 @@ def cluster_comparison(root: Path, n: int, workers=(1, 2)):
     lake = build_lake(root / "cluster", n, days=1)
     bill_day(lake, DAY)                                   # first run (and numba caches warm)
     rows = []
-    t0 = time.perf_counter()
-    [ref] = bill_day(lake, DAY)
-    rows.append(("single process", time.perf_counter() - t0, ref))
+
+    def best(cluster=None, runs=2):
+        out = []
+        for _ in range(runs):
+            t0 = time.perf_counter()
+            [res] = bill_day(lake, DAY, cluster=cluster)
+            out.append((time.perf_counter() - t0, res))
+        return min(out, key=lambda x: x[0])
+    wall, ref = best()
+    rows.append(("single process", wall, ref))
     for w in workers:
         with LocalCluster(n_workers=w, threads_per_worker=1, processes=True, dashboard_address=None) as c:
-            bill_day(lake, DAY, cluster=c.scheduler_address)       # workers import and compile once
-            t0 = time.perf_counter()
-            [res] = bill_day(lake, DAY, cluster=c.scheduler_address)
-            rows.append((f"Dask, {w} worker process{'es' if w > 1 else ''}", time.perf_counter() - t0, res))
+            bill_day(lake, DAY, cluster=c.scheduler_address)       # workers import and load the kernels
+            wall, res = best(c.scheduler_address)
+            rows.append((f"Dask, {w} worker process{'es' if w > 1 else ''}", wall, res))
     base = rows[0][1]
-    print(f"one billing day of {n:,} meters on {os.cpu_count()} cores (load average "
+    print(f"one billing day of {n:,} meters on {os.cpu_count()} cores, best of 2 runs (load average "
           f"{os.getloadavg()[0]:.1f}):")
     for name, wall, res in rows:
         if res.money_cents != ref.money_cents:
             raise SystemExit(f"{name}: money {res.money_cents} != single process {ref.money_cents}")
-        shards = {k: round(v, 2) for k, v in res.timings.items() if k in ("shards", "write", "commit")}
+        shards = {k: round(v, 2) for k, v in res.timings.items() if " (shards)" not in k}
+        cpu = sum(v for k, v in res.timings.items() if " (shards)" in k)
+        if cpu:
+            shards["shard tasks' own time, summed"] = round(cpu, 2)
         print(f"  {name:<26} {wall:6.2f} s  speed-up {base / wall:4.2f}×  {shards}")
-    print("  (money identical in every run; the shard phase runs in parallel, the merge, write and commit "
-          "stay on the driver)")
+    print("  (money identical in every run. The single process already uses both cores (numba prange, "
+          "Arrow threads); the shard phase adds shipping every shard's output tables to the driver, "
+          "which merges, writes and commits alone)")
 
 
 def main(argv=None):
