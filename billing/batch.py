@@ -629,11 +629,8 @@ def _compute_day(lake: Lake, day: dt.date, reg: _Registry, cfg: Config, run_id: 
                             state=engine_state, billing_day=reg.billing_day)
     else:
         lts = local_times(slot_end, lake.tz)
-        # the engine needs strictly increasing local times: the repeated hour when clocks go back is
-        # priced in the seconds after the first one (its schedule hour may differ; tiers do not)
-        for i in range(1, len(lts)):
-            if lts[i] <= lts[i - 1]:
-                lts[i] = lts[i - 1] + 1
+        # when clocks go back, the repeated hour's local times repeat: the engine prices them in
+        # that wall-clock hour again (its band), in UTC order
         lts = np.tile(lts, reg.n)
         priced = price_intervals(reg.tables, np.arange(reg.n + 1, dtype=np.int64) * S, lts, q_units.ravel(),
                                  reg.meter_tariff, state=engine_state, billing_day=reg.billing_day)

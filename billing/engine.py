@@ -361,11 +361,15 @@ def _price_meter(m, offsets, lts, t0, step, qty, meter_tariff, billing_day,
                 else:
                     je = j
                     while je < k and lts[je] < lim:
-                        if lts[je] <= last:
+                        x = lts[je]
+                        if x > last:
+                            last = x
+                        elif not (je > lo and x > last - 3600 and x // 86400 == last // 86400):
+                            # (allowed: clocks going back — the same wall-clock hour again, less
+                            # than an hour back within the day, after an interval of this run)
                             bad = True
                             err[m] = 1
                             break
-                        last = lts[je]
                         je += 1
                     if bad:
                         break

@@ -47,6 +47,7 @@ def price_meter(versions: list[Tariff], local_ts: list[int], quantity: list[floa
         days.setdefault((EPOCH + dt.timedelta(seconds=int(t))).date(), []).append((int(t), float(q)))
     out_days, out_bills = [], []
     bill = None
+    seen = False
     for day in sorted(days):
         ps, pe = _period(day, billing_day)
         if bill is None or bill["start"] != ps:
@@ -82,12 +83,16 @@ def price_meter(versions: list[Tariff], local_ts: list[int], quantity: list[floa
             st.update(year_end=used, cycle_qty=-sum(st["pq"].values()), cycle_key=day.year)
         c0 = st["cycle_qty"]
         day_qty = 0.0
-        for t, q in sorted(days[day]):
+        for t, q in days[day]:       # in input (UTC) order
             if st["last"] is not None and t <= st["last"]:
-                raise ValueError("intervals not increasing")
+                # clocks going back repeat up to an hour of local times within the day: allowed
+                # after an interval of this call; anything else goes backwards
+                if not (seen and t > st["last"] - 3600 and t // 86400 == st["last"] // 86400):
+                    raise ValueError("intervals not increasing")
+            seen = True
             if not q >= 0:
                 raise ValueError("negative quantity")
-            st["last"] = t
+            st["last"] = t if st["last"] is None else max(st["last"], t)
             hour = (t % 86400) // 3600
             p = sched[day.month - 1][hour]
             day_qty += q

@@ -156,3 +156,44 @@ def test_engine_new_year_reset_equals_reference(tid, split):
     # 7 days of 2026 (336 kWh) on top of 2800; 7 days of 2027 (336 kWh) from 0: one tier-2 span only
     over = 2800 + 336 - tb.bounds[r.bill_version[0], 11, 0]
     assert 0 < over < 336 and lines.sum(axis=0)[:2] == pytest.approx([672 - over, over], rel=1e-12)
+
+
+def test_engine_prices_the_repeated_hour_when_clocks_go_back():
+    """America/New_York, 1 Nov 2026: 01:00-02:00 happens twice (100 quarter hours). Hour 1 and hour 2
+    belong to different bands here: the repeated hour is priced in its own band (8 quarter hours),
+    chronologically across the tier bound, equal to the reference; going back otherwise is refused."""
+    from meters.errors import MetersError
+    from meters.tariffs import Tariff
+
+    sched = [[0] * 24 for _ in range(12)]
+    for row in sched:
+        row[1] = 1
+    t = Tariff.from_dict(dict(tariff_id="x", utility="electricity", unit="kWh", currency="USD",
+                              description="test", effective_from="2020-01-01",
+                              periods=[{"name": "a", "band": "other"}, {"name": "b", "band": "one-am"}],
+                              weekday_schedule=sched, weekend_schedule=sched,
+                              tier_bounds=[[20.0]] * 12, prices=[[0.1, 0.2], [1.0, 2.0]]))
+    tb = compile_tariffs([t])
+    start = int(dt.datetime(2026, 11, 1, 4, tzinfo=dt.timezone.utc).timestamp())     # local midnight (EDT)
+    ts = start + 900 * np.arange(1, 101, dtype=np.int64)
+    lts = local_times(ts, "America/New_York")
+    assert (np.diff(lts) <= 0).sum() == 1
+    q = np.full(100, 0.25)
+    r = price_intervals(tb, [0, 100], lts, q, [0])
+    assert r.day.size == 1 and r.day_quantity[0] == pytest.approx(25.0)
+    lq = r.line_quantity[0]
+    assert lq[1].sum() == pytest.approx(2.0) and lq[0].sum() == pytest.approx(23.0)   # 8 quarter hours at 1 am
+    ref = reference.price_meter([t], lts.tolist(), q.tolist())
+    [b] = ref["bills"]
+    assert r.bill_total[0] == pytest.approx(b["total"], rel=1e-12)
+    for (p, k), (x, _) in b["lines"].items():
+        assert lq[p, k] == pytest.approx(x, rel=1e-12)
+    # split inside the repeated hour: the carried state continues it
+    cut = int(np.flatnonzero(np.diff(lts) <= 0)[0]) + 3
+    r1 = price_intervals(tb, [0, cut], lts[:cut], q[:cut], [0])
+    with pytest.raises(MetersError, match="increasing"):   # a new run may not go back
+        price_intervals(tb, [0, 100 - cut], lts[cut:], q[cut:], [0], state=r1.state)
+    bad = lts.copy()
+    bad[50] = bad[49] - 3600                                   # an hour back: not a clock change
+    with pytest.raises(MetersError, match="increasing"):
+        price_intervals(tb, [0, 100], bad, q, [0])
