@@ -506,6 +506,7 @@ def _run_day(lake: Lake, day: dt.date, reg: _Registry | None, cfg: Config, progr
     if client is None:
         out = _compute_day(lake, day, reg, cfg, run_id, lap)
     else:
+        _hide_new_files(lake, "intervals", day.isoformat())      # shards write their intervals files
         futures = client.map(_shard_day, [str(lake.root)] * len(shards), [day] * len(shards),
                              [cfg] * len(shards), [lo for lo, _ in shards], [hi for _, hi in shards],
                              [run_id] * len(shards), pure=False, retries=SHARD_RETRIES)
@@ -524,10 +525,11 @@ def _run_day(lake: Lake, day: dt.date, reg: _Registry | None, cfg: Config, progr
     res.vee = out["vee"]
     # write everything for the day, then the state as the commit
     (lake.root / INFLIGHT).write_text(day.isoformat())
-    # statistics only where readers filter (they cost more than the encoding on the other columns)
-    # zstd level 1: as small as level 3 on interval data (measured), and faster to write and read
-    _replace_partition_dict(lake, "intervals", day.isoformat(), out["intervals_table"], stats=["meter_id", "ts"],
-                            compression_level=1)
+    if "intervals_files" in out:       # written by the shards: switch them in
+        _switch_files(lake, "intervals", day.isoformat(), out["intervals_files"])
+    else:
+        _replace_partition_dict(lake, "intervals", day.isoformat(), out["intervals_table"],
+                                stats=INTERVAL_STATS, **INTERVAL_OPTIONS)
     lake.replace_partition("charges", day.isoformat(), out["charges"])
     lake.replace_partition("charge_lines", day.isoformat(), out["charge_lines"])
     lake.write("ledger", out["ledger"], day.strftime("%Y-%m"), file_name=f"billing-{day.isoformat()}.parquet")
@@ -551,6 +553,10 @@ def _run_day(lake: Lake, day: dt.date, reg: _Registry | None, cfg: Config, progr
     return res
 
 
+# statistics only where readers filter (they cost more than the encoding on the other columns);
+# zstd level 1: as small as level 3 on interval data (measured), and faster to write and read
+INTERVAL_STATS = ["meter_id", "ts"]
+INTERVAL_OPTIONS = {"compression_level": 1}
 SHARD_RETRIES = 3   # a shard task that raises (e.g. a transient read error) is run again by Dask
 
 
@@ -570,6 +576,13 @@ def _shard_day(lake_root: str, day: dt.date, cfg: Config, lo: int, hi: int, run_
         timings[name] = timings.get(name, 0.0) + time.perf_counter() - t0
         return time.perf_counter()
     out = _compute_day(lake, day, reg, cfg, run_id, lap)
+    # the biggest output is written here, in parallel with the other shards, not shipped to the
+    # driver: invisible until the driver's switch (a retried task's orphan files are removed then)
+    t0 = time.perf_counter()
+    out["intervals_files"] = _write_pieces(lake, "intervals", day.isoformat(), out.pop("intervals_table"),
+                                           pieces=1, stats=INTERVAL_STATS, prefix=f"{lo:020d}-",
+                                           **INTERVAL_OPTIONS)
+    lap("write", t0)
     out["timings"] = timings
     return out
 
@@ -584,6 +597,8 @@ def _merge_outputs(parts: list[dict]) -> dict:
             out[k] = {n: sum(p[k].get(n, 0) for p in parts) for n in v}
         elif isinstance(v, int):
             out[k] = sum(p[k] for p in parts)
+        elif isinstance(v, list):
+            out[k] = [x for p in parts for x in p[k]]
     return out
 
 
@@ -725,13 +740,33 @@ def _replace_partition_dict(lake: Lake, name: str, key: str, data: pa.Table, pie
                             stats: list[str] | bool = True, **options) -> None:
     """:meth:`Lake.replace_partition` for a table that matches the schema except that string columns
     are dictionary-encoded: Parquet stores them as strings either way, and skipping the cast saves
-    materialising ~10⁸ strings a night; large tables are written as ``pieces`` files in parallel threads, with column statistics for
-    ``stats`` only; ``options`` override the lake's Parquet options (e.g. ``compression_level``).
-    Same protocol: new files, one ``_current`` switch, old files removed."""
-    import contextlib
-    import os
+    materialising ~10⁸ strings a night; large tables are written as ``pieces`` files in parallel threads,
+    with column statistics for ``stats`` only; ``options`` override the lake's Parquet options (e.g.
+    ``compression_level``). Same protocol: new files, one ``_current`` switch, old files removed."""
+    _hide_new_files(lake, name, key)
+    names = _write_pieces(lake, name, key, data, pieces, stats, **options)
+    _switch_files(lake, name, key, names)
 
-    from meters.lake import MANIFEST, PARQUET_OPTIONS, atomic_write_bytes
+
+def _hide_new_files(lake: Lake, name: str, key: str) -> None:
+    """Make sure the partition has a ``_current`` manifest, so files written next stay invisible
+    until :func:`_switch_files`."""
+    from meters.lake import MANIFEST, atomic_write_bytes
+
+    d = lake.partition_dir(name, key)
+    d.mkdir(parents=True, exist_ok=True)
+    if not (d / MANIFEST).exists():
+        atomic_write_bytes(d / MANIFEST, json.dumps([p.name for p in lake.files(name, key)]).encode())
+
+
+def _write_pieces(lake: Lake, name: str, key: str, data: pa.Table, pieces: int = 2,
+                  stats: list[str] | bool = True, prefix: str = "", **options) -> list[str]:
+    """Write ``data`` as up to ``pieces`` new files of the partition (invisible until switched in);
+    returns their names (``part-<prefix><uuid>.parquet``: a prefix orders shards' files)."""
+    import os
+    from concurrent.futures import ThreadPoolExecutor
+
+    from meters.lake import PARQUET_OPTIONS
     from meters.schemas import table as table_of
 
     schema = table_of(name).schema
@@ -741,15 +776,9 @@ def _replace_partition_dict(lake: Lake, name: str, key: str, data: pa.Table, pie
             raise MetersError(f"table {name}: column {f.name} is {got}, expected {f.type}")
     data = data.select(schema.names)
     d = lake.partition_dir(name, key)
-    d.mkdir(parents=True, exist_ok=True)
-    manifest = d / MANIFEST
-    if not manifest.exists():
-        atomic_write_bytes(manifest, json.dumps([p.name for p in lake.files(name, key)]).encode())
-    from concurrent.futures import ThreadPoolExecutor
-
     k = max(1, min(pieces, data.num_rows // 1_000_000))
     cuts = [data.num_rows * i // k for i in range(k + 1)]
-    names = [f"part-{uuid.uuid4().hex}.parquet" for _ in range(k)]
+    names = [f"part-{prefix}{uuid.uuid4().hex}.parquet" for _ in range(k)]
 
     def write(i):  # pyarrow releases the GIL: the pieces are encoded in parallel
         final = d / names[i]
@@ -763,7 +792,18 @@ def _replace_partition_dict(lake: Lake, name: str, key: str, data: pa.Table, pie
 
     with ThreadPoolExecutor(k) as pool:
         list(pool.map(write, range(k)))
-    atomic_write_bytes(manifest, json.dumps(names).encode())
+    return names
+
+
+def _switch_files(lake: Lake, name: str, key: str, names: list[str]) -> None:
+    """The switch: the manifest names exactly ``names``; every other file of the partition (the old
+    ones, and any left by an interrupted or retried shard task) is removed."""
+    import contextlib
+
+    from meters.lake import MANIFEST, atomic_write_bytes
+
+    names = sorted(names)
+    atomic_write_bytes(lake.partition_dir(name, key) / MANIFEST, json.dumps(names).encode())
     for p in lake.files(name, key):
         if p.name not in names:
             with contextlib.suppress(FileNotFoundError):

@@ -79,3 +79,8 @@ def test_worker_killed_mid_billing_is_retried_identically(tmp_path):
     assert [r.money_cents for r in a] == [r.money_cents for r in b] and a[0].money_cents != 0
     for name in ("ledger", "charges", "charge_lines", "alerts", "billing_state", "intervals", "bills"):
         assert rows(one, name) == rows(many, name), name
+    # the shards wrote their own intervals files; only the switched-in ones remain
+    import json
+    d = many.partition_dir("intervals", D0.isoformat())
+    assert sorted(p.name for p in many.files("intervals", D0.isoformat())) == json.loads((d / "_current").read_text())
+    assert len(json.loads((d / "_current").read_text())) == 4             # 2 shards per worker
