@@ -156,8 +156,8 @@ def cluster_comparison(root: Path, n: int, workers=(1, 2)):
             shards["shard tasks' own time, summed"] = round(cpu, 2)
         print(f"  {name:<26} {wall:6.2f} s  speed-up {base / wall:4.2f}×  {shards}")
     print("  (money identical in every run. The single process already uses both cores (numba prange, "
-          "Arrow threads); the shard phase adds shipping every shard's output tables to the driver, "
-          "which merges, writes and commits alone)")
+          "Arrow threads): on one machine the cluster adds task start-up, pickling the shards' smaller "
+          "tables to the driver, and worker processes competing for the same cores)")
 
 
 def main(argv=None):
