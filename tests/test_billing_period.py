@@ -6,11 +6,14 @@ Guangdong electricity (monthly tiers; November row: 200 / 400 kWh at 0.59886875 
 """
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from decimal import Decimal
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from billing import reference
 from billing.batch import bill_day, bill_range
@@ -19,7 +22,8 @@ from billing.tariff_arrays import compile_tariffs, day_date
 from meters.lake import init_lake
 from meters.registry import import_accounts
 from meters.tariffs import builtin_catalog
-from tests.test_billing_batch import days, feed, ledger, alerts
+from tests.test_billing_batch import alerts, days, feed, ledger
+from tests.test_tariff_properties import tariffs
 
 HEADER = "account_id,meter_id,tariff_id,mode,billing_day,balance,warn_1,warn_2,topup_below,topup_amount,contacts\n"
 P1, P2, P3 = 0.59886875, 0.64886875, 0.89886875
@@ -197,3 +201,51 @@ def test_engine_prices_the_repeated_hour_when_clocks_go_back():
     bad[50] = bad[49] - 3600                                   # an hour back: not a clock change
     with pytest.raises(MetersError, match="increasing"):
         price_intervals(tb, [0, 100], bad, q, [0])
+
+
+@st.composite
+def new_year_loads(draw):
+    """One meter: (billing_day 2..28, local_ts, quantity) from some day of December 2026 for 10–60
+    days, so that its bill period straddles New Year."""
+    start = dt.date(2026, 12, 1) + dt.timedelta(days=draw(st.integers(0, 30)))
+    step = draw(st.sampled_from([3600, 4 * 3600, 86400]))
+    n = draw(st.integers(1, 60 * 86400 // step))
+    n = max(n, 10 * 86400 // step)
+    t0 = (start - dt.date(1970, 1, 1)).days * 86400
+    steps = np.asarray(draw(st.lists(st.sampled_from([1, 1, 1, 3]), min_size=n, max_size=n)), np.int64)
+    lts = t0 + np.cumsum(steps) * step - 1
+    q = np.asarray(draw(st.lists(st.sampled_from([0.0, 0.5, 2.0, 7.0, 30.0]), min_size=n, max_size=n)), float)
+    return draw(st.integers(2, 28)), lts, q * (step / 3600) ** 0.5
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(tariffs(), new_year_loads(), st.integers(0, 10**9))
+def test_annual_cycle_across_new_year_numba_equals_reference_and_splits(versions, load, cut_seed):
+    """Random annual tariffs (chronological or pro rata) with a counter carried from the year before:
+    the engine equals the reference, and cutting the run anywhere and carrying the state changes
+    nothing."""
+    versions = [dataclasses.replace(v, tier_cycle="year") for v in versions]
+    if versions[0].effective_from > dt.date(2026, 1, 1):
+        return
+    bd, lts, q = load
+    tb = compile_tariffs(versions)
+    seeded = CycleState.seeded(tb, 2026, [37.0])
+    whole = price_intervals(tb, [0, q.size], lts, q, [0], state=seeded, billing_day=[bd])
+    ref = reference.price_meter(versions, lts.tolist(), q.tolist(), billing_day=bd,
+                                state={**reference.new_state(), "cycle_key": 2026, "cycle_qty": 37.0})
+    assert [day_date(x) for x in whole.bill_start] == [b["start"] for b in ref["bills"]]
+    for i, b in enumerate(ref["bills"]):
+        assert whole.bill_total[i] == pytest.approx(b["total"], rel=1e-9, abs=1e-9)
+        want = np.zeros_like(whole.line_quantity[i])
+        for (p, t), (lq, _) in b["lines"].items():
+            want[p, t] = lq
+        np.testing.assert_allclose(whole.line_quantity[i], want, rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(whole.day_amount, [d[2] for d in ref["days"]], rtol=1e-9, atol=1e-9)
+    k = cut_seed % (q.size + 1)
+    r1 = price_intervals(tb, [0, k], lts[:k], q[:k], [0], state=seeded, billing_day=[bd])
+    r2 = price_intervals(tb, [0, q.size - k], lts[k:], q[k:], [0], state=r1.state, billing_day=[bd])
+    last = {int(s): tot for s, tot in zip(r1.bill_start, r1.bill_total)}
+    last.update({int(s): tot for s, tot in zip(r2.bill_start, r2.bill_total)})
+    assert sorted(last) == [int(x) for x in whole.bill_start]
+    for s, tot in zip(whole.bill_start, whole.bill_total):
+        assert last[int(s)] == pytest.approx(tot, rel=1e-9, abs=1e-9)
