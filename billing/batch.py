@@ -412,18 +412,25 @@ def _part_arrays(t: pa.Table, meter_ids: np.ndarray, start_s: int, interval_s: i
     if N == 0 or n_acc == 0:
         z = np.zeros(0)
         return (np.zeros(n_acc + 1, np.int64), z, z.astype(np.int64), z.astype(np.int64), z, z.astype(bool)), N
-    # runs of equal meter_id, chunk by chunk (no copy of the column)
-    starts_l, run_m_l, off, last = [], [], 0, None
-    for ch in t.column("meter_id").chunks:
-        a = ch.to_numpy()
-        if len(a) == 0:
-            continue
-        b = np.flatnonzero(a[1:] != a[:-1]) + 1
-        if last is None or a[0] != last:
-            b = np.concatenate(([0], b))
-        starts_l.append(b + off)
-        run_m_l.append(a[b])
-        last, off = a[-1], off + len(a)
+    # runs of equal meter_id, chunk by chunk (no copy of the column), groups of chunks in threads
+    def runs(chunks, off):
+        starts_l, run_m_l, last = [], [], None
+        for ch in chunks:
+            a = ch.to_numpy()
+            b = np.flatnonzero(a[1:] != a[:-1]) + 1
+            if last is None or a[0] != last:
+                b = np.concatenate(([0], b))
+            starts_l.append(b + off)
+            run_m_l.append(a[b])
+            last, off = a[-1], off + len(a)
+        return starts_l, run_m_l, chunks[0][0].as_py(), last
+    starts_l, run_m_l, prev_last = [], [], None
+    for st_l, rm_l, first, last in _over_chunk_groups(runs, t.column("meter_id")):
+        if prev_last is not None and first == prev_last:   # a run continues across the groups
+            st_l[0], rm_l[0] = st_l[0][1:], rm_l[0][1:]
+        starts_l += st_l
+        run_m_l += rm_l
+        prev_last = last
     starts, run_m = np.concatenate(starts_l), np.concatenate(run_m_l)
     run_len = np.diff(np.append(starts, N))
     acc = np.searchsorted(meter_ids, run_m)
@@ -450,19 +457,21 @@ def _part_arrays(t: pa.Table, meter_ids: np.ndarray, start_s: int, interval_s: i
     # chunk by chunk into arrays numpy allocates (large ones get huge pages): no per-chunk temporaries
     pos = np.empty(N)
     reg = np.empty(N, np.int64)
-    ts_col = t.column("ts")
-    widest = max((len(ch) for ch in ts_col.chunks), default=0)
-    tmp = np.empty(widest, np.int64)
-    off = 0
-    for ch in ts_col.chunks:  # positions on the grid
-        k = len(ch)
-        np.subtract(ch.cast(UTC_S).view(pa.int64()).to_numpy(), start_s, out=tmp[:k])
-        np.divide(tmp[:k], interval_s, out=pos[off:off + k])
-        off += k
-    off = 0
-    for ch in (reg_col.fill_null(-1) if reg_col.null_count else reg_col).chunks:
-        reg[off:off + len(ch)] = ch.to_numpy()
-        off += len(ch)
+
+    def positions(chunks, off):  # positions on the grid
+        tmp = np.empty(max(len(ch) for ch in chunks), np.int64)
+        for ch in chunks:
+            k = len(ch)
+            np.subtract(ch.cast(UTC_S).view(pa.int64()).to_numpy(), start_s, out=tmp[:k])
+            np.divide(tmp[:k], interval_s, out=pos[off:off + k])
+            off += k
+
+    def registers(chunks, off):
+        for ch in chunks:
+            reg[off:off + len(ch)] = ch.to_numpy()
+            off += len(ch)
+    _over_chunk_groups(positions, t.column("ts"))
+    _over_chunk_groups(registers, reg_col.fill_null(-1) if reg_col.null_count else reg_col)
     pos, reg = take(pos), take(reg)
     n = len(pos)
     if len(qty_col) == 0 or qty_col.null_count == N:  # register readings only (the common case)
@@ -473,6 +482,25 @@ def _part_arrays(t: pa.Table, meter_ids: np.ndarray, start_s: int, interval_s: i
         est = take(np.asarray(pc.is_in(t.column("quality"), value_set=pa.array(SOURCE_ESTIMATES))
                               .fill_null(False).to_numpy(zero_copy_only=False)))
     return (offsets, pos, reg, qty, qlen.astype(np.float64, copy=False), est), N - n
+
+
+def _over_chunk_groups(fn, col: pa.ChunkedArray, groups: int = 0) -> list:
+    """``fn(chunks, offset)`` over contiguous groups of the non-empty chunks of ``col`` (offset = the
+    group's first row), in threads (numpy and Arrow release the GIL); results in group order."""
+    import os
+    from concurrent.futures import ThreadPoolExecutor
+
+    chunks = [c for c in col.chunks if len(c)]
+    if not chunks:
+        return []
+    k = groups or min(4, os.cpu_count() or 1)
+    if len(col) < 1_000_000 or k == 1:
+        return [fn(chunks, 0)]
+    sizes = np.cumsum([0] + [len(c) for c in chunks])
+    cuts = sorted({0, len(chunks), *(int(np.searchsorted(sizes, sizes[-1] * i // k)) for i in range(1, k))})
+    work = [(chunks[a:b], int(sizes[a])) for a, b in zip(cuts[:-1], cuts[1:]) if b > a]
+    with ThreadPoolExecutor(len(work)) as pool:
+        return list(pool.map(lambda w: fn(*w), work))
 
 
 def _vee_inputs(parts: list[pa.Table], meter_ids: np.ndarray, start_s: int, interval_s: int):

@@ -379,3 +379,30 @@ def test_compacted_partitions_skip_null_columns_and_bill_the_same(tmp_path):
     assert b[1].vee["source"] == 2 and b[1].money_cents > 469
     strip = lambda lk: lk.read("intervals").drop_columns(["day"]).to_pylist()  # noqa: E731
     assert strip(plain) == strip(comp)
+
+
+def test_vee_inputs_from_many_chunks_in_threads_equal_one_chunk():
+    """_part_arrays works on groups of chunks in threads (tables over 1M rows): runs of a meter that
+    continue across chunks and groups give the same CSR arrays as one chunk."""
+    import numpy as np
+
+    from billing.batch import _over_chunk_groups, _part_arrays
+    rng = np.random.default_rng(3)
+    counts = rng.integers(1, 40, 60_000)
+    meter = np.repeat(np.arange(10, 10 + counts.size, dtype=np.int64), counts)
+    n = meter.size
+    ts = (1_700_000_000 + 900 * (np.arange(n) - np.repeat(np.cumsum(counts) - counts, counts))).astype(np.int64)
+    reg = rng.integers(0, 10**6, n)
+    cuts = np.unique(np.concatenate([[0, n], rng.integers(0, n, 37)]))
+    one = pa.table({"meter_id": meter, "ts": pa.array(ts).cast(UTC_S), "register_milli": reg})
+    many = pa.Table.from_batches([one.slice(a, b - a).to_batches()[0] for a, b in zip(cuts[:-1], cuts[1:])])
+    assert many.column("meter_id").num_chunks == len(cuts) - 1 and n > 1_000_000
+    ids = np.arange(10, 10 + counts.size, 2, dtype=np.int64)          # every other meter has an account
+    a, da = _part_arrays(one, ids, 1_700_000_000, 900)
+    b, db = _part_arrays(many, ids, 1_700_000_000, 900)
+    assert da == db
+    for x, y in zip(a, b):
+        np.testing.assert_array_equal(x, y)
+    for g in (1, 2, 3, 7):
+        got = _over_chunk_groups(lambda ch, off: (off, sum(len(c) for c in ch)), many.column("ts"), g)
+        assert [o for o, _ in got] == list(np.cumsum([0] + [k for _, k in got])[:-1]) and sum(k for _, k in got) == n
