@@ -292,10 +292,13 @@ def _load_state(lake: Lake, day: dt.date, reg: _Registry, start_s: int, interval
     t = lake.read("billing_state", prev) if prev in lake.partitions("billing_state") else None
     if t is None or t.num_rows == 0:
         return s, engine
-    rows = reg.index_of(t.column("account_id"))
-    ok = rows >= 0
-    idx = rows[ok]
-    t = t.filter(pa.array(ok))
+    if t.num_rows == reg.n and t.column("account_id").equals(pa.chunked_array([reg.account_arrow])):
+        idx = np.arange(reg.n)          # the usual case: the same accounts in the same order
+    else:
+        rows = reg.index_of(t.column("account_id"))
+        ok = rows >= 0
+        idx = rows[ok]
+        t = t.filter(pa.array(ok))
     same_meter = t.column("meter_id").to_numpy() == reg.meter_ids[idx]
     base_ts = t.column("base_ts").cast(pa.int64()).fill_null(np.iinfo(np.int64).min).to_numpy()
     has_base = (base_ts != np.iinfo(np.int64).min) & same_meter
