@@ -127,9 +127,10 @@ def _day_end(i, hi, lo, day, grid, t0, step, lts):
     return k
 
 
-@njit(cache=True, fastmath={"reassoc", "contract", "nsz"})
+@njit(cache=True)
 def _run_sum(qty, j, je):
-    """Sum and minimum of ``qty[j:je]`` (vectorised; NaN still propagates to the sum)."""
+    """Sum and minimum of ``qty[j:je]`` in index order (no reassociation: the same bits in every
+    process and every compiled specialisation, so a Dask shard equals the single-process run)."""
     s = 0.0
     mn = 0.0
     for x in range(j, je):
@@ -472,7 +473,7 @@ def _price_meter(m, offsets, lts, t0, step, qty, meter_tariff, billing_day,
         s_last[m] = last
 
 
-@njit(cache=True, parallel=True, fastmath={"reassoc", "contract", "nsz"})
+@njit(cache=True, parallel=True)
 def block_bills_kernel(qty, month0, meter_tariff, yearly, tab, fixed, minimum, cycle_qty, out):
     """Monthly block bills: ``qty[A, K]`` monthly totals of consecutive calendar months starting at
     0-based calendar month ``month0``. ``tab[F, 12, 2T - 1]`` per tariff and month: the tier bounds
