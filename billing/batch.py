@@ -905,7 +905,6 @@ def _ledger(reg, day, start, ts_end, state, payments, first, adjust, st, prepaid
             balance, priced) -> pa.Table:
     """The day's ledger file: opening balances, charges (first run's amount), adjustments,
     auto top-ups and postpaid bills — in that order per account."""
-    n = reg.n
     blocks = []
     d = day.isoformat()
     ts_open = pa.scalar(start, UTC_MS)

@@ -29,7 +29,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-import pyarrow as pa
 import pyarrow.parquet as pq
 
 from meters.errors import MetersError

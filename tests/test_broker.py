@@ -5,7 +5,6 @@ import json
 import threading
 import time
 
-import paho.mqtt.client as mqtt
 import pytest
 from click.testing import CliRunner
 
@@ -108,9 +107,6 @@ def test_sender_cannot_subscribe(session_broker):
 
 def test_qos1_survives_broker_restart(broker):
     """A persistent ingest session keeps queued QoS 1 messages across a broker restart."""
-    from paho.mqtt.packettypes import PacketTypes
-    from paho.mqtt.properties import Properties
-
     url = parse_broker_url(broker.url("ingest"))
     client, kw = make_client(url, "ingest-persist", clean_start=False, session_expiry=3600)
     client.connect(**kw)
@@ -132,7 +128,6 @@ def test_qos1_survives_broker_restart(broker):
     assert got == [b"queued-while-away"]
     client.disconnect()
     client.loop_stop()
-    del Properties, PacketTypes
 
 
 def test_cli_start_status_stop(tmp_path):

@@ -30,11 +30,8 @@ from meters.registry import load_tariffs
 
 moto_server = pytest.importorskip("moto.server")
 
-UTC = dt.timezone.utc
-DAY = "2026-11-23"
-T0 = int(dt.datetime(2026, 11, 22, 16, 0, tzinfo=UTC).timestamp())  # local midnight, Asia/Shanghai
-START = dt.datetime.fromtimestamp(T0, UTC)
-END = START + dt.timedelta(days=1)
+# the same day, rows and expectations as the local compaction tests
+from test_ingest_compact import DAY, END, START, UTC, _as_dict, _expected, _table  # noqa: E402
 AWS_ENV = {"AWS_ACCESS_KEY_ID": "x", "AWS_SECRET_ACCESS_KEY": "x", "AWS_DEFAULT_REGION": "us-east-1",
            "AWS_EC2_METADATA_DISABLED": "true"}
 
@@ -74,31 +71,6 @@ def _keys(lake: Lake) -> list[str]:
     return [i.path for i in lake.fs.get_file_info(sel) if i.type == pafs.FileType.File]
 
 
-def _table(meter, slot, reg, recv):
-    return pa.table({
-        "meter_id": pa.array(meter, pa.int64()),
-        "ts": pa.array(T0 + 900 * (np.asarray(slot, np.int64) + 1)).cast(pa.timestamp("s", tz="UTC")),
-        "register_milli": pa.array(reg, pa.int64()),
-        "sender": pa.array(["c"] * len(meter)),
-        "received_at": pa.array(np.asarray(recv, np.int64)).cast(pa.timestamp("ms", tz="UTC")),
-    })
-
-
-def _expected(tables):
-    best = {}
-    for t in tables:
-        for m, ts, r, rec in zip(*(t.column(c).to_pylist() for c in ("meter_id", "ts", "register_milli", "received_at"))):
-            if (m, ts) not in best or rec < best[(m, ts)][1]:
-                best[(m, ts)] = (r, rec)
-    return {k: v[0] for k, v in best.items()}
-
-
-def _as_dict(table):
-    return dict(zip(zip(table.column("meter_id").to_pylist(), table.column("ts").to_pylist()),
-                    table.column("register_milli").to_pylist()))
-
-
-# -- the lake itself ---------------------------------------------------------------------------------
 def test_cli_init_on_s3(s3):
     url = s3()
     r = CliRunner().invoke(cli, ["init", "--lake", url])

@@ -71,14 +71,11 @@ class Counter:
 
     def wait(self, total: int, timeout: float = 30.0) -> None:
         deadline = time.monotonic() + timeout
-        last, still = -1, time.monotonic()
         while time.monotonic() < deadline:
             n = len(self.readings) if total < 0 else self.received
             if n >= abs(total):
                 time.sleep(0.2)
                 return
-            if n != last:
-                last, still = n, time.monotonic()
             time.sleep(0.05)
 
     def close(self):
