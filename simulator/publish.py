@@ -125,12 +125,8 @@ class Publisher:
 
     def _register(self, conn: _Conn) -> None:
         sock = conn.client.socket()
-        if conn.sock is not None and conn.sock is not sock and conn.events:
-            try:
-                self.sel.unregister(conn.sock)
-            except (KeyError, ValueError, OSError):
-                pass
-            conn.events = 0
+        if conn.sock is not sock:  # a reconnect gave the client a new socket
+            self._unregister(conn)
         conn.sock = sock
         if sock is None:
             return
