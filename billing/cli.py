@@ -94,7 +94,7 @@ def bill(lake_path, date_, from_, to_, cluster, as_json):
     Console().print(t)
 
 
-@click.command()
+@click.command(context_settings={"ignore_unknown_options": True})  # AMOUNT may look like -5
 @click.argument("account")
 @click.argument("amount")
 @click.option("--ref", required=True, help="Payment reference (applied once however often it is sent).")

@@ -49,3 +49,11 @@ def test_cli_errors_are_one_line(tmp_path):
     assert run.invoke(cli, ["bill", "--lake", lk, "--date", "2026-11-01"]).exit_code == 0
     r = run.invoke(cli, ["bill", "--lake", lk, "--date", "2026-11-03"])
     assert r.exit_code == 1 and "2026-11-02 is not settled" in r.output
+
+
+def test_pay_negative_amount_is_a_clear_error_not_an_option(tmp_path):
+    from meters.lake import init_lake
+
+    lake = init_lake(tmp_path / "lake")
+    r = CliRunner().invoke(cli, ["pay", "A1", "-5", "--ref", "R", "--lake", str(lake.root)])
+    assert r.exit_code == 1 and "must be a positive number" in r.output
