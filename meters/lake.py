@@ -449,7 +449,7 @@ class Lake:
         d = self.partition_dir(name, key)
         d.mkdir(parents=True, exist_ok=True)
         manifest = d / MANIFEST
-        old = self._current_files(name, key)
+        old = self.current_files(name, key)
         if not manifest.exists():  # pin the current content before a new file becomes visible
             _put(manifest, json.dumps([p.name for p in old]).encode())
         path = self.write(name, data, key, **kw)
@@ -475,7 +475,7 @@ class Lake:
                 return pa.concat_tables(parts)
             empty = empty_table(t) if columns is None else empty_table(t).select(columns)
             return empty.append_column(t.partition, pa.array([], pa.string()))
-        files = self._current_files(name, key)
+        files = self.current_files(name, key)
         if not files:
             empty = empty_table(t)
             return empty if columns is None else empty.select(columns)
@@ -504,7 +504,8 @@ class Lake:
         if not self.is_local:
             con.register_filesystem(self._duckdb_filesystem)
 
-    def _current_files(self, name: str, key: str | None) -> list[Path]:
+    def current_files(self, name: str, key: str | None) -> list[Path]:
+        """Files of one partition (or an unpartitioned table) as its `_current` manifest lists them."""
         files = self.files(name, key)
         manifest = self.partition_dir(name, key) / MANIFEST
         if manifest.exists():

@@ -24,9 +24,11 @@ import pyarrow.dataset as ds
 
 from .errors import MetersError
 from .lake import Lake
-from .schemas import READINGS, UTC_S
+from .schemas import READINGS, TABLES, UTC_S
+from .views import stored_select
 
 COMPACT_PREFIX = "compact-"
+READINGS_TABLE = TABLES["readings"]
 COLUMNS = READINGS.names  # meter_id, ts, register_milli, quantity_milli, interval_s, quality, sender, received_at
 
 
@@ -130,27 +132,6 @@ def is_compacted(files: list[Path]) -> bool:
     return len(files) == 1 and files[0].name.startswith(COMPACT_PREFIX)
 
 
-def _quote(s: str) -> str:
-    return "'" + s.replace("'", "''") + "'"
-
-
-_SQL_TYPES = {"meter_id": "BIGINT", "ts": "TIMESTAMPTZ", "register_milli": "BIGINT",
-              "quantity_milli": "BIGINT", "interval_s": "INTEGER", "quality": "VARCHAR",
-              "sender": "VARCHAR", "received_at": "TIMESTAMPTZ"}
-
-
-def _stored(lake: Lake, files: list[Path]) -> str:
-    """Typed stored columns of ``files`` plus ``day`` DATE (missing columns of older files → NULL)."""
-    typed = ", ".join(f"CAST(NULL AS {_SQL_TYPES[c]}) AS {c}" for c in COLUMNS)
-    empty = f"SELECT {typed}, CAST(NULL AS DATE) AS day WHERE false"
-    if not files:
-        return empty
-    lst = "[" + ", ".join(_quote(lake.sql_path(p)) for p in files) + "]"
-    cols = ", ".join(f"CAST({c} AS {_SQL_TYPES[c]}) AS {c}" for c in COLUMNS)
-    return (f"SELECT {cols}, day FROM ({empty} UNION ALL BY NAME SELECT * FROM read_parquet({lst}, "
-            f"hive_partitioning = true, hive_types = {{'day': DATE}}))")
-
-
 VIEW_COLUMNS = ("meter_id, ts, register_milli / 1000.0 AS register, register_milli, "
                 "quantity_milli / 1000.0 AS quantity, quantity_milli, interval_s, quality, sender, "
                 "received_at, day")
@@ -168,8 +149,8 @@ def readings_view_sql(lake: Lake) -> str:
         (clean if is_compacted(files) else raw).extend(files)
     parts = []
     if clean or not raw:
-        parts.append(f"SELECT {VIEW_COLUMNS} FROM ({_stored(lake, clean)})")
+        parts.append(f"SELECT {VIEW_COLUMNS} FROM ({stored_select(lake, READINGS_TABLE, clean)})")
     if raw:
-        parts.append(f"SELECT {VIEW_COLUMNS} FROM ({_stored(lake, raw)}) QUALIFY row_number() OVER "
+        parts.append(f"SELECT {VIEW_COLUMNS} FROM ({stored_select(lake, READINGS_TABLE, raw)}) QUALIFY row_number() OVER "
                      "(PARTITION BY meter_id, ts ORDER BY received_at NULLS LAST) = 1")
     return " UNION ALL ".join(f"({p})" for p in parts)

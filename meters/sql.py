@@ -24,83 +24,15 @@ import pyarrow as pa
 from .errors import MetersError
 from .lake import Lake
 from .schemas import TABLES, Table
+from .views import quote_ident, quote_literal, stored_select, table_files
 
 ALLOWED_STATEMENTS = {"SELECT", "EXPLAIN"}
-PARTITION_SQL_TYPES = {"day": "DATE", "month": "VARCHAR"}
 
 # views derived from stored columns: stored name -> (view expression, view name)
 DERIVED = {
     "readings": {"register_milli": ("register_milli / 1000.0", "register"),
                  "quantity_milli": ("quantity_milli / 1000.0", "quantity")},
 }
-
-
-def sql_type(t: pa.DataType) -> str:
-    """The DuckDB type of an Arrow type used in the lake schemas."""
-    if pa.types.is_int64(t):
-        return "BIGINT"
-    if pa.types.is_int32(t):
-        return "INTEGER"
-    if pa.types.is_int16(t):
-        return "SMALLINT"
-    if pa.types.is_int8(t):
-        return "TINYINT"
-    if pa.types.is_floating(t):
-        return "DOUBLE" if t.bit_width == 64 else "FLOAT"
-    if pa.types.is_boolean(t):
-        return "BOOLEAN"
-    if pa.types.is_string(t) or pa.types.is_large_string(t):
-        return "VARCHAR"
-    if pa.types.is_binary(t) or pa.types.is_large_binary(t):
-        return "BLOB"
-    if pa.types.is_decimal(t):
-        return f"DECIMAL({t.precision},{t.scale})"
-    if pa.types.is_date(t):
-        return "DATE"
-    if pa.types.is_timestamp(t):
-        return "TIMESTAMPTZ" if t.tz else "TIMESTAMP"
-    if pa.types.is_list(t) or pa.types.is_large_list(t):
-        return f"{sql_type(t.value_type)}[]"
-    # anything else: ask DuckDB how it reads that Arrow type
-    return str(duckdb.from_arrow(pa.table({"x": pa.array([], t)})).types[0])
-
-
-def _quote(s: str) -> str:
-    return "'" + s.replace("'", "''") + "'"
-
-
-def _ident(s: str) -> str:
-    return '"' + s.replace('"', '""') + '"'
-
-
-def table_files(lake: Lake, t: Table) -> list[Path]:
-    """The visible files of table ``t``, honouring each partition's ``_current`` manifest."""
-    if t.partition is None:
-        return lake._current_files(t.name, None)
-    out: list[Path] = []
-    for key in lake.partitions(t.name):
-        out.extend(lake._current_files(t.name, key))
-    return out
-
-
-def stored_select(lake: Lake, t: Table, files: list[Path]) -> str:
-    """A SELECT of the stored columns (typed as the schema says) of ``files`` of table ``t``, plus the
-    partition column; a typed empty SELECT when there is no file."""
-    typed = [f"CAST(NULL AS {sql_type(f.type)}) AS {_ident(f.name)}" for f in t.schema]
-    if t.partition:
-        typed.append(f"CAST(NULL AS {PARTITION_SQL_TYPES[t.partition]}) AS {_ident(t.partition)}")
-    empty = f"SELECT {', '.join(typed)} WHERE false"
-    if not files:
-        return empty
-    file_list = "[" + ", ".join(_quote(lake.sql_path(p)) for p in files) + "]"
-    hive = (f"hive_partitioning = true, hive_types = {{'{t.partition}': {PARTITION_SQL_TYPES[t.partition]}}}"
-            if t.partition else "hive_partitioning = false")
-    cols = [f"CAST({_ident(f.name)} AS {sql_type(f.type)}) AS {_ident(f.name)}" for f in t.schema]
-    if t.partition:
-        cols.append(_ident(t.partition))
-    # UNION ALL BY NAME with the typed empty SELECT fills columns that older files lack with NULL
-    return (f"SELECT {', '.join(cols)} FROM ({empty} UNION ALL BY NAME "
-            f"SELECT * FROM read_parquet({file_list}, {hive}))")
 
 
 def view_select(lake: Lake, t: Table, files: list[Path]) -> str:
@@ -110,10 +42,10 @@ def view_select(lake: Lake, t: Table, files: list[Path]) -> str:
     for f in t.schema:
         if f.name in derived:
             expr, alias = derived[f.name]
-            cols.append(f"{expr} AS {_ident(alias)}")
-        cols.append(_ident(f.name))
+            cols.append(f"{expr} AS {quote_ident(alias)}")
+        cols.append(quote_ident(f.name))
     if t.partition:
-        cols.append(_ident(t.partition))
+        cols.append(quote_ident(t.partition))
     return f"SELECT {', '.join(cols)} FROM ({stored_select(lake, t, files)})"
 
 
@@ -134,13 +66,13 @@ def connect(lake: Lake | str | os.PathLike, *, threads: int | None = None) -> du
         lake = Lake(lake)
     con = duckdb.connect(":memory:")
     con.execute("SET autoinstall_known_extensions = false")
-    con.execute(f"SET TimeZone = {_quote(lake.timezone_name)}")
+    con.execute(f"SET TimeZone = {quote_literal(lake.timezone_name)}")
     if threads:
         con.execute(f"SET threads = {int(threads)}")
     lake.register_duckdb(con)  # object-store lakes: files are read through the lake's filesystem
     for name, t in TABLES.items():
         select = _readings_sql(lake) if name == "readings" else view_select(lake, t, table_files(lake, t))
-        con.execute(f"CREATE VIEW {_ident(name)} AS {select}")
+        con.execute(f"CREATE VIEW {quote_ident(name)} AS {select}")
     if "readings" in TABLES:
         con.execute(f"CREATE VIEW readings_raw AS "
                     f"{view_select(lake, TABLES['readings'], table_files(lake, TABLES['readings']))}")
