@@ -205,7 +205,7 @@ def test_broker_restart_during_ingest(broker, lake):
     stop = threading.Event()
     result = {}
     th = threading.Thread(target=lambda: result.update(run_ingest(
-        parse_broker_url(broker.url("ingest")), lake, flush_seconds=0.5, stop_event=stop)))
+        parse_broker_url(broker.url("ingest")), lake, flush_seconds=0.5, stop_event=stop)), daemon=True)
     th.start()
     pub = Publisher(broker.url("sender"), "pub-a")
     for p in payloads[:60]:
@@ -213,7 +213,12 @@ def test_broker_restart_during_ingest(broker, lake):
     pub.wait()
     pub.close()
     time.sleep(0.2)  # the ingest worker holds an unflushed batch now
+    log_before = broker.log_file.stat().st_size
     broker.restart()
+    # Mosquitto 2.0.11 restores a persisted *shared* subscription's queue but routes no new message to
+    # it until its client subscribes again (tests/test_ingest_service.py::test_mosquitto_shared_
+    # subscription_after_restart, docs/ingest.md): publish the rest once the worker is back.
+    assert _wait(lambda: "as meters-ingest-0" in broker.log_file.read_text(errors="replace")[log_before:], 20)
     pub = Publisher(broker.url("sender"), "pub-b")
     for p in payloads[60:]:
         pub.send(p)
@@ -225,6 +230,42 @@ def test_broker_restart_during_ingest(broker, lake):
     assert result["connects"] >= 2
     run_ingest(parse_broker_url(broker.url("ingest")), lake, until_idle=1.0)
     assert lake_dict(lake) == expected
+
+
+def test_mosquitto_shared_subscription_after_restart(broker):
+    """Records a limit of the embedded broker (Mosquitto 2.0.11), not of ingest: after a restart, a
+    persistent session's plain subscription keeps receiving while its client is away, its shared
+    subscription does not until the client reconnects and subscribes again. If a newer Mosquitto
+    fixes it, this test fails and docs/ingest.md's warning can go."""
+    def session(topic, cid, got=None):
+        c, kw = make_client(parse_broker_url(broker.url("ingest")), cid, clean_start=False, session_expiry=3600)
+        if got is not None:
+            c.on_message = lambda c_, u, m: got.append(m.payload)
+        c.connect(**kw)
+        c.loop_start()
+        assert _wait(c.is_connected, 5)
+        if got is None:
+            c.subscribe(topic, qos=1)
+            time.sleep(0.3)
+        return c
+
+    topics = {"plain": "meters/v1/+/readings", "shared": "$share/ingest/meters/v1/+/readings"}
+    for name, topic in topics.items():
+        c = session(topic, f"limit-{name}")
+        c.disconnect()
+        c.loop_stop()
+    broker.restart()
+    pub = Publisher(broker.url("sender"), "pub-limit")
+    pub.send(b"published-after-restart")
+    pub.wait()
+    pub.close()
+    got = {name: [] for name in topics}
+    for name, topic in topics.items():
+        c = session(topic, f"limit-{name}", got[name])
+        time.sleep(1.0)
+        c.disconnect()
+        c.loop_stop()
+    assert got == {"plain": [b"published-after-restart"], "shared": []}
 
 
 def test_sigterm_flushes_acks_and_exits_0(broker, lake):
