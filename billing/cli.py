@@ -7,17 +7,13 @@ from collections import Counter
 
 import click
 
-from meters.cli import echo_json, lake_option
+from meters.options import echo_json, lake_option
+from meters.times import parse_date, parse_instant
 from meters.errors import MetersError
 
 
 def _date(value: str | None, name: str) -> dt.date | None:
-    if value is None:
-        return None
-    try:
-        return dt.date.fromisoformat(value)
-    except ValueError:
-        raise MetersError(f"{name} {value!r} is not a date (YYYY-MM-DD)") from None
+    return None if value is None else parse_date(value, name)
 
 
 @click.command()
@@ -107,12 +103,7 @@ def pay(account, amount, ref, at, lake_path):
 
     from .payments import pay as do_pay
 
-    when = None
-    if at:
-        try:
-            when = dt.datetime.fromisoformat(at)
-        except ValueError:
-            raise MetersError(f"--at {at!r} is not an ISO 8601 time") from None
+    when = parse_instant(at, name="--at") if at else None
     r = do_pay(open_lake(lake_path), account, amount, ref, when)
     if r["status"] == "duplicate":
         click.echo(f"payment {r['ref']} was already applied ({r['amount']} to account {r['account_id']}); "

@@ -6,7 +6,7 @@ import logging
 
 import click
 
-from meters.cli import lake_option
+from meters.options import lake_option
 
 
 @click.command()
@@ -50,7 +50,7 @@ def ingest(broker_url, lake_path, until_idle, batch_rows, flush_seconds, idle_fl
     Runs until SIGTERM / Ctrl-C (it then flushes, acknowledges and exits 0) or --until-idle.
     """
     from meters.lake import Lake
-    from meters.mqtt import resolve_broker
+    from meters.broker import resolve_broker
 
     from .decode import Limits
     from .service import run_workers

@@ -1,27 +1,9 @@
 """Decoding and validation of one MQTT message: pure, never raises on bad input.
 
 A message becomes good readings (three int64 arrays) and dead-letter rows (payload bytes, reason code,
-detail). A bad row of a batch dead-letters that row only; the good rows of the batch are kept. Reason
-codes (``deadletter.reason``):
-
-================== ===========================================================================
-bad_topic          topic is not ``meters/v1/<sender>/readings``
-payload_too_large  payload longer than ``Limits.max_payload`` (only its head is kept)
-empty              empty payload or empty JSON array
-bad_encoding       JSON payload is not UTF-8
-not_json           not valid JSON (and not a binary batch)
-bad_type           a row is not an object, or a field has the wrong JSON type
-missing_field      ``meter_id``, ``ts`` or ``register`` absent
-unknown_field      a field other than meter_id, ts, register, utility, unit
-bad_meter_id       meter_id outside 1 .. 2^63-1
-bad_ts             ts string is not ISO 8601 with a UTC offset
-ts_out_of_range    ts before ``Limits.min_ts`` or more than ``max_future_s`` ahead of now
-not_finite         register is NaN or infinite
-negative_register  register < 0
-register_too_large register × 1000 does not fit in int64
-bad_utility        utility not one of electricity, water, gas, heat
-bad_magic, bad_version, truncated, checksum   binary batch errors (meters.wire)
-================== ===========================================================================
+detail). A bad row of a batch dead-letters that row only; the good rows of the batch are kept. The
+payload's format is recognised and decoded by its :mod:`meters.wire` codec; the reason codes
+(``deadletter.reason``) are ``REASONS``.
 """
 from __future__ import annotations
 
@@ -37,6 +19,22 @@ from meters import wire
 from meters.mqtt import sender_of as _sender_of
 from meters.schemas import METER_ID_MAX, UTILITIES
 
+REASONS: dict[str, str] = {
+    "bad_topic": "topic is not ``meters/v1/<sender>/readings``",
+    "payload_too_large": "payload longer than ``Limits.max_payload`` (only its head is kept)",
+    "empty": "empty payload, empty JSON array or binary batch of 0 readings",
+    **wire.REASONS,
+    "bad_type": "a row is not an object, or a field has the wrong JSON type",
+    "missing_field": "``meter_id``, ``ts`` or ``register`` absent",
+    "unknown_field": "a field other than meter_id, ts, register, utility, unit",
+    "bad_meter_id": "meter_id outside 1 .. 2^63-1",
+    "bad_ts": "ts string is not ISO 8601 with a UTC offset",
+    "ts_out_of_range": "ts before ``Limits.min_ts`` or more than ``max_future_s`` ahead of now",
+    "not_finite": "register is NaN or infinite",
+    "negative_register": "register < 0",
+    "register_too_large": "register × 1000 does not fit in int64",
+    "bad_utility": "utility not one of electricity, water, gas, heat",
+}
 KNOWN_FIELDS = frozenset({"meter_id", "ts", "register", "utility", "unit"})
 REQUIRED_FIELDS = ("meter_id", "ts", "register")
 MILLI_MAX = np.iinfo(np.int64).max
@@ -152,17 +150,8 @@ def parse_row(obj, now: int, limits: Limits) -> tuple[int, int, int]:
     return m, t, milli
 
 
-def decode_json(payload: bytes, now: int, limits: Limits) -> Decoded:
-    """A JSON payload: one object or an array of objects."""
-    try:
-        text = payload.decode("utf-8")
-    except UnicodeDecodeError as e:
-        return _dead(payload, "bad_encoding", f"not UTF-8: {e}")
-    try:
-        doc = json.loads(text)
-    except (ValueError, RecursionError) as e:
-        return _dead(payload, "not_json", f"not JSON: {str(e)[:200]}")
-    rows = doc if isinstance(doc, list) else [doc]
+def validate_records(rows: list, payload: bytes, codec: wire.Codec, now: int, limits: Limits) -> Decoded:
+    """Records of a text payload (JSON objects): each row is checked; bad rows are dead-lettered."""
     if not rows:
         return _dead(payload, "empty", "empty JSON array")
     ms, ts, rs, dead = [], [], [], []
@@ -186,13 +175,10 @@ def _row_bytes(obj) -> bytes:
         return repr(obj).encode()
 
 
-def decode_binary(payload: bytes, now: int, limits: Limits) -> Decoded:
-    """A binary batch (meters.wire); rows failing validation are dead-lettered one by one, each as a
-    one-reading binary batch so that it can be replayed after repair."""
-    try:
-        m, t, r = wire.decode_batch(payload)
-    except wire.WireError as e:
-        return _dead(payload, e.reason, e.detail)
+def validate_columns(cols: wire.Columns, payload: bytes, codec: wire.Codec, now: int, limits: Limits) -> Decoded:
+    """Typed columns (a binary batch); rows failing validation are dead-lettered one by one, each
+    re-encoded by ``codec`` as a one-reading payload so that it can be replayed after repair."""
+    m, t, r = cols
     if len(m) == 0:
         return _dead(payload, "empty", "binary batch with 0 readings")
     bad_m = m < 1
@@ -203,7 +189,7 @@ def decode_binary(payload: bytes, now: int, limits: Limits) -> Decoded:
         return Decoded(m, t, r)
     dead = []
     for i in np.flatnonzero(bad):
-        row = wire.encode_batch(m[i:i + 1], t[i:i + 1], r[i:i + 1])
+        row = codec.encode(m[i:i + 1], t[i:i + 1], r[i:i + 1])[0]
         if bad_m[i]:
             dead.append((row, "bad_meter_id", f"meter_id {m[i]} is outside 1 .. 2^63-1 (row {i})"))
         elif bad_t[i]:
@@ -224,17 +210,12 @@ def decode_message(topic: str, payload: bytes, now: int, limits: Limits = Limits
                      f"{len(payload)} bytes > limit {limits.max_payload}; first {DEADLETTER_HEAD} bytes kept")
     if not payload:
         return _dead(payload, "empty", "empty payload")
-    if wire.is_binary(payload):
-        return decode_binary(payload, now, limits)
-    if looks_binary(payload):
-        return _dead(payload, "bad_magic", f"binary batch starts with {payload[:4]!r}, not {wire.MAGIC!r}")
-    return decode_json(payload, now, limits)
+    codec = wire.detect(payload)
+    try:
+        decoded = codec.decode(payload)
+    except wire.WireError as e:
+        return _dead(payload, e.reason, e.detail)
+    return _VALIDATE[type(decoded)](decoded, payload, codec, now, limits)
 
 
-def looks_binary(payload: bytes) -> bool:
-    """A payload that is shaped like a binary batch (header count matches its length, or it starts
-    like the magic) but lacks the magic: a damaged batch rather than bad JSON."""
-    if payload[:1] in (b"{", b"[", b" ", b"\n", b"\r", b"\t") or len(payload) < wire.HEADER_SIZE:
-        return False
-    n = int.from_bytes(payload[8:12], "little")
-    return payload[:2] == wire.MAGIC[:2] or len(payload) == wire.HEADER_SIZE + wire.BYTES_PER_READING * n
+_VALIDATE = {wire.Columns: validate_columns, list: validate_records}  # by what a codec decodes to

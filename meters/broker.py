@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 
 from .errors import MetersError
+from .mqtt import BrokerURL, make_client, parse_broker_url
 
 DEFAULT_STATE_DIR = Path(".meters") / "broker"
 ROLES = ("admin", "ingest", "sender")
@@ -51,6 +52,18 @@ def _port_open(port: int, host: str = HOST) -> bool:
     with socket.socket() as s:
         s.settimeout(0.2)
         return s.connect_ex((host, port)) == 0
+
+
+def resolve_broker(url: str | None, role: str, state_dir: str | os.PathLike | None = None) -> BrokerURL:
+    """``url`` if given, else ``$METERS_BROKER``, else the managed broker's URL for ``role``."""
+    url = url or os.environ.get("METERS_BROKER")
+    if url:
+        return parse_broker_url(url)
+    broker = ManagedBroker(state_dir)
+    if not broker.is_running():
+        raise MetersError("no --broker given and no managed broker is running; "
+                          "start one with `meters broker start` or pass --broker mqtt://user:pass@host:port")
+    return parse_broker_url(broker.url(role))
 
 
 class ManagedBroker:
@@ -84,7 +97,6 @@ class ManagedBroker:
         users = creds["users"]
         if role not in users:
             raise MetersError(f"unknown broker user {role!r}; known: {', '.join(sorted(users))}")
-        from .mqtt import BrokerURL
         return str(BrokerURL(HOST, creds["port"], role, users[role]))
 
     def pid(self) -> int | None:
@@ -231,8 +243,6 @@ class ManagedBroker:
         return self.info()
 
     def _wait_ready(self, port: int, timeout: float) -> None:
-        from .mqtt import make_client, parse_broker_url
-
         deadline = time.monotonic() + timeout
         last = "not started"
         while time.monotonic() < deadline:

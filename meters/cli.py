@@ -6,13 +6,13 @@ and a stage's heavy imports (numba, paho) load only when that stage runs.
 from __future__ import annotations
 
 import importlib
-import json
 import sys
 
 import click
 
 from . import __version__
 from .errors import MetersError
+from .options import lake_option
 
 # name -> "module:attribute" of a click command or group
 LAZY_COMMANDS: dict[str, str] = {
@@ -23,7 +23,7 @@ LAZY_COMMANDS: dict[str, str] = {
     "sql": "meters.cli_sql:sql",
     "report": "meters.cli_sql:report",
     "import": "meters.cli_import:import_",
-    "replay": "meters.replay:replay_cmd",
+    "replay": "simulator.cli:replay",
     "demo": "meters.demo:demo",
     "ingest": "ingest.cli:ingest",
     "compact": "ingest.cli:compact",
@@ -59,14 +59,6 @@ def cli():
 
     The lake (a directory of Parquet tables) is shared by every command: `meters init` creates it.
     """
-
-
-lake_option = click.option("--lake", "lake_path", default="lake", show_default=True,
-                           type=click.Path(file_okay=False), help="Lake directory (or an object-store URL such as s3://bucket/lake, see docs/object-storage.md).")
-
-
-def echo_json(data) -> None:
-    click.echo(json.dumps(data, indent=2, default=str))
 
 
 @cli.command()

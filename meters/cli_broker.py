@@ -4,7 +4,7 @@ from __future__ import annotations
 import click
 
 from .broker import DEFAULT_STATE_DIR, ManagedBroker
-from .cli import echo_json
+from .options import echo_json
 
 dir_option = click.option("--dir", "state_dir", default=str(DEFAULT_STATE_DIR), show_default=True,
                           type=click.Path(file_okay=False), help="Broker state directory.")

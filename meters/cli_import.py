@@ -5,7 +5,7 @@ from pathlib import Path
 
 import click
 
-from .cli import lake_option
+from .options import lake_option
 from .errors import MetersError
 
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import click
 
-from .cli import echo_json, lake_option
+from .options import echo_json, lake_option
 from .errors import MetersError
 from .lake import open_lake
 from .registry import import_accounts, load_tariffs

@@ -11,7 +11,7 @@ import sys
 
 import click
 
-from .cli import lake_option
+from .options import date_param, lake_option
 from .errors import MetersError
 
 FORMATS = ("table", "csv", "json", "parquet")
@@ -148,23 +148,14 @@ def sql(lake_path, query, fmt, out, max_rows):
     emit(run(con, query), fmt, out, max_rows=max_rows)
 
 
-def _date(ctx, param, value):
-    if value is None:
-        return None
-    try:
-        return dt.date.fromisoformat(value)
-    except ValueError:
-        raise click.BadParameter(f"{value!r} is not a date YYYY-MM-DD") from None
-
-
 @click.command("report")
 @click.argument("name", type=click.Choice(["daily", "top", "load-curve", "tiers", "alerts", "quality"]))
 @lake_option
 @click.option("--png", type=click.Path(dir_okay=False), help="Also save the report's chart as a PNG file.")
 @click.option("--meter", type=int, help="Meter id (load-curve).")
 @click.option("--month", help="Month YYYY-MM (tiers; default the latest billed month).")
-@click.option("--from", "start", callback=_date, help="First local day YYYY-MM-DD.")
-@click.option("--to", "end", callback=_date, help="Last local day YYYY-MM-DD (inclusive).")
+@click.option("--from", "start", callback=date_param, help="First local day YYYY-MM-DD.")
+@click.option("--to", "end", callback=date_param, help="Last local day YYYY-MM-DD (inclusive).")
 @click.option("--limit", type=click.IntRange(1), default=10, show_default=True, help="Rows of the top report.")
 @click.option("--format", "fmt", type=click.Choice(FORMATS[:3]), default="table", show_default=True,
               help="Output format.")

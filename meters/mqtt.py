@@ -5,7 +5,6 @@ selects MQTT 3.1.1 instead of the default 5.0.
 """
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from urllib.parse import parse_qs, quote, unquote, urlsplit
 
@@ -85,19 +84,6 @@ def parse_broker_url(url: str) -> BrokerURL:
                      unquote(parts.username) if parts.username is not None else None,
                      unquote(parts.password) if parts.password is not None else None,
                      parts.scheme == "mqtts", version)
-
-
-def resolve_broker(url: str | None, role: str, state_dir: str | os.PathLike | None = None) -> BrokerURL:
-    """``url`` if given, else ``$METERS_BROKER``, else the managed broker's URL for ``role``."""
-    url = url or os.environ.get("METERS_BROKER")
-    if url:
-        return parse_broker_url(url)
-    from .broker import ManagedBroker
-    broker = ManagedBroker(state_dir)
-    if not broker.is_running():
-        raise MetersError("no --broker given and no managed broker is running; "
-                          "start one with `meters broker start` or pass --broker mqtt://user:pass@host:port")
-    return parse_broker_url(broker.url(role))
 
 
 def make_client(url: BrokerURL, client_id: str = "", *, clean_start: bool = True,

@@ -22,9 +22,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.dataset as ds
 
-from .errors import MetersError
 from .lake import Lake
 from .schemas import READINGS, TABLES, UTC_S
+from .times import parse_instant
 from .views import stored_select
 
 COMPACT_PREFIX = "compact-"
@@ -77,19 +77,6 @@ def dedup_table(table: pa.Table) -> pa.Table:
 
 
 # -- I/O shell -----------------------------------------------------------------------------------
-def _utc(x) -> dt.datetime:
-    if isinstance(x, str):
-        try:
-            x = dt.datetime.fromisoformat(x)
-        except ValueError:
-            raise MetersError(f"bad timestamp {x!r}: use ISO 8601 with an offset") from None
-    if isinstance(x, dt.date) and not isinstance(x, dt.datetime):
-        raise MetersError(f"give an instant (datetime with tz), not the date {x}")
-    if x.tzinfo is None:
-        raise MetersError(f"timestamp {x.isoformat()} has no UTC offset")
-    return x.astimezone(dt.timezone.utc)
-
-
 def partition_days(lake: Lake, start_utc: dt.datetime, end_utc: dt.datetime) -> list[str]:
     """Existing ``day=`` partitions that can hold readings with ts in [start, end)."""
     first = lake.local_day(start_utc)
@@ -103,7 +90,7 @@ def read_readings(lake: Lake, start_utc, end_utc, meter_min: int | None = None,
     """Deduplicated readings with ``start_utc <= ts < end_utc`` (and ``meter_min <= meter_id <=
     meter_max`` when given), sorted by ``(meter_id, ts)``, with the columns of
     :data:`meters.schemas.READINGS`. Instants are aware datetimes or ISO 8601 strings."""
-    start, end = _utc(start_utc), _utc(end_utc)
+    start, end = parse_instant(start_utc, name="start"), parse_instant(end_utc, name="end")
     if end <= start:
         return READINGS.empty_table()
     f = (ds.field("ts") >= pa.scalar(start, UTC_S)) & (ds.field("ts") < pa.scalar(end, UTC_S))

@@ -1,7 +1,11 @@
-"""`meters simulate`: a thin click wrapper over :func:`simulator.run.simulate`."""
+"""`meters simulate` and `meters replay`: thin click wrappers over :func:`simulator.run.simulate` and
+:func:`simulator.replay.replay`."""
 from __future__ import annotations
 
 import click
+
+from meters import wire
+from meters.options import echo_json, lake_option
 
 
 @click.command()
@@ -21,8 +25,8 @@ import click
 @click.option("--lake", "lake_path", default=None, type=click.Path(file_okay=False),
               help="Lake that receives the fleet's meters, accounts and contacts (created if missing) "
                    "and the ground-truth manifest in <lake>/_simulator/<run>/.")
-@click.option("--format", "fmt", type=click.Choice(["binary", "json", "json-array"]), default="binary",
-              show_default=True, help="Payloads: binary batches, one JSON object per reading, or JSON arrays.")
+@click.option("--format", "fmt", type=click.Choice(list(wire.FORMATS)), default=wire.DEFAULT,
+              show_default=True, help=f"Payloads: {wire.describe()}.")
 @click.option("--manifest", default=None, type=click.Path(file_okay=False), help="Manifest directory.")
 @click.option("--batch-intervals", type=click.IntRange(min=1), default=None,
               help="Reads per meter in one concentrator upload (default: one hour's worth).")
@@ -37,8 +41,6 @@ import click
 def simulate(broker, broker_dir, n_meters, start, days, interval, seed, speed, faults, lake_path, fmt, manifest,
              batch_intervals, processes, window, mqtt_version, as_json):
     """Simulate a seeded fleet of meters and publish their readings over MQTT (QoS 1)."""
-    from meters.cli import echo_json
-
     from .run import simulate as run
 
     s = run(n_meters, start, days, broker=broker, broker_dir=broker_dir, lake=lake_path, interval=interval,
@@ -61,3 +63,37 @@ def simulate(broker, broker_dir, n_meters, start, days, interval, seed, speed, f
         click.echo(f"registry written to {s['lake']}")
     if s["manifest"]:
         click.echo(f"manifest: {s['manifest']}")
+
+
+@click.command()
+@lake_option
+@click.option("--broker", "broker_url", help="Broker URL mqtt://user:pass@host:port (default $METERS_BROKER "
+                                             "or the managed broker's admin role).")
+@click.option("--from", "start", required=True, help="First instant (ISO 8601; no offset = lake time).")
+@click.option("--to", "end", required=True, help="End instant, exclusive (ISO 8601).")
+@click.option("--speed", default="max", show_default=True, help="max, realtime or a factor like 3600x.")
+@click.option("--format", "fmt", type=click.Choice(list(wire.BATCH_FORMATS)), default=wire.DEFAULT, show_default=True,
+              help=f"Payload format: {wire.describe(wire.BATCH_FORMATS)}.")
+@click.option("--sender", help="Publish every reading to this sender's topic instead of its original one.")
+@click.option("--batch-size", type=click.IntRange(1, 1_000_000), default=1000, show_default=True,
+              help="Readings per message at most.")
+def replay(lake_path, broker_url, start, end, speed, fmt, sender, batch_size):
+    """Republish readings from the lake over MQTT in their original order (load tests, incidents)."""
+    from rich.progress import Progress
+
+    from meters.broker import resolve_broker
+    from meters.lake import Lake
+
+    from .replay import replay as run
+
+    lake = Lake(lake_path)
+    url = resolve_broker(broker_url, "admin")
+    with Progress(transient=True) as bar:
+        task = bar.add_task("replaying", total=None)
+        r = run(lake, str(url), start, end, speed=speed, fmt=fmt, sender=sender, batch_size=batch_size,
+                   progress=lambda n: bar.advance(task, n))
+    rate = r["readings"] / r["seconds"] if r["seconds"] else 0
+    click.echo(f"replayed {r['readings']} readings in {r['messages']} messages from {r['senders']} sender(s) "
+               f"to {url.redacted()} in {r['seconds']:.1f} s ({rate:,.0f} readings/s)")
+    if r["skipped_interval_rows"]:
+        click.echo(f"note: {r['skipped_interval_rows']} imported interval rows (no register) were not replayed")

@@ -8,13 +8,12 @@ instants. A shard is a contiguous range of concentrators; shards are independent
 from __future__ import annotations
 
 import datetime as dt
-import zlib
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
 import numpy as np
 
-from meters.wire import HEADER, MAGIC, VERSION
+from meters.wire import binary
 
 from .faults import MAX_LATE_UPLOADS, Faults
 from .fleet import Fleet
@@ -86,7 +85,8 @@ class Upload:
     ts: np.ndarray
     register_milli: np.ndarray
     malformed: bytes | None = None      # an extra garbage payload to send with it
-    payload: bytes | None = None        # the readings already encoded as a binary batch (fast path)
+    payload: bytes | None = None        # the readings already encoded (fast path) ...
+    payload_format: str | None = None   # ... in this format of meters.wire.FORMATS
 
 
 class Shard:
@@ -182,14 +182,13 @@ class Shard:
             mids = np.repeat(self.meter_id, nk)
             tss = np.tile(ts, n)
             regs = R.ravel()
-            static = self._static_bodies(nk)
+            templates = self._templates(nk)
             base = int(ts[0])
             for c in range(self.hi - self.lo):
                 a, z = self.conc_off[c] * nk, self.conc_off[c + 1] * nk
-                prefix, crc = static[c]
-                rb = regs[a:z].tobytes()
-                payload = b"".join((HEADER.pack(MAGIC, VERSION, 0, 0, z - a, zlib.crc32(rb, crc), base), prefix, rb))
-                ups.append(Upload(self.lo + c, mids[a:z], tss[a:z], regs[a:z], payload=payload))
+                payload = templates[c].batch(base, regs[a:z])
+                ups.append(Upload(self.lo + c, mids[a:z], tss[a:z], regs[a:z], payload=payload,
+                                  payload_format=binary.CODEC.name))
             return self._finish(b, ts, ups)
         seed = np.int64(p.seed)
         fate = P.uniform_grid(seed, SALT_FATE, self.meter_id, ts)
@@ -228,17 +227,15 @@ class Shard:
         parts += self._pending.pop(b, [])
         return self._finish(b, ts, self._group(parts))
 
-    def _static_bodies(self, nk: int) -> list[tuple[bytes, int]]:
-        """Per concentrator: the meter_id and ts columns of a binary batch of ``nk`` reads per meter
-        (identical in every upload of that size) and their running CRC32."""
+    def _templates(self, nk: int) -> list[binary.Template]:
+        """Per concentrator: its binary batches of ``nk`` reads per meter (the meter_id and ts columns
+        are the same in every upload of that size)."""
         cached = self._static.get(nk)
         if cached is None:
-            dts = (np.arange(nk, dtype=np.int64) * self.plan.interval_s).astype("<i4")
-            cached = []
-            for c in range(self.hi - self.lo):
-                ms = self.meter_id[self.conc_off[c]:self.conc_off[c + 1]]
-                prefix = np.repeat(ms, nk).astype("<i8").tobytes() + np.tile(dts, len(ms)).tobytes()
-                cached.append((prefix, zlib.crc32(prefix)))
+            dts = np.arange(nk, dtype=np.int64) * self.plan.interval_s
+            cached = [binary.Template(np.repeat(self.meter_id[self.conc_off[c]:self.conc_off[c + 1]], nk),
+                                      np.tile(dts, int(self.conc_off[c + 1] - self.conc_off[c])))
+                      for c in range(self.hi - self.lo)]
             self._static[nk] = cached
         return cached
 
@@ -294,14 +291,12 @@ class Shard:
 
 def malformed_payload(seed: int, conc: int, key: int, kind_u: float) -> bytes:
     """A payload no valid reader accepts: random bytes, a truncated binary batch or broken JSON."""
-    from meters.wire import encode_batch
-
     rng = np.random.default_rng([seed & 0xFFFFFFFF, conc, key & 0xFFFFFFFF])
     if kind_u < 1 / 3:
         b = rng.integers(0, 256, int(rng.integers(8, 200)), dtype=np.uint8).tobytes()
-        return b"\x00" + b if b[:1] in (b"[", b"{", b"M") else b   # never valid JSON nor the magic
+        return b"\x00" + b if b[:1] in (b"[", b"{", binary.MAGIC[:1]) else b   # never valid JSON nor the magic
     if kind_u < 2 / 3:
         m = np.arange(1, 11, dtype=np.int64)
-        whole = encode_batch(m, np.full(10, key, np.int64), m * 1000)
+        whole = binary.encode_batch(m, np.full(10, key, np.int64), m * 1000)
         return whole[: int(rng.integers(4, len(whole) - 1))]
     return b'{"meter_id": 1, "ts": "' + str(key).encode() + b'", "register": '

@@ -8,7 +8,7 @@ re-sends every unacknowledged message, so nothing is lost (at-least-once, as QoS
 
     pub = Publisher("mqtt://sender:pw@127.0.0.1:1883")            # one sender URL, or
     pub = Publisher(url, passwords={"dcu-000001": "…"})           # per-sender credentials
-    pub.publish_batch("dcu-000001", meter_id, ts, register_milli)  # binary batch (meters.wire)
+    pub.publish_batch("dcu-000001", meter_id, ts, register_milli)  # binary batch (meters.wire.FORMATS)
     pub.flush(); pub.close()
 """
 from __future__ import annotations
@@ -18,14 +18,11 @@ import selectors
 import time
 from dataclasses import dataclass, field
 
-import numpy as np
 import paho.mqtt.client as mqtt
 
+from meters import wire
 from meters.errors import MetersError
 from meters.mqtt import BrokerURL, make_client, parse_broker_url, readings_topic
-from meters.wire import encode_batch
-
-FORMATS = ("binary", "json", "json-array")
 
 
 @dataclass
@@ -77,7 +74,6 @@ class Publisher:
         self.reconnects = 0
         self._last_misc = 0.0
         self._last_progress = time.monotonic()
-        self._iso_cache: dict[int, str] = {}
 
     # -- connections ----------------------------------------------------------------------------
     def _conn(self, sender: str) -> _Conn:
@@ -240,35 +236,14 @@ class Publisher:
         if conn.sock is not None and conn.client.want_write():
             self._register(conn)
 
-    def publish_batch(self, sender: str, meter_id, ts, register_milli, fmt: str = "binary") -> int:
-        """Encode readings (``ts`` Unix seconds, registers in thousandths) as one binary batch, one
-        JSON array, or one JSON message per reading (``fmt``) and publish; returns messages sent."""
-        if fmt == "binary":
-            self.publish(sender, encode_batch(meter_id, ts, register_milli))
-            return 1
-        docs = self.json_docs(meter_id, ts, register_milli)
-        if fmt == "json-array":
-            self.publish(sender, ("[" + ",".join(docs) + "]").encode())
-            return 1
-        if fmt == "json":
-            for d in docs:
-                self.publish(sender, d.encode())
-            return len(docs)
-        raise MetersError(f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}")
-
-    def json_docs(self, meter_id, ts, register_milli) -> list[str]:
-        """CONTRACTS JSON objects (register printed exactly from thousandths)."""
-        cache = self._iso_cache
-        out = []
-        for m, t, r in zip(np.asarray(meter_id).tolist(), np.asarray(ts).tolist(),
-                           np.asarray(register_milli).tolist()):
-            iso = cache.get(t)
-            if iso is None:
-                if len(cache) > 100_000:
-                    cache.clear()
-                iso = cache[t] = dt.datetime.fromtimestamp(t, self.tz).isoformat()
-            out.append(f'{{"meter_id":{m},"ts":"{iso}","register":{r // 1000}.{r % 1000:03d}}}')
-        return out
+    def publish_batch(self, sender: str, meter_id, ts, register_milli, fmt: str | wire.Codec = wire.DEFAULT) -> int:
+        """Encode readings (``ts`` Unix seconds, registers in thousandths) in the wire format ``fmt``
+        (a name of :data:`meters.wire.FORMATS`, or a codec) and publish; returns messages sent."""
+        codec = fmt if isinstance(fmt, wire.Codec) else wire.lookup(fmt)
+        payloads = codec.encode(meter_id, ts, register_milli, self.tz)
+        for p in payloads:
+            self.publish(sender, p)
+        return len(payloads)
 
     def poll(self, seconds: float = 0.0) -> None:
         """Process network events (acknowledgements, reconnects) for up to ``seconds``."""

@@ -23,8 +23,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from meters import wire
 from meters.errors import MetersError
-from meters.mqtt import parse_broker_url, resolve_broker
+from meters.mqtt import parse_broker_url
+from meters.times import local_midnight, parse_instant
 
 from .engine import Plan, Shard
 from .faults import Faults, parse_faults
@@ -61,15 +63,7 @@ def parse_speed(text: str | None) -> float | None:
 def parse_start(text: str | None, tz: ZoneInfo) -> int:
     """ISO date or date-time; without an offset it is local time in ``tz``; None = today's local
     midnight. → Unix seconds."""
-    if text is None:
-        return int(dt.datetime.combine(dt.datetime.now(tz).date(), dt.time(), tz).timestamp())
-    try:
-        d = dt.datetime.fromisoformat(str(text).strip())
-    except ValueError:
-        raise MetersError(f"--start {text!r} is not an ISO 8601 date or date-time") from None
-    if d.tzinfo is None:
-        d = d.replace(tzinfo=tz)
-    return int(d.timestamp())
+    return int((local_midnight(tz) if text is None else parse_instant(str(text), tz, "--start")).timestamp())
 
 
 # -- running -------------------------------------------------------------------------------------
@@ -77,6 +71,7 @@ def _run_shard(plan: Plan, lo: int, hi: int, broker, passwords, single_sender, f
                client_prefix, progress) -> dict:
     from .publish import Publisher
 
+    codec = wire.lookup(fmt)
     shard = Shard(plan, lo, hi)
     ids = plan.fleet.conc_ids
     pub = Publisher(broker, passwords, window=window, client_prefix=client_prefix, tz=plan.tz)
@@ -89,11 +84,11 @@ def _run_shard(plan: Plan, lo: int, hi: int, broker, passwords, single_sender, f
             n = 0
             for u in ups:
                 sender = single_sender or ids[u.conc]
-                if u.payload is not None and fmt == "binary":
+                if u.payload is not None and u.payload_format == codec.name:
                     pub.publish(sender, u.payload)
                     n += len(u.meter_id)
                 elif len(u.meter_id):
-                    pub.publish_batch(sender, u.meter_id, u.ts, u.register_milli, fmt)
+                    pub.publish_batch(sender, u.meter_id, u.ts, u.register_milli, codec)
                     n += len(u.meter_id)
                 if u.malformed is not None:
                     pub.publish(sender, u.malformed)
@@ -147,17 +142,14 @@ def _shards(fleet: Fleet, processes: int) -> list[tuple[int, int]]:
 
 def simulate(meters: int, start: str | None, days: float, *, broker: str | None = None, broker_dir: str | None = None,
              lake: str | os.PathLike | None = None, interval: str = "15m", seed: int = 0,
-             speed: str | None = "max", faults: str | Faults | None = None, fmt: str = "binary",
+             speed: str | None = "max", faults: str | Faults | None = None, fmt: str = wire.DEFAULT,
              manifest: str | os.PathLike | None = None, batch_intervals: int | None = None,
              processes: int = 1, window: int = 50, timezone: str | None = None,
              client_prefix: str | None = None, mqtt_version: str | None = None,
              show_progress: bool = False) -> dict:
     """Simulate ``meters`` meters for ``days`` from ``start`` and publish every reading; returns a
     summary dict (also written as ``summary.json`` in the manifest directory)."""
-    from .publish import FORMATS
-
-    if fmt not in FORMATS:
-        raise MetersError(f"--format {fmt!r}: use one of {', '.join(FORMATS)}")
+    wire.lookup(fmt)
     if days <= 0:
         raise MetersError(f"--days must be positive (got {days})")
     if processes < 1:
@@ -193,7 +185,7 @@ def simulate(meters: int, start: str | None, days: float, *, broker: str | None 
         url = parse_broker_url(broker) if broker else parse_broker_url(mb.url("sender"))
         passwords = mb.add_senders(fleet.conc_ids)
     else:
-        url = resolve_broker(broker, "sender")
+        url = parse_broker_url(broker or os.environ["METERS_BROKER"])
         if not url.username:
             raise MetersError("--broker URL needs the sender's user name (mqtt://USER:PASSWORD@host:port)")
         single = url.username

@@ -15,7 +15,7 @@ from meters.errors import MetersError
 from meters.lake import init_lake
 from meters.mqtt import parse_broker_url
 from meters.readings import read_readings
-from meters.replay import batches, replay
+from simulator.replay import batches, replay
 from simulator.run import parse_speed
 
 UTC = dt.timezone.utc

@@ -29,7 +29,7 @@ PRODUCT = ("meters", "ingest", "billing", "simulator")
 MANAGED = {"meters/broker.py", "meters/cli_broker.py", "meters/demo.py"}
 # the only places outside MANAGED that may reach the managed broker: the fallback taken when no
 # broker URL (--broker / $METERS_BROKER) is given, or when the user names a managed broker dir
-FALLBACKS = {("meters/mqtt.py", "resolve_broker"), ("simulator/run.py", "simulate")}
+FALLBACKS = {("ingest/cli.py", "ingest"), ("simulator/cli.py", "replay"), ("simulator/run.py", "simulate")}
 # Mosquitto-specific words: the program, its $SYS tree, its config keys (the paho client methods
 # max_inflight_messages_set / max_queued_messages_set are client-side and do not match: \b)
 MOSQUITTO = re.compile(r"mosquitto|\$SYS\b|\b(max_queued_messages|max_queued_bytes|persistence_location|"

@@ -1,6 +1,6 @@
-"""The binary batch wire format (docs/wire-format.md) and JSON encoding of readings.
+"""The binary batch wire format (docs/wire-format.md).
 
-Binary batch, little-endian, 24-byte header then three fixed-width columns:
+Little-endian, 24-byte header then three fixed-width columns:
 
     offset size  field
     0      4     magic  b"MTR1"
@@ -14,32 +14,23 @@ Binary batch, little-endian, 24-byte header then three fixed-width columns:
     24+8n  4n    ts - base_ts    int32[n]  (seconds)
     24+12n 8n    register_milli  int64[n]  (register × 1000: Wh, litres; exact)
 
-Decoding is zero-copy with numpy. JSON payloads share the topic: a payload starting with the magic is
-binary, anything else is treated as JSON.
+Decoding is zero-copy with numpy. :class:`Template` builds batches whose meter and time columns
+repeat (a concentrator's upload) without re-encoding them.
 """
 from __future__ import annotations
 
-import datetime as dt
-import json
 import struct
 import zlib
 
 import numpy as np
+
+from .codec import Codec, Columns, WireError
 
 MAGIC = b"MTR1"
 VERSION = 1
 HEADER = struct.Struct("<4sBBHIIq")
 HEADER_SIZE = HEADER.size  # 24
 BYTES_PER_READING = 20
-
-
-class WireError(ValueError):
-    """A payload that cannot be decoded; ``reason`` is a short code for the dead-letter table."""
-
-    def __init__(self, reason: str, detail: str):
-        super().__init__(f"{reason}: {detail}")
-        self.reason = reason
-        self.detail = detail
 
 
 def is_binary(payload: bytes) -> bool:
@@ -89,12 +80,45 @@ def decode_batch(payload: bytes) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return meter_id, dts.astype(np.int64) + base, register_milli
 
 
-def encode_json(meter_id, ts, register_milli, tz: dt.tzinfo | None = None) -> bytes:
-    """Encode readings as a JSON array (CONTRACTS.md): ISO 8601 ``ts`` with offset (``tz``, default
-    UTC) and ``register`` in the meter's unit."""
-    tz = tz or dt.timezone.utc
-    out = []
-    for m, t, r in zip(np.asarray(meter_id).tolist(), np.asarray(ts).tolist(), np.asarray(register_milli).tolist()):
-        out.append({"meter_id": m, "ts": dt.datetime.fromtimestamp(t, tz).isoformat(),
-                    "register": round(r / 1000.0, 3)})
-    return json.dumps(out if len(out) != 1 else out[0], separators=(",", ":")).encode()
+def looks_binary(payload: bytes) -> bool:
+    """A payload that is shaped like a binary batch (header count matches its length, or it starts
+    like the magic) but lacks the magic: a damaged batch rather than bad JSON."""
+    if payload[:1] in (b"{", b"[", b" ", b"\n", b"\r", b"\t") or len(payload) < HEADER_SIZE:
+        return False
+    n = int.from_bytes(payload[8:12], "little")
+    return payload[:2] == MAGIC[:2] or len(payload) == HEADER_SIZE + BYTES_PER_READING * n
+
+
+def claims(payload: bytes) -> bool:
+    return is_binary(payload) or looks_binary(payload)
+
+
+def decode(payload: bytes) -> Columns:
+    if not is_binary(payload):
+        raise WireError("bad_magic", f"binary batch starts with {payload[:4]!r}, not {MAGIC!r}")
+    return Columns(*decode_batch(payload))
+
+
+def encode(meter_id, ts, register_milli, tz=None) -> list[bytes]:
+    return [encode_batch(meter_id, ts, register_milli)]
+
+
+class Template:
+    """Batches of ``meter_id``/``dts`` (seconds after each batch's base) that differ only in their
+    registers: the two fixed columns are encoded once and :meth:`batch` adds the registers."""
+
+    def __init__(self, meter_id: np.ndarray, dts: np.ndarray):
+        self.n = len(meter_id)
+        self.prefix = np.asarray(meter_id).astype("<i8").tobytes() + np.asarray(dts).astype("<i4").tobytes()
+        self.crc = zlib.crc32(self.prefix)
+
+    def batch(self, base: int, register_milli: np.ndarray) -> bytes:
+        rb = np.ascontiguousarray(register_milli, dtype="<i8").tobytes()
+        return b"".join((HEADER.pack(MAGIC, VERSION, 0, 0, self.n, zlib.crc32(rb, self.crc), base), self.prefix, rb))
+
+
+CODEC = Codec("binary", "binary batches", encode, decode, claims,
+              reasons={"bad_magic": "binary batch without the MTR1 magic",
+                       "bad_version": "binary batch of a version other than 1",
+                       "truncated": "binary batch whose length is not 24 + 20n bytes",
+                       "checksum": "binary batch whose body CRC32 does not match its header"})

@@ -3,7 +3,8 @@
 Readings (deduplicated, register reads only: the wire format carries registers) with ``from <= ts < to``
 are ordered as ingest first saw them (``received_at``, then sender, ts, meter) and cut into batches of
 consecutive readings of one sender. Each batch goes to that sender's topic ``meters/v1/<sender>/readings``
-(or to ``--sender``'s) as a binary batch or a JSON array, through the simulator's QoS 1 publisher.
+(or to ``--sender``'s) as a binary batch or a JSON array (``meters.wire.BATCH_FORMATS``), through the
+simulator's QoS 1 publisher.
 ``--speed Nx`` keeps the original spacing divided by N (spacing of ``received_at``; of ``ts`` for rows
 without it), ``max`` sends as fast as the broker acknowledges. Replayed data ingested again equals the
 original.
@@ -13,25 +14,18 @@ from __future__ import annotations
 import datetime as dt
 import time
 
-import click
 import numpy as np
 import pyarrow as pa
 
-from .cli import lake_option
-from .errors import MetersError
-from .lake import Lake
-from .schemas import UTC_S
+from meters import wire
+from meters.errors import MetersError
+from meters.lake import Lake
+from meters.readings import read_readings
+from meters.schemas import UTC_S
+from meters.times import parse_instant
 
-
-def parse_instant(text: str, lake: Lake) -> dt.datetime:
-    """ISO 8601 date or time; without an offset it is the lake's local time."""
-    try:
-        v = dt.datetime.fromisoformat(text)
-    except ValueError:
-        raise MetersError(f"{text!r} is not an ISO 8601 date or time") from None
-    if v.tzinfo is None:
-        v = v.replace(tzinfo=lake.tz)
-    return v.astimezone(dt.timezone.utc)
+from .publish import Publisher
+from .run import parse_speed
 
 
 def batches(sender: np.ndarray, clock: np.ndarray, size: int) -> list[tuple[int, int]]:
@@ -50,8 +44,6 @@ def batches(sender: np.ndarray, clock: np.ndarray, size: int) -> list[tuple[int,
 
 def load(lake: Lake, start: dt.datetime, end: dt.datetime) -> tuple[pa.Table, int]:
     """Register readings in [start, end) in send order; and the count of skipped interval rows."""
-    from .readings import read_readings
-
     t = read_readings(lake, start, end)
     has_reg = t.column("register_milli").is_valid()
     skipped = t.num_rows - int(np.sum(has_reg.to_numpy(zero_copy_only=False)))
@@ -65,17 +57,14 @@ def load(lake: Lake, start: dt.datetime, end: dt.datetime) -> tuple[pa.Table, in
     return t, skipped
 
 
-def replay(lake: Lake, broker: str, start, end, *, speed: str = "max", fmt: str = "binary",
+def replay(lake: Lake, broker: str, start, end, *, speed: str = "max", fmt: str = wire.DEFAULT,
            sender: str | None = None, batch_size: int = 1000, progress=None) -> dict:
-    """Republish readings of ``[start, end)`` to ``broker`` (see module doc); returns counts."""
-    from simulator.publish import Publisher
-    from simulator.run import parse_speed
-
-    if fmt not in ("binary", "json"):
-        raise MetersError(f"--format {fmt!r} must be binary or json")
+    """Republish readings of ``[start, end)`` to ``broker`` (see module doc); returns counts. ``fmt``
+    is a name of :data:`meters.wire.BATCH_FORMATS`."""
+    codec = wire.lookup(fmt, wire.BATCH_FORMATS)
     factor = parse_speed(speed)
-    start = parse_instant(start, lake) if isinstance(start, str) else start
-    end = parse_instant(end, lake) if isinstance(end, str) else end
+    start = parse_instant(start, lake.tz, "--from") if isinstance(start, str) else start
+    end = parse_instant(end, lake.tz, "--to") if isinstance(end, str) else end
     if end <= start:
         raise MetersError(f"--to ({end.isoformat()}) must be after --from ({start.isoformat()})")
     table, skipped = load(lake, start, end)
@@ -96,8 +85,7 @@ def replay(lake: Lake, broker: str, start, end, *, speed: str = "max", fmt: str 
                 while (wait := due - time.monotonic()) > 0:
                     pub.poll()
                     time.sleep(min(wait, 0.05))
-            messages += pub.publish_batch(senders[a], meter[a:b], ts[a:b], reg[a:b],
-                                          fmt="binary" if fmt == "binary" else "json-array")
+            messages += pub.publish_batch(senders[a], meter[a:b], ts[a:b], reg[a:b], codec)
             if progress:
                 progress(b - a)
         pub.flush()
@@ -105,34 +93,3 @@ def replay(lake: Lake, broker: str, start, end, *, speed: str = "max", fmt: str 
     return {"readings": int(table.num_rows), "messages": messages, "senders": len(set(senders.tolist())),
             "skipped_interval_rows": skipped, "seconds": round(seconds, 3),
             "from": start.isoformat(), "to": end.isoformat()}
-
-
-@click.command("replay")
-@lake_option
-@click.option("--broker", "broker_url", help="Broker URL mqtt://user:pass@host:port (default $METERS_BROKER "
-                                             "or the managed broker's admin role).")
-@click.option("--from", "start", required=True, help="First instant (ISO 8601; no offset = lake time).")
-@click.option("--to", "end", required=True, help="End instant, exclusive (ISO 8601).")
-@click.option("--speed", default="max", show_default=True, help="max, realtime or a factor like 3600x.")
-@click.option("--format", "fmt", type=click.Choice(["binary", "json"]), default="binary", show_default=True,
-              help="Payload format: binary batches or JSON arrays.")
-@click.option("--sender", help="Publish every reading to this sender's topic instead of its original one.")
-@click.option("--batch-size", type=click.IntRange(1, 1_000_000), default=1000, show_default=True,
-              help="Readings per message at most.")
-def replay_cmd(lake_path, broker_url, start, end, speed, fmt, sender, batch_size):
-    """Republish readings from the lake over MQTT in their original order (load tests, incidents)."""
-    from rich.progress import Progress
-
-    from .mqtt import resolve_broker
-
-    lake = Lake(lake_path)
-    url = resolve_broker(broker_url, "admin")
-    with Progress(transient=True) as bar:
-        task = bar.add_task("replaying", total=None)
-        r = replay(lake, str(url), start, end, speed=speed, fmt=fmt, sender=sender, batch_size=batch_size,
-                   progress=lambda n: bar.advance(task, n))
-    rate = r["readings"] / r["seconds"] if r["seconds"] else 0
-    click.echo(f"replayed {r['readings']} readings in {r['messages']} messages from {r['senders']} sender(s) "
-               f"to {url.redacted()} in {r['seconds']:.1f} s ({rate:,.0f} readings/s)")
-    if r["skipped_interval_rows"]:
-        click.echo(f"note: {r['skipped_interval_rows']} imported interval rows (no register) were not replayed")
