@@ -67,9 +67,8 @@ def init_lake(path: str | os.PathLike, timezone: str = DEFAULT_TIMEZONE) -> "Lak
     for name in TABLES:
         (root / name).mkdir(exist_ok=True)
     lake = Lake(url)
-    from .tariffs import builtin_catalog  # the built-in catalog is the lake's first tariffs
-    from .registry import save_tariffs
-    save_tariffs(lake, builtin_catalog())
+    from .catalog import seed_catalog  # the built-in catalog is the lake's first tariffs
+    seed_catalog(lake)
     return lake
 
 

@@ -14,9 +14,10 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from .catalog import KEYS, tariff_rows
 from .errors import MetersError
 from .lake import Lake
-from .schemas import ACCOUNTS, CONTACTS, METER_ID_MAX, METERS, MODES, TARIFFS, UNITS, UTILITIES
+from .schemas import ACCOUNTS, CONTACTS, METER_ID_MAX, METERS, MODES, UNITS, UTILITIES
 from .tariffs import Tariff
 
 DEFAULT_WARN_1 = Decimal("30")
@@ -72,11 +73,8 @@ def save_accounts(lake: Lake, accounts: pa.Table, contacts: pa.Table | None = No
 
 def save_tariffs(lake: Lake, tariffs: list[Tariff]) -> int:
     """Insert or replace tariff versions by (tariff_id, effective_from)."""
-    rows = [{"tariff_id": t.tariff_id, "utility": t.utility, "unit": t.unit, "currency": t.currency,
-             "description": t.description, "effective_from": t.effective_from, "source": t.source,
-             "definition": t.to_json()} for t in tariffs]
     with lake.lock():
-        return _upsert(lake, "tariffs", pa.Table.from_pylist(rows, TARIFFS), ["tariff_id", "effective_from"])
+        return _upsert(lake, "tariffs", tariff_rows(tariffs), KEYS)
 
 
 def load_tariffs(lake: Lake) -> dict[str, list[Tariff]]:
