@@ -12,6 +12,7 @@ import sys
 import click
 
 from .options import date_param, lake_option
+from .reports import REPORTS, run_report
 from .errors import MetersError
 
 FORMATS = ("table", "csv", "json", "parquet")
@@ -148,8 +149,8 @@ def sql(lake_path, query, fmt, out, max_rows):
     emit(run(con, query), fmt, out, max_rows=max_rows)
 
 
-@click.command("report")
-@click.argument("name", type=click.Choice(["daily", "top", "load-curve", "tiers", "alerts", "quality"]))
+@click.command("report", help="Canned reports: " + ", ".join(f"{n} ({f.about})" for n, f in REPORTS.items()) + ".")
+@click.argument("name", type=click.Choice(list(REPORTS)))
 @lake_option
 @click.option("--png", type=click.Path(dir_okay=False), help="Also save the report's chart as a PNG file.")
 @click.option("--meter", type=int, help="Meter id (load-curve).")
@@ -160,12 +161,7 @@ def sql(lake_path, query, fmt, out, max_rows):
 @click.option("--format", "fmt", type=click.Choice(FORMATS[:3]), default="table", show_default=True,
               help="Output format.")
 def report(name, lake_path, png, meter, month, start, end, limit, fmt):
-    """Canned reports: daily (consumption by utility and region), top (consumers), load-curve (one
-    meter), tiers (the month's revenue by tier and band), alerts (by kind), quality (estimated share
-    by concentrator)."""
     from .lake import Lake
-    from .reports import run_report
-
     r = run_report(Lake(lake_path), name, png=png, meter=meter, month=month, start=start, end=end, limit=limit)
     data = r.data.drop(columns=[c for c in ("series", "label") if c in r.data.columns])
     if fmt == "table":

@@ -1,7 +1,8 @@
 """Canned reports for operators and analysts: one SQL query over the lake views each, plus a chart.
 
-A report is a function ``(con, **options) -> Report``; :func:`run_report` opens the lake, runs it and
-(optionally) saves its chart as a PNG with matplotlib's Agg backend.
+A report is a function ``(con, **options) -> Report`` registered in ``REPORTS`` under its name (the
+``meters report`` choices); :func:`run_report` opens the lake, runs it and (optionally) saves its chart
+as a PNG with matplotlib's Agg backend.
 
 Consumption comes from the billing stage's ``intervals`` (validated and estimated) when they exist for
 the period; otherwise it is derived from ``readings``: register differences between consecutive reads
@@ -15,19 +16,21 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import duckdb
-import pandas as pd
+from typing import TYPE_CHECKING, Callable
 
 from .errors import MetersError
-from .lake import Lake
-from .sql import connect
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from .lake import Lake
 
 
 @dataclass
 class Report:
     name: str
     title: str
-    data: pd.DataFrame
+    data: "pd.DataFrame"
     chart: str            # "line" | "bar" | "barh"
     x: str
     y: str
@@ -59,6 +62,18 @@ def _consumption(con) -> str:
     return "(" + CONSUMPTION_SQL.replace("{actual}", quality_is_actual_sql("quality")) + ")"
 
 
+REPORTS: dict[str, Callable] = {}   # name -> report function (its ``about``: a few words for --help)
+
+
+def report(name: str, about: str):
+    """Register the decorated function as report ``name``."""
+    def register(fn):
+        fn.about = about
+        REPORTS[name] = fn
+        return fn
+    return register
+
+
 LOCAL_DAY = "CAST(ts - INTERVAL 1 SECOND AS DATE)"  # the local day an interval ending at ts belongs to
 
 
@@ -71,6 +86,7 @@ def _between(start: dt.date | None, end: dt.date | None) -> str:
     return " AND ".join(cond) or "true"
 
 
+@report("daily", "consumption by utility and region")
 def daily(con, start=None, end=None, **_) -> Report:
     """Daily consumption by utility and region."""
     df = con.sql(f"""
@@ -84,6 +100,7 @@ def daily(con, start=None, end=None, **_) -> Report:
                   facet="utility")
 
 
+@report("top", "consumers")
 def top(con, start=None, end=None, limit=10, **_) -> Report:
     """Top consumers over the period (all data by default)."""
     df = con.sql(f"""
@@ -96,6 +113,7 @@ def top(con, start=None, end=None, limit=10, **_) -> Report:
     return Report("top", f"Top {int(limit)} consumers", df, "barh", "label", "quantity")
 
 
+@report("load-curve", "one meter")
 def load_curve(con, meter=None, start=None, end=None, **_) -> Report:
     """One meter's load curve: consumption per interval."""
     if meter is None:
@@ -108,6 +126,7 @@ def load_curve(con, meter=None, start=None, end=None, **_) -> Report:
     return Report("load-curve", f"Load curve of meter {meter}", df, "line", "ts", "quantity")
 
 
+@report("tiers", "the month's revenue by tier and band")
 def tiers(con, month=None, **_) -> Report:
     """How the month's revenue splits over tiers and bands: the daily charge lines of the month (every
     account), or the month's bill lines where the lake has no charge lines."""
@@ -118,6 +137,8 @@ def tiers(con, month=None, **_) -> Report:
     if month is None:
         month = con.sql(f"SELECT max(month) FROM ({lines})").fetchall()[0][0]
     if month is None:
+        import pandas as pd
+
         return Report("tiers", "Revenue by tier (no charges yet)",
                       pd.DataFrame(columns=["tier", "band", "quantity", "amount", "share"]),
                       "bar", "tier", "amount", notes=["no charge or bill lines in the lake yet"])
@@ -134,6 +155,7 @@ def tiers(con, month=None, **_) -> Report:
                   "label", "amount")
 
 
+@report("alerts", "by kind")
 def alerts(con, start=None, end=None, **_) -> Report:
     """Alerts by kind (and the number of accounts and recipients reached)."""
     cond = []
@@ -148,6 +170,7 @@ def alerts(con, start=None, end=None, **_) -> Report:
     return Report("alerts", "Alerts by kind", df, "bar", "kind", "alerts")
 
 
+@report("quality", "estimated share by concentrator")
 def quality(con, start=None, end=None, **_) -> Report:
     """Data quality: the estimated share of intervals by data concentrator."""
     df = con.sql(f"""
@@ -161,12 +184,12 @@ def quality(con, start=None, end=None, **_) -> Report:
                   "concentrator", "estimated_pct")
 
 
-REPORTS = {"daily": daily, "top": top, "load-curve": load_curve, "tiers": tiers, "alerts": alerts,
-           "quality": quality}
-
-
 def run_report(lake: Lake | str, name: str, *, png: str | Path | None = None, **options) -> Report:
     """Run report ``name`` over the lake; save its chart to ``png`` when given."""
+    import duckdb
+
+    from .sql import connect
+
     if name not in REPORTS:
         raise MetersError(f"unknown report {name!r}; choose one of: {', '.join(REPORTS)}")
     con = connect(lake)
@@ -202,7 +225,7 @@ def save_png(report: Report, path: str | Path) -> Path:
     return path
 
 
-def _draw(ax, report: Report, df: pd.DataFrame) -> None:
+def _draw(ax, report: Report, df: "pd.DataFrame") -> None:
     if df.empty:
         ax.text(0.5, 0.5, "no data", ha="center", va="center", transform=ax.transAxes)
     elif report.chart == "line" and report.series:

@@ -3,6 +3,7 @@ and library entry point uses. Errors are :class:`MetersError` lines naming the o
 from __future__ import annotations
 
 import datetime as dt
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from .errors import MetersError
 
@@ -35,3 +36,11 @@ def parse_instant(value: str | dt.datetime, tz: dt.tzinfo | None = None, name: s
 def local_midnight(tz: dt.tzinfo) -> dt.datetime:
     """Today's midnight in ``tz``."""
     return dt.datetime.combine(dt.datetime.now(tz).date(), dt.time(), tz)
+
+
+def parse_zone(name: str) -> ZoneInfo:
+    """An IANA time zone name → the zone."""
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise MetersError(f"unknown time zone {name!r}") from None

@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 from dataclasses import dataclass, field
+from typing import Callable
 
 import numpy as np
 import pyarrow as pa
@@ -43,6 +44,33 @@ class Parsed:
 
     series: pa.Table
     notes: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Option:
+    """One option of a reader, as ``meters import <reader>`` offers it."""
+
+    flag: str                           # --timezone
+    name: str                           # the keyword of the reader's ``read``
+    help: str
+    type: type = str
+    choices: tuple[str, ...] = ()
+    default: object = None
+    multiple: bool = False
+    metavar: str | None = None
+    convert: Callable | None = None     # the option's text(s) -> the keyword's value
+
+
+@dataclass(frozen=True)
+class Reader:
+    """A file format ``meters import`` reads: ``read(path, *, lake_timezone, **options) -> Parsed``
+    (see :data:`meters.iotools.readers.READERS`)."""
+
+    name: str                           # the subcommand
+    title: str                          # the format's name in prose
+    help: str
+    read: Callable[..., Parsed]
+    options: tuple[Option, ...] = ()
 
 
 def series_table(columns: dict) -> pa.Table:
@@ -196,5 +224,5 @@ def check_nonempty(p: Parsed, path) -> Parsed:
     return p
 
 
-__all__ = ["SERIES", "Parsed", "series_table", "store", "import_meter_id", "parse_interval",
+__all__ = ["SERIES", "Parsed", "Option", "Reader", "series_table", "store", "import_meter_id", "parse_interval",
            "quality_is_actual_sql"]

@@ -19,7 +19,7 @@ import pyarrow.csv as pcsv
 
 from ..errors import MetersError
 from ..schemas import METER_ID_MAX, UNITS, UTILITIES
-from . import Parsed, series_table
+from . import Option, Parsed, Reader, parse_interval, series_table
 
 NULLS = {"", "null", "nan", "na", "n/a", "none"}
 
@@ -195,3 +195,21 @@ def _infer_intervals(ext: np.ndarray, ts: np.ndarray) -> np.ndarray:
             vals, counts = np.unique(steps, return_counts=True)
             out[codes == k] = vals[counts.argmax()]
     return out
+
+
+def _read(path, *, lake_timezone: str, timezone: str | None = None, **options) -> Parsed:
+    return read_csv(path, timezone=timezone or lake_timezone, **options)
+
+
+READER = Reader("csv", "CSV", "Import a CSV with meter_id or external_id, ts, and quantity or register columns (gzip ok).",
+                _read, (
+    Option("--map", "mapping", "Rename a header: ts=tstp, external_id=LCLid, quantity=energy(kWh/hh) (repeatable).",
+           multiple=True, metavar="OURS=THEIRS", convert=parse_mapping),
+    Option("--ts-label", "ts_label", "Whether ts labels the start or the end of its interval.",
+           choices=("start", "end"), default="end"),
+    Option("--interval", "interval_s", "Interval length (15m, 30m, 1h); default: inferred per meter.",
+           convert=parse_interval),
+    Option("--timezone", "timezone", "Time zone of timestamps without an offset (default: the lake's)."),
+    Option("--utility", "utility", "Utility of the file's meters.", choices=UTILITIES, default="electricity"),
+    Option("--unit", "unit", "Unit of the values (default: kWh for electricity and heat, m3 for water and gas)."),
+))

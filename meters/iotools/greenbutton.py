@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import MetersError
-from . import Parsed, series_table
+from . import Option, Parsed, Reader, series_table
 
 # ESPI UnitSymbolKind code -> (our unit, factor to thousandths of our unit, utility guess)
 UOM = {
@@ -179,3 +179,15 @@ def _num(s):
         return float(s) if s is not None else None
     except ValueError:
         return None
+
+
+def _read(path, *, lake_timezone: str, uom: int | None = None, multiplier: int | None = None) -> Parsed:
+    return read_greenbutton(path, uom=uom, power=multiplier)
+
+
+READER = Reader("greenbutton", "Green Button",
+                "Import a Green Button (ESPI Atom XML) feed: IntervalBlocks with their reading quality.", _read,
+                (Option("--uom", "uom", "ESPI unit code for feeds whose ReadingType does not say (72 Wh, 169 therm, 42 m3).",
+                        type=int),
+                 Option("--multiplier", "multiplier", "Power-of-ten multiplier for feeds whose ReadingType does not say.",
+                        type=int)))

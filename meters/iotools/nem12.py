@@ -16,7 +16,8 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import MetersError
-from . import Parsed, series_table
+from ..times import parse_zone
+from . import Option, Parsed, Reader, series_table
 
 NEM_TZ = dt.timezone(dt.timedelta(hours=10))
 ENERGY_UNITS = {"wh": 1, "kwh": 1000, "mwh": 1_000_000}  # → Wh (thousandths of kWh)
@@ -163,3 +164,11 @@ def _is_number(v: str) -> bool:
         return True
     except ValueError:
         return False
+
+
+def _read(path, *, lake_timezone: str, timezone: str | None = None) -> Parsed:
+    return read_nem12(path, tz=parse_zone(timezone) if timezone else None)
+
+
+READER = Reader("nem12", "NEM12", "Import an AEMO NEM12 interval file (100/200/300/400/500/900 records).", _read,
+                (Option("--timezone", "timezone", "Time zone of the file's dates (default NEM time, UTC+10)."),))
