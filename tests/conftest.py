@@ -1,4 +1,5 @@
-"""Shared fixtures: a real Mosquitto on a free loopback port, a fresh lake, the shared data dir."""
+"""Shared fixtures: a real Mosquitto on a free loopback port, a fresh lake, the test data (vendored in
+tests/data) and the shared data dir (large files; missing: a skip locally, a failure under CI)."""
 from __future__ import annotations
 
 import os
@@ -11,13 +12,28 @@ from meters.lake import init_lake
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("METERS_SHARED_DATA", ROOT.parent / "shared" / "data"))
+TEST_DATA = ROOT / "tests" / "data"
+
+
+def missing(what: str) -> None:
+    """Data a test needs is absent: fail under CI (``CI`` set, as CI services do), skip locally."""
+    if os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no"):
+        pytest.fail(f"{what} (CI is set: the data must be there)", pytrace=False)
+    pytest.skip(what)
 
 
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
+    """The shared sample data directory (the large files not vendored in tests/data)."""
     if not SHARED_DATA.exists():
-        pytest.skip(f"shared sample data not found at {SHARED_DATA}")
+        missing(f"shared sample data not found at {SHARED_DATA}")
     return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def test_data() -> Path:
+    """The small sample files vendored in tests/data (see its README)."""
+    return TEST_DATA
 
 
 @pytest.fixture(scope="session")

@@ -38,8 +38,8 @@ def expected_rows(path):
                                   "gba_abridged_electric_containerized.xml",
                                   "opower_gas_billing_2021-05-26_to_2024-04-25.xml",
                                   "gas_provider_2024-07-16.xml"])
-def test_parse_equals_reference(shared_data, name):
-    gb = shared_data / "greenbutton"
+def test_parse_equals_reference(test_data, name):
+    gb = test_data / "greenbutton"
     exp = expected_rows(gb / "expected" / name.replace(".xml", ".expected.txt"))
     assert exp, "reference parse is empty"
     got = read_greenbutton(gb / name, **OPTIONS.get(name, {})).series.to_pylist()
@@ -53,8 +53,8 @@ def test_parse_equals_reference(shared_data, name):
         assert (g["quality"] is not None) == (quality is not None)
 
 
-def test_utilities_and_quality_codes(shared_data):
-    gb = shared_data / "greenbutton"
+def test_utilities_and_quality_codes(test_data):
+    gb = test_data / "greenbutton"
     s = read_greenbutton(gb / "opower_gas_billing_2021-05-26_to_2024-04-25.xml").series
     assert set(s.column("utility").to_pylist()) == {"gas"}
     s = read_greenbutton(gb / "sce_bulk_UsageSummaryAndIntervalBlock.xml").series
@@ -80,8 +80,8 @@ def test_not_xml_is_a_clear_error(tmp_path):
         read_greenbutton(p)
 
 
-def test_import_twice_changes_nothing(lake, shared_data):
-    f = shared_data / "greenbutton" / "gba_TestGBDataHourlyNineDaysBinnedDaily.xml"
+def test_import_twice_changes_nothing(lake, test_data):
+    f = test_data / "greenbutton" / "gba_TestGBDataHourlyNineDaysBinnedDaily.xml"
     r = CliRunner().invoke(cli, ["import", "greenbutton", str(f), "--lake", str(lake.root)])
     assert r.exit_code == 0, r.output
     q = "SELECT count(*), sum(quantity_milli), min(interval_s), max(interval_s) FROM readings"

@@ -21,8 +21,8 @@ VALID = ["Example_NEM12_different_interval_length.csv", "Example_NEM12_month_sol
 
 
 @pytest.fixture
-def nem(shared_data):
-    return shared_data / "nem12"
+def nem(test_data):
+    return test_data / "nem12"
 
 
 @pytest.mark.parametrize("name", VALID)

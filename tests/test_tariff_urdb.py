@@ -1,4 +1,4 @@
-"""OpenEI URDB import (the real files in shared/data/urdb), `meters tariffs import`, and bills on the real
+"""OpenEI URDB import (the real files in tests/data/urdb), `meters tariffs import`, and bills on the real
 London load against NREL SAM's Utilityrate5 (optional oracle: skipped when PySAM is not installed)."""
 from __future__ import annotations
 
@@ -29,8 +29,8 @@ SIMPLE = ["clp_rate1_flat_adj_62fe87aff6dee418ab7bfcf9.json", "consumers_RSP_res
 
 
 @pytest.fixture(scope="module")
-def urdb(shared_data):
-    return shared_data / "urdb"
+def urdb(test_data):
+    return test_data / "urdb"
 
 
 def test_pge_tiered_daily_units_and_minimum(urdb):
@@ -121,11 +121,11 @@ def test_cli_import_show_and_catalog(tmp_path, urdb):
 
 # -- NREL SAM oracle ------------------------------------------------------------------------------------
 @functools.lru_cache(maxsize=2)
-def london_hourly(shared_data, household="MAC000002") -> np.ndarray:
+def london_hourly(test_data, household="MAC000002") -> np.ndarray:
     """8 760 hourly kWh of one complete LCL household in 2013 (half-hours summed; tstp = start)."""
     import pandas as pd
 
-    df = pd.read_csv(shared_data / "real-load" / "lcl_2013_100households_halfhourly.csv.gz",
+    df = pd.read_csv(test_data / "real-load" / "lcl_2013_MAC000002_halfhourly.csv.gz",
                      dtype={"energy(kWh/hh)": str})
     one = df[df["LCLid"] == household]
     hh = ((pd.to_datetime(one["tstp"]) - pd.Timestamp("2013-01-01")).dt.total_seconds() // 1800).astype(int)
@@ -161,9 +161,9 @@ def sam_monthly(rec: dict, load: np.ndarray, fixed_monthly: float | None) -> dic
 
 
 @pytest.mark.parametrize("name", SIMPLE + [APS_R2, PYSAM, REOPT])
-def test_bills_agree_with_sam_month_by_month(shared_data, urdb, name):
+def test_bills_agree_with_sam_month_by_month(test_data, urdb, name):
     pytest.importorskip("PySAM.Utilityrate5")
-    load = london_hourly(shared_data)
+    load = london_hourly(test_data)
     (rec,) = load_records(urdb / name)
     (t,) = import_file(urdb / name, tariff_id="t", ignore_unsupported=True).tariffs
     tb = compile_tariffs([dataclasses.replace(t, effective_from=dt.date(2000, 1, 1))])
