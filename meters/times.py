@@ -3,6 +3,7 @@ and library entry point uses. Errors are :class:`MetersError` lines naming the o
 from __future__ import annotations
 
 import datetime as dt
+import re
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from .errors import MetersError
@@ -31,6 +32,14 @@ def parse_instant(value: str | dt.datetime, tz: dt.tzinfo | None = None, name: s
             raise MetersError(f"{name} {value.isoformat()} has no UTC offset")
         value = value.replace(tzinfo=tz)
     return value.astimezone(dt.timezone.utc)
+
+
+def parse_duration(text: str, name: str = "interval") -> int:
+    """``15m`` / ``30min`` / ``1h`` / ``1d`` / ``900s`` / ``900`` → seconds."""
+    m = re.fullmatch(r"\s*(\d+)\s*(min|[smhd])?\s*", str(text).lower())
+    if not m:
+        raise MetersError(f"{name} {text!r} is not a duration like 15m, 30min, 1h or 900s")
+    return int(m.group(1)) * {None: 1, "s": 1, "min": 60, "m": 60, "h": 3600, "d": 86400}[m.group(2)]
 
 
 def local_midnight(tz: dt.tzinfo) -> dt.datetime:

@@ -26,7 +26,7 @@ import pyarrow.parquet as pq
 from meters import wire
 from meters.errors import MetersError
 from meters.mqtt import parse_broker_url
-from meters.times import local_midnight, parse_instant
+from meters.times import local_midnight, parse_duration, parse_instant
 
 from .engine import Plan, Shard
 from .faults import Faults, parse_faults
@@ -38,10 +38,7 @@ MANIFEST_DIR = "_simulator"
 # -- argument parsing ----------------------------------------------------------------------------
 def parse_interval(text: str) -> int:
     """``15m`` / ``1h`` / ``1d`` / ``30s`` → seconds (must divide a day)."""
-    m = re.fullmatch(r"\s*(\d+)\s*([smhd])\s*", str(text))
-    if not m:
-        raise MetersError(f"--interval {text!r}: use a number and a unit, e.g. 15m, 1h, 1d")
-    s = int(m.group(1)) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[m.group(2)]
+    s = parse_duration(text, "--interval")
     if s <= 0 or 86400 % s:
         raise MetersError(f"--interval {text!r}: must be positive and divide a day evenly (15m, 30m, 1h, 1d …)")
     return s

@@ -206,23 +206,11 @@ def _ts_column(values) -> pa.Array:
     return pa.array(values, pa.int64()).cast(UTC_S)
 
 
-def parse_interval(text: str) -> int:
-    """``15m`` / ``30min`` / ``1h`` / ``900`` / ``900s`` → seconds."""
-    t = text.strip().lower()
-    units = [("min", 60), ("m", 60), ("h", 3600), ("s", 1), ("d", 86400)]
-    for suffix, mult in units:
-        if t.endswith(suffix) and t[: -len(suffix)].strip().isdigit():
-            return int(t[: -len(suffix)]) * mult
-    if t.isdigit():
-        return int(t)
-    raise MetersError(f"interval {text!r} is not a duration like 15m, 30min, 1h or 900s")
-
-
 def check_nonempty(p: Parsed, path) -> Parsed:
     if p.series.num_rows == 0:
         raise MetersError(f"{path}: no interval data found" + (f" ({'; '.join(p.notes)})" if p.notes else ""))
     return p
 
 
-__all__ = ["SERIES", "Parsed", "Option", "Reader", "series_table", "store", "import_meter_id", "parse_interval",
+__all__ = ["SERIES", "Parsed", "Option", "Reader", "series_table", "store", "import_meter_id",
            "quality_is_actual_sql"]

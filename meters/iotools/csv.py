@@ -19,7 +19,8 @@ import pyarrow.csv as pcsv
 
 from ..errors import MetersError
 from ..schemas import METER_ID_MAX, UNITS, UTILITIES
-from . import Option, Parsed, Reader, parse_interval, series_table
+from ..times import parse_duration
+from . import Option, Parsed, Reader, series_table
 
 NULLS = {"", "null", "nan", "na", "n/a", "none"}
 
@@ -208,7 +209,7 @@ READER = Reader("csv", "CSV", "Import a CSV with meter_id or external_id, ts, an
     Option("--ts-label", "ts_label", "Whether ts labels the start or the end of its interval.",
            choices=("start", "end"), default="end"),
     Option("--interval", "interval_s", "Interval length (15m, 30m, 1h); default: inferred per meter.",
-           convert=parse_interval),
+           convert=lambda text: parse_duration(text, "--interval")),
     Option("--timezone", "timezone", "Time zone of timestamps without an offset (default: the lake's)."),
     Option("--utility", "utility", "Utility of the file's meters.", choices=UTILITIES, default="electricity"),
     Option("--unit", "unit", "Unit of the values (default: kWh for electricity and heat, m3 for water and gas)."),
