@@ -88,6 +88,7 @@ def vee_comparison(lake, n_sample: int):
 
     from billing import vee
     from billing.batch import _read_window, _vee_inputs
+    from reference.vee import vee_reference
 
     start, end = lake.day_bounds_utc(DAY)
     parts = _read_window(lake, start, end + dt.timedelta(seconds=1))
@@ -109,7 +110,7 @@ def vee_comparison(lake, n_sample: int):
     merged = vee.merge_parts(*(a[: k + 1] if i == 0 else a for i, a in enumerate(main)),
                              *(a[: k + 1] if i == 0 else a for i, a in enumerate(extra)))
     t0 = time.perf_counter()
-    vee.vee_reference(*merged, *(a[:k] for a in state), 96)
+    vee_reference(*merged, *(a[:k] for a in state), 96)
     t_ref = (time.perf_counter() - t0) * n / k
     print(f"VEE over {n:,} meters ({len(pos):,} readings): numba {t_numba:.2f} s; pandas groupby-diff "
           f"(differencing only) {t_pandas:.2f} s ({t_pandas / t_numba:.1f}× numba); plain-Python reference "
