@@ -87,14 +87,15 @@ def vee_comparison(lake, n_sample: int):
     import pandas as pd
 
     from billing import vee
-    from billing.batch import _read_window, _vee_inputs
+    from billing.inputs import READ_COLUMNS, vee_inputs
+    from meters.readings import read_window
     from reference.vee import vee_reference
 
     start, end = lake.day_bounds_utc(DAY)
-    parts = _read_window(lake, start, end + dt.timedelta(seconds=1))
+    parts = read_window(lake, start, end + dt.timedelta(seconds=1), READ_COLUMNS)
     ids = np.unique(np.concatenate([t.column("meter_id").to_numpy() for t in parts]))
     n = len(ids)
-    main, extra, _ = _vee_inputs(parts, ids, int(start.timestamp()), 900)
+    main, extra, _ = vee_inputs(parts, ids, int(start.timestamp()), 900)
     offsets, pos, reg, qty, qlen, est = main
     state = (np.full(n, vee.NO_BASE), np.zeros(n, np.int64), np.full(n, -1.0), np.zeros(n),
              np.full(n, 10**9, np.int64), np.full(n, 6250.0), np.zeros(n, np.int64))
