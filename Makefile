@@ -8,11 +8,11 @@ STAMP  := $(VENV)/.installed
 
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml constraints.txt
 	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found; install Python 3.11+"; exit 1; }
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev,cluster]'
+	$(PY) -m pip install -q 'pip==26.3'
+	$(PY) -m pip install -q -c constraints.txt -e '.[dev,cluster]'   # versions pinned: see constraints.txt
 	@if command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ]; then \
 	  echo "mosquitto: found"; \
 	elif command -v apt-get >/dev/null 2>&1; then \

@@ -87,13 +87,15 @@ def vee_comparison(lake, n_sample: int):
     import pandas as pd
 
     from billing import vee
-    from billing.batch import _read_window, _vee_inputs
+    from billing.inputs import READ_COLUMNS, vee_inputs
+    from meters.readings import read_window
+    from reference.vee import vee_reference
 
     start, end = lake.day_bounds_utc(DAY)
-    parts = _read_window(lake, start, end + dt.timedelta(seconds=1))
+    parts = read_window(lake, start, end + dt.timedelta(seconds=1), READ_COLUMNS)
     ids = np.unique(np.concatenate([t.column("meter_id").to_numpy() for t in parts]))
     n = len(ids)
-    main, extra, _ = _vee_inputs(parts, ids, int(start.timestamp()), 900)
+    main, extra, _ = vee_inputs(parts, ids, int(start.timestamp()), 900)
     offsets, pos, reg, qty, qlen, est = main
     state = (np.full(n, vee.NO_BASE), np.zeros(n, np.int64), np.full(n, -1.0), np.zeros(n),
              np.full(n, 10**9, np.int64), np.full(n, 6250.0), np.zeros(n, np.int64))
@@ -109,7 +111,7 @@ def vee_comparison(lake, n_sample: int):
     merged = vee.merge_parts(*(a[: k + 1] if i == 0 else a for i, a in enumerate(main)),
                              *(a[: k + 1] if i == 0 else a for i, a in enumerate(extra)))
     t0 = time.perf_counter()
-    vee.vee_reference(*merged, *(a[:k] for a in state), 96)
+    vee_reference(*merged, *(a[:k] for a in state), 96)
     t_ref = (time.perf_counter() - t0) * n / k
     print(f"VEE over {n:,} meters ({len(pos):,} readings): numba {t_numba:.2f} s; pandas groupby-diff "
           f"(differencing only) {t_pandas:.2f} s ({t_pandas / t_numba:.1f}× numba); plain-Python reference "

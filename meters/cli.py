@@ -49,7 +49,7 @@ class MetersGroup(click.Group):
             return super().invoke(ctx)
         except MetersError as e:
             click.echo(f"error: {e}", err=True)
-            sys.exit(1)
+            sys.exit(e.exit_code)
 
 
 @click.group(cls=MetersGroup)

@@ -35,6 +35,12 @@ def _echo(out, text=""):
     (out or click.echo)(text)
 
 
+def default_first_day(today: dt.date, days: int) -> dt.date:
+    """The demo's first day when none is given: ``days`` days that end the day before yesterday, so every
+    simulated reading has arrived and every billed day has ended."""
+    return today - dt.timedelta(days=days + 1)
+
+
 def run_demo(lake_path: str | Path | None = None, *, meters: int = 10_000, days: int = 3, interval: str = "15m",
              faults: str = DEFAULT_FAULTS, seed: int = 1, start: dt.date | None = None, out=None,
              show_progress: bool = True) -> dict:
@@ -52,7 +58,10 @@ def run_demo(lake_path: str | Path | None = None, *, meters: int = 10_000, days:
     if (root / CONFIG_NAME).exists() and any((root / "readings").glob("day=*")):
         raise MetersError(f"{root} already holds readings; the demo needs a fresh lake (omit --lake for a temporary one)")
     lake = init_lake(root)
-    first = start or (dt.datetime.now(lake.tz).date() - dt.timedelta(days=days + 1))   # ends before today
+    first = start or default_first_day(dt.datetime.now(lake.tz).date(), days)
+    if first + dt.timedelta(days=days) > dt.datetime.now(lake.tz).date():
+        raise MetersError(f"--start {first} with --days {days} reaches today or later in {lake.timezone_name}; "
+                          f"the demo bills only days that have ended")
     broker_dir = Path(tempfile.mkdtemp(prefix="meters-demo-broker-"))
     _echo(out, f"meters demo: {meters:,} meters, {days} day(s) from {first} at {interval}, faults {faults or 'none'}")
     _echo(out, f"lake: {lake.root}")
@@ -160,6 +169,9 @@ def _simulate_and_ingest(lake, broker_dir, meters, first, days, interval, seed, 
 @click.option("--faults", default=DEFAULT_FAULTS, show_default=True,
               help="Simulator fault rates (see meters simulate --help); 'none' for a clean run.")
 @click.option("--seed", type=int, default=1, show_default=True, help="Seed of the simulated city.")
-def demo(lake_path, meters, days, interval, faults, seed):
+@click.option("--start", type=click.DateTime(["%Y-%m-%d"]), default=None,
+              help="First simulated day, YYYY-MM-DD in the lake's time zone (default: the days that end yesterday).")
+def demo(lake_path, meters, days, interval, faults, seed, start):
     """Run the whole pipeline on a small simulated city: broker, simulate, ingest, bill, summary."""
-    run_demo(lake_path, meters=meters, days=days, interval=interval, faults=faults, seed=seed)
+    run_demo(lake_path, meters=meters, days=days, interval=interval, faults=faults, seed=seed,
+             start=start.date() if start else None)

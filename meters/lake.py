@@ -7,7 +7,8 @@ A lake may also live in object storage: ``Lake("s3://bucket/lake?endpoint_overri
 ``pyarrow.fs.FileSystem.from_uri`` opens, else any fsspec URL). There a file is encoded in memory and
 stored with one PUT (an object appears whole or not at all): no temporary name, no rename, no fsync —
 the completed upload is the durability point. Paths of such a lake are :class:`RemotePath` objects
-(the subset of ``pathlib.Path`` the lake's callers use). See docs/object-storage.md.
+(the subset of ``pathlib.Path`` the lake's callers use; object-store plumbing in :mod:`meters.storage`).
+See docs/object-storage.md.
 """
 from __future__ import annotations
 
@@ -15,23 +16,21 @@ import contextlib
 import datetime as dt
 import fcntl
 import functools
-import io
 import json
 import os
 import threading
 import uuid
-from pathlib import Path, PurePosixPath
-from types import SimpleNamespace
-from urllib.parse import unquote, urlsplit
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import pyarrow as pa
 import pyarrow.dataset as ds
-import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from .errors import MetersError
 from .schemas import TABLES, Table, table
+from .storage import RemotePath, duckdb_filesystem, resolve
 
 CONFIG_NAME = "lake.json"
 MANIFEST = "_current"
@@ -50,7 +49,7 @@ def _check_timezone(name: str) -> ZoneInfo:
 def init_lake(path: str | os.PathLike, timezone: str = DEFAULT_TIMEZONE) -> "Lake":
     """Create (or open, if it already exists with the same time zone) a lake at ``path`` (a local
     path, ``file://`` URL or object-store URL)."""
-    root, _fs, url = _resolve(path)
+    root, _fs, url = resolve(path)
     _check_timezone(timezone)
     cfg_path = root / CONFIG_NAME
     if cfg_path.exists():
@@ -93,146 +92,6 @@ def fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
-# -- object storage ------------------------------------------------------------------------------
-class RemotePath:
-    """A file or "directory" of an object-store lake: the subset of :class:`pathlib.Path` that the
-    lake and its callers use (``name``, ``/``, ``exists``, ``iterdir``, ``stat``, ``unlink``,
-    ``read_text``, ``open``). ``str()`` is ``scheme://bucket/key``. It is not a local path:
-    ``open(p)`` / ``os.fspath(p)`` raise a :class:`MetersError` naming the operation's limit."""
-
-    __slots__ = ("fs", "path", "scheme", "_info")
-
-    def __init__(self, fs: pafs.FileSystem, path: str, scheme: str, info: pafs.FileInfo | None = None):
-        self.fs, self.path, self.scheme, self._info = fs, path.rstrip("/"), scheme, info
-
-    # names
-    @property
-    def name(self) -> str:
-        return self.path.rsplit("/", 1)[-1]
-
-    @property
-    def suffix(self) -> str:
-        return PurePosixPath(self.name).suffix
-
-    @property
-    def parent(self) -> "RemotePath":
-        return RemotePath(self.fs, self.path.rsplit("/", 1)[0], self.scheme)
-
-    def __truediv__(self, other) -> "RemotePath":
-        return RemotePath(self.fs, f"{self.path}/{other}", self.scheme)
-
-    def __str__(self) -> str:
-        return f"{self.scheme}://{self.path}"
-
-    def __repr__(self) -> str:
-        return f"RemotePath({str(self)!r})"
-
-    def __eq__(self, other) -> bool:
-        return isinstance(other, RemotePath) and (self.scheme, self.path) == (other.scheme, other.path)
-
-    def __hash__(self) -> int:
-        return hash((self.scheme, self.path))
-
-    def __lt__(self, other: "RemotePath") -> bool:
-        return self.path < other.path
-
-    def __fspath__(self):
-        raise MetersError(f"{self} is in object storage; this operation needs a lake on a local or "
-                          "mounted path (see docs/object-storage.md)")
-
-    # queries
-    def info(self) -> pafs.FileInfo:
-        if self._info is None:
-            return self.fs.get_file_info(self.path)
-        return self._info
-
-    def exists(self) -> bool:
-        return self.info().type != pafs.FileType.NotFound
-
-    def is_dir(self) -> bool:
-        return self.info().type == pafs.FileType.Directory
-
-    def is_file(self) -> bool:
-        return self.info().type == pafs.FileType.File
-
-    def iterdir(self):
-        sel = pafs.FileSelector(self.path, allow_not_found=True)
-        for info in self.fs.get_file_info(sel):
-            yield RemotePath(self.fs, info.path, self.scheme, info)
-
-    def stat(self) -> SimpleNamespace:
-        info = self.info()
-        if info.type == pafs.FileType.NotFound:
-            raise FileNotFoundError(str(self))
-        return SimpleNamespace(st_size=info.size or 0,
-                               st_mtime=info.mtime.timestamp() if info.mtime else 0.0)
-
-    # changes
-    def mkdir(self, parents: bool = False, exist_ok: bool = False) -> None:
-        self.fs.create_dir(self.path, recursive=True)
-
-    def unlink(self, missing_ok: bool = False) -> None:
-        if self.fs.get_file_info(self.path).type == pafs.FileType.NotFound:
-            if missing_ok:
-                return
-            raise FileNotFoundError(str(self))
-        self.fs.delete_file(self.path)
-
-    def read_bytes(self) -> bytes:
-        with self.fs.open_input_stream(self.path) as f:
-            return f.read()
-
-    def read_text(self) -> str:
-        return self.read_bytes().decode()
-
-    def write_bytes(self, data: bytes) -> None:
-        """One PUT of ``data`` (the object appears whole at close)."""
-        with self.fs.open_output_stream(self.path) as f:
-            f.write(data)
-
-    def write_text(self, text: str) -> None:
-        self.write_bytes(text.encode())
-
-    def open(self, mode: str = "rb"):
-        if mode == "rb":
-            return self.fs.open_input_file(self.path)
-        if mode == "wb":
-            return self.fs.open_output_stream(self.path)
-        raise ValueError(f"RemotePath.open: mode {mode!r} is not supported (use 'rb' or 'wb')")
-
-
-def _resolve(path) -> tuple[Path | RemotePath, pafs.FileSystem | None, str]:
-    """``(root, filesystem, url)`` of a lake location: a plain path or ``file://`` URL gives a
-    :class:`Path` (filesystem None); any other URL a :class:`RemotePath` on its pyarrow filesystem
-    (``FileSystem.from_uri``; else fsspec through ``PyFileSystem(FSSpecHandler(...))``)."""
-    if isinstance(path, RemotePath):
-        raise MetersError(f"open the lake by its URL, not by the path {path}")
-    s = os.fspath(path) if isinstance(path, os.PathLike) else str(path)
-    if isinstance(path, os.PathLike) or "://" not in s:
-        return Path(s), None, s
-    scheme = s.split("://", 1)[0].lower()
-    if scheme == "file":
-        local = unquote(urlsplit(s).path)
-        return Path(local), None, local
-    try:
-        fs, base = pafs.FileSystem.from_uri(s)
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, ValueError) as e:
-        try:
-            import fsspec
-            from pyarrow.fs import FSSpecHandler, PyFileSystem
-        except ImportError:
-            raise MetersError(f"cannot open lake URL {s}: {e} (pyarrow does not know {scheme}:// and "
-                              "fsspec is not installed)") from None
-        try:
-            ffs, base = fsspec.core.url_to_fs(s)
-        except (ImportError, ValueError) as e2:
-            raise MetersError(f"cannot open lake URL {s}: {e2}") from None
-        fs = PyFileSystem(FSSpecHandler(ffs))
-    except OSError as e:
-        raise MetersError(f"cannot open lake URL {s}: {e}") from None
-    return RemotePath(fs, base.rstrip("/"), scheme), fs, s
-
-
 def _put(path: Path | RemotePath, data: bytes) -> None:
     """Store a small file atomically: temp+fsync+rename locally, one PUT in object storage."""
     if isinstance(path, RemotePath):
@@ -246,84 +105,13 @@ _REMOTE_LOCKS_GUARD = threading.Lock()
 REMOTE_LOCK_NAMES = ("registry", "import", "compact-")  # serialized in-process only on object stores
 
 
-class _SharedReadFile(io.IOBase):
-    """A read-only file whose position is kept per thread. DuckDB's fsspec bridge calls ``seek`` and
-    then ``read`` on one handle from several scan threads; with one shared position two threads
-    interleave and read each other's bytes (seen as "ZSTD Decompression failure"). Reads go through
-    pyarrow's thread-safe positional ``read_at``."""
-
-    def __init__(self, f: pa.NativeFile, path: str):
-        self._f, self.path, self.mode = f, path, "rb"
-        self.size = f.size()
-        self._pos = threading.local()
-
-    def tell(self) -> int:
-        return getattr(self._pos, "v", 0)
-
-    def seek(self, offset: int, whence: int = 0) -> int:
-        base = (0, self.tell(), self.size)[whence]
-        self._pos.v = max(0, base + offset)
-        return self._pos.v
-
-    def read(self, n: int = -1) -> bytes:
-        pos = self.tell()
-        n = self.size - pos if n is None or n < 0 else min(n, self.size - pos)
-        data = self._f.read_at(n, pos) if n > 0 else b""
-        self._pos.v = pos + len(data)
-        return data
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def writable(self) -> bool:
-        return False
-
-    def close(self) -> None:
-        self._f.close()
-        super().close()
-
-
-def _duckdb_fs(fs: pafs.FileSystem):
-    """An fsspec view of ``fs`` under the protocol ``meterslake://`` for DuckDB's register_filesystem
-    (read side only: lake files are immutable once written)."""
-    try:
-        from fsspec.implementations.arrow import ArrowFSWrapper
-    except ImportError:
-        raise MetersError("SQL over an object-store lake needs fsspec (pip install fsspec)") from None
-
-    class LakeFS(ArrowFSWrapper):
-        protocol = "meterslake"
-        root_marker = ""
-
-        @classmethod
-        def _strip_protocol(cls, path):
-            path = str(path)
-            if path.startswith("meterslake://"):
-                path = path[len("meterslake://"):]
-            return path.rstrip("/")
-
-        def _open(self, path, mode="rb", **kwargs):
-            if mode != "rb":
-                raise PermissionError(f"meterslake:// is read-only ({path})")
-            return _SharedReadFile(self.fs.open_input_file(self._strip_protocol(path)), path)
-
-        def modified(self, path):
-            # lake files are written once under unique names; some filesystems report no mtime
-            mtime = self.fs.get_file_info(self._strip_protocol(path)).mtime
-            return mtime or dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
-
-    return LakeFS(fs, skip_instance_cache=True)
-
 class Lake:
     """An opened lake directory (or object-store prefix). ``Lake(path)`` fails clearly if ``meters
     init`` was not run. ``root`` is a :class:`Path` for a local lake, a :class:`RemotePath` for an
     object-store URL; ``url`` is what reopens the lake (in other processes too)."""
 
     def __init__(self, path: str | os.PathLike):
-        self.root, self.fs, self.url = _resolve(path)
+        self.root, self.fs, self.url = resolve(path)
         cfg = self.root / CONFIG_NAME
         try:
             found = cfg.exists()
@@ -439,12 +227,25 @@ class Lake:
             fsync_dir(d)
         return final
 
-    def replace_partition(self, name: str, key: str | None, data: pa.Table, **kw) -> Path:
+    def replace_partition(self, name: str, key: str | None, data: pa.Table, *, pieces: int | None = None,
+                          stats: list[str] | bool = True, **kw) -> Path | list[Path]:
         """Replace every file of one partition by one new file holding ``data``, atomically for
         readers: the partition's ``_current`` manifest (a JSON list of file names) switches from the
         old files to the new one in a single rename, then the old files are removed. A crash at any
         point leaves either the old or the new content visible, never both. Use for tables with a
-        single writer per partition (billing outputs, registry); appenders use :meth:`write`."""
+        single writer per partition (billing outputs, registry); appenders use :meth:`write`.
+
+        With ``pieces`` (local lakes), ``data`` may have dictionary-encoded string columns (Parquet
+        stores them as strings either way; not casting saves materialising the strings) and is written
+        as up to ``pieces`` files in parallel threads (:meth:`write_staged`), with column statistics for
+        ``stats`` only; ``kw`` then are Parquet options (e.g. ``compression_level``). Returns the new
+        files' paths."""
+        if pieces is not None:
+            self.stage(name, key)
+            names = self.write_staged(name, key, data, pieces=pieces, stats=stats, **kw)
+            self.switch(name, key, names)
+            d = self.partition_dir(name, key)
+            return [d / n for n in sorted(names)]
         d = self.partition_dir(name, key)
         d.mkdir(parents=True, exist_ok=True)
         manifest = d / MANIFEST
@@ -458,6 +259,56 @@ class Lake:
                 with contextlib.suppress(FileNotFoundError):
                     p.unlink()
         return path
+
+    # -- staged files: written by several writers, switched in at once ----------------------------
+    def stage(self, name: str, key: str | None) -> None:
+        """Pin the partition's current content in its ``_current`` manifest, so files written next by
+        :meth:`write_staged` (here or in other processes) stay invisible until :meth:`switch`."""
+        d = self.partition_dir(name, key)
+        d.mkdir(parents=True, exist_ok=True)
+        if not (d / MANIFEST).exists():
+            atomic_write_bytes(d / MANIFEST, json.dumps([p.name for p in self.files(name, key)]).encode())
+
+    def write_staged(self, name: str, key: str | None, data: pa.Table, *, pieces: int = 2,
+                     stats: list[str] | bool = True, prefix: str = "", **options) -> list[str]:
+        """Write ``data`` as up to ``pieces`` new files of a :meth:`stage`-d partition of a local lake
+        (one per million rows at most, encoded in parallel threads), invisible until :meth:`switch`;
+        returns their names (``part-<prefix><uuid>.parquet``: a prefix orders several writers' files).
+        String columns may be dictionary-encoded; ``options`` override the lake's Parquet options."""
+        schema = table(name).schema
+        for f in schema:
+            got = data.schema.field(f.name).type
+            if got != f.type and not (pa.types.is_dictionary(got) and got.value_type == f.type):
+                raise MetersError(f"table {name}: column {f.name} is {got}, expected {f.type}")
+        data = data.select(schema.names)
+        d = self.partition_dir(name, key)
+        k = max(1, min(pieces, data.num_rows // 1_000_000))
+        cuts = [data.num_rows * i // k for i in range(k + 1)]
+        names = [f"part-{prefix}{uuid.uuid4().hex}.parquet" for _ in range(k)]
+
+        def write(i):  # pyarrow releases the GIL: the pieces are encoded in parallel
+            final = d / names[i]
+            tmp = d / f".{final.name}.tmp"
+            with open(tmp, "wb") as fh:
+                pq.write_table(data.slice(cuts[i], cuts[i + 1] - cuts[i]), fh, **{**PARQUET_OPTIONS, **options},
+                               write_statistics=stats)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, final)
+
+        with ThreadPoolExecutor(k) as pool:
+            list(pool.map(write, range(k)))
+        return names
+
+    def switch(self, name: str, key: str | None, names: list[str]) -> None:
+        """The switch of a staged partition: its manifest names exactly ``names``; every other file
+        (the old ones, and any left by an interrupted or retried writer) is removed."""
+        names = sorted(names)
+        atomic_write_bytes(self.partition_dir(name, key) / MANIFEST, json.dumps(names).encode())
+        for p in self.files(name, key):
+            if p.name not in names:
+                with contextlib.suppress(FileNotFoundError):
+                    p.unlink()
 
     # -- reading ---------------------------------------------------------------------------------
     def read(self, name: str, key: str | None = None, *, columns: list[str] | None = None,
@@ -489,7 +340,7 @@ class Lake:
     # -- DuckDB ----------------------------------------------------------------------------------
     @functools.cached_property
     def _duckdb_filesystem(self):
-        return _duckdb_fs(self.fs)
+        return duckdb_filesystem(self.fs)
 
     def sql_path(self, p) -> str:
         """The name DuckDB reads file ``p`` by (after :meth:`register_duckdb`)."""

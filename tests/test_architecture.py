@@ -1,5 +1,6 @@
 """The import graph keeps its shape: `lint-imports` (import-linter, contracts in pyproject.toml) passes,
-and the contracts break when a stage imports another, the floor imports a stage, or meters grows a cycle."""
+and the contracts break when a stage imports another, the floor imports a stage, meters grows a cycle,
+or shipped code imports the plain-Python references."""
 from __future__ import annotations
 
 import os
@@ -10,7 +11,7 @@ import tomllib
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = ("meters", "ingest", "billing", "simulator")
+PACKAGES = ("meters", "ingest", "billing", "simulator", "reference")
 
 
 def lint_imports(root: Path) -> subprocess.CompletedProcess:
@@ -27,6 +28,8 @@ def test_contracts_cover_the_stages_and_the_floor():
     assert set(by_type["independence"]["modules"]) == {"ingest", "billing", "simulator"}
     assert by_type["layers"]["layers"][-1] == "meters"
     assert by_type["acyclic_siblings"]["ancestors"] == ["meters"]
+    assert by_type["forbidden"]["forbidden_modules"] == ["reference"]
+    assert set(by_type["forbidden"]["source_modules"]) == {"meters", "ingest", "billing", "simulator"}
     # only the demo (which runs every stage) may import a stage from meters
     assert all(i.startswith("meters.demo -> ") for i in by_type["layers"].get("ignore_imports", []))
 
@@ -47,8 +50,10 @@ def test_contracts_break_on_a_bad_import(tmp_path):
         f.write("\nimport billing\n")
     with open(tmp_path / "meters" / "errors.py", "a") as f:       # a cycle inside meters
         f.write("\n\ndef _late():\n    from . import lake\n")
+    with open(tmp_path / "ingest" / "batch.py", "a") as f:        # shipped code using a reference
+        f.write("\nimport reference\n")
     r = lint_imports(tmp_path)
     assert r.returncode != 0
     for name in ("Pipeline stages are independent", "Stages sit above the shared floor meters",
-                 "No import cycles inside meters"):
+                 "No import cycles inside meters", "Shipped packages do not import the references"):
         assert f"{name} BROKEN" in r.stdout, r.stdout[-4000:]

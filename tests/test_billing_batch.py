@@ -252,11 +252,11 @@ def test_crash_before_commit_leaves_previous_state(tmp_path, monkeypatch):
     lake = make_lake(tmp_path, "1001,11,cn-bj-res-elec,prepaid,100,,,,,self:138\n")
     feed(lake, 11, D0, 2)
     bill_day(lake, D0)
-    import billing.batch as batch
+    import billing.state
 
     def boom(*a, **k):
         raise RuntimeError("power cut")
-    monkeypatch.setattr(batch, "_state_table", boom)
+    monkeypatch.setattr(billing.state, "commit", boom)
     with pytest.raises(RuntimeError):
         bill_day(lake, D0 + dt.timedelta(days=1))
     assert settled_days(lake) == [D0]
@@ -369,7 +369,8 @@ def test_compacted_partitions_skip_null_columns_and_bill_the_same(tmp_path):
         for f in comp.files("readings", key):
             f.unlink()
         comp.write("readings", t, key, file_name="compact-test.parquet")
-    from billing.batch import INTERVAL_COLUMNS, _null_columns
+    from meters.readings import INTERVAL_COLUMNS
+    from meters.readings import null_columns as _null_columns
     k0, k1 = D0.isoformat(), (D0 + dt.timedelta(days=1)).isoformat()
     assert _null_columns(comp, comp.files("readings", k0), INTERVAL_COLUMNS) == set(INTERVAL_COLUMNS)
     assert _null_columns(comp, comp.files("readings", k1), INTERVAL_COLUMNS) == set()
@@ -386,7 +387,8 @@ def test_vee_inputs_from_many_chunks_in_threads_equal_one_chunk():
     continue across chunks and groups give the same CSR arrays as one chunk."""
     import numpy as np
 
-    from billing.batch import _over_chunk_groups, _part_arrays
+    from billing.inputs import over_chunk_groups as _over_chunk_groups
+    from billing.inputs import part_arrays as _part_arrays
     rng = np.random.default_rng(3)
     counts = rng.integers(1, 40, 60_000)
     meter = np.repeat(np.arange(10, 10 + counts.size, dtype=np.int64), counts)

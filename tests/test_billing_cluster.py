@@ -57,7 +57,7 @@ def test_worker_killed_mid_billing_is_retried_identically(tmp_path):
             import os
             import signal
             name = key[0] if isinstance(key, tuple) else str(key)
-            if finish == "executing" and "_shard_day" in name:
+            if finish == "executing" and "shard_day" in name:
                 try:
                     fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
                 except FileExistsError:

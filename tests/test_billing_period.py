@@ -15,7 +15,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from billing import reference
+from reference import tariff as reference
 from billing.batch import bill_day, bill_range
 from billing.engine import CycleState, local_times, price_intervals
 from billing.tariff_arrays import compile_tariffs, day_date

@@ -271,7 +271,7 @@ def test_file_url_is_the_local_lake(tmp_path):
 def test_duckdb_file_handle_keeps_a_position_per_thread():
     """DuckDB's fsspec bridge does seek() then read() on one handle from several threads; each thread
     must read the bytes at its own position (a shared position made DuckDB read others' bytes)."""
-    from meters.lake import _SharedReadFile
+    from meters.storage import _SharedReadFile
 
     data = np.random.default_rng(3).integers(0, 256, 1 << 16, dtype=np.uint8).tobytes()
     f = _SharedReadFile(pa.BufferReader(data), "x")

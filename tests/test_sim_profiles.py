@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
+from reference.profiles import generate_block_py
 from simulator import profiles as P
 from simulator.engine import Plan, Shard
 from simulator.faults import Faults
@@ -49,7 +50,7 @@ def test_generate_block_matches_reference(seed, n, nk, opening, interval, start_
     rep_ts = np.where(rng.random(n) < 0.5, ts[rep] if 0 <= rep < nk else 0, 0).astype(np.int64)
     rep_start = rng.integers(0, 5000, n)
     outs = []
-    for fn in (P.generate_block, P.generate_block_py):
+    for fn in (P.generate_block, generate_block_py):
         acc = acc0.copy()
         out = np.zeros((n, nk), np.int64)
         dq = np.zeros((n, int(day_idx.max()) + 1), np.int64)

@@ -7,7 +7,7 @@ import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from billing import reference
+from reference import tariff as reference
 from billing.engine import block_bills, civil_from_days, days_from_civil, price_intervals
 from billing.money import allocate_cents, to_cents
 from billing.tariff_arrays import compile_tariffs, day_date, day_number

@@ -1,4 +1,4 @@
-"""Plain-Python reference of the tariff engine's semantics (tests only: slow, obviously written).
+"""Plain-Python reference of the tariff engine's semantics (tests only: slow, obviously written; not shipped).
 
 It reads :class:`meters.tariffs.Tariff` objects directly (not the compiled tables) and uses
 ``datetime`` for the calendar, so it checks the compiler and the calendar arithmetic too.

@@ -1,0 +1,165 @@
+"""Billing alerts: their kinds, who receives them, and their message texts — the room alert delivery
+grows from.
+
+The nightly run writes one file per day to the ``alerts`` table (``day=D/billing.parquet``, replaced
+when D is re-run); each payment writes its own (``day=D/payment-<hash>.parquet``). An alert goes to
+every contact of its account (``account:<id>`` when it has none); ``data_gap`` goes to ``operator``.
+"""
+from __future__ import annotations
+
+import datetime as dt
+from collections import Counter
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from meters.lake import Lake
+from meters.schemas import ALERTS, UTC_MS
+
+from . import vee
+from .days import from_number
+from .ledger import PAYMENT_PREFIX, payment_file_name
+from .money_io import fmt
+
+if TYPE_CHECKING:
+    from .accounts import Accounts
+    from .day import Settlement
+
+KINDS = {  # kind → when it is sent
+    "bill_issued": "a postpaid bill period closed",
+    "auto_topup": "a prepaid balance fell below the account's threshold and was topped up",
+    "low_balance": "a prepaid balance fell below warning level 1 or 2 (once per crossing)",
+    "arrears": "a prepaid balance went negative, or a postpaid bill is overdue (repeated)",
+    "disconnect": "a prepaid account's arrears outlasted the grace days: disconnection ordered",
+    "reconnect": "a disconnected account was paid or topped up above the reconnection amount",
+    "data_gap": "intervals of a meter were estimated (to the operator)",
+    "payment": "a payment was received (``meters pay``)",
+}
+OPERATOR = "operator"
+BILLING_FILE = "billing.parquet"
+
+
+class Recipients:
+    """Contacts of a snapshot's accounts, read on demand (only alerted accounts need them)."""
+
+    def __init__(self, lake: Lake, accounts: Accounts):
+        self._lake, self._accounts = lake, accounts
+        self.contacts: dict[str, list[str]] = {}
+        self._loaded: set[int] = set()
+
+    def load(self, rows) -> None:
+        """Read the contacts of the accounts at ``rows``."""
+        rows = [r for r in np.asarray(rows, np.int64).tolist() if r not in self._loaded]
+        if not rows:
+            return
+        self._loaded.update(rows)
+        ids = self._accounts.account_arrow.take(pa.array(rows, pa.int64()))
+        c = self._lake.read("contacts", columns=["account_id", "recipient"])
+        c = c.filter(pc.is_in(c.column("account_id"), value_set=ids))
+        for a, r in zip(c.column("account_id").to_pylist(), c.column("recipient").to_pylist()):
+            self.contacts.setdefault(a, []).append(r)
+
+    def of(self, account_id: str) -> list[str]:
+        return self.contacts.get(account_id) or [f"account:{account_id}"]
+
+
+def of_account(lake: Lake, account_id: str) -> list[str]:
+    """The recipients of one account's alerts."""
+    contacts = lake.read("contacts")
+    contacts = contacts.filter(pc.equal(contacts.column("account_id"), account_id))
+    return contacts.column("recipient").to_pylist() or [f"account:{account_id}"]
+
+
+# -- the billing day's alerts ----------------------------------------------------------------------------
+def day_table(accounts: Accounts, day: dt.date, ts_end: pa.Scalar, s: Settlement, quality, flag,
+              recipients: Recipients) -> pa.Table:
+    """The day's alerts, kind by kind, from its settlement and VEE outcome."""
+    rows = {"account_id": [], "kind": [], "recipient": [], "message": []}
+    acc = accounts
+
+    def emit(i, kind, message, to=None):
+        a = acc.account_ids[i]
+        for r in to or recipients.of(a):
+            rows["account_id"].append(a); rows["kind"].append(kind)
+            rows["recipient"].append(r); rows["message"].append(message)
+
+    st, prepaid = s.prepaid_settled, s.prepaid
+    warn = {1: acc.warn_1, 2: acc.warn_2}
+    customer = prepaid & ((st.topup > 0) | (st.low_alert > 0) | st.arrears_alert | st.disconnect | st.reconnect)
+    recipients.load(np.flatnonzero(customer | s.notice | s.closed))
+    for i in np.flatnonzero(s.closed):
+        emit(i, "bill_issued", f"Bill for account {acc.account_ids[i]}, {from_number(int(s.bill_start[i]))} to "
+             f"{from_number(int(s.bill_end[i]))}: {fmt(s.bill_cents[i])} {acc.currency[i]}, due "
+             f"{from_number(s.due_day)}.")
+    for i in np.flatnonzero(prepaid & (st.topup > 0)):
+        emit(i, "auto_topup", f"Balance low, auto-paid {fmt(st.topup[i])} {acc.currency[i]} for account "
+             f"{acc.account_ids[i]} on {day}; balance now {fmt(st.balance[i])} {acc.currency[i]}.")
+    for i in np.flatnonzero(prepaid & (st.low_alert > 0)):
+        lvl = int(st.low_alert[i])
+        emit(i, "low_balance", f"Balance of account {acc.account_ids[i]} is {fmt(st.balance[i])} "
+             f"{acc.currency[i]}, below {fmt(warn[lvl][i])} {acc.currency[i]} (level {lvl}); please top up.")
+    for i in np.flatnonzero(prepaid & st.arrears_alert):
+        emit(i, "arrears", f"Account {acc.account_ids[i]} is in arrears: balance {fmt(st.balance[i])} "
+             f"{acc.currency[i]} on {day}; supply will be disconnected unless topped up.")
+    for i in np.flatnonzero(prepaid & st.disconnect):
+        emit(i, "disconnect", f"Disconnection ordered for account {acc.account_ids[i]} (meter "
+             f"{acc.meter_ids[i]}): balance {fmt(st.balance[i])} {acc.currency[i]} since "
+             f"{from_number(int(st.arrears_since[i]))}.")
+    for i in np.flatnonzero(prepaid & st.reconnect):
+        emit(i, "reconnect", f"Reconnection ordered for account {acc.account_ids[i]} (meter "
+             f"{acc.meter_ids[i]}): balance {fmt(st.after_payments[i])} {acc.currency[i]} after payment.")
+    for i in np.flatnonzero(s.notice):
+        emit(i, "arrears", f"Bill of account {acc.account_ids[i]} is {int(s.overdue[i])} day(s) overdue: "
+             f"{fmt(-s.balance[i])} {acc.currency[i]} unpaid; late penalty so far {fmt(s.penalty[i])} "
+             f"{acc.currency[i]} (1‰ per day).")
+    S = quality.shape[1]
+    est = (quality != vee.ACTUAL).sum(axis=1)
+    for i in np.flatnonzero(est):
+        reasons = Counter(vee.FLAG_NAMES[f] for f in flag[i][quality[i] != vee.ACTUAL])
+        why = ", ".join(f"{k} {v}" for k, v in sorted(reasons.items()))
+        emit(i, "data_gap", f"Meter {acc.meter_ids[i]} (account {acc.account_ids[i]}): {int(est[i])} of {S} "
+             f"intervals estimated on {day} ({why}).", [OPERATOR])
+    n = len(rows["kind"])
+    return pa.table({"account_id": pa.array(rows["account_id"], pa.string()),
+                     "ts": pa.array([ts_end.value] * n, pa.int64()).cast(UTC_MS), "kind": rows["kind"],
+                     "recipient": rows["recipient"], "message": rows["message"]},
+                    schema=ALERTS)
+
+
+def write_day(lake: Lake, day: dt.date, table: pa.Table) -> None:
+    lake.write("alerts", table, day.isoformat(), file_name=BILLING_FILE)
+
+
+# -- payments' alerts -------------------------------------------------------------------------------------
+def write_payment_alerts(lake: Lake, account_id: str, c: int, balance: int, ref: str, at: dt.datetime,
+                         reconnect: bool) -> None:
+    """``payment`` (and ``reconnect`` when the payment ordered it) for a recorded payment."""
+    recipients = of_account(lake, account_id)
+    msg = (f"Payment of {fmt(c)} received for account {account_id} (ref {ref}); "
+           f"balance {fmt(balance)}.")
+    kinds, msgs = ["payment"], [msg]
+    if reconnect:
+        kinds.append("reconnect")
+        msgs.append(f"Reconnection ordered for account {account_id}: balance {fmt(balance)} after payment "
+                    f"(ref {ref}).")
+    n = len(recipients)
+    rows = pa.table({"account_id": [account_id] * n * len(kinds),
+                     "ts": pa.array([at] * n * len(kinds), ALERTS.field("ts").type),
+                     "kind": [k for k in kinds for _ in recipients], "recipient": recipients * len(kinds),
+                     "message": [m for m in msgs for _ in recipients]})
+    lake.write("alerts", rows, lake.local_day(at).isoformat(), file_name=payment_file_name(ref))
+
+
+def reconnected_by_payment(lake: Lake, day: dt.date) -> set[str]:
+    """Accounts whose reconnection a payment of ``day`` already ordered (``meters pay`` emits it at
+    once; the nightly run then does not repeat it)."""
+    d = lake.partition_dir("alerts", day.isoformat())
+    out: set[str] = set()
+    for f in sorted(d.glob(f"{PAYMENT_PREFIX}*.parquet")) if d.exists() else []:
+        t = pq.read_table(f, schema=ALERTS)
+        out.update(a for a, k in zip(t.column("account_id").to_pylist(), t.column("kind").to_pylist())
+                   if k == "reconnect")
+    return out

@@ -1,0 +1,97 @@
+"""Billing a day over a Dask cluster, beside the single-process path: the accounts are split into
+contiguous meter ranges (shards), each shard computes its day (:func:`billing.day.compute`) in a Dask
+task and writes its intervals file (staged: invisible until the driver's switch); the driver merges
+the rest and writes and commits as for one process (:mod:`billing.batch`)."""
+from __future__ import annotations
+
+import datetime as dt
+import time
+
+import numpy as np
+
+from meters.errors import MetersError
+from meters.lake import Lake
+
+from . import alerts, day as day_mod, outputs
+from .accounts import Accounts, no_accounts
+from .config import Config
+from .inputs import read_day
+
+SHARD_RETRIES = 3   # a shard task that raises (e.g. a transient read error) is run again by Dask
+
+
+def client(spec: str):
+    """``local:N`` (a local cluster of N worker processes) or ``tcp://HOST:PORT`` (a running scheduler
+    whose workers see the lake at the same path) → (client, local cluster or None)."""
+    try:
+        from dask.distributed import Client, LocalCluster
+    except ImportError:
+        raise MetersError("--cluster needs dask.distributed (pip install 'meters[cluster]')") from None
+    if spec.startswith("local:"):
+        n = spec[len("local:"):]
+        if not n.isdigit() or not 1 <= int(n) <= 256:
+            raise MetersError(f"--cluster {spec!r}: use local:N with N workers (1..256)")
+        local = LocalCluster(n_workers=int(n), threads_per_worker=1, processes=True, dashboard_address=None)
+        return Client(local), local
+    if spec.startswith("tcp://"):
+        try:
+            return Client(spec, timeout="10s"), None
+        except OSError as e:
+            raise MetersError(f"--cluster {spec}: cannot reach the Dask scheduler ({e})") from None
+    raise MetersError(f"--cluster {spec!r}: use local:N or tcp://HOST:PORT")
+
+
+def shards(lake: Lake, client) -> list[tuple[int, int]]:
+    """Contiguous meter ranges (lo, hi), two per worker."""
+    meters = np.sort(lake.read("accounts", columns=["meter_id"]).column("meter_id").to_numpy())
+    if len(meters) == 0:
+        raise no_accounts(lake)
+    workers = max(1, len(client.scheduler_info()["workers"]))
+    chunks = [c for c in np.array_split(meters, min(len(meters), 2 * workers)) if len(c)]
+    return [(int(c[0]), int(c[-1])) for c in chunks]
+
+
+def compute_day(lake: Lake, day: dt.date, cfg: Config, client, ranges: list[tuple[int, int]],
+                run_id: str) -> day_mod.DayOutput:
+    """The day's output over the shards ``ranges`` (their intervals files written and staged)."""
+    outputs.stage_intervals(lake, day)      # shards write their intervals files
+    futures = client.map(shard_day, [str(lake.root)] * len(ranges), [day] * len(ranges), [cfg] * len(ranges),
+                         [lo for lo, _ in ranges], [hi for _, hi in ranges], [run_id] * len(ranges),
+                         pure=False, retries=SHARD_RETRIES)
+    parts = [p for p in client.gather(futures) if p is not None]
+    if not parts:
+        raise no_accounts(lake)
+    out = day_mod.DayOutput.merge(parts)
+    for p in parts:
+        for k, v in p.timings.items():
+            out.timings[f"{k} (shards)"] = out.timings.get(f"{k} (shards)", 0.0) + v
+    return out
+
+
+def shard_day(lake_root: str, day: dt.date, cfg: Config, lo: int, hi: int, run_id: str):
+    """A Dask task: compute one day for the accounts whose meter is in ``lo..hi`` (None when empty).
+
+    Pure: it only reads the lake (state of D−1, readings, payments, registry) and returns tables, so a
+    retry — after an exception, or on another worker when its worker dies — gives the same output;
+    only the driver writes and commits."""
+    lake = Lake(lake_root)
+    acc = Accounts(lake, cfg, (lo, hi), required=False)
+    if acc.n == 0:
+        return None
+    timings: dict[str, float] = {}
+
+    def lap(name, t0):
+        timings[name] = timings.get(name, 0.0) + time.perf_counter() - t0
+        return time.perf_counter()
+    t0 = time.perf_counter()
+    inputs = read_day(lake, day, acc, cfg.interval_s)
+    lap("read", t0)
+    out = day_mod.compute(inputs, acc, cfg, run_id, alerts.Recipients(lake, acc), lap)
+    # the biggest output is written here, in parallel with the other shards, not shipped to the
+    # driver: invisible until the driver's switch (a retried task's orphan files are removed then)
+    t0 = time.perf_counter()
+    out.intervals_files = outputs.write_interval_piece(lake, day, out.intervals_table, lo)
+    out.intervals_table = None
+    lap("write", t0)
+    out.timings = timings
+    return out

@@ -1,0 +1,45 @@
+"""Billing settings: the metering grid, per-utility plausibility limits and the settlement policy;
+``<lake>/billing.json`` may override any of them."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field, fields
+
+from meters.errors import MetersError
+from meters.lake import Lake
+
+from .settle import Policy
+
+CONFIG_FILE = "billing.json"
+
+
+@dataclass(frozen=True)
+class Config:
+    """Billing settings; ``<lake>/billing.json`` may override any of them."""
+
+    interval_s: int = 900
+    # physical limit per utility in units per hour (25 kW for a household electricity supply)
+    limit_per_hour: dict = field(default_factory=lambda: {"electricity": 25.0, "water": 5.0,
+                                                          "gas": 10.0, "heat": 25.0})
+    policy: Policy = Policy()
+
+    @classmethod
+    def load(cls, lake: Lake) -> "Config":
+        path = lake.root / CONFIG_FILE
+        if not path.exists():
+            return cls()
+        try:
+            d = json.loads(path.read_text())
+        except json.JSONDecodeError as e:
+            raise MetersError(f"{path}: not valid JSON: {e}") from None
+        base = cls()
+        pol = {k: v for k, v in d.get("policy", {}).items()}
+        unknown = set(pol) - {f.name for f in fields(Policy)}
+        if unknown:
+            raise MetersError(f"{path}: unknown policy setting(s) {', '.join(sorted(unknown))}")
+        cfg = cls(interval_s=int(d.get("interval_s", base.interval_s)),
+                  limit_per_hour={**base.limit_per_hour, **d.get("limit_per_hour", {})},
+                  policy=Policy(**pol))
+        if cfg.interval_s <= 0 or 86400 % cfg.interval_s:
+            raise MetersError(f"{path}: interval_s {cfg.interval_s} must divide a day")
+        return cfg

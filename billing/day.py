@@ -1,0 +1,213 @@
+"""One billing day for a set of accounts: VEE → tariff engine → settlement → output tables.
+
+:func:`compute` is a function of what :func:`billing.inputs.read_day` read (the state of D−1,
+readings, payments, the first run's charges) and the account snapshot: it writes nothing and returns
+a :class:`DayOutput`; the orchestrator (:mod:`billing.batch`) or a Dask shard (:mod:`billing.cluster`)
+writes it. (Contacts of alerted accounts are read on demand by the ``recipients``.)
+"""
+from __future__ import annotations
+
+import datetime as dt
+import time
+from dataclasses import dataclass, field, fields
+
+import numpy as np
+import pyarrow as pa
+
+from meters.errors import MetersError
+from meters.schemas import UTC_MS
+
+from . import alerts, ledger, outputs, state, vee
+from .accounts import Accounts
+from .config import Config
+from .days import NONE_DAY, day_number
+from .inputs import DayInputs, vee_inputs
+from .money import to_cents
+from .engine import local_times, price_grid, price_intervals
+from .settle import Settled, postpaid_notices, settle_prepaid
+
+
+@dataclass
+class Validated:
+    """The VEE kernel's outcome for the day (:func:`billing.vee.vee_kernel_parts`)."""
+
+    q: np.ndarray          # [accounts, slots] milli-units per interval (units after pricing's scaling)
+    quality: np.ndarray    # [accounts, slots] vee.ACTUAL / ESTIMATED / SUBSTITUTED
+    flag: np.ndarray       # [accounts, slots] reason of an estimate (vee.OK: none)
+    base_pos: np.ndarray   # carried register base: position on the next day's grid (vee.NO_BASE: none)
+    base_reg: np.ndarray   # … and its value
+    avg: np.ndarray        # carried profile average
+    pending: np.ndarray    # carried estimate to true-up
+    step: np.ndarray       # carried reading step
+    counts: np.ndarray     # outcome counts (vee.count_dict)
+
+
+@dataclass
+class Settlement:
+    """The day's settlement of every account (int64 cents; masks)."""
+
+    prepaid: np.ndarray            # prepaid accounts
+    payments: np.ndarray           # paid during the day
+    first: np.ndarray              # prepaid: the day's charge as first recorded (ledger ``charge``)
+    adjust: np.ndarray             # prepaid: a re-run's correction (ledger ``adjustment``)
+    prepaid_settled: Settled       # prepaid balances, top-ups and alert masks
+    closed: np.ndarray             # postpaid: bill period closed today
+    bill_cents: np.ndarray         # … its bill's total
+    bill_start: np.ndarray         # day numbers of the bill period
+    bill_end: np.ndarray
+    due_day: int                   # due day of today's bills
+    balance: np.ndarray            # every account's balance after the day
+    due: np.ndarray                # postpaid: due day of the oldest unpaid bill carried on
+    notice: np.ndarray             # postpaid: overdue notice today
+    overdue: np.ndarray            # … days overdue
+    penalty: np.ndarray            # … late penalty so far (information)
+
+
+@dataclass
+class DayOutput:
+    """The day's output tables and counts for a set of accounts (shards' outputs concatenate)."""
+
+    accounts: int = 0
+    readings: int = 0
+    intervals: int = 0
+    money_cents: int = 0
+    adjustments_cents: int = 0
+    bills_n: int = 0
+    vee: dict = field(default_factory=dict)
+    intervals_table: pa.Table | None = None   # or, written by shards, the names of their files:
+    intervals_files: list = field(default_factory=list)
+    charges: pa.Table | None = None
+    charge_lines: pa.Table | None = None
+    ledger: pa.Table | None = None
+    alerts: pa.Table | None = None
+    bills: pa.Table | None = None
+    bill_lines: pa.Table | None = None
+    state: pa.Table | None = None
+    timings: dict = field(default_factory=dict)
+
+    @classmethod
+    def merge(cls, parts: list["DayOutput"]) -> "DayOutput":
+        """Concatenate shard outputs (shards are contiguous meter ranges, in order)."""
+        out = cls()
+        for f in fields(cls):
+            values = [getattr(p, f.name) for p in parts]
+            if f.name == "vee":
+                v = {n: sum(p.get(n, 0) for p in values) for n in values[0]}
+            elif f.name == "timings":
+                v = {}
+            elif isinstance(values[0], pa.Table):
+                v = pa.concat_tables(values)
+            elif isinstance(values[0], list):
+                v = [x for p in values for x in p]
+            elif isinstance(values[0], int):
+                v = sum(values)
+            else:
+                v = values[0]
+            setattr(out, f.name, v)
+        return out
+
+
+def compute(inputs: DayInputs, acc: Accounts, cfg: Config, run_id: str, recipients: alerts.Recipients,
+            lap) -> DayOutput:
+    """VEE → price → settle → tables for the snapshot's accounts (``lap(name, t0)`` times the steps)."""
+    grid, carried = inputs.grid, inputs.carried
+    out = DayOutput(accounts=acc.n)
+    I, S, start_s, slot_end = grid.interval_s, grid.slots, grid.start_s, grid.slot_end
+    dn = day_number(grid.day)
+    t0 = time.perf_counter()
+    # 1. VEE
+    out.readings = sum(t.num_rows for t in inputs.readings)
+    main, extra, unknown = vee_inputs(inputs.readings, acc.meter_ids, start_s, I)
+    inputs.readings = None     # consumed: the CSR arrays hold what is needed
+    has_base = carried.base_ts != state.NO_TS
+    base_pos = np.full(acc.n, vee.NO_BASE)
+    base_pos[has_base] = (carried.base_ts[has_base] - start_s) / I
+    v = Validated(*vee.vee_kernel_parts(
+        *main, *extra, base_pos, carried.base_reg_milli, carried.avg_milli, carried.pending_milli, acc.reg_max,
+        acc.limit, carried.step, S))
+    del main, extra
+    out.vee = vee.count_dict(v.counts)
+    out.vee["unknown_meter"] = unknown
+    out.vee["duplicate"] += inputs.duplicates
+    out.intervals = int(v.q.size)
+    t0 = lap("vee", t0)
+    # 2. price
+    q_units = v.q
+    q_units /= 1000.0  # in place: one 8-byte matrix per interval is enough
+    engine_state = carried.engine
+    off0 = grid.start.astimezone(grid.tz).utcoffset().total_seconds()
+    off1 = grid.end.astimezone(grid.tz).utcoffset().total_seconds()
+    if off0 == off1:
+        priced = price_grid(acc.tables, q_units, start_s + int(off0) + I, I, acc.meter_tariff,
+                            state=engine_state, billing_day=acc.billing_day)
+    else:
+        lts = local_times(slot_end, grid.tz)
+        # when clocks go back, the repeated hour's local times repeat: the engine prices them in
+        # that wall-clock hour again (its band), in UTC order
+        lts = np.tile(lts, acc.n)
+        priced = price_intervals(acc.tables, np.arange(acc.n + 1, dtype=np.int64) * S, lts, q_units.ravel(),
+                                 acc.meter_tariff, state=engine_state, billing_day=acc.billing_day)
+    if len(priced.day_meter) != acc.n or len(priced.bill_meter) != acc.n:
+        raise MetersError("tariff engine returned an unexpected number of day rows")
+    same_period = priced.state.bill_start == engine_state.bill_start
+    total_cents = to_cents(priced.day_total)
+    today = total_cents - np.where(same_period, carried.charged_cents, 0)
+    day_qty = q_units.sum(axis=1)
+    t0 = lap("price", t0)
+    # 3. settle
+    closed = ~acc.mode_prepaid & priced.bill_closed
+    bill_lines, bill_cents = outputs.bill_lines(acc, priced, closed)
+    s = _settle(dn, acc, carried, inputs, today, priced, closed, bill_cents, cfg)
+    t0 = lap("settle", t0)
+    # 4. output tables
+    ts_end = pa.scalar(grid.end - dt.timedelta(milliseconds=1), UTC_MS)
+    out.intervals_table = outputs.intervals_table(acc, slot_end, q_units, v.quality, v.flag)
+    out.charges = outputs.charges_table(acc, day_qty, today, run_id)
+    out.charge_lines = outputs.charge_lines(acc, priced, engine_state, same_period)
+    out.ledger = ledger.day_table(acc, grid, carried, s, ts_end)
+    if inputs.paid_back:  # already ordered by `meters pay`: do not repeat
+        s.prepaid_settled.reconnect &= ~np.isin(acc.account_ids, list(inputs.paid_back))
+    out.alerts = alerts.day_table(acc, grid.day, ts_end, s, v.quality, v.flag, recipients)
+    out.bills = outputs.bills_table(acc, priced, s.closed, s.bill_cents, s.due_day, run_id)
+    out.bill_lines = bill_lines
+    out.money_cents = int(today.sum())
+    out.adjustments_cents = int(s.adjust.sum())
+    out.bills_n = int(s.closed.sum())
+    out.state = state.to_table(_carried_on(acc, grid, s, v, priced.state, total_cents), acc.account_arrow,
+                               acc.meter_ids)
+    lap("tables", t0)
+    return out
+
+
+def _settle(dn: int, acc: Accounts, carried: state.Carried, inputs: DayInputs, today, priced, closed,
+            bill_cents, cfg: Config) -> Settlement:
+    """Prepaid: payments, the day's charge (the first run's, plus a re-run's adjustment), top-ups,
+    levels. Postpaid: payments, the bills of closed periods, due dates and overdue notices."""
+    prepaid, post = acc.mode_prepaid, ~acc.mode_prepaid
+    original = inputs.original
+    first = np.where(original >= 0, original, today) if original is not None else today
+    first = np.where(prepaid, first, 0)
+    charge = np.where(prepaid, today, 0)
+    st = settle_prepaid(dn, carried.balance, inputs.payments, charge, carried.level, carried.arrears_since,
+                        carried.disconnected, acc.warn_1, acc.warn_2, acc.topup_below, acc.topup_amount,
+                        cfg.policy)
+    balance = np.where(prepaid, st.balance, carried.balance + inputs.payments - bill_cents)
+    due = np.where(closed & (carried.due_date == NONE_DAY), dn + cfg.policy.due_days, carried.due_date)
+    notice, overdue, penalty, due = postpaid_notices(dn, balance, due.astype(np.int32), cfg.policy)
+    return Settlement(prepaid=prepaid, payments=inputs.payments, first=first, adjust=charge - first,
+                      prepaid_settled=st, closed=closed, bill_cents=bill_cents, bill_start=priced.bill_start,
+                      bill_end=priced.bill_end, due_day=dn + cfg.policy.due_days, balance=balance,
+                      due=np.where(post, due, NONE_DAY), notice=notice & post, overdue=overdue, penalty=penalty)
+
+
+def _carried_on(acc: Accounts, grid, s: Settlement, v: Validated, engine, total_cents) -> state.Carried:
+    """The state this day hands to the next."""
+    has = v.base_pos > vee.NO_BASE
+    base_ts = np.full(acc.n, state.NO_TS, np.int64)
+    base_ts[has] = grid.start_s + np.round((v.base_pos[has] + grid.slots) * grid.interval_s).astype(np.int64)
+    st, prepaid = s.prepaid_settled, s.prepaid
+    return state.Carried(
+        base_ts=base_ts, base_reg_milli=v.base_reg, avg_milli=v.avg, pending_milli=v.pending, step=v.step,
+        charged_cents=total_cents, balance=s.balance, level=np.where(prepaid, st.level, 0).astype(np.int8),
+        arrears_since=np.where(prepaid, st.arrears_since, NONE_DAY), disconnected=np.where(prepaid, st.disconnected, False),
+        due_date=s.due, engine=engine, opening=np.zeros(acc.n, bool))

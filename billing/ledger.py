@@ -1,0 +1,154 @@
+"""The ledger: the one owner of its files and of payments' place in it.
+
+The ``ledger`` table is partitioned by lake-local month. Each billing day D writes one file,
+``billing-D.parquet`` (replaced whole when D is re-run): per account its opening balance (first day
+only), the day's ``charge`` (the first run's amount), an ``adjustment`` when a re-run prices the day
+differently, an ``auto_topup``, and a postpaid bill's ``charge`` — in that order. Each payment
+(``meters pay``) is its own file, ``payment-<hash of the reference>.parquet``, in the month of its
+time, so a reference is applied once however often it is sent; the nightly run credits the payments
+whose time falls in the day.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from meters.lake import Lake
+from meters.schemas import LEDGER, UTC_MS
+
+from .days import from_number
+from .money_io import cents, money
+
+if TYPE_CHECKING:
+    from .accounts import Accounts
+    from .day import Settlement
+    from .state import Carried
+
+PAYMENT_PREFIX = "payment-"
+
+
+def month(day: dt.date) -> str:
+    """The ledger partition of a lake-local day."""
+    return day.strftime("%Y-%m")
+
+
+def billing_file_name(day: dt.date) -> str:
+    return f"billing-{day.isoformat()}.parquet"
+
+
+def payment_file_name(ref: str) -> str:
+    return f"{PAYMENT_PREFIX}{hashlib.sha256(ref.encode()).hexdigest()[:24]}.parquet"
+
+
+# -- the billing day's file -------------------------------------------------------------------------
+def day_table(accounts: Accounts, grid, carried: Carried, s: Settlement, ts_end: pa.Scalar) -> pa.Table:
+    """The day's ledger file: opening balances, charges (first run's amount), adjustments,
+    auto top-ups and postpaid bills — in that order per account."""
+    blocks = []
+    d = grid.day.isoformat()
+    ts_open = pa.scalar(grid.start, UTC_MS)
+    st, prepaid = s.prepaid_settled, s.prepaid
+
+    def block(mask, kind, amount, after, ref, ts):
+        i = np.flatnonzero(mask)
+        if len(i):
+            refs = ref[i] if isinstance(ref, np.ndarray) else np.array([ref] * len(i), dtype=object)
+            blocks.append((i, kind, amount[i], after[i], refs, ts))
+
+    after_pay_open = carried.balance  # the opening entry comes before the day's payments
+    block(carried.opening, "opening", accounts.opening, after_pay_open, "opening", ts_open)
+    after_first = st.after_payments - s.first
+    block(prepaid, "charge", -s.first, after_first, f"charge:{d}", ts_end)
+    block(prepaid & (s.adjust != 0), "adjustment", -s.adjust, st.after_charge, f"adjustment:{d}", ts_end)
+    block(prepaid & (st.topup > 0), "auto_topup", st.topup, st.balance, f"auto_topup:{d}", ts_end)
+    bill_refs = np.array([f"bill:{from_number(int(b))}" if c else "" for b, c in zip(s.bill_start, s.closed)],
+                         dtype=object)
+    block(s.closed, "charge", -s.bill_cents, s.balance, bill_refs, ts_end)
+    if not blocks:
+        return LEDGER.empty_table()
+    order_key = np.concatenate([b[0] * 8 + k for k, b in enumerate(blocks)])
+    idx = np.concatenate([b[0] for b in blocks])
+    kinds = np.concatenate([[b[1]] * len(b[0]) for b in blocks])
+    amounts = np.concatenate([b[2] for b in blocks])
+    afters = np.concatenate([b[3] for b in blocks])
+    refs = np.concatenate([b[4] for b in blocks])
+    tss = pa.concat_arrays([pa.array([b[5].value] * len(b[0]), pa.int64()) for b in blocks])
+    o = np.argsort(order_key, kind="stable")
+    return pa.table({"account_id": accounts.account_arrow.take(pa.array(idx[o])),
+                     "ts": tss.take(pa.array(o)).cast(UTC_MS), "kind": kinds[o].tolist(),
+                     "amount": money(amounts[o]), "balance_after": money(afters[o]), "ref": refs[o].tolist()},
+                    schema=LEDGER)
+
+
+def write_day(lake: Lake, day: dt.date, table: pa.Table) -> None:
+    lake.write("ledger", table, month(day), file_name=billing_file_name(day))
+
+
+def original_charges(lake: Lake, day: dt.date, accounts: Accounts):
+    """Cents of the first ``charge`` of each account in an earlier run of ``day`` (−1 = none), or None."""
+    f = lake.partition_dir("ledger", month(day)) / billing_file_name(day)
+    if not f.exists():
+        return None
+    t = pq.read_table(f, schema=LEDGER)
+    t = t.filter(pc.equal(t.column("kind"), "charge"))
+    out = np.full(accounts.n, -1, np.int64)
+    rows = accounts.index_of(t.column("account_id"))
+    ok = rows >= 0
+    out[rows[ok]] = -cents(t.column("amount"))[ok]
+    return out
+
+
+# -- payments -----------------------------------------------------------------------------------------
+def write_payment(lake: Lake, row: pa.Table, ref: str, at: dt.datetime) -> None:
+    """Record one payment (a one-row ledger table) under its reference, in the month of ``at``."""
+    lake.write("ledger", row, at.astimezone(lake.tz).strftime("%Y-%m"), file_name=payment_file_name(ref))
+
+
+def find_payment(lake: Lake, ref: str):
+    """The ledger row of payment ``ref`` (dict) or None."""
+    name = payment_file_name(ref)
+    for f in sorted(lake.table_dir("ledger").glob(f"month=*/{name}")):
+        rows = pq.read_table(f).to_pylist()
+        if rows:
+            return rows[0]
+    return None
+
+
+def day_payments(lake: Lake, day: dt.date, account_ids: list[str] | np.ndarray) -> np.ndarray:
+    """Cents paid during lake-local ``day`` per account of ``account_ids`` (same order)."""
+    start, end = lake.day_bounds_utc(day)
+    out = np.zeros(len(account_ids), np.int64)
+    d = lake.partition_dir("ledger", month(day))
+    files = sorted(d.glob(f"{PAYMENT_PREFIX}*.parquet")) if d.exists() else []
+    if not files:
+        return out
+    t = pa.concat_tables([pq.read_table(f, schema=LEDGER) for f in files])
+    ts = t.column("ts")
+    keep = pc.and_(pc.greater_equal(ts, pa.scalar(start, ts.type)), pc.less(ts, pa.scalar(end, ts.type)))
+    t = t.filter(keep)
+    if not t.num_rows:
+        return out
+    index = {a: i for i, a in enumerate(account_ids)}
+    for a, c in zip(t.column("account_id").to_pylist(), cents(t.column("amount"))):
+        i = index.get(a)
+        if i is not None:
+            out[i] += c
+    return out
+
+
+def paid_since(lake: Lake, account_id: str, cutoff: dt.datetime | None) -> int:
+    """Cents paid to ``account_id`` at or after ``cutoff`` (None: ever)."""
+    total = 0
+    for f in sorted(lake.table_dir("ledger").glob(f"month=*/{PAYMENT_PREFIX}*.parquet")):
+        if cutoff is not None and f.parent.name[len("month="):] < cutoff.astimezone(lake.tz).strftime("%Y-%m"):
+            continue
+        for r in pq.read_table(f).to_pylist():
+            if r["account_id"] == account_id and (cutoff is None or r["ts"] >= cutoff):
+                total += int(r["amount"] * 100)
+    return total

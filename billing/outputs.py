@@ -1,0 +1,128 @@
+"""The billing day's output tables — intervals, charges, charge lines, bills and bill lines — and
+their files (the ledger is :mod:`billing.ledger`'s, alerts :mod:`billing.alerts`', the carried state
+:mod:`billing.state`'s)."""
+from __future__ import annotations
+
+import datetime as dt
+
+import numpy as np
+import pyarrow as pa
+
+from meters.lake import Lake
+from meters.schemas import BILL_LINES, BILLS, CHARGES, UTC_S
+
+from . import vee
+from .accounts import Accounts
+from .days import EPOCH, date_array
+from .money import allocate_cents, to_cents
+from .money_io import money
+
+# statistics only where readers filter (they cost more than the encoding on the other columns);
+# zstd level 1: as small as level 3 on interval data (measured), and faster to write and read
+INTERVAL_STATS = ["meter_id", "ts"]
+INTERVAL_OPTIONS = {"compression_level": 1}
+
+
+def intervals_table(acc: Accounts, slot_end, q_units, quality, flag) -> pa.Table:
+    """The day's intervals, quality and flag dictionary-encoded (the lake's staged writes take them
+    as they are: see :meth:`meters.lake.Lake.write_staged`)."""
+    n, S = q_units.shape
+    qual = pa.DictionaryArray.from_arrays(pa.array(quality.ravel(), pa.int8()), pa.array(vee.QUALITY_NAMES))
+    f = flag.ravel()
+    flg = pa.DictionaryArray.from_arrays(pa.array(f, pa.int8(), mask=f == vee.OK), pa.array(vee.FLAG_NAMES))
+    return pa.table({"meter_id": np.repeat(acc.meter_ids, S),
+                     "ts": pa.array(np.tile(slot_end, n), pa.int64()).cast(UTC_S),
+                     "quantity": q_units.ravel(), "quality": qual, "flag": flg})
+
+
+def write_intervals(lake: Lake, day: dt.date, table: pa.Table) -> None:
+    lake.replace_partition("intervals", day.isoformat(), table, pieces=2, stats=INTERVAL_STATS,
+                           **INTERVAL_OPTIONS)
+
+
+def stage_intervals(lake: Lake, day: dt.date) -> None:
+    """Before shards write their intervals files (:func:`write_interval_piece`)."""
+    lake.stage("intervals", day.isoformat())
+
+
+def write_interval_piece(lake: Lake, day: dt.date, table: pa.Table, lo: int) -> list[str]:
+    """One shard's intervals file (meters from ``lo``), invisible until :func:`switch_intervals`."""
+    return lake.write_staged("intervals", day.isoformat(), table, pieces=1, stats=INTERVAL_STATS,
+                             prefix=f"{lo:020d}-", **INTERVAL_OPTIONS)
+
+
+def switch_intervals(lake: Lake, day: dt.date, names: list[str]) -> None:
+    lake.switch("intervals", day.isoformat(), names)
+
+
+def charges_table(acc: Accounts, day_qty, today_cents, run_id: str) -> pa.Table:
+    return pa.table({"account_id": acc.account_arrow, "quantity": day_qty, "amount": money(today_cents),
+                     "tariff_id": acc.tariff_ids, "run_id": [run_id] * acc.n}, schema=CHARGES)
+
+
+def line_name(acc: Accounts, version: int, p: int) -> str:
+    period = acc.tables.versions[version].periods[p] if p < acc.tables.versions[version].n_periods else None
+    if period is None:
+        return "all"
+    return period.band if period.band != "all" else period.name
+
+
+def charge_lines(acc: Accounts, priced, before, same_period) -> pa.Table:
+    """The day's change of each account's period-to-date lines (tier × band)."""
+    keep = same_period[:, None, None]
+    dq = priced.line_quantity - np.where(keep, before.line_qty, 0.0)
+    da = priced.line_amount - np.where(keep, before.line_amount, 0.0)
+    a, p, t = np.nonzero((dq != 0) | (da != 0))
+    ver = priced.bill_version[a]
+    P = priced.line_quantity.shape[1]
+    names = pa.array([line_name(acc, v, pp) for v in range(len(acc.tables.versions)) for pp in range(P)],
+                     pa.string())
+    rows = {"account_id": acc.account_arrow.take(pa.array(a)), "tier": (t + 1).astype(np.int32),
+            "band": names.take(pa.array(ver.astype(np.int64) * P + p)),   # (no Python string per line)
+            "quantity": dq[a, p, t], "amount": da[a, p, t], "unit_price": acc.tables.prices[ver, p, t]}
+    return pa.table(rows)
+
+
+def bill_lines(acc: Accounts, priced, closed):
+    """Bill lines (tier × band, plus tier 0 for fixed and minimum charges) of the closed periods and
+    each bill's total: the rounded period cost, its lines allocated so that they sum to it."""
+    bills = np.flatnonzero(closed)
+    bill_cents = np.zeros(acc.n, np.int64)
+    rows = {"account_id": [], "period_start": [], "tier": [], "band": [], "quantity": [], "unit_price": [],
+            "amount": []}
+    for a in bills:
+        v = int(priced.bill_version[a])
+        start = EPOCH + dt.timedelta(days=int(priced.bill_start[a]))
+        lq, la = priced.line_quantity[a], priced.line_amount[a]
+        lines = [(int(t) + 1, line_name(acc, v, int(p)), float(lq[p, t]), float(acc.tables.prices[v, p, t]),
+                  float(la[p, t])) for p, t in zip(*np.nonzero((lq != 0) | (la != 0)))]
+        extra = float(priced.bill_fixed[a] + priced.bill_minimum[a])
+        if extra:
+            lines.append((0, "fixed", 0.0, None, extra))
+        total = int(to_cents(priced.bill_total[a]))
+        amounts = allocate_cents([x[4] for x in lines], total) if lines else []
+        for (tier, band, qty, price, _), c in zip(lines, amounts):
+            for k, val in zip(rows, (acc.account_ids[a], start, tier, band, qty, price, int(c))):
+                rows[k].append(val)
+        bill_cents[a] = total
+    t = pa.table({**{k: v for k, v in rows.items() if k != "amount"},
+                  "amount": money(np.array(rows["amount"], np.int64))},
+                 schema=pa.schema([BILL_LINES.field(k) for k in list(rows)]))
+    return t, bill_cents
+
+
+def bills_table(acc: Accounts, priced, closed, bill_cents, due_day: int, run_id: str) -> pa.Table:
+    a = np.flatnonzero(closed)
+    return pa.table({"account_id": acc.account_arrow.take(pa.array(a)),
+                     "period_start": date_array(priced.bill_start[a]),
+                     "period_end": date_array(priced.bill_end[a]),
+                     "quantity": priced.bill_quantity[a], "amount": money(bill_cents[a]),
+                     "due_date": date_array(np.full(len(a), due_day)), "run_id": [run_id] * len(a)},
+                    schema=BILLS)
+
+
+def write_bills(lake: Lake, day: dt.date, bills: pa.Table, lines: pa.Table) -> None:
+    """The day's bills and bill lines: one file each in the month, replaced when the day is re-run."""
+    name = f"bills-{day.isoformat()}.parquet"
+    lake.write("bills", bills, day.strftime("%Y-%m"), file_name=name)
+    lake.write("bill_lines", lines, day.strftime("%Y-%m"), file_name=name)

@@ -1,0 +1,167 @@
+"""The carried billing state: what day D needs of day D−1, one row per account, and its ``billing_state``
+table (the commit of a settled day).
+
+:class:`Carried` holds the VEE and settlement fields and the tariff engine's
+:class:`billing.engine.CycleState`. The Arrow mapping is written once, from the fields: each field of
+:class:`Carried` that has column metadata, and each field of ``CycleState``, is the ``billing_state``
+column of the same name (``meters.schemas.BILLING_STATE``), converted by that column's Arrow type
+(timestamp ↔ int64 seconds, date ↔ day number, decimal ↔ cents, list ↔ the per-account array shape).
+A new state field is therefore a change in two places: the field (here, or in ``CycleState`` for the
+tariff state) and its column in ``BILLING_STATE``; states written before a column existed read as the
+field's default. See docs/billing.md.
+"""
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field, fields
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from meters.errors import MetersError
+from meters.lake import Lake
+from meters.schemas import BILLING_STATE
+
+from .days import NONE_DAY, date_array
+from .engine import CycleState
+from .money_io import cents, money
+
+NO_TS = np.iinfo(np.int64).min   # "no timestamp" in int64-second arrays
+
+
+def _column(default, dtype, per_meter: bool = False):
+    """A field stored as the ``billing_state`` column of its name: ``default`` for a fresh account
+    (and for nulls); ``per_meter`` fields restart when the account's meter was replaced."""
+    return field(metadata={"default": default, "dtype": dtype, "per_meter": per_meter})
+
+
+@dataclass
+class Carried:
+    """The state carried from one settled day to the next, one row per account of the run."""
+
+    base_ts: np.ndarray = _column(NO_TS, np.int64, per_meter=True)    # last accepted register reading (s)
+    base_reg_milli: np.ndarray = _column(0, np.int64)                 # … its register value
+    avg_milli: np.ndarray = _column(-1.0, np.float64, per_meter=True)  # profile: mean per interval (<0: none)
+    pending_milli: np.ndarray = _column(0.0, np.float64, per_meter=True)  # estimated since base_ts (true-up)
+    step: np.ndarray = _column(0, np.int64, per_meter=True)           # reading step in intervals (0: unknown)
+    charged_cents: np.ndarray = _column(0, np.int64)                  # charged so far in the open period
+    balance: np.ndarray = _column(None, np.int64)                     # cents; fresh accounts: opening balance
+    level: np.ndarray = _column(0, np.int8)                           # low-balance level reached
+    arrears_since: np.ndarray = _column(NONE_DAY, np.int32)           # day number
+    disconnected: np.ndarray = _column(False, np.bool_)
+    due_date: np.ndarray = _column(NONE_DAY, np.int32)                # postpaid: oldest unpaid bill's due day
+    engine: CycleState = field(default=None)                          # the tariff engine's counters
+    opening: np.ndarray = field(default=None)                         # True: no carried state (fresh account)
+
+    @classmethod
+    def fresh(cls, n: int, tables, opening_balance: np.ndarray) -> "Carried":
+        """State of ``n`` accounts never billed: defaults, their opening balances, empty counters."""
+        cols = {name: (opening_balance.copy() if meta["default"] is None
+                       else np.full(n, meta["default"], meta["dtype"])) for name, meta in stored_fields()}
+        return cls(**cols, engine=CycleState.empty(n, tables), opening=np.ones(n, bool))
+
+
+def stored_fields() -> list[tuple[str, dict]]:
+    """(name, metadata) of the :class:`Carried` fields stored as columns."""
+    return [(f.name, f.metadata) for f in fields(Carried) if "dtype" in f.metadata]
+
+
+# -- Arrow → state ----------------------------------------------------------------------------------
+def _values(col: pa.ChunkedArray, arrow_type: pa.DataType, null):
+    if pa.types.is_decimal(arrow_type):
+        return cents(col)
+    if pa.types.is_timestamp(arrow_type):
+        col = col.cast(pa.int64())
+    elif pa.types.is_date(arrow_type):
+        col = col.cast(pa.int32())
+    return col.fill_null(null).to_numpy(zero_copy_only=False)
+
+
+def settled_days(lake: Lake) -> list[dt.date]:
+    """Days whose billing is committed (they have a ``billing_state`` partition)."""
+    return [dt.date.fromisoformat(k) for k in lake.partitions("billing_state") if lake.files("billing_state", k)]
+
+
+def load(lake: Lake, day: dt.date, accounts) -> Carried:
+    """The state carried into ``day`` (that of ``day`` − 1) aligned to ``accounts``
+    (:class:`billing.accounts.Accounts`); accounts without one are fresh."""
+    n, tables = accounts.n, accounts.tables
+    s = Carried.fresh(n, tables, accounts.opening)
+    prev = (day - dt.timedelta(days=1)).isoformat()
+    t = lake.read("billing_state", prev) if prev in lake.partitions("billing_state") else None
+    if t is None or t.num_rows == 0:
+        return s
+    if t.num_rows == n and t.column("account_id").equals(pa.chunked_array([accounts.account_arrow])):
+        idx = np.arange(n)          # the usual case: the same accounts in the same order
+    else:
+        rows = accounts.index_of(t.column("account_id"))
+        ok = rows >= 0
+        idx = rows[ok]
+        t = t.filter(pa.array(ok))
+    same_meter = t.column("meter_id").to_numpy() == accounts.meter_ids[idx]
+    for name, meta in stored_fields():
+        if name not in t.column_names:     # a state written before the column existed: the default
+            continue
+        v = _values(t.column(name), BILLING_STATE.field(name).type, meta["default"])
+        if meta["per_meter"]:
+            v = np.where(same_meter, v, meta["default"])
+        getattr(s, name)[idx] = v
+    s.opening[idx] = False
+    for f in fields(CycleState):
+        if f.name not in t.column_names:
+            continue
+        target = getattr(s.engine, f.name)
+        shape = target.shape[1:]
+        if shape:
+            flat = t.column(f.name).combine_chunks().flatten().to_numpy()
+            width = int(np.prod(shape))
+            if flat.size != width * t.num_rows:
+                raise MetersError(f"billing state of {prev} was made for other tariff tables; re-bill from "
+                                  f"the first day or restore the tariffs")
+            target[idx] = flat.reshape((t.num_rows,) + shape)
+        else:
+            default = target[0].item() if len(target) else 0
+            target[idx] = t.column(f.name).fill_null(default).to_numpy()
+    return s
+
+
+# -- state → Arrow ----------------------------------------------------------------------------------
+def _column_of(values: np.ndarray, arrow_type: pa.DataType):
+    if pa.types.is_decimal(arrow_type):
+        return money(values)
+    if pa.types.is_timestamp(arrow_type):
+        return pa.array(values, pa.int64(), mask=values == NO_TS).cast(arrow_type)
+    if pa.types.is_date(arrow_type):
+        return date_array(values)
+    if pa.types.is_list(arrow_type) and values.ndim > 1:
+        width = int(np.prod(values.shape[1:]))
+        return pa.FixedSizeListArray.from_arrays(pa.array(np.ascontiguousarray(values).reshape(-1)), width) \
+            .cast(arrow_type)
+    return values
+
+
+def to_table(s: Carried, account_ids: pa.Array, meter_ids: np.ndarray) -> pa.Table:
+    """The ``billing_state`` partition of a settled day (``period_start`` derived from the engine's
+    open bill period)."""
+    cols = {"account_id": account_ids, "meter_id": meter_ids,
+            "period_start": date_array(np.where(s.engine.bill_start < 0, NONE_DAY, s.engine.bill_start))}
+    for name, _ in stored_fields():
+        cols[name] = _column_of(getattr(s, name), BILLING_STATE.field(name).type)
+    for f in fields(CycleState):
+        cols[f.name] = _column_of(getattr(s.engine, f.name), BILLING_STATE.field(f.name).type)
+    return pa.table(cols, schema=BILLING_STATE)
+
+
+def commit(lake: Lake, day: dt.date, table: pa.Table) -> None:
+    """Write the state of ``day``: the commit of its billing."""
+    lake.replace_partition("billing_state", day.isoformat(), table)
+
+
+def account_state(lake: Lake, day: dt.date, account_id: str) -> tuple[int, bool] | None:
+    """(balance in cents, disconnected) of one account after settled ``day`` (None: not billed)."""
+    st = lake.read("billing_state", day.isoformat(), columns=["account_id", "balance", "disconnected"])
+    st = st.filter(pc.equal(st.column("account_id"), account_id))
+    if not st.num_rows:
+        return None
+    return int(cents(st.column("balance"))[0]), bool(st.column("disconnected")[0].as_py())
