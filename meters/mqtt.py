@@ -87,8 +87,10 @@ def parse_broker_url(url: str) -> BrokerURL:
                      parts.scheme == "mqtts", version)
 
 
-def resolve_broker(url: str | None, role: str, state_dir: str | os.PathLike | None = None) -> BrokerURL:
-    """``url`` if given, else ``$METERS_BROKER``, else the managed broker's URL for ``role``."""
+def resolve_broker(url: str | None, role: str, state_dir: str | os.PathLike | None = None,
+                   notes: list[str] | None = None) -> BrokerURL:
+    """``url`` if given, else ``$METERS_BROKER``, else the managed broker's URL for ``role`` (and its
+    known limits appended to ``notes``)."""
     url = url or os.environ.get("METERS_BROKER")
     if url:
         return parse_broker_url(url)
@@ -97,6 +99,8 @@ def resolve_broker(url: str | None, role: str, state_dir: str | os.PathLike | No
     if not broker.is_running():
         raise MetersError("no --broker given and no managed broker is running; "
                           "start one with `meters broker start` or pass --broker mqtt://user:pass@host:port")
+    if notes is not None:
+        notes.extend(broker.known_limits())
     return parse_broker_url(broker.url(role))
 
 
