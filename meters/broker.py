@@ -259,6 +259,11 @@ class ManagedBroker:
                 "shared_subscription": SHARED_READINGS,
                 "limits": dataclasses.asdict(self.limits)}
 
+    def saved_limits(self) -> BrokerLimits:
+        """The limits of the last start (the defaults if none)."""
+        saved = self.credentials.get("limits") if self.cred_file.exists() else None
+        return BrokerLimits(**saved) if saved else BrokerLimits()
+
     def known_limits(self) -> list[str]:
         """Known limits of this broker that users of shared subscriptions must know."""
         return [SHARED_RESTART_LIMIT]
@@ -387,8 +392,8 @@ class ManagedBroker:
         plugin = find_dynsec_plugin(broker)
         self.dir.mkdir(parents=True, exist_ok=True)
         saved = self.credentials if self.cred_file.exists() else {}
-        if not self._limits_given and saved.get("limits"):
-            self.limits = BrokerLimits(**saved["limits"]).check()
+        if not self._limits_given:
+            self.limits = self.saved_limits().check()
         port = self._pick_port(port, saved.get("port"))
         operator_port = self._pick_port(operator_port, saved.get("operator_port"), avoid=port)
         users = saved.get("users") or {role: secrets.token_urlsafe(12) for role in ROLES}

@@ -263,3 +263,32 @@ def test_senders_provisioned_while_running_are_confined_too(broker):
     for bad in ["admin", "ingest", "meters-ingest-0", "a/b", "x+", "", "$share"]:
         with pytest.raises(Exception, match="invalid sender id"):
             broker.add_senders([bad])
+
+
+def test_cli_limits_and_the_shared_subscription_note(tmp_path, lake, monkeypatch):
+    """`meters broker start` takes the limits (kept across starts); `meters ingest` on the embedded
+    broker states its shared-subscription limit when (and only when) workers share a subscription."""
+    from click.testing import CliRunner
+
+    from meters.cli import cli
+
+    runner = CliRunner()
+    d = str(tmp_path / "b")
+    r = runner.invoke(cli, ["broker", "start", "--dir", d, "--max-queued-messages", "7", "--json"])
+    assert r.exit_code == 0, r.output
+    info = json.loads(r.output)
+    assert info["limits"]["max_queued_messages"] == 7 and info["operator_port"] != info["port"]
+    try:
+        monkeypatch.delenv("METERS_BROKER", raising=False)
+        base = ["ingest", "--broker-dir", d, "--lake", str(lake.root), "--until-idle", "0.3", "-q"]
+        one = runner.invoke(cli, base)
+        assert one.exit_code == 0, one.output
+        assert "note:" not in one.output
+        two = runner.invoke(cli, [*base, "--workers", "2"])
+        assert two.exit_code == 0, two.output
+        assert "note: the embedded Mosquitto 2.0 routes no new message to a shared subscription" in two.output
+        assert runner.invoke(cli, ["broker", "stop", "--dir", d]).exit_code == 0
+        r = runner.invoke(cli, ["broker", "start", "--dir", d, "--json"])
+        assert json.loads(r.output)["limits"]["max_queued_messages"] == 7
+    finally:
+        runner.invoke(cli, ["broker", "stop", "--dir", d])
