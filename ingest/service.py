@@ -154,6 +154,7 @@ class Ingest:
         self.stop = threading.Event()
         self.connected = threading.Event()
         self.connect_error: str | None = None
+        self.subscribe_error: str | None = None
         self.last_message = time.monotonic()
         v5 = url.version == "5"
         if shared and not v5:
@@ -173,6 +174,7 @@ class Ingest:
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
         self.client.on_message = self._on_message
+        self.client.on_subscribe = self._on_subscribe
 
     # -- paho callbacks (network thread) ---------------------------------------------------------
     def _on_connect(self, client, userdata, flags, reason_code, properties):
@@ -193,6 +195,14 @@ class Ingest:
                  self.url.redacted(), flags.session_present,
                  "draining, unsubscribed from" if self.drain else "subscribed to", self.topic)
         self.connected.set()
+
+    def _on_subscribe(self, client, userdata, mid, reason_codes, properties):
+        refused = [str(rc) for rc in reason_codes if rc.is_failure]
+        if refused:  # e.g. a sender's credentials: waiting would only idle
+            self.subscribe_error = (f"broker {self.url.redacted()} refused the subscription to {self.topic} "
+                                    f"({', '.join(refused)}); use the broker's ingest role")
+            self.stop.set()
+            self.wake.set()
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties):
         with self.lock:
@@ -316,6 +326,8 @@ class Ingest:
                         idle_exit = True
                         break
             self.flush()  # SIGTERM / SIGINT / idle: write and acknowledge what we hold
+            if self.subscribe_error:
+                raise MetersError(self.subscribe_error)
             # a drained session ends only when it went idle with everything acknowledged
             with self.lock:
                 drained = self.drain and idle_exit and self.counters.not_acked == 0 and self.batch.messages == 0

@@ -292,3 +292,20 @@ def test_cli_limits_and_the_shared_subscription_note(tmp_path, lake, monkeypatch
         assert json.loads(r.output)["limits"]["max_queued_messages"] == 7
     finally:
         runner.invoke(cli, ["broker", "stop", "--dir", d])
+
+
+def test_ingest_with_a_senders_credentials_stops_with_one_line(broker, lake):
+    """A refused subscription (a sender's login given to ingest) ends ingest with exit 1 and one line
+    instead of an idle process."""
+    from click.testing import CliRunner
+
+    from meters.cli import cli
+
+    sender_on_operator_port = broker.url("sender").replace(f":{broker.port}", f":{broker.operator_port}")
+    for url in (broker.url("sender"), sender_on_operator_port):
+        r = CliRunner().invoke(cli, ["ingest", "--broker", url, "--lake", str(lake.root), "-q"])
+        assert r.exit_code == 1
+        lines = r.output.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("error: broker mqtt://sender:***@127.0.0.1:"), lines
+        assert ("refused the subscription to meters/v1/+/readings" in lines[0]
+                or "refused the connection" in lines[0]), lines
