@@ -110,12 +110,6 @@ def find_dynsec_plugin(broker: str) -> str:
     raise MetersError(f"{name} not found (it ships with Mosquitto 2.x; set METERS_MOSQUITTO_PLUGIN to its path)")
 
 
-def mosquitto_version(broker: str) -> str:
-    """``mosquitto version 2.0.11`` (the first line of ``mosquitto -h``)."""
-    out = subprocess.run([broker, "-h"], capture_output=True, text=True, timeout=10)
-    return (out.stdout or out.stderr).strip().splitlines()[0] if (out.stdout or out.stderr).strip() else "mosquitto"
-
-
 def free_port(host: str = HOST) -> int:
     """A TCP port that is free on ``host`` right now."""
     with socket.socket() as s:

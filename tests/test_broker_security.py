@@ -7,7 +7,6 @@ import datetime as dt
 import json
 import socket
 import struct
-import threading
 import time
 
 import pytest
