@@ -203,7 +203,8 @@ class ManagedBroker:
     @property
     def operator_port(self) -> int:
         """The port of ``ingest`` and ``admin``."""
-        return int(self.credentials["operator_port"])
+        creds = self.credentials
+        return int(creds.get("operator_port", creds["port"]))  # one port: a broker started by an older meters
 
     def url(self, role: str = "admin") -> str:
         """``mqtt://user:password@127.0.0.1:port`` for a role or a provisioned sender name (senders on
@@ -213,7 +214,7 @@ class ManagedBroker:
         if role not in users:
             raise MetersError(f"unknown broker user {role!r}; known: {', '.join(sorted(users))}")
         from .mqtt import BrokerURL
-        port = creds["operator_port"] if role in OPERATORS else creds["port"]
+        port = creds.get("operator_port", creds["port"]) if role in OPERATORS else creds["port"]
         return str(BrokerURL(HOST, port, role, users[role]))
 
     def pid(self) -> int | None:
@@ -244,7 +245,7 @@ class ManagedBroker:
     def info(self) -> dict:
         """URLs and credentials of every role (what ``start --json`` prints)."""
         creds = self.credentials
-        return {"host": HOST, "port": creds["port"], "operator_port": creds["operator_port"],
+        return {"host": HOST, "port": creds["port"], "operator_port": self.operator_port,
                 "dir": str(self.dir.resolve()), "pid": self.pid(),
                 "urls": {u: self.url(u) for u in creds["users"] if u in ROLES},
                 "users": {u: p for u, p in creds["users"].items() if u in ROLES},
