@@ -22,7 +22,7 @@ def broker():
 @click.option("--operator-port", type=int, default=None,
               help="TCP port of ingest and admin (default: a free one).")
 @click.option("--max-queued-messages", type=click.IntRange(1), default=None,
-              help="Messages queued per offline session (default 1000000; then kept across starts).")
+              help="Messages queued per offline session (default 4000000; then kept across starts).")
 @click.option("--max-queued-bytes", type=click.IntRange(1), default=None,
               help="Bytes queued per offline session (default 1 GiB).")
 @click.option("--message-size-limit", type=click.IntRange(1), default=None,

@@ -212,7 +212,7 @@ def test_one_sender_cannot_fill_the_broker(broker, lake):
     assert _rss_mb(broker.pid()) - before < 32
     assert _du_mb(broker.data_dir) < 4
     # the limits are the documented defaults, and a reading of normal size still gets through
-    assert broker.info()["limits"] == {"max_queued_messages": 1_000_000, "max_queued_bytes": 1 << 30,
+    assert broker.info()["limits"] == {"max_queued_messages": 4_000_000, "max_queued_bytes": 1 << 30,
                                        "message_size_limit": 16 << 20, "max_inflight_messages": 1000}
     pub = Client(broker.url("sender"), "ok")
     assert not pub.publish("meters/v1/sender/readings", _reading(3)).is_failure
