@@ -22,7 +22,11 @@ from meters.options import lake_option
 @click.option("--idle-flush", type=float, default=0.05, show_default=True, metavar="SECONDS",
               help="Also flush when no message came for this long.")
 @click.option("--workers", type=int, default=1, show_default=True,
-              help="Worker processes on the shared subscription (client ids <client-id>-<i>).")
+              help="Worker processes (client ids <client-id>-<i>); more than one share the shared "
+                   "subscription, one alone holds the plain subscription.")
+@click.option("--shared", is_flag=True,
+              help="Join the shared subscription with one worker (one worker per host of a group; "
+                   "implied by --workers > 1 and --first-worker > 0).")
 @click.option("--client-id", default="meters-ingest", show_default=True,
               help="MQTT client id prefix: the persistent session of worker i is <client-id>-<i>.")
 @click.option("--receive-maximum", type=int, default=1000, show_default=True,
@@ -42,9 +46,9 @@ from meters.options import lake_option
                    "end the sessions (no new messages are taken).")
 @click.option("--json", "as_json", is_flag=True, help="Print the final counters as JSON.")
 @click.option("-q", "--quiet", is_flag=True, help="Log warnings only.")
-def ingest(broker_url, lake_path, until_idle, batch_rows, flush_seconds, idle_flush, workers, client_id,
-           receive_maximum, metrics_port, max_payload, max_future, broker_dir, first_worker, drain,
-           as_json, quiet):
+def ingest(broker_url, lake_path, until_idle, batch_rows, flush_seconds, idle_flush, workers, shared,
+           client_id, receive_maximum, metrics_port, max_payload, max_future, broker_dir, first_worker,
+           drain, as_json, quiet):
     """Read meter readings from MQTT into the lake, at least once (ack after fsync).
 
     Runs until SIGTERM / Ctrl-C (it then flushes, acknowledges and exits 0) or --until-idle.
@@ -53,14 +57,18 @@ def ingest(broker_url, lake_path, until_idle, batch_rows, flush_seconds, idle_fl
     from meters.broker import resolve_broker
 
     from .decode import Limits
-    from .service import run_workers
+    from .service import run_workers, uses_shared_subscription
 
     logging.basicConfig(level=logging.WARNING if quiet else logging.INFO,
                         format="%(asctime)s %(levelname)s %(message)s")
     lake = Lake(lake_path)
-    url = resolve_broker(broker_url, "ingest", broker_dir)
+    notes: list[str] = []
+    url = resolve_broker(broker_url, "ingest", broker_dir, notes=notes)
+    if uses_shared_subscription(workers, first_worker, shared) and not drain:
+        for note in notes:  # the broker's known limits of shared subscriptions
+            click.echo(f"note: {note}", err=True)
     limits = Limits(max_future_s=max_future, max_payload=max_payload)
-    out = run_workers(workers, url, lake, client_id=client_id, metrics_port=metrics_port,
+    out = run_workers(workers, url, lake, client_id=client_id, metrics_port=metrics_port, shared=shared,
                       batch_rows=batch_rows, flush_seconds=flush_seconds, until_idle=until_idle,
                       receive_maximum=receive_maximum, limits=limits, first_worker=first_worker,
                       drain=drain, idle_flush=idle_flush)

@@ -1,4 +1,8 @@
-"""The ingest service: MQTT (QoS 1, persistent session, shared subscription) → Parquet lake.
+"""The ingest service: MQTT (QoS 1, persistent session) → Parquet lake.
+
+One worker holds the plain subscription ``meters/v1/+/readings``; several workers (``--workers N``,
+or ``shared=True``) share ``$share/ingest/meters/v1/+/readings`` (MQTT 5). A session switching
+between the two forms subscribes to the new one before it unsubscribes the old one.
 
 At least once, never lost: a message is acknowledged (PUBACK, paho manual ack) only after every
 reading and dead letter it produced is in a fsynced Parquet file. After a crash or a broker restart
@@ -135,7 +139,7 @@ class Ingest:
     def __init__(self, url: BrokerURL, lake: Lake, *, client_id: str, batch_rows: int,
                  flush_seconds: float, receive_maximum: int, limits: Limits,
                  session_expiry: int = SESSION_EXPIRY_S, drain: bool = False,
-                 idle_flush: float = IDLE_FLUSH_S):
+                 idle_flush: float = IDLE_FLUSH_S, shared: bool = False):
         self.url, self.lake, self.client_id = url, lake, client_id
         self.batch_rows, self.flush_seconds = batch_rows, flush_seconds
         self.receive_maximum, self.limits = receive_maximum, limits
@@ -150,9 +154,16 @@ class Ingest:
         self.stop = threading.Event()
         self.connected = threading.Event()
         self.connect_error: str | None = None
+        self.subscribe_error: str | None = None
         self.last_message = time.monotonic()
         v5 = url.version == "5"
-        self.topic = f"$share/{SHARE_GROUP}/{TOPIC_FILTER}" if v5 else TOPIC_FILTER
+        if shared and not v5:
+            raise MetersError("a shared subscription needs MQTT 5 (remove ?version=3.1.1)")
+        shared_topic = f"$share/{SHARE_GROUP}/{TOPIC_FILTER}"
+        self.topic = shared_topic if shared else TOPIC_FILTER
+        # the other form, left from an earlier run with another worker count (MQTT 5 only: a 3.1.1
+        # broker need not know $share)
+        self.stale_topics = [TOPIC_FILTER if shared else shared_topic] if v5 else []
         self.client, self.connect_kwargs = make_client(url, client_id, clean_start=False,
                                                        session_expiry=session_expiry if v5 else None)
         if v5:
@@ -163,6 +174,7 @@ class Ingest:
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
         self.client.on_message = self._on_message
+        self.client.on_subscribe = self._on_subscribe
 
     # -- paho callbacks (network thread) ---------------------------------------------------------
     def _on_connect(self, client, userdata, flags, reason_code, properties):
@@ -174,13 +186,23 @@ class Ingest:
             self.generation += 1
         self.counters.connects += 1
         if self.drain:  # scale down: take only what is already queued for this session
-            client.unsubscribe(self.topic)
+            client.unsubscribe([self.topic, *self.stale_topics])
         else:
             client.subscribe(self.topic, qos=1)
+            if self.stale_topics:
+                client.unsubscribe(self.stale_topics)
         log.info("%s connected to %s (session present: %s), %s %s", self.client_id,
                  self.url.redacted(), flags.session_present,
                  "draining, unsubscribed from" if self.drain else "subscribed to", self.topic)
         self.connected.set()
+
+    def _on_subscribe(self, client, userdata, mid, reason_codes, properties):
+        refused = [str(rc) for rc in reason_codes if rc.is_failure]
+        if refused:  # e.g. a sender's credentials: waiting would only idle
+            self.subscribe_error = (f"broker {self.url.redacted()} refused the subscription to {self.topic} "
+                                    f"({', '.join(refused)}); use the broker's ingest role")
+            self.stop.set()
+            self.wake.set()
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties):
         with self.lock:
@@ -304,6 +326,8 @@ class Ingest:
                         idle_exit = True
                         break
             self.flush()  # SIGTERM / SIGINT / idle: write and acknowledge what we hold
+            if self.subscribe_error:
+                raise MetersError(self.subscribe_error)
             # a drained session ends only when it went idle with everything acknowledged
             with self.lock:
                 drained = self.drain and idle_exit and self.counters.not_acked == 0 and self.batch.messages == 0
@@ -323,9 +347,10 @@ def run_ingest(url: BrokerURL, lake: Lake, *, client_id: str = f"{DEFAULT_CLIENT
                receive_maximum: int = 1000, limits: Limits = Limits(), metrics_port: int | None = None,
                session_expiry: int = SESSION_EXPIRY_S, handle_signals: bool = True,
                stop_event: threading.Event | None = None, log_every: float = 10.0,
-               drain: bool = False, idle_flush: float = IDLE_FLUSH_S) -> dict:
+               drain: bool = False, idle_flush: float = IDLE_FLUSH_S, shared: bool = False) -> dict:
     """Run one ingest worker until SIGTERM/SIGINT, ``stop_event``, or ``until_idle`` seconds without
     a message; returns its counters. Nothing received is lost: it is flushed and acknowledged first.
+    ``shared``: join the share group of several workers instead of the plain subscription.
 
     A batch is flushed when it holds ``batch_rows`` readings or ``receive_maximum`` messages (the
     broker sends no more until they are acknowledged), ``flush_seconds`` after its first message, or
@@ -340,7 +365,7 @@ def run_ingest(url: BrokerURL, lake: Lake, *, client_id: str = f"{DEFAULT_CLIENT
         raise MetersError("--batch-rows must be >= 1, --flush-seconds > 0, --receive-maximum 1..65535")
     ing = Ingest(url, lake, client_id=client_id, batch_rows=batch_rows, flush_seconds=flush_seconds,
                  receive_maximum=receive_maximum, limits=limits, session_expiry=session_expiry,
-                 drain=drain, idle_flush=idle_flush)
+                 drain=drain, idle_flush=idle_flush, shared=shared)
     server = serve_metrics(ing.counters, metrics_port) if metrics_port else None
     old = {}
     if handle_signals and threading.current_thread() is threading.main_thread():
@@ -379,22 +404,32 @@ SUMMED = ("received", "readings", "written", "deadlettered", "acked", "not_acked
           "connects")
 
 
+def uses_shared_subscription(n: int, first_worker: int = 0, shared: bool = False) -> bool:
+    """Whether workers ``first_worker .. first_worker+n-1`` join the share group: several workers,
+    a worker other than the first of a group, or ``shared`` asked for (one worker per host)."""
+    return shared or n > 1 or first_worker > 0
+
+
 def run_workers(n: int, url: BrokerURL, lake: Lake, *, client_id: str = DEFAULT_CLIENT_ID,
-                metrics_port: int | None = None, first_worker: int = 0, **kwargs) -> dict:
-    """Run ``n`` worker processes on the same shared subscription (client ids ``<client_id>-<i>``,
-    i from ``first_worker``),
-    each writing its own files; returns summed counters plus ``workers`` (each worker's). SIGTERM /
-    SIGINT are forwarded to every worker, which flushes and acknowledges before exiting."""
+                metrics_port: int | None = None, first_worker: int = 0, shared: bool = False,
+                **kwargs) -> dict:
+    """Run ``n`` worker processes (client ids ``<client_id>-<i>``, i from ``first_worker``), each
+    writing its own files; returns summed counters plus ``workers`` (each worker's). One worker alone
+    holds the plain subscription; see :func:`uses_shared_subscription`. SIGTERM / SIGINT are
+    forwarded to every worker, which flushes and acknowledges before exiting."""
     import multiprocessing as mp
 
     if n < 1:
         raise MetersError("--workers must be >= 1")
+    shared = uses_shared_subscription(n, first_worker, shared)
+    if shared and url.version != "5":
+        raise MetersError("--workers > 1 (and --shared, --first-worker > 0) need MQTT 5 shared "
+                          "subscriptions (remove ?version=3.1.1)")
+    kwargs["shared"] = shared
     if n == 1:
         out = run_ingest(url, lake, client_id=f"{client_id}-{first_worker}", metrics_port=metrics_port, **kwargs)
         out["workers"] = [dict(out)]
         return out
-    if url.version != "5":
-        raise MetersError("--workers > 1 needs MQTT 5 shared subscriptions (remove ?version=3.1.1)")
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()
     procs = []

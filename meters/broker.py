@@ -1,16 +1,36 @@
-"""A project-managed Mosquitto on 127.0.0.1: generated config, hashed passwords, per-sender ACLs.
+"""A project-managed Mosquitto on 127.0.0.1: generated config, roles and identities, limits.
 
-Roles: ``admin`` (everything), ``ingest`` (reads ``meters/v1/+/readings``, also through
-``$share/<group>/…``), and senders (each may publish only to ``meters/v1/<its username>/readings``).
-``sender`` is the default sender; :meth:`ManagedBroker.add_senders` provisions more (one per data
-concentrator) and reloads the broker.
+Two listeners, one broker (docs/security.md):
+
+- the **senders' port** (``port``; the side of the data concentrators): the broker uses the user name
+  as client id (``use_username_as_clientid``), so a sender can never take over another session;
+- the **operators' port** (``operator_port``): ``ingest`` workers and ``admin`` tools, with client ids
+  of their choosing (distinct per worker).
+
+Authentication and authorisation are Mosquitto's dynamic-security plugin (the ACL file of Mosquitto
+2.0 cannot refuse a SUBSCRIBE), default deny:
+
+- ``admin`` — everything (operators: replay, provisioning);
+- ``ingest`` — subscribe to ``meters/v1/+/readings`` (also through ``$share/ingest/…``) and receive
+  it; it cannot publish;
+- every other user is a sender — it may publish to ``meters/v1/<its username>/readings`` only, never
+  subscribe, and its client id is bound to its user name on both ports.
+
+Retained messages are off (``retain_available false``: a client that sends one is disconnected), and
+queues, message and packet sizes are bounded (:class:`BrokerLimits`). ``sender`` is the default
+sender; :meth:`ManagedBroker.add_senders` provisions more (one per data concentrator), also on a
+running broker.
 
     with managed_broker(tmp_path) as broker:
         url = broker.url("ingest")
 """
 from __future__ import annotations
 
+import base64
 import contextlib
+import dataclasses
+import glob
+import hashlib
 import json
 import os
 import secrets
@@ -18,7 +38,7 @@ import shutil
 import signal
 import socket
 import subprocess
-import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -27,7 +47,45 @@ from .mqtt import BrokerURL, make_client, parse_broker_url
 
 DEFAULT_STATE_DIR = Path(".meters") / "broker"
 ROLES = ("admin", "ingest", "sender")
+OPERATORS = ("admin", "ingest")
 HOST = "127.0.0.1"
+READINGS = "meters/v1/+/readings"
+SHARED_READINGS = f"$share/ingest/{READINGS}"
+CONTROL = "$CONTROL/dynamic-security/v1"
+PW_ITERATIONS = 101  # Mosquitto's own default; the passwords are 96 random bits
+RESERVED_PREFIX = "meters-"  # client ids of the project's own tools (meters-ingest-0 …)
+SHARED_RESTART_LIMIT = (
+    "the embedded Mosquitto 2.0 routes no new message to a shared subscription restored after a broker "
+    "restart until its worker subscribes again, so readings published between a broker restart and the "
+    "workers' reconnect (0.1-2 s) are lost to ingest (docs/ingest.md); one worker alone (the default, a "
+    "plain subscription) has no such gap")
+
+
+@dataclasses.dataclass(frozen=True)
+class BrokerLimits:
+    """Bounds that keep one client from exhausting the broker (documented in docs/security.md).
+
+    A queue is kept per persistent session (the ingest workers': senders cannot subscribe); a full
+    queue drops new messages, so size it for the longest ingest outage you plan for — for a city of
+    1 million meters read every 15 minutes the defaults hold about 13 hours of binary batches (80 MB
+    an hour: the bytes bind) or 1 hour of one-reading JSON messages (4 million an hour: the count
+    binds)."""
+
+    max_queued_messages: int = 4_000_000
+    max_queued_bytes: int = 1 << 30          # 1 GiB per session
+    message_size_limit: int = 16 << 20       # 16 MiB payload: ingest's --max-payload
+    max_inflight_messages: int = 1000
+
+    @property
+    def max_packet_size(self) -> int:
+        """Larger packets are refused before they are read (topic and properties fit in 64 KiB)."""
+        return self.message_size_limit + (64 << 10)
+
+    def check(self) -> "BrokerLimits":
+        for f in dataclasses.fields(self):
+            if getattr(self, f.name) < 1:
+                raise MetersError(f"broker limit {f.name.replace('_', '-')} must be >= 1")
+        return self
 
 
 def find_mosquitto() -> tuple[str, str]:
@@ -39,6 +97,19 @@ def find_mosquitto() -> tuple[str, str]:
         raise MetersError("mosquitto (and mosquitto_passwd) not found; install Mosquitto 2.x "
                           "(`make setup` does it with apt-get) or pass --broker to an existing broker")
     return broker, passwd
+
+
+def find_dynsec_plugin(broker: str) -> str:
+    """Path of Mosquitto's dynamic-security plugin (shipped with Mosquitto 2.x)."""
+    name = "mosquitto_dynamic_security.so"
+    prefix = Path(os.path.realpath(broker)).parent.parent
+    for pattern in [os.environ.get("METERS_MOSQUITTO_PLUGIN", ""), f"{prefix}/lib/{name}",
+                    f"{prefix}/lib/*/{name}", f"{prefix}/lib/mosquitto/{name}", f"/usr/lib/*/{name}",
+                    f"/usr/lib/{name}", f"/usr/local/lib/{name}", f"/usr/lib64/{name}"]:
+        found = sorted(glob.glob(pattern)) if pattern else []
+        if found:
+            return found[0]
+    raise MetersError(f"{name} not found (it ships with Mosquitto 2.x; set METERS_MOSQUITTO_PLUGIN to its path)")
 
 
 def free_port(host: str = HOST) -> int:
@@ -54,8 +125,60 @@ def _port_open(port: int, host: str = HOST) -> bool:
         return s.connect_ex((host, port)) == 0
 
 
-def resolve_broker(url: str | None, role: str, state_dir: str | os.PathLike | None = None) -> BrokerURL:
-    """``url`` if given, else ``$METERS_BROKER``, else the managed broker's URL for ``role``."""
+def _acl(kind: str, topic: str) -> dict:
+    return {"acltype": kind, "topic": topic, "priority": 0, "allow": True}
+
+
+def role_acls(user: str) -> list[dict]:
+    """The dynamic-security ACLs of a user (its role, named after it for senders)."""
+    if user == "admin":
+        return [_acl("publishClientSend", "#"), _acl("publishClientReceive", "#"),
+                _acl("subscribePattern", "#"), _acl("publishClientSend", "$CONTROL/dynamic-security/#"),
+                _acl("publishClientReceive", "$CONTROL/dynamic-security/#"),
+                _acl("publishClientReceive", "$SYS/#")]
+    if user == "ingest":
+        return [_acl("subscribePattern", READINGS), _acl("subscribePattern", SHARED_READINGS),
+                _acl("publishClientReceive", READINGS)]
+    return [_acl("publishClientSend", f"meters/v1/{user}/readings")]
+
+
+def role_name(user: str) -> str:
+    return user if user in OPERATORS else f"sender:{user}"
+
+
+def _dynsec_client(user: str, password: str) -> dict:
+    salt = secrets.token_bytes(12)
+    digest = hashlib.pbkdf2_hmac("sha512", password.encode(), salt, PW_ITERATIONS, 64)
+    client = {"username": user, "password": base64.b64encode(digest).decode(),
+              "salt": base64.b64encode(salt).decode(), "iterations": PW_ITERATIONS,
+              "roles": [{"rolename": role_name(user)}]}
+    if user not in OPERATORS:
+        client["clientid"] = user  # a sender connects as itself only, on either port
+    return client
+
+
+def dynsec_config(users: dict[str, str]) -> dict:
+    """The dynamic-security plugin's configuration for ``users`` (name → password), default deny."""
+    return {"defaultACLAccess": {"publishClientSend": False, "publishClientReceive": False,
+                                 "subscribe": False, "unsubscribe": True},
+            "clients": [_dynsec_client(u, p) for u, p in users.items()],
+            "groups": [],
+            "roles": [{"rolename": role_name(u), "acls": role_acls(u)} for u in users]}
+
+
+def check_sender_name(name: str) -> str:
+    name = str(name)
+    if (not name or any(c in name for c in "/+#:$ ") or name in OPERATORS
+            or name.startswith(RESERVED_PREFIX) or len(name) > 64):
+        raise MetersError(f"invalid sender id {name!r} (1-64 characters, no '/', '+', '#', ':', '$' or "
+                          f"space; not a role name; not starting with {RESERVED_PREFIX!r})")
+    return name
+
+
+def resolve_broker(url: str | None, role: str, state_dir: str | os.PathLike | None = None,
+                   notes: list[str] | None = None) -> BrokerURL:
+    """``url`` if given, else ``$METERS_BROKER``, else the managed broker's URL for ``role`` (and its
+    known limits appended to ``notes``)."""
     url = url or os.environ.get("METERS_BROKER")
     if url:
         return parse_broker_url(url)
@@ -63,17 +186,20 @@ def resolve_broker(url: str | None, role: str, state_dir: str | os.PathLike | No
     if not broker.is_running():
         raise MetersError("no --broker given and no managed broker is running; "
                           "start one with `meters broker start` or pass --broker mqtt://user:pass@host:port")
+    if notes is not None:
+        notes.extend(broker.known_limits())
     return parse_broker_url(broker.url(role))
 
 
 class ManagedBroker:
     """A Mosquitto whose config, credentials, pid file, log and persistence live in ``state_dir``."""
 
-    def __init__(self, state_dir: str | os.PathLike | None = None):
+    def __init__(self, state_dir: str | os.PathLike | None = None, limits: BrokerLimits | None = None):
         self.dir = Path(state_dir) if state_dir is not None else DEFAULT_STATE_DIR
+        self.limits = (limits or BrokerLimits()).check()
+        self._limits_given = limits is not None  # else the limits of the last start are kept
         self.conf = self.dir / "mosquitto.conf"
-        self.passwd_file = self.dir / "passwd"
-        self.acl_file = self.dir / "acl"
+        self.dynsec_file = self.dir / "dynamic-security.json"
         self.cred_file = self.dir / "credentials.json"
         self.pid_file = self.dir / "mosquitto.pid"
         self.log_file = self.dir / "mosquitto.log"
@@ -89,15 +215,24 @@ class ManagedBroker:
 
     @property
     def port(self) -> int:
+        """The senders' port."""
         return int(self.credentials["port"])
 
+    @property
+    def operator_port(self) -> int:
+        """The port of ``ingest`` and ``admin``."""
+        creds = self.credentials
+        return int(creds.get("operator_port", creds["port"]))  # one port: a broker started by an older meters
+
     def url(self, role: str = "admin") -> str:
-        """``mqtt://user:password@127.0.0.1:port`` for a role or a provisioned sender name."""
+        """``mqtt://user:password@127.0.0.1:port`` for a role or a provisioned sender name (senders on
+        the senders' port, ``ingest`` and ``admin`` on the operators' port)."""
         creds = self.credentials
         users = creds["users"]
         if role not in users:
             raise MetersError(f"unknown broker user {role!r}; known: {', '.join(sorted(users))}")
-        return str(BrokerURL(HOST, creds["port"], role, users[role]))
+        port = creds.get("operator_port", creds["port"]) if role in OPERATORS else creds["port"]
+        return str(BrokerURL(HOST, port, role, users[role]))
 
     def pid(self) -> int | None:
         """Pid of the broker this state dir started, if that process is alive and is ours."""
@@ -127,94 +262,137 @@ class ManagedBroker:
     def info(self) -> dict:
         """URLs and credentials of every role (what ``start --json`` prints)."""
         creds = self.credentials
-        return {"host": HOST, "port": creds["port"], "dir": str(self.dir.resolve()),
-                "pid": self.pid(),
+        return {"host": HOST, "port": creds["port"], "operator_port": self.operator_port,
+                "dir": str(self.dir.resolve()), "pid": self.pid(),
                 "urls": {u: self.url(u) for u in creds["users"] if u in ROLES},
                 "users": {u: p for u, p in creds["users"].items() if u in ROLES},
-                "senders": sorted(u for u in creds["users"] if u not in ROLES or u == "sender"),
-                "topic_filter": "meters/v1/+/readings",
-                "shared_subscription": "$share/ingest/meters/v1/+/readings"}
+                "senders": sorted(u for u in creds["users"] if u not in OPERATORS),
+                "topic_filter": READINGS,
+                "shared_subscription": SHARED_READINGS,
+                "limits": dataclasses.asdict(self.limits)}
+
+    def saved_limits(self) -> BrokerLimits:
+        """The limits of the last start (the defaults if none)."""
+        saved = self.credentials.get("limits") if self.cred_file.exists() else None
+        return BrokerLimits(**saved) if saved else BrokerLimits()
+
+    def known_limits(self) -> list[str]:
+        """Known limits of this broker that users of shared subscriptions must know."""
+        return [SHARED_RESTART_LIMIT]
 
     # -- configuration ---------------------------------------------------------------------------
-    def _write_config(self, port: int) -> None:
+    def _write_config(self, port: int, operator_port: int, plugin: str) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        lim = self.limits
         lines = [
             "# generated by `meters broker` — do not edit, it is rewritten on start",
             f"pid_file {self.pid_file.resolve()}",
-            f"listener {port} {HOST}",
+            "per_listener_settings false",
             "allow_anonymous false",
-            f"password_file {self.passwd_file.resolve()}",
-            f"acl_file {self.acl_file.resolve()}",
+            f"plugin {plugin}",
+            f"plugin_opt_config_file {self.dynsec_file.resolve()}",
             "persistence true",
             f"persistence_location {self.data_dir.resolve()}/",
             "autosave_interval 1",
-            # a persistent ingest session must not lose queued QoS 1 messages while it is away
-            "max_queued_messages 0",
-            "max_queued_bytes 0",
-            "max_inflight_messages 1000",
-            "max_packet_size 67108864",
+            "retain_available false",
+            # bounded per-session queues (a full queue drops new messages: size for the ingest outage)
+            f"max_queued_messages {lim.max_queued_messages}",
+            f"max_queued_bytes {lim.max_queued_bytes}",
+            f"message_size_limit {lim.message_size_limit}",
+            f"max_packet_size {lim.max_packet_size}",
+            f"max_inflight_messages {lim.max_inflight_messages}",
             "log_dest stderr",
             "log_type error",
             "log_type warning",
             "log_type notice",
             "connection_messages true",
+            "",
+            "# senders (data concentrators): the user name is the client id",
+            f"listener {port} {HOST}",
+            "use_username_as_clientid true",
+            "",
+            "# operators: ingest workers and admin tools",
+            f"listener {operator_port} {HOST}",
         ]
         if os.geteuid() == 0:
             lines.insert(1, "user root")  # keep files owned and writable by the caller
         self.conf.write_text("\n".join(lines) + "\n")
-        acl = [
-            "user admin",
-            "topic readwrite #",
-            "",
-            "user ingest",
-            "topic read meters/v1/+/readings",
-            "topic read $SYS/#",
-            "",
-            "# every other user is a sender: it may publish to its own readings topic only",
-            "pattern write meters/v1/%u/readings",
-        ]
-        self.acl_file.write_text("\n".join(acl) + "\n")
 
-    def _hash_passwords(self, users: dict[str, str]) -> None:
-        _, passwd = find_mosquitto()
-        fd, tmp = tempfile.mkstemp(dir=self.dir, prefix=".passwd.")
+    def _write_dynsec(self, users: dict[str, str]) -> None:
+        tmp = self.dynsec_file.with_name(f".{self.dynsec_file.name}.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as f:
-            for user, password in users.items():
-                f.write(f"{user}:{password}\n")
-        try:
-            subprocess.run([passwd, "-U", tmp], check=True, capture_output=True)
-        except subprocess.CalledProcessError as e:
-            raise MetersError(f"mosquitto_passwd failed: {e.stderr.decode().strip()}") from None
-        os.chmod(tmp, 0o600)
-        os.replace(tmp, self.passwd_file)
+            json.dump(dynsec_config(users), f, indent=1)
+        os.replace(tmp, self.dynsec_file)
 
-    def _save_credentials(self, port: int, users: dict[str, str]) -> None:
-        self.cred_file.write_text(json.dumps({"port": port, "users": users}, indent=2))
-        os.chmod(self.cred_file, 0o600)
+    def _save_credentials(self, port: int, operator_port: int, users: dict[str, str]) -> None:
+        tmp = self.cred_file.with_name(f".{self.cred_file.name}.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            json.dump({"port": port, "operator_port": operator_port, "users": users,
+                       "limits": dataclasses.asdict(self.limits)}, f, indent=2)
+        os.replace(tmp, self.cred_file)
 
     def add_senders(self, names) -> dict[str, str]:
         """Provision sender users (one per data concentrator); returns their passwords. Existing
-        names keep their password. Reloads a running broker (SIGHUP)."""
+        names keep their password. A running broker learns them at once (dynamic-security commands
+        sent as ``admin``)."""
         creds = self.credentials
         users = creds["users"]
-        new = {}
+        new, added = {}, {}
         for name in names:
-            name = str(name)
-            if not name or any(c in name for c in "/+#:") or name in ("admin", "ingest"):
-                raise MetersError(f"invalid sender id {name!r} (no '/', '+', '#', ':'; not a role name)")
+            name = check_sender_name(name)
             if name not in users:
-                users[name] = secrets.token_urlsafe(12)
+                users[name] = added[name] = secrets.token_urlsafe(12)
             new[name] = users[name]
-        self._hash_passwords(users)
-        self._save_credentials(creds["port"], users)
-        pid = self.pid()
-        if pid:
-            os.kill(pid, signal.SIGHUP)
-            time.sleep(0.2)
+        if not added:
+            return new
+        if self.is_running():
+            self._control([cmd for name, pw in added.items() for cmd in (
+                {"command": "createRole", "rolename": role_name(name), "acls": role_acls(name)},
+                {"command": "createClient", "username": name, "password": pw, "clientid": name,
+                 "roles": [{"rolename": role_name(name)}]})])
+        self._save_credentials(creds["port"], creds["operator_port"], users)
         return new
 
+    def _control(self, commands: list[dict], timeout: float = 10.0) -> None:
+        """Send dynamic-security commands as ``admin``; raise :class:`MetersError` on any error."""
+
+        client, kw = make_client(parse_broker_url(self.url("admin")), f"meters-broker-admin-{os.getpid()}")
+        subscribed, answered = threading.Event(), threading.Event()
+        responses: list = []
+
+        def on_message(c, userdata, msg):
+            with contextlib.suppress(ValueError, AttributeError):
+                responses.extend(json.loads(msg.payload).get("responses", []))
+            if len(responses) >= len(commands):
+                answered.set()
+
+        client.on_subscribe = lambda *a: subscribed.set()
+        client.on_message = on_message
+        try:
+            client.connect(**kw)
+        except OSError as e:
+            raise MetersError(f"cannot reach the managed broker to add senders: {e}") from None
+        client.loop_start()
+        try:
+            client.subscribe(f"{CONTROL}/response", qos=1)
+            if not subscribed.wait(timeout):
+                raise MetersError("the managed broker did not answer a SUBSCRIBE of its admin")
+            for i in range(0, len(commands), 500):
+                client.publish(CONTROL, json.dumps({"commands": commands[i:i + 500]}), qos=1)
+            if not answered.wait(timeout):
+                raise MetersError(f"the managed broker answered {len(responses)} of {len(commands)} "
+                                  "provisioning commands")
+        finally:
+            client.disconnect()
+            client.loop_stop()
+        errors = [f"{r.get('command')}: {r['error']}" for r in responses if r.get("error")]
+        if errors:
+            raise MetersError("the managed broker refused: " + "; ".join(errors[:3]))
+
     # -- lifecycle -------------------------------------------------------------------------------
-    def start(self, port: int | None = None, timeout: float = 10.0) -> dict:
+    def start(self, port: int | None = None, timeout: float = 10.0, operator_port: int | None = None) -> dict:
         """Start the broker (idempotent: an already running broker is left alone) and wait until
         it accepts authenticated connections. Returns :meth:`info`."""
         if self.is_running():
@@ -222,25 +400,37 @@ class ManagedBroker:
                 raise MetersError(f"the managed broker in {self.dir} already runs on port {self.port}")
             return self.info()
         broker, _ = find_mosquitto()
+        plugin = find_dynsec_plugin(broker)
         self.dir.mkdir(parents=True, exist_ok=True)
-        if port is None:
-            port = self.credentials["port"] if self.cred_file.exists() else free_port()
-            if _port_open(port):
-                port = free_port()
-        elif _port_open(port):
-            raise MetersError(f"port {port} on {HOST} is already in use")
-        users = self.credentials["users"] if self.cred_file.exists() else {
-            role: secrets.token_urlsafe(12) for role in ROLES}
-        self._write_config(port)
-        self._hash_passwords(users)
-        self._save_credentials(port, users)
+        saved = self.credentials if self.cred_file.exists() else {}
+        if not self._limits_given:
+            self.limits = self.saved_limits().check()
+        port = self._pick_port(port, saved.get("port"))
+        operator_port = self._pick_port(operator_port, saved.get("operator_port"), avoid=port)
+        users = saved.get("users") or {role: secrets.token_urlsafe(12) for role in ROLES}
+        self._write_config(port, operator_port, plugin)
+        self._write_dynsec(users)
+        self._save_credentials(port, operator_port, users)
         self.pid_file.unlink(missing_ok=True)
         log = open(self.log_file, "ab")
         self._proc = subprocess.Popen([broker, "-c", str(self.conf.resolve())], stdout=log, stderr=log,
                                       stdin=subprocess.DEVNULL, start_new_session=True)
         log.close()
-        self._wait_ready(port, timeout)
+        self._wait_ready(operator_port, timeout)
         return self.info()
+
+    @staticmethod
+    def _pick_port(asked: int | None, saved: int | None, avoid: int | None = None) -> int:
+        if asked is not None:
+            if _port_open(asked):
+                raise MetersError(f"port {asked} on {HOST} is already in use")
+            return asked
+        if saved and saved != avoid and not _port_open(saved):
+            return int(saved)
+        while True:
+            p = free_port()
+            if p != avoid:
+                return p
 
     def _wait_ready(self, port: int, timeout: float) -> None:
         deadline = time.monotonic() + timeout
@@ -249,7 +439,7 @@ class ManagedBroker:
             if self._proc is not None and self._proc.poll() is not None:
                 raise MetersError(f"mosquitto exited with status {self._proc.returncode}: "
                                   f"{self._log_tail()}")
-            if _port_open(port):
+            if _port_open(port) and _port_open(self.port):
                 client, kw = make_client(parse_broker_url(self.url("admin")), "meters-broker-probe")
                 try:
                     rc = client.connect(**kw)
@@ -293,13 +483,13 @@ class ManagedBroker:
         return True
 
     def restart(self) -> dict:
-        """Stop and start on the same port with the same credentials (persistence kept)."""
-        port = self.port
+        """Stop and start on the same ports with the same credentials (persistence kept)."""
+        port, operator_port = self.port, self.operator_port
         self.stop()
         deadline = time.monotonic() + 5
-        while _port_open(port) and time.monotonic() < deadline:
+        while (_port_open(port) or _port_open(operator_port)) and time.monotonic() < deadline:
             time.sleep(0.05)
-        return self.start(port=port)
+        return self.start(port=port, operator_port=operator_port)
 
 
 def _zombie(pid: int) -> bool:
@@ -310,9 +500,10 @@ def _zombie(pid: int) -> bool:
 
 
 @contextlib.contextmanager
-def managed_broker(state_dir: str | os.PathLike, port: int | None = None):
+def managed_broker(state_dir: str | os.PathLike, port: int | None = None,
+                   limits: BrokerLimits | None = None):
     """Start a managed broker in ``state_dir`` for the duration of the block, then stop it."""
-    broker = ManagedBroker(state_dir)
+    broker = ManagedBroker(state_dir, limits)
     broker.start(port=port)
     try:
         yield broker

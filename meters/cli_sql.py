@@ -61,6 +61,8 @@ def render(columns: list[str], rows: list[tuple], fmt: str, *, max_rows: int = 1
 
 def emit(rel, fmt: str, out: str | None, *, max_rows: int = 1000) -> None:
     """Write a relation's result in ``fmt`` to ``out`` (or stdout)."""
+    from .sql import sql_error
+
     if rel is None:
         return
     if fmt == "parquet":
@@ -69,14 +71,18 @@ def emit(rel, fmt: str, out: str | None, *, max_rows: int = 1000) -> None:
 
         if not out:
             raise MetersError("--format parquet needs --out FILE")
-        pq.write_table(_to_arrow(rel), out)
+        try:
+            table = _to_arrow(rel)
+        except Exception as e:  # duckdb errors raised lazily on fetch
+            raise sql_error(e) from None
+        pq.write_table(table, out)
         click.echo(f"wrote {out}", err=True)
         return
     columns = list(rel.columns)
     try:
         rows = rel.fetchall()
     except Exception as e:  # duckdb errors raised lazily on fetch
-        raise MetersError(f"SQL error: {str(e).strip()}") from None
+        raise sql_error(e) from None
     text = render(columns, rows, fmt, max_rows=max_rows)
     if out:
         with open(out, "w", encoding="utf-8") as f:
@@ -86,10 +92,18 @@ def emit(rel, fmt: str, out: str | None, *, max_rows: int = 1000) -> None:
         click.echo(text, nl=False)
 
 
-def shell(con, fmt: str, stdin=None) -> None:
+def shell(con, fmt: str, stdin=None, timeout: float | None = None) -> None:
     """A minimal interactive shell: statements end with ``;``; ``.tables`` lists the views,
-    ``.quit`` (or end of input) leaves. An error is printed and the shell goes on."""
-    from .sql import run
+    ``.quit`` (or end of input) leaves. An error (or a statement over ``timeout`` seconds) is
+    printed and the shell goes on."""
+    from .sql import run, time_limit
+
+    def execute(text: str) -> None:
+        try:
+            with time_limit(con, timeout):
+                emit(run(con, text), fmt, None)
+        except MetersError as e:
+            click.echo(f"error: {e}", err=True)
 
     stdin = stdin or sys.stdin
     interactive = stdin.isatty()
@@ -114,15 +128,9 @@ def shell(con, fmt: str, stdin=None) -> None:
         buf.append(line)
         if s.endswith(";"):
             text, buf = "".join(buf), []
-            try:
-                emit(run(con, text), fmt, None)
-            except MetersError as e:
-                click.echo(f"error: {e}", err=True)
+            execute(text)
     if "".join(buf).strip():
-        try:
-            emit(run(con, "".join(buf)), fmt, None)
-        except MetersError as e:
-            click.echo(f"error: {e}", err=True)
+        execute("".join(buf))
 
 
 @click.command("sql")
@@ -133,20 +141,26 @@ def shell(con, fmt: str, stdin=None) -> None:
 @click.option("--out", type=click.Path(dir_okay=False), help="Write the result to this file instead of stdout.")
 @click.option("--max-rows", type=click.IntRange(1), default=1000, show_default=True,
               help="Rows shown by --format table.")
-def sql(lake_path, query, fmt, out, max_rows):
+@click.option("--timeout", type=click.FloatRange(0), default=300, show_default=True,
+              help="Seconds a statement may run before it is interrupted (0: no limit).")
+@click.option("--memory-limit", default="50%", show_default=True,
+              help="DuckDB memory limit: a size (4GB) or a share of the machine's RAM (50%).")
+def sql(lake_path, query, fmt, out, max_rows, timeout, memory_limit):
     """Query the lake in SQL (DuckDB, read-only). Views: readings, deadletter, meters, accounts,
     contacts, tariffs, intervals, charges, bills, bill_lines, ledger, alerts (readings_raw keeps
-    duplicates). Without QUERY, read statements from stdin (an interactive shell)."""
+    duplicates). Without QUERY, read statements from stdin (an interactive shell). Only the lake's
+    files can be read (docs/security.md)."""
     from .lake import Lake
-    from .sql import connect, run
+    from .sql import connect, run, time_limit
 
-    con = connect(Lake(lake_path))
+    con = connect(Lake(lake_path), memory_limit=memory_limit)
     if query is None:
         if fmt == "parquet" or out:
             raise MetersError("the interactive shell prints to the terminal: give a QUERY to use --out/parquet")
-        shell(con, fmt)
+        shell(con, fmt, timeout=timeout)
         return
-    emit(run(con, query), fmt, out, max_rows=max_rows)
+    with time_limit(con, timeout):
+        emit(run(con, query), fmt, out, max_rows=max_rows)
 
 
 @click.command("report", help="Canned reports: " + ", ".join(f"{n} ({f.about})" for n, f in REPORTS.items()) + ".")

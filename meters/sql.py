@@ -11,11 +11,22 @@ Read-only: user SQL goes through :func:`check_read_only` (DuckDB's own parser cl
 only SELECT-like statements and EXPLAIN pass), and the connection's configuration is locked after the
 views are made, so an analyst can neither change the lake (COPY TO, ATTACH, EXPORT …) nor reconfigure
 the session.
+
+Sandboxed: once the views exist, DuckDB may read files under the lake's root only
+(``allowed_directories`` + ``enable_external_access = false``, then locked), so ``read_text``,
+``read_blob``, ``glob`` or ``read_csv`` of anything else (credentials, ``/proc``, ``/etc``) is refused;
+memory is capped (``memory_limit``) and spills go to a private directory under the system temp dir
+(removed when the connection closes), never ``./.tmp``. :func:`time_limit` interrupts a query that
+runs too long.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import re
+import tempfile
+import threading
+import uuid
 from pathlib import Path
 
 import duckdb
@@ -27,6 +38,8 @@ from .schemas import TABLES, Table
 from .views import quote_ident, quote_literal, stored_select, table_files
 
 ALLOWED_STATEMENTS = {"SELECT", "EXPLAIN"}
+DEFAULT_MEMORY_LIMIT = "50%"   # of physical memory (DuckDB's own default is 80 %)
+DEFAULT_TIMEOUT_S = 300.0
 
 # views derived from stored columns: stored name -> (view expression, view name)
 DERIVED = {
@@ -57,8 +70,10 @@ def _readings_sql(lake: Lake) -> str:
     return readings_view_sql(lake)
 
 
-def connect(lake: Lake | str | os.PathLike, *, threads: int | None = None) -> duckdb.DuckDBPyConnection:
-    """An in-memory DuckDB connection with one view per lake table, configuration locked.
+def connect(lake: Lake | str | os.PathLike, *, threads: int | None = None,
+            memory_limit: str | None = DEFAULT_MEMORY_LIMIT) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB connection with one view per lake table, sandboxed to the lake's files,
+    configuration locked. ``memory_limit``: a DuckDB size (``4GB``) or a share of RAM (``50%``).
 
     Run user SQL through :func:`run` (or check it with :func:`check_read_only`) to refuse writes.
     """
@@ -69,6 +84,14 @@ def connect(lake: Lake | str | os.PathLike, *, threads: int | None = None) -> du
     con.execute(f"SET TimeZone = {quote_literal(lake.timezone_name)}")
     if threads:
         con.execute(f"SET threads = {int(threads)}")
+    if memory_limit:
+        try:
+            con.execute(f"SET memory_limit = {quote_literal(str(memory_limit))}")
+        except duckdb.Error:
+            raise MetersError(f"invalid memory limit {memory_limit!r} (e.g. 4GB, 512MB or 50%)") from None
+    # spills: a directory of this connection only, created by DuckDB when needed and removed on close
+    spill = Path(tempfile.gettempdir()) / f"meters-sql-{os.getpid()}-{uuid.uuid4().hex[:12]}"
+    con.execute(f"SET temp_directory = {quote_literal(str(spill))}")
     lake.register_duckdb(con)  # object-store lakes: files are read through the lake's filesystem
     for name, t in TABLES.items():
         select = _readings_sql(lake) if name == "readings" else view_select(lake, t, table_files(lake, t))
@@ -76,8 +99,48 @@ def connect(lake: Lake | str | os.PathLike, *, threads: int | None = None) -> du
     if "readings" in TABLES:
         con.execute(f"CREATE VIEW readings_raw AS "
                     f"{view_select(lake, TABLES['readings'], table_files(lake, TABLES['readings']))}")
+    root = os.path.abspath(lake.root) if lake.is_local else lake.sql_path(lake.root)
+    root = root.rstrip("/") + "/"
+    con.execute(f"SET allowed_directories = [{quote_literal(root)}]")
+    con.execute("SET enable_external_access = false")
     con.execute("SET lock_configuration = true")
     return con
+
+
+@contextlib.contextmanager
+def time_limit(con: duckdb.DuckDBPyConnection, seconds: float | None):
+    """Interrupt the query running on ``con`` after ``seconds`` (None or 0: no limit); a query
+    interrupted so raises :class:`MetersError` ``query timed out``."""
+    if not seconds:
+        yield
+        return
+    fired = threading.Event()
+
+    def interrupt():
+        fired.set()
+        con.interrupt()
+
+    timer = threading.Timer(seconds, interrupt)
+    timer.daemon = True
+    timer.start()
+    try:
+        yield
+    except (MetersError, duckdb.Error):
+        if fired.is_set():
+            raise MetersError(f"query timed out after {seconds:g} s (--timeout)") from None
+        raise
+    finally:
+        timer.cancel()
+
+
+def sql_error(e: Exception) -> MetersError:
+    """A DuckDB error as a one-line :class:`MetersError`; a file outside the lake says so."""
+    text = " ".join(str(e).split())
+    if isinstance(e, duckdb.PermissionException) and "Cannot access file" in text:
+        m = re.search(r'Cannot access file "([^"]*)"', text)
+        return MetersError(f"refused: {m.group(1) if m else 'that file'} is outside the lake; "
+                           "meters sql reads only the lake's files")
+    return MetersError(f"SQL error: {text}")
 
 
 _EXPLAIN = re.compile(r"\s*(?:(?:--[^\n]*(?:\n|$)|/\*.*?\*/)\s*)*EXPLAIN\b\s*(?:\([^)]*\)\s*)?(?:ANALY[SZ]E\b\s*)?(.*)",
@@ -133,7 +196,7 @@ def run(con: duckdb.DuckDBPyConnection, sql: str) -> duckdb.DuckDBPyRelation | N
         for st in statements:
             rel = con.sql(st.query)
     except duckdb.Error as e:
-        raise MetersError(f"SQL error: {str(e).strip()}") from None
+        raise sql_error(e) from None
     return rel
 
 

@@ -91,9 +91,9 @@ def raw_rows(lake):
     return lake.read("readings", columns=["meter_id"]).num_rows
 
 
-def create_session(url, lake, client_id="meters-ingest-0"):
+def create_session(url, lake, client_id="meters-ingest-0", **kw):
     """Connect once so the persistent session (and its subscription) exists before publishing."""
-    return run_ingest(parse_broker_url(url), lake, client_id=client_id, until_idle=0.1)
+    return run_ingest(parse_broker_url(url), lake, client_id=client_id, until_idle=0.1, **kw)
 
 
 def ingest_cmd(url, lake, *extra):
@@ -268,6 +268,43 @@ def test_mosquitto_shared_subscription_after_restart(broker):
     assert got == {"plain": [b"published-after-restart"], "shared": []}
 
 
+def test_default_worker_loses_nothing_published_across_a_broker_restart(broker, lake):
+    """Issue 18, finding 9: the default single worker holds a plain subscription, so readings published
+    while it is disconnected, right after a broker restart, are queued for it and none is lost."""
+    out = create_session(broker.url("ingest"), lake)
+    assert out["connects"] == 1
+    broker.restart()
+    payloads, expected = batches(30, 50)
+    pub = Publisher(broker.url("sender"), "pub-restart")
+    for p in payloads:
+        pub.send(p)
+    pub.wait()
+    pub.close()
+    out = run_ingest(parse_broker_url(broker.url("ingest")), lake, until_idle=1.0)
+    assert out["received"] == 30
+    assert lake_dict(lake) == expected
+
+
+def test_switching_worker_count_keeps_one_subscription(broker, lake):
+    """A session that ran in a share group and then runs alone (or the other way round) holds one
+    subscription only: every message arrives once, not once per subscription form."""
+    url = parse_broker_url(broker.url("ingest"))
+    create_session(broker.url("ingest"), lake, shared=True)
+    create_session(broker.url("ingest"), lake)                 # now alone: the plain form
+    payloads, expected = batches(10, 20)
+    pub = Publisher(broker.url("sender"), "pub-switch")
+    for p in payloads:
+        pub.send(p)
+    pub.wait()
+    assert run_ingest(url, lake, until_idle=1.0, shared=True)["received"] == 10
+    for p in batches(10, 20, first=10)[0]:
+        pub.send(p)
+    pub.wait()
+    pub.close()
+    assert run_ingest(url, lake, until_idle=1.0)["received"] == 10
+    assert raw_rows(lake) == 400
+
+
 def test_sigterm_flushes_acks_and_exits_0(broker, lake):
     create_session(broker.url("ingest"), lake)
     port = free_port()
@@ -361,20 +398,21 @@ def test_drain_scales_down_without_stranding_messages(broker, lake):
     scaling down drains that session and ends it."""
     url = broker.url("ingest")
     for i in (0, 1):
-        create_session(url, lake, f"meters-ingest-{i}")
+        create_session(url, lake, f"meters-ingest-{i}", shared=True)
     payloads, expected = batches(60, 20)
     more, expected_more = batches(30, 20, first=60)
     pub = Publisher(broker.url("sender"))
     for p in payloads:
         pub.send(p)
     pub.wait()
-    out = run_ingest(parse_broker_url(url), lake, client_id="meters-ingest-1", drain=True, until_idle=1.0)
+    out = run_ingest(parse_broker_url(url), lake, client_id="meters-ingest-1", drain=True, until_idle=1.0,
+                     shared=True)
     assert 0 < out["received"] < 60  # its share only
     for p in more:  # published after the scale-down: all go to the remaining session
         pub.send(p)
     pub.wait()
     pub.close()
-    rest = run_ingest(parse_broker_url(url), lake, client_id="meters-ingest-0", until_idle=1.0)
+    rest = run_ingest(parse_broker_url(url), lake, client_id="meters-ingest-0", until_idle=1.0, shared=True)
     assert out["received"] + rest["received"] == 90
     assert lake_dict(lake) == {**expected, **expected_more}
     # the drained session is gone

@@ -212,7 +212,7 @@ ingest_url = parse_broker_url(a["ingest_url"])
 ids = [f"collector-{i}" for i in range(a["workers"])]
 kw = dict(receive_maximum=20, handle_signals=False, log_every=1e9)   # the broker's in-flight window
 for cid in ids:                         # create the persistent sessions and their subscriptions
-    run_ingest(ingest_url, lake, client_id=cid, until_idle=0.1, **kw)
+    run_ingest(ingest_url, lake, client_id=cid, until_idle=0.1, shared=a["workers"] > 1, **kw)
 out = {}
 live = []
 if a["workers"] == 1:                   # live ingest while the simulator publishes
