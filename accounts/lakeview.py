@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
-
-import pyarrow as pa
+from decimal import Decimal
 
 from meters.lake import Lake
 
@@ -52,15 +51,17 @@ def settled(lake: Lake, account_id: str, cache: dict | None = None) -> Settled |
 
 
 def query(lake: Lake, sql: str, params: list) -> list[dict]:
-    """Rows of a parameterized SELECT over the analysts' views of the lake."""
+    """Rows of a parameterized SELECT over the analysts' views of the lake (money as ``"12.34"``)."""
     from meters.sql import connect
 
     con = connect(lake, threads=1)
     try:
-        t: pa.Table = con.execute(sql, params).fetch_arrow_table()
+        cur = con.execute(sql, params)
+        names = [d[0] for d in cur.description]
+        rows = cur.fetchall()
     finally:
         con.close()
-    return t.to_pylist()
+    return [{k: (f"{v:.2f}" if isinstance(v, Decimal) else v) for k, v in zip(names, r)} for r in rows]
 
 
 def bills(lake: Lake, account_id: str) -> list[dict]:
