@@ -253,7 +253,7 @@ def test_kill_9_during_a_stream_of_payments_loses_no_answered_payment(tmp_path, 
     assert len(stored) <= len(attempted)
     s.server.start()  # the same store after the crash: re-sending everything applies the rest once
     try:
-        with httpx.Client(base_url=s.url, headers=h, timeout=30) as c:
+        with httpx.Client(base_url=s.server.url, headers=h, timeout=30) as c:
             codes = [c.post("/v1/payments", json=b).status_code for b in attempted]
         assert codes.count(200) == len(stored) and codes.count(201) == len(attempted) - len(stored)
         assert n_payments(s.store) == len(attempted)
