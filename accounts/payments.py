@@ -63,7 +63,7 @@ def balance_in(store: Store, conn, account_id: str) -> tuple[int, lakeview.Settl
     """(balance in cents now, the last settled state): the last settled balance — or the opening
     balance before any settled day — plus the payments that run did not credit."""
     opening = _opening(conn, account_id)
-    st = lakeview.settled(store.lake, account_id, store._cache)
+    st = lakeview.settled(store.lake, account_id, store.cache)
     day = st.day if st else None
     cond = unsettled(store, day, recorded_watermark(conn, day) if day else 0)
     later = conn.execute(sa.select(sa.func.coalesce(sa.func.sum(payments.c.amount_cents), 0))

@@ -20,7 +20,7 @@ from meters.errors import MetersError
 from meters.registry import OPTIONAL, load_tariffs, parse_accounts_csv
 
 from .schema import accounts, contacts, settings
-from .settings import LANGUAGES_DEFAULT, SETTING_FIELDS, _check_effective, _in_force
+from .settings import LANGUAGES_DEFAULT, SETTING_FIELDS, check_effective, in_force
 from .store import Store, utcnow
 
 ALWAYS = dt.date(1970, 1, 1)  # effective_from of an account's first settings
@@ -41,11 +41,11 @@ def apply_registry(store: Store, accs: pa.Table, cons: pa.Table | None, meters: 
     counts = {"accounts": accs.num_rows, "accounts_new": 0, "accounts_changed": 0, "settings_rows": 0,
               "contact_rows": 0}
     with store.write() as conn:
-        day = _check_effective(conn, store, None)
+        day = check_effective(conn, store, None)
         old_acc = {r.account_id: r for r in conn.execute(sa.select(accounts)).all()}
-        old_set = {r.account_id: r for r in _in_force(conn, day, settings, [settings.c.account_id])}
+        old_set = {r.account_id: r for r in in_force(conn, day, settings, [settings.c.account_id])}
         old_con: dict[str, dict] = {}
-        for r in _in_force(conn, day, contacts, [contacts.c.account_id, contacts.c.recipient]):
+        for r in in_force(conn, day, contacts, [contacts.c.account_id, contacts.c.recipient]):
             if not r.removed:
                 old_con.setdefault(r.account_id, {})[r.recipient] = (r.relation, r.language)
         new_con: dict[str, dict] = {a: {} for a in accs.column("account_id").to_pylist()}

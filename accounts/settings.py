@@ -24,7 +24,7 @@ SETTING_FIELDS = ("tariff_id", "mode", "warn_1_cents", "warn_2_cents", "topup_be
 LANGUAGES_DEFAULT = "zh"
 
 
-def _in_force(conn, day: dt.date, table: sa.Table, partition: list, account_id: str | None = None):
+def in_force(conn, day: dt.date, table: sa.Table, partition: list, account_id: str | None = None):
     """Rows of a dated table in force on ``day``: the newest per ``partition`` key."""
     rank = sa.func.row_number().over(partition_by=partition,
                                      order_by=(table.c.effective_from.desc(), table.c.id.desc())).label("rank")
@@ -37,7 +37,7 @@ def _in_force(conn, day: dt.date, table: sa.Table, partition: list, account_id: 
 
 def current(conn, account_id: str, day: dt.date):
     """The settings row of ``account_id`` in force on ``day`` (:class:`NotFound` for an unknown account)."""
-    rows = _in_force(conn, day, settings, [settings.c.account_id], account_id)
+    rows = in_force(conn, day, settings, [settings.c.account_id], account_id)
     if not rows:
         if conn.execute(sa.select(accounts.c.account_id).where(accounts.c.account_id == account_id)).first() is None:
             raise NotFound(f"unknown user number {account_id!r}")
@@ -45,7 +45,7 @@ def current(conn, account_id: str, day: dt.date):
     return rows[0]
 
 
-def _check_effective(conn, store: Store, effective_from: dt.date | None) -> dt.date:
+def check_effective(conn, store: Store, effective_from: dt.date | None) -> dt.date:
     day = effective_from or store.today()
     last = conn.execute(sa.select(sa.func.max(settled_days.c.day))).scalar()
     if last is not None and day <= last:
@@ -58,7 +58,7 @@ def validate(store: Store, account_id: str, row: dict, utility: str) -> None:
     """Raise :class:`Invalid` for a settings row that the nightly batch could not apply."""
     if row["mode"] not in MODES:
         raise Invalid(f"mode {row['mode']!r} must be one of {', '.join(MODES)}")
-    cat = store._cache.get("tariffs") or store._cache.setdefault("tariffs", load_tariffs(store.lake))
+    cat = load_tariffs(store.lake)
     t = cat.get(row["tariff_id"])
     if t is None:
         raise Invalid(f"unknown tariff {row['tariff_id']!r} (known: {', '.join(sorted(cat))})")
@@ -81,7 +81,7 @@ def change(store: Store, account_id: str, *, changed_by: str, channel: str,
     if unknown:
         raise Invalid(f"unknown setting(s) {', '.join(sorted(unknown))}")
     with store.write() as conn:
-        day = _check_effective(conn, store, effective_from)
+        day = check_effective(conn, store, effective_from)
         old = current(conn, account_id, day)
         new = {f: getattr(old, f) for f in SETTING_FIELDS} | values
         utility = conn.execute(sa.select(accounts.c.utility).where(accounts.c.account_id == account_id)).scalar_one()
@@ -122,7 +122,7 @@ def set_warnings(store: Store, account_id: str, levels, **who) -> dict:
 
 
 def contacts_of(conn, account_id: str, day: dt.date) -> list[dict]:
-    rows = _in_force(conn, day, contacts, [contacts.c.account_id, contacts.c.recipient], account_id)
+    rows = in_force(conn, day, contacts, [contacts.c.account_id, contacts.c.recipient], account_id)
     return [{"recipient": r.recipient, "relation": r.relation, "language": r.language} for r in rows if not r.removed]
 
 
@@ -133,7 +133,7 @@ def _contact_change(store: Store, account_id: str, recipient: str, relation: str
             raise Invalid(f"contact {what} must be non-empty text of at most 200 characters")
     recipient = recipient.strip()
     with store.write() as conn:
-        day = _check_effective(conn, store, effective_from)
+        day = check_effective(conn, store, effective_from)
         current(conn, account_id, day)
         now = {c["recipient"]: c for c in contacts_of(conn, account_id, day)}
         old = now.get(recipient)
@@ -164,7 +164,7 @@ def settings_in_force(store: Store, day: dt.date) -> pa.Table:
     """Every account with the settings in force on ``day``, in the lake's ``accounts`` schema
     (``balance`` is the opening balance), sorted by account."""
     with store.read() as conn:
-        rows = _in_force(conn, day, settings, [settings.c.account_id])
+        rows = in_force(conn, day, settings, [settings.c.account_id])
         acc = {r.account_id: r for r in conn.execute(sa.select(accounts)).all()}
     return pa.Table.from_pylist([{
         "account_id": r.account_id, "meter_id": acc[r.account_id].meter_id, "tariff_id": r.tariff_id,
@@ -177,6 +177,6 @@ def settings_in_force(store: Store, day: dt.date) -> pa.Table:
 def contacts_in_force(store: Store, day: dt.date) -> pa.Table:
     """Every alert recipient in force on ``day``, in the lake's ``contacts`` schema."""
     with store.read() as conn:
-        rows = _in_force(conn, day, contacts, [contacts.c.account_id, contacts.c.recipient])
+        rows = in_force(conn, day, contacts, [contacts.c.account_id, contacts.c.recipient])
     return pa.Table.from_pylist([{"account_id": r.account_id, "recipient": r.recipient, "relation": r.relation}
                                  for r in rows if not r.removed], CONTACTS)

@@ -23,11 +23,15 @@ def mask_name(name: str | None) -> str | None:
     return name[0] + "*" * (len(name) - 2) + name[-1]
 
 
-def status_of(balance_cents: int, warn_1_cents: int, settled) -> str:
-    """``disconnected`` (as the last settled day left it, until the nightly run reconnects),
-    ``arrears`` (balance below zero), ``low`` (below warning level 1) or ``ok``."""
+def status_of(balance_cents: int, mode: str, warn_1_cents: int, settled) -> str:
+    """``disconnected`` (as the last settled day left it, until the nightly run reconnects);
+    ``arrears`` (prepaid: balance below zero; postpaid: an overdue bill not yet paid off);
+    ``low`` (prepaid: below warning level 1); ``ok``."""
     if settled is not None and settled.disconnected:
         return "disconnected"
+    if mode == "postpaid":
+        overdue = settled is not None and settled.arrears_since is not None
+        return "arrears" if overdue and balance_cents < 0 else "ok"
     if balance_cents < 0:
         return "arrears"
     if balance_cents < warn_1_cents:
@@ -46,7 +50,7 @@ def account_status(store: Store, user_number: str, *, details: bool = False) -> 
         s = current(conn, user_number, today)
         cents, st = balance_in(store, conn, user_number)
         out = {"user_number": user_number, "name": mask_name(acc.customer_name), "utility": acc.utility,
-               "mode": s.mode, "balance": fmt(cents), "status": status_of(cents, s.warn_1_cents, st),
+               "mode": s.mode, "balance": fmt(cents), "status": status_of(cents, s.mode, s.warn_1_cents, st),
                "last_settled_day": st.day.isoformat() if st else None}
         if details:
             out["settings"] = public(s._asdict())

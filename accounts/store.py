@@ -16,7 +16,6 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import os
-import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -108,8 +107,7 @@ class Store:
     engine: sa.Engine
     lake: Lake
     clock: Callable[[], dt.datetime] = utcnow
-    _cache: dict = field(default_factory=dict, repr=False)
-    _cache_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    cache: dict = field(default_factory=dict, repr=False)  # the newest settled state (accounts.lakeview)
 
     @property
     def tz(self):

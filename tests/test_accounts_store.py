@@ -101,14 +101,22 @@ def test_balance_is_last_settled_balance_plus_later_payments(store):
     pay(store, "1001", 10, "a", channel="c")                     # credited by the run of D
     t, w = payments_for_day(store, D)
     assert t.column("channel_ref").to_pylist() == ["a"]
-    state = pa.table({"account_id": ["1001"], "meter_id": [1], "balance": pa.array([Decimal("41.25")], pa.decimal128(18, 2)),
-                      "level": pa.array([0], pa.int8()), "disconnected": [False]})
+    state = pa.table({"account_id": ["1001", "1002", "1003"], "meter_id": [1, 2, 3],
+                      "balance": pa.array([Decimal("41.25"), Decimal("-3.00"), Decimal("-80.00")], pa.decimal128(18, 2)),
+                      "level": pa.array([0, 2, 0], pa.int8()), "disconnected": [False, True, False],
+                      "arrears_since": pa.array([None, D, D - dt.timedelta(days=3)], pa.date32())})
     lake.write("billing_state", state, D.isoformat())           # what the nightly run of D left
     record_settled(store, D, w)
     store.clock = Clock(local(lake, D + dt.timedelta(days=1), 9))
     pay(store, "1001", "0.75", "b", channel="c")
     assert balance(store, "1001") == {"user_number": "1001", "balance": "42.00", "last_settled_day": D.isoformat()}
     assert account_status(store, "1001")["status"] == "ok"
+    assert account_status(store, "1002")["status"] == "disconnected"   # until the nightly run reconnects
+    assert account_status(store, "1003")["status"] == "arrears"        # postpaid, overdue and unpaid
+    pay(store, "1003", 80, "pays-off", channel="c")
+    assert account_status(store, "1003") | {"balance": None} == {
+        "user_number": "1003", "name": None, "utility": "water", "mode": "postpaid", "balance": None,
+        "status": "ok", "last_settled_day": D.isoformat()}
 
 
 def test_late_payment_lands_on_the_next_day_and_reruns_repeat_the_first_run(store):
