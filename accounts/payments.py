@@ -77,6 +77,14 @@ def _result(row, status: str, balance: int) -> dict:
             "received_at": as_utc(row.received_at).isoformat(), "balance": fmt(balance)}
 
 
+def _same_again(store: Store, conn, row, body: tuple) -> dict:
+    """The answer to a payment whose reference exists: the first result, or :class:`Conflict`."""
+    if (row.account_id, row.amount_cents, row.payer, row.reverses) != body:
+        raise Conflict(f"channel_ref {row.channel_ref!r} of channel {row.channel!r} was already used for "
+                       f"{fmt(row.amount_cents)} to {row.account_id}; a reference is applied once only")
+    return _result(row, "duplicate", balance_in(store, conn, row.account_id)[0])
+
+
 def _check_ref(channel_ref) -> str:
     ref = (channel_ref or "").strip() if isinstance(channel_ref, str) else ""
     if not ref:
@@ -101,22 +109,16 @@ def pay(store: Store, user_number: str, amount, channel_ref: str, *, channel: st
     if payer is not None and (not isinstance(payer, str) or len(payer) > PAYER_MAX):
         raise Invalid(f"payer must be text of at most {PAYER_MAX} characters")
     key = (payments.c.channel == channel) & (payments.c.channel_ref == ref)
-
-    def same(row) -> dict:
-        if (row.account_id, row.amount_cents, row.payer, row.reverses) != (user_number, cents, payer, reverses):
-            raise Conflict(f"channel_ref {ref!r} of channel {channel!r} was already used for {fmt(row.amount_cents)} "
-                           f"to {row.account_id}; a reference is applied once only")
-        return _result(row, "duplicate", balance_in(store, conn, user_number)[0])
-
+    body = (user_number, cents, payer, reverses)
     with store.read() as conn:  # a repeated notification is answered without the write lock
         row = conn.execute(sa.select(payments).where(key)).first()
         if row is not None:
-            return same(row)
+            return _same_again(store, conn, row, body)
     with store.write() as conn:
         seq = next_seq(conn)  # from here on this transaction is the only payment writer
         row = conn.execute(sa.select(payments).where(key)).first()
         if row is not None:
-            return same(row)
+            return _same_again(store, conn, row, body)
         _opening(conn, user_number)
         conn.execute(sa.insert(payments).values(
             seq=seq, channel=channel, channel_ref=ref, account_id=user_number, amount_cents=cents,

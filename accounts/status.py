@@ -23,6 +23,16 @@ def mask_name(name: str | None) -> str | None:
     return name[0] + "*" * (len(name) - 2) + name[-1]
 
 
+def mask_recipient(recipient: str) -> str:
+    """A contact as a channel sees it: 13800000001 → 138****0001, a@b.cn → a****n."""
+    n = len(recipient)
+    if n >= 11:
+        return recipient[:3] + "*" * (n - 7) + recipient[-4:]
+    if n >= 3:
+        return recipient[0] + "*" * (n - 2) + recipient[-1]
+    return "*" * n
+
+
 def status_of(balance_cents: int, mode: str, warn_1_cents: int, settled) -> str:
     """``disconnected`` (as the last settled day left it, until the nightly run reconnects);
     ``arrears`` (prepaid: balance below zero; postpaid: an overdue bill not yet paid off);
@@ -41,7 +51,7 @@ def status_of(balance_cents: int, mode: str, warn_1_cents: int, settled) -> str:
 
 def account_status(store: Store, user_number: str, *, details: bool = False) -> dict:
     """The account as ``GET /v1/accounts/{user_number}`` shows it; ``details`` adds settings and
-    contacts (for the owner's channel and operators)."""
+    contacts."""
     today = store.today()
     with store.read() as conn:
         acc = conn.execute(sa.select(accounts).where(accounts.c.account_id == user_number)).first()

@@ -149,13 +149,15 @@ def test_settings_endpoints(svc):
     assert httpx.put(u + "/warnings", json={"levels": ["5", "25.5"]}, headers=h).status_code == 422
     r = httpx.post(u + "/contacts", json={"recipient": "+8613700000000", "relation": "daughter", "language": "en"},
                    headers=h)
-    assert {"recipient": "+8613700000000", "relation": "daughter", "language": "en"} in r.json()["contacts"]
+    assert {"recipient": "+86*******0000", "relation": "daughter", "language": "en"} in r.json()["contacts"]
+    full = httpx.get(u, headers=auth(svc, "ops")).json()["contacts"]   # operators see recipients in full
+    assert {"recipient": "+8613700000000", "relation": "daughter", "language": "en"} in full
     assert httpx.delete(u + "/contacts", params={"recipient": "+8613700000000"}, headers=h).status_code == 200
     assert httpx.delete(u + "/contacts", params={"recipient": "+8613700000000"}, headers=h).status_code == 404
     assert httpx.delete(u + "/auto-topup", headers=h).json()["settings"]["auto_topup"] is None
     a = httpx.get(u, headers=h).json()
     assert a["settings"]["auto_topup"] is None and a["settings"]["warnings"] == ["50.00", "25.50"]
-    assert "+8613700000000" not in [c["recipient"] for c in a["contacts"]]
+    assert [c["recipient"] for c in a["contacts"]] == ["+86*******0002", "+86*******0003"]
     assert httpx.put(svc.url + "/v1/accounts/0/warnings", json={"levels": [1, 1]}, headers=h).status_code == 404
 
 

@@ -20,6 +20,13 @@ def _who(who: Principal) -> dict:
     return {"changed_by": who.name, "channel": who.name}
 
 
+def _shown(who: Principal, out: dict) -> dict:
+    """Contacts' recipients masked for channels (operators see them in full)."""
+    if who.role != "operator":
+        out["contacts"] = [c | {"recipient": status.mask_recipient(c["recipient"])} for c in out["contacts"]]
+    return out
+
+
 def _known(store: Store, n: str) -> None:
     status.require_account(store, n)
 
@@ -32,9 +39,10 @@ def list_accounts(limit: int = Query(100, ge=1, le=10_000), after: str | None = 
 
 
 @router.get("/{user_number}")
-def get_account(user_number: UserNumber, _: Principal = Depends(caller), store: Store = Depends(get_store)) -> dict:
-    """Masked name, utility, mode, balance now, status, last settled day, settings and contacts."""
-    return status.account_status(store, user_number, details=True)
+def get_account(user_number: UserNumber, who: Principal = Depends(caller), store: Store = Depends(get_store)) -> dict:
+    """Masked name, utility, mode, balance now, status, last settled day, settings and contacts
+    (recipients masked for channels, in full for operators)."""
+    return _shown(who, status.account_status(store, user_number, details=True))
 
 
 @router.get("/{user_number}/bills")
@@ -95,11 +103,12 @@ def put_warnings(user_number: UserNumber, body: WarningsIn, who: Principal = Dep
 def post_contact(user_number: UserNumber, body: ContactIn, who: Principal = Depends(caller),
                  store: Store = Depends(get_store)) -> dict:
     """Send the account's alerts to ``recipient`` too (from today)."""
-    return settings.add_contact(store, user_number, body.recipient, body.relation, body.language, **_who(who))
+    return _shown(who, settings.add_contact(store, user_number, body.recipient, body.relation, body.language,
+                                            **_who(who)))
 
 
 @router.delete("/{user_number}/contacts")
 def delete_contact(user_number: UserNumber, recipient: str = Query(..., min_length=1, max_length=200),
                    who: Principal = Depends(caller), store: Store = Depends(get_store)) -> dict:
     """Stop sending alerts to ``recipient`` (from today)."""
-    return settings.remove_contact(store, user_number, recipient, **_who(who))
+    return _shown(who, settings.remove_contact(store, user_number, recipient, **_who(who)))
