@@ -248,3 +248,18 @@ def test_import_leaves_out_columns_and_writes_nothing_when_unchanged(store, tmp_
     with pytest.raises(Exception, match="line 3"):
         import_accounts_csv(store, bad, changed_by="ops")
     assert count(store, settings) == n_settings + 1
+
+
+def test_sqlite_commits_are_durable_and_a_bad_db_url_is_refused(tmp_path):
+    s = open_store(make_lake(tmp_path / "lake"))
+    assert s.engine.url.database == str((tmp_path / "lake" / "accounts.db").resolve())
+    with s.engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 2  # FULL
+        assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+    s.close()
+    from meters.errors import MetersError
+    with pytest.raises(MetersError, match="postgresql://"):
+        open_store(s.lake, "mysql://x")
+    with pytest.raises(MetersError, match="cannot open the account store"):
+        open_store(s.lake, "postgresql://nobody@127.0.0.1:1/none")
