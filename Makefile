@@ -21,6 +21,14 @@ $(STAMP): pyproject.toml constraints.txt
 	else \
 	  echo "error: mosquitto is not installed and apt-get is unavailable; install Mosquitto 2.x (mosquitto, mosquitto_passwd, mosquitto_pub) and re-run make setup"; exit 1; \
 	fi
+	@if ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then \
+	  echo "postgresql: found"; \
+	elif command -v apt-get >/dev/null 2>&1; then \
+	  SUDO=""; [ "$$(id -u)" = 0 ] || SUDO="sudo"; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq postgresql; \
+	else \
+	  echo "error: postgresql is not installed and apt-get is unavailable; install PostgreSQL (initdb, pg_ctl: the account store tests start a throwaway cluster) and re-run make setup"; exit 1; \
+	fi
 	@touch $(STAMP)
 
 demo: setup

@@ -17,7 +17,7 @@ from .options import lake_option
 # name -> "module:attribute" of a click command or group
 LAZY_COMMANDS: dict[str, str] = {
     "broker": "meters.cli_broker:broker",
-    "accounts": "meters.cli_registry:accounts",
+    "accounts": "accounts.cli:accounts",
     "tariffs": "meters.cli_registry:tariffs",
     "simulate": "simulator.cli:simulate",
     "sql": "meters.cli_sql:sql",
@@ -29,6 +29,9 @@ LAZY_COMMANDS: dict[str, str] = {
     "compact": "ingest.cli:compact",
     "bill": "billing.cli:bill",
     "pay": "billing.cli:pay",
+    "serve": "accounts.cli:serve",
+    "channels": "accounts.cli:channels",
+    "balance": "accounts.cli:balance",
 }
 
 

@@ -57,3 +57,17 @@ def broker(tmp_path):
 @pytest.fixture
 def lake(tmp_path):
     return init_lake(tmp_path / "lake")
+
+
+@pytest.fixture(scope="session")
+def pg_cluster():
+    """One throwaway PostgreSQL cluster for the session (tests/pg_cluster.py); each test that uses it
+    creates its own database."""
+    from pg_cluster import PostgresCluster
+
+    try:
+        cluster = PostgresCluster().start()
+    except RuntimeError as e:
+        pytest.skip(str(e))
+    yield cluster
+    cluster.stop()

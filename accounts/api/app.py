@@ -1,0 +1,88 @@
+"""The API application: ``create_app(store)`` wires the routers, error mapping, body limit and metrics.
+
+Errors are JSON ``{"detail": "<one line>"}``: 404 unknown account, 409 conflict, 422 invalid input
+(bad JSON, bad amount), 413 a body over :data:`MAX_BODY` bytes, 401/403 authentication and roles.
+"""
+from __future__ import annotations
+
+import time
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from meters import __version__
+from meters.errors import MetersError
+
+from ..errors import Conflict, Invalid, NotFound
+from ..store import Store
+from .metrics import REQUESTS
+from .routers import accounts, operator, payments
+
+MAX_BODY = 16 * 1024
+STATUS = {NotFound: 404, Conflict: 409, Invalid: 422}
+
+
+class BodyLimit:
+    """ASGI middleware: a request body over ``limit`` bytes gets 413 before any route sees it
+    (Content-Length or counted while streaming)."""
+
+    def __init__(self, app, limit: int = MAX_BODY):
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        length = dict(scope["headers"]).get(b"content-length")
+        if length is not None and (not length.isdigit() or int(length) > self.limit):
+            return await _too_large(send, self.limit)
+        chunks, size = [], 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                return
+            size += len(message.get("body", b""))
+            if size > self.limit:
+                return await _too_large(send, self.limit)
+            chunks.append(message.get("body", b""))
+            if not message.get("more_body"):
+                break
+        body, sent = b"".join(chunks), False
+
+        async def replay():
+            nonlocal sent
+            if sent:
+                return await receive()
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        return await self.app(scope, replay, send)
+
+
+async def _too_large(send, limit: int) -> None:
+    await JSONResponse({"detail": f"request body over {limit} bytes"}, status_code=413)(
+        {"type": "http"}, None, send)
+
+
+def create_app(store: Store) -> FastAPI:
+    app = FastAPI(title="meters account service", version=__version__,
+                  description="Payments, balances and settings of prepaid and postpaid utility accounts. "
+                              "Authenticate with `Authorization: Bearer <key>` (see docs/accounts.md).")
+    app.state.store = store
+    for r in (accounts.router, payments.router, operator.router):
+        app.include_router(r)
+
+    @app.exception_handler(MetersError)
+    async def _meters_error(request: Request, e: MetersError):
+        return JSONResponse({"detail": str(e)}, status_code=STATUS.get(type(e), 400))
+
+    @app.middleware("http")
+    async def _measure(request: Request, call_next):
+        t0 = time.perf_counter()
+        response = await call_next(request)
+        route = request.scope.get("route")
+        REQUESTS.labels(request.method, getattr(route, "path", "unmatched"), response.status_code).observe(
+            time.perf_counter() - t0)
+        return response
+
+    app.add_middleware(BodyLimit)
+    return app

@@ -1,0 +1,1 @@
+"""One router per resource: accounts, payments, operator endpoints."""

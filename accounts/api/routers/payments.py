@@ -1,0 +1,38 @@
+"""``POST /v1/payments``: 201 applied, 200 the same payment again, 409 the same reference with another
+body, 404 unknown user number, 422 a bad amount."""
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, Response
+
+from ... import payments
+from ...channels import Principal
+from ...errors import Conflict, Invalid, NotFound
+from ...money import to_cents
+from ...store import Store
+from ..deps import caller, get_store
+from ..metrics import PAID_CENTS, PAYMENTS
+from ..models import PaymentIn
+
+router = APIRouter(prefix="/v1/payments", tags=["payments"])
+
+
+@router.post("", status_code=201, responses={200: {"description": "the same payment again (nothing changed)"},
+                                             404: {"description": "unknown user number"},
+                                             409: {"description": "the reference was used with another body"},
+                                             422: {"description": "bad amount or body"}})
+def post_payment(body: PaymentIn, response: Response, who: Principal = Depends(caller),
+                 store: Store = Depends(get_store)) -> dict:
+    """Credit a payment to an account, once per (channel, channel_ref). The answer is sent after the
+    commit is durable and carries the new balance."""
+    try:
+        out = payments.pay(store, body.user_number, body.amount, body.channel_ref, channel=who.name,
+                           payer=body.payer)
+    except (Conflict, NotFound, Invalid) as e:
+        PAYMENTS.labels(type(e).__name__.lower()).inc()
+        raise
+    PAYMENTS.labels(out["status"]).inc()
+    if out["status"] == "duplicate":
+        response.status_code = 200
+    else:
+        PAID_CENTS.inc(to_cents(out["amount"]))
+    return out

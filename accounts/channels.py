@@ -1,0 +1,80 @@
+"""Channels and operators: API keys (stored as SHA-256 of a 256-bit random key, shown once), roles
+and optional HMAC-SHA256 request signing."""
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import secrets
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+
+from .errors import Conflict, Invalid
+from .schema import channels
+from .store import Store, utcnow
+
+ROLES = ("channel", "operator")
+KEY_PREFIX = "mk_"
+SIGNATURE_WINDOW_S = 300
+NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling: a channel or operator, with its signing secret (None: requests unsigned)."""
+
+    name: str
+    role: str
+    signing_secret: str | None
+
+
+def key_hash(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def add_channel(store: Store, name: str, role: str = "channel", *, signing: bool = False) -> dict:
+    """Create a channel or operator; returns ``{"name", "role", "key"}`` (plus ``"signing_secret"``
+    with ``signing``) — the only time the key is shown."""
+    if not NAME.match(name or ""):
+        raise Invalid(f"channel name {name!r}: letters, digits, '_', '.', '-' (at most 64)")
+    if role not in ROLES:
+        raise Invalid(f"role {role!r} must be one of {', '.join(ROLES)}")
+    key = KEY_PREFIX + secrets.token_urlsafe(32)
+    secret = secrets.token_hex(32) if signing else None
+    with store.write() as conn:
+        if conn.execute(sa.select(channels.c.name).where(channels.c.name == name)).first():
+            raise Conflict(f"channel {name!r} exists already")
+        conn.execute(sa.insert(channels).values(name=name, role=role, key_sha256=key_hash(key),
+                                                signing_secret=secret, created_at=utcnow()))
+    out = {"name": name, "role": role, "key": key}
+    if secret:
+        out["signing_secret"] = secret
+    return out
+
+
+def authenticate(store: Store, key: str) -> Principal | None:
+    """The channel whose key is ``key`` (None: no such key)."""
+    with store.read() as conn:
+        r = conn.execute(sa.select(channels).where(channels.c.key_sha256 == key_hash(key))).first()
+    return Principal(r.name, r.role, r.signing_secret) if r else None
+
+
+def sign(secret: str, timestamp: str, body: bytes) -> str:
+    """The request signature: hex HMAC-SHA256 of ``<timestamp>.<body>`` under the channel's secret."""
+    return hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256).hexdigest()
+
+
+def check_signature(secret: str, timestamp: str | None, signature: str | None, body: bytes, now: float) -> None:
+    """Raise :class:`Invalid` unless ``signature`` signs ``timestamp`` + ``body`` and the timestamp
+    (Unix seconds) is within 5 minutes of ``now``."""
+    if not timestamp or not signature:
+        raise Invalid("this channel signs its requests: X-Meters-Timestamp and X-Meters-Signature are required")
+    try:
+        ts = int(timestamp)
+    except ValueError:
+        raise Invalid(f"X-Meters-Timestamp {timestamp!r} is not Unix seconds") from None
+    if abs(now - ts) > SIGNATURE_WINDOW_S:
+        raise Invalid(f"X-Meters-Timestamp is more than {SIGNATURE_WINDOW_S} s from the server's clock")
+    if not hmac.compare_digest(sign(secret, timestamp, body), signature.lower()):
+        raise Invalid("X-Meters-Signature does not match the request")

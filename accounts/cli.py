@@ -1,0 +1,174 @@
+"""CLI of the account service: ``meters serve``, ``meters channels add``, ``meters balance`` and
+``meters accounts set|migrate`` (``meters accounts import`` stays the lake registry import)."""
+from __future__ import annotations
+
+import getpass
+
+import click
+
+from meters.cli import echo_json, lake_option
+from meters.cli_registry import accounts_import
+from meters.errors import MetersError
+
+db_option = click.option("--db", "db", default=None, envvar="METERS_DB", metavar="URL",
+                         help="Account store: postgresql://user@host:port/dbname (default: the lake's "
+                              "accounts.db, SQLite). Also $METERS_DB.")
+json_option = click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+
+
+def _store(lake_path, db):
+    from .store import open_store
+
+    return open_store(lake_path, db)
+
+
+def _cli_who() -> dict:
+    return {"changed_by": getpass.getuser(), "channel": "cli"}
+
+
+@click.command()
+@lake_option
+@db_option
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=8080, show_default=True, type=click.IntRange(0, 65535), help="TCP port.")
+@click.option("--tls-cert", type=click.Path(dir_okay=False, exists=True), default=None,
+              help="PEM certificate: serve HTTPS (with --tls-key).")
+@click.option("--tls-key", type=click.Path(dir_okay=False, exists=True), default=None,
+              help="PEM private key of --tls-cert.")
+def serve(lake_path, db, host, port, tls_cert, tls_key):
+    """Serve the account API (payments, balances, settings) over HTTP; OpenAPI at /docs."""
+    import uvicorn
+
+    from .api.app import create_app
+
+    if bool(tls_cert) != bool(tls_key):
+        raise MetersError("--tls-cert and --tls-key go together")
+    store = _store(lake_path, db)
+    click.echo(f"serving {store.lake.root} ({store.engine.dialect.name}) on "
+               f"{'https' if tls_cert else 'http'}://{host}:{port} (docs at /docs)", err=True)
+    uvicorn.run(create_app(store), host=host, port=port, log_level="warning", access_log=False,
+                ssl_certfile=tls_cert, ssl_keyfile=tls_key, timeout_graceful_shutdown=5)
+
+
+@click.group()
+def channels():
+    """Payment channels and operators of the account API (API keys and roles)."""
+
+
+@channels.command("add")
+@click.argument("name")
+@click.option("--role", type=click.Choice(["channel", "operator"]), default="channel", show_default=True,
+              help="channel: pay, query and change settings of accounts; operator: also runs, all accounts, metrics.")
+@click.option("--sign", "signing", is_flag=True,
+              help="Also create an HMAC-SHA256 signing secret: the server then refuses unsigned requests.")
+@lake_option
+@db_option
+@json_option
+def channels_add(name, role, signing, lake_path, db, as_json):
+    """Create channel NAME and print its API key (shown once; only its hash is stored)."""
+    from .channels import add_channel
+
+    out = add_channel(_store(lake_path, db), name, role, signing=signing)
+    if as_json:
+        echo_json(out)
+        return
+    click.echo(f"{out['role']} {out['name']}: key {out['key']}")
+    if signing:
+        click.echo(f"signing secret {out['signing_secret']}")
+    click.echo("store the key now: it is not shown again", err=True)
+
+
+@click.command()
+@click.argument("account")
+@lake_option
+@db_option
+@json_option
+def balance(account, lake_path, db, as_json):
+    """Balance now of ACCOUNT: the last settled balance plus later payments."""
+    from .status import account_status
+
+    out = account_status(_store(lake_path, db), account)
+    if as_json:
+        echo_json(out)
+    else:
+        click.echo(f"{out['user_number']}: balance {out['balance']} ({out['status']}; last settled day "
+                   f"{out['last_settled_day'] or 'none'})")
+
+
+@click.group()
+def accounts():
+    """The customer registry (lake) and the account store: import, migrate, set."""
+
+
+accounts.add_command(accounts_import, "import")
+
+
+@accounts.command("migrate")
+@lake_option
+@db_option
+@json_option
+def accounts_migrate(lake_path, db, as_json):
+    """Create or upgrade the account store and import the lake's accounts and contacts into it
+    (idempotent: an unchanged registry writes nothing)."""
+    from .registry import import_from_lake
+
+    out = import_from_lake(_store(lake_path, db))
+    if as_json:
+        echo_json(out)
+    else:
+        click.echo(f"{out['accounts']} accounts: {out['accounts_new']} new, {out['accounts_changed']} changed, "
+                   f"{out['settings_rows']} settings and {out['contact_rows']} contact changes written")
+
+
+def _pair(value: str, what: str) -> tuple[str, str]:
+    below, sep, amount = value.partition(",")
+    if not sep:
+        raise MetersError(f"{what} {value!r}: give two numbers separated by a comma")
+    return below.strip(), amount.strip()
+
+
+@accounts.command("set")
+@click.argument("account")
+@click.option("--auto-topup", "auto_topup", metavar="BELOW,AMOUNT",
+              help="Auto top-up: below BELOW add AMOUNT (e.g. 20,100); 'off' turns it off.")
+@click.option("--warnings", metavar="LEVEL1,LEVEL2", help="Low-balance warning levels (e.g. 30,20).")
+@click.option("--add-contact", metavar="RELATION:RECIPIENT", multiple=True,
+              help="Send alerts to RECIPIENT too (repeatable), e.g. daughter:+8613800000000.")
+@click.option("--remove-contact", metavar="RECIPIENT", multiple=True, help="Stop sending alerts to RECIPIENT.")
+@click.option("--name", default=None, help="The customer's name (shown masked to channels, e.g. 张*明).")
+@lake_option
+@db_option
+@json_option
+def accounts_set(account, auto_topup, warnings, add_contact, remove_contact, name, lake_path, db, as_json):
+    """Change settings of ACCOUNT from today: each change is a new dated row."""
+    from . import settings
+    from .status import account_status, set_name
+
+    store = _store(lake_path, db)
+    if not (auto_topup or warnings or add_contact or remove_contact or name):
+        raise MetersError("nothing to set: give --auto-topup, --warnings, --add-contact, --remove-contact or --name")
+    changes = []
+    if auto_topup:
+        below, amount = (None, None) if auto_topup.strip().lower() == "off" else _pair(auto_topup, "--auto-topup")
+        changes.append(settings.set_auto_topup(store, account, below, amount, **_cli_who()))
+    if warnings:
+        changes.append(settings.set_warnings(store, account, list(_pair(warnings, "--warnings")), **_cli_who()))
+    for spec in add_contact:
+        rel, sep, rcpt = spec.partition(":")
+        if not sep:
+            raise MetersError(f"--add-contact {spec!r}: give RELATION:RECIPIENT")
+        changes.append(settings.add_contact(store, account, rcpt, rel, **_cli_who()))
+    for rcpt in remove_contact:
+        changes.append(settings.remove_contact(store, account, rcpt, **_cli_who()))
+    if name:
+        set_name(store, account, name)
+    out = account_status(store, account, details=True)
+    out["changed"] = any(c["changed"] for c in changes) or bool(name)
+    if as_json:
+        echo_json(out)
+    else:
+        s = out["settings"]
+        topup = f"below {s['auto_topup']['below']} add {s['auto_topup']['amount']}" if s["auto_topup"] else "off"
+        click.echo(f"{account}: auto top-up {topup}; warnings {', '.join(s['warnings'])}; contacts "
+                   f"{', '.join(c['relation'] + ':' + c['recipient'] for c in out['contacts']) or 'none'}"
+                   f"{'' if out['changed'] else ' (unchanged)'}")

@@ -1,0 +1,1 @@
+"""Alembic migrations of the account store, run programmatically (accounts.store.migrate)."""

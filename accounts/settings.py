@@ -1,0 +1,182 @@
+"""Dated account settings: tariff, mode, warning levels, auto top-up, contacts.
+
+A change never updates a row: it appends a full new settings row (or a contact add/remove row) with
+``effective_from``, who changed it and through which channel. The settings in force on a day are the
+newest row with ``effective_from`` on or before it, so re-running a settled day reads what was in force
+then. A change may not take effect on a day the nightly batch already settled.
+"""
+from __future__ import annotations
+
+import datetime as dt
+
+import pyarrow as pa
+import sqlalchemy as sa
+
+from meters.registry import load_tariffs
+from meters.schemas import ACCOUNTS, CONTACTS, MODES
+
+from .errors import Invalid, NotFound
+from .money import decimal, fmt, to_cents
+from .schema import accounts, contacts, settings, settled_days
+from .store import Store, utcnow
+
+SETTING_FIELDS = ("tariff_id", "mode", "warn_1_cents", "warn_2_cents", "topup_below_cents", "topup_amount_cents")
+LANGUAGES_DEFAULT = "zh"
+
+
+def in_force(conn, day: dt.date, table: sa.Table, partition: list, account_id: str | None = None):
+    """Rows of a dated table in force on ``day``: the newest per ``partition`` key."""
+    rank = sa.func.row_number().over(partition_by=partition,
+                                     order_by=(table.c.effective_from.desc(), table.c.id.desc())).label("rank")
+    cond = [table.c.effective_from <= day]
+    if account_id is not None:
+        cond.append(table.c.account_id == account_id)
+    sub = sa.select(table, rank).where(*cond).subquery()
+    return conn.execute(sa.select(sub).where(sub.c.rank == 1).order_by(*[sub.c[c.name] for c in partition])).all()
+
+
+def current(conn, account_id: str, day: dt.date):
+    """The settings row of ``account_id`` in force on ``day`` (:class:`NotFound` for an unknown account)."""
+    rows = in_force(conn, day, settings, [settings.c.account_id], account_id)
+    if not rows:
+        if conn.execute(sa.select(accounts.c.account_id).where(accounts.c.account_id == account_id)).first() is None:
+            raise NotFound(f"unknown user number {account_id!r}")
+        raise NotFound(f"account {account_id} has no settings in force on {day}")
+    return rows[0]
+
+
+def check_effective(conn, store: Store, effective_from: dt.date | None) -> dt.date:
+    day = effective_from or store.today()
+    last = conn.execute(sa.select(sa.func.max(settled_days.c.day))).scalar()
+    if last is not None and day <= last:
+        raise Invalid(f"a change cannot take effect on {day}: days up to {last} are settled "
+                      "(re-running them must give the same answer)")
+    return day
+
+
+def validate(store: Store, account_id: str, row: dict, utility: str) -> None:
+    """Raise :class:`Invalid` for a settings row that the nightly batch could not apply."""
+    if row["mode"] not in MODES:
+        raise Invalid(f"mode {row['mode']!r} must be one of {', '.join(MODES)}")
+    cat = load_tariffs(store.lake)
+    t = cat.get(row["tariff_id"])
+    if t is None:
+        raise Invalid(f"unknown tariff {row['tariff_id']!r} (known: {', '.join(sorted(cat))})")
+    if t[-1].utility != utility:
+        raise Invalid(f"tariff {row['tariff_id']} is for {t[-1].utility}; account {account_id} is {utility}")
+    if row["warn_2_cents"] > row["warn_1_cents"]:
+        raise Invalid(f"warning level 2 ({fmt(row['warn_2_cents'])}) must not exceed level 1 ({fmt(row['warn_1_cents'])})")
+    if (row["topup_below_cents"] is None) != (row["topup_amount_cents"] is None):
+        raise Invalid("auto top-up needs both below and amount")
+    if row["topup_amount_cents"] is not None and row["topup_amount_cents"] <= 0:
+        raise Invalid("auto top-up amount must be positive")
+
+
+def change(store: Store, account_id: str, *, changed_by: str, channel: str,
+           effective_from: dt.date | None = None, **values) -> dict:
+    """Append a settings row for ``account_id``: the row in force on ``effective_from`` (default:
+    today) with ``values`` (fields of :data:`SETTING_FIELDS`) replaced. Nothing is written when
+    nothing changes. Returns ``{"user_number", "changed", "effective_from", "settings"}``."""
+    unknown = set(values) - set(SETTING_FIELDS)
+    if unknown:
+        raise Invalid(f"unknown setting(s) {', '.join(sorted(unknown))}")
+    with store.write() as conn:
+        day = check_effective(conn, store, effective_from)
+        old = current(conn, account_id, day)
+        new = {f: getattr(old, f) for f in SETTING_FIELDS} | values
+        utility = conn.execute(sa.select(accounts.c.utility).where(accounts.c.account_id == account_id)).scalar_one()
+        validate(store, account_id, new, utility)
+        changed = new != {f: getattr(old, f) for f in SETTING_FIELDS}
+        if changed:
+            conn.execute(sa.insert(settings).values(account_id=account_id, effective_from=day, changed_at=utcnow(),
+                                                    changed_by=changed_by, channel=channel, **new))
+    return {"user_number": account_id, "changed": changed, "effective_from": day.isoformat(),
+            "settings": public(new)}
+
+
+def public(row: dict) -> dict:
+    """A settings row as the API and ``--json`` show it (money as ``"12.34"``)."""
+    topup = None
+    if row["topup_below_cents"] is not None:
+        topup = {"below": fmt(row["topup_below_cents"]), "amount": fmt(row["topup_amount_cents"])}
+    return {"tariff_id": row["tariff_id"], "mode": row["mode"],
+            "warnings": [fmt(row["warn_1_cents"]), fmt(row["warn_2_cents"])], "auto_topup": topup}
+
+
+def set_auto_topup(store: Store, account_id: str, below, amount, **who) -> dict:
+    """Auto top-up: when the balance falls below ``below`` add ``amount`` (both None: off)."""
+    if below is None and amount is None:
+        return change(store, account_id, topup_below_cents=None, topup_amount_cents=None, **who)
+    if below is None or amount is None:
+        raise Invalid("auto top-up needs both below and amount")
+    return change(store, account_id, topup_below_cents=to_cents(below, "below", positive=False),
+                  topup_amount_cents=to_cents(amount, "amount"), **who)
+
+
+def set_warnings(store: Store, account_id: str, levels, **who) -> dict:
+    """Low-balance warning levels ``[level 1, level 2]`` (level 2 ≤ level 1)."""
+    if not isinstance(levels, (list, tuple)) or len(levels) != 2:
+        raise Invalid("warnings must be two levels [level 1, level 2]")
+    return change(store, account_id, warn_1_cents=to_cents(levels[0], "warning level 1", positive=False),
+                  warn_2_cents=to_cents(levels[1], "warning level 2", positive=False), **who)
+
+
+def contacts_of(conn, account_id: str, day: dt.date) -> list[dict]:
+    rows = in_force(conn, day, contacts, [contacts.c.account_id, contacts.c.recipient], account_id)
+    return [{"recipient": r.recipient, "relation": r.relation, "language": r.language} for r in rows if not r.removed]
+
+
+def _contact_change(store: Store, account_id: str, recipient: str, relation: str, language: str, removed: bool,
+                    *, changed_by: str, channel: str, effective_from: dt.date | None = None) -> dict:
+    for what, v in (("recipient", recipient), ("relation", relation), ("language", language)):
+        if not isinstance(v, str) or not v.strip() or len(v) > 200:
+            raise Invalid(f"contact {what} must be non-empty text of at most 200 characters")
+    recipient = recipient.strip()
+    with store.write() as conn:
+        day = check_effective(conn, store, effective_from)
+        current(conn, account_id, day)
+        now = {c["recipient"]: c for c in contacts_of(conn, account_id, day)}
+        old = now.get(recipient)
+        if removed and old is None:
+            raise NotFound(f"account {account_id} has no contact {recipient!r}")
+        changed = removed or old != {"recipient": recipient, "relation": relation, "language": language}
+        if changed:
+            conn.execute(sa.insert(contacts).values(
+                account_id=account_id, recipient=recipient, relation=relation if not removed else old["relation"],
+                language=language if not removed else old["language"], removed=removed, effective_from=day,
+                changed_at=utcnow(), changed_by=changed_by, channel=channel))
+        result = contacts_of(conn, account_id, day)
+    return {"user_number": account_id, "changed": changed, "effective_from": day.isoformat(), "contacts": result}
+
+
+def add_contact(store: Store, account_id: str, recipient: str, relation: str = "self",
+                language: str = LANGUAGES_DEFAULT, **who) -> dict:
+    """Add (or change the relation/language of) an alert recipient of ``account_id``."""
+    return _contact_change(store, account_id, recipient, relation, language, False, **who)
+
+
+def remove_contact(store: Store, account_id: str, recipient: str, **who) -> dict:
+    """Stop sending ``account_id``'s alerts to ``recipient``."""
+    return _contact_change(store, account_id, recipient or "", "-", "-", True, **who)
+
+
+def settings_in_force(store: Store, day: dt.date) -> pa.Table:
+    """Every account with the settings in force on ``day``, in the lake's ``accounts`` schema
+    (``balance`` is the opening balance), sorted by account."""
+    with store.read() as conn:
+        rows = in_force(conn, day, settings, [settings.c.account_id])
+        acc = {r.account_id: r for r in conn.execute(sa.select(accounts)).all()}
+    return pa.Table.from_pylist([{
+        "account_id": r.account_id, "meter_id": acc[r.account_id].meter_id, "tariff_id": r.tariff_id,
+        "mode": r.mode, "billing_day": acc[r.account_id].billing_day,
+        "balance": decimal(acc[r.account_id].opening_cents), "warn_1": decimal(r.warn_1_cents),
+        "warn_2": decimal(r.warn_2_cents), "topup_below": decimal(r.topup_below_cents),
+        "topup_amount": decimal(r.topup_amount_cents)} for r in rows], ACCOUNTS)
+
+
+def contacts_in_force(store: Store, day: dt.date) -> pa.Table:
+    """Every alert recipient in force on ``day``, in the lake's ``contacts`` schema."""
+    with store.read() as conn:
+        rows = in_force(conn, day, contacts, [contacts.c.account_id, contacts.c.recipient])
+    return pa.Table.from_pylist([{"account_id": r.account_id, "recipient": r.recipient, "relation": r.relation}
+                                 for r in rows if not r.removed], CONTACTS)

@@ -1,0 +1,109 @@
+"""An account as a channel shows it before a payment: masked name, utility, mode, balance now,
+status (``ok`` / ``low`` / ``arrears`` / ``disconnected``) and the last settled day."""
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+from .errors import Invalid, NotFound
+from .money import fmt
+from .payments import as_utc, balance_in, recorded_watermark, unsettled
+from .schema import accounts, payments
+from .settings import contacts_of, current, public
+from .store import Store
+
+
+def mask_name(name: str | None) -> str | None:
+    """Keep the first and last character: 张三明 → 张*明, 张三 → 张*, Wang Fang → W*******g."""
+    if not name:
+        return None
+    if len(name) <= 1:
+        return name
+    if len(name) == 2:
+        return name[0] + "*"
+    return name[0] + "*" * (len(name) - 2) + name[-1]
+
+
+def mask_recipient(recipient: str) -> str:
+    """A contact as a channel sees it: 13800000001 → 138****0001, a@b.cn → a****n."""
+    n = len(recipient)
+    if n >= 11:
+        return recipient[:3] + "*" * (n - 7) + recipient[-4:]
+    if n >= 3:
+        return recipient[0] + "*" * (n - 2) + recipient[-1]
+    return "*" * n
+
+
+def status_of(balance_cents: int, mode: str, warn_1_cents: int, settled) -> str:
+    """``disconnected`` (as the last settled day left it, until the nightly run reconnects);
+    ``arrears`` (prepaid: balance below zero; postpaid: an overdue bill not yet paid off);
+    ``low`` (prepaid: below warning level 1); ``ok``."""
+    if settled is not None and settled.disconnected:
+        return "disconnected"
+    if mode == "postpaid":
+        overdue = settled is not None and settled.arrears_since is not None
+        return "arrears" if overdue and balance_cents < 0 else "ok"
+    if balance_cents < 0:
+        return "arrears"
+    if balance_cents < warn_1_cents:
+        return "low"
+    return "ok"
+
+
+def account_status(store: Store, user_number: str, *, details: bool = False) -> dict:
+    """The account as ``GET /v1/accounts/{user_number}`` shows it; ``details`` adds settings and
+    contacts."""
+    today = store.today()
+    with store.read() as conn:
+        acc = conn.execute(sa.select(accounts).where(accounts.c.account_id == user_number)).first()
+        if acc is None:
+            raise NotFound(f"unknown user number {user_number!r}")
+        s = current(conn, user_number, today)
+        cents, st = balance_in(store, conn, user_number)
+        out = {"user_number": user_number, "name": mask_name(acc.customer_name), "utility": acc.utility,
+               "mode": s.mode, "balance": fmt(cents), "status": status_of(cents, s.mode, s.warn_1_cents, st),
+               "last_settled_day": st.day.isoformat() if st else None}
+        if details:
+            out["settings"] = public(s._asdict())
+            out["contacts"] = contacts_of(conn, user_number, today)
+    return out
+
+
+def require_account(store: Store, user_number: str) -> None:
+    """:class:`NotFound` unless ``user_number`` is an account of the store."""
+    with store.read() as conn:
+        if conn.execute(sa.select(accounts.c.account_id).where(accounts.c.account_id == user_number)).first() is None:
+            raise NotFound(f"unknown user number {user_number!r}")
+
+
+def list_accounts(store: Store, limit: int = 100, after: str | None = None) -> list[dict]:
+    """Accounts in user-number order (``limit`` after ``after``), unmasked: for operators."""
+    q = sa.select(accounts.c.account_id, accounts.c.meter_id, accounts.c.utility, accounts.c.billing_day,
+                  accounts.c.customer_name).order_by(accounts.c.account_id).limit(limit)
+    if after is not None:
+        q = q.where(accounts.c.account_id > after)
+    with store.read() as conn:
+        return [{"user_number": r.account_id, "meter_id": r.meter_id, "utility": r.utility,
+                 "billing_day": r.billing_day, "name": r.customer_name} for r in conn.execute(q).all()]
+
+
+def pending_payments(store: Store, user_number: str) -> list[dict]:
+    """Payments (and reversals) the last settled day did not credit, oldest first."""
+    with store.read() as conn:
+        _, st = balance_in(store, conn, user_number)
+        cond = unsettled(store, st.day if st else None, recorded_watermark(conn, st.day) if st else 0)
+        rows = conn.execute(sa.select(payments).where(payments.c.account_id == user_number, cond)
+                            .order_by(payments.c.seq)).all()
+    return [{"seq": r.seq, "amount": fmt(r.amount_cents), "channel": r.channel, "channel_ref": r.channel_ref,
+             "payer": r.payer, "received_at": as_utc(r.received_at).isoformat(), "reverses": r.reverses}
+            for r in rows]
+
+
+def set_name(store: Store, user_number: str, name: str | None) -> dict:
+    """Set the customer's name (shown masked to channels)."""
+    if name is not None and (not name.strip() or len(name) > 200):
+        raise Invalid("name must be non-empty text of at most 200 characters")
+    require_account(store, user_number)
+    with store.write() as conn:
+        conn.execute(sa.update(accounts).where(accounts.c.account_id == user_number)
+                     .values(customer_name=name.strip() if name else None))
+    return {"user_number": user_number, "name": mask_name(name)}

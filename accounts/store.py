@@ -1,0 +1,148 @@
+"""Opening the account store: the database URL, engine set-up and migrations on first use.
+
+The embedded default is SQLite at ``<lake>/accounts.db`` — WAL journal (readers never wait for the
+writer) and ``synchronous=FULL`` (a commit returns after its WAL frame is on disk, so an answered
+payment survives a crash or power loss). Write transactions start with ``BEGIN IMMEDIATE``: writers
+queue on the database lock (``busy_timeout``) instead of failing when a read turns into a write.
+Production uses PostgreSQL: ``--db postgresql://user@host/db`` (driver psycopg 3), default isolation
+READ COMMITTED, ``synchronous_commit`` on.
+
+Migrations (Alembic, shipped in ``accounts/migrations``) run on first use, or by ``meters accounts
+migrate``; concurrent first users serialize on the database lock (SQLite) or an advisory lock
+(PostgreSQL).
+"""
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+
+from meters.errors import MetersError
+from meters.lake import Lake, open_lake
+
+DB_FILE = "accounts.db"
+MIGRATIONS = Path(__file__).with_name("migrations")
+_PG_MIGRATION_LOCK = 7_201_011  # pg_advisory_xact_lock key of `meters accounts migrate`
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
+def database_url(lake: Lake, db: str | None) -> str:
+    """The SQLAlchemy URL of the store: ``db`` (``postgresql://…`` or ``sqlite:///…``) or the lake's
+    ``accounts.db``."""
+    db = db or os.environ.get("METERS_DB")
+    if db:
+        if db.startswith(("postgresql://", "postgres://")):
+            return "postgresql+psycopg://" + db.split("://", 1)[1]
+        if db.startswith(("postgresql+psycopg://", "sqlite:///")):
+            return db
+        raise MetersError(f"--db {db!r}: give a postgresql://user@host:port/dbname or sqlite:///path URL")
+    root = lake.require_local("the embedded account store (give --db postgresql://… for an object-store lake)")
+    return f"sqlite:///{Path(root).resolve() / DB_FILE}"
+
+
+def _sqlite_setup(engine: sa.Engine) -> None:
+    @sa.event.listens_for(engine, "connect")
+    def _connect(dbapi_con, _record):
+        dbapi_con.isolation_level = None  # we issue BEGIN ourselves (below)
+        cur = dbapi_con.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA synchronous=FULL")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.execute("PRAGMA busy_timeout=60000")
+        cur.close()
+
+    @sa.event.listens_for(engine, "begin")
+    def _begin(conn):
+        conn.exec_driver_sql("BEGIN" if conn.get_execution_options().get("read_only") else "BEGIN IMMEDIATE")
+
+
+def create_engine(url: str) -> sa.Engine:
+    if url.startswith("sqlite"):
+        engine = sa.create_engine(url, pool_size=8, max_overflow=56, pool_timeout=60)
+        _sqlite_setup(engine)
+        return engine
+    return sa.create_engine(url, pool_size=10, max_overflow=50, pool_timeout=60, pool_pre_ping=True)
+
+
+def _alembic_config(conn) -> Config:
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    cfg.attributes["connection"] = conn
+    return cfg
+
+
+def migrate(engine: sa.Engine) -> str | None:
+    """Bring the store's schema to the newest migration; returns the revision it started from (None:
+    a new store). Does nothing when the store is current."""
+    head = ScriptDirectory.from_config(_alembic_config(None)).get_current_head()
+    with engine.connect() as conn:
+        if MigrationContext.configure(conn).get_current_revision() == head:
+            return head
+    with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_MIGRATION_LOCK})
+        current = MigrationContext.configure(conn).get_current_revision()
+        if current != head:
+            command.upgrade(_alembic_config(conn), "head")
+        return current
+
+
+@dataclass
+class Store:
+    """An open account store: the engine, the lake it serves (time zone, billing outputs) and the
+    clock that stamps payments (replaceable in tests)."""
+
+    engine: sa.Engine
+    lake: Lake
+    clock: Callable[[], dt.datetime] = utcnow
+    cache: dict = field(default_factory=dict, repr=False)  # the newest settled state (accounts.lakeview)
+
+    @property
+    def tz(self):
+        return self.lake.tz
+
+    def today(self) -> dt.date:
+        """The lake-local calendar day now."""
+        return self.lake.local_day(self.clock())
+
+    def write(self):
+        """A write transaction (``BEGIN IMMEDIATE`` on SQLite)."""
+        return self.engine.begin()
+
+    @contextlib.contextmanager
+    def read(self):
+        """A read-only transaction (a plain ``BEGIN`` on SQLite: never waits for the writer)."""
+        with self.engine.connect() as conn:
+            conn = conn.execution_options(read_only=True)
+            with conn.begin():
+                yield conn
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+
+def open_store(lake: Lake | str | os.PathLike, db: str | None = None, *, migrate_schema: bool = True) -> Store:
+    """Open the account store of ``lake`` (``db``: a PostgreSQL URL; default ``<lake>/accounts.db``),
+    migrating its schema on first use."""
+    if not isinstance(lake, Lake):
+        lake = open_lake(lake)
+    engine = create_engine(database_url(lake, db))
+    try:
+        if migrate_schema:
+            migrate(engine)
+    except sa.exc.OperationalError as e:
+        engine.dispose()
+        raise MetersError(f"cannot open the account store: {str(e.orig).strip().splitlines()[0]}") from None
+    return Store(engine, lake)

@@ -1,0 +1,116 @@
+"""Fixtures and helpers of the account service tests (tests/test_accounts_*.py): every test runs on
+SQLite and on PostgreSQL (a throwaway cluster, see conftest.pg_cluster); HTTP tests talk to a real
+``meters serve`` on a free loopback port."""
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from accounts.registry import import_from_lake
+from accounts.store import open_store
+from meters.broker import free_port
+from meters.lake import init_lake
+from meters.registry import import_accounts
+
+ROOT = Path(__file__).resolve().parents[1]
+ACCOUNTS_CSV = """account_id,meter_id,tariff_id,mode,balance,warn_1,warn_2,topup_below,topup_amount,contacts
+1001,1,cn-bj-res-elec,prepaid,50.00,30,20,,,self:+8613800000001
+1002,2,cn-bj-res-elec,prepaid,0.00,30,20,10,100,self:+8613800000002;son:+8613800000003
+1003,3,cn-bj-res-water,postpaid,,,,,,
+"""
+USERS = ("1001", "1002", "1003")
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request):
+    """None (the lake's SQLite accounts.db) or a fresh PostgreSQL database."""
+    if request.param == "sqlite":
+        return None
+    return request.getfixturevalue("pg_cluster").create_database()
+
+
+def make_lake(path: Path, csv_text: str = ACCOUNTS_CSV):
+    lake = init_lake(path)
+    f = path.parent / "accounts.csv"
+    f.write_text(csv_text)
+    import_accounts(lake, f)
+    return lake
+
+
+@pytest.fixture
+def store(tmp_path, db_url):
+    """A store with accounts 1001-1003 imported from a lake's registry."""
+    s = open_store(make_lake(tmp_path / "lake"), db_url)
+    import_from_lake(s, changed_by="test")
+    yield s
+    s.close()
+
+
+class Clock:
+    """A settable clock for ``store.clock``."""
+
+    def __init__(self, now: dt.datetime):
+        self.now = now
+
+    def __call__(self) -> dt.datetime:
+        return self.now
+
+
+def local(lake, day: dt.date, h: int, m: int = 0, s: int = 0) -> dt.datetime:
+    return dt.datetime.combine(day, dt.time(h, m, s), lake.tz).astimezone(dt.timezone.utc)
+
+
+class Server:
+    """``meters serve`` in a subprocess on a free 127.0.0.1 port."""
+
+    def __init__(self, lake_dir: Path, db: str | None):
+        self.lake_dir, self.db = lake_dir, db
+        self.proc = None
+
+    def start(self) -> "Server":
+        self.port = free_port()
+        cmd = [sys.executable, "-m", "meters", "serve", "--lake", str(self.lake_dir), "--port", str(self.port)]
+        if self.db:
+            cmd += ["--db", self.db]
+        self.log = open(self.lake_dir.parent / f"serve-{self.port}.log", "w")
+        self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT, cwd=ROOT)
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"meters serve exited: {Path(self.log.name).read_text()}")
+            try:
+                if httpx.get(self.url + "/healthz", timeout=1).status_code == 200:
+                    return self
+            except httpx.TransportError:
+                time.sleep(0.1)
+        raise RuntimeError("meters serve did not answer /healthz within 60 s")
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def kill(self) -> None:
+        os.kill(self.proc.pid, signal.SIGKILL)
+        self.proc.wait()
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        self.log.close()
+
+
+def ref_for(i: int) -> str:
+    return "wx-" + hashlib.sha256(str(i).encode()).hexdigest()[:20]
