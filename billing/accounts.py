@@ -10,6 +10,7 @@ from meters.lake import Lake
 from meters.registry import load_tariffs
 
 from .config import Config
+from .guards import check_registry
 from .money_io import cents
 
 
@@ -28,6 +29,7 @@ class Accounts:
         acc = lake.read("accounts")
         if acc.num_rows == 0 and required:
             raise no_accounts(lake)
+        check_registry(lake, acc)
         self.meter_range = meter_range
         if meter_range is not None:
             m = acc.column("meter_id")

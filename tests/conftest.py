@@ -41,3 +41,20 @@ def broker(tmp_path):
 @pytest.fixture
 def lake(tmp_path):
     return init_lake(tmp_path / "lake")
+
+
+BILLING_NOW = "2099-12-31T00:00:00+00:00"
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "real_clock: billing reads the real (or time_machine's) clock")
+
+
+@pytest.fixture(autouse=True)
+def billing_clock(request, monkeypatch):
+    """Tests bill fixed days of 2026–2028: billing's clock (which refuses days not yet ended) reads
+    BILLING_NOW unless the test is marked ``real_clock`` or gives its own ``now``."""
+    if request.node.get_closest_marker("real_clock") is None:
+        import datetime as dt
+
+        monkeypatch.setattr("billing.guards.now_utc", lambda: dt.datetime.fromisoformat(BILLING_NOW))
