@@ -52,7 +52,7 @@ from .state import settled_days
 
 __all__ = ["Config", "DayResult", "bill_day", "bill_due", "bill_range", "settled_days"]
 
-INFLIGHT = ".billing-inflight"
+INFLIGHT = guards.INFLIGHT
 
 
 @dataclass
@@ -78,11 +78,6 @@ class DayResult:
     @property
     def coverage(self) -> float:
         return self.covered / self.accounts if self.accounts else 1.0
-
-
-def _inflight(lake: Lake) -> dt.date | None:
-    p = lake.root / INFLIGHT
-    return dt.date.fromisoformat(p.read_text().strip()) if p.exists() else None
 
 
 # -- public API --------------------------------------------------------------------------------------
@@ -136,7 +131,7 @@ def _run_days(lake, todo, *, config: Config | None = None, progress=None, cluste
               allow_estimates: bool = False, now: dt.datetime | None = None) -> list[DayResult]:
     cfg = config or Config.load(lake)
     guards.check_ended(lake, todo, now)
-    crashed = _inflight(lake)
+    crashed = guards.interrupted(lake)
     if crashed is not None and crashed not in todo:
         raise MetersError(f"the billing run of {crashed} was interrupted; re-run `meters bill --date {crashed}` first")
     guards.check_chain(lake, todo[0], crashed)

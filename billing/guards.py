@@ -22,6 +22,13 @@ from .ledger import billing_file_name
 from .state import settled_days
 
 START_FILE = "billing-start.json"
+INFLIGHT = ".billing-inflight"     # names the day whose run wrote outputs but did not commit
+
+
+def interrupted(lake: Lake) -> dt.date | None:
+    """The day whose run was interrupted before its commit, if any."""
+    p = lake.root / INFLIGHT
+    return dt.date.fromisoformat(p.read_text().strip()) if p.exists() else None
 
 
 def now_utc() -> dt.datetime:
