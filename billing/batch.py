@@ -93,7 +93,7 @@ def bill_range(lake: Lake, first: dt.date, last: dt.date, *, wait: float | None 
     days after ``last`` whose balances depend on them)."""
     if last < first:
         raise MetersError(f"--to {last} is before --from {first}")
-    with runlock.hold(lake, wait):
+    with runlock.hold(lake, wait), guards.damage_refused(lake):
         days = settled_days(lake)
         end = max(last, days[-1]) if days and first <= days[-1] else last
         todo = [first + dt.timedelta(days=i) for i in range((end - first).days + 1)]
@@ -109,7 +109,7 @@ def bill_due(lake: Lake, through: dt.date | None = None, *, wait: float | None =
     if through is not None:
         guards.check_ended(lake, [through], now)
     target = through or yesterday
-    with runlock.hold(lake, wait):
+    with runlock.hold(lake, wait), guards.damage_refused(lake):
         days = settled_days(lake)
         if days:
             first = days[-1] + dt.timedelta(days=1)

@@ -7,6 +7,7 @@ registry with duplicate ids. Nothing is written before these checks pass.
 """
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 
@@ -38,6 +39,19 @@ def now_utc() -> dt.datetime:
 def yesterday(lake: Lake, now: dt.datetime | None = None) -> dt.date:
     """The last lake-local day that has ended."""
     return (now or now_utc()).astimezone(lake.tz).date() - dt.timedelta(days=1)
+
+
+@contextlib.contextmanager
+def damage_refused(lake: Lake):
+    """A Parquet file of the lake that cannot be read becomes :class:`LakeDamaged` naming it (one line,
+    no traceback) instead of an unexpected error."""
+    try:
+        yield
+    except pa.ArrowInvalid as e:
+        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+        if str(lake.root) not in msg:
+            raise
+        raise LakeDamaged(f"a lake file cannot be read: {msg} (`meters check` verifies the lake)") from None
 
 
 def check_ended(lake: Lake, days: list[dt.date], now: dt.datetime | None = None) -> None:

@@ -10,7 +10,8 @@ One call settles one billing day for every account at once. Order within the day
 4. low-balance levels: level 1 below ``warn_1``, level 2 below ``warn_2``; an alert is due only when
    the level rises (once per crossing; the level falls back when the balance recovers);
 5. below zero: ``arrears`` once when the balance first goes negative, ``disconnect`` once the
-   arrears are ``grace_days`` old (0 = the same day).
+   arrears are ``grace_days`` old (0 = the same day) — not on a day the caller holds it (a day of
+   the account priced mostly from estimates: ordered on the next day that is not).
 
 Postpaid accounts carry ``balance`` = payments − bills; an unpaid bill past its due date gets an
 ``arrears`` notice on the first overdue day and every ``notice_every_days`` after, with the

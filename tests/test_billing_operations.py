@@ -375,3 +375,16 @@ def test_accounts_csv_with_an_unquoted_thousands_comma_is_an_error_by_line(tmp_p
     csv.write_text("account_id,meter_id,tariff_id,mode,balance\nA1,11,cn-bj-res-elec,prepaid,1000.00\n")
     assert invoke("accounts", "import", csv, "--lake", lake.root)[0] == 0
     assert lake.read("accounts").column("balance").to_pylist() == [Decimal("1000.00")]
+
+
+@pytest.mark.parametrize("table", ["accounts", "readings", "billing_state", "tariffs"])
+def test_a_corrupt_file_of_a_table_billing_reads_is_exit_6_naming_it(tmp_path, table):
+    lake = make_lake(tmp_path, TWO)
+    for m in (11, 12):
+        feed(lake, m, D0, 2)
+    bill_day(lake, D0)
+    key = {"readings": D1.isoformat(), "billing_state": D0.isoformat()}.get(table)
+    f = lake.current_files(table, key)[0]
+    f.write_bytes(b"PAR1" + b"\0" * 64)
+    code, out = invoke("bill", "--lake", lake.root, "--date", D1)
+    assert code == 6 and str(f) in one_line_error(out)
