@@ -39,20 +39,21 @@ def _paths(lake: Lake):
 
 
 def holder(lake: Lake) -> dict | None:
-    """The run holding the billing lock (None when no run holds it)."""
-    lock, info = _paths(lake)
-    if not lock.exists():
+    """The run holding the billing lock (None when none does). Reads the holder's note only — never
+    takes the lock, so asking cannot make a starting run find it busy."""
+    _, info = _paths(lake)
+    try:
+        h = json.loads(info.read_text())
+    except (OSError, ValueError):
         return None
-    with open(lock, "a+") as f:
+    if h.get("host") == socket.gethostname() and h.get("pid"):
         try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            try:
-                return json.loads(info.read_text())
-            except (OSError, ValueError):
-                return {"who": "unknown (a payment or an older version)", "pid": None}
-        fcntl.flock(f, fcntl.LOCK_UN)
-    return None
+            os.kill(int(h["pid"]), 0)
+        except ProcessLookupError:
+            return None           # died without cleaning up (kill -9): its flock went with it
+        except PermissionError:
+            pass
+    return h
 
 
 def describe(h: dict) -> str:
