@@ -10,6 +10,8 @@ from meters.lake import Lake
 from meters.registry import load_tariffs
 
 from .config import Config
+from .guards import check_registry
+from .tariff_check import check_catalog
 from .money_io import cents
 
 
@@ -28,6 +30,7 @@ class Accounts:
         acc = lake.read("accounts")
         if acc.num_rows == 0 and required:
             raise no_accounts(lake)
+        check_registry(lake, acc)
         self.meter_range = meter_range
         if meter_range is not None:
             m = acc.column("meter_id")
@@ -49,7 +52,9 @@ class Accounts:
         self.topup_below = cents(acc.column("topup_below"), null=-1)
         self.topup_amount = cents(acc.column("topup_amount"), null=0)
         self.tariff_ids = acc.column("tariff_id").to_pylist()
-        self.tables = compile_tariffs(load_tariffs(lake))
+        catalog = load_tariffs(lake)
+        check_catalog(lake, catalog, cfg)
+        self.tables = compile_tariffs(catalog)
         self.meter_tariff = self.tables.indices(self.tariff_ids)
         self.currency = np.array([self.tables.versions[self.tables.fam_start[f]].currency
                                   for f in range(len(self.tables.ids))], dtype=object)[self.meter_tariff]

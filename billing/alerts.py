@@ -36,6 +36,8 @@ KINDS = {  # kind → when it is sent
     "disconnect": "a prepaid account's arrears outlasted the grace days: disconnection ordered",
     "reconnect": "a disconnected account was paid or topped up above the reconnection amount",
     "data_gap": "intervals of a meter were estimated (to the operator)",
+    "disconnect_held": "a due disconnection was not ordered: the account's day was mostly estimates (to the operator)",
+    "estimated_day": "a day was billed below the coverage minimum with --allow-estimates (to the operator)",
     "payment": "a payment was received (``meters pay``)",
 }
 OPERATOR = "operator"
@@ -80,8 +82,12 @@ def day_table(accounts: Accounts, day: dt.date, ts_end: pa.Scalar, s: Settlement
     rows = {"account_id": [], "kind": [], "recipient": [], "message": []}
     acc = accounts
 
+    estimated_note = " (Estimated: most of this day's readings are missing.)"
+
     def emit(i, kind, message, to=None):
         a = acc.account_ids[i]
+        if to is None and s.estimated[i]:
+            message += estimated_note
         for r in to or recipients.of(a):
             rows["account_id"].append(a); rows["kind"].append(kind)
             rows["recipient"].append(r); rows["message"].append(message)
@@ -91,8 +97,10 @@ def day_table(accounts: Accounts, day: dt.date, ts_end: pa.Scalar, s: Settlement
     customer = prepaid & ((st.topup > 0) | (st.low_alert > 0) | st.arrears_alert | st.disconnect | st.reconnect)
     recipients.load(np.flatnonzero(customer | s.notice | s.closed))
     for i in np.flatnonzero(s.closed):
+        partial = (f" (first bill, partial: billing started {from_number(int(s.bill_start[i]))})"
+                   if s.partial[i] else "")
         emit(i, "bill_issued", f"Bill for account {acc.account_ids[i]}, {from_number(int(s.bill_start[i]))} to "
-             f"{from_number(int(s.bill_end[i]))}: {fmt(s.bill_cents[i])} {acc.currency[i]}, due "
+             f"{from_number(int(s.bill_end[i]))}{partial}: {fmt(s.bill_cents[i])} {acc.currency[i]}, due "
              f"{from_number(s.due_day)}.")
     for i in np.flatnonzero(prepaid & (st.topup > 0)):
         emit(i, "auto_topup", f"Balance low, auto-paid {fmt(st.topup[i])} {acc.currency[i]} for account "
@@ -108,6 +116,10 @@ def day_table(accounts: Accounts, day: dt.date, ts_end: pa.Scalar, s: Settlement
         emit(i, "disconnect", f"Disconnection ordered for account {acc.account_ids[i]} (meter "
              f"{acc.meter_ids[i]}): balance {fmt(st.balance[i])} {acc.currency[i]} since "
              f"{from_number(int(st.arrears_since[i]))}.")
+    for i in np.flatnonzero(s.held):
+        emit(i, "disconnect_held", f"Disconnection of account {acc.account_ids[i]} (meter {acc.meter_ids[i]}) "
+             f"not ordered on {day}: balance {fmt(st.balance[i])} {acc.currency[i]}, but most of the day's "
+             f"intervals are estimated.", [OPERATOR])
     for i in np.flatnonzero(prepaid & st.reconnect):
         emit(i, "reconnect", f"Reconnection ordered for account {acc.account_ids[i]} (meter "
              f"{acc.meter_ids[i]}): balance {fmt(st.after_payments[i])} {acc.currency[i]} after payment.")
@@ -127,6 +139,14 @@ def day_table(accounts: Accounts, day: dt.date, ts_end: pa.Scalar, s: Settlement
                      "ts": pa.array([ts_end.value] * n, pa.int64()).cast(UTC_MS), "kind": rows["kind"],
                      "recipient": rows["recipient"], "message": rows["message"]},
                     schema=ALERTS)
+
+
+def estimated_day(day: dt.date, ts_end, covered: int, accounts: int, minimum: float) -> pa.Table:
+    """The operator's alert for a day billed below the coverage minimum (``--allow-estimates``)."""
+    msg = (f"Billing of {day} used estimates: readings cover {covered} of {accounts} meters "
+           f"({covered / max(accounts, 1):.1%}, minimum {minimum:.0%}); billed with --allow-estimates.")
+    return pa.table({"account_id": pa.nulls(1, pa.string()), "ts": pa.array([ts_end], ALERTS.field("ts").type),
+                     "kind": ["estimated_day"], "recipient": [OPERATOR], "message": [msg]}, schema=ALERTS)
 
 
 def write_day(lake: Lake, day: dt.date, table: pa.Table) -> None:

@@ -1,9 +1,15 @@
 """The nightly billing run: read → VEE → tariff engine → settlement → write, exactly once per day.
 
 ``bill_day(lake, day)`` settles one lake-local day for every account; ``bill_range`` runs days in
-order. A day needs the previous day settled (its ``billing_state`` partition is the carried state:
-meter registers, profile, tier counters, balances); the first day ever billed starts from the
+order; ``bill_due`` (``meters bill`` without a date) every unsettled day up to yesterday. A day needs
+the previous day settled (its ``billing_state`` partition is the carried state: meter registers,
+profile, tier counters, balances); the lake's billing start (:mod:`billing.guards`) starts from the
 accounts' opening balances.
+
+Before money moves (:mod:`billing.guards`): one run at a time (:mod:`billing.runlock`, exit 5), every
+day has ended (exit 4), its readings cover ``min_coverage`` of the meters unless ``allow_estimates``
+(exit 4; checked after computing, before writing), the chain of carried states is whole and the
+registry has no duplicate ids (exit 6).
 
 Exactly once:
 
@@ -20,7 +26,9 @@ Exactly once:
 """
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import functools
 import json
 import time
 import uuid
@@ -29,11 +37,12 @@ from dataclasses import dataclass, field
 
 import pyarrow as pa
 
-from meters.errors import MetersError
+from meters.errors import MetersError, NothingToDo
 from meters.lake import Lake
-from meters.schemas import UTC_MS
+from meters.schemas import RUNS, UTC_MS
 
-from . import alerts, cluster, ledger, outputs, state
+from . import alerts, guards, ledger, outputs, runlock, state
+from . import cluster as _cluster
 from .accounts import Accounts
 from .config import Config
 from .day import DayOutput, compute
@@ -41,9 +50,9 @@ from .inputs import read_day
 from .money_io import money
 from .state import settled_days
 
-__all__ = ["Config", "DayResult", "bill_day", "bill_range", "settled_days"]
+__all__ = ["Config", "DayResult", "bill_day", "bill_due", "bill_range", "settled_days"]
 
-INFLIGHT = ".billing-inflight"
+INFLIGHT = guards.INFLIGHT
 
 
 @dataclass
@@ -61,71 +70,89 @@ class DayResult:
     vee: dict = field(default_factory=dict)
     seconds: float = 0.0
     timings: dict = field(default_factory=dict)
+    covered: int = 0                 # accounts whose meter has readings inside the day
+    estimated_intervals: int = 0
+    estimated: bool = False          # billed below the coverage minimum (--allow-estimates)
+    held: int = 0                    # disconnections withheld (accounts' days mostly estimates)
 
-
-def _inflight(lake: Lake) -> dt.date | None:
-    p = lake.root / INFLIGHT
-    return dt.date.fromisoformat(p.read_text().strip()) if p.exists() else None
+    @property
+    def coverage(self) -> float:
+        return self.covered / self.accounts if self.accounts else 1.0
 
 
 # -- public API --------------------------------------------------------------------------------------
-def bill_day(lake: Lake, day: dt.date, *, config: Config | None = None, progress=None,
-             cluster: str | None = None) -> list[DayResult]:
+def bill_day(lake: Lake, day: dt.date, **kw) -> list[DayResult]:
     """Bill one day. When ``day`` was already settled, it and every later settled day are re-run
-    (in order). Returns one :class:`DayResult` per day run."""
-    with lake.lock("billing"):
-        days = settled_days(lake)
-        last = days[-1] if days else None
-        if last is not None and day <= last:
-            if day < days[0]:
-                raise MetersError(f"billing of this lake starts on {days[0]}; cannot bill {day}")
-            todo = [day + dt.timedelta(days=i) for i in range((last - day).days + 1)]
-        else:
-            todo = [day]
-        return _run_days(lake, todo, config, progress, cluster)
+    (in order). Returns one :class:`DayResult` per day run. Keywords: ``config``, ``progress``,
+    ``cluster``, ``allow_estimates``, ``wait`` (seconds for a busy lock), ``now`` (the clock)."""
+    return bill_range(lake, day, day, **kw)
 
 
-def bill_range(lake: Lake, first: dt.date, last: dt.date, *, config: Config | None = None,
-               progress=None, cluster: str | None = None) -> list[DayResult]:
+def bill_range(lake: Lake, first: dt.date, last: dt.date, *, wait: float | None = None, **kw) -> list[DayResult]:
     """Bill every day from ``first`` to ``last`` in order (re-running settled days, and the settled
     days after ``last`` whose balances depend on them)."""
     if last < first:
         raise MetersError(f"--to {last} is before --from {first}")
-    with lake.lock("billing"):
+    with runlock.hold(lake, wait), guards.damage_refused(lake):
         days = settled_days(lake)
         end = max(last, days[-1]) if days and first <= days[-1] else last
-        if days and first < days[0]:
-            raise MetersError(f"billing of this lake starts on {days[0]}; cannot bill {first}")
         todo = [first + dt.timedelta(days=i) for i in range((end - first).days + 1)]
-        return _run_days(lake, todo, config, progress, cluster)
+        return _run_days(lake, todo, **kw)
 
 
-def _run_days(lake, todo, config, progress, cluster_spec=None) -> list[DayResult]:
+def bill_due(lake: Lake, through: dt.date | None = None, *, wait: float | None = None,
+             now: dt.datetime | None = None, **kw) -> list[DayResult]:
+    """Catch up: bill every unsettled day from the last settled one (or the billing start, or the first
+    day with readings) up to yesterday in the lake's time zone, or ``through``. Nothing to do:
+    :class:`meters.errors.NothingToDo`."""
+    yesterday = guards.yesterday(lake, now)
+    if through is not None:
+        guards.check_ended(lake, [through], now)
+    target = through or yesterday
+    with runlock.hold(lake, wait), guards.damage_refused(lake):
+        days = settled_days(lake)
+        if days:
+            first = days[-1] + dt.timedelta(days=1)
+        else:
+            first = guards.billing_start(lake)
+            if first is None:
+                readings = lake.partitions("readings")
+                if not readings:
+                    raise NothingToDo(f"lake {lake.root} has no readings and no billing start; nothing to bill")
+                first = dt.date.fromisoformat(readings[0])
+        if first > target:
+            raise NothingToDo(f"every day up to {target} is settled (last settled day "
+                              f"{days[-1] if days else None}); nothing to bill")
+        todo = [first + dt.timedelta(days=i) for i in range((target - first).days + 1)]
+        return _run_days(lake, todo, now=now, **kw)
+
+
+def _run_days(lake, todo, *, config: Config | None = None, progress=None, cluster: str | None = None,
+              allow_estimates: bool = False, now: dt.datetime | None = None) -> list[DayResult]:
     cfg = config or Config.load(lake)
-    crashed = _inflight(lake)
+    guards.check_ended(lake, todo, now)
+    crashed = guards.interrupted(lake)
     if crashed is not None and crashed not in todo:
         raise MetersError(f"the billing run of {crashed} was interrupted; re-run `meters bill --date {crashed}` first")
-    days = set(settled_days(lake))
-    prev = todo[0] - dt.timedelta(days=1)
-    if days and prev not in days and todo[0] != min(days):   # (re-running the first billed day is fine)
-        raise MetersError(f"day {prev} is not settled (last settled day {max(days)}); bill it first, "
-                          f"or use --from {max(days) + dt.timedelta(days=1)} --to {todo[-1]}")
-    if cluster_spec is None:
+    guards.check_chain(lake, todo[0], crashed)
+    run = functools.partial(_run_day, lake, cfg=cfg, progress=progress, allow_estimates=allow_estimates)
+    if cluster is None:
         acc = Accounts(lake, cfg)
-        return [_run_day(lake, d, cfg, progress, acc) for d in todo]
-    client, local = cluster.client(cluster_spec)
+        return [run(d, acc=acc) for d in todo]
+    client, local = _cluster.client(cluster)
     try:
-        ranges = cluster.shards(lake, client)
-        return [_run_day(lake, d, cfg, progress, client=client, ranges=ranges) for d in todo]
+        ranges = _cluster.shards(lake, client)
+        return [run(d, client=client, ranges=ranges) for d in todo]
     finally:
         client.close()
         if local is not None:
             local.close()
 
 
-def _run_day(lake: Lake, day: dt.date, cfg: Config, progress, acc: Accounts | None = None, client=None,
-             ranges: list[tuple[int, int]] | None = None) -> DayResult:
-    """Compute the day (here, or over meter shards on a Dask ``client``), then write and commit."""
+def _run_day(lake: Lake, day: dt.date, *, cfg: Config, progress, allow_estimates: bool, acc: Accounts | None = None,
+             client=None, ranges: list[tuple[int, int]] | None = None) -> DayResult:
+    """Compute the day (here, or over meter shards on a Dask ``client``), check its coverage, then
+    write and commit."""
     t_start = time.perf_counter()
     started = dt.datetime.now(dt.timezone.utc)
     run_id = f"{day.isoformat()}-{uuid.uuid4().hex[:8]}"
@@ -143,13 +170,27 @@ def _run_day(lake: Lake, day: dt.date, cfg: Config, progress, acc: Accounts | No
         t0 = lap("read", t0)
         out = compute(inputs, acc, cfg, run_id, alerts.Recipients(lake, acc), lap)
     else:
-        out = cluster.compute_day(lake, day, cfg, client, ranges, run_id)
+        out = _cluster.compute_day(lake, day, cfg, client, ranges, run_id)
         res.timings.update(out.timings)
         lap("shards", t0)
+    res.covered, res.estimated_intervals = out.covered, out.estimated_intervals
+    if out.accounts and out.covered < cfg.min_coverage * out.accounts:
+        if not allow_estimates:
+            raise guards.coverage_error(day, out.covered, out.accounts, cfg.min_coverage)
+        res.estimated = True
+        ts_end = lake.day_bounds_utc(day)[1] - dt.timedelta(milliseconds=1)
+        out.alerts = pa.concat_tables([out.alerts, alerts.estimated_day(day, ts_end, out.covered, out.accounts,
+                                                                          cfg.min_coverage)])
+    res.held = out.alerts.column("kind").to_pylist().count("disconnect_held")
     t0 = time.perf_counter()
-    _write(lake, day, out, res)
-    t0 = lap("write", t0)
-    _commit(lake, day, out, res, run_id, started, t_start)
+    try:
+        _write(lake, day, out, res)
+        t0 = lap("write", t0)
+        _commit(lake, day, out, res, run_id, started, t_start)
+    except BaseException as e:
+        with contextlib.suppress(Exception):   # the audit keeps the failed run too
+            _record(lake, day, out, res, run_id, started, f"failed: {type(e).__name__}: {e}"[:200])
+        raise
     lap("commit", t0)
     return res
 
@@ -178,11 +219,21 @@ def _commit(lake: Lake, day: dt.date, out: DayOutput, res: DayResult, run_id: st
     """The state of the day (the commit), then the run record; the in-flight marker goes."""
     state.commit(lake, day, out.state)
     res.seconds = time.perf_counter() - t_start
+    _record(lake, day, out, res, run_id, started, "estimated" if res.estimated else "settled")
+    (lake.root / INFLIGHT).unlink(missing_ok=True)
+
+
+def _record(lake: Lake, day: dt.date, out: DayOutput, res: DayResult, run_id: str, started: dt.datetime,
+            outcome: str) -> None:
+    """Add the run to the day's ``runs`` partition (an audit history: every run is kept)."""
     run = pa.table({"run_id": [run_id], "started_at": pa.array([started], UTC_MS),
                     "duration_s": [res.seconds], "accounts": [res.accounts], "readings_in": [res.readings],
                     "intervals_out": [res.intervals], "charges_out": [out.charges.num_rows],
                     "ledger_out": [res.ledger_rows], "alerts_out": [out.alerts.num_rows],
                     "bills_out": [res.bills], "money": money([res.money_cents]),
-                    "vee_counts": [json.dumps(res.vee, sort_keys=True)]})
-    lake.replace_partition("runs", day.isoformat(), run)
-    (lake.root / INFLIGHT).unlink(missing_ok=True)
+                    "vee_counts": [json.dumps(res.vee, sort_keys=True)],
+                    "finished_at": pa.array([dt.datetime.now(dt.timezone.utc)], UTC_MS), "who": [runlock.who()],
+                    "outcome": [outcome], "coverage": [res.coverage],
+                    "estimated_intervals": [res.estimated_intervals]}, schema=RUNS)
+    before = lake.read("runs", day.isoformat())
+    lake.replace_partition("runs", day.isoformat(), pa.concat_tables([before, run]))

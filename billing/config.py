@@ -1,5 +1,6 @@
-"""Billing settings: the metering grid, per-utility plausibility limits and the settlement policy;
-``<lake>/billing.json`` may override any of them."""
+"""Billing settings: the metering grid, per-utility plausibility limits, the settlement policy, the
+coverage a day needs and the sane bounds of tariff prices; ``<lake>/billing.json`` may override any of
+them."""
 from __future__ import annotations
 
 import json
@@ -22,6 +23,11 @@ class Config:
     limit_per_hour: dict = field(default_factory=lambda: {"electricity": 25.0, "water": 5.0,
                                                           "gas": 10.0, "heat": 25.0})
     policy: Policy = Policy()
+    # a day is billed only when readings cover this share of the accounts' meters (or --allow-estimates)
+    min_coverage: float = 0.95
+    # sane tariff bounds (currency units): prices per unit, fixed and minimum charges
+    price_max: float = 1000.0
+    fixed_max: float = 100_000.0
 
     @classmethod
     def load(cls, lake: Lake) -> "Config":
@@ -39,7 +45,12 @@ class Config:
             raise MetersError(f"{path}: unknown policy setting(s) {', '.join(sorted(unknown))}")
         cfg = cls(interval_s=int(d.get("interval_s", base.interval_s)),
                   limit_per_hour={**base.limit_per_hour, **d.get("limit_per_hour", {})},
-                  policy=Policy(**pol))
+                  policy=Policy(**pol),
+                  **{k: float(d[k]) for k in ("min_coverage", "price_max", "fixed_max") if k in d})
+        if not 0.0 <= cfg.min_coverage <= 1.0:
+            raise MetersError(f"{path}: min_coverage {cfg.min_coverage} must be between 0 and 1")
+        if not 0.0 <= cfg.policy.disconnect_max_estimated <= 1.0:
+            raise MetersError(f"{path}: disconnect_max_estimated must be between 0 and 1")
         if cfg.interval_s <= 0 or 86400 % cfg.interval_s:
             raise MetersError(f"{path}: interval_s {cfg.interval_s} must divide a day")
         return cfg

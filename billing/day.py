@@ -21,6 +21,7 @@ from . import alerts, ledger, outputs, state, vee
 from .accounts import Accounts
 from .config import Config
 from .days import NONE_DAY, day_number
+from .guards import covered_meters
 from .inputs import DayInputs, vee_inputs
 from .money import to_cents
 from .engine import local_times, price_grid, price_intervals
@@ -41,6 +42,10 @@ class Validated:
     step: np.ndarray       # carried reading step
     counts: np.ndarray     # outcome counts (vee.count_dict)
 
+    def estimated_share(self) -> np.ndarray:
+        """Per account: the share of the day's intervals that are not actual readings."""
+        return (self.quality != vee.ACTUAL).sum(axis=1) / max(self.quality.shape[1], 1)
+
 
 @dataclass
 class Settlement:
@@ -53,7 +58,7 @@ class Settlement:
     prepaid_settled: Settled       # prepaid balances, top-ups and alert masks
     closed: np.ndarray             # postpaid: bill period closed today
     bill_cents: np.ndarray         # … its bill's total
-    bill_start: np.ndarray         # day numbers of the bill period
+    bill_start: np.ndarray         # day numbers of the bill period (a first bill: from the first billed day)
     bill_end: np.ndarray
     due_day: int                   # due day of today's bills
     balance: np.ndarray            # every account's balance after the day
@@ -61,6 +66,9 @@ class Settlement:
     notice: np.ndarray             # postpaid: overdue notice today
     overdue: np.ndarray            # … days overdue
     penalty: np.ndarray            # … late penalty so far (information)
+    partial: np.ndarray            # postpaid: today's bill is the account's first, from its first billed day
+    estimated: np.ndarray          # most of the account's intervals today were estimated
+    held: np.ndarray               # prepaid: a due disconnection withheld (the day is mostly estimates)
 
 
 @dataclass
@@ -73,6 +81,8 @@ class DayOutput:
     money_cents: int = 0
     adjustments_cents: int = 0
     bills_n: int = 0
+    covered: int = 0                          # accounts whose meter has readings inside the day
+    estimated_intervals: int = 0
     vee: dict = field(default_factory=dict)
     intervals_table: pa.Table | None = None   # or, written by shards, the names of their files:
     intervals_files: list = field(default_factory=list)
@@ -119,6 +129,7 @@ def compute(inputs: DayInputs, acc: Accounts, cfg: Config, run_id: str, recipien
     out.readings = sum(t.num_rows for t in inputs.readings)
     main, extra, unknown = vee_inputs(inputs.readings, acc.meter_ids, start_s, I)
     inputs.readings = None     # consumed: the CSR arrays hold what is needed
+    out.covered = int(covered_meters((main, extra), acc.n).sum())
     has_base = carried.base_ts != state.NO_TS
     base_pos = np.full(acc.n, vee.NO_BASE)
     base_pos[has_base] = (carried.base_ts[has_base] - start_s) / I
@@ -130,6 +141,8 @@ def compute(inputs: DayInputs, acc: Accounts, cfg: Config, run_id: str, recipien
     out.vee["unknown_meter"] = unknown
     out.vee["duplicate"] += inputs.duplicates
     out.intervals = int(v.q.size)
+    est_share = v.estimated_share()
+    out.estimated_intervals = int(np.rint(est_share * S).sum())
     t0 = lap("vee", t0)
     # 2. price
     q_units = v.q
@@ -156,51 +169,60 @@ def compute(inputs: DayInputs, acc: Accounts, cfg: Config, run_id: str, recipien
     t0 = lap("price", t0)
     # 3. settle
     closed = ~acc.mode_prepaid & priced.bill_closed
-    bill_lines, bill_cents = outputs.bill_lines(acc, priced, closed)
-    s = _settle(dn, acc, carried, inputs, today, priced, closed, bill_cents, cfg)
+    billed_from = np.where(carried.opening, dn, carried.billed_from).astype(np.int32)
+    partial = closed & (billed_from > priced.bill_start)    # (NONE_DAY: a state from before the column)
+    bill_start = np.where(partial, billed_from, priced.bill_start)
+    bill_lines, bill_cents = outputs.bill_lines(acc, priced, closed, bill_start)
+    s = _settle(dn, acc, carried, inputs, today, priced, closed, bill_cents, cfg, bill_start, partial, est_share)
     t0 = lap("settle", t0)
     # 4. output tables
     ts_end = pa.scalar(grid.end - dt.timedelta(milliseconds=1), UTC_MS)
     out.intervals_table = outputs.intervals_table(acc, slot_end, q_units, v.quality, v.flag)
-    out.charges = outputs.charges_table(acc, day_qty, today, run_id)
+    out.charges = outputs.charges_table(acc, day_qty, today, run_id, s.estimated)
     out.charge_lines = outputs.charge_lines(acc, priced, engine_state, same_period)
     out.ledger = ledger.day_table(acc, grid, carried, s, ts_end)
     if inputs.paid_back:  # already ordered by `meters pay`: do not repeat
         s.prepaid_settled.reconnect &= ~np.isin(acc.account_ids, list(inputs.paid_back))
     out.alerts = alerts.day_table(acc, grid.day, ts_end, s, v.quality, v.flag, recipients)
-    out.bills = outputs.bills_table(acc, priced, s.closed, s.bill_cents, s.due_day, run_id)
+    out.bills = outputs.bills_table(acc, priced, s, run_id)
     out.bill_lines = bill_lines
     out.money_cents = int(today.sum())
     out.adjustments_cents = int(s.adjust.sum())
     out.bills_n = int(s.closed.sum())
-    out.state = state.to_table(_carried_on(acc, grid, s, v, priced.state, total_cents), acc.account_arrow,
-                               acc.meter_ids)
+    out.state = state.to_table(_carried_on(acc, grid, s, v, priced.state, total_cents, billed_from),
+                               acc.account_arrow, acc.meter_ids)
     lap("tables", t0)
     return out
 
 
 def _settle(dn: int, acc: Accounts, carried: state.Carried, inputs: DayInputs, today, priced, closed,
-            bill_cents, cfg: Config) -> Settlement:
+            bill_cents, cfg: Config, bill_start, partial, est_share) -> Settlement:
     """Prepaid: payments, the day's charge (the first run's, plus a re-run's adjustment), top-ups,
-    levels. Postpaid: payments, the bills of closed periods, due dates and overdue notices."""
+    levels (no disconnection on a day priced mostly from estimates). Postpaid: payments, the bills of
+    closed periods, due dates and overdue notices."""
     prepaid, post = acc.mode_prepaid, ~acc.mode_prepaid
     original = inputs.original
     first = np.where(original >= 0, original, today) if original is not None else today
     first = np.where(prepaid, first, 0)
     charge = np.where(prepaid, today, 0)
-    st = settle_prepaid(dn, carried.balance, inputs.payments, charge, carried.level, carried.arrears_since,
-                        carried.disconnected, acc.warn_1, acc.warn_2, acc.topup_below, acc.topup_amount,
-                        cfg.policy)
+    mostly_estimated = est_share > cfg.policy.disconnect_max_estimated
+    args = (dn, carried.balance, inputs.payments, charge, carried.level, carried.arrears_since,
+            carried.disconnected, acc.warn_1, acc.warn_2, acc.topup_below, acc.topup_amount, cfg.policy)
+    st = settle_prepaid(*args, hold_disconnect=mostly_estimated)
+    held = prepaid & mostly_estimated & settle_prepaid(*args).disconnect if mostly_estimated.any() else \
+        np.zeros(acc.n, bool)
     balance = np.where(prepaid, st.balance, carried.balance + inputs.payments - bill_cents)
     due = np.where(closed & (carried.due_date == NONE_DAY), dn + cfg.policy.due_days, carried.due_date)
     notice, overdue, penalty, due = postpaid_notices(dn, balance, due.astype(np.int32), cfg.policy)
     return Settlement(prepaid=prepaid, payments=inputs.payments, first=first, adjust=charge - first,
-                      prepaid_settled=st, closed=closed, bill_cents=bill_cents, bill_start=priced.bill_start,
+                      prepaid_settled=st, closed=closed, bill_cents=bill_cents, bill_start=bill_start,
                       bill_end=priced.bill_end, due_day=dn + cfg.policy.due_days, balance=balance,
-                      due=np.where(post, due, NONE_DAY), notice=notice & post, overdue=overdue, penalty=penalty)
+                      due=np.where(post, due, NONE_DAY), notice=notice & post, overdue=overdue, penalty=penalty,
+                      partial=partial, estimated=est_share > 0.5, held=held)
 
 
-def _carried_on(acc: Accounts, grid, s: Settlement, v: Validated, engine, total_cents) -> state.Carried:
+def _carried_on(acc: Accounts, grid, s: Settlement, v: Validated, engine, total_cents,
+               billed_from) -> state.Carried:
     """The state this day hands to the next."""
     has = v.base_pos > vee.NO_BASE
     base_ts = np.full(acc.n, state.NO_TS, np.int64)
@@ -210,4 +232,4 @@ def _carried_on(acc: Accounts, grid, s: Settlement, v: Validated, engine, total_
         base_ts=base_ts, base_reg_milli=v.base_reg, avg_milli=v.avg, pending_milli=v.pending, step=v.step,
         charged_cents=total_cents, balance=s.balance, level=np.where(prepaid, st.level, 0).astype(np.int8),
         arrears_since=np.where(prepaid, st.arrears_since, NONE_DAY), disconnected=np.where(prepaid, st.disconnected, False),
-        due_date=s.due, engine=engine, opening=np.zeros(acc.n, bool))
+        due_date=s.due, billed_from=billed_from, engine=engine, opening=np.zeros(acc.n, bool))

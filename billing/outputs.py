@@ -55,9 +55,10 @@ def switch_intervals(lake: Lake, day: dt.date, names: list[str]) -> None:
     lake.switch("intervals", day.isoformat(), names)
 
 
-def charges_table(acc: Accounts, day_qty, today_cents, run_id: str) -> pa.Table:
+def charges_table(acc: Accounts, day_qty, today_cents, run_id: str, estimated) -> pa.Table:
     return pa.table({"account_id": acc.account_arrow, "quantity": day_qty, "amount": money(today_cents),
-                     "tariff_id": acc.tariff_ids, "run_id": [run_id] * acc.n}, schema=CHARGES)
+                     "tariff_id": acc.tariff_ids, "run_id": [run_id] * acc.n, "estimated": estimated},
+                    schema=CHARGES)
 
 
 def line_name(acc: Accounts, version: int, p: int) -> str:
@@ -83,16 +84,17 @@ def charge_lines(acc: Accounts, priced, before, same_period) -> pa.Table:
     return pa.table(rows)
 
 
-def bill_lines(acc: Accounts, priced, closed):
+def bill_lines(acc: Accounts, priced, closed, bill_start):
     """Bill lines (tier × band, plus tier 0 for fixed and minimum charges) of the closed periods and
-    each bill's total: the rounded period cost, its lines allocated so that they sum to it."""
+    each bill's total: the rounded period cost, its lines allocated so that they sum to it.
+    ``bill_start``: day numbers the bills start (a first bill: the account's first billed day)."""
     bills = np.flatnonzero(closed)
     bill_cents = np.zeros(acc.n, np.int64)
     rows = {"account_id": [], "period_start": [], "tier": [], "band": [], "quantity": [], "unit_price": [],
             "amount": []}
     for a in bills:
         v = int(priced.bill_version[a])
-        start = EPOCH + dt.timedelta(days=int(priced.bill_start[a]))
+        start = EPOCH + dt.timedelta(days=int(bill_start[a]))
         lq, la = priced.line_quantity[a], priced.line_amount[a]
         lines = [(int(t) + 1, line_name(acc, v, int(p)), float(lq[p, t]), float(acc.tables.prices[v, p, t]),
                   float(la[p, t])) for p, t in zip(*np.nonzero((lq != 0) | (la != 0)))]
@@ -111,13 +113,16 @@ def bill_lines(acc: Accounts, priced, closed):
     return t, bill_cents
 
 
-def bills_table(acc: Accounts, priced, closed, bill_cents, due_day: int, run_id: str) -> pa.Table:
-    a = np.flatnonzero(closed)
+def bills_table(acc: Accounts, priced, s, run_id: str) -> pa.Table:
+    """The day's bills from its settlement ``s`` (:class:`billing.day.Settlement`): a first bill is
+    ``partial`` (from the account's first billed day), one closed on a mostly estimated day ``estimated``."""
+    a = np.flatnonzero(s.closed)
     return pa.table({"account_id": acc.account_arrow.take(pa.array(a)),
-                     "period_start": date_array(priced.bill_start[a]),
+                     "period_start": date_array(s.bill_start[a]),
                      "period_end": date_array(priced.bill_end[a]),
-                     "quantity": priced.bill_quantity[a], "amount": money(bill_cents[a]),
-                     "due_date": date_array(np.full(len(a), due_day)), "run_id": [run_id] * len(a)},
+                     "quantity": priced.bill_quantity[a], "amount": money(s.bill_cents[a]),
+                     "due_date": date_array(np.full(len(a), s.due_day)), "run_id": [run_id] * len(a),
+                     "partial": s.partial[a], "estimated": s.estimated[a]},
                     schema=BILLS)
 
 

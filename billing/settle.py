@@ -10,7 +10,8 @@ One call settles one billing day for every account at once. Order within the day
 4. low-balance levels: level 1 below ``warn_1``, level 2 below ``warn_2``; an alert is due only when
    the level rises (once per crossing; the level falls back when the balance recovers);
 5. below zero: ``arrears`` once when the balance first goes negative, ``disconnect`` once the
-   arrears are ``grace_days`` old (0 = the same day).
+   arrears are ``grace_days`` old (0 = the same day) — not on a day the caller holds it (a day of
+   the account priced mostly from estimates: ordered on the next day that is not).
 
 Postpaid accounts carry ``balance`` = payments − bills; an unpaid bill past its due date gets an
 ``arrears`` notice on the first overdue day and every ``notice_every_days`` after, with the
@@ -36,6 +37,7 @@ class Policy:
     notice_every_days: int = 7       # postpaid: arrears notice repeat
     penalty_per_day: float = 0.001   # postpaid: 1‰ of arrears per day overdue (information)
     penalty_min: int = 100           # cents
+    disconnect_max_estimated: float = 0.5   # no disconnection when more of the day's intervals are estimated
 
 
 @dataclass
@@ -61,9 +63,12 @@ def levels(balance, warn_1, warn_2) -> np.ndarray:
 
 
 def settle_prepaid(day: int, balance, payments, charge, level, arrears_since, disconnected,
-                   warn_1, warn_2, topup_below, topup_amount, policy: Policy = Policy()) -> Settled:
+                   warn_1, warn_2, topup_below, topup_amount, policy: Policy = Policy(),
+                   hold_disconnect=False) -> Settled:
     """Settle one day. ``day`` is a day number; money arrays are int64 cents; ``topup_below`` < 0
-    means no auto top-up; ``arrears_since`` uses :data:`NONE_DAY` for none."""
+    means no auto top-up; ``arrears_since`` uses :data:`NONE_DAY` for none. ``hold_disconnect``
+    (mask) withholds a due disconnection (a day priced mostly from estimates): it is ordered on the
+    next day that is not."""
     b1 = balance + payments
     reconnect_pay = disconnected & (payments > 0) & (b1 > policy.reconnect_above)
     b2 = b1 - charge
@@ -77,7 +82,7 @@ def settle_prepaid(day: int, balance, payments, charge, level, arrears_since, di
     negative = b3 < 0
     fresh = negative & ((arrears_since == NONE_DAY) | reconnect)
     since = np.where(negative, np.where(fresh, day, arrears_since), NONE_DAY).astype(np.int32)
-    disconnect = negative & ~still_off & (day - since.astype(np.int64) >= policy.grace_days)
+    disconnect = negative & ~still_off & (day - since.astype(np.int64) >= policy.grace_days) & ~hold_disconnect
     return Settled(after_payments=b1, after_charge=b2, balance=b3, topup=topup, level=new_level,
                    low_alert=low_alert, arrears_since=since, arrears_alert=fresh, disconnect=disconnect,
                    reconnect=reconnect, disconnected=still_off | disconnect)

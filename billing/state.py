@@ -51,6 +51,7 @@ class Carried:
     arrears_since: np.ndarray = _column(NONE_DAY, np.int32)           # day number
     disconnected: np.ndarray = _column(False, np.bool_)
     due_date: np.ndarray = _column(NONE_DAY, np.int32)                # postpaid: oldest unpaid bill's due day
+    billed_from: np.ndarray = _column(NONE_DAY, np.int32)             # the account's first billed day
     engine: CycleState = field(default=None)                          # the tariff engine's counters
     opening: np.ndarray = field(default=None)                         # True: no carried state (fresh account)
 

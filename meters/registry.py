@@ -134,10 +134,13 @@ def parse_accounts_csv(path: str | Path, tariffs: dict[str, list[Tariff]]) -> tu
         accounts, contacts, meters = [], [], []
         seen_accounts: dict[str, int] = {}
         seen_meters: dict[int, int] = {}
-        for i, row in enumerate(reader, start=2):
-            row = {k: (v or "").strip() for k, v in row.items() if k is not None}
-            if None in row or any(v is None for v in row.values()):
-                raise MetersError(f"{path}: line {i}: wrong number of fields")
+        for row in reader:
+            i = reader.line_num   # the physical line (a quoted field may span lines)
+            if None in row or any(v is None for v in row.values()):   # extra fields, or too few
+                n = len(header) + len(row.get(None) or ()) - sum(v is None for k, v in row.items() if k)
+                raise MetersError(f"{path}: line {i}: {n} fields, the header has {len(header)} (an unquoted "
+                                  f"comma, e.g. in 1,000.00?)")
+            row = {k: v.strip() for k, v in row.items()}
             a = row["account_id"]
             if not a:
                 raise MetersError(f"{path}: line {i}: account_id is empty")

@@ -114,6 +114,7 @@ CHARGES = pa.schema([
     pa.field("amount", MONEY, nullable=False),
     pa.field("tariff_id", pa.string()),
     pa.field("run_id", pa.string()),
+    pa.field("estimated", pa.bool_()),                      # most of the day's intervals were estimated
 ])
 
 BILLS = pa.schema([
@@ -124,6 +125,8 @@ BILLS = pa.schema([
     pa.field("amount", MONEY, nullable=False),
     pa.field("due_date", pa.date32()),
     pa.field("run_id", pa.string()),
+    pa.field("partial", pa.bool_()),                        # the account's first bill: billed from period_start only
+    pa.field("estimated", pa.bool_()),                      # most intervals of its closing day were estimated
 ])
 
 BILL_LINES = pa.schema([
@@ -188,9 +191,10 @@ BILLING_STATE = pa.schema([                                 # billing: carried s
     pa.field("disconnected", pa.bool_()),
     pa.field("due_date", pa.date32()),                      # postpaid: due date of the oldest unpaid bill
     pa.field("period_start", pa.date32()),                  # postpaid: start of the open bill period
+    pa.field("billed_from", pa.date32()),                   # the account's first billed day
 ])
 
-RUNS = pa.schema([                                          # billing: one record per committed run of a day
+RUNS = pa.schema([                                          # billing: one record per run of a day (audit)
     pa.field("run_id", pa.string(), nullable=False),
     pa.field("started_at", UTC_MS, nullable=False),
     pa.field("duration_s", pa.float64(), nullable=False),
@@ -203,6 +207,11 @@ RUNS = pa.schema([                                          # billing: one recor
     pa.field("bills_out", pa.int64()),
     pa.field("money", MONEY),                               # sum of the day's charges
     pa.field("vee_counts", pa.string()),                    # JSON {outcome: intervals}
+    pa.field("finished_at", UTC_MS),                        # audit: every run is kept (one file per run)
+    pa.field("who", pa.string()),                           # user@host that ran it
+    pa.field("outcome", pa.string()),                       # settled / estimated (--allow-estimates) / failed
+    pa.field("coverage", pa.float64()),                     # share of meters with readings in the day
+    pa.field("estimated_intervals", pa.int64()),
 ])
 
 TABLES: dict[str, Table] = {t.name: t for t in [

@@ -36,7 +36,7 @@ def test_cli_errors_are_one_line(tmp_path):
     run = CliRunner()
     lk = str(lake.root)
     for args, msg in [
-        (["bill", "--lake", lk], "give --date"),
+        (["bill", "--lake", lk, "--from", "2026-11-02"], "--from and --to together"),
         (["bill", "--lake", lk, "--date", "2026-13-01"], "not a date"),
         (["bill", "--lake", lk, "--from", "2026-11-02", "--to", "2026-11-01"], "before --from"),
         (["pay", "nobody", "10", "--ref", "r", "--lake", lk], "unknown account"),

@@ -50,10 +50,12 @@ def test_billing_day_15_bill_on_the_15th_with_monthly_tiers_per_period(tmp_path)
         feed(lake, m, first, n, step=1000)
     bill_range(lake, first, last)
     bills = {(r["account_id"], r["period_start"]): r for r in lake.read("bills").to_pylist()}
-    assert sorted(bills) == [("A", dt.date(2026, 11, 15)), ("B", dt.date(2026, 11, 1))]
+    # first bills are partial: from the first billed day (28 Nov), not the periods' 15 Nov / 1 Nov
+    assert sorted(bills) == [("A", first), ("B", first)]
+    assert all(b["partial"] for b in bills.values())
     # A (billing day 15): period 15 Nov .. 14 Dec, data 28 Nov .. 14 Dec = 17 days = 1632 kWh:
     # tiers 200 / 200 / 1232 of the period (not of the calendar month)
-    a = bills[("A", dt.date(2026, 11, 15))]
+    a = bills[("A", first)]
     total = 200 * P1 + 200 * P2 + 1232 * P3
     assert a["period_end"] == dt.date(2026, 12, 14) and a["quantity"] == pytest.approx(1632)
     assert a["amount"] == cents(total) == Decimal("1356.95")
@@ -62,15 +64,15 @@ def test_billing_day_15_bill_on_the_15th_with_monthly_tiers_per_period(tmp_path)
     assert lines == [(1, 200, Decimal("119.77")), (2, 200, Decimal("129.77")), (3, 1232, Decimal("1107.41"))]
     # issued by the nightly run of the 14th (run once the 14th is over, i.e. on the 15th)
     [issued] = [r for r in alerts(lake, "bill_issued") if r["recipient"] == "150"]
-    assert issued["day"] == "2026-12-14" and "2026-11-15" in issued["message"] and "2026-12-14" in issued["message"]
-    [entry] = [r for r in ledger(lake, "A") if r["ref"] == "bill:2026-11-15"]
+    assert issued["day"] == "2026-12-14" and "2026-11-28 to 2026-12-14 (first bill, partial" in issued["message"]
+    [entry] = [r for r in ledger(lake, "A") if r["ref"] == "bill:2026-11-28"]
     assert entry["amount"] == Decimal("-1356.95")
     assert lake.local_day(entry["ts"] + dt.timedelta(milliseconds=1)) == dt.date(2026, 12, 15)  # 14th's last ms
     # the 15th opens a new period: its tiers start again at tier 1
     dec15 = [r for r in lake.read("charge_lines", "2026-12-15").to_pylist() if r["account_id"] == "A"]
     assert [(r["tier"], round(r["quantity"], 6)) for r in dec15] == [(1, 96)]
     # B (billing day 1): the calendar month, unchanged: 28-30 Nov = 288 kWh → 200 / 88
-    b = bills[("B", dt.date(2026, 11, 1))]
+    b = bills[("B", first)]
     assert b["period_end"] == dt.date(2026, 11, 30) and b["amount"] == cents(200 * P1 + 88 * P2)
     # C (prepaid, billing day 15): the daily charges of the period sum exactly to the same bill
     ch = [r for r in lake.read("charges").to_pylist() if r["account_id"] == "C"]
@@ -111,7 +113,8 @@ def test_annual_tiers_reset_on_new_year_inside_the_bill_period(tmp_path):
     assert [ch[d.isoformat()] for d in days(7, first)] == [Decimal(str(x)) for x in want]
     assert want[-1] < 281.30 and want[-2] > 310.0             # 1 Jan is tier 1 again
     [bill] = [r for r in lake.read("bills").to_pylist() if r["account_id"] == "A"]
-    assert (bill["period_start"], bill["period_end"]) == (dt.date(2026, 12, 15), dt.date(2027, 1, 14))
+    # the first bill: partial, from the first billed day (the period began on 15 Dec)
+    assert (bill["period_start"], bill["period_end"], bill["partial"]) == (first, dt.date(2027, 1, 14), True)
     # 20 days: 2880 + 576 kWh in 2026, then 14 × 576 = 8064 kWh in 2027 (2880 / 1920 / 3264)
     total = (2880 + 2880) * 0.4883 + (576 + 1920) * 0.5383 + 3264 * 0.7883
     assert bill["amount"] == cents(total)
