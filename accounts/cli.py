@@ -6,7 +6,7 @@ import getpass
 
 import click
 
-from meters.cli import echo_json, lake_option
+from meters.options import echo_json, lake_option
 from meters.cli_registry import accounts_import
 from meters.errors import MetersError
 

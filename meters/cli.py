@@ -18,7 +18,7 @@ from .options import lake_option
 LAZY_COMMANDS: dict[str, str] = {
     "broker": "meters.cli_broker:broker",
     "accounts": "accounts.cli:accounts",
-    "tariffs": "meters.cli_registry:tariffs",
+    "tariffs": "billing.cli_tariffs:tariffs",
     "simulate": "simulator.cli:simulate",
     "sql": "meters.cli_sql:sql",
     "report": "meters.cli_sql:report",
