@@ -28,6 +28,7 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
+from .damage import damaged_file
 from .errors import LakeDamaged, MetersError
 from .schemas import TABLES, Table, table
 from .storage import RemotePath, duckdb_filesystem, resolve
@@ -339,8 +340,6 @@ class Lake:
     def damage(self, files: list, error: BaseException) -> BaseException:
         """What to raise when reading ``files`` raised ``error``: :class:`LakeDamaged` naming the
         damaged file (and ``meters check --repair``), or ``error`` itself when no file is damaged."""
-        from .integrity import damaged_file
-
         found = damaged_file(files, error) if self.is_local else None
         if found is None:
             return error
