@@ -82,7 +82,10 @@ def check_lake(lake: Lake, repair: bool = False) -> CheckReport:
             if why:
                 f = Finding("corrupt_file", str(p.relative_to(root)), why)
                 if repair:
-                    f.repaired = f"moved to {lake.quarantine(p).relative_to(root)}"
+                    try:
+                        f.repaired = f"moved to {lake.quarantine(p).relative_to(root)}"
+                    except OSError as e:  # e.g. a read-only lake: reported, left in place
+                        f.detail += f"; cannot quarantine it: {e.strerror or e}"
                 report.findings.append(f)
         for m in sorted(d.rglob(MANIFEST)):
             report.manifests += 1

@@ -140,3 +140,14 @@ def test_balances_that_do_not_re_add_from_the_ledger_are_reported(lake):
                      ("balance_mismatch", "billing_state/day=2026-11-03")}, report.summary()
     assert "U-9" in report.findings[0].detail
     assert _check(lake, "--repair").exit_code == 6     # money is not repaired by moving files
+
+
+@pytest.mark.parametrize("command", [["compact", "--force"], ["report", "daily"], ["bill", "--date", "2026-11-03"]])
+def test_commands_meeting_a_damaged_file_refuse_in_one_line_naming_it(lake, command):
+    f = _readings_file(lake, "2026-11-03")
+    f.write_bytes(f.read_bytes()[:-20])
+    r = CliRunner().invoke(cli, [*command, "--lake", str(lake.root)])
+    assert r.exit_code == 6, r.output
+    [line] = [x for x in r.output.splitlines() if x.startswith("error:")]
+    assert str(f) in line and "Traceback" not in r.output
+    assert f.exists()                              # refused, nothing removed
