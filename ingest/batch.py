@@ -128,8 +128,11 @@ class Batch:
         if lo == hi:  # the usual case: the whole message is one day
             return [(lo, decoded.meter_id, ts, decoded.register_milli)]
         days = local_day_numbers(ts, self.tz)
-        return [(int(d), decoded.meter_id[days == d], ts[days == d], decoded.register_milli[days == d])
-                for d in np.unique(days)]
+        out = []
+        for d in np.unique(days):
+            m = days == d
+            out.append((int(d), decoded.meter_id[m], ts[m], decoded.register_milli[m]))
+        return out
 
     def _piece(self, day: int, m, t, r, code: int, received_ms: int) -> None:
         d = self.days.get(day)
