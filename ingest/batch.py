@@ -11,7 +11,7 @@ import pyarrow as pa
 
 from meters.schemas import DEADLETTER, READINGS
 
-from .decode import Decoded
+from .decode import Decoded, safe_text
 
 BUCKET_S = 900  # every UTC-offset change of every zone falls on a multiple of 15 minutes
 
@@ -98,30 +98,41 @@ class Batch:
 
     def add(self, decoded: Decoded, topic: str, sender: str | None, received_ms: int,
             ack: tuple | None, monotonic: float) -> None:
+        """Add one decoded message. What can fail (the days of its readings) is computed before the
+        batch changes, so a message that makes ``add`` raise leaves the batch as it was."""
+        n = decoded.n
+        pieces = self._pieces(decoded) if n else []
         if self.first_monotonic is None:
             self.first_monotonic = monotonic
         self.messages += 1
         if ack is not None:
             self.acks.append(ack)
-        for payload, reason, detail in decoded.dead:
-            self.dead.append((received_ms, topic, payload, reason, detail))
-        n = decoded.n
+        if decoded.dead:
+            topic = safe_text(topic, 1000)
+            for payload, reason, detail in decoded.dead:
+                self.dead.append((received_ms, topic, payload, reason, detail))
         if not n:
             return
         code = self.senders.setdefault(sender, len(self.senders))
+        for day, m, t, r in pieces:
+            self._piece(day, m, t, r, code, received_ms)
+        self.rows += n
+
+    def _pieces(self, decoded: Decoded) -> list[tuple[int, np.ndarray, np.ndarray, np.ndarray]]:
+        """``(day number, meter_id, ts, register_milli)`` per lake-local day of the message."""
         ts = decoded.ts
-        if n == 1:
+        if decoded.n == 1:
             lo = hi = local_day(int(ts[0]), self.tz)
         else:
             lo, hi = local_day(int(ts.min()), self.tz), local_day(int(ts.max()), self.tz)
         if lo == hi:  # the usual case: the whole message is one day
-            self._piece(lo, decoded.meter_id, ts, decoded.register_milli, code, received_ms)
-        else:
-            days = local_day_numbers(ts, self.tz)
-            for d in np.unique(days):
-                m = days == d
-                self._piece(int(d), decoded.meter_id[m], ts[m], decoded.register_milli[m], code, received_ms)
-        self.rows += n
+            return [(lo, decoded.meter_id, ts, decoded.register_milli)]
+        days = local_day_numbers(ts, self.tz)
+        out = []
+        for d in np.unique(days):
+            m = days == d
+            out.append((int(d), decoded.meter_id[m], ts[m], decoded.register_milli[m]))
+        return out
 
     def _piece(self, day: int, m, t, r, code: int, received_ms: int) -> None:
         d = self.days.get(day)

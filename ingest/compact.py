@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from meters.errors import MetersError
@@ -79,7 +80,10 @@ def compact_day(lake: Lake, day: str, *, force: bool = False) -> CompactResult:
             return res
         res.files_in = len(inputs)
         res.bytes_in = sum(p.stat().st_size for p in inputs)
-        table = lake.dataset(inputs, READINGS).to_table()
+        try:
+            table = lake.dataset(inputs, READINGS).to_table()
+        except (OSError, pa.ArrowException) as e:  # a damaged input: refuse, name it, remove nothing
+            raise lake.damage(inputs, e) from None
         res.rows_in = table.num_rows
         out = dedup_table(table).combine_chunks()
         res.rows_out = out.num_rows

@@ -34,12 +34,23 @@ REASONS: dict[str, str] = {
     "negative_register": "register < 0",
     "register_too_large": "register × 1000 does not fit in int64",
     "bad_utility": "utility not one of electricity, water, gas, heat",
+    "internal": "decoding the message (or row) raised an unexpected error; the detail names it",
 }
 KNOWN_FIELDS = frozenset({"meter_id", "ts", "register", "utility", "unit"})
 REQUIRED_FIELDS = ("meter_id", "ts", "register")
 MILLI_MAX = np.iinfo(np.int64).max
 TS_2000 = 946684800  # 2000-01-01T00:00:00Z
 DEADLETTER_HEAD = 65536  # bytes of an oversized payload kept in the dead-letter table
+DETAIL_MAX = 500  # characters of a dead letter's detail
+REGISTER_MAX = MILLI_MAX // 1000  # a larger register × 1000 does not fit in int64
+
+
+def safe_text(text: str, limit: int = DETAIL_MAX) -> str:
+    """``text`` made storable: lone surrogates escaped (``\\ud800``), at most ``limit`` characters."""
+    text = str(text)
+    if len(text) > limit:
+        text = text[:limit - 1] + "…"
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def sender_of(topic: str) -> str | None:
@@ -96,19 +107,30 @@ def parse_ts(value, now: int, limits: Limits) -> int:
     if _is_int(value):
         t = value
     elif isinstance(value, str):
+        if len(value) > 64:
+            raise RowError("bad_ts", f"ts {value[:64]!r}… is not ISO 8601 ({len(value)} characters)")
         try:
             d = dt.datetime.fromisoformat(value)
         except ValueError:
-            raise RowError("bad_ts", f"ts {value[:64]!r} is not ISO 8601") from None
+            raise RowError("bad_ts", f"ts {value!r} is not ISO 8601") from None
         if d.tzinfo is None:
-            raise RowError("bad_ts", f"ts {value[:64]!r} has no UTC offset")
-        t = math.floor(d.timestamp())
+            raise RowError("bad_ts", f"ts {value!r} has no UTC offset")
+        try:
+            t = math.floor(d.timestamp())
+        except (OverflowError, ValueError):
+            raise RowError("ts_out_of_range", f"ts {value!r} is outside the accepted window") from None
     else:
         raise RowError("bad_type", f"ts must be an ISO 8601 string or integer seconds, not {type(value).__name__}")
     if t < limits.min_ts or t > now + limits.max_future_s:
-        raise RowError("ts_out_of_range", f"ts {value!r} is outside the accepted window "
+        raise RowError("ts_out_of_range", f"ts {_short(value)} is outside the accepted window "
                                           f"[{_iso(limits.min_ts)}, now + {limits.max_future_s} s]")
     return t
+
+
+def _short(x) -> str:
+    """``repr(x)`` of a JSON value, at most 40 characters (an integer may have thousands of digits)."""
+    r = repr(x) if not _is_int(x) or abs(x) < 10**30 else f"{'-' if x < 0 else ''}<{len(str(abs(x)))}-digit integer>"
+    return r if len(r) <= 40 else r[:39] + "…"
 
 
 def _iso(t: int) -> str:
@@ -129,7 +151,7 @@ def parse_row(obj, now: int, limits: Limits) -> tuple[int, int, int]:
     if not _is_int(m):
         raise RowError("bad_type", f"meter_id must be an integer, not {type(m).__name__}")
     if not 1 <= m <= METER_ID_MAX:
-        raise RowError("bad_meter_id", f"meter_id {m} is outside 1 .. 2^63-1")
+        raise RowError("bad_meter_id", f"meter_id {_short(m)} is outside 1 .. 2^63-1")
     t = parse_ts(obj["ts"], now, limits)
     r = obj["register"]
     if not (_is_int(r) or isinstance(r, float)):
@@ -137,10 +159,12 @@ def parse_row(obj, now: int, limits: Limits) -> tuple[int, int, int]:
     if isinstance(r, float) and not math.isfinite(r):
         raise RowError("not_finite", f"register is {r}")
     if r < 0:
-        raise RowError("negative_register", f"register {r} is negative")
+        raise RowError("negative_register", f"register {_short(r)} is negative")
+    if r > REGISTER_MAX + 1:  # checked before any arithmetic: 1e308 × 1000 overflows a float
+        raise RowError("register_too_large", f"register {_short(r)} is too large")
     milli = round(r * 1000)
     if milli > MILLI_MAX:
-        raise RowError("register_too_large", f"register {r} is too large")
+        raise RowError("register_too_large", f"register {_short(r)} is too large")
     u = obj.get("utility")
     if u is not None and u not in UTILITIES:
         raise RowError("bad_utility", f"utility {str(u)[:40]!r} is not one of {', '.join(UTILITIES)}")
@@ -155,12 +179,14 @@ def validate_records(rows: list, payload: bytes, codec: wire.Codec, now: int, li
     if not rows:
         return _dead(payload, "empty", "empty JSON array")
     ms, ts, rs, dead = [], [], [], []
-    for obj in rows:
+    for i, obj in enumerate(rows):
         try:
             m, t, r = parse_row(obj, now, limits)
         except RowError as e:
-            raw = payload if len(rows) == 1 else _row_bytes(obj)
-            dead.append((raw, e.reason, e.detail))
+            dead.append((payload if len(rows) == 1 else _row_bytes(obj), e.reason, e.detail))
+            continue
+        except Exception as e:  # a bug or a value no check foresaw: this row only, never the message
+            dead.append((payload if len(rows) == 1 else _row_bytes(obj), "internal", _internal(e, f"row {i}")))
             continue
         ms.append(m)
         ts.append(t)
@@ -171,8 +197,17 @@ def validate_records(rows: list, payload: bytes, codec: wire.Codec, now: int, li
 def _row_bytes(obj) -> bytes:
     try:
         return json.dumps(obj, separators=(",", ":"), allow_nan=True).encode()
-    except (TypeError, ValueError):  # pragma: no cover - json.loads output always dumps
-        return repr(obj).encode()
+    except Exception:  # e.g. an integer of more digits than str() allows
+        return safe_text(repr(obj), DEADLETTER_HEAD).encode()
+
+
+def _internal(e: BaseException, where: str) -> str:
+    return safe_text(f"{type(e).__name__} in {where}: {e}")
+
+
+def internal_error(payload: bytes, e: BaseException, where: str) -> Decoded:
+    """The message dead-lettered whole with reason ``internal`` (``e`` raised while handling it)."""
+    return _dead(bytes(payload)[:DEADLETTER_HEAD], "internal", _internal(e, where))
 
 
 def validate_columns(cols: wire.Columns, payload: bytes, codec: wire.Codec, now: int, limits: Limits) -> Decoded:
@@ -201,8 +236,20 @@ def validate_columns(cols: wire.Columns, payload: bytes, codec: wire.Codec, now:
 
 
 def decode_message(topic: str, payload: bytes, now: int, limits: Limits = Limits()) -> Decoded:
-    """Decode and validate one message (``now`` in Unix seconds). Never raises for bad input."""
+    """Decode and validate one message (``now`` in Unix seconds). Never raises: a message that makes
+    decoding fail unexpectedly is dead-lettered with reason ``internal``; every detail is storable
+    (:func:`safe_text`)."""
     payload = bytes(payload)
+    try:
+        decoded = _decode(topic, payload, now, limits)
+    except Exception as e:
+        decoded = internal_error(payload, e, "decoding")
+    if decoded.dead:
+        decoded.dead = [(p, reason, safe_text(detail)) for p, reason, detail in decoded.dead]
+    return decoded
+
+
+def _decode(topic: str, payload: bytes, now: int, limits: Limits) -> Decoded:
     if sender_of(topic) is None:
         return _dead(payload[:DEADLETTER_HEAD], "bad_topic", f"topic {topic[:200]!r} is not meters/v1/<sender>/readings")
     if len(payload) > limits.max_payload:

@@ -32,7 +32,7 @@ from meters.lake import Lake
 from meters.mqtt import SHARE_GROUP, TOPIC_FILTER, BrokerURL, make_client
 
 from .batch import Batch
-from .decode import Limits, decode_message, sender_of
+from .decode import Limits, decode_message, internal_error, sender_of
 
 log = logging.getLogger("meters.ingest")
 
@@ -133,6 +133,26 @@ def _file_token(worker: str) -> str:
     return f"{safe}-{time.time_ns() // 1_000_000:x}{os.getpid():x}"
 
 
+_WATCHED: dict[threading.Thread, "Ingest"] = {}
+_previous_hook = None
+
+
+def _thread_died(args) -> None:
+    """``threading.excepthook``: the exception that ends a watched network thread is kept for the
+    watchdog's one-line error (no traceback); other threads go to the previous hook."""
+    ing = _WATCHED.pop(args.thread, None) if args.thread is not None else None
+    if ing is None:
+        return _previous_hook(args)
+    ing.network_error = f"{args.exc_type.__name__}: {args.exc_value}"[:500]
+
+
+def _watch_thread(thread: threading.Thread, ing: "Ingest") -> None:
+    global _previous_hook
+    if threading.excepthook is not _thread_died:
+        _previous_hook, threading.excepthook = threading.excepthook, _thread_died
+    _WATCHED[thread] = ing
+
+
 class Ingest:
     """One ingest worker (one MQTT session). Use :func:`run_ingest`."""
 
@@ -156,6 +176,8 @@ class Ingest:
         self.connect_error: str | None = None
         self.subscribe_error: str | None = None
         self.last_message = time.monotonic()
+        self.network: threading.Thread | None = None
+        self.network_error = ""  # the exception that ended the network thread, if one did
         v5 = url.version == "5"
         if shared and not v5:
             raise MetersError("a shared subscription needs MQTT 5 (remove ?version=3.1.1)")
@@ -211,11 +233,21 @@ class Ingest:
             log.warning("%s disconnected (%s); reconnecting", self.client_id, reason_code)
 
     def _on_message(self, client, userdata, msg):
+        """Nothing raises out of here (an exception would end paho's network thread): a message that
+        fails unexpectedly is dead-lettered with reason ``internal``."""
         now = time.time()
-        decoded = decode_message(msg.topic, msg.payload, int(now), self.limits)
+        try:
+            topic = msg.topic
+        except UnicodeDecodeError:  # paho decodes the topic bytes strictly
+            topic = msg._topic.decode("utf-8", "replace")
+        decoded = decode_message(topic, msg.payload, int(now), self.limits)
         with self.lock:
             ack = (msg.mid, msg.qos, self.generation) if msg.qos > 0 else None
-            self.batch.add(decoded, msg.topic, sender_of(msg.topic), int(now * 1000), ack, time.monotonic())
+            try:
+                self.batch.add(decoded, topic, sender_of(topic), int(now * 1000), ack, time.monotonic())
+            except Exception as e:  # the batch is unchanged (Batch.add)
+                decoded = internal_error(msg.payload, e, "batching")
+                self.batch.add(decoded, topic, None, int(now * 1000), ack, time.monotonic())
             full = self.batch.rows >= self.batch_rows or len(self.batch.acks) >= self.receive_maximum
         self.counters.received += 1
         self.counters.readings += decoded.n
@@ -257,6 +289,16 @@ class Ingest:
                     self.counters.not_acked += 1
         self.counters.flushes += 1
 
+    def _watchdog(self) -> None:
+        """Exit (non-zero) rather than idle when paho's network thread has died: nothing would be
+        read, acknowledged or reconnected again. What this worker holds is not acknowledged, so the
+        broker re-sends it to the next run."""
+        if self.network is not None and not self.network.is_alive() and not self.stop.is_set():
+            raise MetersError(f"ingest {self.client_id}: the MQTT network thread died"
+                              f"{': ' + self.network_error if self.network_error else ''}; exiting so that "
+                              f"a supervisor restarts ingest ({len(self.batch.acks)} unacknowledged "
+                              f"messages stay with the broker)")
+
     def _pending_age(self) -> float:
         first = self.batch.first_monotonic
         return 0.0 if first is None else time.monotonic() - first
@@ -292,6 +334,9 @@ class Ingest:
         except OSError as e:
             raise MetersError(f"cannot connect to broker {self.url.redacted()}: {e.strerror or e}") from None
         self.client.loop_start()
+        self.network = getattr(self.client, "_thread", None)  # paho's network thread (paho 2.x)
+        if self.network is not None:
+            _watch_thread(self.network, self)
         try:
             if not self.connected.wait(15):
                 raise MetersError(f"broker {self.url.redacted()} did not answer CONNECT within 15 s")
@@ -303,6 +348,7 @@ class Ingest:
             while not self.stop.is_set():
                 self.wake.wait(min(0.05, self.flush_seconds))
                 self.wake.clear()
+                self._watchdog()
                 with self.lock:
                     age = self._pending_age()
                     quiet = time.monotonic() - self.last_message >= self.idle_flush
@@ -336,6 +382,7 @@ class Ingest:
             raise
         finally:
             self.stop.set()
+            _WATCHED.pop(self.network, None)
             self._disconnect(end_session=drained)
             self.counters.lag_seconds = 0.0 if self.batch.messages == 0 else self.counters.lag_seconds
             self.counters.elapsed_seconds = round(time.monotonic() - t0, 3)
@@ -381,6 +428,10 @@ def run_ingest(url: BrokerURL, lake: Lake, *, client_id: str = f"{DEFAULT_CLIENT
         watcher.start()
     try:
         return ing.run(until_idle, log_every).as_dict()
+    except MetersError:
+        raise
+    except Exception as e:  # the flush loop died: one line, exit non-zero; nothing unwritten was acknowledged
+        raise MetersError(f"ingest {client_id} stopped: {type(e).__name__}: {e}"[:1000]) from e
     finally:
         for sig, handler in old.items():
             signal.signal(sig, handler)

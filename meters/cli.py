@@ -27,6 +27,7 @@ LAZY_COMMANDS: dict[str, str] = {
     "demo": "meters.demo:demo",
     "ingest": "ingest.cli:ingest",
     "compact": "ingest.cli:compact",
+    "check": "meters.cli_check:check",
     "bill": "billing.cli:bill",
     "pay": "billing.cli:pay",
     "serve": "accounts.cli:serve",

@@ -153,14 +153,17 @@ def sql(lake_path, query, fmt, out, max_rows, timeout, memory_limit):
     from .lake import Lake
     from .sql import connect, run, time_limit
 
+    if query is None and (fmt == "parquet" or out):
+        raise MetersError("the interactive shell prints to the terminal: give a QUERY to use --out/parquet")
     con = connect(Lake(lake_path), memory_limit=memory_limit)
-    if query is None:
-        if fmt == "parquet" or out:
-            raise MetersError("the interactive shell prints to the terminal: give a QUERY to use --out/parquet")
-        shell(con, fmt, timeout=timeout)
-        return
-    with time_limit(con, timeout):
-        emit(run(con, query), fmt, out, max_rows=max_rows)
+    try:
+        if query is None:
+            shell(con, fmt, timeout=timeout)
+            return
+        with time_limit(con, timeout):
+            emit(run(con, query), fmt, out, max_rows=max_rows)
+    finally:  # closed here, not at interpreter exit (where DuckDB's teardown can abort the process)
+        con.close()
 
 
 @click.command("report", help="Canned reports: " + ", ".join(f"{n} ({f.about})" for n, f in REPORTS.items()) + ".")

@@ -28,15 +28,18 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
-from .errors import MetersError
+from .damage import damaged_file
+from .errors import LakeDamaged, MetersError
 from .schemas import TABLES, Table, table
 from .storage import RemotePath, duckdb_filesystem, resolve
 
 CONFIG_NAME = "lake.json"
 MANIFEST = "_current"
+QUARANTINE = "_quarantine"  # corrupt files moved aside by `meters check --repair`
 LAKE_VERSION = 1
 DEFAULT_TIMEZONE = "Asia/Shanghai"
-PARQUET_OPTIONS = dict(compression="zstd", compression_level=3)
+# page checksums (CRC32) let `meters check` find a flipped bit that would otherwise decode silently
+PARQUET_OPTIONS = dict(compression="zstd", compression_level=3, write_page_checksum=True)
 
 
 def _check_timezone(name: str) -> ZoneInfo:
@@ -329,7 +332,38 @@ class Lake:
         if not files:
             empty = empty_table(t)
             return empty if columns is None else empty.select(columns)
-        return self.dataset(files, t.schema).to_table(columns=columns, filter=filter)
+        try:
+            return self.dataset(files, t.schema).to_table(columns=columns, filter=filter)
+        except (OSError, pa.ArrowException) as e:
+            raise self.damage(files, e) from None
+
+    def damage(self, files: list, error: BaseException) -> BaseException:
+        """What to raise when reading ``files`` raised ``error``: :class:`LakeDamaged` naming the
+        damaged file (and ``meters check --repair``), or ``error`` itself when no file is damaged."""
+        found = damaged_file(files, error) if self.is_local else None
+        if found is None:
+            return error
+        path, why = found
+        return LakeDamaged(f"lake file {path} is damaged ({why}); "
+                           f"`meters check --lake {self.root} --repair` quarantines it")
+
+    def quarantine(self, path: Path) -> Path:
+        """Move a (corrupt) file of this local lake to ``_quarantine/<its path in the lake>`` and drop
+        it from its partition's manifest; returns the new path."""
+        rel = Path(path).relative_to(self.root)
+        dest = self.root / QUARANTINE / rel
+        while dest.exists():
+            dest = dest.with_name(f"{dest.stem}.{uuid.uuid4().hex[:8]}{dest.suffix}")
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(path, dest)
+        fsync_dir(Path(path).parent)
+        manifest = Path(path).parent / MANIFEST
+        if manifest.exists():
+            with contextlib.suppress(ValueError):
+                names = json.loads(manifest.read_text())
+                if isinstance(names, list) and rel.name in names:
+                    atomic_write_bytes(manifest, json.dumps([n for n in names if n != rel.name]).encode())
+        return dest
 
     def dataset(self, files: list, schema: pa.Schema) -> ds.Dataset:
         """A pyarrow dataset over ``files`` (paths returned by :meth:`files`) of this lake."""

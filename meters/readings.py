@@ -126,7 +126,10 @@ def null_columns(lake: Lake, files, names) -> set[str]:
     reading them saves a zero-filled buffer per row: 1.5 GB for a 97M-row day of register readings)."""
     out = set(names)
     for frag in lake.dataset(files, READINGS).get_fragments():
-        md = frag.metadata
+        try:
+            md = frag.metadata
+        except (OSError, pa.ArrowException) as e:
+            raise lake.damage(files, e) from None
         idx = {md.schema.column(j).name: j for j in range(md.num_columns)}
         for name in list(out):
             for g in range(md.num_row_groups):

@@ -188,7 +188,8 @@ def run_report(lake: Lake | str, name: str, *, png: str | Path | None = None, **
     """Run report ``name`` over the lake; save its chart to ``png`` when given."""
     import duckdb
 
-    from .sql import connect
+    from .errors import LakeDamaged
+    from .sql import connect, sql_error
 
     if name not in REPORTS:
         raise MetersError(f"unknown report {name!r}; choose one of: {', '.join(REPORTS)}")
@@ -196,7 +197,12 @@ def run_report(lake: Lake | str, name: str, *, png: str | Path | None = None, **
     try:
         report = REPORTS[name](con, **options)
     except duckdb.Error as e:
+        err = sql_error(e)
+        if isinstance(err, LakeDamaged):  # a damaged lake file: named, exit 6
+            raise err from None
         raise MetersError(f"report {name}: {str(e).splitlines()[0]}") from None
+    finally:
+        con.close()
     if png is not None:
         save_png(report, png)
     return report

@@ -32,7 +32,7 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 
-from .errors import MetersError
+from .errors import LakeDamaged, MetersError
 from .lake import Lake
 from .schemas import TABLES, Table
 from .views import quote_ident, quote_literal, stored_select, table_files
@@ -94,17 +94,33 @@ def connect(lake: Lake | str | os.PathLike, *, threads: int | None = None,
     con.execute(f"SET temp_directory = {quote_literal(str(spill))}")
     lake.register_duckdb(con)  # object-store lakes: files are read through the lake's filesystem
     for name, t in TABLES.items():
-        select = _readings_sql(lake) if name == "readings" else view_select(lake, t, table_files(lake, t))
-        con.execute(f"CREATE VIEW {quote_ident(name)} AS {select}")
+        files = table_files(lake, t)
+        select = _readings_sql(lake) if name == "readings" else view_select(lake, t, files)
+        _create_view(con, lake, name, t, files, select)
     if "readings" in TABLES:
-        con.execute(f"CREATE VIEW readings_raw AS "
-                    f"{view_select(lake, TABLES['readings'], table_files(lake, TABLES['readings']))}")
+        t = TABLES["readings"]
+        files = table_files(lake, t)
+        _create_view(con, lake, "readings_raw", t, files, view_select(lake, t, files))
     root = os.path.abspath(lake.root) if lake.is_local else lake.sql_path(lake.root)
     root = root.rstrip("/") + "/"
     con.execute(f"SET allowed_directories = [{quote_literal(root)}]")
     con.execute("SET enable_external_access = false")
     con.execute("SET lock_configuration = true")
     return con
+
+
+def _create_view(con, lake: Lake, name: str, t: Table, files: list[Path], select: str) -> None:
+    """``CREATE VIEW name``; when a damaged file of the table stops DuckDB from defining it, the view
+    keeps its columns and fails when queried, naming the file: the other views keep working."""
+    try:
+        con.execute(f"CREATE VIEW {quote_ident(name)} AS {select}")
+    except duckdb.Error as e:
+        damage = lake.damage(files, e)
+        if damage is e:
+            raise sql_error(e) from None
+        empty = view_select(lake, t, [])
+        con.execute(f"CREATE VIEW {quote_ident(name)} AS SELECT v.* FROM ({empty}) v RIGHT JOIN "
+                    f"(SELECT error({quote_literal(str(damage))}) AS e) x ON true WHERE x.e IS NOT NULL")
 
 
 @contextlib.contextmanager
@@ -133,13 +149,24 @@ def time_limit(con: duckdb.DuckDBPyConnection, seconds: float | None):
         timer.cancel()
 
 
+_DAMAGED = re.compile(r"""(?:Failed to read file|No magic bytes found at end of file|Could not read enough bytes """
+                      r"""from file|[Cc]orrupt|ZSTD|Snappy|[Dd]ecompress)[^'"]*['"]?([^'"]*\.parquet)?""")
+
+
 def sql_error(e: Exception) -> MetersError:
-    """A DuckDB error as a one-line :class:`MetersError`; a file outside the lake says so."""
+    """A DuckDB error as a one-line :class:`MetersError`; a file outside the lake says so; a damaged
+    lake file (footer, decompression) is :class:`LakeDamaged` naming it."""
     text = " ".join(str(e).split())
     if isinstance(e, duckdb.PermissionException) and "Cannot access file" in text:
         m = re.search(r'Cannot access file "([^"]*)"', text)
         return MetersError(f"refused: {m.group(1) if m else 'that file'} is outside the lake; "
                            "meters sql reads only the lake's files")
+    if "lake file " in text and " is damaged (" in text:   # a view of a damaged table (_create_view)
+        return LakeDamaged(text[text.index("lake file "):])
+    if isinstance(e, (duckdb.IOException, duckdb.InvalidInputException)) and _DAMAGED.search(text):
+        files = re.findall(r"""['"]([^'"]+\.parquet)['"]""", text)
+        where = f"lake file {files[0]}" if files else "a lake file"
+        return LakeDamaged(f"{where} is damaged ({text[:300]}); `meters check --repair` quarantines it")
     return MetersError(f"SQL error: {text}")
 
 
