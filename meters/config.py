@@ -122,14 +122,15 @@ def is_secret(name: str) -> bool:
     return any(w in name.lower() for w in SECRET_WORDS)
 
 
-def mask(key: str, value):
-    """``value`` with its secret hidden: a password in a URL, or the whole value of a secret key."""
+def mask(key: str, value, is_path: bool = False):
+    """``value`` with its secret hidden: a password in a URL, or the whole value of a secret key
+    (not a path to a secret file, not a flag)."""
     if isinstance(value, str) and "://" in value and "@" in value:
         scheme, rest = value.split("://", 1)
         auth, host = rest.rsplit("@", 1)
         user = auth.split(":", 1)[0]
         return f"{scheme}://{user}:***@{host}" if ":" in auth else value
-    if is_secret(key) and value not in (None, ""):
+    if is_secret(key) and isinstance(value, str) and value and not is_path:
         return "***"
     return value
 
@@ -151,5 +152,6 @@ def effective(cmd: click.Command, default_map: dict) -> list[dict]:
             if os.environ.get(name) not in (None, ""):
                 source, value = f"env {name}", os.environ[name]
                 break
-        rows.append({"option": f"--{key}", "value": mask(key, value), "source": source})
+        rows.append({"option": f"--{key}", "value": mask(key, value, isinstance(param.type, click.Path)),
+                     "source": source})
     return rows

@@ -103,3 +103,4 @@ def test_secret_keys_are_masked(tmp_path, clean_env):
 
     assert mask("broker", f"mqtt://u:{SECRET}@h:1") == "mqtt://u:***@h:1"
     assert mask("webhook-secret", SECRET) == "***" and mask("lake", "lake") == "lake"
+    assert mask("show-secrets", False) is False and mask("tls-key", "/etc/k.pem", is_path=True) == "/etc/k.pem"
