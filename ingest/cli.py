@@ -64,6 +64,7 @@ def ingest(broker_url, lake_path, until_idle, batch_rows, flush_seconds, idle_fl
     from meters.lake import Lake
     from meters.broker import resolve_broker
 
+    from . import sessions
     from .decode import Limits
     from .service import run_workers, uses_shared_subscription
 
@@ -74,12 +75,17 @@ def ingest(broker_url, lake_path, until_idle, batch_rows, flush_seconds, idle_fl
     if uses_shared_subscription(workers, first_worker, shared) and not drain:
         for note in notes:  # the broker's known limits of shared subscriptions
             click.echo(f"note: {note}", err=True)
+    stale = [] if drain else sessions.stale(lake, [f"{client_id}-{first_worker + i}" for i in range(workers)])
+    if stale:
+        logging.getLogger("meters.ingest").warning(sessions.warning(stale, client_id),
+                                                   extra={"event": "stale_sessions"})
     limits = Limits(max_future_s=max_future, max_payload=max_payload)
     out = run_workers(workers, url, lake, client_id=client_id, metrics_port=metrics_port, shared=shared,
                       batch_rows=batch_rows, flush_seconds=flush_seconds, until_idle=until_idle,
                       receive_maximum=receive_maximum, limits=limits, first_worker=first_worker,
                       drain=drain, idle_flush=idle_flush, log_format=log_format, metrics_bind=metrics_bind,
-                      connect_timeout=connect_timeout if connect_timeout is not None else until_idle)
+                      connect_timeout=connect_timeout if connect_timeout is not None else until_idle,
+                      stale_sessions=len(stale))
     if as_json:
         click.echo(json.dumps(out, indent=2, default=str))
     else:

@@ -33,6 +33,7 @@ from meters.lake import Lake
 from meters.logs import setup_logging
 from meters.mqtt import SHARE_GROUP, TOPIC_FILTER, BrokerURL, make_client
 
+from . import sessions
 from .batch import Batch
 from .decode import Limits, decode_message, sender_of
 
@@ -62,6 +63,7 @@ class Counters:
     connects: int = 0
     connect_failures: int = 0  # attempts that did not reach the broker (it is retried with back-off)
     connected: int = 0         # 1 while connected to the broker
+    stale_sessions: int = 0    # share-group sessions that no worker runs (ingest.sessions), at start
     lag_seconds: float = 0.0   # age of the oldest message not yet acknowledged
     elapsed_seconds: float = 0.0
     worker: str = ""
@@ -96,6 +98,8 @@ METRICS = [
      "Connection attempts that did not reach the broker (retried with back-off)."),
     ("connected", "meters_ingest_connected", "gauge", "1 while connected to the broker, else 0."),
     ("lag_seconds", "meters_ingest_lag_seconds", "gauge", "Age of the oldest message not yet acknowledged."),
+    ("stale_sessions", "meters_ingest_stale_sessions", "gauge",
+     "Sessions of the share group that no worker runs (they hold a share of new messages)."),
 ]
 
 
@@ -178,6 +182,7 @@ class Ingest:
         self.connect_error: str | None = None
         self.subscribe_error: str | None = None
         self.last_message = time.monotonic()
+        self.session_ended = False            # drained: the broker deleted the session
         v5 = url.version == "5"
         if shared and not v5:
             raise MetersError("a shared subscription needs MQTT 5 (remove ?version=3.1.1)")
@@ -396,6 +401,7 @@ class Ingest:
         finally:
             self.stop.set()
             self._disconnect(end_session=drained)
+            self.session_ended = drained
             self.counters.connected = 0
             self.counters.lag_seconds = 0.0 if self.batch.messages == 0 else self.counters.lag_seconds
             self.counters.elapsed_seconds = round(time.monotonic() - t0, 3)
@@ -408,7 +414,8 @@ def run_ingest(url: BrokerURL, lake: Lake, *, client_id: str = f"{DEFAULT_CLIENT
                session_expiry: int = SESSION_EXPIRY_S, handle_signals: bool = True,
                stop_event: threading.Event | None = None, log_every: float = 10.0,
                drain: bool = False, idle_flush: float = IDLE_FLUSH_S, shared: bool = False,
-               connect_timeout: float | None = None, metrics_bind: str = "127.0.0.1") -> dict:
+               connect_timeout: float | None = None, metrics_bind: str = "127.0.0.1",
+               stale_sessions: int = 0) -> dict:
     """Run one ingest worker until SIGTERM/SIGINT, ``stop_event``, or ``until_idle`` seconds without
     a message; returns its counters. Nothing received is lost: it is flushed and acknowledged first.
     ``shared``: join the share group of several workers instead of the plain subscription.
@@ -430,6 +437,7 @@ def run_ingest(url: BrokerURL, lake: Lake, *, client_id: str = f"{DEFAULT_CLIENT
     ing = Ingest(url, lake, client_id=client_id, batch_rows=batch_rows, flush_seconds=flush_seconds,
                  receive_maximum=receive_maximum, limits=limits, session_expiry=session_expiry,
                  drain=drain, idle_flush=idle_flush, shared=shared)
+    ing.counters.stale_sessions = stale_sessions
     server = serve_metrics(ing.counters, metrics_port, metrics_bind) if metrics_port else None
     old = {}
     if handle_signals and threading.current_thread() is threading.main_thread():
@@ -443,9 +451,11 @@ def run_ingest(url: BrokerURL, lake: Lake, *, client_id: str = f"{DEFAULT_CLIENT
             ing.wake.set()
         watcher = threading.Thread(target=watch, daemon=True)
         watcher.start()
+    sessions.record(lake, client_id, shared=shared, running=True)
     try:
         return ing.run(until_idle, log_every, connect_timeout).as_dict()
     finally:
+        sessions.record(lake, client_id, shared=shared, running=False, ended=ing.session_ended)
         for sig, handler in old.items():
             signal.signal(sig, handler)
         if server:

@@ -92,3 +92,26 @@ def test_metrics_follow_prometheus_conventions():
         assert name.endswith("_total") == (kind == "counter")
     assert 'meters_ingest_readings_written_total{worker="w-0"} 7' in text
     assert {"meters_ingest_connected", "meters_ingest_lag_seconds"} <= set(names)
+
+
+def test_warns_about_a_share_group_session_without_a_worker(broker, lake):
+    """After `--workers 2`, a run of one worker warns (log + metric) that session meters-ingest-1
+    still takes a share of the messages; once it is drained, the warning is gone."""
+    url = broker.url("ingest")
+
+    def run(*extra):
+        r = subprocess.run([sys.executable, "-m", "meters", "ingest", "--broker", url, "--lake", str(lake.root),
+                            "--until-idle", "0.5", "--json", *extra], cwd=ROOT, capture_output=True, text=True,
+                           timeout=90)
+        assert r.returncode == 0, r.stderr
+        return json.loads(r.stdout), r.stderr
+
+    out, err = run("--workers", "2")
+    assert out["workers"] and "have no running worker" not in err
+    out, err = run()
+    assert out["stale_sessions"] == 1
+    warning = [line for line in err.splitlines() if "have no running worker" in line]
+    assert len(warning) == 1 and "meters-ingest-1" in warning[0] and "--first-worker N` (N = 1)" in warning[0]
+    run("--drain", "--workers", "1", "--first-worker", "1")
+    out, err = run()
+    assert out["stale_sessions"] == 0 and "have no running worker" not in err
