@@ -11,7 +11,6 @@ import stat
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -21,16 +20,7 @@ from meters.broker import ManagedBroker, _port_open, free_port
 from meters.cli import cli
 from meters.mqtt import make_client, parse_broker_url, readings_topic
 
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def _wait(cond, timeout=10.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return True
-        time.sleep(0.05)
-    return False
+from test_ingest_service import ROOT, _wait
 
 
 def received_by_admin(broker: ManagedBroker):
