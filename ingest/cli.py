@@ -71,7 +71,7 @@ def ingest(broker_url, lake_path, until_idle, batch_rows, flush_seconds, idle_fl
     setup_logging(logging.WARNING if quiet else logging.INFO, log_format)
     lake = Lake(lake_path)
     notes: list[str] = []
-    url = resolve_broker(broker_url, "ingest", broker_dir, notes=notes)
+    url = resolve_broker(broker_url, "ingest", broker_dir, notes=notes, not_up_yet=True)
     if uses_shared_subscription(workers, first_worker, shared) and not drain:
         for note in notes:  # the broker's known limits of shared subscriptions
             click.echo(f"note: {note}", err=True)

@@ -178,14 +178,15 @@ def check_sender_name(name: str) -> str:
 
 
 def resolve_broker(url: str | None, role: str, state_dir: str | os.PathLike | None = None,
-                   notes: list[str] | None = None) -> BrokerURL:
+                   notes: list[str] | None = None, not_up_yet: bool = False) -> BrokerURL:
     """``url`` if given, else ``$METERS_BROKER``, else the managed broker's URL for ``role`` (and its
-    known limits appended to ``notes``)."""
+    known limits appended to ``notes``). ``not_up_yet``: also while that broker is not running, as
+    long as it was started once (a service started before its broker waits for it)."""
     url = url or os.environ.get("METERS_BROKER")
     if url:
         return parse_broker_url(url)
     broker = ManagedBroker(state_dir)
-    if not broker.is_running():
+    if not (not_up_yet and broker.cred_file.exists()) and not broker.is_running():
         raise MetersError("no --broker given and no managed broker is running; "
                           "start one with `meters broker start` or pass --broker mqtt://user:pass@host:port")
     if notes is not None:

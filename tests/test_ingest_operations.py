@@ -29,12 +29,16 @@ def metrics(port: int) -> dict[str, float]:
     return {line.split("{")[0]: float(line.split()[-1]) for line in text.splitlines() if not line.startswith("#")}
 
 
-def test_ingest_started_before_the_broker_connects_when_it_comes_up(broker, lake):
+@pytest.mark.parametrize("given", ["url", "broker-dir"])
+def test_ingest_started_before_the_broker_connects_when_it_comes_up(broker, lake, given, monkeypatch):
+    """Given its URL, or the state dir of a managed broker that is not up (a systemd boot)."""
+    monkeypatch.delenv("METERS_BROKER", raising=False)
     url = broker.url("ingest")
     port, operator_port = broker.port, broker.operator_port
     broker.stop()
     mport = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "meters", "ingest", "--broker", url, "--lake", str(lake.root),
+    where = ["--broker", url] if given == "url" else ["--broker-dir", str(broker.dir)]
+    proc = subprocess.Popen([sys.executable, "-m", "meters", "ingest", *where, "--lake", str(lake.root),
                              "--metrics-port", str(mport), "--log-format", "json"],
                             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
