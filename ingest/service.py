@@ -316,10 +316,11 @@ class Ingest:
         if end_session:
             log.info("%s: session ended (drained)", self.client_id)
 
-    def _connect(self, timeout: float | None) -> None:
+    def _connect(self, timeout: float | None) -> bool:
         """Connect, retrying with jittered exponential back-off (0.5 s doubling to 30 s) while the
         broker cannot be reached, for at most ``timeout`` seconds (None: until stopped). Logs when
-        the broker becomes unreachable and when it is reached, not every attempt."""
+        the broker becomes unreachable and when it is reached, not every attempt. False: stopped
+        (SIGTERM) before the broker was reached."""
         deadline = None if timeout is None else time.monotonic() + timeout
         delay = BACKOFF_FIRST_S
         while True:
@@ -340,17 +341,22 @@ class Ingest:
                 if deadline is not None:
                     wait = max(0.0, min(wait, deadline - time.monotonic()))
                 if self.stop.wait(wait):
-                    raise MetersError(f"stopped before the broker {self.url.redacted()} was reachable") from None
+                    log.info("%s: stopped before the broker was reachable", self.client_id,
+                             extra={"worker": self.client_id, "event": "stopped"})
+                    return False
                 delay = min(delay * 2, BACKOFF_MAX_S)
         if self.counters.connect_failures:
             log.info("%s: broker %s reachable after %d failed attempt(s)", self.client_id,
                      self.url.redacted(), self.counters.connect_failures,
                      extra={"worker": self.client_id, "event": "broker_reachable"})
+        return True
 
     def run(self, until_idle: float | None = None, log_every: float = 10.0,
             connect_timeout: float | None = None) -> Counters:
         t0 = time.monotonic()
-        self._connect(connect_timeout)
+        if not self._connect(connect_timeout):  # nothing received, nothing to flush
+            self.counters.elapsed_seconds = round(time.monotonic() - t0, 3)
+            return self.counters
         self.client.loop_start()
         try:
             if not self.connected.wait(15):

@@ -71,6 +71,22 @@ def test_ingest_started_before_the_broker_connects_when_it_comes_up(broker, lake
     assert broker.credentials["users"]["ingest"] not in err + out
 
 
+def test_sigterm_while_waiting_for_the_broker_exits_0(lake):
+    proc = subprocess.Popen([sys.executable, "-m", "meters", "ingest", "--broker",
+                             f"mqtt://ingest:pw@127.0.0.1:{free_port()}", "--lake", str(lake.root), "--json"],
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert _wait(lambda: "retrying with back-off" in (proc.stderr.readline() or ""), 30)
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, err
+    assert json.loads(out)["connects"] == 0 and json.loads(out)["connect_failures"] >= 1
+
+
 def test_a_batch_run_gives_up_after_connect_timeout(lake):
     url = parse_broker_url(f"mqtt://ingest:pw@127.0.0.1:{free_port()}")
     t0 = time.monotonic()
