@@ -71,7 +71,7 @@ def _metric(port: int, name: str) -> float:
 
 
 def _acked(ports: list[int]) -> float:
-    return sum(max(0.0, _metric(p, "acked")) for p in ports)
+    return sum(max(0.0, _metric(p, "messages_acked_total")) for p in ports)
 
 
 def _publish(broker, payloads: list[bytes]) -> float:

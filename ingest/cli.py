@@ -6,6 +6,7 @@ import logging
 
 import click
 
+from meters.logs import log_format_option, setup_logging
 from meters.options import lake_option
 
 
@@ -32,7 +33,12 @@ from meters.options import lake_option
 @click.option("--receive-maximum", type=int, default=1000, show_default=True,
               help="Unacknowledged messages in flight (MQTT 5 Receive Maximum); a batch flushes when full.")
 @click.option("--metrics-port", type=int, default=None,
-              help="Serve Prometheus metrics on 127.0.0.1:PORT (worker i on PORT+i).")
+              help="Serve Prometheus metrics on --metrics-bind:PORT (worker i on PORT+i).")
+@click.option("--metrics-bind", default="127.0.0.1", show_default=True, metavar="ADDRESS",
+              help="Address of the metrics endpoint (0.0.0.0 for a Prometheus on another host).")
+@click.option("--connect-timeout", type=click.FloatRange(min=0), default=None, metavar="SECONDS",
+              help="Give up when the broker cannot be reached for this long (default: wait and retry "
+                   "with back-off until stopped; with --until-idle, that many seconds).")
 @click.option("--max-payload", type=int, default=16 * 2**20, show_default=True,
               help="Larger payloads are dead-lettered (payload_too_large).")
 @click.option("--max-future", type=int, default=86400, show_default=True, metavar="SECONDS",
@@ -46,32 +52,40 @@ from meters.options import lake_option
                    "end the sessions (no new messages are taken).")
 @click.option("--json", "as_json", is_flag=True, help="Print the final counters as JSON.")
 @click.option("-q", "--quiet", is_flag=True, help="Log warnings only.")
+@log_format_option
 def ingest(broker_url, lake_path, until_idle, batch_rows, flush_seconds, idle_flush, workers, shared,
-           client_id, receive_maximum, metrics_port, max_payload, max_future, broker_dir, first_worker,
-           drain, as_json, quiet):
+           client_id, receive_maximum, metrics_port, metrics_bind, connect_timeout, max_payload, max_future,
+           broker_dir, first_worker, drain, as_json, quiet, log_format):
     """Read meter readings from MQTT into the lake, at least once (ack after fsync).
 
-    Runs until SIGTERM / Ctrl-C (it then flushes, acknowledges and exits 0) or --until-idle.
+    Runs until SIGTERM / Ctrl-C (it then flushes, acknowledges and exits 0) or --until-idle. A broker
+    that is not up yet is waited for (retried with back-off).
     """
     from meters.lake import Lake
     from meters.broker import resolve_broker
 
+    from . import sessions
     from .decode import Limits
     from .service import run_workers, uses_shared_subscription
 
-    logging.basicConfig(level=logging.WARNING if quiet else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(message)s")
+    setup_logging(logging.WARNING if quiet else logging.INFO, log_format)
     lake = Lake(lake_path)
     notes: list[str] = []
-    url = resolve_broker(broker_url, "ingest", broker_dir, notes=notes)
+    url = resolve_broker(broker_url, "ingest", broker_dir, notes=notes, not_up_yet=True)
     if uses_shared_subscription(workers, first_worker, shared) and not drain:
         for note in notes:  # the broker's known limits of shared subscriptions
             click.echo(f"note: {note}", err=True)
+    stale = [] if drain else sessions.stale(lake, [f"{client_id}-{first_worker + i}" for i in range(workers)])
+    if stale:
+        logging.getLogger("meters.ingest").warning(sessions.warning(stale, client_id),
+                                                   extra={"event": "stale_sessions"})
     limits = Limits(max_future_s=max_future, max_payload=max_payload)
     out = run_workers(workers, url, lake, client_id=client_id, metrics_port=metrics_port, shared=shared,
                       batch_rows=batch_rows, flush_seconds=flush_seconds, until_idle=until_idle,
                       receive_maximum=receive_maximum, limits=limits, first_worker=first_worker,
-                      drain=drain, idle_flush=idle_flush)
+                      drain=drain, idle_flush=idle_flush, log_format=log_format, metrics_bind=metrics_bind,
+                      connect_timeout=connect_timeout if connect_timeout is not None else until_idle,
+                      stale_sessions=len(stale))
     if as_json:
         click.echo(json.dumps(out, indent=2, default=str))
     else:

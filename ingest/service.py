@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import random
 import signal
 import threading
 import time
@@ -29,8 +30,10 @@ import paho.mqtt.client as mqtt
 
 from meters.errors import MetersError
 from meters.lake import Lake
+from meters.logs import setup_logging
 from meters.mqtt import SHARE_GROUP, TOPIC_FILTER, BrokerURL, make_client
 
+from . import sessions
 from .batch import Batch
 from .decode import Limits, decode_message, internal_error, sender_of
 
@@ -41,6 +44,7 @@ SESSION_EXPIRY_S = 7 * 86400
 # arrival-order files: zstd level 1 and no dictionaries on the numeric columns (8M rows/s, 2.2 B/row
 # measured; dictionary attempts on 500k distinct registers cost 30 % and are dropped anyway)
 IDLE_FLUSH_S = 0.05  # default: a batch is also flushed when no message came for this long
+BACKOFF_FIRST_S, BACKOFF_MAX_S = 0.5, 30.0  # reconnect back-off while the broker cannot be reached
 RAW_PARQUET = dict(compression="zstd", compression_level=1, use_dictionary=["sender", "quality"])
 
 
@@ -57,6 +61,9 @@ class Counters:
     files: int = 0             # Parquet files written
     flushes: int = 0
     connects: int = 0
+    connect_failures: int = 0  # attempts that did not reach the broker (it is retried with back-off)
+    connected: int = 0         # 1 while connected to the broker
+    stale_sessions: int = 0    # share-group sessions that no worker runs (ingest.sessions), at start
     lag_seconds: float = 0.0   # age of the oldest message not yet acknowledged
     elapsed_seconds: float = 0.0
     worker: str = ""
@@ -66,19 +73,38 @@ class Counters:
         return {k: v for k, v in self.__dict__.items()}
 
     def prometheus(self) -> str:
+        """The counters in Prometheus text format (HELP and TYPE lines, units in the names)."""
         lines = []
-        for name, kind in [("received", "counter"), ("readings", "counter"), ("written", "counter"),
-                           ("deadlettered", "counter"), ("acked", "counter"), ("not_acked", "counter"),
-                           ("files", "counter"), ("flushes", "counter"), ("connects", "counter"),
-                           ("lag_seconds", "gauge")]:
-            metric = f"meters_ingest_{name}" + ("_total" if kind == "counter" else "")
+        for field_name, metric, kind, text in METRICS:
+            lines.append(f"# HELP {metric} {text}")
             lines.append(f"# TYPE {metric} {kind}")
-            lines.append(f'{metric}{{worker="{self.worker}"}} {getattr(self, name)}')
+            lines.append(f'{metric}{{worker="{self.worker}"}} {getattr(self, field_name)}')
         return "\n".join(lines) + "\n"
 
 
-def serve_metrics(counters: Counters, port: int) -> ThreadingHTTPServer:
-    """Prometheus text on http://127.0.0.1:port/metrics (stdlib HTTP server in a daemon thread)."""
+# counter field -> Prometheus metric (docs/ingest.md)
+METRICS = [
+    ("received", "meters_ingest_messages_received_total", "counter", "MQTT messages received (with redeliveries)."),
+    ("readings", "meters_ingest_readings_decoded_total", "counter", "Valid readings decoded from the messages."),
+    ("written", "meters_ingest_readings_written_total", "counter", "Readings written to fsynced lake files."),
+    ("deadlettered", "meters_ingest_deadletters_written_total", "counter", "Dead-letter rows written."),
+    ("acked", "meters_ingest_messages_acked_total", "counter", "Messages acknowledged after their fsync."),
+    ("not_acked", "meters_ingest_messages_not_acked_total", "counter",
+     "Messages written but left for redelivery (received before a reconnect)."),
+    ("files", "meters_ingest_files_written_total", "counter", "Parquet files written."),
+    ("flushes", "meters_ingest_flushes_total", "counter", "Batches flushed."),
+    ("connects", "meters_ingest_connects_total", "counter", "Successful connections to the broker."),
+    ("connect_failures", "meters_ingest_connect_failures_total", "counter",
+     "Connection attempts that did not reach the broker (retried with back-off)."),
+    ("connected", "meters_ingest_connected", "gauge", "1 while connected to the broker, else 0."),
+    ("lag_seconds", "meters_ingest_lag_seconds", "gauge", "Age of the oldest message not yet acknowledged."),
+    ("stale_sessions", "meters_ingest_stale_sessions", "gauge",
+     "Sessions of the share group that no worker runs (they hold a share of new messages)."),
+]
+
+
+def serve_metrics(counters: Counters, port: int, bind: str = "127.0.0.1") -> ThreadingHTTPServer:
+    """Prometheus text on http://bind:port/metrics (stdlib HTTP server in a daemon thread)."""
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self):  # noqa: N802 - http.server API
@@ -93,9 +119,9 @@ def serve_metrics(counters: Counters, port: int) -> ThreadingHTTPServer:
             pass
 
     try:
-        server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+        server = ThreadingHTTPServer((bind, port), Handler)
     except OSError as e:
-        raise MetersError(f"cannot serve metrics on 127.0.0.1:{port}: {e.strerror}") from None
+        raise MetersError(f"cannot serve metrics on {bind}:{port}: {e.strerror}") from None
     threading.Thread(target=server.serve_forever, name="metrics", daemon=True).start()
     return server
 
@@ -178,6 +204,7 @@ class Ingest:
         self.last_message = time.monotonic()
         self.network: threading.Thread | None = None
         self.network_error = ""  # the exception that ended the network thread, if one did
+        self.session_ended = False            # drained: the broker deleted the session
         v5 = url.version == "5"
         if shared and not v5:
             raise MetersError("a shared subscription needs MQTT 5 (remove ?version=3.1.1)")
@@ -207,6 +234,7 @@ class Ingest:
         with self.lock:
             self.generation += 1
         self.counters.connects += 1
+        self.counters.connected = 1
         if self.drain:  # scale down: take only what is already queued for this session
             client.unsubscribe([self.topic, *self.stale_topics])
         else:
@@ -215,7 +243,8 @@ class Ingest:
                 client.unsubscribe(self.stale_topics)
         log.info("%s connected to %s (session present: %s), %s %s", self.client_id,
                  self.url.redacted(), flags.session_present,
-                 "draining, unsubscribed from" if self.drain else "subscribed to", self.topic)
+                 "draining, unsubscribed from" if self.drain else "subscribed to", self.topic,
+                 extra={"worker": self.client_id, "event": "connected"})
         self.connected.set()
 
     def _on_subscribe(self, client, userdata, mid, reason_codes, properties):
@@ -229,8 +258,10 @@ class Ingest:
     def _on_disconnect(self, client, userdata, flags, reason_code, properties):
         with self.lock:
             self.generation += 1
+        self.counters.connected = 0
         if not self.stop.is_set():
-            log.warning("%s disconnected (%s); reconnecting", self.client_id, reason_code)
+            log.warning("%s disconnected (%s); reconnecting", self.client_id, reason_code,
+                        extra={"worker": self.client_id, "event": "disconnected"})
 
     def _on_message(self, client, userdata, msg):
         """Nothing raises out of here (an exception would end paho's network thread): a message that
@@ -327,12 +358,47 @@ class Ingest:
         if end_session:
             log.info("%s: session ended (drained)", self.client_id)
 
-    def run(self, until_idle: float | None = None, log_every: float = 10.0) -> Counters:
+    def _connect(self, timeout: float | None) -> bool:
+        """Connect, retrying with jittered exponential back-off (0.5 s doubling to 30 s) while the
+        broker cannot be reached, for at most ``timeout`` seconds (None: until stopped). Logs when
+        the broker becomes unreachable and when it is reached, not every attempt. False: stopped
+        (SIGTERM) before the broker was reached."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        delay = BACKOFF_FIRST_S
+        while True:
+            try:
+                self.client.connect(**self.connect_kwargs)
+                break
+            except OSError as e:
+                reason = e.strerror or str(e)
+                self.counters.connect_failures += 1
+                if deadline is not None and time.monotonic() >= deadline:
+                    raise MetersError(f"cannot connect to broker {self.url.redacted()}: {reason}"
+                                      + (f" (retried for {timeout:g} s)" if timeout else "")) from None
+                if self.counters.connect_failures == 1:
+                    log.warning("%s: broker %s not reachable (%s); retrying with back-off",
+                                self.client_id, self.url.redacted(), reason,
+                                extra={"worker": self.client_id, "event": "broker_unreachable"})
+                wait = delay * random.uniform(0.5, 1.0)
+                if deadline is not None:
+                    wait = max(0.0, min(wait, deadline - time.monotonic()))
+                if self.stop.wait(wait):
+                    log.info("%s: stopped before the broker was reachable", self.client_id,
+                             extra={"worker": self.client_id, "event": "stopped"})
+                    return False
+                delay = min(delay * 2, BACKOFF_MAX_S)
+        if self.counters.connect_failures:
+            log.info("%s: broker %s reachable after %d failed attempt(s)", self.client_id,
+                     self.url.redacted(), self.counters.connect_failures,
+                     extra={"worker": self.client_id, "event": "broker_reachable"})
+        return True
+
+    def run(self, until_idle: float | None = None, log_every: float = 10.0,
+            connect_timeout: float | None = None) -> Counters:
         t0 = time.monotonic()
-        try:
-            self.client.connect(**self.connect_kwargs)
-        except OSError as e:
-            raise MetersError(f"cannot connect to broker {self.url.redacted()}: {e.strerror or e}") from None
+        if not self._connect(connect_timeout):  # nothing received, nothing to flush
+            self.counters.elapsed_seconds = round(time.monotonic() - t0, 3)
+            return self.counters
         self.client.loop_start()
         self.network = getattr(self.client, "_thread", None)  # paho's network thread (paho 2.x)
         if self.network is not None:
@@ -344,7 +410,7 @@ class Ingest:
                 raise MetersError(f"broker {self.url.redacted()} refused the connection: {self.connect_error}")
             self.last_message = time.monotonic()
             idle_exit = False
-            last_log, last_written = time.monotonic(), 0
+            last_log, last_counts = time.monotonic(), (0, 0)
             while not self.stop.is_set():
                 self.wake.wait(min(0.05, self.flush_seconds))
                 self.wake.clear()
@@ -359,12 +425,16 @@ class Ingest:
                 self.counters.lag_seconds = round(self._pending_age(), 3)
                 now = time.monotonic()
                 if now - last_log >= log_every:
-                    rate = (self.counters.written - last_written) / (now - last_log)
-                    log.info("%s: received %d msgs, written %d readings (%.0f/s), deadlettered %d, "
-                             "acked %d, lag %.2f s", self.client_id, self.counters.received,
-                             self.counters.written, rate, self.counters.deadlettered,
-                             self.counters.acked, self.counters.lag_seconds)
-                    last_log, last_written = now, self.counters.written
+                    if (self.counters.received, self.counters.written) != last_counts:  # idle: no line
+                        rate = (self.counters.written - last_counts[1]) / (now - last_log)
+                        log.info("%s: received %d msgs, written %d readings (%.0f/s), deadlettered %d, "
+                                 "acked %d, lag %.2f s", self.client_id, self.counters.received,
+                                 self.counters.written, rate, self.counters.deadlettered,
+                                 self.counters.acked, self.counters.lag_seconds,
+                                 extra={"worker": self.client_id, "event": "progress",
+                                        "received": self.counters.received, "written": self.counters.written,
+                                        "acked": self.counters.acked, "lag_seconds": self.counters.lag_seconds})
+                    last_log, last_counts = now, (self.counters.received, self.counters.written)
                 if until_idle is not None and now - self.last_message >= until_idle:
                     with self.lock:
                         idle = self.batch.messages == 0
@@ -384,6 +454,8 @@ class Ingest:
             self.stop.set()
             _WATCHED.pop(self.network, None)
             self._disconnect(end_session=drained)
+            self.session_ended = drained
+            self.counters.connected = 0
             self.counters.lag_seconds = 0.0 if self.batch.messages == 0 else self.counters.lag_seconds
             self.counters.elapsed_seconds = round(time.monotonic() - t0, 3)
         return self.counters
@@ -394,7 +466,9 @@ def run_ingest(url: BrokerURL, lake: Lake, *, client_id: str = f"{DEFAULT_CLIENT
                receive_maximum: int = 1000, limits: Limits = Limits(), metrics_port: int | None = None,
                session_expiry: int = SESSION_EXPIRY_S, handle_signals: bool = True,
                stop_event: threading.Event | None = None, log_every: float = 10.0,
-               drain: bool = False, idle_flush: float = IDLE_FLUSH_S, shared: bool = False) -> dict:
+               drain: bool = False, idle_flush: float = IDLE_FLUSH_S, shared: bool = False,
+               connect_timeout: float | None = None, metrics_bind: str = "127.0.0.1",
+               stale_sessions: int = 0) -> dict:
     """Run one ingest worker until SIGTERM/SIGINT, ``stop_event``, or ``until_idle`` seconds without
     a message; returns its counters. Nothing received is lost: it is flushed and acknowledged first.
     ``shared``: join the share group of several workers instead of the plain subscription.
@@ -405,7 +479,10 @@ def run_ingest(url: BrokerURL, lake: Lake, *, client_id: str = f"{DEFAULT_CLIENT
 
     ``drain`` (scaling down): unsubscribe, take only what the broker already queued for this session,
     write and acknowledge it, then end the session (default ``until_idle`` 2 s). A persistent session
-    left behind in the share group would otherwise keep receiving its share of new messages."""
+    left behind in the share group would otherwise keep receiving its share of new messages.
+
+    A broker that cannot be reached is retried with back-off for ``connect_timeout`` seconds (None:
+    until stopped; a service started before its broker waits for it)."""
     if drain and until_idle is None:
         until_idle = 2.0
     if batch_rows < 1 or flush_seconds <= 0 or not 1 <= receive_maximum <= 65535:
@@ -413,7 +490,8 @@ def run_ingest(url: BrokerURL, lake: Lake, *, client_id: str = f"{DEFAULT_CLIENT
     ing = Ingest(url, lake, client_id=client_id, batch_rows=batch_rows, flush_seconds=flush_seconds,
                  receive_maximum=receive_maximum, limits=limits, session_expiry=session_expiry,
                  drain=drain, idle_flush=idle_flush, shared=shared)
-    server = serve_metrics(ing.counters, metrics_port) if metrics_port else None
+    ing.counters.stale_sessions = stale_sessions
+    server = serve_metrics(ing.counters, metrics_port, metrics_bind) if metrics_port else None
     old = {}
     if handle_signals and threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -426,13 +504,15 @@ def run_ingest(url: BrokerURL, lake: Lake, *, client_id: str = f"{DEFAULT_CLIENT
             ing.wake.set()
         watcher = threading.Thread(target=watch, daemon=True)
         watcher.start()
+    sessions.record(lake, client_id, shared=shared, running=True)
     try:
-        return ing.run(until_idle, log_every).as_dict()
+        return ing.run(until_idle, log_every, connect_timeout).as_dict()
     except MetersError:
         raise
     except Exception as e:  # the flush loop died: one line, exit non-zero; nothing unwritten was acknowledged
         raise MetersError(f"ingest {client_id} stopped: {type(e).__name__}: {e}"[:1000]) from e
     finally:
+        sessions.record(lake, client_id, shared=shared, running=False, ended=ing.session_ended)
         for sig, handler in old.items():
             signal.signal(sig, handler)
         if server:
@@ -442,8 +522,7 @@ def run_ingest(url: BrokerURL, lake: Lake, *, client_id: str = f"{DEFAULT_CLIENT
 
 def _worker_main(kwargs: dict, queue) -> None:
     """Entry point of one worker process of :func:`run_workers`."""
-    logging.basicConfig(level=kwargs.pop("log_level", logging.INFO),
-                        format="%(asctime)s %(levelname)s %(message)s")
+    setup_logging(kwargs.pop("log_level", logging.INFO), kwargs.pop("log_format", "text"))
     try:
         result = run_ingest(kwargs.pop("url"), Lake(kwargs.pop("lake_path")), **kwargs)
     except MetersError as e:
@@ -452,7 +531,7 @@ def _worker_main(kwargs: dict, queue) -> None:
 
 
 SUMMED = ("received", "readings", "written", "deadlettered", "acked", "not_acked", "files", "flushes",
-          "connects")
+          "connects", "connect_failures")
 
 
 def uses_shared_subscription(n: int, first_worker: int = 0, shared: bool = False) -> bool:
@@ -463,7 +542,7 @@ def uses_shared_subscription(n: int, first_worker: int = 0, shared: bool = False
 
 def run_workers(n: int, url: BrokerURL, lake: Lake, *, client_id: str = DEFAULT_CLIENT_ID,
                 metrics_port: int | None = None, first_worker: int = 0, shared: bool = False,
-                **kwargs) -> dict:
+                log_format: str = "text", **kwargs) -> dict:
     """Run ``n`` worker processes (client ids ``<client_id>-<i>``, i from ``first_worker``), each
     writing its own files; returns summed counters plus ``workers`` (each worker's). One worker alone
     holds the plain subscription; see :func:`uses_shared_subscription`. SIGTERM / SIGINT are
@@ -487,7 +566,7 @@ def run_workers(n: int, url: BrokerURL, lake: Lake, *, client_id: str = DEFAULT_
     for i in range(n):
         kw = dict(kwargs, url=url, lake_path=lake.url, client_id=f"{client_id}-{first_worker + i}",
                   metrics_port=metrics_port + i if metrics_port else None,
-                  log_level=logging.getLogger().level or logging.INFO)
+                  log_level=logging.getLogger().level or logging.INFO, log_format=log_format)
         p = ctx.Process(target=_worker_main, args=(kw, queue), name=f"ingest-{i}")
         p.start()
         procs.append(p)

@@ -46,6 +46,8 @@ from .errors import MetersError
 from .mqtt import BrokerURL, make_client, parse_broker_url
 
 DEFAULT_STATE_DIR = Path(".meters") / "broker"
+LOG_MAX_BYTES = 10 << 20  # the log file is rotated on start when larger
+LOG_KEEP = 5
 ROLES = ("admin", "ingest", "sender")
 OPERATORS = ("admin", "ingest")
 HOST = "127.0.0.1"
@@ -176,14 +178,15 @@ def check_sender_name(name: str) -> str:
 
 
 def resolve_broker(url: str | None, role: str, state_dir: str | os.PathLike | None = None,
-                   notes: list[str] | None = None) -> BrokerURL:
+                   notes: list[str] | None = None, not_up_yet: bool = False) -> BrokerURL:
     """``url`` if given, else ``$METERS_BROKER``, else the managed broker's URL for ``role`` (and its
-    known limits appended to ``notes``)."""
+    known limits appended to ``notes``). ``not_up_yet``: also while that broker is not running, as
+    long as it was started once (a service started before its broker waits for it)."""
     url = url or os.environ.get("METERS_BROKER")
     if url:
         return parse_broker_url(url)
     broker = ManagedBroker(state_dir)
-    if not broker.is_running():
+    if not (not_up_yet and broker.cred_file.exists()) and not broker.is_running():
         raise MetersError("no --broker given and no managed broker is running; "
                           "start one with `meters broker start` or pass --broker mqtt://user:pass@host:port")
     if notes is not None:
@@ -204,6 +207,7 @@ class ManagedBroker:
         self.pid_file = self.dir / "mosquitto.pid"
         self.log_file = self.dir / "mosquitto.log"
         self.data_dir = self.dir / "data"
+        self.tls_dir = self.dir / "tls"
         self._proc: subprocess.Popen | None = None
 
     # -- state -----------------------------------------------------------------------------------
@@ -219,6 +223,19 @@ class ManagedBroker:
         return int(self.credentials["port"])
 
     @property
+    def listener(self) -> dict:
+        """The senders' listener: ``bind`` address and ``tls`` files (None: plain TCP)."""
+        saved = self.credentials.get("listener") if self.cred_file.exists() else None
+        return saved or {"bind": HOST, "tls": None}
+
+    @property
+    def sender_host(self) -> str:
+        """The address senders on this machine connect to (the bind address, or 127.0.0.1 when the
+        listener binds every address)."""
+        bind = self.listener["bind"]
+        return HOST if bind in ("0.0.0.0", "::", "") else bind
+
+    @property
     def operator_port(self) -> int:
         """The port of ``ingest`` and ``admin``."""
         creds = self.credentials
@@ -231,8 +248,11 @@ class ManagedBroker:
         users = creds["users"]
         if role not in users:
             raise MetersError(f"unknown broker user {role!r}; known: {', '.join(sorted(users))}")
-        port = creds.get("operator_port", creds["port"]) if role in OPERATORS else creds["port"]
-        return str(BrokerURL(HOST, port, role, users[role]))
+        if role in OPERATORS:
+            return str(BrokerURL(HOST, creds.get("operator_port", creds["port"]), role, users[role]))
+        tls = self.listener["tls"]
+        return str(BrokerURL(self.sender_host, creds["port"], role, users[role], tls=bool(tls),
+                             cafile=tls.get("cafile") if tls else None))
 
     def pid(self) -> int | None:
         """Pid of the broker this state dir started, if that process is alive and is ours."""
@@ -249,20 +269,23 @@ class ManagedBroker:
         return pid
 
     def is_running(self) -> bool:
-        return self.pid() is not None and self.cred_file.exists() and _port_open(self.port)
+        return self.pid() is not None and self.cred_file.exists() and _port_open(self.port, self.sender_host)
 
     def status(self) -> dict:
         """What is true right now: running or not, pid, port, accepting connections."""
         pid = self.pid()
         port = self.credentials["port"] if self.cred_file.exists() else None
-        accepting = bool(port and pid and _port_open(port))
+        accepting = bool(port and pid and _port_open(port, self.sender_host))
         return {"running": bool(pid) and accepting, "pid": pid, "port": port,
+                "bind": self.listener["bind"], "tls": bool(self.listener["tls"]),
                 "accepting": accepting, "dir": str(self.dir.resolve())}
 
     def info(self) -> dict:
         """URLs and credentials of every role (what ``start --json`` prints)."""
         creds = self.credentials
+        listener = self.listener
         return {"host": HOST, "port": creds["port"], "operator_port": self.operator_port,
+                "bind": listener["bind"], "tls": listener["tls"],
                 "dir": str(self.dir.resolve()), "pid": self.pid(),
                 "urls": {u: self.url(u) for u in creds["users"] if u in ROLES},
                 "users": {u: p for u, p in creds["users"].items() if u in ROLES},
@@ -270,6 +293,16 @@ class ManagedBroker:
                 "topic_filter": READINGS,
                 "shared_subscription": SHARED_READINGS,
                 "limits": dataclasses.asdict(self.limits)}
+
+    def public_info(self, show_secrets: bool = False) -> dict:
+        """:meth:`info` without passwords (URLs redacted) unless ``show_secrets``, with the path of
+        the credentials file (mode 0600) that holds them."""
+        info = self.info()
+        info["credentials_file"] = str(self.cred_file.resolve())
+        if not show_secrets:
+            info.pop("users")
+            info["urls"] = {r: parse_broker_url(u).redacted() for r, u in info["urls"].items()}
+        return info
 
     def saved_limits(self) -> BrokerLimits:
         """The limits of the last start (the defaults if none)."""
@@ -281,9 +314,12 @@ class ManagedBroker:
         return [SHARED_RESTART_LIMIT]
 
     # -- configuration ---------------------------------------------------------------------------
-    def _write_config(self, port: int, operator_port: int, plugin: str) -> None:
+    def _write_config(self, port: int, operator_port: int, plugin: str, listener: dict,
+                      foreground: bool = False) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         lim = self.limits
+        tls = listener["tls"]
+        tls_lines = [f"{k} {v}" for k, v in (tls or {}).items() if v and k in ("cafile", "certfile", "keyfile")]
         lines = [
             "# generated by `meters broker` — do not edit, it is rewritten on start",
             f"pid_file {self.pid_file.resolve()}",
@@ -301,15 +337,20 @@ class ManagedBroker:
             f"message_size_limit {lim.message_size_limit}",
             f"max_packet_size {lim.max_packet_size}",
             f"max_inflight_messages {lim.max_inflight_messages}",
-            "log_dest stderr",
+            # a service (--foreground) logs to stderr (the journal); else a file that `meters broker
+            # rotate-log` rotates (SIGHUP reopens it)
+            "log_dest stderr" if foreground else f"log_dest file {self.log_file.resolve()}",
+            "log_timestamp_format %Y-%m-%dT%H:%M:%S",
             "log_type error",
             "log_type warning",
             "log_type notice",
             "connection_messages true",
             "",
             "# senders (data concentrators): the user name is the client id",
-            f"listener {port} {HOST}",
+            f"listener {port} {listener['bind']}" if listener["bind"] not in ("", "0.0.0.0", "::")
+            else f"listener {port}",
             "use_username_as_clientid true",
+            *tls_lines,
             "",
             "# operators: ingest workers and admin tools",
             f"listener {operator_port} {HOST}",
@@ -325,12 +366,14 @@ class ManagedBroker:
             json.dump(dynsec_config(users), f, indent=1)
         os.replace(tmp, self.dynsec_file)
 
-    def _save_credentials(self, port: int, operator_port: int, users: dict[str, str]) -> None:
+    def _save_credentials(self, port: int, operator_port: int, users: dict[str, str],
+                          listener: dict | None = None) -> None:
         tmp = self.cred_file.with_name(f".{self.cred_file.name}.tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as f:
             json.dump({"port": port, "operator_port": operator_port, "users": users,
-                       "limits": dataclasses.asdict(self.limits)}, f, indent=2)
+                       "limits": dataclasses.asdict(self.limits),
+                       "listener": listener or {"bind": HOST, "tls": None}}, f, indent=2)
         os.replace(tmp, self.cred_file)
 
     def add_senders(self, names) -> dict[str, str]:
@@ -352,7 +395,7 @@ class ManagedBroker:
                 {"command": "createRole", "rolename": role_name(name), "acls": role_acls(name)},
                 {"command": "createClient", "username": name, "password": pw, "clientid": name,
                  "roles": [{"rolename": role_name(name)}]})])
-        self._save_credentials(creds["port"], creds["operator_port"], users)
+        self._save_credentials(creds["port"], creds["operator_port"], users, creds.get("listener"))
         return new
 
     def _control(self, commands: list[dict], timeout: float = 10.0) -> None:
@@ -392,12 +435,28 @@ class ManagedBroker:
             raise MetersError("the managed broker refused: " + "; ".join(errors[:3]))
 
     # -- lifecycle -------------------------------------------------------------------------------
-    def start(self, port: int | None = None, timeout: float = 10.0, operator_port: int | None = None) -> dict:
+    def start(self, port: int | None = None, timeout: float = 10.0, operator_port: int | None = None,
+              bind: str | None = None, tls: dict | bool | None = None, tls_hosts: tuple[str, ...] = (),
+              foreground: bool = False, log_max_bytes: int = LOG_MAX_BYTES) -> dict:
         """Start the broker (idempotent: an already running broker is left alone) and wait until
-        it accepts authenticated connections. Returns :meth:`info`."""
+        it accepts authenticated connections. Returns :meth:`info`.
+
+        ``bind``: the senders' listener address (default 127.0.0.1, then the last start's; 0.0.0.0
+        for every address). ``tls``: True generates a CA and a server certificate for
+        127.0.0.1, localhost, this host's name, the bind address and ``tls_hosts``
+        (:mod:`meters.tls`); a dict ``{"certfile", "keyfile", "cafile"}`` uses given files; False
+        turns TLS off; None keeps the last start's. The operators' listener stays plain TCP on
+        127.0.0.1. ``foreground``: replace this process with Mosquitto, logging to stderr (a
+        systemd ``Type=simple`` service); it never returns. Else the log file is rotated first when
+        it is larger than ``log_max_bytes``."""
         if self.is_running():
             if port is not None and port != self.port:
                 raise MetersError(f"the managed broker in {self.dir} already runs on port {self.port}")
+            if bind is not None and bind != self.listener["bind"]:
+                raise MetersError(f"the managed broker in {self.dir} already runs on {self.listener['bind']}; "
+                                  "stop it first")
+            if foreground:
+                raise MetersError(f"the managed broker in {self.dir} already runs (pid {self.pid()})")
             return self.info()
         broker, _ = find_mosquitto()
         plugin = find_dynsec_plugin(broker)
@@ -408,16 +467,48 @@ class ManagedBroker:
         port = self._pick_port(port, saved.get("port"))
         operator_port = self._pick_port(operator_port, saved.get("operator_port"), avoid=port)
         users = saved.get("users") or {role: secrets.token_urlsafe(12) for role in ROLES}
-        self._write_config(port, operator_port, plugin)
+        listener = self._listener(bind, tls, tls_hosts, saved.get("listener"))
+        self._write_config(port, operator_port, plugin, listener, foreground)
         self._write_dynsec(users)
-        self._save_credentials(port, operator_port, users)
+        self._save_credentials(port, operator_port, users, listener)
         self.pid_file.unlink(missing_ok=True)
+        if foreground:
+            os.execv(broker, [broker, "-c", str(self.conf.resolve())])
+        if self.log_file.exists() and self.log_file.stat().st_size > log_max_bytes:
+            self.rotate_log()
         log = open(self.log_file, "ab")
         self._proc = subprocess.Popen([broker, "-c", str(self.conf.resolve())], stdout=log, stderr=log,
                                       stdin=subprocess.DEVNULL, start_new_session=True)
         log.close()
         self._wait_ready(operator_port, timeout)
         return self.info()
+
+    def _listener(self, bind: str | None, tls, hosts: tuple[str, ...], saved: dict | None) -> dict:
+        saved = saved or {"bind": HOST, "tls": None}
+        bind = saved["bind"] if bind is None else bind
+        if tls is None:
+            tls = saved["tls"]
+        elif tls is True:
+            from .tls import generate
+
+            names = [HOST, "localhost", socket.gethostname(), *hosts]
+            if bind not in ("", "0.0.0.0", "::"):
+                names.insert(0, bind)
+            tls = generate(self.tls_dir, names)
+        return {"bind": bind, "tls": tls or None}
+
+    def rotate_log(self, keep: int = LOG_KEEP) -> None:
+        """Rename ``mosquitto.log`` to ``.1`` (older ones to ``.2`` … ``.keep``; the oldest is
+        removed), and make a running broker reopen its log file (SIGHUP)."""
+        for i in range(keep - 1, 0, -1):
+            older = self.log_file.with_name(f"{self.log_file.name}.{i}")
+            if older.exists():
+                os.replace(older, self.log_file.with_name(f"{self.log_file.name}.{i + 1}"))
+        if self.log_file.exists():
+            os.replace(self.log_file, self.log_file.with_name(f"{self.log_file.name}.1"))
+        pid = self.pid()
+        if pid is not None:
+            os.kill(pid, signal.SIGHUP)
 
     @staticmethod
     def _pick_port(asked: int | None, saved: int | None, avoid: int | None = None) -> int:
@@ -439,7 +530,7 @@ class ManagedBroker:
             if self._proc is not None and self._proc.poll() is not None:
                 raise MetersError(f"mosquitto exited with status {self._proc.returncode}: "
                                   f"{self._log_tail()}")
-            if _port_open(port) and _port_open(self.port):
+            if _port_open(port) and _port_open(self.port, self.sender_host):
                 client, kw = make_client(parse_broker_url(self.url("admin")), "meters-broker-probe")
                 try:
                     rc = client.connect(**kw)
@@ -487,7 +578,7 @@ class ManagedBroker:
         port, operator_port = self.port, self.operator_port
         self.stop()
         deadline = time.monotonic() + 5
-        while (_port_open(port) or _port_open(operator_port)) and time.monotonic() < deadline:
+        while (_port_open(port, self.sender_host) or _port_open(operator_port)) and time.monotonic() < deadline:
             time.sleep(0.05)
         return self.start(port=port, operator_port=operator_port)
 

@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import importlib
 import sys
+from pathlib import Path
 
 import click
 
 from . import __version__
 from .errors import MetersError
-from .options import lake_option
+from .config import add_envvars, defaults_for, effective, find_config, inherited, load_config, section
+from .options import echo_json, lake_option
 
 # name -> "module:attribute" of a click command or group
 LAZY_COMMANDS: dict[str, str] = {
@@ -45,8 +47,12 @@ class MetersGroup(click.Group):
     def get_command(self, ctx, name):
         if name in LAZY_COMMANDS:
             module, attr = LAZY_COMMANDS[name].split(":")
-            return getattr(importlib.import_module(module), attr)
-        return super().get_command(ctx, name)
+            cmd = getattr(importlib.import_module(module), attr)
+        else:
+            cmd = super().get_command(ctx, name)
+        if cmd is not None:
+            add_envvars(cmd, (name,))
+        return cmd
 
     def invoke(self, ctx):
         try:
@@ -58,11 +64,57 @@ class MetersGroup(click.Group):
 
 @click.group(cls=MetersGroup)
 @click.version_option(__version__, prog_name="meters")
-def cli():
+@click.option("--config", "config_path", envvar="METERS_CONFIG", default=None, metavar="FILE",
+              type=click.Path(dir_okay=False),
+              help="Configuration file (TOML; default $METERS_CONFIG, else ./meters.toml if it exists).")
+@click.pass_context
+def cli(ctx, config_path):
     """meters — read a city's smart meters over MQTT and bill them.
 
     The lake (a directory of Parquet tables) is shared by every command: `meters init` creates it.
+    Every option is also read from $METERS_<COMMAND>_<OPTION>, $METERS_<OPTION> and the configuration
+    file, in that order (docs/operations.md).
     """
+    path = find_config(config_path)
+    table = load_config(path) if path else {}
+    ctx.meta["meters.config"] = (path, table)
+    name = ctx.invoked_subcommand
+    if table and name:
+        cmd = ctx.command.get_command(ctx, name)
+        ctx.default_map = {name: defaults_for(cmd, section(table, name), inherited(table),
+                                              path.resolve().parent)}
+
+
+@cli.group("config")
+def config_():
+    """Show the configuration: the file in use and where each option takes its value from."""
+
+
+@config_.command("show")
+@click.argument("command", nargs=-1)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+def config_show(ctx, command, as_json):
+    """Show each option of COMMAND (e.g. `ingest`, `broker start`) with its value and its source
+    (env, file, default); passwords and secrets are masked."""
+    path, table = ctx.find_root().meta["meters.config"]
+    cmd, sub_ctx, scalars, tab = cli, ctx.find_root(), inherited(table), table
+    for name in command:
+        cmd = cmd.get_command(sub_ctx, name) if isinstance(cmd, click.Group) else None
+        if cmd is None:
+            raise MetersError(f"no command {' '.join(command)!r}")
+        sub_ctx = click.Context(cmd, parent=sub_ctx, info_name=name)
+        tab = section(tab, name)
+        scalars.update(inherited(tab))  # the keys of every enclosing table apply
+    base = path.resolve().parent if path else Path.cwd()
+    rows = effective(cmd, defaults_for(cmd, {}, scalars, base)) if command else []
+    out = {"config_file": str(path.resolve()) if path else None, "options": rows}
+    if as_json:
+        echo_json(out)
+        return
+    click.echo(f"configuration file: {out['config_file'] or '(none)'}")
+    for r in rows:
+        click.echo(f"  {r['option']:24s} {r['value']!s:40s} {r['source']}")
 
 
 @cli.command()

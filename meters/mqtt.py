@@ -1,12 +1,13 @@
 """Broker URLs and paho-mqtt client construction shared by every stage (nothing broker-specific).
 
 A broker URL is ``mqtt://USER:PASSWORD@HOST:PORT`` (``mqtts://`` for TLS); ``?version=3.1.1``
-selects MQTT 3.1.1 instead of the default 5.0.
+selects MQTT 3.1.1 instead of the default 5.0; ``?cafile=PATH`` names the CA that signed a TLS
+broker's certificate (default: the system's trusted CAs).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from urllib.parse import parse_qs, quote, unquote, urlsplit
+from urllib.parse import parse_qs, quote, unquote, urlencode, urlsplit
 
 import paho.mqtt.client as mqtt
 
@@ -37,13 +38,14 @@ class BrokerURL:
     password: str | None = None
     tls: bool = False
     version: str = "5"
+    cafile: str | None = None
 
     @property
     def protocol(self) -> mqtt.MQTTProtocolVersion:
         return mqtt.MQTTProtocolVersion.MQTTv5 if self.version == "5" else mqtt.MQTTProtocolVersion.MQTTv311
 
     def with_credentials(self, username: str, password: str) -> "BrokerURL":
-        return BrokerURL(self.host, self.port, username, password, self.tls, self.version)
+        return BrokerURL(self.host, self.port, username, password, self.tls, self.version, self.cafile)
 
     def __str__(self) -> str:
         auth = ""
@@ -53,8 +55,9 @@ class BrokerURL:
                 auth += ":" + quote(self.password, safe="")
             auth += "@"
         scheme = "mqtts" if self.tls else "mqtt"
-        query = "" if self.version == "5" else f"?version={self.version}"
-        return f"{scheme}://{auth}{self.host}:{self.port}{query}"
+        query = urlencode({k: v for k, v in (("version", self.version if self.version != "5" else None),
+                                             ("cafile", self.cafile)) if v}, safe="/")
+        return f"{scheme}://{auth}{self.host}:{self.port}" + (f"?{query}" if query else "")
 
     def redacted(self) -> str:
         """The URL without its password (for logs)."""
@@ -73,7 +76,8 @@ def parse_broker_url(url: str) -> BrokerURL:
         port = parts.port or (8883 if parts.scheme == "mqtts" else 1883)
     except ValueError:
         raise MetersError(f"broker URL {url!r}: bad port") from None
-    version = parse_qs(parts.query).get("version", ["5"])[0]
+    query = parse_qs(parts.query)
+    version = query.get("version", ["5"])[0]
     if version in ("5", "5.0"):
         version = "5"
     elif version in ("3.1.1", "311", "4"):
@@ -83,7 +87,7 @@ def parse_broker_url(url: str) -> BrokerURL:
     return BrokerURL(parts.hostname, port,
                      unquote(parts.username) if parts.username is not None else None,
                      unquote(parts.password) if parts.password is not None else None,
-                     parts.scheme == "mqtts", version)
+                     parts.scheme == "mqtts", version, query.get("cafile", [None])[0])
 
 
 def make_client(url: BrokerURL, client_id: str = "", *, clean_start: bool = True,
@@ -100,7 +104,7 @@ def make_client(url: BrokerURL, client_id: str = "", *, clean_start: bool = True
     if url.username is not None:
         client.username_pw_set(url.username, url.password)
     if url.tls:
-        client.tls_set()
+        client.tls_set(ca_certs=url.cafile)
     kwargs: dict = {"host": url.host, "port": url.port, "keepalive": 30}
     if v5:
         kwargs["clean_start"] = clean_start

@@ -316,7 +316,7 @@ def test_sigterm_flushes_acks_and_exits_0(broker, lake):
                 text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=1).read().decode()
             except OSError:
                 return -1
-            line = next(x for x in text.splitlines() if x.startswith(f"meters_ingest_{name}"))
+            line = next(x for x in text.splitlines() if x.startswith(f"meters_ingest_{name}_total"))
             return float(line.split()[-1])
 
         assert _wait(lambda: metric("connects") >= 1, 20)
@@ -326,8 +326,8 @@ def test_sigterm_flushes_acks_and_exits_0(broker, lake):
             pub.send(p)
         pub.wait()
         pub.close()
-        assert _wait(lambda: metric("received") == 40, 10)
-        assert metric("written") == 0 and metric("acked") == 0  # held in the batch, not yet durable
+        assert _wait(lambda: metric("messages_received") == 40, 10)
+        assert metric("readings_written") == 0 and metric("messages_acked") == 0  # held in the batch, not yet durable
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(15) == 0
     finally:
