@@ -65,10 +65,12 @@ def test_daily_by_utility_and_region(small_lake):
     assert len(got) == 6
 
 
-def test_top_consumers(small_lake):
+def test_top_consumers_are_ranked_per_utility_and_unit(small_lake):
     r = run_report(small_lake, "top", limit=2)
-    assert r.data["meter_id"].tolist() == [2, 1]
-    assert r.data["quantity"].tolist() == pytest.approx([24.0, 8.0])
+    assert r.data[["utility", "unit", "rank", "meter_id"]].values.tolist() == [
+        ["electricity", "kWh", 1, 2], ["electricity", "kWh", 2, 1], ["water", "m3", 1, 3]]
+    assert r.data["quantity"].tolist() == pytest.approx([24.0, 8.0, 0.4])
+    assert run_report(small_lake, "top", limit=1).data["meter_id"].tolist() == [2, 3]
 
 
 def test_load_curve(small_lake):
@@ -118,7 +120,7 @@ def test_each_report_saves_a_png_via_cli(small_lake, tmp_path, name):
 
 def test_report_csv_output(small_lake):
     r = CliRunner().invoke(cli, ["report", "alerts", "--lake", str(small_lake.root), "--format", "csv"])
-    assert r.output.splitlines()[:2] == ["kind,alerts,accounts,recipients", "low_balance,2,1,2"]
+    assert r.output.splitlines()[:2] == ["audience,kind,alerts,accounts,recipients", "customer,low_balance,2,1,2"]
 
 
 def test_tiers_prefer_the_months_charge_lines(small_lake):
