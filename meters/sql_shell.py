@@ -30,7 +30,6 @@ BANNER = "meters sql (read-only). End statements with ';'. .help lists the dot c
 KEYWORDS = ("SELECT", "FROM", "WHERE", "GROUP BY", "ORDER BY", "HAVING", "LIMIT", "JOIN", "LEFT JOIN", "USING",
             "WITH", "AS", "AND", "OR", "NOT", "IN", "BETWEEN", "DISTINCT", "COUNT", "SUM", "AVG", "MIN", "MAX",
             "DESCRIBE", "SUMMARIZE", "SHOW", "EXPLAIN", "CAST", "DATE", "TIMESTAMPTZ", "INTERVAL", "QUALIFY")
-DOT_COMMANDS = (".tables", ".schema", ".mode", ".timer", ".maxrows", ".read", ".help", ".quit", ".exit")
 
 
 def history_path() -> Path:
@@ -77,10 +76,10 @@ class Shell:
                                            "ORDER BY 1").fetchall()]
 
     def words(self) -> list[str]:
-        """Completion words: views, their columns, keywords, dot commands."""
+        """Completion words: views, their columns, keywords."""
         cols = [r[0] for r in self.con.sql("SELECT DISTINCT column_name FROM duckdb_columns() "
                                            "WHERE NOT internal ORDER BY 1").fetchall()]
-        return [*self.views(), *cols, *KEYWORDS, *DOT_COMMANDS]
+        return [*self.views(), *cols, *KEYWORDS]
 
     def dot(self, line: str) -> bool:
         """Run a dot command; False means leave the shell."""
@@ -171,17 +170,22 @@ class Shell:
                 return 1
         return 0
 
-    def interactive(self) -> int:
-        """The prompt_toolkit loop: history, completion; errors are printed and the shell goes on."""
-        from prompt_toolkit import PromptSession
+    def completer(self):
+        """Tab completion of view, column and keyword names and dot commands."""
         from prompt_toolkit.completion import WordCompleter
+
+        return WordCompleter(self.words(), ignore_case=True)
+
+    def interactive(self, *, input=None, output=None) -> int:  # noqa: A002 - prompt_toolkit's names
+        """The prompt_toolkit loop: history, completion; errors are printed and the shell goes on.
+        ``input``/``output``: prompt_toolkit's (default: the terminal, prompts on stderr)."""
+        from prompt_toolkit import PromptSession
         from prompt_toolkit.history import FileHistory
         from prompt_toolkit.output import create_output
 
         self.say(BANNER)
-        session = PromptSession(history=FileHistory(str(history_path())),
-                                completer=WordCompleter(self.words(), ignore_case=True, sentence=True),
-                                output=create_output(stdout=sys.stderr))
+        session = PromptSession(history=FileHistory(str(history_path())), completer=self.completer(),
+                                input=input, output=output or create_output(stdout=sys.stderr))
         buf: list[str] = []
         while True:
             try:
