@@ -9,6 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+MIN_SLOTS = 8   # bar slots of a vertical bar chart, however few bars it has
+
 if TYPE_CHECKING:
     import pandas as pd
 
@@ -93,9 +95,11 @@ def _draw(ax, report: "Report", df: "pd.DataFrame") -> None:
             ax.bar(table.index.astype(str), table[col], bottom=bottom, label=str(col))
             bottom = table[col] if bottom is None else bottom + table[col]
         ax.legend(fontsize="small")
+        ax.set_xlim(-0.5, max(len(table.index), MIN_SLOTS) - 0.5)
     else:
         labels = df[report.x].astype(str)
         ax.bar(labels, y)
+        ax.set_xlim(-0.5, max(len(labels), MIN_SLOTS) - 0.5)   # a few bars stay bars, not walls
         if len(labels) > 6:
             ax.tick_params(axis="x", labelrotation=30)
             for t in ax.get_xticklabels():
