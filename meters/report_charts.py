@@ -7,17 +7,15 @@ bars of the first ``report.top`` rows; several series of bars are stacked.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any   # Any: a meters.reports.Report (imported there, not here)
 
 MIN_SLOTS = 8   # bar slots of a vertical bar chart, however few bars it has
 
 if TYPE_CHECKING:
     import pandas as pd
 
-    from .reports import Report
 
-
-def _facets(report: "Report", df: "pd.DataFrame") -> list[tuple[str | None, "pd.DataFrame"]]:
+def _facets(report: Any, df: "pd.DataFrame") -> list[tuple[str | None, "pd.DataFrame"]]:
     if not report.facet or df.empty:
         return [(None, df)]
     keys = list(report.facet)
@@ -25,7 +23,7 @@ def _facets(report: "Report", df: "pd.DataFrame") -> list[tuple[str | None, "pd.
             for k, part in df.groupby(keys if len(keys) > 1 else keys[0], sort=True)]
 
 
-def save_png(report: "Report", path: str | Path) -> Path:
+def save_png(report: Any, path: str | Path) -> Path:
     """Draw the report's chart and save it as a PNG at ``path``."""
     import matplotlib
     matplotlib.use("Agg")
@@ -58,14 +56,14 @@ def save_png(report: "Report", path: str | Path) -> Path:
     return path
 
 
-def _height(report: "Report", part: "pd.DataFrame") -> float:
+def _height(report: Any, part: "pd.DataFrame") -> float:
     if report.chart == "barh":
         rows = min(len(part), report.top or len(part))
         return max(2.5, 0.3 * rows + 1.2)
     return 3.4
 
 
-def _draw(ax, report: "Report", df: "pd.DataFrame") -> None:
+def _draw(ax, report: Any, df: "pd.DataFrame") -> None:
     if df.empty:
         ax.text(0.5, 0.5, "no data", ha="center", va="center", transform=ax.transAxes)
         return

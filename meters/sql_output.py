@@ -122,6 +122,7 @@ def write_result(columns: list[str], chunks, fmt: str, out: TextIO, *, max_rows:
         for chunk in chunks:
             rows = rows_of(chunk) if isinstance(chunk, pa.RecordBatch) else chunk
             w.writerows([[plain(v) for v in r] for r in rows])
+            out.flush()
             n += len(rows)
         return n
     if fmt in ("json", "ndjson"):
@@ -137,6 +138,7 @@ def write_result(columns: list[str], chunks, fmt: str, out: TextIO, *, max_rows:
                 else:
                     out.write(("\n " if first else ",\n ") + obj)
                 first = False
+            out.flush()
             n += len(rows)
         if fmt == "json":
             out.write("\n]\n" if not first else "]\n")
@@ -145,31 +147,35 @@ def write_result(columns: list[str], chunks, fmt: str, out: TextIO, *, max_rows:
         raise MetersError(f"unknown format {fmt!r}; choose one of: {', '.join(FORMATS)}")
     shown: list[tuple] = []
     widths = right = None
-    started = False                          # unlimited: a block (with the header) is out
+    started = False       # the header (and the rows shown) are out
     for chunk in chunks:
         if isinstance(chunk, pa.RecordBatch):
             if right is None:
                 right = [_is_number(f.type) for f in chunk.schema]
-            if max_rows is not None and len(shown) >= max_rows:
+            if started and max_rows is not None:
                 n += chunk.num_rows          # counted, never converted
                 continue
             rows = rows_of(chunk)
         else:
             rows = chunk
         n += len(rows)
-        shown.extend(rows if max_rows is None else rows[:max_rows - len(shown)])
-        if max_rows is None and len(shown) >= BLOCK_ROWS:
-            text, widths = format_table(columns, shown, right, widths)
-            out.write(_body(text) if started else text)
-            started, shown = True, []
-    more = 0
-    if max_rows is None:
-        if shown or not started:
-            text, _ = format_table(columns, shown, right, widths)
-            out.write(_body(text) if started else text)
-    else:
-        out.write(format_table(columns, shown, right)[0])
-        more = n - len(shown)
+        if max_rows is not None:
+            shown.extend(rows[:max_rows - len(shown)])
+            if len(shown) >= max_rows:       # shown at once; the rest is only counted
+                out.write(format_table(columns, shown, right)[0])
+                out.flush()
+                started = True
+        else:
+            shown.extend(rows)
+            if len(shown) >= BLOCK_ROWS:     # unlimited: aligned block by block
+                text, widths = format_table(columns, shown, right, widths)
+                out.write(_body(text) if started else text)
+                out.flush()
+                started, shown = True, []
+    if not started or (max_rows is None and shown):
+        text, _ = format_table(columns, shown, right, widths)
+        out.write(_body(text) if started else text)
+    more = n - len(shown) if max_rows is not None else 0
     hint = f", {more:,} not shown: raise --max-rows or use --format csv/--out" if more > 0 else ""
     out.write(f"({n:,} row{'' if n == 1 else 's'}{hint})\n")
     return n
