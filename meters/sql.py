@@ -137,6 +137,7 @@ def time_limit(con: duckdb.DuckDBPyConnection, seconds: float | None):
         raise
     finally:
         timer.cancel()
+        timer.join()   # a daemon thread alive at interpreter exit can abort the process (DuckDB, C++ unwind)
 
 
 def sql_error(e: Exception) -> MetersError:

@@ -178,3 +178,15 @@ def test_interactive_shell_keeps_history_and_completes_names(money_lake, tmp_pat
     assert {"readings", "readings_raw"} <= names
     names = {c.text for c in sh.completer().get_completions(Document("SELECT balance_a"), None)}
     assert names == {"balance_after"}
+
+
+def test_a_piped_query_exits_cleanly(money_lake):
+    """The --timeout timer thread is joined: before, the process aborted at exit (status 134,
+    "terminate called …") about half the time its stdout was a pipe."""
+    import subprocess
+    import sys
+
+    for _ in range(4):
+        p = subprocess.run([sys.executable, "-m", "meters", "sql", "--lake", str(money_lake.root), "SELECT 1 AS one",
+                            "--format", "csv"], capture_output=True, text=True, timeout=120)
+        assert (p.returncode, p.stdout, p.stderr) == (0, "one\n1\n", "")
