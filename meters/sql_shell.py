@@ -180,11 +180,17 @@ class Shell:
         """The prompt_toolkit loop: history, completion; errors are printed and the shell goes on.
         ``input``/``output``: prompt_toolkit's (default: the terminal, prompts on stderr)."""
         from prompt_toolkit import PromptSession
-        from prompt_toolkit.history import FileHistory
+        from prompt_toolkit.history import FileHistory, InMemoryHistory
         from prompt_toolkit.output import create_output
 
         self.say(BANNER)
-        session = PromptSession(history=FileHistory(str(history_path())), completer=self.completer(),
+        path = history_path()
+        if path.parent.is_dir() and os.access(path.parent, os.W_OK):
+            history = FileHistory(str(path))
+        else:
+            history = InMemoryHistory()
+            self.say(f"note: history is not saved ({path.parent} is not a writable directory)")
+        session = PromptSession(history=history, completer=self.completer(),
                                 input=input, output=output or create_output(stdout=sys.stderr))
         buf: list[str] = []
         while True:
