@@ -1,13 +1,18 @@
-"""Analysts' SQL: monthly consumption per meter over a month of 15-minute registers.
+"""Analysts' SQL over a month of 15-minute registers.
 
 Default size: 100k meters × 30 days × 96 reads = 288M readings, generated directly as compacted,
 meter-sorted Parquet (one ``compact-*.parquet`` per day, the layout and encodings of ``meters compact``).
 Measured in the same run:
 
-- ``meters sql`` (the ``readings`` view: deduplicated view, DOUBLE registers) — target <= 3 s;
-- DuckDB on the bare files (``read_parquet`` of the same files, integer registers): the view's overhead;
-- pandas: the obvious alternative, file by file (pyarrow read + groupby min/max, then combined; reading
-  all 288M rows into one DataFrame would need about 7 GB).
+- monthly consumption per meter: ``meters sql`` (the ``readings`` view: deduplicated view, DOUBLE
+  registers) — target <= 3 s; DuckDB on the bare files; pandas, file by file (pyarrow read + groupby
+  min/max, then combined; reading all 288M rows into one DataFrame would need about 7 GB);
+- streaming (:func:`bench_stream`): ``meters sql "FROM readings" --max-rows 40`` in a child process:
+  time to the first row on stdout and the child's peak RSS — targets first row <= 1 s, peak RSS <= 1 GB;
+- overhead (:func:`bench_overhead`): the same queries, same files, through ``meters sql``'s views vs bare
+  DuckDB (``read_parquet`` of the files) — target <= 15 %;
+- export (:func:`bench_export`): the same queries on the ``--export``-ed ``.duckdb`` file vs
+  ``meters sql``: same results, same speed.
 
 ``python -m benchmarks sql [--quick] [--meters N] [--days D] [--keep DIR]``
 """
@@ -112,6 +117,100 @@ def bench_pandas(lake_root: Path, start: str, end: str) -> tuple[float, int, flo
     return time.perf_counter() - t0, len(g), float(consumption.sum())
 
 
+# the same SQL text on every side: meters sql's views, bare DuckDB, the exported file
+SAME_QUERIES = {
+    "count": "SELECT count(*) FROM readings",
+    "monthly per meter": "SELECT count(*), sum(c) FROM (SELECT meter_id, max(register_milli) - min(register_milli) AS c "
+                         "FROM readings GROUP BY meter_id)",
+    "per day": "SELECT day, count(*), sum(register_milli) FROM readings GROUP BY day ORDER BY day",
+    "one meter": "SELECT ts, register_milli FROM readings WHERE meter_id = 110100000042 ORDER BY ts",
+}
+FULL_SIZE = ("full size (the issue's targets): 100,000 meters × 30 days × 96 = 288,000,000 readings; "
+             "first row <= 1 s, peak RSS <= 1 GB, overhead vs bare DuckDB <= 15 %, monthly query <= 3 s")
+
+
+def _duel(a, b, runs: int = 5) -> tuple[float, float, bool]:
+    """The fastest of ``runs`` timed calls of ``a`` and of ``b``, taken in turns (after one warm-up
+    each) so that a busy machine slows both alike; and whether they return the same rows."""
+    same = a() == b()
+    best = [float("inf"), float("inf")]
+    for _ in range(runs):
+        for i, fn in enumerate((a, b)):
+            t0 = time.perf_counter()
+            fn()
+            best[i] = min(best[i], time.perf_counter() - t0)
+    return best[0], best[1], same
+
+
+def bench_stream(lake_root: Path) -> dict:
+    """``meters sql "FROM readings" --max-rows 40`` in a child process: seconds to its first row on
+    stdout (from the start of the process, and after a trivial query's start-up), all of it, peak RSS."""
+    import os
+    import subprocess
+    import sys
+
+    def run(query: str) -> tuple[float, float, int, str]:
+        cmd = [sys.executable, "-m", "meters", "sql", "--lake", str(lake_root), query, "--max-rows", "40"]
+        t0 = time.perf_counter()
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        first = proc.stdout.readline()
+        t_first = time.perf_counter() - t0
+        rest = proc.stdout.read()
+        _, status, usage = os.wait4(proc.pid, 0)
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        total = time.perf_counter() - t0
+        if proc.returncode != 0 or not first:
+            raise RuntimeError(f"{' '.join(cmd)} failed: {proc.stderr.read().decode()}")
+        tail = (first + rest).decode().strip().splitlines()[-1]
+        return t_first, total, usage.ru_maxrss * 1024, tail
+
+    startup, _, startup_rss, _ = run("SELECT 1")
+    first, total, rss, tail = run("FROM readings")
+    return {"first_row_s": first, "startup_s": startup, "total_s": total, "peak_rss": rss,
+            "startup_rss": startup_rss, "tail": tail}
+
+
+def _bare(lake_root: Path):
+    import duckdb
+
+    con = duckdb.connect()
+    con.execute("SET TimeZone = 'Asia/Shanghai'")
+    files = sorted(str(p) for p in (lake_root / "readings").glob("day=*/*.parquet"))
+    lst = "[" + ", ".join(f"'{f}'" for f in files) + "]"
+    con.execute(f"CREATE VIEW readings AS SELECT * FROM read_parquet({lst}, hive_partitioning = true, "
+                "hive_types = {'day': DATE})")
+    return con
+
+
+def bench_overhead(lake_root: Path) -> list[tuple[str, float, float, bool]]:
+    """Per query: seconds through meters sql's views, seconds on bare DuckDB, same result?"""
+    from meters.sql import connect, run
+
+    con, bare = connect(lake_root), _bare(lake_root)
+    out = []
+    for name, q in SAME_QUERIES.items():
+        out.append((name, *_duel(lambda: run(con, q).fetchall(), lambda: bare.sql(q).fetchall())))
+    return out
+
+
+def bench_export(lake_root: Path, db: Path) -> tuple[float, list[tuple[str, float, float, bool]]]:
+    """Export the views; per query: seconds through meters sql, seconds on the exported file, same result?"""
+    import duckdb
+
+    from meters.sql import connect, run
+    from meters.sql_export import export_duckdb
+
+    t0 = time.perf_counter()
+    export_duckdb(lake_root, db)
+    export_s = time.perf_counter() - t0
+    con, ext = connect(lake_root), duckdb.connect(str(db), read_only=True)
+    ext.execute("SET TimeZone = 'Asia/Shanghai'")
+    out = []
+    for name, q in SAME_QUERIES.items():
+        out.append((name, *_duel(lambda: run(con, q).fetchall(), lambda: ext.sql(q).fetchall())))
+    return export_s, out
+
+
 def _target(seconds: float, n: int) -> str:
     """The issue's target applies to the full 288M readings."""
     return f"target <= 3 s: {'met' if seconds <= 3 else 'NOT met'}" if n >= 288_000_000 else ""
@@ -126,6 +225,7 @@ def main(argv=None) -> None:
     a = p.parse_args(argv)
     meters = a.meters or (10_000 if a.quick else 100_000)
     root = a.keep or Path(tempfile.mkdtemp(prefix="meters-bench-sql-"))
+    print(FULL_SIZE)
     try:
         marker = root / f"ready-{meters}x{a.days}"
         if marker.exists():
@@ -160,6 +260,28 @@ def main(argv=None) -> None:
         print(f"  pandas, file by file         {pandas_s:7.2f} s  {n / pandas_s / 1e6:7.1f} M readings/s  "
               f"(meters sql is x{pandas_s / view_s:.1f} faster)")
         print(f"  same answer: {groups:,} meters, {total:,.3f} kWh in total")
+
+        full = n >= 288_000_000
+        st = bench_stream(lake_root)
+        print(f"streaming `meters sql \"FROM readings\" --max-rows 40` (a child process):")
+        print(f"  first row after {st['first_row_s']:.2f} s (start-up alone, SELECT 1: {st['startup_s']:.2f} s)"
+              + (f"  target <= 1 s: {'met' if st['first_row_s'] <= 1 else 'NOT met'}" if full else ""))
+        print(f"  all {n:,} rows counted in {st['total_s']:.2f} s; last line: {st['tail']}")
+        print(f"  peak RSS {st['peak_rss'] / 2**20:,.0f} MiB (start-up alone {st['startup_rss'] / 2**20:,.0f} MiB)"
+              + (f"  target <= 1 GB: {'met' if st['peak_rss'] <= 2**30 else 'NOT met'}" if full else ""))
+        print("meters sql vs bare DuckDB (same SQL, same files; best of 5, in turns):")
+        for name, view_q, bare_q, same in bench_overhead(lake_root):
+            over = 100 * (view_q / bare_q - 1)
+            print(f"  {name:18s} meters sql {view_q:7.3f} s  bare {bare_q:7.3f} s  overhead {over:+6.1f} %  "
+                  f"{'same result' if same else 'RESULTS DIFFER'}"
+                  + (f"  target <= 15 %: {'met' if over <= 15 else 'NOT met'}" if full else ""))
+        export_s, rows = bench_export(lake_root, root / "lake.duckdb")
+        print(f"exported .duckdb file (written in {export_s:.2f} s) vs meters sql (best of 5, in turns):")
+        for name, view_q, file_q, same in rows:
+            print(f"  {name:18s} meters sql {view_q:7.3f} s  file {file_q:7.3f} s  (x{file_q / view_q:.2f})  "
+                  f"{'same result' if same else 'RESULTS DIFFER'}")
+        if not full:
+            print(f"this was a small lake ({n:,} readings): targets are judged at full size only; {FULL_SIZE}")
     finally:
         if a.keep is None:
             shutil.rmtree(root, ignore_errors=True)

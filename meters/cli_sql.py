@@ -1,169 +1,120 @@
-"""``meters sql`` and ``meters report``: thin click wrappers over :mod:`meters.sql` and
+"""``meters sql`` and ``meters report``: thin click wrappers over :mod:`meters.sql` (views),
+:mod:`meters.sql_output` (streamed printing), :mod:`meters.sql_shell`, :mod:`meters.sql_export` and
 :mod:`meters.reports`."""
 from __future__ import annotations
 
-import csv
-import datetime as dt
-import decimal
-import io
-import json
+import re
 import sys
 
 import click
 
+from .errors import MetersError
 from .options import date_param, lake_option
 from .reports import REPORTS, run_report
-from .errors import MetersError
-
-FORMATS = ("table", "csv", "json", "parquet")
+from .sql_output import DEFAULT_TERMINAL_ROWS, FORMATS, render  # noqa: F401 - render: meters.demo prints with it
 
 
-def _plain(v):
-    if isinstance(v, dt.datetime) and v.tzinfo is None and v.time() == dt.time():
-        return v.date().isoformat()          # a DATE that pandas turned into a midnight timestamp
-    if isinstance(v, (dt.datetime, dt.date, dt.time)):
-        return v.isoformat()
-    if isinstance(v, decimal.Decimal):
-        return float(v) if v == v.quantize(decimal.Decimal("0.01")) else str(v)
-    if isinstance(v, (bytes, bytearray, memoryview)):
-        return bytes(v).hex()
-    if isinstance(v, dt.timedelta):
-        return str(v)
-    return v
+def _max_rows(fmt: str, out, max_rows: int | None) -> int | None:
+    """Rows shown: --max-rows for table output, else 40 on a terminal, unlimited when piped or saved."""
+    if fmt != "table":
+        return None
+    if max_rows is not None:
+        return max_rows
+    return DEFAULT_TERMINAL_ROWS if out is None and sys.stdout.isatty() else None
 
 
-def render(columns: list[str], rows: list[tuple], fmt: str, *, max_rows: int = 1000) -> str:
-    """Text of a result in ``fmt`` (table, csv or json)."""
-    if fmt == "csv":
-        buf = io.StringIO()
-        w = csv.writer(buf, lineterminator="\n")
-        w.writerow(columns)
-        w.writerows([[_plain(v) for v in r] for r in rows])
-        return buf.getvalue()
-    if fmt == "json":
-        return json.dumps([dict(zip(columns, map(_plain, r))) for r in rows], indent=1, default=str) + "\n"
-    from rich.console import Console
-    from rich.table import Table
+def print_query(con, query: str, fmt: str, out: str | None, max_rows: int | None) -> None:
+    """Run ``query`` (one or more statements) and stream each result to ``out`` or stdout."""
+    from .sql import run_each
+    from .sql_output import print_result, save_parquet
 
-    table = Table(show_lines=False, header_style="bold")
-    for c in columns:
-        table.add_column(c, overflow="fold")
-    for r in rows[:max_rows]:
-        table.add_row(*["NULL" if v is None else str(_plain(v)) for v in r])
-    buf = io.StringIO()
-    Console(file=buf, width=max(100, 14 * len(columns)), color_system=None).print(table)
-    more = len(rows) - max_rows
-    plural = "" if len(rows) == 1 else "s"
-    shown = f", {more} not shown: use --format csv or --out" if more > 0 else ""
-    tail = f"({len(rows)} row{plural}{shown})\n"
-    return buf.getvalue() + tail
-
-
-def emit(rel, fmt: str, out: str | None, *, max_rows: int = 1000) -> None:
-    """Write a relation's result in ``fmt`` to ``out`` (or stdout)."""
-    from .sql import sql_error
-
-    if rel is None:
-        return
     if fmt == "parquet":
-        import pyarrow.parquet as pq
-        from .sql import _to_arrow
-
         if not out:
             raise MetersError("--format parquet needs --out FILE")
-        try:
-            table = _to_arrow(rel)
-        except Exception as e:  # duckdb errors raised lazily on fetch
-            raise sql_error(e) from None
-        pq.write_table(table, out)
-        click.echo(f"wrote {out}", err=True)
+        rels = [r for r in run_each(con, query) if r is not None]
+        if len(rels) != 1:
+            raise MetersError("--format parquet holds one result: give one statement that returns rows")
+        n = save_parquet(rels[0], out)
+        click.echo(f"wrote {n:,} rows to {out}", err=True)
         return
-    columns = list(rel.columns)
+    shown = _max_rows(fmt, out, max_rows)
+    stream = open(out, "w", encoding="utf-8", newline="") if out else sys.stdout
+    n = 0
     try:
-        rows = rel.fetchall()
-    except Exception as e:  # duckdb errors raised lazily on fetch
-        raise sql_error(e) from None
-    text = render(columns, rows, fmt, max_rows=max_rows)
+        for rel in run_each(con, query):
+            n += print_result(rel, fmt, stream, max_rows=shown)
+            stream.flush()
+    finally:
+        if out:
+            stream.close()
     if out:
-        with open(out, "w", encoding="utf-8") as f:
-            f.write(text)
-        click.echo(f"wrote {len(rows)} rows to {out}", err=True)
-    else:
-        click.echo(text, nl=False)
-
-
-def shell(con, fmt: str, stdin=None, timeout: float | None = None) -> None:
-    """A minimal interactive shell: statements end with ``;``; ``.tables`` lists the views,
-    ``.quit`` (or end of input) leaves. An error (or a statement over ``timeout`` seconds) is
-    printed and the shell goes on."""
-    from .sql import run, time_limit
-
-    def execute(text: str) -> None:
-        try:
-            with time_limit(con, timeout):
-                emit(run(con, text), fmt, None)
-        except MetersError as e:
-            click.echo(f"error: {e}", err=True)
-
-    stdin = stdin or sys.stdin
-    interactive = stdin.isatty()
-    click.echo("meters sql (read-only). End statements with ';'. .tables lists views, .quit leaves.")
-    buf: list[str] = []
-    while True:
-        if interactive:
-            click.echo("meters> " if not buf else "   ...> ", nl=False)
-        line = stdin.readline()
-        if not line:
-            break
-        s = line.strip()
-        if not buf and s in (".quit", ".exit", "\\q"):
-            break
-        if not buf and s == ".tables":
-            names = [r[0] for r in con.sql("SELECT view_name FROM duckdb_views() WHERE NOT internal "
-                                           "ORDER BY 1").fetchall()]
-            click.echo(" ".join(names))
-            continue
-        if not s and not buf:
-            continue
-        buf.append(line)
-        if s.endswith(";"):
-            text, buf = "".join(buf), []
-            execute(text)
-    if "".join(buf).strip():
-        execute("".join(buf))
+        click.echo(f"wrote {n:,} rows to {out}", err=True)
 
 
 @click.command("sql")
 @lake_option
 @click.argument("query", required=False)
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True,
-              help="Output format (parquet needs --out).")
+              help="Output format (ndjson: one JSON object per line; parquet needs --out).")
 @click.option("--out", type=click.Path(dir_okay=False), help="Write the result to this file instead of stdout.")
-@click.option("--max-rows", type=click.IntRange(1), default=1000, show_default=True,
-              help="Rows shown by --format table.")
+@click.option("--max-rows", type=click.IntRange(1), default=None,
+              help=f"Rows shown by --format table, the rest counted [default: {DEFAULT_TERMINAL_ROWS} on a terminal, "
+                   "all when piped or with --out].")
 @click.option("--timeout", type=click.FloatRange(0), default=300, show_default=True,
               help="Seconds a statement may run before it is interrupted (0: no limit).")
 @click.option("--memory-limit", default="50%", show_default=True,
               help="DuckDB memory limit: a size (4GB) or a share of the machine's RAM (50%).")
-def sql(lake_path, query, fmt, out, max_rows, timeout, memory_limit):
+@click.option("--export", "export", type=click.Path(dir_okay=False),
+              help="Write a DuckDB file (FILE.duckdb) holding only views over the lake's files, for other tools.")
+@click.option("--relative-paths", is_flag=True,
+              help="With --export: file paths relative to the export file's directory (default absolute).")
+@click.pass_context
+def sql(ctx, lake_path, query, fmt, out, max_rows, timeout, memory_limit, export, relative_paths):
     """Query the lake in SQL (DuckDB, read-only). Views: readings, deadletter, meters, accounts,
     contacts, tariffs, intervals, charges, bills, bill_lines, ledger, alerts (readings_raw keeps
-    duplicates). Without QUERY, read statements from stdin (an interactive shell). Only the lake's
-    files can be read (docs/security.md)."""
+    duplicates). Results stream as they come. Without QUERY, read statements from stdin (an interactive
+    shell on a terminal; a script stops at the first error and exits 1). Only the lake's files can be
+    read (docs/security.md)."""
     from .lake import Lake
-    from .sql import connect, run, time_limit
+    from .sql import connect
 
+    if export:
+        from .sql_export import export_duckdb
+
+        if query is not None or out:
+            raise click.UsageError("--export writes views only: give no QUERY and no --out")
+        views = export_duckdb(Lake(lake_path), export, relative=relative_paths)
+        click.echo(f"wrote {export}: {len(views)} views over the lake's files "
+                   f"({'relative' if relative_paths else 'absolute'} paths; open it with duckdb -readonly)", err=True)
+        return
+    if relative_paths:
+        raise click.UsageError("--relative-paths goes with --export")
     if query is None and (fmt == "parquet" or out):
-        raise MetersError("the interactive shell prints to the terminal: give a QUERY to use --out/parquet")
+        raise MetersError("the shell prints results to stdout: give a QUERY to use --out/parquet")
     con = connect(Lake(lake_path), memory_limit=memory_limit)
     try:
         if query is None:
-            shell(con, fmt, timeout=timeout)
-            return
-        with time_limit(con, timeout):
-            emit(run(con, query), fmt, out, max_rows=max_rows)
+            from .sql_shell import shell
+
+            code = shell(con, fmt, timeout=timeout, max_rows=max_rows)
+        else:
+            from .sql import time_limit
+
+            with time_limit(con, timeout):
+                print_query(con, query, fmt, out, max_rows)
+            code = 0
     finally:  # closed here, not at interpreter exit (where DuckDB's teardown can abort the process)
         con.close()
+    ctx.exit(code)
+
+
+def month_param(ctx, param, value):
+    """A click callback: ``YYYY-MM`` with a real month (a usage error otherwise)."""
+    if value is None:
+        return None
+    if not re.fullmatch(r"\d{4}-(0[1-9]|1[0-2])", value):
+        raise click.BadParameter(f"{value!r} is not a month YYYY-MM")
+    return value
 
 
 @click.command("report", help="Canned reports: " + ", ".join(f"{n} ({f.about})" for n, f in REPORTS.items()) + ".")
@@ -171,29 +122,28 @@ def sql(lake_path, query, fmt, out, max_rows, timeout, memory_limit):
 @lake_option
 @click.option("--png", type=click.Path(dir_okay=False), help="Also save the report's chart as a PNG file.")
 @click.option("--meter", type=int, help="Meter id (load-curve).")
-@click.option("--month", help="Month YYYY-MM (tiers; default the latest billed month).")
+@click.option("--month", callback=month_param, help="Month YYYY-MM (tiers, monthly; default the latest billed month).")
 @click.option("--from", "start", callback=date_param, help="First local day YYYY-MM-DD.")
 @click.option("--to", "end", callback=date_param, help="Last local day YYYY-MM-DD (inclusive).")
-@click.option("--limit", type=click.IntRange(1), default=10, show_default=True, help="Rows of the top report.")
-@click.option("--format", "fmt", type=click.Choice(FORMATS[:3]), default="table", show_default=True,
+@click.option("--limit", type=click.IntRange(1), default=10, show_default=True,
+              help="Rows of the top report (per utility and unit).")
+@click.option("--format", "fmt", type=click.Choice(FORMATS[:4]), default="table", show_default=True,
               help="Output format.")
 def report(name, lake_path, png, meter, month, start, end, limit, fmt):
+    import pyarrow as pa
+
     from .lake import Lake
+    from .sql_output import write_result
+
+    if start and end and start > end:
+        raise click.BadParameter(f"--from {start} is after --to {end}", param_hint="'--from'/'--to'")
     r = run_report(Lake(lake_path), name, png=png, meter=meter, month=month, start=start, end=end, limit=limit)
     data = r.data.drop(columns=[c for c in ("series", "label") if c in r.data.columns])
     if fmt == "table":
         click.echo(r.title)
-    rows = [tuple(None if _isna(v) else v for v in row) for row in data.itertuples(index=False, name=None)]
-    click.echo(render(list(data.columns), rows, fmt), nl=False)
+    table = pa.Table.from_pandas(data, preserve_index=False)
+    write_result(list(data.columns), iter(table.to_batches()), fmt, sys.stdout)
     for n in r.notes:
         click.echo(f"note: {n}", err=True)
     if png:
         click.echo(f"chart saved to {png}", err=True)
-
-
-def _isna(v) -> bool:
-    try:
-        import pandas as pd
-        return v is pd.NaT or (not isinstance(v, (str, bytes)) and bool(pd.isna(v)))
-    except (TypeError, ValueError):
-        return False

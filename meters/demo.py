@@ -89,7 +89,9 @@ def run_demo(lake_path: str | Path | None = None, *, meters: int = 10_000, days:
     one = lambda q: run(con, q).fetchall()[0]  # noqa: E731
     n_readings, n_meters = one("SELECT count(*), count(DISTINCT meter_id) FROM readings")
     n_dead, = one("SELECT count(*) FROM deadletter")
-    money, quantity = one("SELECT coalesce(sum(amount), 0), coalesce(sum(quantity), 0) FROM charges")
+    money, = one("SELECT coalesce(sum(amount), 0) FROM charges")
+    quantity = dict(run(con, "SELECT coalesce(m.unit, '?'), sum(c.quantity) FROM charges c LEFT JOIN accounts a "
+                             "USING (account_id) LEFT JOIN meters m USING (meter_id) GROUP BY 1 ORDER BY 1").fetchall())
     n_alerts, = one("SELECT count(*) FROM alerts")
     by_kind = run(con, "SELECT kind, count(*) FROM alerts GROUP BY kind ORDER BY count(*) DESC, kind").fetchall()
     est, = one("SELECT count(*) FILTER (WHERE quality <> 'actual') FROM intervals")
@@ -103,7 +105,8 @@ def run_demo(lake_path: str | Path | None = None, *, meters: int = 10_000, days:
     _echo(out, f"  dead letters           {n_dead:,}")
     _echo(out, "  VEE                    " + (", ".join(f"{k} {v:,}" for k, v in sorted(vee.items())) or "nothing to fix")
           + f"; estimated intervals {est:,}")
-    _echo(out, f"  money billed           {money:,.2f} CNY for {quantity:,.1f} units")
+    _echo(out, f"  money billed           {money:,.2f} CNY for "
+          + (", ".join(f"{q:,.1f} {u}" for u, q in quantity.items()) or "nothing"))
     _echo(out, f"  alerts                 {n_alerts:,}" + (" (" + ", ".join(f"{k} {v:,}" for k, v in by_kind) + ")"
                                                           if by_kind else ""))
     for kind, account, recipient, message in samples:

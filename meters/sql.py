@@ -41,22 +41,22 @@ ALLOWED_STATEMENTS = {"SELECT", "EXPLAIN"}
 DEFAULT_MEMORY_LIMIT = "50%"   # of physical memory (DuckDB's own default is 80 %)
 DEFAULT_TIMEOUT_S = 300.0
 
-# views derived from stored columns: stored name -> (view expression, view name)
+# view columns made from a stored column: stored name -> [(view expression, view name), ...]
 DERIVED = {
-    "readings": {"register_milli": ("register_milli / 1000.0", "register"),
-                 "quantity_milli": ("quantity_milli / 1000.0", "quantity")},
+    "readings": {"register_milli": [("register_milli / 1000.0", "register"), ("register_milli", "register_milli")],
+                 "quantity_milli": [("quantity_milli / 1000.0", "quantity"), ("quantity_milli", "quantity_milli")]},
+    # money is DECIMAL(18,2) in every view; the engine's unrounded amount stays beside it
+    "charge_lines": {"amount": [("CAST(amount AS DECIMAL(18,2))", "amount"), ("amount", "amount_unrounded")]},
 }
 
 
 def view_select(lake: Lake, t: Table, files: list[Path]) -> str:
-    """The view's SELECT: stored columns with derived ones (``register`` DOUBLE …) in place."""
+    """The view's SELECT: stored columns, or the columns derived from them (``register`` DOUBLE …)."""
     derived = DERIVED.get(t.name, {})
     cols = []
     for f in t.schema:
-        if f.name in derived:
-            expr, alias = derived[f.name]
-            cols.append(f"{expr} AS {quote_ident(alias)}")
-        cols.append(quote_ident(f.name))
+        for expr, alias in derived.get(f.name, [(quote_ident(f.name), f.name)]):
+            cols.append(expr if expr == quote_ident(alias) else f"{expr} AS {quote_ident(alias)}")
     if t.partition:
         cols.append(quote_ident(t.partition))
     return f"SELECT {', '.join(cols)} FROM ({stored_select(lake, t, files)})"
@@ -68,6 +68,25 @@ def _readings_sql(lake: Lake) -> str:
     from .readings import readings_view_sql
 
     return readings_view_sql(lake)
+
+
+def view_definitions(lake: Lake) -> dict[str, tuple[Table, list[Path], str]]:
+    """Every view (file lists taken now): name -> (its table, the table's files, the view's SELECT); one
+    per lake table, plus ``readings_raw``."""
+    out = {}
+    for name, t in TABLES.items():
+        files = table_files(lake, t)
+        out[name] = (t, files, _readings_sql(lake) if name == "readings" else view_select(lake, t, files))
+    if "readings" in TABLES:
+        t = TABLES["readings"]
+        files = table_files(lake, t)
+        out["readings_raw"] = (t, files, view_select(lake, t, files))
+    return out
+
+
+def view_selects(lake: Lake) -> dict[str, str]:
+    """Every view's SELECT (file lists taken now): one per lake table, plus ``readings_raw``."""
+    return {name: select for name, (_t, _files, select) in view_definitions(lake).items()}
 
 
 def connect(lake: Lake | str | os.PathLike, *, threads: int | None = None,
@@ -93,14 +112,8 @@ def connect(lake: Lake | str | os.PathLike, *, threads: int | None = None,
     spill = Path(tempfile.gettempdir()) / f"meters-sql-{os.getpid()}-{uuid.uuid4().hex[:12]}"
     con.execute(f"SET temp_directory = {quote_literal(str(spill))}")
     lake.register_duckdb(con)  # object-store lakes: files are read through the lake's filesystem
-    for name, t in TABLES.items():
-        files = table_files(lake, t)
-        select = _readings_sql(lake) if name == "readings" else view_select(lake, t, files)
+    for name, (t, files, select) in view_definitions(lake).items():
         _create_view(con, lake, name, t, files, select)
-    if "readings" in TABLES:
-        t = TABLES["readings"]
-        files = table_files(lake, t)
-        _create_view(con, lake, "readings_raw", t, files, view_select(lake, t, files))
     root = os.path.abspath(lake.root) if lake.is_local else lake.sql_path(lake.root)
     root = root.rstrip("/") + "/"
     con.execute(f"SET allowed_directories = [{quote_literal(root)}]")
@@ -147,6 +160,7 @@ def time_limit(con: duckdb.DuckDBPyConnection, seconds: float | None):
         raise
     finally:
         timer.cancel()
+        timer.join()   # a daemon thread alive at interpreter exit can abort the process (DuckDB, C++ unwind)
 
 
 _DAMAGED = re.compile(r"""(?:Failed to read file|No magic bytes found at end of file|Could not read enough bytes """
@@ -215,15 +229,22 @@ def check_read_only(sql: str) -> list:
     return statements
 
 
+def run_each(con: duckdb.DuckDBPyConnection, sql: str):
+    """Run read-only ``sql`` on ``con`` statement by statement (all are checked first), yielding each
+    statement's relation (None for a statement without a result) before the next one runs."""
+    for st in check_read_only(sql):
+        try:
+            rel = con.sql(st.query)
+        except duckdb.Error as e:
+            raise sql_error(e) from None
+        yield rel
+
+
 def run(con: duckdb.DuckDBPyConnection, sql: str) -> duckdb.DuckDBPyRelation | None:
     """Run read-only ``sql`` on ``con``; the relation of the last statement (None if it has no result)."""
-    statements = check_read_only(sql)
     rel = None
-    try:
-        for st in statements:
-            rel = con.sql(st.query)
-    except duckdb.Error as e:
-        raise sql_error(e) from None
+    for rel in run_each(con, sql):
+        pass
     return rel
 
 

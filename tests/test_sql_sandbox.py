@@ -62,10 +62,11 @@ def test_query_timeout_interrupts_with_one_line(lake):
     assert time.monotonic() - t0 < 15
     assert r.exit_code == 1
     assert r.output.strip().splitlines() == ["error: query timed out after 0.5 s (--timeout)"]
-    # the shell goes on after a statement that timed out
+    # a piped script stops at the statement that timed out, and exits 1
     r = CliRunner().invoke(cli, ["sql", "--lake", str(lake.root), "--format", "csv", "--timeout", "0.5"],
-                           input="SELECT count(*) FROM range(100000000000) a;\nSELECT 7 AS seven;\n")
-    assert "query timed out after 0.5 s" in r.output and "seven\n7" in r.output
+                           input="SELECT 6 AS six;\nSELECT count(*) FROM range(100000000000) a;\nSELECT 7 AS seven;\n")
+    assert r.exit_code == 1
+    assert "query timed out after 0.5 s" in r.output and "six\n6" in r.output and "seven" not in r.output
 
 
 def test_time_limit_leaves_fast_queries_alone(lake):
