@@ -220,7 +220,9 @@ def builtin_catalog() -> list[Tariff]:
     out: list[Tariff] = []
     for f in sorted(resources.files("meters.data").joinpath("tariffs").iterdir(), key=lambda p: p.name):
         if f.name.endswith(".json"):
-            out.extend(tariffs_from_json(json.loads(f.read_text())))
+            data = json.loads(f.read_text())
+            if data.get("model") != "heating":   # heating tariffs: meters.heating
+                out.extend(tariffs_from_json(data))
     return out
 
 
