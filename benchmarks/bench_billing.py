@@ -61,7 +61,8 @@ def build_lake(root: Path, n: int, seed: int = 1, days: int = 1):
         "billing_day": np.ones(n, np.int8), "balance": money(rng.integers(0, 20000, n)),
         "warn_1": money(np.full(n, 3000)), "warn_2": money(np.full(n, 2000)),
         "topup_below": pa.array(money(np.full(n, 2000)), mask=rng.random(n) >= 0.2),
-        "topup_amount": money(np.full(n, 10000))}, schema=ACCOUNTS))
+        "topup_amount": money(np.full(n, 10000)),
+        "premise_area": pa.nulls(n, ACCOUNTS.field("premise_area").type)}, schema=ACCOUNTS))
     lake.replace_partition("contacts", None, pa.table({"account_id": acc_ids, "recipient": acc_ids,
                                                        "relation": ["self"] * n}, schema=CONTACTS))
     per_slot = np.where(utility == "electricity", 150, 8).astype(np.int64)  # Wh, litres per 15 min

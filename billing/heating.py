@@ -26,6 +26,7 @@ import numpy as np
 
 from meters.errors import MetersError
 from meters.heating import HeatingTariff
+from meters.tariffs import Period
 
 P = 10_000                     # prices and ratios in 1e-4 currency units
 MAX_AREA_CENTI = 10_000_000    # 100 000 m²
@@ -192,3 +193,178 @@ def lines(t: HeatingTariff, st: Statement, area_centi, i: int) -> list[dict]:
         out.append({"tier": 0, "band": "floor" if c.adjust[i] > 0 else "cap", "quantity": area_m2,
                     "unit_price": t.area_price * ratio, "amount_cents": int(c.adjust[i])})
     return out
+
+
+# -- the nightly run: heat accounts among the others ------------------------------------------------
+def stand_ins() -> dict:
+    """Zero-priced interval tariffs under the heating tariffs' ids: heat accounts go through VEE and
+    the interval engine like the others (their quantities, intervals and rollovers), and their money
+    comes from :func:`day_heating`."""
+    from meters.heating import builtin_heating
+    from meters.tariffs import Tariff, uniform_schedule
+
+    out = {}
+    for tid, versions in builtin_heating().items():
+        t = versions[0]
+        out[tid] = [Tariff(tariff_id=tid, utility="heat", unit="kWh", currency=t.currency,
+                           description=f"{t.description} (priced per season by billing/heating.py)",
+                           effective_from=min(v.effective_from for v in versions), periods=(Period("all"),),
+                           weekday_schedule=tuple(map(tuple, uniform_schedule())),
+                           weekend_schedule=tuple(map(tuple, uniform_schedule())),
+                           tier_bounds=((),) * 12, prices=((0.0,),), source=t.source)]
+    return out
+
+
+@dataclass
+class HeatAccounts:
+    """The snapshot's heat accounts: rows, heating tariff ids, premise areas (hundredths of m²)."""
+
+    idx: np.ndarray
+    tariff_ids: np.ndarray
+    area_centi: np.ndarray
+
+    @classmethod
+    def of(cls, tariff_ids: list[str], premise_area) -> "HeatAccounts":
+        from meters.heating import builtin_heating
+
+        heat = set(builtin_heating())
+        tids = np.array(tariff_ids, dtype=object)
+        idx = np.flatnonzero(np.isin(tids, list(heat))) if heat else np.empty(0, np.int64)
+        area = np.array([None if x is None else int(round(float(x) * 100)) for x in
+                         premise_area.take(idx).to_pylist()], dtype=object) if len(idx) else np.empty(0, object)
+        missing = [i for i, a in zip(idx, area) if a is None]
+        if missing:
+            raise MetersError(f"{len(missing)} heat account(s) have no premise area (first: row {missing[0]}); "
+                              "set premise_area in the accounts registry")
+        return cls(idx, tids[idx], area.astype(np.int64))
+
+    def billing(self, day: dt.date) -> dict[str, tuple[HeatingTariff, np.ndarray, list[dt.date]]]:
+        """Heating tariffs that issue a bill on ``day``: (version, positions in ``idx``, bill days)."""
+        from meters.heating import builtin_heating, heating_in_force
+
+        out = {}
+        cat = builtin_heating()
+        for tid in np.unique(self.tariff_ids) if len(self.idx) else ():
+            try:
+                t = heating_in_force(cat[tid], day)
+            except MetersError:
+                continue
+            season = t.season(day)
+            if season is None:
+                continue
+            days = bill_days(t, *season)
+            if day in days:
+                out[tid] = (t, np.flatnonzero(self.tariff_ids == tid), days)
+        return out
+
+
+def read_heat_before(lake, day: dt.date, heat: HeatAccounts, account_ids) -> dict[str, tuple]:
+    """For each two-part tariff billing on ``day``: its accounts' season heat (milli-kWh) read up to
+    the previous bill and up to the day before, summed from the settled days' ``charges``."""
+    out = {}
+    for tid, (t, pos, days) in heat.billing(day).items():
+        if t.method != "two_part":
+            continue
+        first = t.season(day)[0]
+        k = days.index(day)
+        prev = days[k - 1] if k else None
+        ids = account_ids[heat.idx[pos]]
+        to_prev = np.zeros(len(pos), np.int64)
+        to_yday = np.zeros(len(pos), np.int64)
+        d = first
+        while d < day:
+            part = lake.read("charges", d.isoformat(), columns=["account_id", "quantity"])
+            if part.num_rows:
+                got = dict(zip(part.column("account_id").to_pylist(), part.column("quantity").to_pylist()))
+                q = np.rint(np.array([got.get(a, 0.0) for a in ids], np.float64) * 1000).astype(np.int64)
+                to_yday += q
+                if prev is not None and d <= prev:
+                    to_prev += q
+            d += dt.timedelta(days=1)
+        out[tid] = (to_prev, to_yday)
+    return out
+
+
+@dataclass
+class HeatDay:
+    """The day's heating money of every account of the snapshot (zeros for others)."""
+
+    cents: np.ndarray                 # int64 [n]
+    billed: np.ndarray                # bool [n]: a heating bill issued today
+    period_start: np.ndarray          # day numbers of the bill's period
+    period_end: np.ndarray
+    quantity: np.ndarray              # kWh read in the period
+    lines: list                       # (row, line dict)
+
+
+def day_heating(heat: HeatAccounts, n: int, day: dt.date, before: dict, day_qty: np.ndarray) -> HeatDay:
+    """The heating bills issued on ``day`` (area: the season's start; two-part: month ends and the
+    season's end), from the season heat read ``before`` today plus today's ``day_qty`` (units)."""
+    from .days import day_number
+
+    hd = HeatDay(np.zeros(n, np.int64), np.zeros(n, bool), np.zeros(n, np.int64), np.zeros(n, np.int64),
+                 np.zeros(n), [])
+    for tid, (t, pos, _days) in heat.billing(day).items():
+        rows = heat.idx[pos]
+        area = heat.area_centi[pos]
+        if t.method == "two_part":
+            to_prev, to_yday = before[tid]
+            today = np.rint(np.asarray(day_qty)[rows] * 1000).astype(np.int64)
+            sts = statements(t, day, area, lambda d: to_yday + today if d == day else to_prev)
+        else:
+            sts = statements(t, day, area)
+        for st_ in sts:
+            hd.cents[rows] = st_.charge.total
+            hd.billed[rows] = True
+            hd.period_start[rows] = day_number(st_.period_start)
+            hd.period_end[rows] = day_number(st_.period_end)
+            hd.quantity[rows] = st_.heat_milli / 1000
+            for j, r in enumerate(rows):
+                hd.lines += [(int(r), ln) for ln in lines(t, st_, area, j)]
+    return hd
+
+
+def line_rows(hd: HeatDay, account_ids, rows_mask: np.ndarray | None, period_start: bool):
+    """The day's heating lines as ``charge_lines`` (``period_start`` False; amount in currency) or
+    ``bill_lines`` rows (the bill's ``period_start``; amount in cents) of the rows in ``rows_mask``."""
+    from .days import EPOCH
+
+    out = []
+    for r, ln in hd.lines:
+        if rows_mask is not None and not rows_mask[r]:
+            continue
+        row = {"account_id": account_ids[r], "tier": ln["tier"], "band": ln["band"], "quantity": ln["quantity"],
+               "unit_price": ln["unit_price"]}
+        if period_start:
+            row["period_start"] = EPOCH + dt.timedelta(days=int(hd.period_start[r]))
+            row["amount_cents"] = ln["amount_cents"]
+        else:
+            row["amount"] = ln["amount_cents"] / 100
+        out.append(row)
+    return out
+
+
+def add_bills(bills, bill_lines, hd: HeatDay, heat_bill: np.ndarray, s, account_ids, run_id: str):
+    """The day's ``bills`` and ``bill_lines`` with the postpaid heating bills (``heat_bill``) added."""
+    import pyarrow as pa
+
+    from meters.schemas import BILLS
+    from .days import date_array
+    from .money_io import money
+
+    a = np.flatnonzero(heat_bill)
+    heat = pa.table({"account_id": pa.array(account_ids[a].tolist(), pa.string()),
+                     "period_start": date_array(hd.period_start[a]), "period_end": date_array(hd.period_end[a]),
+                     "quantity": hd.quantity[a], "amount": money(hd.cents[a]),
+                     "due_date": date_array(np.full(len(a), s.due_day)), "run_id": [run_id] * len(a),
+                     "partial": np.zeros(len(a), bool), "estimated": s.estimated[a]}, schema=BILLS)
+    rows = line_rows(hd, account_ids, heat_bill, True)
+    lines = pa.table({"account_id": [r["account_id"] for r in rows],
+                      "period_start": pa.array([r["period_start"] for r in rows], pa.date32()),
+                      "tier": pa.array([r["tier"] for r in rows], pa.int32()),
+                      "band": [r["band"] for r in rows],
+                      "quantity": pa.array([float(r["quantity"]) for r in rows], pa.float64()),
+                      "unit_price": pa.array([r["unit_price"] for r in rows], pa.float64()),
+                      "amount": money(np.array([r["amount_cents"] for r in rows], np.int64))},
+                     schema=bill_lines.schema)
+    return pa.concat_tables([bills, heat]), pa.concat_tables([bill_lines, lines])

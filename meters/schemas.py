@@ -90,6 +90,7 @@ ACCOUNTS = pa.schema([
     pa.field("warn_2", MONEY),                              # second level (default 20)
     pa.field("topup_below", MONEY),                         # auto top-up trigger, null = none
     pa.field("topup_amount", MONEY),
+    pa.field("premise_area", pa.decimal128(12, 2)),         # m² of the premise (heating tariffs), null = none
 ])
 
 CONTACTS = pa.schema([
