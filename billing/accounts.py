@@ -53,7 +53,7 @@ class Accounts:
         self.topup_below = cents(acc.column("topup_below"), null=-1)
         self.topup_amount = cents(acc.column("topup_amount"), null=0)
         self.tariff_ids = acc.column("tariff_id").to_pylist()
-        self.heat = heating.HeatAccounts.of(self.tariff_ids, acc.column("premise_area"))
+        self.heat = heating.HeatAccounts.of(acc.column("tariff_id"), acc.column("premise_area"))
         catalog = load_tariffs(lake)
         check_catalog(lake, catalog, cfg)
         self.tables = compile_tariffs({**heating.stand_ins(), **catalog})

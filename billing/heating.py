@@ -224,19 +224,22 @@ class HeatAccounts:
     area_centi: np.ndarray
 
     @classmethod
-    def of(cls, tariff_ids: list[str], premise_area) -> "HeatAccounts":
+    def of(cls, tariff_id, premise_area) -> "HeatAccounts":
+        """From the snapshot's ``tariff_id`` and ``premise_area`` (Arrow) columns."""
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
         from meters.heating import builtin_heating
 
-        heat = set(builtin_heating())
-        tids = np.array(tariff_ids, dtype=object)
-        idx = np.flatnonzero(np.isin(tids, list(heat))) if heat else np.empty(0, np.int64)
-        area = np.array([None if x is None else int(round(float(x) * 100)) for x in
-                         premise_area.take(idx).to_pylist()], dtype=object) if len(idx) else np.empty(0, object)
-        missing = [i for i, a in zip(idx, area) if a is None]
-        if missing:
-            raise MetersError(f"{len(missing)} heat account(s) have no premise area (first: row {missing[0]}); "
-                              "set premise_area in the accounts registry")
-        return cls(idx, tids[idx], area.astype(np.int64))
+        mask = pc.is_in(tariff_id, value_set=pa.array(sorted(builtin_heating()), pa.string()))
+        idx = np.flatnonzero(mask.to_numpy(zero_copy_only=False))
+        area = premise_area.take(pa.array(idx, pa.int64()))
+        if area.null_count:
+            raise MetersError(f"{area.null_count} heat account(s) have no premise area; set premise_area in the "
+                              "accounts registry")
+        centi = pc.multiply(area.cast(pa.decimal128(14, 2)), 100).cast(pa.int64()).to_numpy(zero_copy_only=False)
+        tids = np.array(tariff_id.take(pa.array(idx, pa.int64())).to_pylist(), dtype=object)
+        return cls(idx, tids, np.asarray(centi, np.int64))
 
     def billing(self, day: dt.date) -> dict[str, tuple[HeatingTariff, np.ndarray, list[dt.date]]]:
         """Heating tariffs that issue a bill on ``day``: (version, positions in ``idx``, bill days)."""
