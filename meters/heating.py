@@ -19,12 +19,11 @@ Money is computed in exact integers (:mod:`billing.heating`); prices are kept to
 from __future__ import annotations
 
 import datetime as dt
-import json
 import math
 from dataclasses import asdict, dataclass, field
-from importlib import resources
 
 from .errors import MetersError
+from .tariffs import builtin_documents, in_force
 
 MODEL = "heating"
 METHODS = ("area", "two_part")
@@ -169,20 +168,13 @@ def heating_from_json(data: dict) -> list[HeatingTariff]:
 def builtin_heating() -> dict[str, list[HeatingTariff]]:
     """The built-in heating tariffs: ``{tariff_id: [versions sorted by effective_from]}``."""
     out: dict[str, list[HeatingTariff]] = {}
-    for f in sorted(resources.files("meters.data").joinpath("tariffs").iterdir(), key=lambda p: p.name):
-        if f.name.endswith(".json"):
-            data = json.loads(f.read_text())
-            if is_heating(data):
-                for t in heating_from_json(data):
-                    out.setdefault(t.tariff_id, []).append(t)
+    for data in builtin_documents():
+        if is_heating(data):
+            for t in heating_from_json(data):
+                out.setdefault(t.tariff_id, []).append(t)
     for v in out.values():
         v.sort(key=lambda t: t.effective_from)
     return out
 
 
-def heating_in_force(versions: list[HeatingTariff], day: dt.date) -> HeatingTariff:
-    """The version in force on ``day`` (latest ``effective_from`` ≤ day)."""
-    eligible = [t for t in versions if t.effective_from <= day]
-    if not eligible:
-        raise MetersError(f"heating tariff {versions[0].tariff_id}: no version in force on {day}")
-    return max(eligible, key=lambda t: t.effective_from)
+heating_in_force = in_force   # the version in force on a day, as for interval tariffs
