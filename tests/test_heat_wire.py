@@ -74,3 +74,29 @@ def test_ingest_batch_writes_heat_readings_beside_readings():
     assert t.num_rows == 3
     assert t.column("flow_temp_centi").to_pylist() == [6512, -1250, None]
     assert t.column("volume_milli").to_pylist() == [987654, None, 5]
+
+
+def test_heat_batches_and_old_batches_through_mosquitto_into_the_lake(broker, lake):
+    """A heat meter's batch and an old sender's batch, published at QoS 1 to a real Mosquitto and
+    ingested: both land in ``readings``, the heat columns in ``heat_readings`` (and its SQL view)."""
+    from test_ingest_service import Publisher, create_session, T0
+
+    from ingest.service import run_ingest
+    from meters.mqtt import parse_broker_url
+    from meters.sql import connect
+
+    create_session(broker.url("ingest"), lake)
+    pub = Publisher(broker.url("sender"))
+    ts = np.full(3, T0, np.int64) + np.arange(3) * 900
+    pub.send(binary.encode_batch(M, ts, R, HEAT))
+    pub.send(binary.encode_batch(M + 10, ts, R))
+    pub.wait()
+    pub.close()
+    out = run_ingest(parse_broker_url(broker.url("ingest")), lake, until_idle=1.0)
+    assert out["written"] == 6
+    con = connect(lake)
+    got = con.execute("SELECT meter_id, flow_temp_centi, return_temp_centi, volume_milli FROM heat_readings "
+                      "ORDER BY meter_id").fetchall()
+    assert got == [(500000000001, 6512, 4801, 987654), (500000000002, -1250, 2000, None),
+                   (500000000003, None, None, 5)]
+    assert con.execute("SELECT count(*) FROM readings").fetchone()[0] == 6
