@@ -205,3 +205,99 @@ def simulate(meter_id, area_centi, start: int, days: float, interval_s: int, see
     heat_block(np.int64(seed), meter_id, conductance(seed, meter_id, area_centi, model), ts, d.drive, d.supply,
                d.ret, interval_s, True, acc, vol, reg_max, e, v, sup, ret)
     return HeatReads(ts, e, v, sup, ret, d)
+
+
+# -- heat meters in a simulated city (``meters simulate --heat SHARE``) -----------------------------
+HEAT_DIGIT = 5                       # meter_id 500000000001 is household 1's heat meter
+HEAT_ACCOUNT_PREFIX = 94             # user numbers 94 + 10 digits
+HEAT_TARIFFS = (("cn-bj-res-heat-area", 0.6), ("cn-bj-res-heat-metered", 0.4))
+HEAT_CONC_SIZE = 250
+
+
+@dataclass
+class HeatFleet:
+    """Heat meters of a share of a fleet's households, under their own concentrators."""
+
+    meter_id: np.ndarray
+    household: np.ndarray
+    area_centi: np.ndarray           # premise floor area, hundredths of m²
+    tariff_ids: list
+    prepaid: np.ndarray
+    conc_ids: list
+    conc_start: np.ndarray
+
+    def registry(self):
+        """(meters, accounts, contacts) rows for the lake's registry."""
+        import pyarrow as pa
+
+        from meters.schemas import ACCOUNTS, CONTACTS, METERS
+
+        n = len(self.meter_id)
+        conc = np.repeat(np.arange(len(self.conc_ids)), np.diff(self.conc_start))
+        acc = pa.array((HEAT_ACCOUNT_PREFIX * 10**10 + self.household).astype(str).tolist(), pa.string())
+        cents = np.where(self.prepaid, 300000, 0)
+        from decimal import Decimal
+        meters = pa.table({"meter_id": self.meter_id, "external_id": pa.nulls(n, pa.string()),
+                           "utility": ["heat"] * n, "unit": ["kWh"] * n,
+                           "concentrator": np.array(self.conc_ids, dtype=object)[conc].tolist(),
+                           "region": pa.nulls(n, pa.string()), "register_max": np.full(n, 1e8)}, schema=METERS)
+        accounts = pa.Table.from_pylist([{
+            "account_id": a, "meter_id": int(m), "tariff_id": t, "mode": "prepaid" if p else "postpaid",
+            "billing_day": 1, "balance": Decimal(int(c)) / 100, "warn_1": Decimal(30), "warn_2": Decimal(20),
+            "premise_area": Decimal(int(ar)) / 100}
+            for a, m, t, p, c, ar in zip(acc.to_pylist(), self.meter_id, self.tariff_ids, self.prepaid, cents,
+                                         self.area_centi)], ACCOUNTS)
+        contacts = pa.table({"account_id": acc, "recipient": pa.array(
+            (138 * 10**8 + self.household % 10**8).astype(str).tolist()), "relation": ["self"] * n}, schema=CONTACTS)
+        return meters, accounts, contacts
+
+
+def heat_fleet(households: np.ndarray, share: float, seed: int) -> HeatFleet:
+    """Heat meters for a seeded ``share`` of ``households`` (floor areas lognormal around 85 m²)."""
+    from meters.errors import MetersError
+
+    if not 0 < share <= 1:
+        raise MetersError(f"--heat {share} must be a share of households in (0, 1]")
+    hh = np.unique(households)
+    rng = np.random.default_rng(np.random.SeedSequence([seed, 0x4EA7]))
+    hh = hh[rng.random(len(hh)) < share]
+    n = len(hh)
+    area = np.clip(np.rint(rng.lognormal(np.log(85), 0.35, n) * 100), 3500, 25000).astype(np.int64)
+    p = np.array([w for _, w in HEAT_TARIFFS])
+    tariff = [HEAT_TARIFFS[i][0] for i in rng.choice(len(HEAT_TARIFFS), n, p=p / p.sum())]
+    starts = np.arange(0, n, HEAT_CONC_SIZE).tolist() + [n]
+    return HeatFleet(HEAT_DIGIT * 10**11 + hh, hh, area, tariff, rng.random(n) < 0.3,
+                     [f"hdcu-{c + 1:06d}" for c in range(len(starts) - 1)], np.array(starts, np.int64))
+
+
+def publish_heat(hf: HeatFleet, start: int, days: float, interval_s: int, batch_intervals: int, seed: int,
+                 tz: ZoneInfo, url, passwords, single_sender, window: int, client_prefix: str) -> dict:
+    """Simulate the heat meters and publish their reads as binary ``HEAT`` batches, one upload per
+    concentrator every ``batch_intervals`` reads."""
+    from meters.wire import HeatColumns, binary
+
+    from .publish import Publisher
+
+    r = simulate(hf.meter_id, hf.area_centi, start, days, interval_s, seed, tz)
+    nk = len(r.ts)
+    pub = Publisher(url, passwords, window=window, client_prefix=client_prefix + "-heat", tz=tz)
+    readings = 0
+    try:
+        pub.connect_all([single_sender] if single_sender else hf.conc_ids)
+        for k0 in range(0, nk, batch_intervals):
+            k1 = min(nk, k0 + batch_intervals)
+            for c, sender in enumerate(hf.conc_ids):
+                a, z = int(hf.conc_start[c]), int(hf.conc_start[c + 1])
+                sl = (slice(a, z), slice(k0, k1))
+                m = np.repeat(hf.meter_id[a:z], k1 - k0)
+                heat = HeatColumns(r.supply_centi[sl].ravel().astype(np.int16),
+                                   r.return_centi[sl].ravel().astype(np.int16), r.volume_milli[sl].ravel())
+                pub.publish(single_sender or sender,
+                            binary.encode_batch(m, np.tile(r.ts[k0:k1], z - a), r.energy_milli[sl].ravel(), heat))
+                readings += len(m)
+        pub.close()
+    except BaseException:
+        pub.abort()
+        raise
+    return {"meters": len(hf.meter_id), "concentrators": len(hf.conc_ids), "readings": readings,
+            "energy_kwh": round(float((r.energy_milli[:, -1] - r.energy_milli[:, 0]).sum()) / 1000, 3)}

@@ -3,6 +3,7 @@ the heating season, and the numba kernel held equal to its plain-Python referenc
 from __future__ import annotations
 
 import datetime as dt
+from decimal import Decimal
 from zoneinfo import ZoneInfo
 
 import numpy as np
@@ -94,3 +95,32 @@ def test_heat_block_matches_reference(seed, n, nk, opening, interval, near_max, 
         outs.append((e, v, s, r, acc, vol))
     for x, y in zip(*outs):
         assert np.array_equal(x, y)
+
+
+def test_simulated_city_with_heat_meters_is_ingested_and_billed(broker, tmp_path):
+    """`simulate(..., heat=share)` over the season's first day: heat meters published as HEAT batches
+    through a real Mosquitto, ingested, and their season bills issued by the nightly run."""
+    from billing.batch import bill_range
+    from ingest.service import run_ingest
+    from meters.lake import Lake, init_lake
+    from meters.mqtt import parse_broker_url
+    from simulator.run import simulate
+
+    lake_dir = tmp_path / "lake"
+    init_lake(lake_dir)
+    run_ingest(parse_broker_url(broker.url("ingest")), Lake(lake_dir), until_idle=0.1)   # the session first
+    s = simulate(300, "2026-11-14T00:00:00+08:00", 2, broker_dir=broker.dir, lake=lake_dir, seed=5, heat=0.3)
+    assert s["heat"]["meters"] > 20 and s["heat"]["energy_kwh"] > 0
+    lake = Lake(lake_dir)
+    run_ingest(parse_broker_url(broker.url("ingest")), lake, until_idle=1.5)
+    heat_rows = lake.read("heat_readings")
+    assert heat_rows.num_rows == s["heat"]["readings"]
+    bill_range(lake, dt.date(2026, 11, 14), dt.date(2026, 11, 15))
+    acc = {r["account_id"]: r for r in lake.read("accounts").to_pylist() if r["tariff_id"].startswith("cn-bj-res-heat")}
+    charges = {r["account_id"]: r for r in lake.read("charges", "2026-11-15").to_pylist() if r["account_id"] in acc}
+    area = [a for a in acc.values() if a["tariff_id"] == "cn-bj-res-heat-area"]
+    assert area and all(charges[a["account_id"]]["amount"] == (a["premise_area"] * 24).quantize(Decimal("0.01"))
+                        for a in area)
+    assert all(charges[a]["quantity"] > 0 for a in acc)          # 15 Nov: heating on
+    before = {r["account_id"]: r["quantity"] for r in lake.read("charges", "2026-11-14").to_pylist() if r["account_id"] in acc}
+    assert all(q == 0 for q in before.values())                  # 14 Nov: before the season
