@@ -25,7 +25,8 @@ from .store import Store, utcnow
 
 ALWAYS = dt.date(1970, 1, 1)  # effective_from of an account's first settings
 SETTING_COLUMNS = {"tariff_id": "tariff_id", "mode": "mode", "warn_1": "warn_1_cents", "warn_2": "warn_2_cents",
-                   "topup_below": "topup_below_cents", "topup_amount": "topup_amount_cents"}
+                   "topup_below": "topup_below_cents", "topup_amount": "topup_amount_cents",
+                   "premise_area": "premise_area_centi"}
 
 
 def _cents(d) -> int | None:
@@ -59,7 +60,8 @@ def apply_registry(store: Store, accs: pa.Table, cons: pa.Table | None, meters: 
                 raise MetersError(f"account {a}: meter {r['meter_id']} is not in the meter registry")
             row = {"meter_id": r["meter_id"], "utility": utility[r["meter_id"]],
                    "billing_day": r["billing_day"], "opening_cents": _cents(r["balance"]) or 0}
-            full = {f: (_cents(r[c]) if c.startswith(("warn", "topup")) else r[c]) for c, f in SETTING_COLUMNS.items()}
+            full = {f: (_cents(r.get(c)) if c.startswith(("warn", "topup", "premise")) else r[c])
+                    for c, f in SETTING_COLUMNS.items()}
             values = {f: v for (c, f), v in zip(SETTING_COLUMNS.items(), full.values()) if c in columns}
             if a not in old_acc:
                 conn.execute(sa.insert(accounts).values(account_id=a, created_at=now, **row))

@@ -36,6 +36,7 @@ settings = sa.Table(                                                   # dated: 
     sa.Column("changed_at", UTC_DATETIME, nullable=False),
     sa.Column("changed_by", sa.String(200), nullable=False),
     sa.Column("channel", sa.String(64), nullable=False),
+    sa.Column("premise_area_centi", sa.BigInteger),                    # m² × 100 (heating), null: none
     sa.Index("ix_settings_account_from", "account_id", "effective_from", "id"),
 )
 

@@ -12,6 +12,7 @@ import datetime as dt
 import pyarrow as pa
 import sqlalchemy as sa
 
+from meters.heating import builtin_heating
 from meters.registry import load_tariffs
 from meters.schemas import ACCOUNTS, CONTACTS, MODES
 
@@ -20,7 +21,8 @@ from .money import decimal, fmt, to_cents
 from .schema import accounts, contacts, settings, settled_days
 from .store import Store, utcnow
 
-SETTING_FIELDS = ("tariff_id", "mode", "warn_1_cents", "warn_2_cents", "topup_below_cents", "topup_amount_cents")
+SETTING_FIELDS = ("tariff_id", "mode", "warn_1_cents", "warn_2_cents", "topup_below_cents", "topup_amount_cents",
+                  "premise_area_centi")
 LANGUAGES_DEFAULT = "zh"
 
 
@@ -58,12 +60,14 @@ def validate(store: Store, account_id: str, row: dict, utility: str) -> None:
     """Raise :class:`Invalid` for a settings row that the nightly batch could not apply."""
     if row["mode"] not in MODES:
         raise Invalid(f"mode {row['mode']!r} must be one of {', '.join(MODES)}")
-    cat = load_tariffs(store.lake)
+    cat = {**builtin_heating(), **load_tariffs(store.lake)}
     t = cat.get(row["tariff_id"])
     if t is None:
         raise Invalid(f"unknown tariff {row['tariff_id']!r} (known: {', '.join(sorted(cat))})")
     if t[-1].utility != utility:
         raise Invalid(f"tariff {row['tariff_id']} is for {t[-1].utility}; account {account_id} is {utility}")
+    if t[-1].utility == "heat" and row.get("premise_area_centi") is None:
+        raise Invalid(f"heating tariff {row['tariff_id']} needs the premise area (m²)")
     if row["warn_2_cents"] > row["warn_1_cents"]:
         raise Invalid(f"warning level 2 ({fmt(row['warn_2_cents'])}) must not exceed level 1 ({fmt(row['warn_1_cents'])})")
     if (row["topup_below_cents"] is None) != (row["topup_amount_cents"] is None):
@@ -100,7 +104,16 @@ def public(row: dict) -> dict:
     if row["topup_below_cents"] is not None:
         topup = {"below": fmt(row["topup_below_cents"]), "amount": fmt(row["topup_amount_cents"])}
     return {"tariff_id": row["tariff_id"], "mode": row["mode"],
-            "warnings": [fmt(row["warn_1_cents"]), fmt(row["warn_2_cents"])], "auto_topup": topup}
+            "warnings": [fmt(row["warn_1_cents"]), fmt(row["warn_2_cents"])], "auto_topup": topup,
+            "premise_area": None if row.get("premise_area_centi") is None else fmt(row["premise_area_centi"])}
+
+
+def set_premise_area(store: Store, account_id: str, area, **who) -> dict:
+    """The premise's floor area in m² (heating tariffs bill by it), dated like every setting."""
+    cents = to_cents(area, "premise area")
+    if not 0 < cents <= 10_000_000:
+        raise Invalid(f"premise area {area} m² must be above 0 and at most 100000")
+    return change(store, account_id, premise_area_centi=cents, **who)
 
 
 def set_auto_topup(store: Store, account_id: str, below, amount, **who) -> dict:
@@ -171,7 +184,8 @@ def settings_in_force(store: Store, day: dt.date) -> pa.Table:
         "mode": r.mode, "billing_day": acc[r.account_id].billing_day,
         "balance": decimal(acc[r.account_id].opening_cents), "warn_1": decimal(r.warn_1_cents),
         "warn_2": decimal(r.warn_2_cents), "topup_below": decimal(r.topup_below_cents),
-        "topup_amount": decimal(r.topup_amount_cents)} for r in rows], ACCOUNTS)
+        "topup_amount": decimal(r.topup_amount_cents),
+        "premise_area": decimal(r.premise_area_centi)} for r in rows], ACCOUNTS)
 
 
 def contacts_in_force(store: Store, day: dt.date) -> pa.Table:

@@ -38,21 +38,29 @@ def _write_readings(lake, day, ids, ts, regs):
     lake.write("readings", t, day.isoformat(), file_name="compact-bench.parquet", fsync=False)
 
 
-def build_lake(root: Path, n: int, seed: int = 1, days: int = 1):
-    """A lake with ``n`` prepaid/postpaid accounts and ``days`` compacted readings partitions."""
+HEAT_TARIFFS = ["cn-bj-res-heat-area", "cn-bj-res-heat-metered"]
+
+
+def build_lake(root: Path, n: int, seed: int = 1, days: int = 1, heat: int = 0):
+    """A lake with ``n`` prepaid/postpaid accounts (plus ``heat`` heat accounts on Beijing's heating
+    tariffs) and ``days`` compacted readings partitions."""
     from meters.lake import init_lake
     from meters.schemas import ACCOUNTS, CONTACTS, METERS
 
     lake = init_lake(root)
     rng = np.random.default_rng(seed)
-    ids = 110100000000 + np.arange(n, dtype=np.int64)
-    tariff = np.array(TARIFFS, dtype=object)[rng.integers(0, len(TARIFFS), n)]
+    ids = np.concatenate([110100000000 + np.arange(n, dtype=np.int64), 500000000000 + np.arange(heat, dtype=np.int64)])
+    tariff = np.concatenate([np.array(TARIFFS, dtype=object)[rng.integers(0, len(TARIFFS), n)],
+                             np.array(HEAT_TARIFFS, dtype=object)[rng.integers(0, 2, heat)]])
+    area = np.where(np.arange(n + heat) >= n, rng.integers(4000, 14000, n + heat), 0)
+    n = n + heat
     utility = np.where(np.char.find(tariff.astype(str), "water") >= 0, "water",
-                       np.where(np.char.find(tariff.astype(str), "gas") >= 0, "gas", "electricity"))
+                       np.where(np.char.find(tariff.astype(str), "gas") >= 0, "gas",
+                                np.where(np.char.find(tariff.astype(str), "heat") >= 0, "heat", "electricity")))
     acc_ids = pa.array(ids.astype(str))
     lake.replace_partition("meters", None, pa.table({
         "meter_id": ids, "external_id": pa.nulls(n, pa.string()), "utility": utility,
-        "unit": np.where(utility == "electricity", "kWh", "m3"), "concentrator": pa.nulls(n, pa.string()),
+        "unit": np.where((utility == "electricity") | (utility == "heat"), "kWh", "m3"), "concentrator": pa.nulls(n, pa.string()),
         "region": pa.nulls(n, pa.string()), "register_max": np.full(n, 1e6)}, schema=METERS))
     from billing.money_io import money
     lake.replace_partition("accounts", None, pa.table({
@@ -61,10 +69,12 @@ def build_lake(root: Path, n: int, seed: int = 1, days: int = 1):
         "billing_day": np.ones(n, np.int8), "balance": money(rng.integers(0, 20000, n)),
         "warn_1": money(np.full(n, 3000)), "warn_2": money(np.full(n, 2000)),
         "topup_below": pa.array(money(np.full(n, 2000)), mask=rng.random(n) >= 0.2),
-        "topup_amount": money(np.full(n, 10000))}, schema=ACCOUNTS))
+        "topup_amount": money(np.full(n, 10000)),
+        "premise_area": pa.array(money(area), mask=area == 0).cast(ACCOUNTS.field("premise_area").type)},
+        schema=ACCOUNTS))
     lake.replace_partition("contacts", None, pa.table({"account_id": acc_ids, "recipient": acc_ids,
                                                        "relation": ["self"] * n}, schema=CONTACTS))
-    per_slot = np.where(utility == "electricity", 150, 8).astype(np.int64)  # Wh, litres per 15 min
+    per_slot = np.where(utility == "electricity", 150, np.where(utility == "heat", 400, 8)).astype(np.int64)
     reg = rng.integers(0, 10**8, n).astype(np.int64)
     for d in range(days):
         day = DAY + dt.timedelta(days=d)
@@ -162,11 +172,34 @@ def cluster_comparison(root: Path, n: int, workers=(1, 2)):
           "tables to the driver, and worker processes competing for the same cores)")
 
 
+def heat_comparison(root: Path, base, n: int, share: float):
+    """The carried-state night of ``base`` and of the same fleet with ``share`` × n heat meters added
+    (area and two-part Beijing heating), re-run alternately, best of 3 each (a shared machine's load
+    moves both alike): the wall time must grow by less than the added share of the fleet."""
+    from billing.batch import bill_day
+
+    heat = int(n * share)
+    lake = build_lake(root / "heat", n, days=2, heat=heat)
+    bill_day(lake, DAY)
+    night = DAY + dt.timedelta(days=1)
+    walls: dict = {"base": [], "heat": []}
+    for _ in range(3):
+        for name, lk in (("base", base), ("heat", lake)):
+            t0 = time.perf_counter()
+            bill_day(lk, night)
+            walls[name].append(time.perf_counter() - t0)
+    b, h = min(walls["base"]), min(walls["heat"])
+    print(f"with {heat:,} heat meters added (+{heat / n:.0%} of the fleet): a night with carried state "
+          f"{h:.2f} s vs {b:.2f} s without (+{h / b - 1:.0%}; best of 3, alternated)")
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(prog="bench_billing")
     ap.add_argument("--quick", action="store_true", help="50k meters instead of 1M")
     ap.add_argument("--meters", type=int, help="number of meters")
     ap.add_argument("--keep", help="build the lake here and keep it")
+    ap.add_argument("--heat", type=float, default=0.0, metavar="SHARE",
+                    help="also bill the same night with heat meters added (SHARE of the fleet, e.g. 0.2) and compare")
     ap.add_argument("--cluster", action="store_true",
                     help="single process vs Dask LocalCluster of 1 and 2 workers (200k meters, --quick 20k)")
     a = ap.parse_args(argv)
@@ -200,6 +233,8 @@ def main(argv=None):
             print(f"  wall {wall:.2f} s (target ≤ 10 s at 1M meters): "
                   + ", ".join(f"{k} {v:.2f} s" for k, v in res.timings.items()))
             print(f"  throughput {res.intervals / wall / 1e6:.1f} M intervals/s")
+        if a.heat > 0:
+            heat_comparison(root, lake, n, a.heat)
         vee_comparison(lake, 2000)
     finally:
         if not a.keep:

@@ -7,6 +7,7 @@ writes it. (Contacts of alerted accounts are read on demand by the ``recipients`
 """
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import time
 from dataclasses import dataclass, field, fields
@@ -17,7 +18,7 @@ import pyarrow as pa
 from meters.errors import MetersError
 from meters.schemas import UTC_MS
 
-from . import alerts, ledger, outputs, state, vee
+from . import alerts, heating, ledger, outputs, state, vee
 from .accounts import Accounts
 from .config import Config
 from .days import NONE_DAY, day_number
@@ -166,13 +167,21 @@ def compute(inputs: DayInputs, acc: Accounts, cfg: Config, run_id: str, recipien
     total_cents = to_cents(priced.day_total)
     today = total_cents - np.where(same_period, carried.charged_cents, 0)
     day_qty = q_units.sum(axis=1)
+    hd = heating.day_heating(acc.heat, acc.n, grid.day, inputs.heat_before, day_qty)
+    today = today + hd.cents              # heating: the season's bills (billing/heating.py)
     t0 = lap("price", t0)
     # 3. settle
-    closed = ~acc.mode_prepaid & priced.bill_closed
+    is_heat = np.zeros(acc.n, bool)
+    is_heat[acc.heat.idx] = True
+    closed = ~acc.mode_prepaid & priced.bill_closed & ~is_heat
     billed_from = np.where(carried.opening, dn, carried.billed_from).astype(np.int32)
     partial = closed & (billed_from > priced.bill_start)    # (NONE_DAY: a state from before the column)
     bill_start = np.where(partial, billed_from, priced.bill_start)
     bill_lines, bill_cents = outputs.bill_lines(acc, priced, closed, bill_start)
+    engine_closed, heat_bill = closed, ~acc.mode_prepaid & hd.billed
+    closed = closed | heat_bill
+    bill_cents = np.where(heat_bill, hd.cents, bill_cents)
+    bill_start = np.where(heat_bill, hd.period_start, bill_start)
     s = _settle(dn, acc, carried, inputs, today, priced, closed, bill_cents, cfg, bill_start, partial, est_share)
     t0 = lap("settle", t0)
     # 4. output tables
@@ -180,12 +189,17 @@ def compute(inputs: DayInputs, acc: Accounts, cfg: Config, run_id: str, recipien
     out.intervals_table = outputs.intervals_table(acc, slot_end, q_units, v.quality, v.flag)
     out.charges = outputs.charges_table(acc, day_qty, today, run_id, s.estimated)
     out.charge_lines = outputs.charge_lines(acc, priced, engine_state, same_period)
+    if hd.lines:
+        out.charge_lines = pa.concat_tables([out.charge_lines, pa.Table.from_pylist(
+            heating.line_rows(hd, acc.account_ids, None, False), out.charge_lines.schema)])
     out.ledger = ledger.day_table(acc, grid, carried, s, ts_end)
     if inputs.paid_back:  # already ordered by `meters pay`: do not repeat
         s.prepaid_settled.reconnect &= ~np.isin(acc.account_ids, list(inputs.paid_back))
     out.alerts = alerts.day_table(acc, grid.day, ts_end, s, v.quality, v.flag, recipients)
-    out.bills = outputs.bills_table(acc, priced, s, run_id)
+    out.bills = outputs.bills_table(acc, priced, dataclasses.replace(s, closed=engine_closed), run_id)
     out.bill_lines = bill_lines
+    if heat_bill.any():
+        out.bills, out.bill_lines = heating.add_bills(out.bills, bill_lines, hd, heat_bill, s, acc.account_ids, run_id)
     out.money_cents = int(today.sum())
     out.adjustments_cents = int(s.adjust.sum())
     out.bills_n = int(s.closed.sum())

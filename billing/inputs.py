@@ -4,7 +4,7 @@ reconnections payments already ordered — everything :mod:`billing.day` compute
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pyarrow as pa
@@ -14,7 +14,7 @@ from meters.lake import Lake
 from meters.readings import read_window
 from meters.schemas import READINGS, UTC_S
 
-from . import alerts, ledger, state
+from . import alerts, heating, ledger, state
 from .accounts import Accounts
 
 READ_COLUMNS = ["meter_id", "ts", "register_milli", "quantity_milli", "interval_s", "quality"]
@@ -62,6 +62,7 @@ class DayInputs:
     payments: np.ndarray           # cents paid during the day
     original: np.ndarray | None    # cents of an earlier run's first charge (−1: none), None: first run
     paid_back: set                 # accounts whose reconnection a payment of the day already ordered
+    heat_before: dict = field(default_factory=dict)   # heating: season heat read before (billing/heating.py)
 
 
 def read_day(lake: Lake, day: dt.date, accounts: Accounts, interval_s: int) -> DayInputs:
@@ -72,7 +73,8 @@ def read_day(lake: Lake, day: dt.date, accounts: Accounts, interval_s: int) -> D
     return DayInputs(grid=grid, readings=readings, duplicates=sum(dup), carried=state.load(lake, day, accounts),
                      payments=ledger.day_payments(lake, day, accounts.account_ids),
                      original=ledger.original_charges(lake, day, accounts),
-                     paid_back=alerts.reconnected_by_payment(lake, day))
+                     paid_back=alerts.reconnected_by_payment(lake, day),
+                     heat_before=heating.read_heat_before(lake, day, accounts.heat, accounts.account_ids))
 
 
 def with_columns(t: pa.Table) -> pa.Table:

@@ -9,7 +9,8 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import pyarrow as pa
 
-from meters.schemas import DEADLETTER, READINGS
+from meters.schemas import DEADLETTER, HEAT_READINGS, READINGS
+from meters.wire import NULL_TEMP, NULL_VOLUME
 
 from .decode import Decoded, safe_text
 
@@ -80,6 +81,7 @@ class _Day:
     sender_code: list = field(default_factory=list)   # per piece: index into Batch.senders
     received_ms: list = field(default_factory=list)   # per piece
     counts: list = field(default_factory=list)
+    heat: list = field(default_factory=list)          # (meter_id, ts, HeatColumns, received_ms) pieces
 
 
 @dataclass
@@ -114,30 +116,33 @@ class Batch:
         if not n:
             return
         code = self.senders.setdefault(sender, len(self.senders))
-        for day, m, t, r in pieces:
-            self._piece(day, m, t, r, code, received_ms)
+        for day, m, t, r, heat in pieces:
+            self._piece(day, m, t, r, code, received_ms, heat)
         self.rows += n
 
-    def _pieces(self, decoded: Decoded) -> list[tuple[int, np.ndarray, np.ndarray, np.ndarray]]:
-        """``(day number, meter_id, ts, register_milli)`` per lake-local day of the message."""
+    def _pieces(self, decoded: Decoded) -> list[tuple]:
+        """``(day number, meter_id, ts, register_milli, heat columns or None)`` per lake-local day of the message."""
         ts = decoded.ts
         if decoded.n == 1:
             lo = hi = local_day(int(ts[0]), self.tz)
         else:
             lo, hi = local_day(int(ts.min()), self.tz), local_day(int(ts.max()), self.tz)
         if lo == hi:  # the usual case: the whole message is one day
-            return [(lo, decoded.meter_id, ts, decoded.register_milli)]
+            return [(lo, decoded.meter_id, ts, decoded.register_milli, decoded.heat)]
         days = local_day_numbers(ts, self.tz)
         out = []
         for d in np.unique(days):
             m = days == d
-            out.append((int(d), decoded.meter_id[m], ts[m], decoded.register_milli[m]))
+            out.append((int(d), decoded.meter_id[m], ts[m], decoded.register_milli[m],
+                        None if decoded.heat is None else decoded.heat.take(m)))
         return out
 
-    def _piece(self, day: int, m, t, r, code: int, received_ms: int) -> None:
+    def _piece(self, day: int, m, t, r, code: int, received_ms: int, heat=None) -> None:
         d = self.days.get(day)
         if d is None:
             d = self.days[day] = _Day()
+        if heat is not None:
+            d.heat.append((m, t, heat, received_ms))
         d.meter_id.append(m)
         d.ts.append(t)
         d.register_milli.append(r)
@@ -167,6 +172,25 @@ class Batch:
         if tz is not None and tz != self.tz:
             raise ValueError(f"batch was bucketed in {self.tz}, not {tz}")
         return [(day_name(day), self._table(d)) for day, d in sorted(self.days.items())]
+
+    def heat_by_day(self) -> list[tuple[str, pa.Table]]:
+        """Heat meters' optional columns (``heat_readings``) per lake-local day of ts."""
+        out = []
+        for day, d in sorted(self.days.items()):
+            if not d.heat:
+                continue
+            m, t, h, recv = zip(*d.heat)
+            counts = [len(x) for x in m]
+            cols = [np.concatenate([c[k] for c in h]) for k in range(3)]
+            nulls = [cols[0] == NULL_TEMP, cols[1] == NULL_TEMP, cols[2] == NULL_VOLUME]
+            out.append((day_name(day), pa.Table.from_arrays([
+                pa.array(np.concatenate(m), pa.int64()),
+                _ts_array(np.concatenate(t), HEAT_READINGS.field("ts").type),
+                pa.array(cols[0], pa.int16(), mask=nulls[0]), pa.array(cols[1], pa.int16(), mask=nulls[1]),
+                pa.array(cols[2], pa.int64(), mask=nulls[2]),
+                _ts_array(np.repeat(np.array(recv, np.int64), counts), HEAT_READINGS.field("received_at").type),
+            ], schema=HEAT_READINGS)))
+        return out
 
     def readings(self) -> pa.Table:
         """All readings of the batch as one READINGS table."""

@@ -26,7 +26,7 @@ REASONS: dict[str, str] = {
     **wire.REASONS,
     "bad_type": "a row is not an object, or a field has the wrong JSON type",
     "missing_field": "``meter_id``, ``ts`` or ``register`` absent",
-    "unknown_field": "a field other than meter_id, ts, register, utility, unit",
+    "unknown_field": "a field other than meter_id, ts, register, utility, unit, flow_temp, return_temp, volume",
     "bad_meter_id": "meter_id outside 1 .. 2^63-1",
     "bad_ts": "ts string is not ISO 8601 with a UTC offset",
     "ts_out_of_range": "ts before ``Limits.min_ts`` or more than ``max_future_s`` ahead of now",
@@ -35,8 +35,11 @@ REASONS: dict[str, str] = {
     "register_too_large": "register × 1000 does not fit in int64",
     "bad_utility": "utility not one of electricity, water, gas, heat",
     "internal": "decoding the message (or row) raised an unexpected error; the detail names it",
+    "bad_heat_field": "a heat meter's flow_temp / return_temp (|°C| ≤ 327.67) or volume (≥ 0) out of range",
 }
-KNOWN_FIELDS = frozenset({"meter_id", "ts", "register", "utility", "unit"})
+HEAT_FIELDS = (("flow_temp", 100, wire.NULL_TEMP, 327.67), ("return_temp", 100, wire.NULL_TEMP, 327.67),
+               ("volume", 1000, wire.NULL_VOLUME, 9.2e15))      # heat meters: (field, scale, null, |max|)
+KNOWN_FIELDS = frozenset({"meter_id", "ts", "register", "utility", "unit"} | {f for f, *_ in HEAT_FIELDS})
 REQUIRED_FIELDS = ("meter_id", "ts", "register")
 MILLI_MAX = np.iinfo(np.int64).max
 TS_2000 = 946684800  # 2000-01-01T00:00:00Z
@@ -78,6 +81,7 @@ class Decoded:
     ts: np.ndarray
     register_milli: np.ndarray
     dead: list[tuple[bytes, str, str]] = field(default_factory=list)  # (payload, reason, detail)
+    heat: wire.HeatColumns | None = None   # a heat meter batch's temperatures and volume
 
     @property
     def n(self) -> int:
@@ -174,14 +178,34 @@ def parse_row(obj, now: int, limits: Limits) -> tuple[int, int, int]:
     return m, t, milli
 
 
+def parse_heat(obj: dict) -> tuple[int, int, int] | None:
+    """A heat meter's optional fields → (flow, return hundredths of °C, volume litres; null codes
+    where absent), None when the reading has none; raises :class:`RowError`."""
+    if not any(f in obj for f, *_ in HEAT_FIELDS):
+        return None
+    out = []
+    for name, scale, null, top in HEAT_FIELDS:
+        x = obj.get(name)
+        if x is None:
+            out.append(null)
+            continue
+        if not (_is_int(x) or isinstance(x, float)) or not math.isfinite(x):
+            raise RowError("bad_type", f"{name} must be a finite number")
+        if abs(x) > top or (name == "volume" and x < 0):
+            raise RowError("bad_heat_field", f"{name} {x} is outside the range a heat meter reports")
+        out.append(round(x * scale))
+    return out[0], out[1], out[2]
+
+
 def validate_records(rows: list, payload: bytes, codec: wire.Codec, now: int, limits: Limits) -> Decoded:
     """Records of a text payload (JSON objects): each row is checked; bad rows are dead-lettered."""
     if not rows:
         return _dead(payload, "empty", "empty JSON array")
-    ms, ts, rs, dead = [], [], [], []
+    ms, ts, rs, dead, heat = [], [], [], [], []
     for i, obj in enumerate(rows):
         try:
             m, t, r = parse_row(obj, now, limits)
+            h = parse_heat(obj)
         except RowError as e:
             dead.append((payload if len(rows) == 1 else _row_bytes(obj), e.reason, e.detail))
             continue
@@ -191,7 +215,12 @@ def validate_records(rows: list, payload: bytes, codec: wire.Codec, now: int, li
         ms.append(m)
         ts.append(t)
         rs.append(r)
-    return Decoded(np.array(ms, np.int64), np.array(ts, np.int64), np.array(rs, np.int64), dead)
+        heat.append(h)
+    hc = None
+    if any(h is not None for h in heat):
+        f, rt, v = zip(*[(wire.NULL_TEMP, wire.NULL_TEMP, wire.NULL_VOLUME) if h is None else h for h in heat])
+        hc = wire.HeatColumns(np.array(f, np.int16), np.array(rt, np.int16), np.array(v, np.int64))
+    return Decoded(np.array(ms, np.int64), np.array(ts, np.int64), np.array(rs, np.int64), dead, hc)
 
 
 def _row_bytes(obj) -> bytes:
@@ -213,7 +242,7 @@ def internal_error(payload: bytes, e: BaseException, where: str) -> Decoded:
 def validate_columns(cols: wire.Columns, payload: bytes, codec: wire.Codec, now: int, limits: Limits) -> Decoded:
     """Typed columns (a binary batch); rows failing validation are dead-lettered one by one, each
     re-encoded by ``codec`` as a one-reading payload so that it can be replayed after repair."""
-    m, t, r = cols
+    m, t, r, heat = cols
     if len(m) == 0:
         return _dead(payload, "empty", "binary batch with 0 readings")
     bad_m = m < 1
@@ -221,10 +250,11 @@ def validate_columns(cols: wire.Columns, payload: bytes, codec: wire.Codec, now:
     bad_r = r < 0
     bad = bad_m | bad_t | bad_r
     if not bad.any():
-        return Decoded(m, t, r)
+        return Decoded(m, t, r, heat=heat)
     dead = []
     for i in np.flatnonzero(bad):
-        row = codec.encode(m[i:i + 1], t[i:i + 1], r[i:i + 1])[0]
+        row = codec.encode(m[i:i + 1], t[i:i + 1], r[i:i + 1],
+                           heat=None if heat is None else heat.take(slice(i, i + 1)))[0]
         if bad_m[i]:
             dead.append((row, "bad_meter_id", f"meter_id {m[i]} is outside 1 .. 2^63-1 (row {i})"))
         elif bad_t[i]:
@@ -232,7 +262,7 @@ def validate_columns(cols: wire.Columns, payload: bytes, codec: wire.Codec, now:
         else:
             dead.append((row, "negative_register", f"register_milli {r[i]} is negative (row {i})"))
     good = ~bad
-    return Decoded(m[good], t[good], r[good], dead)
+    return Decoded(m[good], t[good], r[good], dead, None if heat is None else heat.take(good))
 
 
 def decode_message(topic: str, payload: bytes, now: int, limits: Limits = Limits()) -> Decoded:

@@ -303,6 +303,9 @@ class Ingest:
                 self.lake.write("readings", table, day, file_name=self._next_name(), **RAW_PARQUET)
                 self.counters.written += table.num_rows
                 self.counters.files += 1
+            for day, table in batch.heat_by_day():
+                self.lake.write("heat_readings", table, day, file_name=self._next_name(), **RAW_PARQUET)
+                self.counters.files += 1
             for day, table in batch.deadletters_by_day(tz):
                 self.lake.write("deadletter", table, day, file_name=self._next_name(), **RAW_PARQUET)
                 self.counters.deadlettered += table.num_rows

@@ -35,12 +35,15 @@ def _catalog(lake_path):
 
     from .tariffs import builtin_catalog
 
+    from .heating import builtin_heating
+
     if Path(lake_path, "lake.json").exists():
-        return load_tariffs(open_lake(lake_path))
-    out: dict = {}
-    for t in builtin_catalog():
-        out.setdefault(t.tariff_id, []).append(t)
-    return out
+        out = load_tariffs(open_lake(lake_path))
+    else:
+        out = {}
+        for t in builtin_catalog():
+            out.setdefault(t.tariff_id, []).append(t)
+    return {**builtin_heating(), **out}
 
 
 @tariffs.command("list")

@@ -128,6 +128,14 @@ def run_demo(lake_path: str | Path | None = None, *, meters: int = 10_000, days:
             "days": [r.day.isoformat() for r in results]}
 
 
+def _heat_share(first: dt.date, days: int) -> float:
+    """A tenth of the households get heat meters when a simulated day is in Beijing's heating season."""
+    from .heating import builtin_heating, heating_in_force
+
+    t = heating_in_force(builtin_heating()["cn-bj-res-heat-area"], first)
+    return 0.1 if any(t.season(first + dt.timedelta(days=i)) for i in range(days)) else 0.0
+
+
 def _simulate_and_ingest(lake, broker_dir, meters, first, days, interval, seed, faults, show_progress, out):
     """Managed broker + one ingest worker (a thread) while the simulator publishes; returns
     (simulator summary, ingest counters, seconds)."""
@@ -151,7 +159,8 @@ def _simulate_and_ingest(lake, broker_dir, meters, first, days, interval, seed, 
             if not ing.connected.wait(15) or ing.connect_error:
                 raise MetersError(f"the ingest worker could not connect to the demo broker ({ing.connect_error})")
             sim = simulate(meters, first.isoformat(), days, broker_dir=str(broker_dir), lake=lake.root,
-                           interval=interval, seed=seed, speed="max", faults=faults, show_progress=show_progress)
+                           interval=interval, seed=seed, speed="max", faults=faults, show_progress=show_progress,
+                           heat=_heat_share(first, days))
             while time.monotonic() - ing.last_message < 1.5:   # the broker has handed everything over
                 time.sleep(0.1)
         finally:

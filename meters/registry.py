@@ -91,7 +91,7 @@ def load_tariffs(lake: Lake) -> dict[str, list[Tariff]]:
 # -- accounts import ---------------------------------------------------------------------------
 REQUIRED = ("account_id", "meter_id", "tariff_id", "mode")
 OPTIONAL = ("billing_day", "balance", "warn_1", "warn_2", "topup_below", "topup_amount", "contacts",
-            "utility", "external_id", "concentrator", "region")
+            "utility", "external_id", "concentrator", "region", "premise_area")
 
 
 def _money(value: str, column: str, line: int, *, default=None) -> Decimal | None:
@@ -115,7 +115,10 @@ def parse_accounts_csv(path: str | Path, tariffs: dict[str, list[Tariff]]) -> tu
     Raises :class:`MetersError` naming the line and column of the first bad row; nothing is
     returned for a file with any bad row.
     """
+    from .heating import builtin_heating
+
     path = Path(path)
+    tariffs = {**builtin_heating(), **tariffs}
     try:
         f = open(path, newline="", encoding="utf-8-sig")
     except OSError as e:
@@ -173,6 +176,7 @@ def parse_accounts_csv(path: str | Path, tariffs: dict[str, list[Tariff]]) -> tu
                 warn_1 = m("warn_1", default=DEFAULT_WARN_1)
                 warn_2 = m("warn_2", default=DEFAULT_WARN_2)
                 topup_below, topup_amount = m("topup_below"), m("topup_amount")
+                area = m("premise_area")
             except MetersError as e:
                 raise MetersError(f"{path}: {e}") from None
             if (topup_below is None) != (topup_amount is None):
@@ -182,6 +186,10 @@ def parse_accounts_csv(path: str | Path, tariffs: dict[str, list[Tariff]]) -> tu
             if warn_2 > warn_1:
                 raise MetersError(f"{path}: line {i}: warn_2 ({warn_2}) must not exceed warn_1 ({warn_1})")
             tariff = tariffs[tariff_id][-1]
+            if area is not None and not 0 < area <= 100_000:
+                raise MetersError(f"{path}: line {i}: premise_area {area} must be above 0 and at most 100000 m²")
+            if tariff.utility == "heat" and area is None:
+                raise MetersError(f"{path}: line {i}: premise_area (m²) is required for heating tariff {tariff_id}")
             utility = row.get("utility") or tariff.utility
             if utility not in UTILITIES:
                 raise MetersError(f"{path}: line {i}: utility {utility!r} must be one of {', '.join(UTILITIES)}")
@@ -195,7 +203,7 @@ def parse_accounts_csv(path: str | Path, tariffs: dict[str, list[Tariff]]) -> tu
                 contacts.append({"account_id": a, "recipient": rcpt.strip(), "relation": rel.strip()})
             accounts.append({"account_id": a, "meter_id": meter_id, "tariff_id": tariff_id, "mode": mode,
                              "billing_day": int(bd), "balance": balance, "warn_1": warn_1, "warn_2": warn_2,
-                             "topup_below": topup_below, "topup_amount": topup_amount})
+                             "topup_below": topup_below, "topup_amount": topup_amount, "premise_area": area})
             meters.append({"meter_id": meter_id, "external_id": row.get("external_id") or None,
                            "utility": utility, "unit": UNITS[utility],
                            "concentrator": row.get("concentrator") or None, "region": row.get("region") or None,

@@ -52,6 +52,15 @@ READINGS = pa.schema([
     pa.field("received_at", UTC_MS),
 ])
 
+HEAT_READINGS = pa.schema([                                  # a heat meter's optional columns, beside its readings
+    pa.field("meter_id", pa.int64(), nullable=False),
+    pa.field("ts", UTC_S, nullable=False),                  # the reading's ts (joins readings on meter_id, ts)
+    pa.field("flow_temp_centi", pa.int16()),                # supply (flow) temperature, hundredths of a °C
+    pa.field("return_temp_centi", pa.int16()),              # return temperature, hundredths of a °C
+    pa.field("volume_milli", pa.int64()),                   # cumulative volume register, litres
+    pa.field("received_at", UTC_MS),
+])
+
 DEADLETTER = pa.schema([
     pa.field("received_at", UTC_MS, nullable=False),
     pa.field("topic", pa.string()),
@@ -81,6 +90,7 @@ ACCOUNTS = pa.schema([
     pa.field("warn_2", MONEY),                              # second level (default 20)
     pa.field("topup_below", MONEY),                         # auto top-up trigger, null = none
     pa.field("topup_amount", MONEY),
+    pa.field("premise_area", pa.decimal128(12, 2)),         # m² of the premise (heating tariffs), null = none
 ])
 
 CONTACTS = pa.schema([
@@ -216,6 +226,7 @@ RUNS = pa.schema([                                          # billing: one recor
 
 TABLES: dict[str, Table] = {t.name: t for t in [
     Table("readings", READINGS, "day", "raw meter readings as received (may hold duplicates)"),
+    Table("heat_readings", HEAT_READINGS, "day", "heat meters' flow and return temperatures and volume (optional)"),
     Table("deadletter", DEADLETTER, "day", "payloads or rows that failed validation, with a reason"),
     Table("meters", METERS, None, "meter registry"),
     Table("accounts", ACCOUNTS, None, "customer accounts (user numbers)"),

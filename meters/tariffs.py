@@ -215,17 +215,24 @@ def tariffs_from_json(data: dict) -> list[Tariff]:
     return [Tariff.from_dict(data)]
 
 
+def builtin_documents() -> list[dict]:
+    """The JSON documents of the tariff files shipped in ``meters/data/tariffs``, by file name."""
+    return [json.loads(f.read_text())
+            for f in sorted(resources.files("meters.data").joinpath("tariffs").iterdir(), key=lambda p: p.name)
+            if f.name.endswith(".json")]
+
+
 def builtin_catalog() -> list[Tariff]:
     """Every built-in tariff version shipped in ``meters/data/tariffs``."""
     out: list[Tariff] = []
-    for f in sorted(resources.files("meters.data").joinpath("tariffs").iterdir(), key=lambda p: p.name):
-        if f.name.endswith(".json"):
-            out.extend(tariffs_from_json(json.loads(f.read_text())))
+    for data in builtin_documents():
+        if data.get("model") != "heating":   # heating tariffs: meters.heating
+            out.extend(tariffs_from_json(data))
     return out
 
 
-def in_force(versions: list[Tariff], day: dt.date) -> Tariff:
-    """The version of one tariff in force on ``day`` (latest ``effective_from`` ≤ day)."""
+def in_force(versions: list, day: dt.date):
+    """The version of one tariff (interval or heating) in force on ``day`` (latest ``effective_from`` ≤ day)."""
     eligible = [t for t in versions if t.effective_from <= day]
     if not eligible:
         raise MetersError(f"tariff {versions[0].tariff_id}: no version in force on {day}")

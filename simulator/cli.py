@@ -37,15 +37,17 @@ from meters.options import echo_json, lake_option
 @click.option("--mqtt", "mqtt_version", type=click.Choice(["5", "3.1.1"]), default=None,
               help="MQTT version of the sender connections (default: the URL's, 5). With 3.1.1 the "
                    "senders' persistent sessions stay on the broker (they cannot expire).")
+@click.option("--heat", type=click.FloatRange(0, 1), default=0.0, show_default=True,
+              help="Share of households that also get a heat meter (district heating; binary HEAT batches).")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 def simulate(broker, broker_dir, n_meters, start, days, interval, seed, speed, faults, lake_path, fmt, manifest,
-             batch_intervals, processes, window, mqtt_version, as_json):
+             batch_intervals, processes, window, mqtt_version, heat, as_json):
     """Simulate a seeded fleet of meters and publish their readings over MQTT (QoS 1)."""
     from .run import simulate as run
 
     s = run(n_meters, start, days, broker=broker, broker_dir=broker_dir, lake=lake_path, interval=interval,
             seed=seed, speed=speed, faults=faults, fmt=fmt, manifest=manifest, batch_intervals=batch_intervals,
-            processes=processes, window=window, mqtt_version=mqtt_version, show_progress=not as_json)
+            processes=processes, window=window, mqtt_version=mqtt_version, show_progress=not as_json, heat=heat)
     if as_json:
         echo_json(s)
         return
@@ -55,6 +57,10 @@ def simulate(broker, broker_dir, n_meters, start, days, interval, seed, speed, f
     click.echo(f"published {s['readings']:,} readings in {s['messages']:,} {s['format']} messages "
                f"in {s['seconds']:.1f}s ({s['readings_per_s'] or 0:,.0f} readings/s) to {s['broker']} "
                f"({s['senders']} senders, {s['processes']} process(es))")
+    if s["heat"]:
+        h = s["heat"]
+        click.echo(f"heat: {h['meters']:,} heat meters on {h['concentrators']:,} concentrators, {h['readings']:,} "
+                   f"readings, {h['energy_kwh']:,.1f} kWh")
     if any(s["faults"].values()):
         click.echo(f"faults: {s['lost']:,} lost, {s['duplicates']:,} duplicated, {s['malformed']:,} malformed payloads")
     if s["reconnects"]:

@@ -118,6 +118,7 @@ class Fleet:
             "warn_2": _money(np.full(n, 2000)),
             "topup_below": _money(self.topup_below, has_topup),
             "topup_amount": _money(self.topup_amount, has_topup),
+            "premise_area": pa.nulls(n, ACCOUNTS.field("premise_area").type),
         }, schema=ACCOUNTS)
 
     def contacts_table(self) -> pa.Table:

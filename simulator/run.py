@@ -143,9 +143,10 @@ def simulate(meters: int, start: str | None, days: float, *, broker: str | None 
              manifest: str | os.PathLike | None = None, batch_intervals: int | None = None,
              processes: int = 1, window: int = 50, timezone: str | None = None,
              client_prefix: str | None = None, mqtt_version: str | None = None,
-             show_progress: bool = False) -> dict:
+             show_progress: bool = False, heat: float = 0.0) -> dict:
     """Simulate ``meters`` meters for ``days`` from ``start`` and publish every reading; returns a
-    summary dict (also written as ``summary.json`` in the manifest directory)."""
+    summary dict (also written as ``summary.json`` in the manifest directory). ``heat``: a share of
+    the households also gets a heat meter (:mod:`simulator.heat`), published after the fleet."""
     wire.lookup(fmt)
     if days <= 0:
         raise MetersError(f"--days must be positive (got {days})")
@@ -196,12 +197,27 @@ def simulate(meters: int, start: str | None, days: float, *, broker: str | None 
     if client_prefix is None:
         client_prefix = f"meters-sim-{uuid.uuid4().hex[:6]}" if url.version == "5" else "meters-sim"
 
+    hf = None
+    if heat:
+        from . import heat as H
+        hf = H.heat_fleet(fleet.household, heat, seed)
+        if passwords is not None:
+            passwords.update(mb.add_senders(hf.conc_ids))
     registry = save_fleet(lk, fleet) if lk is not None else None
+    if hf is not None and lk is not None:
+        from meters.registry import save_accounts, save_meters
+        hm, ha, hc = hf.registry()
+        save_meters(lk, hm)
+        save_accounts(lk, ha, hc)
     total = plan.n_reads * len(fleet)
     t0 = time.perf_counter()
     shards = _shards(fleet, processes)
     results = _publish_all(plan, shards, url, passwords, single, fmt, speed_f, window, client_prefix,
                            total, show_progress)
+    heat_summary = None
+    if hf is not None:
+        heat_summary = H.publish_heat(hf, plan.start, days, interval_s, batch_intervals, seed, tz, url, passwords,
+                                      single, window, client_prefix)
     elapsed = time.perf_counter() - t0
     results.sort(key=lambda r: r["lo"])
 
@@ -224,7 +240,7 @@ def simulate(meters: int, start: str | None, days: float, *, broker: str | None 
         "broker": url.redacted(), "mqtt": url.version, "senders": "per-concentrator" if single is None else single,
         "processes": len(shards), "lake": str(lk.root) if lk is not None else None,
         "registry": registry, "manifest": str(mdir) if mdir is not None else None,
-        "timezone": tz_name,
+        "timezone": tz_name, "heat": heat_summary,
     }
     if mdir is not None:
         write_manifest(mdir, plan, results, summary)

@@ -33,6 +33,7 @@ def _check_totals(lake, out, n_meters_expected, intervals_expected):
     assert m, out
     n_readings, n_meters = one("SELECT count(*), count(DISTINCT meter_id) FROM readings")
     assert (_num(m.group(1)), _num(m.group(2))) == (n_readings, n_meters)
+    n_meters_expected += one("SELECT count(*) FROM meters WHERE utility = 'heat'")[0]   # in the heating season
     assert n_meters == n_meters_expected and n_readings > n_meters_expected * intervals_expected * 0.95
 
     m = re.search(r"ingested ([\d,]+) readings, ([\d,]+) dead letters", out)
@@ -69,7 +70,8 @@ def test_demo_prints_the_lake_totals(tmp_path):
     assert "2 day(s) from 2026-11-20" in r.output
     n_dead = _check_totals(lake, r.output, 200, 96 * 2)
     assert n_dead > 0                                                  # malformed payloads on these days
-    assert "(6 rows)" in r.output                                      # 2 days x 3 utilities
+    assert "(8 rows)" in r.output                                      # 2 days x 4 utilities (heat: in season)
+    assert sql.query(lake, "SELECT count(*) FROM heat_readings").fetchall()[0][0] > 0
     days = [d for (d,) in sql.query(lake, "SELECT DISTINCT day FROM charges ORDER BY day").fetchall()]
     assert days == [dt.date(2026, 11, 20), dt.date(2026, 11, 21)]
 

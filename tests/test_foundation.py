@@ -148,7 +148,9 @@ def test_tariffs_list_and_show(lake):
     r = run("tariffs", "list", "--lake", lake.root, "--json")
     assert r.exit_code == 0
     ids = {t["tariff_id"] for t in json.loads(r.output)}
-    assert ids == {"cn-gd-res-elec", "cn-bj-res-elec", "cn-sh-res-elec-tou", "cn-bj-res-water", "cn-bj-res-gas"}
+    assert ids == {"cn-gd-res-elec", "cn-bj-res-elec", "cn-sh-res-elec-tou", "cn-bj-res-water", "cn-bj-res-gas",
+                   "cn-bj-res-heat-area", "cn-bj-res-heat-boiler-area", "cn-bj-res-heat-metered",
+                   "cn-hrb-res-heat-metered"}
     r = run("tariffs", "show", "cn-gd-res-elec", "--lake", lake.root)
     assert r.exit_code == 0
     assert "months 5–10: tier bounds 260, 600 kWh" in r.output

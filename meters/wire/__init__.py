@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from ..errors import MetersError
 from . import binary, json
-from .codec import Codec, Columns, WireError
+from .codec import NULL_TEMP, NULL_VOLUME, Codec, Columns, HeatColumns, WireError
 
 FORMATS: dict[str, Codec] = {c.name: c for c in (binary.CODEC, json.CODEC, json.ARRAY_CODEC)}
 DEFAULT = binary.CODEC.name
@@ -42,5 +42,6 @@ def describe(table: dict[str, Codec] = FORMATS) -> str:
 
 encode_batch, decode_batch, is_binary = binary.encode_batch, binary.decode_batch, binary.is_binary
 
-__all__ = ["FORMATS", "BATCH_FORMATS", "DEFAULT", "REASONS", "Codec", "Columns", "WireError", "detect", "lookup",
+__all__ = ["FORMATS", "BATCH_FORMATS", "DEFAULT", "REASONS", "Codec", "Columns", "HeatColumns", "NULL_TEMP",
+           "NULL_VOLUME", "WireError", "detect", "lookup",
            "describe", "encode_batch", "decode_batch", "is_binary"]

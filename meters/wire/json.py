@@ -1,7 +1,8 @@
 """The JSON wire format (docs/wire-format.md): one reading object, or an array of them.
 
 ``{"meter_id": 110100000001, "ts": "2026-11-23T00:15:00+08:00", "register": 1532.417}``; the
-register is written exactly from thousandths. Decoding only parses the text: the records' fields are
+register is written exactly from thousandths. A heat meter's reading may add ``flow_temp`` and
+``return_temp`` (°C, to 0.01) and ``volume`` (m³, to 0.001); a field not reported is left out. Decoding only parses the text: the records' fields are
 validated by the reader (ingest)."""
 from __future__ import annotations
 
@@ -10,32 +11,52 @@ import json
 
 import numpy as np
 
-from .codec import Codec, WireError
+from .codec import NULL_TEMP, NULL_VOLUME, Codec, HeatColumns, WireError
 
 _ISO_CACHES: dict[dt.tzinfo, dict[int, str]] = {}
 
 
-def objects(meter_id, ts, register_milli, tz: dt.tzinfo | None = None) -> list[str]:
-    """One JSON object per reading, ``ts`` as ISO 8601 with ``tz``'s offset (default UTC)."""
+def _fixed(x: int, places: int) -> str:
+    sign, x = ("-", -x) if x < 0 else ("", x)
+    q = 10 ** places
+    return f"{sign}{x // q}.{x % q:0{places}d}"
+
+
+def _heat_fields(heat: HeatColumns | None, n: int) -> list[str]:
+    if heat is None:
+        return [""] * n
+    out = []
+    for f, r, v in zip(*(np.asarray(c).tolist() for c in heat)):
+        parts = [f',"{k}":{_fixed(x, p)}' for k, x, p, null in (("flow_temp", f, 2, NULL_TEMP),
+                 ("return_temp", r, 2, NULL_TEMP), ("volume", v, 3, NULL_VOLUME)) if x != null]
+        out.append("".join(parts))
+    return out
+
+
+def objects(meter_id, ts, register_milli, tz: dt.tzinfo | None = None, heat: HeatColumns | None = None) -> list[str]:
+    """One JSON object per reading, ``ts`` as ISO 8601 with ``tz``'s offset (default UTC); ``heat``
+    adds a heat meter's optional fields."""
     tz = tz or dt.timezone.utc
     cache = _ISO_CACHES.setdefault(tz, {})
     out = []
-    for m, t, r in zip(np.asarray(meter_id).tolist(), np.asarray(ts).tolist(), np.asarray(register_milli).tolist()):
+    extra = _heat_fields(heat, len(meter_id))
+    for m, t, r, x in zip(np.asarray(meter_id).tolist(), np.asarray(ts).tolist(), np.asarray(register_milli).tolist(),
+                          extra):
         iso = cache.get(t)
         if iso is None:
             if len(cache) > 100_000:
                 cache.clear()
             iso = cache[t] = dt.datetime.fromtimestamp(t, tz).isoformat()
-        out.append(f'{{"meter_id":{m},"ts":"{iso}","register":{r // 1000}.{r % 1000:03d}}}')
+        out.append(f'{{"meter_id":{m},"ts":"{iso}","register":{r // 1000}.{r % 1000:03d}{x}}}')
     return out
 
 
-def encode_each(meter_id, ts, register_milli, tz=None) -> list[bytes]:
-    return [d.encode() for d in objects(meter_id, ts, register_milli, tz)]
+def encode_each(meter_id, ts, register_milli, tz=None, heat=None) -> list[bytes]:
+    return [d.encode() for d in objects(meter_id, ts, register_milli, tz, heat)]
 
 
-def encode_array(meter_id, ts, register_milli, tz=None) -> list[bytes]:
-    return [("[" + ",".join(objects(meter_id, ts, register_milli, tz)) + "]").encode()]
+def encode_array(meter_id, ts, register_milli, tz=None, heat=None) -> list[bytes]:
+    return [("[" + ",".join(objects(meter_id, ts, register_milli, tz, heat)) + "]").encode()]
 
 
 def decode(payload: bytes) -> list:
