@@ -163,34 +163,41 @@ def test_garbage_goes_to_deadletter_and_good_rows_stay(broker, lake):
 
 
 def test_kill_9_repeatedly_loses_and_duplicates_nothing(broker, lake):
+    """Three ingest processes, each SIGKILLed soon after its first write (never at a fixed time: a slow
+    start under load would otherwise be killed before it read anything); the publisher streams a part of
+    the readings before each process and the last part after the last kill."""
     create_session(broker.url("ingest"), lake)
     payloads, expected = batches(240, 250)
+    parts = [payloads[i::4] for i in range(4)]
     pub = Publisher(broker.url("sender"))
-    done = threading.Event()
-
-    def publish():
-        for p in payloads:
-            pub.send(p)
-            time.sleep(0.02)
-        pub.wait()
-        done.set()
-
-    th = threading.Thread(target=publish)
-    th.start()
     rng = np.random.default_rng(11)
+
+    def publish(part):
+        for p in part:
+            pub.send(p)
+            time.sleep(0.005)
+        pub.wait()
+
     kills = 0
     try:
-        for _ in range(3):
+        for k in range(3):
+            th = threading.Thread(target=publish, args=(parts[k],))
+            th.start()
+            before = raw_rows(lake)
             proc = subprocess.Popen(ingest_cmd(broker.url("ingest"), lake, "--flush-seconds", "0.2",
                                                "--batch-rows", "5000"), cwd=ROOT)
-            time.sleep(1.2 + float(rng.uniform(0, 0.8)))
+            deadline = time.monotonic() + 60
+            while raw_rows(lake) == before and time.monotonic() < deadline and proc.poll() is None:
+                time.sleep(0.05)
+            time.sleep(float(rng.uniform(0, 0.3)))
             proc.send_signal(signal.SIGKILL)
             proc.wait()
             kills += 1
+            th.join()
+        publish(parts[3])
     finally:
-        th.join()
         pub.close()
-    assert done.is_set() and kills == 3
+    assert kills == 3
     written_before = raw_rows(lake)
     out = run_ingest(parse_broker_url(broker.url("ingest")), lake, until_idle=1.5)
     assert written_before > 0 and out["received"] > 0  # the kills left work for the final run
