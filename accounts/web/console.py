@@ -26,7 +26,8 @@ def _t(request: Request):
 
 
 def _refused(request: Request) -> Response:
-    return page(request, "login.html", 401, error=_t(request)("Sign in to see this page."), name="")
+    return page(request, "login.html", 401, error=_t(request)("Sign in to see this page."), name="",
+                back="/console/login")
 
 
 @router.get("/login")
@@ -39,9 +40,11 @@ async def login(request: Request, store: Store = Depends(get_store)) -> Response
     form = await read_form(request)
     name = form.get("name", "").strip()[:64]
     if not csrf_ok(request, form):
-        return page(request, "login.html", 403, error=_t(request)("The form expired; please try again."), name=name)
+        return page(request, "login.html", 403, error=_t(request)("The form expired; please try again."), name=name,
+                    back="/console/login")
     if not passwords.check_login(store, name, form.get("password", "")):
-        return page(request, "login.html", 401, error=_t(request)("Wrong operator name or password."), name=name)
+        return page(request, "login.html", 401, error=_t(request)("Wrong operator name or password."), name=name,
+                    back="/console/login")
     response = RedirectResponse("/console", status_code=303)
     request.app.state.sessions.start(request, response, name)
     return response

@@ -21,9 +21,10 @@ def language(request: Request) -> str:
     return i18n.choose(request.cookies.get(LANG_COOKIE), request.headers.get("accept-language"))
 
 
-def page(request: Request, template: str, status_code: int = 200, **ctx) -> HTMLResponse:
+def page(request: Request, template: str, status_code: int = 200, back: str | None = None, **ctx) -> HTMLResponse:
+    """Render ``template``; the language switch returns to ``back`` (default: this GET's URL)."""
     lang = language(request)
-    here = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    here = back or (request.url.path + (f"?{request.url.query}" if request.url.query else ""))
     html = ENV.get_template(template).render(
         lang=lang, html_lang="zh-CN" if lang == "zh" else "en", t=i18n.translator(lang),
         csrf=csrf_token(request), here=quote(here, safe=""), **ctx)

@@ -45,7 +45,7 @@ def one_line(e: ValidationError) -> str:
 
 def _view(request: Request, store: Store, user: str, *, status_code: int = 200, error: str | None = None,
           notice: str | None = None, form: dict | None = None) -> Response:
-    ctx = {"user": user, "error": error, "notice": notice, "form": form or {}, "ref": "web-" + secrets.token_hex(12)}
+    ctx = {"back": "/?" + urlencode({"user": user}) if user else "/", "user": user, "error": error, "notice": notice, "form": form or {}, "ref": "web-" + secrets.token_hex(12)}
     if user:
         try:
             d = data.resident(store, user)
