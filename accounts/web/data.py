@@ -62,7 +62,15 @@ class LakeReader:
             self.cur = self._cursor()
         cur = self.cur.execute(sql.format(**scans), params or [])
         names = [d[0] for d in cur.description]
-        return [{k: (f"{v:.2f}" if isinstance(v, Decimal) else v) for k, v in zip(names, r)} for r in cur.fetchall()]
+        return [{k: self._shown(v) for k, v in zip(names, r)} for r in cur.fetchall()]
+
+    def _shown(self, v):
+        """Money as ``"12.34"``, instants in the lake's time zone."""
+        if isinstance(v, Decimal):
+            return f"{v:.2f}"
+        if isinstance(v, dt.datetime) and v.tzinfo is not None:
+            return v.astimezone(self.lake.tz)
+        return v
 
     def keys(self, name: str, since: dt.date | None = None) -> list[str]:
         """Partition keys of table ``name`` (day or month) from ``since`` on."""
@@ -196,4 +204,6 @@ def console_account(store: Store, user_number: str) -> dict:
         ledger = lr.rows("SELECT ts, kind, amount, balance_after, ref FROM {ledger} WHERE account_id = ? "
                          "ORDER BY ts DESC LIMIT 100", [user_number],
                          {"ledger": lr.keys("ledger", store.today() - dt.timedelta(days=LEDGER_DAYS))})
-    return {"account": acc, "ledger": ledger, "pending": status.pending_payments(store, user_number)}
+    pending = [p | {"received_at": dt.datetime.fromisoformat(p["received_at"]).astimezone(store.tz)}
+               for p in status.pending_payments(store, user_number)]
+    return {"account": acc, "ledger": ledger, "pending": pending}
