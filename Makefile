@@ -37,6 +37,14 @@ $(STAMP): pyproject.toml constraints.txt
 	else \
 	  echo "note: systemd-analyze not found: tests/test_systemd_units.py skips its verify test (fails on CI)"; \
 	fi
+	@if command -v chromium >/dev/null 2>&1 && fc-list :lang=zh 2>/dev/null | grep -q .; then \
+	  echo "chromium: found"; \
+	elif command -v apt-get >/dev/null 2>&1; then \
+	  SUDO=""; [ "$$(id -u)" = 0 ] || SUDO="sudo"; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium fonts-wqy-zenhei; \
+	else \
+	  echo "error: chromium is not installed and apt-get is unavailable; install Chromium and a Chinese font (the web pages' browser tests drive it headless) and re-run make setup"; exit 1; \
+	fi
 	@touch $(STAMP)
 
 demo: setup

@@ -35,19 +35,20 @@ def _cli_who() -> dict:
               help="PEM certificate: serve HTTPS (with --tls-key).")
 @click.option("--tls-key", type=click.Path(dir_okay=False, exists=True), default=None,
               help="PEM private key of --tls-cert.")
-def serve(lake_path, db, host, port, tls_cert, tls_key):
-    """Serve the account API (payments, balances, settings) over HTTP; OpenAPI at /docs."""
-    import uvicorn
-
-    from .api.app import create_app
+@click.option("--web-channel", default="web", show_default=True, metavar="NAME",
+              help="The channel the resident page (/) pays and changes settings as (create it with "
+                   "meters channels add NAME).")
+def serve(lake_path, db, host, port, tls_cert, tls_key, web_channel):
+    """Serve the account API (payments, balances, settings) over HTTP; OpenAPI at /docs, the resident
+    page at / and the operator console at /console."""
+    from .web.demo import serve as serve_pages
 
     if bool(tls_cert) != bool(tls_key):
         raise MetersError("--tls-cert and --tls-key go together")
     store = _store(lake_path, db)
     click.echo(f"serving {store.lake.root} ({store.engine.dialect.name}) on "
-               f"{'https' if tls_cert else 'http'}://{host}:{port} (docs at /docs)", err=True)
-    uvicorn.run(create_app(store), host=host, port=port, log_level="warning", access_log=False,
-                ssl_certfile=tls_cert, ssl_keyfile=tls_key, timeout_graceful_shutdown=5)
+               f"{'https' if tls_cert else 'http'}://{host}:{port} (docs at /docs, pages at / and /console)", err=True)
+    serve_pages(store, host, port, web_channel=web_channel, tls_cert=tls_cert, tls_key=tls_key)
 
 
 @click.group()
@@ -76,6 +77,25 @@ def channels_add(name, role, signing, lake_path, db, as_json):
     if signing:
         click.echo(f"signing secret {out['signing_secret']}")
     click.echo("store the key now: it is not shown again", err=True)
+
+
+@channels.command("password")
+@click.argument("name")
+@click.option("--password-stdin", is_flag=True, help="Read the password from the first line of stdin (scripts).")
+@lake_option
+@db_option
+def channels_password(name, password_stdin, lake_path, db):
+    """Set operator NAME's password for the web console (/console); only a salted scrypt hash is stored."""
+    import sys
+
+    from .passwords import set_password
+
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = click.prompt("password", hide_input=True, confirmation_prompt=True)
+    set_password(_store(lake_path, db), name, password)
+    click.echo(f"operator {name}: console password set")
 
 
 @click.command()

@@ -90,4 +90,5 @@ channels = sa.Table(                                                   # payment
     sa.Column("key_sha256", sa.String(64), nullable=False, unique=True),
     sa.Column("signing_secret", sa.String(128)),                       # HMAC-SHA256 secret, null: unsigned
     sa.Column("created_at", UTC_DATETIME, nullable=False),
+    sa.Column("password_hash", sa.String(256)),                        # operators' console login (scrypt)
 )

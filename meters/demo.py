@@ -43,7 +43,7 @@ def default_first_day(today: dt.date, days: int) -> dt.date:
 
 def run_demo(lake_path: str | Path | None = None, *, meters: int = 10_000, days: int = 3, interval: str = "15m",
              faults: str = DEFAULT_FAULTS, seed: int = 1, start: dt.date | None = None, out=None,
-             show_progress: bool = True) -> dict:
+             show_progress: bool = True, serve: bool = False) -> dict:
     """Run the demo; print through ``out`` (default click.echo); return the figures it printed."""
     from billing.batch import bill_day
     from ingest.compact import compact
@@ -121,7 +121,8 @@ def run_demo(lake_path: str | Path | None = None, *, meters: int = 10_000, days:
     _echo(out, f"done in {time.monotonic() - t_all:.0f} s. The lake stays at {lake.root}; try:")
     _echo(out, f"  meters sql --lake {lake.root} \"SELECT kind, count(*) FROM alerts GROUP BY kind\"")
     _echo(out, f"  meters report daily --lake {lake.root} --png daily.png")
-    return {"lake": str(lake.root), "published": sim["readings"], "ingested": result["written"],
+    pages = _pages(lake, out, serve)
+    return {"pages": pages, "lake": str(lake.root), "published": sim["readings"], "ingested": result["written"],
             "deadlettered": result["deadlettered"], "readings": n_readings, "meters": n_meters,
             "deadletter": n_dead, "vee": dict(vee), "estimated": est, "money": money, "quantity": quantity,
             "alerts": n_alerts, "alerts_by_kind": dict(by_kind), "samples": samples,
@@ -134,6 +135,24 @@ def _heat_share(first: dt.date, days: int) -> float:
 
     t = heating_in_force(builtin_heating()["cn-bj-res-heat-area"], first)
     return 0.1 if any(t.season(first + dt.timedelta(days=i)) for i in range(days)) else 0.0
+
+
+def _pages(lake, out, serve: bool) -> dict:
+    """Configure the web pages' store, channel and operator; serve them on a free loopback port
+    until Ctrl-C when ``serve``."""
+    from accounts.web import demo as web_demo
+
+    from .broker import free_port
+
+    store, who = web_demo.configure(lake)
+    _echo(out, f"web pages: resident page as channel {who['channel']}; console operator {who['operator']}, "
+               f"password {who['password']}")
+    if serve:
+        url = f"http://127.0.0.1:{free_port()}"
+        _echo(out, f"serving the pages at {url}/ and {url}/console (Ctrl-C stops)")
+        web_demo.serve(store, "127.0.0.1", int(url.rsplit(":", 1)[1]))
+    store.close()
+    return who
 
 
 def _simulate_and_ingest(lake, broker_dir, meters, first, days, interval, seed, faults, show_progress, out):
@@ -183,7 +202,9 @@ def _simulate_and_ingest(lake, broker_dir, meters, first, days, interval, seed, 
 @click.option("--seed", type=int, default=1, show_default=True, help="Seed of the simulated city.")
 @click.option("--start", type=click.DateTime(["%Y-%m-%d"]), default=None,
               help="First simulated day, YYYY-MM-DD in the lake's time zone (default: the days that end yesterday).")
-def demo(lake_path, meters, days, interval, faults, seed, start):
-    """Run the whole pipeline on a small simulated city: broker, simulate, ingest, bill, summary."""
+@click.option("--no-serve", is_flag=True, help="End after the summary instead of serving the web pages (scripts, tests).")
+def demo(lake_path, meters, days, interval, faults, seed, start, no_serve):
+    """Run the whole pipeline on a small simulated city: broker, simulate, ingest, bill, summary; then
+    serve the resident page and the operator console on a free loopback port (Ctrl-C stops)."""
     run_demo(lake_path, meters=meters, days=days, interval=interval, faults=faults, seed=seed,
-             start=start.date() if start else None)
+             start=start.date() if start else None, serve=not no_serve)

@@ -64,7 +64,7 @@ def _check_totals(lake, out, n_meters_expected, intervals_expected):
 
 def test_demo_prints_the_lake_totals(tmp_path):
     lake = tmp_path / "lake"
-    r = CliRunner().invoke(cli, ["demo", "--lake", str(lake), "--meters", "200", "--days", "2", "--seed", "3",
+    r = CliRunner().invoke(cli, ["demo", "--no-serve", "--lake", str(lake), "--meters", "200", "--days", "2", "--seed", "3",
                                  "--start", "2026-11-20"])
     assert r.exit_code == 0, r.output
     assert "2 day(s) from 2026-11-20" in r.output
@@ -88,7 +88,7 @@ def test_demo_on_any_date(tmp_path, now):
     clock = dt.datetime.fromisoformat(now).replace(tzinfo=SHANGHAI)
     lake = tmp_path / "lake"
     with time_machine.travel(clock, tick=True):
-        r = CliRunner().invoke(cli, ["demo", "--lake", str(lake), "--meters", "30", "--days", "1",
+        r = CliRunner().invoke(cli, ["demo", "--no-serve", "--lake", str(lake), "--meters", "30", "--days", "1",
                                      "--interval", "1h", "--seed", "5"])
     assert r.exit_code == 0, r.output
     first = default_first_day(clock.date(), 1)
@@ -100,7 +100,7 @@ def test_demo_on_any_date(tmp_path, now):
 
 def test_demo_refuses_a_start_that_has_not_ended(tmp_path):
     today = dt.datetime.now(SHANGHAI).date()
-    r = CliRunner().invoke(cli, ["demo", "--lake", str(tmp_path / "lake"), "--days", "2",
+    r = CliRunner().invoke(cli, ["demo", "--no-serve", "--lake", str(tmp_path / "lake"), "--days", "2",
                                  "--start", (today - dt.timedelta(days=1)).isoformat()])
     assert r.exit_code != 0
     assert "reaches today or later" in r.output
@@ -117,7 +117,7 @@ def test_demo_whatever_the_machine_time_zone(tmp_path, monkeypatch, machine_tz):
     try:
         lake = tmp_path / "lake"
         with time_machine.travel(clock, tick=True):
-            r = CliRunner().invoke(cli, ["demo", "--lake", str(lake), "--meters", "30", "--days", "1",
+            r = CliRunner().invoke(cli, ["demo", "--no-serve", "--lake", str(lake), "--meters", "30", "--days", "1",
                                          "--interval", "1h", "--seed", "5"])
     finally:
         monkeypatch.undo()

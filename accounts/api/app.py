@@ -15,6 +15,7 @@ from meters.errors import MetersError
 
 from ..errors import Conflict, Invalid, NotFound
 from ..store import Store
+from .. import web
 from .metrics import REQUESTS
 from .routers import accounts, operator, payments
 
@@ -63,13 +64,14 @@ async def _too_large(send, limit: int) -> None:
         {"type": "http"}, None, send)
 
 
-def create_app(store: Store) -> FastAPI:
+def create_app(store: Store, web_channel: str | None = None) -> FastAPI:
     app = FastAPI(title="meters account service", version=__version__,
                   description="Payments, balances and settings of prepaid and postpaid utility accounts. "
                               "Authenticate with `Authorization: Bearer <key>` (see docs/accounts.md).")
     app.state.store = store
     for r in (accounts.router, payments.router, operator.router):
         app.include_router(r)
+    web.install(app, web_channel or web.DEFAULT_CHANNEL)  # the resident page and the operator console
 
     @app.exception_handler(MetersError)
     async def _meters_error(request: Request, e: MetersError):

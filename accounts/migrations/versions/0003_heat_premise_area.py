@@ -1,13 +1,13 @@
 """Heating: the premise's floor area (m² × 100) on the dated settings rows.
 
-Revision ID: 0002_heat_premise_area
-Revises: 0001
+Revision ID: 0003
+Revises: 0002
 """
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0002_heat_premise_area"
-down_revision = "0001"
+revision = "0003"
+down_revision = "0002"
 branch_labels = None
 depends_on = None
 
