@@ -63,7 +63,8 @@ def build_lake(root: Path, n: int, seed: int = 1, days: int = 1):
         "topup_below": pa.array(money(np.full(n, 2000)), mask=rng.random(n) >= 0.2),
         "topup_amount": money(np.full(n, 10000))}, schema=ACCOUNTS))
     lake.replace_partition("contacts", None, pa.table({"account_id": acc_ids, "recipient": acc_ids,
-                                                       "relation": ["self"] * n}, schema=CONTACTS))
+                                                       "relation": ["self"] * n,
+                                                       "language": [None] * n}, schema=CONTACTS))
     per_slot = np.where(utility == "electricity", 150, 8).astype(np.int64)  # Wh, litres per 15 min
     reg = rng.integers(0, 10**8, n).astype(np.int64)
     for d in range(days):
