@@ -6,13 +6,10 @@ import getpass
 
 import click
 
-from meters.options import echo_json, lake_option
+from meters.options import db_option, echo_json, lake_option
 from meters.cli_registry import accounts_import
 from meters.errors import MetersError
 
-db_option = click.option("--db", "db", default=None, envvar="METERS_DB", metavar="URL",
-                         help="Account store: postgresql://user@host:port/dbname (default: the lake's "
-                              "accounts.db, SQLite). Also $METERS_DB.")
 json_option = click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 
 

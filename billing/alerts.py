@@ -103,7 +103,7 @@ def day_table(accounts: Accounts, day: dt.date, ts_end: pa.Scalar, s: Settlement
 
     def emit(i, kind, message, to=None, **data):
         a = acc.account_ids[i]
-        data = {"account_id": a, "day": day, "currency": acc.currency[i], **data}
+        data = {"account_id": a, "day": day, "currency": acc.currency[i], "utility": acc.utility[i], **data}
         if to is None and s.estimated[i]:
             message += estimated_note
             data["estimated"] = True
