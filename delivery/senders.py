@@ -48,6 +48,7 @@ class Mqtt:
         self.timeout_s = timeout_s
         self._loop = asyncio.get_running_loop()
         self._pending: dict[int, asyncio.Future] = {}
+        self._early: dict[int, str | None] = {}
         self._lock = threading.Lock()
         self._connected = threading.Event()
         self.client, kwargs = make_client(url, client_id)
@@ -59,22 +60,28 @@ class Mqtt:
         self.client.loop_start()
 
     def _on_publish(self, client, userdata, mid, reason_code=None, properties=None):
+        failed = reason_code is not None and getattr(reason_code, "is_failure", False)
+        error = str(reason_code) if failed else None
         with self._lock:
             fut = self._pending.pop(mid, None)
-        if fut is not None:
-            failed = reason_code is not None and getattr(reason_code, "is_failure", False)
-            self._loop.call_soon_threadsafe(_settle, fut, str(reason_code) if failed else None)
+            if fut is None:              # acknowledged before publish() returned its mid
+                self._early[mid] = error
+                return
+        self._loop.call_soon_threadsafe(_settle, fut, error)
 
     async def publish(self, channel: str, body: bytes, row: dict, policy: Policy) -> Outcome:
         if not await asyncio.to_thread(self._connected.wait, self.timeout_s):
             return transient("MQTT broker not connected", row["attempts"], row["queued_at"], _now(), policy)
         fut = self._loop.create_future()
+        # never hold our lock across publish(): paho calls on_publish under its own message lock
+        info = self.client.publish(alerts_topic(channel), body, qos=1)
+        if info.rc != 0:
+            return transient(f"MQTT publish refused (rc {info.rc})", row["attempts"], row["queued_at"], _now(), policy)
         with self._lock:
-            info = self.client.publish(alerts_topic(channel), body, qos=1)
-            if info.rc != 0:
-                return transient(f"MQTT publish refused (rc {info.rc})", row["attempts"], row["queued_at"], _now(),
-                                 policy)
-            self._pending[info.mid] = fut
+            if info.mid in self._early:
+                fut.set_result(self._early.pop(info.mid))
+            else:
+                self._pending[info.mid] = fut
         try:
             error = await asyncio.wait_for(fut, self.timeout_s)
         except asyncio.TimeoutError:
