@@ -12,7 +12,6 @@ payment's at once.
 from __future__ import annotations
 
 import datetime as dt
-import json
 from collections import Counter
 from typing import TYPE_CHECKING
 
@@ -85,10 +84,7 @@ def of_account(lake: Lake, account_id: str) -> list[tuple[str, str | None]]:
             or [(f"account:{account_id}", None)])
 
 
-def values(**data) -> str:
-    """The alert's values as canonical JSON (money in integer cents, days ISO): equal values, equal text."""
-    return json.dumps({k: (v.isoformat() if isinstance(v, dt.date) else v.item() if hasattr(v, "item") else v)
-                       for k, v in data.items()}, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+values = outbox.canonical
 
 
 # -- the billing day's alerts ----------------------------------------------------------------------------

@@ -16,6 +16,7 @@ least once; receivers deduplicate by id).
 from __future__ import annotations
 
 import base64
+import contextlib
 import datetime as dt
 import hashlib
 import json
@@ -134,10 +135,17 @@ def open_outbox(lake: Lake, db: str | None = None, *, required: bool = True) -> 
 
 
 # -- queuing ------------------------------------------------------------------------------------------------
-def enqueue(engine: sa.Engine, alerts: list[dict], now: dt.datetime | None = None) -> dict:
+def canonical(**data) -> str:
+    """An alert's values as canonical JSON (money in integer cents, days ISO): equal values, equal text."""
+    return json.dumps({k: (v.isoformat() if isinstance(v, dt.date) else v.item() if hasattr(v, "item") else v)
+                       for k, v in data.items()}, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def enqueue(bind: sa.Engine | sa.Connection, alerts: list[dict], now: dt.datetime | None = None) -> dict:
     """Queue ``alerts`` (dicts with ``alert_id``, ``account_id``, ``day``, ``kind``, ``recipient``,
-    ``language``, ``data``); idempotent. Returns counts: ``queued`` (new), ``corrections``,
-    ``unchanged`` (queued before), ``skipped`` (no deliverable recipient)."""
+    ``language``, ``data``); idempotent. ``bind``: an engine (its own transaction) or the connection
+    of a transaction to queue in. Returns counts: ``queued`` (new), ``corrections``, ``unchanged``
+    (queued before), ``skipped`` (no deliverable recipient)."""
     now = now or utcnow()
     counts = {"queued": 0, "corrections": 0, "unchanged": 0, "skipped": 0}
     rows: dict[str, dict] = {}
@@ -153,7 +161,7 @@ def enqueue(engine: sa.Engine, alerts: list[dict], now: dt.datetime | None = Non
                                "recipient": a["recipient"], "channel": channel, "language": lang,
                                "data": a["data"]}
     ids = list(rows)
-    with engine.begin() as conn:
+    with (bind.begin() if isinstance(bind, sa.Engine) else contextlib.nullcontext(bind)) as conn:
         latest: dict[str, sa.Row] = {}
         revisions: dict[str, int] = {}
         for i in range(0, len(ids), CHUNK):

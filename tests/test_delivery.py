@@ -308,3 +308,20 @@ def test_the_daughters_story_end_to_end(tmp_path, receiver):
     dispatcher.run(store.engine, settings(until_idle_s=0.5))
     [paid] = [m for m in receiver.got.values() if m["kind"] == "payment"]
     assert paid["text"].startswith("缴费50元已到账（流水号wx-20261102-1）")
+
+
+def test_a_payment_recorded_by_the_account_service_is_queued_at_once(tmp_path, receiver):
+    from accounts.payments import pay as store_pay
+    from accounts.registry import import_from_lake
+
+    lake = make_lake(tmp_path, f"1001,11,cn-bj-res-elec,prepaid,5,,,20,100,daughter:{DAUGHTER}@zh-CN;self:sms:+86138@en\n")
+    store = open_store(lake)
+    import_from_lake(store)
+    add_channel(store, "wechat", webhook=receiver.url, secret=receiver.secret)
+    add_channel(store, "sms", webhook=receiver.url, secret=receiver.secret)
+    assert store_pay(store, "1001", "50", "wx-1", channel="wechat")["status"] == "applied"
+    assert store_pay(store, "1001", "50", "wx-1", channel="wechat")["status"] == "duplicate"   # nothing new queued
+    dispatcher.run(store.engine, settings(until_idle_s=0.5))
+    texts = sorted((m["address"], m["text"]) for m in receiver.got.values())
+    assert texts == [("+86138", "Payment of CN¥50.00 received for account 1001 (ref wx-1); balance CN¥55.00."),
+                     ("o6_bmjrPTlm6_2sgVt7hMZOPfL2M", "缴费50元已到账（流水号wx-1），当前余额55元。户号1001。")]
