@@ -275,7 +275,7 @@ def stats(engine: sa.Engine, now: dt.datetime | None = None) -> dict:
 
 
 # -- looking and re-queuing ---------------------------------------------------------------------------------
-SHOWN = ("alert_id", "account_id", "day", "kind", "recipient", "channel", "language", "state", "attempts",
+SHOWN = ("alert_id", "base_id", "account_id", "day", "kind", "recipient", "channel", "language", "state", "attempts",
          "last_error", "next_attempt_at", "created_at", "sent_at", "corrects")
 
 

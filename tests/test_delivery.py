@@ -17,6 +17,7 @@ import pytest
 import sqlalchemy as sa
 
 from accounts.channels import add_channel, set_target
+from accounts.registry import import_from_lake
 from accounts.store import open_store
 from billing.batch import bill_day
 from billing.payments import pay
@@ -279,6 +280,7 @@ def test_the_daughters_story_end_to_end(tmp_path, receiver):
     contact on WeChat. The nightly run tops it up: her phone gets exactly one message, in Chinese."""
     lake = make_lake(tmp_path, f"1001,11,cn-bj-res-elec,prepaid,5,,,20,100,daughter:{DAUGHTER}@zh-CN\n")
     store = open_store(lake)
+    import_from_lake(store)
     add_channel(store, "wechat", webhook=receiver.url, secret=receiver.secret)
     step = lambda k: 100 if k <= 48 else 300  # noqa: E731  (the meter's quarter hours, Wh)
     write_registers(lake, 11, D0, 1000, step, skip=range(49, 97))       # the evening arrives late
@@ -303,6 +305,21 @@ def test_the_daughters_story_end_to_end(tmp_path, receiver):
     corrections = [m for m in receiver.got.values() if m["corrects"]]
     assert res.queued["corrections"] >= 1 and corrections and all(c["text"].startswith("【更正】") for c in corrections)
     assert any(c["text"].startswith("【更正】电表账户余额不足，已自动缴费100元。当前余额95.62元") for c in corrections)  # 5 − 9.38 (19.2 kWh) + 100
+    # the API shows each alert's newest delivery: the correction, sent
+    import warnings
+
+    from accounts.api.app import create_app
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")      # starlette's note on its httpx-based client
+        from fastapi.testclient import TestClient
+
+    key = add_channel(store, "app")["key"]
+    with TestClient(create_app(store)) as client:
+        shown = client.get("/v1/accounts/1001/alerts", headers={"Authorization": f"Bearer {key}"}).json()["alerts"]
+    [topup] = [a for a in shown if a["kind"] == "auto_topup"]
+    assert topup["delivery"]["state"] == "sent" and topup["delivery"]["corrects"] == topup["alert_id"]
+    assert topup["recipient"] != DAUGHTER and "*" in topup["recipient"]                    # masked for a channel
     # a payment's alert is queued at once
     pay(lake, "1001", 50, "wx-20261102-1", at=lake.day_bounds_utc(D0)[1] + dt.timedelta(hours=9))
     dispatcher.run(store.engine, settings(until_idle_s=0.5))
@@ -312,7 +329,6 @@ def test_the_daughters_story_end_to_end(tmp_path, receiver):
 
 def test_a_payment_recorded_by_the_account_service_is_queued_at_once(tmp_path, receiver):
     from accounts.payments import pay as store_pay
-    from accounts.registry import import_from_lake
 
     lake = make_lake(tmp_path, f"1001,11,cn-bj-res-elec,prepaid,5,,,20,100,daughter:{DAUGHTER}@zh-CN;self:sms:+86138@en\n")
     store = open_store(lake)

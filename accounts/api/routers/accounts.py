@@ -79,10 +79,13 @@ def get_alerts(user_number: UserNumber, limit: int = Query(100, ge=1, le=10_000)
     dead), attempts, last error, next attempt (recipients masked for channels)."""
     _known(store, user_number)
     shown = lakeview.alerts(store.lake, user_number, limit)
-    sent = {d["alert_id"]: d for d in outbox.deliveries(store.engine, account_id=user_number, limit=limit)}
+    newest: dict[str, dict] = {}       # of each alert, its newest delivery (a correction's, after a re-run)
+    for d in outbox.deliveries(store.engine, account_id=user_number, limit=4 * limit):
+        newest.setdefault(d["base_id"], d)
     for a in shown:
-        d = sent.get(a.get("alert_id")) or {}
-        a["delivery"] = {k: d.get(k) for k in ("state", "attempts", "last_error", "next_attempt_at", "sent_at")}
+        d = newest.get(a.get("alert_id")) or {}
+        a["delivery"] = {k: d.get(k) for k in ("alert_id", "state", "attempts", "last_error", "next_attempt_at",
+                                               "sent_at", "corrects")}
         if who.role != "operator":
             a["recipient"] = status.mask_recipient(a["recipient"])
     return {"user_number": user_number, "alerts": shown}
