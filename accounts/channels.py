@@ -10,7 +10,10 @@ from dataclasses import dataclass
 
 import sqlalchemy as sa
 
-from .errors import Conflict, Invalid
+from meters import webhooks
+from meters.errors import MetersError
+
+from .errors import Conflict, Invalid, NotFound
 from .schema import channels
 from .store import Store, utcnow
 
@@ -33,24 +36,61 @@ def key_hash(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
 
-def add_channel(store: Store, name: str, role: str = "channel", *, signing: bool = False) -> dict:
+def add_channel(store: Store, name: str, role: str = "channel", *, signing: bool = False, **target) -> dict:
     """Create a channel or operator; returns ``{"name", "role", "key"}`` (plus ``"signing_secret"``
-    with ``signing``) — the only time the key is shown."""
+    with ``signing``, and the delivery target of ``target``: see :func:`delivery_target`) — the only
+    time the key is shown."""
     if not NAME.match(name or ""):
         raise Invalid(f"channel name {name!r}: letters, digits, '_', '.', '-' (at most 64)")
     if role not in ROLES:
         raise Invalid(f"role {role!r} must be one of {', '.join(ROLES)}")
     key = KEY_PREFIX + secrets.token_urlsafe(32)
     secret = secrets.token_hex(32) if signing else None
+    deliver = delivery_target(**target)
     with store.write() as conn:
         if conn.execute(sa.select(channels.c.name).where(channels.c.name == name)).first():
             raise Conflict(f"channel {name!r} exists already")
         conn.execute(sa.insert(channels).values(name=name, role=role, key_sha256=key_hash(key),
-                                                signing_secret=secret, created_at=utcnow()))
+                                                signing_secret=secret, created_at=utcnow(), **deliver))
     out = {"name": name, "role": role, "key": key}
     if secret:
         out["signing_secret"] = secret
-    return out
+    return out | _shown_target(deliver)
+
+
+def delivery_target(webhook: str | None = None, secret: str | None = None, mqtt: bool = False,
+                    apprise: str | None = None) -> dict:
+    """The channel columns of an alert delivery target: a webhook (``secret``: its Standard Webhooks
+    ``whsec_…`` signing secret, made up when not given), the managed MQTT broker, or an apprise URL."""
+    if sum(map(bool, (webhook, mqtt, apprise))) > 1:
+        raise Invalid("a channel delivers to one target: give one of --webhook, --mqtt, --apprise")
+    if secret and not webhook:
+        raise Invalid("--secret signs webhook deliveries: give --webhook URL too")
+    if webhook:
+        if not re.match(r"^https?://[^\s/]+", webhook) or len(webhook) > 500:
+            raise Invalid(f"webhook URL {webhook!r} must be an http:// or https:// URL")
+        secret = secret or webhooks.new_secret()
+        try:
+            webhooks.secret_key(secret)
+        except MetersError as e:
+            raise Invalid(f"--secret: {e}") from None
+    if apprise and ("://" not in apprise or len(apprise) > 500):
+        raise Invalid(f"apprise URL {apprise!r} must be a service URL such as mailto://user:pass@host")
+    return {"webhook_url": webhook or None, "webhook_secret": secret if webhook else None, "mqtt": bool(mqtt),
+            "apprise_url": apprise or None}
+
+
+def _shown_target(d: dict) -> dict:
+    return {k: v for k, v in d.items() if v}
+
+
+def set_target(store: Store, name: str, **target) -> dict:
+    """Set (or, with no target, clear) the alert delivery target of channel ``name``."""
+    deliver = delivery_target(**target)
+    with store.write() as conn:
+        if not conn.execute(sa.update(channels).where(channels.c.name == name).values(**deliver)).rowcount:
+            raise NotFound(f"no channel {name!r}")
+    return {"name": name} | _shown_target(deliver)
 
 
 def authenticate(store: Store, key: str) -> Principal | None:

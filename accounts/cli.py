@@ -6,13 +6,10 @@ import getpass
 
 import click
 
-from meters.options import echo_json, lake_option
+from meters.options import db_option, echo_json, lake_option
 from meters.cli_registry import accounts_import
 from meters.errors import MetersError
 
-db_option = click.option("--db", "db", default=None, envvar="METERS_DB", metavar="URL",
-                         help="Account store: postgresql://user@host:port/dbname (default: the lake's "
-                              "accounts.db, SQLite). Also $METERS_DB.")
 json_option = click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 
 
@@ -56,26 +53,54 @@ def channels():
     """Payment channels and operators of the account API (API keys and roles)."""
 
 
+def target_options(f):
+    """The alert delivery target of a channel (docs/alerts.md)."""
+    for opt in reversed([
+        click.option("--webhook", default=None, metavar="URL",
+                     help="Deliver this channel's alerts by HTTP POST to URL (Standard Webhooks signed)."),
+        click.option("--secret", default=None, metavar="whsec_…",
+                     help="The webhook's signing secret (default: a new one, printed)."),
+        click.option("--mqtt", is_flag=True,
+                     help="Deliver this channel's alerts to meters/v1/alerts/NAME on the managed broker."),
+        click.option("--apprise", default=None, metavar="URL",
+                     help="Deliver this channel's alerts through an apprise URL (needs apprise installed)."),
+    ]):
+        f = opt(f)
+    return f
+
+
+def _echo_target(out: dict) -> None:
+    if out.get("webhook_url"):
+        click.echo(f"alerts to webhook {out['webhook_url']} signed with {out['webhook_secret']}")
+    elif out.get("mqtt"):
+        click.echo(f"alerts to MQTT topic meters/v1/alerts/{out['name']}")
+    elif out.get("apprise_url"):
+        click.echo(f"alerts through apprise {out['apprise_url']}")
+
+
 @channels.command("add")
 @click.argument("name")
 @click.option("--role", type=click.Choice(["channel", "operator"]), default="channel", show_default=True,
               help="channel: pay, query and change settings of accounts; operator: also runs, all accounts, metrics.")
 @click.option("--sign", "signing", is_flag=True,
               help="Also create an HMAC-SHA256 signing secret: the server then refuses unsigned requests.")
+@target_options
 @lake_option
 @db_option
 @json_option
-def channels_add(name, role, signing, lake_path, db, as_json):
+def channels_add(name, role, signing, webhook, secret, mqtt, apprise, lake_path, db, as_json):
     """Create channel NAME and print its API key (shown once; only its hash is stored)."""
     from .channels import add_channel
 
-    out = add_channel(_store(lake_path, db), name, role, signing=signing)
+    out = add_channel(_store(lake_path, db), name, role, signing=signing, webhook=webhook, secret=secret,
+                      mqtt=mqtt, apprise=apprise)
     if as_json:
         echo_json(out)
         return
     click.echo(f"{out['role']} {out['name']}: key {out['key']}")
     if signing:
         click.echo(f"signing secret {out['signing_secret']}")
+    _echo_target(out)
     click.echo("store the key now: it is not shown again", err=True)
 
 
@@ -96,6 +121,23 @@ def channels_password(name, password_stdin, lake_path, db):
         password = click.prompt("password", hide_input=True, confirmation_prompt=True)
     set_password(_store(lake_path, db), name, password)
     click.echo(f"operator {name}: console password set")
+
+
+@channels.command("target")
+@click.argument("name")
+@target_options
+@lake_option
+@db_option
+@json_option
+def channels_target(name, webhook, secret, mqtt, apprise, lake_path, db, as_json):
+    """Set where channel NAME's alerts are delivered (no option: stop delivering them)."""
+    from .channels import set_target
+
+    out = set_target(_store(lake_path, db), name, webhook=webhook, secret=secret, mqtt=mqtt, apprise=apprise)
+    if as_json:
+        echo_json(out)
+    else:
+        _echo_target(out) if len(out) > 1 else click.echo(f"{name}: alerts not delivered")
 
 
 @click.command()

@@ -83,7 +83,7 @@ def ledger(lake: Lake, account_id: str, limit: int) -> list[dict]:
 
 
 def alerts(lake: Lake, account_id: str, limit: int) -> list[dict]:
-    return query(lake, "SELECT ts, kind, recipient, message FROM alerts WHERE account_id = ? "
+    return query(lake, "SELECT ts, kind, recipient, message, alert_id FROM alerts WHERE account_id = ? "
                        "ORDER BY ts DESC LIMIT ?", [account_id, limit])
 
 

@@ -11,10 +11,13 @@ import datetime as dt
 
 import sqlalchemy as sa
 
+from meters import outbox
+
 from . import lakeview
 from .errors import Conflict, Invalid, NotFound
 from .money import fmt, to_cents
 from .schema import accounts, counters, payments, settled_days
+from .settings import contacts_of
 from .store import Store
 
 REF_MAX = 128
@@ -124,7 +127,22 @@ def pay(store: Store, user_number: str, amount, channel_ref: str, *, channel: st
             seq=seq, channel=channel, channel_ref=ref, account_id=user_number, amount_cents=cents,
             payer=payer, received_at=_bind_ts(store.clock()), reverses=reverses))
         row = conn.execute(sa.select(payments).where(payments.c.seq == seq)).one()
-        return _result(row, "applied", balance_in(store, conn, user_number)[0])
+        after = balance_in(store, conn, user_number)[0]
+        if cents > 0:
+            _queue_payment_alert(store, conn, row, after)
+        return _result(row, "applied", after)
+
+
+def _queue_payment_alert(store: Store, conn, row, balance: int) -> None:
+    """The ``payment`` alert to every contact, queued in the payment's own transaction."""
+    day = store.lake.local_day(as_utc(row.received_at))
+    ref = f"{row.channel}:{row.channel_ref}"
+    data = outbox.canonical(account_id=row.account_id, day=day, amount=int(row.amount_cents), balance=balance,
+                            ref=row.channel_ref)
+    outbox.enqueue(conn, [{"alert_id": outbox.alert_id(row.account_id, day, "payment", c["recipient"], ref),
+                           "account_id": row.account_id, "day": day, "kind": "payment",
+                           "recipient": c["recipient"], "language": c["language"], "data": data}
+                          for c in contacts_of(conn, row.account_id, day)])
 
 
 def reverse(store: Store, channel: str, channel_ref: str, *, reversal_ref: str | None = None) -> dict:

@@ -51,7 +51,8 @@ def apply_registry(store: Store, accs: pa.Table, cons: pa.Table | None, meters: 
                 old_con.setdefault(r.account_id, {})[r.recipient] = (r.relation, r.language)
         new_con: dict[str, dict] = {a: {} for a in accs.column("account_id").to_pylist()}
         for r in (cons.to_pylist() if cons is not None else []):
-            new_con.setdefault(r["account_id"], {})[r["recipient"]] = (r["relation"], LANGUAGES_DEFAULT)
+            new_con.setdefault(r["account_id"], {})[r["recipient"]] = (r["relation"],
+                                                                       r.get("language") or LANGUAGES_DEFAULT)
         set_rows, con_rows = [], []
         who = {"changed_at": now, "changed_by": changed_by, "channel": channel}
         for r in accs.to_pylist():

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
+from meters.outbox import outbox as _outbox
+
 metadata = sa.MetaData()
 
 UTC_DATETIME = sa.DateTime(timezone=True)
@@ -91,4 +93,11 @@ channels = sa.Table(                                                   # payment
     sa.Column("signing_secret", sa.String(128)),                       # HMAC-SHA256 secret, null: unsigned
     sa.Column("created_at", UTC_DATETIME, nullable=False),
     sa.Column("password_hash", sa.String(256)),                        # operators' console login (scrypt)
+    # alert delivery (meters.outbox reads them): a webhook, the MQTT broker or an apprise URL
+    sa.Column("webhook_url", sa.String(500)),
+    sa.Column("webhook_secret", sa.String(200)),                       # whsec_…, as given (it must sign)
+    sa.Column("mqtt", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("apprise_url", sa.String(500)),
 )
+
+outbox = _outbox.to_metadata(metadata)                                # alerts to deliver: meters.outbox

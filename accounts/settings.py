@@ -13,6 +13,9 @@ import pyarrow as pa
 import sqlalchemy as sa
 
 from meters.heating import builtin_heating
+from meters import recipients
+from meters.errors import MetersError
+from meters.recipients import DEFAULT_LANGUAGE
 from meters.registry import load_tariffs
 from meters.schemas import ACCOUNTS, CONTACTS, MODES
 
@@ -23,7 +26,7 @@ from .store import Store, utcnow
 
 SETTING_FIELDS = ("tariff_id", "mode", "warn_1_cents", "warn_2_cents", "topup_below_cents", "topup_amount_cents",
                   "premise_area_centi")
-LANGUAGES_DEFAULT = "zh"
+LANGUAGES_DEFAULT = DEFAULT_LANGUAGE
 
 
 def in_force(conn, day: dt.date, table: sa.Table, partition: list, account_id: str | None = None):
@@ -145,6 +148,13 @@ def _contact_change(store: Store, account_id: str, recipient: str, relation: str
         if not isinstance(v, str) or not v.strip() or len(v) > 200:
             raise Invalid(f"contact {what} must be non-empty text of at most 200 characters")
     recipient = recipient.strip()
+    if not removed:
+        try:
+            recipient, suffix = recipients.split_language(recipient)
+            language = recipients.language(suffix or language)
+            recipients.channel_of(recipient)
+        except MetersError as e:
+            raise Invalid(str(e)) from None
     with store.write() as conn:
         day = check_effective(conn, store, effective_from)
         current(conn, account_id, day)
@@ -192,5 +202,5 @@ def contacts_in_force(store: Store, day: dt.date) -> pa.Table:
     """Every alert recipient in force on ``day``, in the lake's ``contacts`` schema."""
     with store.read() as conn:
         rows = in_force(conn, day, contacts, [contacts.c.account_id, contacts.c.recipient])
-    return pa.Table.from_pylist([{"account_id": r.account_id, "recipient": r.recipient, "relation": r.relation}
-                                 for r in rows if not r.removed], CONTACTS)
+    return pa.Table.from_pylist([{"account_id": r.account_id, "recipient": r.recipient, "relation": r.relation,
+                                  "language": r.language} for r in rows if not r.removed], CONTACTS)

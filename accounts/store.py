@@ -26,54 +26,16 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
+from meters.accountdb import DB_FILE, create_engine, database_url  # noqa: F401  (the store's URL and engine)
 from meters.errors import MetersError
 from meters.lake import Lake, open_lake
 
-DB_FILE = "accounts.db"
 MIGRATIONS = Path(__file__).with_name("migrations")
 _PG_MIGRATION_LOCK = 7_201_011  # pg_advisory_xact_lock key of `meters accounts migrate`
 
 
 def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc)
-
-
-def database_url(lake: Lake, db: str | None) -> str:
-    """The SQLAlchemy URL of the store: ``db`` (``postgresql://…`` or ``sqlite:///…``) or the lake's
-    ``accounts.db``."""
-    db = db or os.environ.get("METERS_DB")
-    if db:
-        if db.startswith(("postgresql://", "postgres://")):
-            return "postgresql+psycopg://" + db.split("://", 1)[1]
-        if db.startswith(("postgresql+psycopg://", "sqlite:///")):
-            return db
-        raise MetersError(f"--db {db!r}: give a postgresql://user@host:port/dbname or sqlite:///path URL")
-    root = lake.require_local("the embedded account store (give --db postgresql://… for an object-store lake)")
-    return f"sqlite:///{Path(root).resolve() / DB_FILE}"
-
-
-def _sqlite_setup(engine: sa.Engine) -> None:
-    @sa.event.listens_for(engine, "connect")
-    def _connect(dbapi_con, _record):
-        dbapi_con.isolation_level = None  # we issue BEGIN ourselves (below)
-        cur = dbapi_con.cursor()
-        cur.execute("PRAGMA journal_mode=WAL")
-        cur.execute("PRAGMA synchronous=FULL")
-        cur.execute("PRAGMA foreign_keys=ON")
-        cur.execute("PRAGMA busy_timeout=60000")
-        cur.close()
-
-    @sa.event.listens_for(engine, "begin")
-    def _begin(conn):
-        conn.exec_driver_sql("BEGIN" if conn.get_execution_options().get("read_only") else "BEGIN IMMEDIATE")
-
-
-def create_engine(url: str) -> sa.Engine:
-    if url.startswith("sqlite"):
-        engine = sa.create_engine(url, pool_size=8, max_overflow=56, pool_timeout=60)
-        _sqlite_setup(engine)
-        return engine
-    return sa.create_engine(url, pool_size=10, max_overflow=50, pool_timeout=60, pool_pre_ping=True)
 
 
 def _alembic_config(conn) -> Config:

@@ -73,7 +73,8 @@ def build_lake(root: Path, n: int, seed: int = 1, days: int = 1, heat: int = 0):
         "premise_area": pa.array(money(area), mask=area == 0).cast(ACCOUNTS.field("premise_area").type)},
         schema=ACCOUNTS))
     lake.replace_partition("contacts", None, pa.table({"account_id": acc_ids, "recipient": acc_ids,
-                                                       "relation": ["self"] * n}, schema=CONTACTS))
+                                                       "relation": ["self"] * n,
+                                                       "language": [None] * n}, schema=CONTACTS))
     per_slot = np.where(utility == "electricity", 150, np.where(utility == "heat", 400, 8)).astype(np.int64)
     reg = rng.integers(0, 10**8, n).astype(np.int64)
     for d in range(days):

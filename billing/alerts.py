@@ -3,7 +3,11 @@ grows from.
 
 The nightly run writes one file per day to the ``alerts`` table (``day=D/billing.parquet``, replaced
 when D is re-run); each payment writes its own (``day=D/payment-<hash>.parquet``). An alert goes to
-every contact of its account (``account:<id>`` when it has none); ``data_gap`` goes to ``operator``.
+every contact of its account, in the contact's language (``account:<id>`` when it has none); the
+operator's kinds (``data_gap``, ``disconnect_held``, ``estimated_day``) go to ``operator``. Every row
+carries a stable id (:func:`meters.outbox.alert_id`) and its values as JSON (what the delivery
+templates show); :func:`queue_day` puts the day's alerts into the outbox after the run commits, a
+payment's at once.
 """
 from __future__ import annotations
 
@@ -16,7 +20,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from meters import outbox
+from meters.errors import MetersError
 from meters.lake import Lake
+from meters.recipients import DEFAULT_LANGUAGE
 from meters.schemas import ALERTS, UTC_MS
 
 from . import vee
@@ -49,7 +56,7 @@ class Recipients:
 
     def __init__(self, lake: Lake, accounts: Accounts):
         self._lake, self._accounts = lake, accounts
-        self.contacts: dict[str, list[str]] = {}
+        self.contacts: dict[str, list[tuple[str, str | None]]] = {}
         self._loaded: set[int] = set()
 
     def load(self, rows) -> None:
@@ -59,38 +66,49 @@ class Recipients:
             return
         self._loaded.update(rows)
         ids = self._accounts.account_arrow.take(pa.array(rows, pa.int64()))
-        c = self._lake.read("contacts", columns=["account_id", "recipient"])
+        c = self._lake.read("contacts", columns=["account_id", "recipient", "language"])
         c = c.filter(pc.is_in(c.column("account_id"), value_set=ids))
-        for a, r in zip(c.column("account_id").to_pylist(), c.column("recipient").to_pylist()):
-            self.contacts.setdefault(a, []).append(r)
+        for a, r, lang in zip(*(c.column(k).to_pylist() for k in ("account_id", "recipient", "language"))):
+            self.contacts.setdefault(a, []).append((r, lang))
 
-    def of(self, account_id: str) -> list[str]:
-        return self.contacts.get(account_id) or [f"account:{account_id}"]
+    def of(self, account_id: str) -> list[tuple[str, str | None]]:
+        """(recipient, language) of each contact of the account."""
+        return self.contacts.get(account_id) or [(f"account:{account_id}", None)]
 
 
-def of_account(lake: Lake, account_id: str) -> list[str]:
-    """The recipients of one account's alerts."""
+def of_account(lake: Lake, account_id: str) -> list[tuple[str, str | None]]:
+    """(recipient, language) of each recipient of one account's alerts."""
     contacts = lake.read("contacts")
     contacts = contacts.filter(pc.equal(contacts.column("account_id"), account_id))
-    return contacts.column("recipient").to_pylist() or [f"account:{account_id}"]
+    return (list(zip(contacts.column("recipient").to_pylist(), contacts.column("language").to_pylist()))
+            or [(f"account:{account_id}", None)])
+
+
+values = outbox.canonical
 
 
 # -- the billing day's alerts ----------------------------------------------------------------------------
 def day_table(accounts: Accounts, day: dt.date, ts_end: pa.Scalar, s: Settlement, quality, flag,
               recipients: Recipients) -> pa.Table:
     """The day's alerts, kind by kind, from its settlement and VEE outcome."""
-    rows = {"account_id": [], "kind": [], "recipient": [], "message": []}
+    rows = {"account_id": [], "kind": [], "recipient": [], "message": [], "alert_id": [], "language": [],
+            "data": []}
     acc = accounts
 
     estimated_note = " (Estimated: most of this day's readings are missing.)"
 
-    def emit(i, kind, message, to=None):
+    def emit(i, kind, message, to=None, **data):
         a = acc.account_ids[i]
+        data = {"account_id": a, "day": day, "currency": acc.currency[i], "utility": acc.utility[i], **data}
         if to is None and s.estimated[i]:
             message += estimated_note
-        for r in to or recipients.of(a):
+            data["estimated"] = True
+        text = values(**data)
+        for r, lang in to or recipients.of(a):
             rows["account_id"].append(a); rows["kind"].append(kind)
             rows["recipient"].append(r); rows["message"].append(message)
+            rows["alert_id"].append(outbox.alert_id(a, day, kind, r))
+            rows["language"].append(lang or DEFAULT_LANGUAGE); rows["data"].append(text)
 
     st, prepaid = s.prepaid_settled, s.prepaid
     warn = {1: acc.warn_1, 2: acc.warn_2}
@@ -101,43 +119,54 @@ def day_table(accounts: Accounts, day: dt.date, ts_end: pa.Scalar, s: Settlement
                    if s.partial[i] else "")
         emit(i, "bill_issued", f"Bill for account {acc.account_ids[i]}, {from_number(int(s.bill_start[i]))} to "
              f"{from_number(int(s.bill_end[i]))}{partial}: {fmt(s.bill_cents[i])} {acc.currency[i]}, due "
-             f"{from_number(s.due_day)}.")
+             f"{from_number(s.due_day)}.", start=from_number(int(s.bill_start[i])),
+             end=from_number(int(s.bill_end[i])), amount=int(s.bill_cents[i]), due=from_number(s.due_day),
+             partial=bool(s.partial[i]))
     for i in np.flatnonzero(prepaid & (st.topup > 0)):
         emit(i, "auto_topup", f"Balance low, auto-paid {fmt(st.topup[i])} {acc.currency[i]} for account "
-             f"{acc.account_ids[i]} on {day}; balance now {fmt(st.balance[i])} {acc.currency[i]}.")
+             f"{acc.account_ids[i]} on {day}; balance now {fmt(st.balance[i])} {acc.currency[i]}.",
+             amount=int(st.topup[i]), balance=int(st.balance[i]))
     for i in np.flatnonzero(prepaid & (st.low_alert > 0)):
         lvl = int(st.low_alert[i])
         emit(i, "low_balance", f"Balance of account {acc.account_ids[i]} is {fmt(st.balance[i])} "
-             f"{acc.currency[i]}, below {fmt(warn[lvl][i])} {acc.currency[i]} (level {lvl}); please top up.")
+             f"{acc.currency[i]}, below {fmt(warn[lvl][i])} {acc.currency[i]} (level {lvl}); please top up.",
+             balance=int(st.balance[i]), threshold=int(warn[lvl][i]), level=lvl)
     for i in np.flatnonzero(prepaid & st.arrears_alert):
         emit(i, "arrears", f"Account {acc.account_ids[i]} is in arrears: balance {fmt(st.balance[i])} "
-             f"{acc.currency[i]} on {day}; supply will be disconnected unless topped up.")
+             f"{acc.currency[i]} on {day}; supply will be disconnected unless topped up.",
+             balance=int(st.balance[i]))
     for i in np.flatnonzero(prepaid & st.disconnect):
         emit(i, "disconnect", f"Disconnection ordered for account {acc.account_ids[i]} (meter "
              f"{acc.meter_ids[i]}): balance {fmt(st.balance[i])} {acc.currency[i]} since "
-             f"{from_number(int(st.arrears_since[i]))}.")
+             f"{from_number(int(st.arrears_since[i]))}.", meter_id=int(acc.meter_ids[i]),
+             balance=int(st.balance[i]), since=from_number(int(st.arrears_since[i])))
     for i in np.flatnonzero(s.held):
         emit(i, "disconnect_held", f"Disconnection of account {acc.account_ids[i]} (meter {acc.meter_ids[i]}) "
              f"not ordered on {day}: balance {fmt(st.balance[i])} {acc.currency[i]}, but most of the day's "
-             f"intervals are estimated.", [OPERATOR])
+             f"intervals are estimated.", [(OPERATOR, None)], meter_id=int(acc.meter_ids[i]),
+             balance=int(st.balance[i]))
     for i in np.flatnonzero(prepaid & st.reconnect):
         emit(i, "reconnect", f"Reconnection ordered for account {acc.account_ids[i]} (meter "
-             f"{acc.meter_ids[i]}): balance {fmt(st.after_payments[i])} {acc.currency[i]} after payment.")
+             f"{acc.meter_ids[i]}): balance {fmt(st.after_payments[i])} {acc.currency[i]} after payment.",
+             meter_id=int(acc.meter_ids[i]), balance=int(st.after_payments[i]))
     for i in np.flatnonzero(s.notice):
         emit(i, "arrears", f"Bill of account {acc.account_ids[i]} is {int(s.overdue[i])} day(s) overdue: "
              f"{fmt(-s.balance[i])} {acc.currency[i]} unpaid; late penalty so far {fmt(s.penalty[i])} "
-             f"{acc.currency[i]} (1‰ per day).")
+             f"{acc.currency[i]} (1‰ per day).", overdue_days=int(s.overdue[i]), unpaid=int(-s.balance[i]),
+             penalty=int(s.penalty[i]))
     S = quality.shape[1]
     est = (quality != vee.ACTUAL).sum(axis=1)
     for i in np.flatnonzero(est):
         reasons = Counter(vee.FLAG_NAMES[f] for f in flag[i][quality[i] != vee.ACTUAL])
         why = ", ".join(f"{k} {v}" for k, v in sorted(reasons.items()))
         emit(i, "data_gap", f"Meter {acc.meter_ids[i]} (account {acc.account_ids[i]}): {int(est[i])} of {S} "
-             f"intervals estimated on {day} ({why}).", [OPERATOR])
+             f"intervals estimated on {day} ({why}).", [(OPERATOR, None)], meter_id=int(acc.meter_ids[i]),
+             estimated=int(est[i]), intervals=int(S), reasons=dict(sorted(reasons.items())))
     n = len(rows["kind"])
     return pa.table({"account_id": pa.array(rows["account_id"], pa.string()),
                      "ts": pa.array([ts_end.value] * n, pa.int64()).cast(UTC_MS), "kind": rows["kind"],
-                     "recipient": rows["recipient"], "message": rows["message"]},
+                     "recipient": rows["recipient"], "message": rows["message"], "alert_id": rows["alert_id"],
+                     "language": rows["language"], "data": rows["data"]},
                     schema=ALERTS)
 
 
@@ -145,32 +174,50 @@ def estimated_day(day: dt.date, ts_end, covered: int, accounts: int, minimum: fl
     """The operator's alert for a day billed below the coverage minimum (``--allow-estimates``)."""
     msg = (f"Billing of {day} used estimates: readings cover {covered} of {accounts} meters "
            f"({covered / max(accounts, 1):.1%}, minimum {minimum:.0%}); billed with --allow-estimates.")
+    data = values(day=day, covered=int(covered), accounts=int(accounts), minimum=float(minimum))
     return pa.table({"account_id": pa.nulls(1, pa.string()), "ts": pa.array([ts_end], ALERTS.field("ts").type),
-                     "kind": ["estimated_day"], "recipient": [OPERATOR], "message": [msg]}, schema=ALERTS)
+                     "kind": ["estimated_day"], "recipient": [OPERATOR], "message": [msg],
+                     "alert_id": [outbox.alert_id(None, day, "estimated_day", OPERATOR)],
+                     "language": [DEFAULT_LANGUAGE], "data": [data]}, schema=ALERTS)
 
 
 def write_day(lake: Lake, day: dt.date, table: pa.Table) -> None:
     lake.write("alerts", table, day.isoformat(), file_name=BILLING_FILE)
 
 
+def queue_day(lake: Lake, day: dt.date) -> dict | None:
+    """Put the committed day's alerts into the account store's outbox (idempotent: what was queued
+    before is not queued again; None: the lake has no account store)."""
+    try:
+        return outbox.enqueue_day(lake, day, required=False)
+    except MetersError as e:
+        raise MetersError(f"{day} is settled, but its alerts were not queued for delivery ({e}); queue them "
+                          f"with `meters alerts queue {day}`") from None
+
+
 # -- payments' alerts -------------------------------------------------------------------------------------
 def write_payment_alerts(lake: Lake, account_id: str, c: int, balance: int, ref: str, at: dt.datetime,
                          reconnect: bool) -> None:
-    """``payment`` (and ``reconnect`` when the payment ordered it) for a recorded payment."""
+    """``payment`` (and ``reconnect`` when the payment ordered it) for a recorded payment, queued for
+    delivery at once when the lake has an account store."""
     recipients = of_account(lake, account_id)
+    day = lake.local_day(at)
     msg = (f"Payment of {fmt(c)} received for account {account_id} (ref {ref}); "
            f"balance {fmt(balance)}.")
-    kinds, msgs = ["payment"], [msg]
+    kinds = [("payment", msg, values(account_id=account_id, day=day, amount=c, balance=balance, ref=ref))]
     if reconnect:
-        kinds.append("reconnect")
-        msgs.append(f"Reconnection ordered for account {account_id}: balance {fmt(balance)} after payment "
-                    f"(ref {ref}).")
-    n = len(recipients)
-    rows = pa.table({"account_id": [account_id] * n * len(kinds),
-                     "ts": pa.array([at] * n * len(kinds), ALERTS.field("ts").type),
-                     "kind": [k for k in kinds for _ in recipients], "recipient": recipients * len(kinds),
-                     "message": [m for m in msgs for _ in recipients]})
-    lake.write("alerts", rows, lake.local_day(at).isoformat(), file_name=payment_file_name(ref))
+        kinds.append(("reconnect", f"Reconnection ordered for account {account_id}: balance {fmt(balance)} after "
+                      f"payment (ref {ref}).", values(account_id=account_id, day=day, balance=balance, ref=ref)))
+    rows = [{"account_id": account_id, "ts": at, "kind": k, "recipient": r, "message": m,
+             "alert_id": outbox.alert_id(account_id, day, k, r, ref), "language": lang or DEFAULT_LANGUAGE,
+             "data": d} for k, m, d in kinds for r, lang in recipients]
+    lake.write("alerts", pa.Table.from_pylist(rows, ALERTS), day.isoformat(), file_name=payment_file_name(ref))
+    engine = outbox.open_outbox(lake, required=False)
+    if engine is not None:
+        try:
+            outbox.enqueue(engine, [r | {"day": day} for r in rows])
+        finally:
+            engine.dispose()
 
 
 def reconnected_by_payment(lake: Lake, day: dt.date) -> set[str]:

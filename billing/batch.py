@@ -74,6 +74,7 @@ class DayResult:
     estimated_intervals: int = 0
     estimated: bool = False          # billed below the coverage minimum (--allow-estimates)
     held: int = 0                    # disconnections withheld (accounts' days mostly estimates)
+    queued: dict | None = None       # alerts put into the outbox (None: no account store)
 
     @property
     def coverage(self) -> float:
@@ -191,7 +192,9 @@ def _run_day(lake: Lake, day: dt.date, *, cfg: Config, progress, allow_estimates
         with contextlib.suppress(Exception):   # the audit keeps the failed run too
             _record(lake, day, out, res, run_id, started, f"failed: {type(e).__name__}: {e}"[:200])
         raise
-    lap("commit", t0)
+    t0 = lap("commit", t0)
+    res.queued = alerts.queue_day(lake, day)   # idempotently after the commit: a re-run queues nothing new
+    lap("queue", t0)
     return res
 
 

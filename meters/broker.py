@@ -13,6 +13,10 @@ Authentication and authorisation are Mosquitto's dynamic-security plugin (the AC
 - ``admin`` — everything (operators: replay, provisioning);
 - ``ingest`` — subscribe to ``meters/v1/+/readings`` (also through ``$share/ingest/…``) and receive
   it; it cannot publish;
+- ``notify`` (provisioned by :meth:`ManagedBroker.add_alert_users`) — the alert dispatcher: publish
+  to ``meters/v1/alerts/+`` only;
+- ``alerts.<channel>`` — a channel's push gateway: subscribe to and receive
+  ``meters/v1/alerts/<channel>`` only (its own channel's alerts), client id bound to its user name;
 - every other user is a sender — it may publish to ``meters/v1/<its username>/readings`` only, never
   subscribe, and its client id is bound to its user name on both ports.
 
@@ -50,6 +54,9 @@ LOG_MAX_BYTES = 10 << 20  # the log file is rotated on start when larger
 LOG_KEEP = 5
 ROLES = ("admin", "ingest", "sender")
 OPERATORS = ("admin", "ingest")
+NOTIFY = "notify"             # the alert dispatcher (meters notify): publishes alerts
+GATEWAY_PREFIX = "alerts."    # alerts.<channel>: the push gateway of one channel
+ALERTS_TOPIC = "meters/v1/alerts/{channel}"
 HOST = "127.0.0.1"
 READINGS = "meters/v1/+/readings"
 SHARED_READINGS = f"$share/ingest/{READINGS}"
@@ -141,11 +148,24 @@ def role_acls(user: str) -> list[dict]:
     if user == "ingest":
         return [_acl("subscribePattern", READINGS), _acl("subscribePattern", SHARED_READINGS),
                 _acl("publishClientReceive", READINGS)]
+    if user == NOTIFY:
+        return [_acl("publishClientSend", ALERTS_TOPIC.format(channel="+"))]
+    if user.startswith(GATEWAY_PREFIX):
+        topic = ALERTS_TOPIC.format(channel=user[len(GATEWAY_PREFIX):])
+        return [_acl("subscribePattern", topic), _acl("publishClientReceive", topic)]
     return [_acl("publishClientSend", f"meters/v1/{user}/readings")]
 
 
 def role_name(user: str) -> str:
-    return user if user in OPERATORS else f"sender:{user}"
+    if user in OPERATORS or user == NOTIFY:
+        return user
+    if user.startswith(GATEWAY_PREFIX):
+        return f"gateway:{user[len(GATEWAY_PREFIX):]}"
+    return f"sender:{user}"
+
+
+def is_sender(user: str) -> bool:
+    return user not in OPERATORS and user != NOTIFY and not user.startswith(GATEWAY_PREFIX)
 
 
 def _dynsec_client(user: str, password: str) -> dict:
@@ -154,8 +174,8 @@ def _dynsec_client(user: str, password: str) -> dict:
     client = {"username": user, "password": base64.b64encode(digest).decode(),
               "salt": base64.b64encode(salt).decode(), "iterations": PW_ITERATIONS,
               "roles": [{"rolename": role_name(user)}]}
-    if user not in OPERATORS:
-        client["clientid"] = user  # a sender connects as itself only, on either port
+    if user not in OPERATORS and user != NOTIFY:
+        client["clientid"] = user  # a sender (or gateway) connects as itself only, on either port
     return client
 
 
@@ -170,10 +190,10 @@ def dynsec_config(users: dict[str, str]) -> dict:
 
 def check_sender_name(name: str) -> str:
     name = str(name)
-    if (not name or any(c in name for c in "/+#:$ ") or name in OPERATORS
-            or name.startswith(RESERVED_PREFIX) or len(name) > 64):
+    if (not name or any(c in name for c in "/+#:$ ") or name in OPERATORS or name == NOTIFY
+            or name.startswith((RESERVED_PREFIX, GATEWAY_PREFIX)) or len(name) > 64):
         raise MetersError(f"invalid sender id {name!r} (1-64 characters, no '/', '+', '#', ':', '$' or "
-                          f"space; not a role name; not starting with {RESERVED_PREFIX!r})")
+                          f"space; not a role name; not starting with {RESERVED_PREFIX!r} or {GATEWAY_PREFIX!r})")
     return name
 
 
@@ -248,7 +268,7 @@ class ManagedBroker:
         users = creds["users"]
         if role not in users:
             raise MetersError(f"unknown broker user {role!r}; known: {', '.join(sorted(users))}")
-        if role in OPERATORS:
+        if role in OPERATORS or role == NOTIFY:
             return str(BrokerURL(HOST, creds.get("operator_port", creds["port"]), role, users[role]))
         tls = self.listener["tls"]
         return str(BrokerURL(self.sender_host, creds["port"], role, users[role], tls=bool(tls),
@@ -289,7 +309,8 @@ class ManagedBroker:
                 "dir": str(self.dir.resolve()), "pid": self.pid(),
                 "urls": {u: self.url(u) for u in creds["users"] if u in ROLES},
                 "users": {u: p for u, p in creds["users"].items() if u in ROLES},
-                "senders": sorted(u for u in creds["users"] if u not in OPERATORS),
+                "senders": sorted(u for u in creds["users"] if is_sender(u)),
+                "alert_urls": {u: self.url(u) for u in creds["users"] if u == NOTIFY or u.startswith(GATEWAY_PREFIX)},
                 "topic_filter": READINGS,
                 "shared_subscription": SHARED_READINGS,
                 "limits": dataclasses.asdict(self.limits)}
@@ -380,11 +401,24 @@ class ManagedBroker:
         """Provision sender users (one per data concentrator); returns their passwords. Existing
         names keep their password. A running broker learns them at once (dynamic-security commands
         sent as ``admin``)."""
+        return self._provision([check_sender_name(n) for n in names])
+
+    def add_alert_users(self, channels) -> dict[str, str]:
+        """Provision the alert dispatcher's user ``notify`` and a push gateway user
+        ``alerts.<channel>`` per channel (reading only ``meters/v1/alerts/<channel>``); returns
+        their passwords."""
+        names = [NOTIFY]
+        for ch in channels:
+            if not ch or any(c in ch for c in "/+#$ ") or len(ch) > 57:
+                raise MetersError(f"channel {ch!r} cannot name an MQTT topic level")
+            names.append(GATEWAY_PREFIX + ch)
+        return self._provision(names)
+
+    def _provision(self, names: list[str]) -> dict[str, str]:
         creds = self.credentials
         users = creds["users"]
         new, added = {}, {}
         for name in names:
-            name = check_sender_name(name)
             if name not in users:
                 users[name] = added[name] = secrets.token_urlsafe(12)
             new[name] = users[name]
@@ -393,7 +427,8 @@ class ManagedBroker:
         if self.is_running():
             self._control([cmd for name, pw in added.items() for cmd in (
                 {"command": "createRole", "rolename": role_name(name), "acls": role_acls(name)},
-                {"command": "createClient", "username": name, "password": pw, "clientid": name,
+                {"command": "createClient", "username": name, "password": pw,
+                 **({"clientid": name} if name != NOTIFY else {}),
                  "roles": [{"rolename": role_name(name)}]})])
         self._save_credentials(creds["port"], creds["operator_port"], users, creds.get("listener"))
         return new

@@ -35,6 +35,8 @@ LAZY_COMMANDS: dict[str, str] = {
     "serve": "accounts.cli:serve",
     "channels": "accounts.cli:channels",
     "balance": "accounts.cli:balance",
+    "notify": "delivery.cli:notify",
+    "alerts": "delivery.cli:alerts",
 }
 
 

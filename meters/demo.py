@@ -75,6 +75,7 @@ def run_demo(lake_path: str | Path | None = None, *, meters: int = 10_000, days:
                f"in {t_ingest:.1f} s")
     done = [r for r in compact(lake) if not r.skipped]
     _echo(out, f"compacted {len(done)} day partition(s): {sum(r.duplicates for r in done):,} duplicate readings dropped")
+    receiver = _alert_receiver(lake)
     t0 = time.monotonic()
     results = []
     for i in range(days):
@@ -111,6 +112,7 @@ def run_demo(lake_path: str | Path | None = None, *, meters: int = 10_000, days:
                                                           if by_kind else ""))
     for kind, account, recipient, message in samples:
         _echo(out, f"    [{kind}] to {recipient} ({account}): {message}")
+    delivered = _show_delivery(lake, receiver, out)
     for title, q in (("daily charges by utility", QUERY_DAILY), ("top 5 accounts by amount", QUERY_TOP)):
         rel = run(con, q)
         _echo(out)
@@ -126,7 +128,34 @@ def run_demo(lake_path: str | Path | None = None, *, meters: int = 10_000, days:
             "deadlettered": result["deadlettered"], "readings": n_readings, "meters": n_meters,
             "deadletter": n_dead, "vee": dict(vee), "estimated": est, "money": money, "quantity": quantity,
             "alerts": n_alerts, "alerts_by_kind": dict(by_kind), "samples": samples,
-            "days": [r.day.isoformat() for r in results]}
+            "days": [r.day.isoformat() for r in results], "delivered": delivered}
+
+
+def _alert_receiver(lake):
+    """A local webhook receiver for the residents' channel (``sms``) of the demo's account store."""
+    from accounts.channels import add_channel
+    from accounts.store import open_store
+    from delivery.demo import LocalReceiver
+
+    receiver, store = LocalReceiver(), open_store(lake)
+    add_channel(store, "sms", webhook=receiver.url, secret=receiver.secret)
+    store.close()
+    return receiver
+
+
+def _show_delivery(lake, receiver, out) -> dict:
+    """Deliver the queued alerts to the local receiver and show two of the messages it got."""
+    from delivery.demo import deliver
+
+    try:
+        totals = deliver(lake)
+    finally:
+        receiver.close()
+    _echo(out, f"  delivered              {len(receiver.messages):,} messages to a webhook on {receiver.url} "
+               f"(signatures verified; operator alerts wait for an operator channel)")
+    for m in sorted(receiver.messages.values(), key=lambda m: (m["kind"] != "auto_topup", m["id"]))[:2]:
+        _echo(out, f"    {m['recipient']} [{m['kind']}, {m['language']}]: {m['text']}")
+    return {"sent": totals["sent"], "received": len(receiver.messages), "rejected": receiver.rejected}
 
 
 def _heat_share(first: dt.date, days: int) -> float:

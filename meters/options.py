@@ -12,6 +12,10 @@ from .times import parse_date
 lake_option = click.option("--lake", "lake_path", default="lake", show_default=True,
                            type=click.Path(file_okay=False), help="Lake directory (or an object-store URL such as s3://bucket/lake, see docs/object-storage.md).")
 
+db_option = click.option("--db", "db", default=None, envvar="METERS_DB", metavar="URL",
+                         help="Account store: postgresql://user@host:port/dbname (default: the lake's "
+                              "accounts.db, SQLite). Also $METERS_DB.")
+
 
 def echo_json(data) -> None:
     click.echo(json.dumps(data, indent=2, default=str))

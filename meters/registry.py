@@ -17,6 +17,7 @@ import pyarrow.compute as pc
 from .catalog import KEYS, tariff_rows
 from .errors import MetersError
 from .lake import Lake
+from .recipients import parse_contact
 from .schemas import ACCOUNTS, CONTACTS, METER_ID_MAX, METERS, MODES, UNITS, UTILITIES
 from .tariffs import Tariff
 
@@ -197,10 +198,11 @@ def parse_accounts_csv(path: str | Path, tariffs: dict[str, list[Tariff]]) -> tu
                 raise MetersError(f"{path}: line {i}: tariff {tariff_id} is for {tariff.utility}, "
                                   f"the meter is {utility}")
             for spec in filter(None, (s.strip() for s in row.get("contacts", "").split(";"))):
-                rel, sep, rcpt = spec.partition(":")
-                if not sep or not rel.strip() or not rcpt.strip():
-                    raise MetersError(f"{path}: line {i}: contact {spec!r} must be relation:recipient")
-                contacts.append({"account_id": a, "recipient": rcpt.strip(), "relation": rel.strip()})
+                try:
+                    rel, rcpt, lang = parse_contact(spec)
+                except MetersError as e:
+                    raise MetersError(f"{path}: line {i}: {e}") from None
+                contacts.append({"account_id": a, "recipient": rcpt, "relation": rel, "language": lang})
             accounts.append({"account_id": a, "meter_id": meter_id, "tariff_id": tariff_id, "mode": mode,
                              "billing_day": int(bd), "balance": balance, "warn_1": warn_1, "warn_2": warn_2,
                              "topup_below": topup_below, "topup_amount": topup_amount, "premise_area": area})

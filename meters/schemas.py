@@ -25,7 +25,8 @@ MODES = ("prepaid", "postpaid")
 QUALITIES = ("actual", "estimated", "substituted", "missing")
 LEDGER_KINDS = ("opening", "charge", "topup", "auto_topup", "adjustment")
 ALERT_KINDS = ("low_balance", "auto_topup", "arrears", "disconnect", "reconnect", "data_gap",
-               "bill_issued", "payment")
+               "bill_issued", "payment", "disconnect_held", "estimated_day")
+OPERATOR_KINDS = ("data_gap", "disconnect_held", "estimated_day")   # to the operator channel only
 
 # Largest valid meter id (CONTRACTS: 1 .. 2^63-1).
 METER_ID_MAX = 2**63 - 1
@@ -97,6 +98,7 @@ CONTACTS = pa.schema([
     pa.field("account_id", pa.string(), nullable=False),
     pa.field("recipient", pa.string(), nullable=False),
     pa.field("relation", pa.string(), nullable=False),      # self, daughter, son, family …
+    pa.field("language", pa.string()),                       # zh-CN (null: the default) or en
 ])
 
 TARIFFS = pa.schema([
@@ -164,6 +166,9 @@ ALERTS = pa.schema([
     pa.field("kind", pa.string(), nullable=False),
     pa.field("recipient", pa.string(), nullable=False),     # phone / operator
     pa.field("message", pa.string(), nullable=False),
+    pa.field("alert_id", pa.string()),                       # stable: meters.outbox.alert_id
+    pa.field("language", pa.string()),                       # the recipient's: zh-CN or en
+    pa.field("data", pa.string()),                           # JSON: the values the templates show
 ])
 
 CHARGE_LINES = pa.schema([                                  # billing: a day's charge by tier and band

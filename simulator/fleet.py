@@ -133,7 +133,8 @@ class Fleet:
         order = np.argsort(np.concatenate([np.arange(len(self)), fam]), kind="stable")
         return pa.table({"account_id": account.take(pa.array(order)),
                          "recipient": pa.array(recipient[order], pa.int64()).cast(pa.string()),
-                         "relation": pa.array(relation[order], pa.string())}, schema=CONTACTS)
+                         "relation": pa.array(relation[order], pa.string()),
+                         "language": pa.nulls(len(order), pa.string())}, schema=CONTACTS)
 
     def concentrator_slice(self, c: int) -> slice:
         return slice(int(self.conc_start[c]), int(self.conc_start[c + 1]))

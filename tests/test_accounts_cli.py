@@ -43,7 +43,7 @@ def test_migrate_then_set_and_balance(run):
                          "--add-contact", "daughter:+8613700000000", "--name", "张三明", "--json").output)
     assert out["settings"]["auto_topup"] == {"below": "20.00", "amount": "100.00"} and out["name"] == "张*明"
     assert out["settings"]["warnings"] == ["40.00", "25.00"] and out["changed"] is True
-    assert {"recipient": "+8613700000000", "relation": "daughter", "language": "zh"} in out["contacts"]
+    assert {"recipient": "+8613700000000", "relation": "daughter", "language": "zh-CN"} in out["contacts"]
     assert "(unchanged)" in run("accounts", "set", "1001", "--auto-topup", "20,100").output
     assert "auto top-up off" in run("accounts", "set", "1001", "--auto-topup", "off").output
     r = run("accounts", "set", "1001", "--auto-topup", "20", ok=False)

@@ -11,7 +11,7 @@ import tomllib
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-STAGES = ("ingest", "billing", "simulator", "accounts")
+STAGES = ("ingest", "billing", "simulator", "accounts", "delivery")
 PACKAGES = ("meters", *STAGES, "reference")
 
 

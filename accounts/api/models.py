@@ -28,9 +28,10 @@ class AutoTopupIn(Body):
 
 
 class ContactIn(Body):
-    recipient: Text
+    recipient: Text = Field(description="channel:address, e.g. wechat:o6_bmjrPTlm6_2sgVt7hMZOPfL2M")
     relation: Annotated[str, Field(min_length=1, max_length=64)] = "self"
-    language: Annotated[str, Field(min_length=1, max_length=16)] = "zh"
+    language: Annotated[str, Field(min_length=1, max_length=16)] = Field(
+        "zh-CN", description="zh-CN or en (a recipient ending in @zh-CN or @en sets it too)")
 
 
 class WarningsIn(Body):

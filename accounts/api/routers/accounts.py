@@ -6,6 +6,8 @@ import datetime as dt
 
 from fastapi import APIRouter, Depends, Query
 
+from meters import outbox
+
 from ... import lakeview, settings, status
 from ...channels import Principal
 from ...store import Store
@@ -71,11 +73,22 @@ def get_ledger(user_number: UserNumber, limit: int = Query(100, ge=1, le=10_000)
 
 
 @router.get("/{user_number}/alerts")
-def get_alerts(user_number: UserNumber, limit: int = Query(100, ge=1, le=10_000), _: Principal = Depends(caller),
+def get_alerts(user_number: UserNumber, limit: int = Query(100, ge=1, le=10_000), who: Principal = Depends(caller),
                store: Store = Depends(get_store)) -> dict:
-    """Alerts sent about the account (newest first)."""
+    """Alerts about the account (newest first), each with its delivery: state (pending, sent, failed,
+    dead), attempts, last error, next attempt (recipients masked for channels)."""
     _known(store, user_number)
-    return {"user_number": user_number, "alerts": lakeview.alerts(store.lake, user_number, limit)}
+    shown = lakeview.alerts(store.lake, user_number, limit)
+    newest: dict[str, dict] = {}       # of each alert, its newest delivery (a correction's, after a re-run)
+    for d in outbox.deliveries(store.engine, account_id=user_number, limit=4 * limit):
+        newest.setdefault(d["base_id"], d)
+    for a in shown:
+        d = newest.get(a.get("alert_id")) or {}
+        a["delivery"] = {k: d.get(k) for k in ("alert_id", "state", "attempts", "last_error", "next_attempt_at",
+                                               "sent_at", "corrects")}
+        if who.role != "operator":
+            a["recipient"] = status.mask_recipient(a["recipient"])
+    return {"user_number": user_number, "alerts": shown}
 
 
 @router.put("/{user_number}/auto-topup")

@@ -1,0 +1,321 @@
+"""The alert outbox: one delivery per alert and recipient, kept in the account store.
+
+Billing queues alerts here (the nightly run after it commits a day, ``meters pay`` when it records a
+payment); the delivery stage (``meters notify``) claims due deliveries, sends them and records the
+outcome. This module is the interface both reach the store's ``outbox`` table and the channels'
+delivery targets through; the account service owns the schema (its migration creates the table).
+
+A delivery's state is ``pending`` (not tried yet), ``failed`` (tried, retried at ``next_attempt_at``),
+``sent`` or ``dead`` (given up: a permanent refusal, 24 h of failures, or superseded by a correction).
+Every alert has a stable id (:func:`alert_id`): queuing the same alert again does nothing, so a
+re-run of a night sends nothing twice; an alert whose values changed is queued as a correction (a new
+id, ``corrects`` naming the one it replaces). A claim leases a delivery for ``lease_s`` seconds: a
+dispatcher killed mid-send loses nothing, the lease runs out and the delivery is tried again (at
+least once; receivers deduplicate by id).
+"""
+from __future__ import annotations
+
+import base64
+import contextlib
+import datetime as dt
+import hashlib
+import json
+from dataclasses import dataclass
+
+import pyarrow.compute as pc
+import sqlalchemy as sa
+
+from .accountdb import create_engine, existing_url
+from .errors import MetersError
+from .lake import Lake
+from .recipients import OPERATOR, channel_of, language
+from .schemas import OPERATOR_KINDS
+
+metadata = sa.MetaData()
+UTC_DATETIME = sa.DateTime(timezone=True)
+STATES = ("pending", "sent", "failed", "dead")
+DUE = ("pending", "failed")
+ERROR_MAX = 500
+CHUNK = 500
+
+outbox = sa.Table(
+    "outbox", metadata,
+    sa.Column("alert_id", sa.String(40), primary_key=True),
+    sa.Column("base_id", sa.String(40), nullable=False),              # the first revision's id
+    sa.Column("digest", sa.String(64), nullable=False),               # of kind, language and values
+    sa.Column("corrects", sa.String(40)),                             # the revision this one replaces
+    sa.Column("account_id", sa.String(64)),
+    sa.Column("day", sa.Date, nullable=False),                        # the lake-local day of the alert
+    sa.Column("kind", sa.String(32), nullable=False),
+    sa.Column("recipient", sa.String(200), nullable=False),
+    sa.Column("channel", sa.String(64), nullable=False),
+    sa.Column("language", sa.String(16), nullable=False),
+    sa.Column("data", sa.Text, nullable=False),                       # JSON: the values templates show
+    sa.Column("state", sa.String(8), nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Column("last_error", sa.String(ERROR_MAX)),
+    sa.Column("next_attempt_at", UTC_DATETIME, nullable=False),
+    sa.Column("queued_at", UTC_DATETIME, nullable=False),             # start of the 24 h retry window
+    sa.Column("created_at", UTC_DATETIME, nullable=False),
+    sa.Column("sent_at", UTC_DATETIME),
+    sa.Index("ix_outbox_due", "state", "next_attempt_at"),
+    sa.Index("ix_outbox_base", "base_id"),
+    sa.Index("ix_outbox_account", "account_id", "created_at"),
+)
+
+# The delivery targets of the store's channels (columns the account service's migration adds).
+channel_targets = sa.table(
+    "channels", sa.column("name", sa.String), sa.column("role", sa.String),
+    sa.column("webhook_url", sa.String), sa.column("webhook_secret", sa.String),
+    sa.column("mqtt", sa.Boolean), sa.column("apprise_url", sa.String))
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
+def as_utc(ts: dt.datetime | None) -> dt.datetime | None:
+    """A stored instant as an aware UTC datetime (SQLite returns it naive)."""
+    if ts is None:
+        return None
+    return ts.replace(tzinfo=dt.timezone.utc) if ts.tzinfo is None else ts.astimezone(dt.timezone.utc)
+
+
+def _id(*parts) -> str:
+    h = hashlib.sha256("\x1f".join("" if p is None else str(p) for p in parts).encode()).digest()
+    return "al_" + base64.b32encode(h[:20]).decode().lower()
+
+
+def alert_id(account_id: str | None, day: dt.date | str, kind: str, recipient: str,
+             payment: str | None = None) -> str:
+    """The stable id of an alert: a function of account, day, kind, recipient and, for a payment's
+    alerts, the payment's reference."""
+    return _id(account_id, str(day), kind, recipient, payment)
+
+
+def digest(kind: str, lang: str, data: str) -> str:
+    return hashlib.sha256(f"{kind}\x1f{lang}\x1f{data}".encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where a channel's deliveries go (at most one of webhook, MQTT, apprise is used, in that order)."""
+
+    name: str
+    webhook_url: str | None = None
+    webhook_secret: str | None = None
+    mqtt: bool = False
+    apprise_url: str | None = None
+
+    @property
+    def kind(self) -> str | None:
+        return ("webhook" if self.webhook_url else "mqtt" if self.mqtt else "apprise" if self.apprise_url
+                else None)
+
+
+def open_outbox(lake: Lake, db: str | None = None, *, required: bool = True) -> sa.Engine | None:
+    """An engine on the store holding the outbox (None when ``required`` is false and the lake has
+    no account store)."""
+    url = existing_url(lake, db)
+    if url is None:
+        if required:
+            raise MetersError(f"no account store for {lake.root}: create it with `meters accounts migrate` "
+                              f"or give --db")
+        return None
+    engine = create_engine(url)
+    try:
+        has = sa.inspect(engine).has_table("outbox")
+    except sa.exc.OperationalError as e:
+        engine.dispose()
+        raise MetersError(f"cannot open the account store: {str(e.orig).strip().splitlines()[0]}") from None
+    if not has:
+        engine.dispose()
+        raise MetersError("the account store has no outbox yet: run `meters accounts migrate`")
+    return engine
+
+
+# -- queuing ------------------------------------------------------------------------------------------------
+def canonical(**data) -> str:
+    """An alert's values as canonical JSON (money in integer cents, days ISO): equal values, equal text."""
+    return json.dumps({k: (v.isoformat() if isinstance(v, dt.date) else v.item() if hasattr(v, "item") else v)
+                       for k, v in data.items()}, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def enqueue(bind: sa.Engine | sa.Connection, alerts: list[dict], now: dt.datetime | None = None) -> dict:
+    """Queue ``alerts`` (dicts with ``alert_id``, ``account_id``, ``day``, ``kind``, ``recipient``,
+    ``language``, ``data``); idempotent. ``bind``: an engine (its own transaction) or the connection
+    of a transaction to queue in. Returns counts: ``queued`` (new), ``corrections``, ``unchanged``
+    (queued before), ``skipped`` (no deliverable recipient)."""
+    now = now or utcnow()
+    counts = {"queued": 0, "corrections": 0, "unchanged": 0, "skipped": 0}
+    rows: dict[str, dict] = {}
+    for a in alerts:
+        channel = channel_of(a["recipient"])
+        if channel is None or (a["kind"] in OPERATOR_KINDS) != (channel == OPERATOR):
+            counts["skipped"] += 1      # no contact, or an operator's alert not for the operator (or back)
+            continue
+        lang = language(a.get("language"))
+        day = a["day"] if isinstance(a["day"], dt.date) else dt.date.fromisoformat(str(a["day"]))
+        rows[a["alert_id"]] = {"base_id": a["alert_id"], "digest": digest(a["kind"], lang, a["data"]),
+                               "account_id": a.get("account_id"), "day": day, "kind": a["kind"],
+                               "recipient": a["recipient"], "channel": channel, "language": lang,
+                               "data": a["data"]}
+    ids = list(rows)
+    with (bind.begin() if isinstance(bind, sa.Engine) else contextlib.nullcontext(bind)) as conn:
+        latest: dict[str, sa.Row] = {}
+        revisions: dict[str, int] = {}
+        for i in range(0, len(ids), CHUNK):
+            for r in conn.execute(sa.select(outbox.c.base_id, outbox.c.alert_id, outbox.c.digest, outbox.c.state)
+                                  .where(outbox.c.base_id.in_(ids[i:i + CHUNK]))
+                                  .order_by(outbox.c.created_at, outbox.c.alert_id)):
+                latest[r.base_id] = r
+                revisions[r.base_id] = revisions.get(r.base_id, 0) + 1
+        new, superseded = [], []
+        fresh = {"state": "pending", "attempts": 0, "last_error": None, "next_attempt_at": now,
+                 "queued_at": now, "created_at": now, "sent_at": None}
+        for base, row in rows.items():
+            old = latest.get(base)
+            if old is None:
+                new.append({**row, **fresh, "alert_id": base, "corrects": None})
+                counts["queued"] += 1
+            elif old.digest == row["digest"]:
+                counts["unchanged"] += 1
+            else:
+                rid = _id(base, row["digest"], revisions[base])
+                # a revision never sent is superseded quietly; one that may have been seen is corrected
+                new.append({**row, **fresh, "alert_id": rid, "corrects": None if old.state in DUE else old.alert_id})
+                counts["corrections"] += 1
+                if old.state in DUE:
+                    superseded.append((old.alert_id, rid))
+        for i in range(0, len(new), CHUNK):
+            conn.execute(sa.insert(outbox), new[i:i + CHUNK])
+        for old_id, rid in superseded:
+            conn.execute(sa.update(outbox).where(outbox.c.alert_id == old_id, outbox.c.state.in_(DUE))
+                         .values(state="dead", last_error=f"superseded by {rid}"))
+    return counts
+
+
+def lake_alerts(lake: Lake, day: dt.date) -> list[dict]:
+    """The alerts of ``day`` in the lake's ``alerts`` table that carry an id (those to deliver)."""
+    t = lake.read("alerts", day.isoformat(),
+                  columns=["alert_id", "account_id", "kind", "recipient", "language", "data"])
+    t = t.filter(pc.is_valid(t.column("alert_id")))
+    return [r | {"day": day} for r in t.to_pylist()]
+
+
+def enqueue_day(lake: Lake, day: dt.date, db: str | None = None, *, required: bool = True) -> dict | None:
+    """Queue the lake's alerts of ``day`` (idempotent; None: no account store and not ``required``)."""
+    engine = open_outbox(lake, db, required=required)
+    if engine is None:
+        return None
+    try:
+        return enqueue(engine, lake_alerts(lake, day))
+    finally:
+        engine.dispose()
+
+
+# -- the dispatcher's side ----------------------------------------------------------------------------------
+def claim(engine: sa.Engine, limit: int, lease_s: float, now: dt.datetime | None = None) -> list[dict]:
+    """Lease up to ``limit`` due deliveries for ``lease_s`` seconds (their attempt counted); a
+    delivery whose lease runs out without an outcome is due again."""
+    now = now or utcnow()
+    with engine.begin() as conn:
+        q = (sa.select(outbox).where(outbox.c.state.in_(DUE), outbox.c.next_attempt_at <= now)
+             .order_by(outbox.c.next_attempt_at).limit(limit))
+        if conn.dialect.name == "postgresql":
+            q = q.with_for_update(skip_locked=True)
+        rows = [r._asdict() for r in conn.execute(q)]
+        if rows:
+            until = now + dt.timedelta(seconds=lease_s)
+            ids = [r["alert_id"] for r in rows]
+            for i in range(0, len(ids), CHUNK):
+                conn.execute(sa.update(outbox).where(outbox.c.alert_id.in_(ids[i:i + CHUNK]))
+                             .values(attempts=outbox.c.attempts + 1, next_attempt_at=until))
+    for r in rows:
+        r["attempts"] += 1
+        for k in ("next_attempt_at", "queued_at", "created_at", "sent_at"):
+            r[k] = as_utc(r[k])
+    return rows
+
+
+def record(engine: sa.Engine, outcomes: list[dict], now: dt.datetime | None = None) -> None:
+    """Record outcomes: dicts with ``alert_id``, ``state`` (``sent``/``failed``/``dead``), ``error``
+    and, for ``failed``, ``next_attempt_at``."""
+    now = now or utcnow()
+    if not outcomes:
+        return
+    with engine.begin() as conn:
+        for o in outcomes:
+            values = {"state": o["state"], "last_error": (o.get("error") or None) and o["error"][:ERROR_MAX]}
+            if o["state"] == "sent":
+                values["sent_at"] = now
+            if o["state"] == "failed":
+                values["next_attempt_at"] = o["next_attempt_at"]
+            conn.execute(sa.update(outbox).where(outbox.c.alert_id == o["alert_id"], outbox.c.state.in_(DUE))
+                         .values(**values))
+
+
+def targets(engine: sa.Engine) -> dict[str, Target]:
+    """The delivery target of every channel that has one, by channel name."""
+    c = channel_targets.c
+    with engine.connect() as conn:
+        rows = conn.execute(sa.select(c.name, c.webhook_url, c.webhook_secret, c.mqtt, c.apprise_url)).all()
+    out = {r.name: Target(r.name, r.webhook_url, r.webhook_secret, bool(r.mqtt), r.apprise_url) for r in rows}
+    return {k: v for k, v in out.items() if v.kind}
+
+
+def stats(engine: sa.Engine, now: dt.datetime | None = None) -> dict:
+    """Deliveries by state and the age in seconds of the oldest one not yet sent or dead."""
+    now = now or utcnow()
+    with engine.connect() as conn:
+        by = dict(conn.execute(sa.select(outbox.c.state, sa.func.count()).group_by(outbox.c.state)).all())
+        oldest = conn.execute(sa.select(sa.func.min(outbox.c.created_at)).where(outbox.c.state.in_(DUE))).scalar()
+    age = (now - as_utc(oldest)).total_seconds() if oldest is not None else 0.0
+    return {"states": {s: int(by.get(s, 0)) for s in STATES}, "oldest_pending_s": max(age, 0.0)}
+
+
+# -- looking and re-queuing ---------------------------------------------------------------------------------
+SHOWN = ("alert_id", "base_id", "account_id", "day", "kind", "recipient", "channel", "language", "state", "attempts",
+         "last_error", "next_attempt_at", "created_at", "sent_at", "corrects")
+
+
+def _shown(r) -> dict:
+    d = {k: getattr(r, k) for k in SHOWN}
+    for k in ("next_attempt_at", "created_at", "sent_at"):
+        d[k] = as_utc(d[k]).isoformat() if d[k] is not None else None
+    d["day"] = d["day"].isoformat()
+    return d
+
+
+def deliveries(engine: sa.Engine, *, state: str | None = None, account_id: str | None = None,
+               limit: int = 100) -> list[dict]:
+    """Deliveries, newest first, optionally of one ``state`` or one account."""
+    if state is not None and state not in STATES:
+        raise MetersError(f"state {state!r} must be one of {', '.join(STATES)}")
+    q = sa.select(outbox).order_by(outbox.c.created_at.desc(), outbox.c.alert_id).limit(limit)
+    if state:
+        q = q.where(outbox.c.state == state)
+    if account_id:
+        q = q.where(outbox.c.account_id == account_id)
+    with engine.connect() as conn:
+        return [_shown(r) for r in conn.execute(q)]
+
+
+def requeue(engine: sa.Engine, alert_id_: str, now: dt.datetime | None = None) -> dict:
+    """Queue a ``dead`` or ``failed`` delivery again now, with a new 24 h retry window."""
+    now = now or utcnow()
+    with engine.begin() as conn:
+        r = conn.execute(sa.select(outbox).where(outbox.c.alert_id == alert_id_)).first()
+        if r is None:
+            raise MetersError(f"no alert {alert_id_!r} in the outbox")
+        if r.state not in ("dead", "failed"):
+            raise MetersError(f"alert {alert_id_} is {r.state}: only a dead or failed one is re-queued")
+        conn.execute(sa.update(outbox).where(outbox.c.alert_id == alert_id_)
+                     .values(state="pending", next_attempt_at=now, queued_at=now))
+        r = conn.execute(sa.select(outbox).where(outbox.c.alert_id == alert_id_)).one()
+    return _shown(r)
+
+
+def values(row: dict) -> dict:
+    """The JSON values of a delivery."""
+    return json.loads(row["data"])
