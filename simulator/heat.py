@@ -248,7 +248,8 @@ class HeatFleet:
             for a, m, t, p, c, ar in zip(acc.to_pylist(), self.meter_id, self.tariff_ids, self.prepaid, cents,
                                          self.area_centi)], ACCOUNTS)
         contacts = pa.table({"account_id": acc, "recipient": pa.array(
-            (138 * 10**8 + self.household % 10**8).astype(str).tolist()), "relation": ["self"] * n}, schema=CONTACTS)
+            (138 * 10**8 + self.household % 10**8).astype(str).tolist()), "relation": ["self"] * n,
+            "language": pa.nulls(n, pa.string())}, schema=CONTACTS)
         return meters, accounts, contacts
 
 
