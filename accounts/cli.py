@@ -1,5 +1,6 @@
-"""CLI of the account service: ``meters serve``, ``meters channels add``, ``meters balance`` and
-``meters accounts set|migrate`` (``meters accounts import`` stays the lake registry import)."""
+"""CLI of the account service: ``meters serve``, ``meters channels add``, ``meters pay``, ``meters
+balance`` and ``meters accounts import|set|migrate``. Every command opens the store of the lake (created
+on first use; an existing lake's registry and payment files are adopted, :mod:`accounts.adopt`)."""
 from __future__ import annotations
 
 import getpass
@@ -7,8 +8,8 @@ import getpass
 import click
 
 from meters.options import echo_json, lake_option
-from meters.cli_registry import accounts_import
 from meters.errors import MetersError
+from meters.times import parse_instant
 
 db_option = click.option("--db", "db", default=None, envvar="METERS_DB", metavar="URL",
                          help="Account store: postgresql://user@host:port/dbname (default: the lake's "
@@ -17,9 +18,9 @@ json_option = click.option("--json", "as_json", is_flag=True, help="Print the re
 
 
 def _store(lake_path, db):
-    from .store import open_store
+    from .nightly import open_adopted
 
-    return open_store(lake_path, db)
+    return open_adopted(lake_path, db)
 
 
 def _cli_who() -> dict:
@@ -100,7 +101,31 @@ def accounts():
     """The customer registry (lake) and the account store: import, migrate, set."""
 
 
-accounts.add_command(accounts_import, "import")
+@accounts.command("import")
+@click.argument("file", type=click.Path(dir_okay=False))
+@lake_option
+@db_option
+@json_option
+def accounts_import(file, lake_path, db, as_json):
+    """Import FILE.csv into the account store (all rows or none, errors by line; a column the file
+    leaves out changes nothing; importing the same file again writes nothing)."""
+    from meters.lake import open_lake
+    from meters.registry import import_accounts
+
+    lake = open_lake(lake_path)
+    if not lake.is_local and not db:   # an object-store lake without a database: its registry tables
+        r = import_accounts(lake, file)
+        click.echo(f"imported {r['accounts']} accounts and {r['contacts']} contacts "
+                   f"({r['accounts_changed']} accounts new or changed)")
+        return
+    from .registry import import_csv
+
+    out = import_csv(_store(lake, db), file)
+    if as_json:
+        echo_json(out)
+    else:
+        click.echo(f"imported {out['accounts']} accounts: {out['accounts_new']} new, {out['accounts_changed']} "
+                   f"changed, {out['settings_rows']} settings and {out['contact_rows']} contact changes written")
 
 
 @accounts.command("migrate")
@@ -172,3 +197,33 @@ def accounts_set(account, auto_topup, warnings, add_contact, remove_contact, nam
         click.echo(f"{account}: auto top-up {topup}; warnings {', '.join(s['warnings'])}; contacts "
                    f"{', '.join(c['relation'] + ':' + c['recipient'] for c in out['contacts']) or 'none'}"
                    f"{'' if out['changed'] else ' (unchanged)'}")
+
+
+@click.command(context_settings={"ignore_unknown_options": True})  # AMOUNT may look like -5
+@click.argument("account")
+@click.argument("amount")
+@click.option("--ref", required=True, help="Payment reference (applied once however often it is sent).")
+@click.option("--at", "at", help="Time the payment was received, ISO 8601 with offset (default now).")
+@click.option("--payer", default=None, help="Who paid (e.g. a son paying his mother's bill).")
+@lake_option
+@db_option
+@json_option
+def pay(account, amount, ref, at, payer, lake_path, db, as_json):
+    """Record a payment or top-up of AMOUNT to ACCOUNT (the user number) in the account store — e.g. a
+    son paying for his mother. The nightly run credits it on the day it was received (or, received
+    after that day was settled, on the next): never refused."""
+    from . import payments
+
+    store = _store(lake_path, db)
+    if at:
+        when = parse_instant(at, name="--at")
+        store.clock = lambda: when
+    r = payments.pay(store, account, amount, ref, channel="cli", payer=payer)
+    if as_json:
+        echo_json(r)
+    elif r["status"] == "duplicate":
+        click.echo(f"payment {r['channel_ref']} was already applied ({r['amount']} to account {r['user_number']}); "
+                   f"nothing changed")
+    else:
+        click.echo(f"paid {r['amount']} to account {r['user_number']} (ref {r['channel_ref']}); "
+                   f"balance {r['balance']}")

@@ -28,7 +28,7 @@ LAZY_COMMANDS: dict[str, str] = {
     "ingest": "ingest.cli:ingest",
     "compact": "ingest.cli:compact",
     "bill": "billing.cli:bill",
-    "pay": "billing.cli:pay",
+    "pay": "accounts.cli:pay",
     "serve": "accounts.cli:serve",
     "channels": "accounts.cli:channels",
     "balance": "accounts.cli:balance",
