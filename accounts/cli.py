@@ -133,16 +133,23 @@ def accounts_import(file, lake_path, db, as_json):
 @db_option
 @json_option
 def accounts_migrate(lake_path, db, as_json):
-    """Create or upgrade the account store and import the lake's accounts and contacts into it
-    (idempotent: an unchanged registry writes nothing)."""
+    """Create or upgrade the account store and import the lake's accounts and contacts into it, and the
+    payments of its payment files (idempotent: an unchanged registry writes nothing, a payment is
+    imported once)."""
+    from .adopt import adopt_lake
     from .registry import import_from_lake
+    from .store import open_store
 
-    out = import_from_lake(_store(lake_path, db))
+    store = open_store(lake_path, db)
+    out = import_from_lake(store)
+    adopted = adopt_lake(store)
+    out["payments_adopted"], out["days_adopted"] = adopted["payments"], adopted["days"]
     if as_json:
         echo_json(out)
     else:
         click.echo(f"{out['accounts']} accounts: {out['accounts_new']} new, {out['accounts_changed']} changed, "
-                   f"{out['settings_rows']} settings and {out['contact_rows']} contact changes written")
+                   f"{out['settings_rows']} settings and {out['contact_rows']} contact changes written; "
+                   f"{out['payments_adopted']} payments of the lake's payment files imported")
 
 
 def _pair(value: str, what: str) -> tuple[str, str]:
