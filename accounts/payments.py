@@ -137,8 +137,12 @@ def reverse(store: Store, channel: str, channel_ref: str, *, reversal_ref: str |
         raise NotFound(f"no payment {channel_ref!r} of channel {channel!r}")
     if orig.reverses is not None or orig.amount_cents < 0:
         raise Invalid(f"payment {channel_ref!r} is itself a reversal")
-    return pay(store, orig.account_id, fmt(orig.amount_cents), reversal_ref or f"reversal:{channel_ref}",
-               channel=channel, reverses=orig.seq)
+    ref = reversal_ref or f"reversal:{channel_ref}"
+    with store.read() as conn:
+        done = conn.execute(sa.select(payments.c.channel_ref).where(payments.c.reverses == orig.seq)).scalar()
+    if done is not None and done != ref:
+        raise Conflict(f"payment {channel_ref!r} of channel {channel!r} was already reversed by {done!r}")
+    return pay(store, orig.account_id, fmt(orig.amount_cents), ref, channel=channel, reverses=orig.seq)
 
 
 def balance(store: Store, user_number: str) -> dict:
