@@ -263,3 +263,25 @@ def test_sqlite_commits_are_durable_and_a_bad_db_url_is_refused(tmp_path):
         open_store(s.lake, "mysql://x")
     with pytest.raises(MetersError, match="cannot open the account store"):
         open_store(s.lake, "postgresql://nobody@127.0.0.1:1/none")
+
+
+def test_concurrent_payments_commit_together_and_one_bad_payment_fails_alone(store):
+    """On SQLite concurrent payments share a group commit: an unknown user number or a reused reference
+    in the group is answered alone, every other payment is applied once, numbered in commit order."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    jobs = [(USERS[i % 3], f"g{i % 30}") for i in range(60)] + [("nobody", f"bad{i}") for i in range(5)]
+
+    def one(job):
+        try:
+            return pay(store, job[0], 1, job[1], channel="c")["status"]
+        except (NotFound, Conflict) as e:
+            return type(e).__name__
+
+    with ThreadPoolExecutor(20) as ex:
+        out = list(ex.map(one, jobs))
+    assert out.count("applied") == 30 and out.count("duplicate") == 30 and out.count("NotFound") == 5
+    with store.read() as conn:
+        seqs = conn.execute(sa.select(payments.c.seq).order_by(payments.c.seq)).scalars().all()
+    assert len(seqs) == 30 and len(set(seqs)) == 30
+    assert sum(Decimal(balance(store, u)["balance"]) for u in USERS) == Decimal("50.00") + 30   # openings 50 + 0 + 0
