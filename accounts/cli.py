@@ -23,6 +23,14 @@ def _store(lake_path, db):
     return open_adopted(lake_path, db)
 
 
+def _answer(out: dict, as_json: bool, line: str) -> None:
+    """``out`` as JSON, or the one-line summary."""
+    if as_json:
+        echo_json(out)
+    else:
+        click.echo(line)
+
+
 def _cli_who() -> dict:
     return {"changed_by": getpass.getuser(), "channel": "cli"}
 
@@ -89,11 +97,8 @@ def balance(account, lake_path, db, as_json):
     from .status import account_status
 
     out = account_status(_store(lake_path, db), account)
-    if as_json:
-        echo_json(out)
-    else:
-        click.echo(f"{out['user_number']}: balance {out['balance']} ({out['status']}; last settled day "
-                   f"{out['last_settled_day'] or 'none'})")
+    _answer(out, as_json, f"{out['user_number']}: balance {out['balance']} ({out['status']}; last settled day "
+                          f"{out['last_settled_day'] or 'none'})")
 
 
 @click.group()
@@ -121,11 +126,8 @@ def accounts_import(file, lake_path, db, as_json):
     from .registry import import_csv
 
     out = import_csv(_store(lake, db), file)
-    if as_json:
-        echo_json(out)
-    else:
-        click.echo(f"imported {out['accounts']} accounts: {out['accounts_new']} new, {out['accounts_changed']} "
-                   f"changed, {out['settings_rows']} settings and {out['contact_rows']} contact changes written")
+    _answer(out, as_json, f"imported {out['accounts']} accounts: {out['accounts_new']} new, {out['accounts_changed']} "
+                          f"changed, {out['settings_rows']} settings and {out['contact_rows']} contact changes written")
 
 
 @accounts.command("migrate")
@@ -144,12 +146,9 @@ def accounts_migrate(lake_path, db, as_json):
     out = import_from_lake(store)
     adopted = adopt_lake(store)
     out["payments_adopted"], out["days_adopted"] = adopted["payments"], adopted["days"]
-    if as_json:
-        echo_json(out)
-    else:
-        click.echo(f"{out['accounts']} accounts: {out['accounts_new']} new, {out['accounts_changed']} changed, "
-                   f"{out['settings_rows']} settings and {out['contact_rows']} contact changes written; "
-                   f"{out['payments_adopted']} payments of the lake's payment files imported")
+    _answer(out, as_json, f"{out['accounts']} accounts: {out['accounts_new']} new, {out['accounts_changed']} changed, "
+                          f"{out['settings_rows']} settings and {out['contact_rows']} contact changes written; "
+                          f"{out['payments_adopted']} payments of the lake's payment files imported")
 
 
 def _pair(value: str, what: str) -> tuple[str, str]:

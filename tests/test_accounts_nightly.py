@@ -5,14 +5,12 @@ adopted without losing a payment."""
 from __future__ import annotations
 
 import datetime as dt
-import threading
-import time
 from decimal import Decimal
 
 import pyarrow.compute as pc
 import pytest
 import sqlalchemy as sa
-from accounts_support import Clock, db_url, local  # noqa: F401  (fixtures)
+from accounts_support import Clock, PaymentStream, db_url, local  # noqa: F401  (fixtures)
 from click.testing import CliRunner
 
 from accounts import settings as st
@@ -116,27 +114,11 @@ def test_rerunning_settled_days_gives_the_first_runs_money_and_alerts(store):
 def test_a_payment_committed_while_the_run_reads_is_credited_exactly_once(store):
     lake = store.lake
     store.clock = Clock(local(lake, DAY[0], 23, 59, 59))   # the last second before midnight
-    stop, refs = threading.Event(), []
-
-    def stream():
-        i = 0
-        while not stop.is_set():
-            pay(store, ("1001", "1002")[i % 2], 1, f"s{i}", channel="wechat")
-            refs.append(f"s{i}")
-            i += 1
-
-    th = threading.Thread(target=stream)
-    th.start()
-    try:
-        while len(refs) < 10:
-            time.sleep(0.001)
+    with PaymentStream(store, ("1001", "1002"), "wechat") as s:
+        s.wait(10)
         bill(store, DAY[0])
-        n = len(refs)
-        while len(refs) < n + 10:
-            time.sleep(0.001)
-    finally:
-        stop.set()
-        th.join()
+        s.wait(10)
+    refs = s.refs
     bill(store, DAY[1])
     on = {d: lake.read("payments", d.isoformat()).column("channel_ref").to_pylist() for d in DAY[:2]}
     assert len(on[DAY[0]]) >= 10 and len(on[DAY[1]]) >= 10          # some on the day, the rest the next
