@@ -25,12 +25,13 @@ import os
 from zoneinfo import ZoneInfo
 
 import pyarrow as pa
+import pyarrow.compute  # noqa: F401  (pa.compute)
 import sqlalchemy as sa
 
 from .errors import Conflict, Invalid
 from .money import decimal
 from .payments import as_utc
-from .schema import counters, payments, settled_days
+from .schema import accounts, counters, payments, settled_days
 from .settings import contacts_in_force, settings_in_force  # noqa: F401  (the batch's other inputs)
 from .store import DB_FILE, Store, open_store, utcnow
 
@@ -101,7 +102,29 @@ class NightlyStore:
         return payments_for_day(self.store, day)
 
     def settings_in_force(self, day: dt.date) -> pa.Table:
-        return settings_in_force(self.store, day)
+        """As :func:`accounts.settings.settings_in_force`; a settled day's re-run leaves out the accounts
+        created after its first run (they start on the first unsettled day)."""
+        t = settings_in_force(self.store, day)
+        with self.store.read() as conn:
+            settled_at = conn.execute(sa.select(settled_days.c.settled_at).where(settled_days.c.day == day)).scalar()
+            if settled_at is None:
+                return t
+            later = set(conn.execute(sa.select(accounts.c.account_id).where(
+                accounts.c.created_at > as_utc(settled_at))).scalars())
+        if not later:
+            return t
+        return t.filter(pa.compute.invert(pa.compute.is_in(t.column("account_id"), value_set=pa.array(sorted(later)))))
+
+    def reset_settled(self, before: dt.date) -> None:
+        start = _bounds(before, self.store.tz)[0]
+        with self.store.write() as conn:
+            early = conn.execute(sa.select(payments.c.channel, payments.c.channel_ref, payments.c.received_at)
+                                 .where(payments.c.received_at < start).order_by(payments.c.seq).limit(1)).first()
+            if early is not None:
+                raise Invalid(f"payment {early.channel}:{early.channel_ref} of "
+                              f"{self.store.lake.local_day(as_utc(early.received_at))} falls before {before}; "
+                              "the billing start must not pass a payment")
+            conn.execute(sa.delete(settled_days))
 
     def contacts_in_force(self, day: dt.date) -> pa.Table:
         return contacts_in_force(self.store, day)

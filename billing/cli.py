@@ -195,8 +195,10 @@ def bill_status(lake_path, as_json):
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 @click.option("--wait", type=click.FloatRange(min=0), default=0, show_default=True,
               help="Seconds to wait for a billing run holding the lock.")
+@click.option("--db", "db", default=None, envvar="METERS_DB", metavar="URL",
+              help="The account store whose settled days are forgotten too (default: the lake's accounts.db).")
 @lake_option
-def bill_reset(before, yes, wait, lake_path):
+def bill_reset(before, yes, wait, db, lake_path):
     """Move the billing start of a lake that has issued no bill yet (operator): what billing wrote is
     removed (runs stay as the audit) and the next run starts on --before with opening balances."""
     from meters.lake import open_lake
@@ -208,6 +210,6 @@ def bill_reset(before, yes, wait, lake_path):
     if not yes:
         click.confirm(f"Remove every billing output of {lake.root} and start billing on {day}?", abort=True,
                       err=True)
-    r = reset(lake, day, wait=wait)
+    r = reset(lake, day, wait=wait, db=db)
     click.echo(f"billing start is now {r['billing_start']} (was {r['previous_start'] or 'not set'}); "
                f"{r['days_removed']} billed day(s) removed")

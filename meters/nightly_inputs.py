@@ -46,6 +46,10 @@ class NightlyStore(Protocol):
     def record_settled(self, day: dt.date, watermark: int) -> bool:
         """Record that ``day`` was settled with the payments up to ``watermark``."""
 
+    def reset_settled(self, before: dt.date) -> None:
+        """Forget every settled day (``meters bill reset``: billing starts again on ``before``);
+        refused (:class:`MetersError`) when a payment was received before ``before``."""
+
     def export_registry(self, day: dt.date) -> None:
         """Write the lake's ``accounts`` and ``contacts`` tables as in force on ``day`` (the analysts'
         views)."""

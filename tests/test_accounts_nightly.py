@@ -202,3 +202,38 @@ def test_accounts_import_and_pay_commands_write_to_the_store(tmp_path, db_url): 
     assert "already applied" in run.invoke(cli, pay_args).output
     r = run.invoke(cli, ["balance", "1001", "--lake", str(lake.root), "--json", *db])
     assert '"balance": "50.00"' in r.output
+
+
+def test_an_account_added_later_starts_on_the_next_unsettled_day(store, tmp_path):
+    from accounts.registry import import_accounts_csv
+
+    lake = store.lake
+    bill(store, DAY[0])
+    first = outputs(lake, DAY[0])
+    (tmp_path / "more.csv").write_text(HEADER + "1003,13,cn-bj-res-elec,prepaid,9,,,,,\n")
+    feed(lake, 13, D0, 2)
+    import_accounts_csv(store, tmp_path / "more.csv")
+    bill(store, DAY[0])                                  # the re-run leaves the new account out
+    assert outputs(lake, DAY[0]) == first
+    bill(store, DAY[1])
+    led = [r for r in lake.read("ledger").to_pylist() if r["account_id"] == "1003"]
+    assert [r["kind"] for r in led] == ["opening", "charge"] and led[0]["amount"] == Decimal("9.00")
+
+
+def test_a_billing_reset_forgets_the_settled_days_of_the_store(store):
+    from billing.status import reset
+    from meters.errors import MetersError
+
+    lake = store.lake
+    store.clock = Clock(local(lake, DAY[1], 10))
+    pay(store, "1001", 5, "wx-5", channel="wechat")
+    bill(store, DAY[0])
+    bill(store, DAY[1])
+    with pytest.raises(MetersError, match="falls before"):
+        reset(lake, DAY[2], db=db_of(store))
+    reset(lake, DAY[1], db=db_of(store))
+    assert lake.read("payments").num_rows == 0 and not lake.read("ledger").num_rows
+    with store.read() as conn:
+        assert conn.execute(sa.select(sa.func.count()).select_from(settled_days)).scalar_one() == 0
+    bill(store, DAY[1])                                  # the new start credits the payment once
+    assert lake.read("payments", DAY[1].isoformat()).column("channel_ref").to_pylist() == ["wx-5"]
