@@ -29,8 +29,9 @@ from alembic.script import ScriptDirectory
 
 from meters.errors import MetersError
 from meters.lake import Lake, open_lake
+from meters.nightly_inputs import STORE_FILE
 
-DB_FILE = "accounts.db"
+DB_FILE = STORE_FILE
 MIGRATIONS = Path(__file__).with_name("migrations")
 _PG_MIGRATION_LOCK = 7_201_011  # pg_advisory_xact_lock key of `meters accounts migrate`
 

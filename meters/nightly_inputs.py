@@ -24,6 +24,7 @@ from .errors import MetersError
 from .lake import Lake
 
 GROUP = "meters.stores"
+STORE_FILE = "accounts.db"   # the embedded store in a local lake (the account service's default)
 # Payments migrated from a lake's payment files keep those files in the ledger (not written again).
 LAKE_CHANNEL = "lake"
 
@@ -69,7 +70,8 @@ def open_nightly_store(lake: Lake, db: str | None = None, *, create: bool = Fals
     eps = _factories()
     name = os.environ.get("METERS_STORE") or (sorted(eps)[0] if eps else None)
     if name is None or name not in eps:
-        if create or db or os.environ.get("METERS_DB"):
+        embedded = lake.is_local and (lake.root / STORE_FILE).exists()
+        if create or db or os.environ.get("METERS_DB") or embedded:   # never bill past a store unseen
             raise MetersError(f"no account store implementation installed (entry point group {GROUP!r}"
                               f"{', name ' + repr(name) if name else ''}); reinstall meters")
         return None

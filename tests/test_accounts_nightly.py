@@ -237,3 +237,12 @@ def test_a_billing_reset_forgets_the_settled_days_of_the_store(store):
         assert conn.execute(sa.select(sa.func.count()).select_from(settled_days)).scalar_one() == 0
     bill(store, DAY[1])                                  # the new start credits the payment once
     assert lake.read("payments", DAY[1].isoformat()).column("channel_ref").to_pylist() == ["wx-5"]
+
+
+def test_a_lake_with_a_store_is_never_billed_past_it(store, monkeypatch):
+    from meters.errors import MetersError
+
+    monkeypatch.setenv("METERS_STORE", "not-installed")   # as if the implementation were missing
+    with pytest.raises(MetersError, match="no account store implementation"):
+        bill(store, DAY[0])
+    assert not store.lake.partitions("billing_state")
