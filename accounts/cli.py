@@ -1,5 +1,6 @@
-"""CLI of the account service: ``meters serve``, ``meters channels add``, ``meters balance`` and
-``meters accounts set|migrate`` (``meters accounts import`` stays the lake registry import)."""
+"""CLI of the account service: ``meters serve``, ``meters channels add``, ``meters pay``, ``meters
+balance`` and ``meters accounts import|set|migrate``. Every command opens the store of the lake (created
+on first use; an existing lake's registry and payment files are adopted, :mod:`accounts.adopt`)."""
 from __future__ import annotations
 
 import getpass
@@ -7,16 +8,24 @@ import getpass
 import click
 
 from meters.options import db_option, echo_json, lake_option
-from meters.cli_registry import accounts_import
 from meters.errors import MetersError
+from meters.times import parse_instant
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 
 
 def _store(lake_path, db):
-    from .store import open_store
+    from .nightly import open_adopted
 
-    return open_store(lake_path, db)
+    return open_adopted(lake_path, db)
+
+
+def _answer(out: dict, as_json: bool, line: str) -> None:
+    """``out`` as JSON, or the one-line summary."""
+    if as_json:
+        echo_json(out)
+    else:
+        click.echo(line)
 
 
 def _cli_who() -> dict:
@@ -150,11 +159,8 @@ def balance(account, lake_path, db, as_json):
     from .status import account_status
 
     out = account_status(_store(lake_path, db), account)
-    if as_json:
-        echo_json(out)
-    else:
-        click.echo(f"{out['user_number']}: balance {out['balance']} ({out['status']}; last settled day "
-                   f"{out['last_settled_day'] or 'none'})")
+    _answer(out, as_json, f"{out['user_number']}: balance {out['balance']} ({out['status']}; last settled day "
+                          f"{out['last_settled_day'] or 'none'})")
 
 
 @click.group()
@@ -162,7 +168,28 @@ def accounts():
     """The customer registry (lake) and the account store: import, migrate, set."""
 
 
-accounts.add_command(accounts_import, "import")
+@accounts.command("import")
+@click.argument("file", type=click.Path(dir_okay=False))
+@lake_option
+@db_option
+@json_option
+def accounts_import(file, lake_path, db, as_json):
+    """Import FILE.csv into the account store (all rows or none, errors by line; a column the file
+    leaves out changes nothing; importing the same file again writes nothing)."""
+    from meters.lake import open_lake
+    from meters.registry import import_accounts
+
+    lake = open_lake(lake_path)
+    if not lake.is_local and not db:   # an object-store lake without a database: its registry tables
+        r = import_accounts(lake, file)
+        click.echo(f"imported {r['accounts']} accounts and {r['contacts']} contacts "
+                   f"({r['accounts_changed']} accounts new or changed)")
+        return
+    from .registry import import_csv
+
+    out = import_csv(_store(lake, db), file)
+    _answer(out, as_json, f"imported {out['accounts']} accounts: {out['accounts_new']} new, {out['accounts_changed']} "
+                          f"changed, {out['settings_rows']} settings and {out['contact_rows']} contact changes written")
 
 
 @accounts.command("migrate")
@@ -170,16 +197,20 @@ accounts.add_command(accounts_import, "import")
 @db_option
 @json_option
 def accounts_migrate(lake_path, db, as_json):
-    """Create or upgrade the account store and import the lake's accounts and contacts into it
-    (idempotent: an unchanged registry writes nothing)."""
+    """Create or upgrade the account store and import the lake's accounts and contacts into it, and the
+    payments of its payment files (idempotent: an unchanged registry writes nothing, a payment is
+    imported once)."""
+    from .adopt import adopt_lake
     from .registry import import_from_lake
+    from .store import open_store
 
-    out = import_from_lake(_store(lake_path, db))
-    if as_json:
-        echo_json(out)
-    else:
-        click.echo(f"{out['accounts']} accounts: {out['accounts_new']} new, {out['accounts_changed']} changed, "
-                   f"{out['settings_rows']} settings and {out['contact_rows']} contact changes written")
+    store = open_store(lake_path, db)
+    out = import_from_lake(store)
+    adopted = adopt_lake(store)
+    out["payments_adopted"], out["days_adopted"] = adopted["payments"], adopted["days"]
+    _answer(out, as_json, f"{out['accounts']} accounts: {out['accounts_new']} new, {out['accounts_changed']} changed, "
+                          f"{out['settings_rows']} settings and {out['contact_rows']} contact changes written; "
+                          f"{out['payments_adopted']} payments of the lake's payment files imported")
 
 
 def _pair(value: str, what: str) -> tuple[str, str]:
@@ -234,3 +265,33 @@ def accounts_set(account, auto_topup, warnings, add_contact, remove_contact, nam
         click.echo(f"{account}: auto top-up {topup}; warnings {', '.join(s['warnings'])}; contacts "
                    f"{', '.join(c['relation'] + ':' + c['recipient'] for c in out['contacts']) or 'none'}"
                    f"{'' if out['changed'] else ' (unchanged)'}")
+
+
+@click.command(context_settings={"ignore_unknown_options": True})  # AMOUNT may look like -5
+@click.argument("account")
+@click.argument("amount")
+@click.option("--ref", required=True, help="Payment reference (applied once however often it is sent).")
+@click.option("--at", "at", help="Time the payment was received, ISO 8601 with offset (default now).")
+@click.option("--payer", default=None, help="Who paid (e.g. a son paying his mother's bill).")
+@lake_option
+@db_option
+@json_option
+def pay(account, amount, ref, at, payer, lake_path, db, as_json):
+    """Record a payment or top-up of AMOUNT to ACCOUNT (the user number) in the account store — e.g. a
+    son paying for his mother. The nightly run credits it on the day it was received (or, received
+    after that day was settled, on the next): never refused."""
+    from . import payments
+
+    store = _store(lake_path, db)
+    if at:
+        when = parse_instant(at, name="--at")
+        store.clock = lambda: when
+    r = payments.pay(store, account, amount, ref, channel="cli", payer=payer)
+    if as_json:
+        echo_json(r)
+    elif r["status"] == "duplicate":
+        click.echo(f"payment {r['channel_ref']} was already applied ({r['amount']} to account {r['user_number']}); "
+                   f"nothing changed")
+    else:
+        click.echo(f"paid {r['amount']} to account {r['user_number']} (ref {r['channel_ref']}); "
+                   f"balance {r['balance']}")

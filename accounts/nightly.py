@@ -21,17 +21,19 @@ recorded: its re-run reads afresh and replaces its outputs.
 from __future__ import annotations
 
 import datetime as dt
+import os
 from zoneinfo import ZoneInfo
 
 import pyarrow as pa
+import pyarrow.compute  # noqa: F401  (pa.compute)
 import sqlalchemy as sa
 
 from .errors import Conflict, Invalid
 from .money import decimal
 from .payments import as_utc
-from .schema import counters, payments, settled_days
+from .schema import accounts, counters, payments, settled_days
 from .settings import contacts_in_force, settings_in_force  # noqa: F401  (the batch's other inputs)
-from .store import Store, utcnow
+from .store import DB_FILE, Store, open_store, utcnow
 
 PAYMENTS = pa.schema([
     pa.field("seq", pa.int64(), nullable=False),
@@ -88,3 +90,77 @@ def record_settled(store: Store, day: dt.date, watermark: int) -> bool:
         conn.execute(sa.insert(settled_days).values(day=day, watermark=int(watermark), settled_at=utcnow()))
     return True
 
+
+
+class NightlyStore:
+    """The store as the nightly batch sees it (:class:`meters.nightly_inputs.NightlyStore`)."""
+
+    def __init__(self, store: Store):
+        self.store = store
+
+    def payments_for_day(self, day: dt.date) -> tuple[pa.Table, int]:
+        return payments_for_day(self.store, day)
+
+    def settings_in_force(self, day: dt.date) -> pa.Table:
+        """As :func:`accounts.settings.settings_in_force`; a settled day's re-run leaves out the accounts
+        created after its first run (they start on the first unsettled day)."""
+        t = settings_in_force(self.store, day)
+        with self.store.read() as conn:
+            settled_at = conn.execute(sa.select(settled_days.c.settled_at).where(settled_days.c.day == day)).scalar()
+            if settled_at is None:
+                return t
+            later = set(conn.execute(sa.select(accounts.c.account_id).where(
+                accounts.c.created_at > as_utc(settled_at))).scalars())
+        if not later:
+            return t
+        return t.filter(pa.compute.invert(pa.compute.is_in(t.column("account_id"), value_set=pa.array(sorted(later)))))
+
+    def reset_settled(self, before: dt.date) -> None:
+        start = _bounds(before, self.store.tz)[0]
+        with self.store.write() as conn:
+            early = conn.execute(sa.select(payments.c.channel, payments.c.channel_ref, payments.c.received_at)
+                                 .where(payments.c.received_at < start).order_by(payments.c.seq).limit(1)).first()
+            if early is not None:
+                raise Invalid(f"payment {early.channel}:{early.channel_ref} of "
+                              f"{self.store.lake.local_day(as_utc(early.received_at))} falls before {before}; "
+                              "the billing start must not pass a payment")
+            conn.execute(sa.delete(settled_days))
+
+    def contacts_in_force(self, day: dt.date) -> pa.Table:
+        return contacts_in_force(self.store, day)
+
+    def record_settled(self, day: dt.date, watermark: int) -> bool:
+        return record_settled(self.store, day, watermark)
+
+    def export_registry(self, day: dt.date | None = None) -> None:
+        from .export import export_registry
+
+        export_registry(self.store, day)
+
+    def close(self) -> None:
+        self.store.close()
+
+
+def has_store(lake, db: str | None) -> bool:
+    """Whether ``lake`` has an account store: ``db`` (or ``$METERS_DB``) given, or its ``accounts.db``."""
+    if db or os.environ.get("METERS_DB"):
+        return True
+    return lake.is_local and (lake.root / DB_FILE).exists()
+
+
+def open_adopted(lake, db: str | None = None) -> Store:
+    """Open (creating on first use) the store of ``lake`` and adopt what the lake holds
+    (:mod:`accounts.adopt`)."""
+    from .adopt import adopt_lake
+
+    store = open_store(lake, db)
+    adopt_lake(store)
+    return store
+
+
+def open_nightly(lake, db: str | None = None, *, create: bool = False) -> NightlyStore | None:
+    """The ``meters.stores`` entry point: the lake's store for the batch, or None when it has none
+    (``create``: make it)."""
+    if not create and not has_store(lake, db):
+        return None
+    return NightlyStore(open_adopted(lake, db))

@@ -1,13 +1,20 @@
 """Payments: ``pay`` (idempotent per ``(channel, channel_ref)``), reversals, and the balance now.
 
-Every payment takes the next number of the ``payments`` counter in its own transaction. The counter
-row is locked until commit (SQLite: one writer at a time; PostgreSQL: the row lock of ``UPDATE``), so
-sequence numbers are assigned in commit order: once ``seq = N`` is visible, every payment with a
-smaller number is committed too. The nightly protocol (:mod:`accounts.nightly`) relies on that.
+Every payment takes the next number of the ``payments`` counter inside the transaction that inserts
+it. The counter row is locked until commit (SQLite: one writer at a time; PostgreSQL: the row lock of
+``UPDATE``), so sequence numbers are assigned in commit order: once ``seq = N`` is visible, every
+payment with a smaller number is committed too. The nightly protocol (:mod:`accounts.nightly`) relies
+on that.
+
+On SQLite the payments that arrive while a commit is on its way to disk are committed together (group
+commit): each caller queues its payment, the one that gets the writer's turn inserts everything queued
+in one transaction and one fsync, and every caller answers after that commit — so concurrent channels
+are not limited to one fsync per payment. PostgreSQL commits each payment in its own transaction.
 """
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass
 
 import sqlalchemy as sa
 
@@ -117,6 +124,8 @@ def pay(store: Store, user_number: str, amount, channel_ref: str, *, channel: st
         row = conn.execute(sa.select(payments).where(key)).first()
         if row is not None:
             return _same_again(store, conn, row, body)
+    if store.engine.dialect.name == "sqlite":
+        return _pay_grouped(store, _Pending(channel, ref, user_number, cents, payer, reverses), key, body)
     with store.write() as conn:
         seq = next_seq(conn)  # from here on this transaction is the only payment writer
         row = conn.execute(sa.select(payments).where(key)).first()
@@ -126,6 +135,7 @@ def pay(store: Store, user_number: str, amount, channel_ref: str, *, channel: st
         conn.execute(sa.insert(payments).values(
             seq=seq, channel=channel, channel_ref=ref, account_id=user_number, amount_cents=cents,
             payer=payer, received_at=_bind_ts(store.clock()), reverses=reverses))
+    with store.read() as conn:   # after the commit, outside the writers' queue: the balance now
         row = conn.execute(sa.select(payments).where(payments.c.seq == seq)).one()
         after = balance_in(store, conn, user_number)[0]
         if cents > 0:
@@ -145,6 +155,75 @@ def _queue_payment_alert(store: Store, conn, row, balance: int) -> None:
                           for c in contacts_of(conn, row.account_id, day)])
 
 
+@dataclass
+class _Pending:
+    """A payment waiting for the group commit, and what became of it."""
+
+    channel: str
+    ref: str
+    user_number: str
+    cents: int
+    payer: str | None
+    reverses: int | None
+    seq: int | None = None
+    existed: bool = False           # the reference was already used (answered from the stored row)
+    error: BaseException | None = None
+    done: bool = False
+
+
+def _commit_group(store: Store) -> None:
+    """Insert every queued payment in one transaction (the caller holds ``store.writer``)."""
+    with store.queue:
+        group, store.pending[:] = list(store.pending), []
+    if not group:
+        return
+    try:
+        with store.engine.begin() as conn:
+            seen = set()
+            known = set(conn.execute(sa.select(accounts.c.account_id).where(
+                accounts.c.account_id.in_({p.user_number for p in group}))).scalars())
+            for p in group:
+                k = (p.channel, p.ref)
+                if k in seen or conn.execute(sa.select(payments.c.seq).where(
+                        payments.c.channel == p.channel, payments.c.channel_ref == p.ref)).first():
+                    p.existed = True
+                    continue
+                if p.user_number not in known:
+                    p.error = NotFound(f"unknown user number {p.user_number!r}")
+                    continue
+                seen.add(k)
+                p.seq = next_seq(conn)
+                conn.execute(sa.insert(payments).values(
+                    seq=p.seq, channel=p.channel, channel_ref=p.ref, account_id=p.user_number, amount_cents=p.cents,
+                    payer=p.payer, received_at=_bind_ts(store.clock()), reverses=p.reverses))
+    except BaseException as e:          # nothing of the group was committed
+        for p in group:
+            p.error, p.seq, p.existed = e, None, False
+        raise
+    finally:
+        for p in group:
+            p.done = True
+
+
+def _pay_grouped(store: Store, p: _Pending, key, body: tuple) -> dict:
+    with store.queue:
+        store.pending.append(p)
+    with store.writer:
+        if not p.done:
+            try:
+                _commit_group(store)
+            except BaseException:
+                if p.error is None:
+                    raise
+    if p.error is not None:
+        raise p.error
+    with store.read() as conn:   # after the commit: the stored row and the balance now
+        if p.existed:
+            return _same_again(store, conn, conn.execute(sa.select(payments).where(key)).one(), body)
+        row = conn.execute(sa.select(payments).where(payments.c.seq == p.seq)).one()
+        return _result(row, "applied", balance_in(store, conn, p.user_number)[0])
+
+
 def reverse(store: Store, channel: str, channel_ref: str, *, reversal_ref: str | None = None) -> dict:
     """Reverse payment ``(channel, channel_ref)``: a negative entry naming the original (idempotent:
     its reference is ``reversal_ref`` or ``reversal:<channel_ref>``)."""
@@ -155,8 +234,12 @@ def reverse(store: Store, channel: str, channel_ref: str, *, reversal_ref: str |
         raise NotFound(f"no payment {channel_ref!r} of channel {channel!r}")
     if orig.reverses is not None or orig.amount_cents < 0:
         raise Invalid(f"payment {channel_ref!r} is itself a reversal")
-    return pay(store, orig.account_id, fmt(orig.amount_cents), reversal_ref or f"reversal:{channel_ref}",
-               channel=channel, reverses=orig.seq)
+    ref = reversal_ref or f"reversal:{channel_ref}"
+    with store.read() as conn:
+        done = conn.execute(sa.select(payments.c.channel_ref).where(payments.c.reverses == orig.seq)).scalar()
+    if done is not None and done != ref:
+        raise Conflict(f"payment {channel_ref!r} of channel {channel!r} was already reversed by {done!r}")
+    return pay(store, orig.account_id, fmt(orig.amount_cents), ref, channel=channel, reverses=orig.seq)
 
 
 def balance(store: Store, user_number: str) -> dict:

@@ -109,6 +109,11 @@ def import_accounts_csv(store: Store, path: str | Path, *, changed_by: str | Non
     """Validate an accounts CSV (:func:`meters.registry.parse_accounts_csv`: errors by line, all rows
     or none) and import it into the store; columns the file leaves out change nothing."""
     accs, cons, meters = parse_accounts_csv(path, load_tariffs(store.lake))
+    with store.read() as conn:
+        owner = dict(conn.execute(sa.select(accounts.c.meter_id, accounts.c.account_id)).all())
+    for a, m in zip(accs.column("account_id").to_pylist(), accs.column("meter_id").to_pylist()):
+        if owner.get(m, a) != a:
+            raise MetersError(f"{path}: meter {m} already belongs to account {owner[m]}")
     with open(path, newline="", encoding="utf-8-sig") as f:
         header = {h.strip() for h in next(csv.reader(f), [])}
     known = {r["meter_id"]: r["utility"] for r in store.lake.read("meters", columns=["meter_id", "utility"]).to_pylist()}
@@ -116,3 +121,17 @@ def import_accounts_csv(store: Store, path: str | Path, *, changed_by: str | Non
                                    {**known, **dict(zip(meters.column("meter_id").to_pylist(),
                                                         meters.column("utility").to_pylist()))}.items()])
     return apply_registry(store, accs, cons, meters, header, changed_by=changed_by or getpass.getuser())
+
+
+def import_csv(store: Store, path: str | Path, *, changed_by: str | None = None) -> dict:
+    """``meters accounts import``: the CSV into the store (:func:`import_accounts_csv`), its meters into
+    the lake's meter registry, and the lake's ``accounts``/``contacts`` views brought in step
+    (:mod:`accounts.export`; an unchanged file writes nothing)."""
+    from meters.registry import merge_meters
+
+    from .export import export_registry
+
+    out = import_accounts_csv(store, path, changed_by=changed_by)
+    out["meters_changed"] = merge_meters(store.lake, parse_accounts_csv(path, load_tariffs(store.lake))[2])
+    out["views_changed"] = [k for k, v in export_registry(store).items() if v]
+    return out

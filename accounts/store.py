@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import os
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -70,6 +71,11 @@ class Store:
     lake: Lake
     clock: Callable[[], dt.datetime] = utcnow
     cache: dict = field(default_factory=dict, repr=False)  # the newest settled state (accounts.lakeview)
+    # SQLite has one writer: this process's writers queue here, in order, instead of in SQLite's busy
+    # handler, whose sleep-and-retry starves some of them for seconds under 50 concurrent payments
+    writer: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    pending: list = field(default_factory=list, repr=False)   # payments waiting for a group commit
+    queue: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @property
     def tz(self):
@@ -79,9 +85,15 @@ class Store:
         """The lake-local calendar day now."""
         return self.lake.local_day(self.clock())
 
+    @contextlib.contextmanager
     def write(self):
-        """A write transaction (``BEGIN IMMEDIATE`` on SQLite)."""
-        return self.engine.begin()
+        """A write transaction (``BEGIN IMMEDIATE`` on SQLite, one writer of this process at a time)."""
+        if self.engine.dialect.name != "sqlite":
+            with self.engine.begin() as conn:
+                yield conn
+            return
+        with self.writer, self.engine.begin() as conn:
+            yield conn
 
     @contextlib.contextmanager
     def read(self):

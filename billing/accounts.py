@@ -25,10 +25,12 @@ class Accounts:
     takes the accounts of one shard."""
 
     def __init__(self, lake: Lake, cfg: Config, meter_range: tuple[int, int] | None = None,
-                 required: bool = True):
+                 required: bool = True, table=None):
+        """``table``: the accounts (``accounts`` schema) — default the lake's registry; the account
+        store gives the settings in force on the day (:mod:`billing.store_inputs`)."""
         from .tariff_arrays import compile_tariffs
 
-        acc = lake.read("accounts")
+        acc = lake.read("accounts") if table is None else table
         if acc.num_rows == 0 and required:
             raise no_accounts(lake)
         check_registry(lake, acc)

@@ -39,9 +39,10 @@ import pyarrow as pa
 
 from meters.errors import MetersError, NothingToDo
 from meters.lake import Lake
+from meters.nightly_inputs import NightlyStore, open_nightly_store
 from meters.schemas import RUNS, UTC_MS
 
-from . import alerts, guards, ledger, outputs, runlock, state
+from . import alerts, guards, ledger, outputs, runlock, state, store_inputs
 from . import cluster as _cluster
 from .accounts import Accounts
 from .config import Config
@@ -129,31 +130,43 @@ def bill_due(lake: Lake, through: dt.date | None = None, *, wait: float | None =
 
 
 def _run_days(lake, todo, *, config: Config | None = None, progress=None, cluster: str | None = None,
-              allow_estimates: bool = False, now: dt.datetime | None = None) -> list[DayResult]:
+              allow_estimates: bool = False, now: dt.datetime | None = None, db: str | None = None) -> list[DayResult]:
     cfg = config or Config.load(lake)
     guards.check_ended(lake, todo, now)
     crashed = guards.interrupted(lake)
     if crashed is not None and crashed not in todo:
         raise MetersError(f"the billing run of {crashed} was interrupted; re-run `meters bill --date {crashed}` first")
     guards.check_chain(lake, todo[0], crashed)
-    run = functools.partial(_run_day, lake, cfg=cfg, progress=progress, allow_estimates=allow_estimates)
-    if cluster is None:
-        acc = Accounts(lake, cfg)
-        return [run(d, acc=acc) for d in todo]
-    client, local = _cluster.client(cluster)
+    night = open_nightly_store(lake, db)   # None: the lake's registry and payment files (no account store)
     try:
-        ranges = _cluster.shards(lake, client)
-        return [run(d, client=client, ranges=ranges) for d in todo]
+        run = functools.partial(_run_day, lake, cfg=cfg, progress=progress, allow_estimates=allow_estimates,
+                                night=night, snapshot={})
+        if cluster is None:
+            acc = Accounts(lake, cfg) if night is None else None
+            results = [run(d, acc=acc) for d in todo]
+        else:
+            client, local = _cluster.client(cluster)
+            try:
+                ranges = _cluster.shards(lake, client) if night is None else None
+                results = [run(d, client=client, ranges=ranges) for d in todo]
+            finally:
+                client.close()
+                if local is not None:
+                    local.close()
+        if night is not None:
+            night.export_registry()
+        return results
     finally:
-        client.close()
-        if local is not None:
-            local.close()
+        if night is not None:
+            night.close()
 
 
 def _run_day(lake: Lake, day: dt.date, *, cfg: Config, progress, allow_estimates: bool, acc: Accounts | None = None,
-             client=None, ranges: list[tuple[int, int]] | None = None) -> DayResult:
+             client=None, ranges: list[tuple[int, int]] | None = None, night: NightlyStore | None = None,
+             snapshot: dict | None = None) -> DayResult:
     """Compute the day (here, or over meter shards on a Dask ``client``), check its coverage, then
-    write and commit."""
+    write and commit. With the account store (``night``) the day's accounts, contacts and payments
+    come from it, and the watermark it read is recorded after the commit."""
     t_start = time.perf_counter()
     started = dt.datetime.now(dt.timezone.utc)
     run_id = f"{day.isoformat()}-{uuid.uuid4().hex[:8]}"
@@ -166,12 +179,18 @@ def _run_day(lake: Lake, day: dt.date, *, cfg: Config, progress, allow_estimates
         return time.perf_counter()
 
     t0 = time.perf_counter()
+    stored = store_inputs.read(night, day) if night is not None else None
     if client is None:
-        inputs = read_day(lake, day, acc, cfg.interval_s)
+        if stored is not None:
+            acc = _accounts_of(lake, cfg, stored, snapshot)
+        inputs = read_day(lake, day, acc, cfg.interval_s, stored)
         t0 = lap("read", t0)
-        out = compute(inputs, acc, cfg, run_id, alerts.Recipients(lake, acc), lap)
+        recipients = alerts.Recipients(lake, acc) if stored is None else store_inputs.Recipients(stored.contacts, acc)
+        out = compute(inputs, acc, cfg, run_id, recipients, lap)
     else:
-        out = _cluster.compute_day(lake, day, cfg, client, ranges, run_id)
+        if stored is not None:
+            ranges = _cluster.shards(lake, client, stored.accounts)
+        out = _cluster.compute_day(lake, day, cfg, client, ranges, run_id, stored)
         res.timings.update(out.timings)
         lap("shards", t0)
     res.covered, res.estimated_intervals = out.covered, out.estimated_intervals
@@ -186,8 +205,12 @@ def _run_day(lake: Lake, day: dt.date, *, cfg: Config, progress, allow_estimates
     t0 = time.perf_counter()
     try:
         _write(lake, day, out, res)
+        if stored is not None:
+            store_inputs.write_day(lake, stored)
         t0 = lap("write", t0)
         _commit(lake, day, out, res, run_id, started, t_start)
+        if night is not None:       # after the commit (meters.nightly_inputs): a crash before re-reads
+            night.record_settled(day, stored.watermark)
     except BaseException as e:
         with contextlib.suppress(Exception):   # the audit keeps the failed run too
             _record(lake, day, out, res, run_id, started, f"failed: {type(e).__name__}: {e}"[:200])
@@ -196,6 +219,15 @@ def _run_day(lake: Lake, day: dt.date, *, cfg: Config, progress, allow_estimates
     res.queued = alerts.queue_day(lake, day)   # idempotently after the commit: a re-run queues nothing new
     lap("queue", t0)
     return res
+
+
+def _accounts_of(lake: Lake, cfg: Config, stored, last: dict) -> Accounts:
+    """The snapshot of the settings in force on the day (``last`` holds the run's previous one,
+    reused when they are equal)."""
+    if "table" in last and last["table"].equals(stored.accounts):
+        return last["acc"]
+    last["table"], last["acc"] = stored.accounts, Accounts(lake, cfg, table=stored.accounts)
+    return last["acc"]
 
 
 def _write(lake: Lake, day: dt.date, out: DayOutput, res: DayResult) -> None:

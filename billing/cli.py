@@ -1,5 +1,5 @@
-"""``meters bill`` and ``meters pay``: thin click wrappers over :mod:`billing.batch` and
-:mod:`billing.payments`."""
+"""``meters bill``: thin click wrappers over :mod:`billing.batch` (``meters pay`` writes to the
+account store: ``accounts/cli.py``)."""
 from __future__ import annotations
 
 import datetime as dt
@@ -8,7 +8,7 @@ from collections import Counter
 import click
 
 from meters.options import echo_json, lake_option
-from meters.times import parse_date, parse_instant
+from meters.times import parse_date
 from meters.errors import MetersError
 
 
@@ -32,9 +32,12 @@ def _date(value: str | None, name: str) -> dt.date | None:
               help="Write Prometheus metrics of the run here (node_exporter textfile format, atomically).")
 @click.option("--cluster", help="Map the run over meter shards with Dask: local:N (N worker processes) "
                                 "or tcp://HOST:PORT (a scheduler whose workers see the lake).")
+@click.option("--db", "db", default=None, envvar="METERS_DB", metavar="URL",
+              help="The account store to read payments and settings from: postgresql://… (default: the "
+                   "lake's accounts.db when it has one). Also $METERS_DB.")
 @click.option("--json", "as_json", is_flag=True, help="Print the run summary as JSON.")
 @click.pass_context
-def bill(ctx, lake_path, date_, from_, to_, through, allow_estimates, wait, metrics_file, cluster, as_json):
+def bill(ctx, lake_path, date_, from_, to_, through, allow_estimates, wait, metrics_file, cluster, db, as_json):
     """Run the nightly billing batch: every unsettled day up to yesterday (lake time, or --through D),
     one day (--date) or a range (--from/--to): VEE, tariff engine, prepaid settlement, alerts, postpaid
     bills. Re-running a day gives the same money. Exit status: 0 done, 3 nothing to do, 4 data not
@@ -59,7 +62,7 @@ def bill(ctx, lake_path, date_, from_, to_, through, allow_estimates, wait, metr
     results, code, lake = [], 1, None
     try:
         lake = open_lake(lake_path)
-        results = _run(lake, day, first, last, until, allow_estimates, wait, cluster, as_json)
+        results = _run(lake, day, first, last, until, allow_estimates, wait, cluster, as_json, db)
         code = 0
     except MetersError as e:
         code = e.exit_code
@@ -70,7 +73,7 @@ def bill(ctx, lake_path, date_, from_, to_, through, allow_estimates, wait, metr
     _print_summary(results, as_json)
 
 
-def _run(lake, day, first, last, until, allow_estimates, wait, cluster, as_json):
+def _run(lake, day, first, last, until, allow_estimates, wait, cluster, as_json, db=None):
     from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -90,7 +93,7 @@ def _run(lake, day, first, last, until, allow_estimates, wait, cluster, as_json)
             started.append(True)
         bar.update(task, advance=1 if phase == "commit" else 0, description=f"{d} {phase}")
 
-    kw = dict(progress=progress, cluster=cluster, allow_estimates=allow_estimates, wait=wait)
+    kw = dict(progress=progress, cluster=cluster, allow_estimates=allow_estimates, wait=wait, db=db)
     try:
         if day:
             return bill_day(lake, day, **kw)
@@ -192,8 +195,10 @@ def bill_status(lake_path, as_json):
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 @click.option("--wait", type=click.FloatRange(min=0), default=0, show_default=True,
               help="Seconds to wait for a billing run holding the lock.")
+@click.option("--db", "db", default=None, envvar="METERS_DB", metavar="URL",
+              help="The account store whose settled days are forgotten too (default: the lake's accounts.db).")
 @lake_option
-def bill_reset(before, yes, wait, lake_path):
+def bill_reset(before, yes, wait, db, lake_path):
     """Move the billing start of a lake that has issued no bill yet (operator): what billing wrote is
     removed (runs stay as the audit) and the next run starts on --before with opening balances."""
     from meters.lake import open_lake
@@ -205,28 +210,6 @@ def bill_reset(before, yes, wait, lake_path):
     if not yes:
         click.confirm(f"Remove every billing output of {lake.root} and start billing on {day}?", abort=True,
                       err=True)
-    r = reset(lake, day, wait=wait)
+    r = reset(lake, day, wait=wait, db=db)
     click.echo(f"billing start is now {r['billing_start']} (was {r['previous_start'] or 'not set'}); "
                f"{r['days_removed']} billed day(s) removed")
-
-
-@click.command(context_settings={"ignore_unknown_options": True})  # AMOUNT may look like -5
-@click.argument("account")
-@click.argument("amount")
-@click.option("--ref", required=True, help="Payment reference (applied once however often it is sent).")
-@click.option("--at", "at", help="Payment time, ISO 8601 with offset (default now).")
-@lake_option
-def pay(account, amount, ref, at, lake_path):
-    """Record a payment or top-up of AMOUNT to ACCOUNT (the user number) — e.g. a son paying for his
-    mother. The nightly run credits it on the day it was paid."""
-    from meters.lake import open_lake
-
-    from .payments import pay as do_pay
-
-    when = parse_instant(at, name="--at") if at else None
-    r = do_pay(open_lake(lake_path), account, amount, ref, when)
-    if r["status"] == "duplicate":
-        click.echo(f"payment {r['ref']} was already applied ({r['amount']} to account {r['account_id']}); "
-                   f"nothing changed")
-    else:
-        click.echo(f"paid {r['amount']} to account {r['account_id']} (ref {r['ref']}); balance {r['balance']}")

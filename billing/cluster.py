@@ -12,7 +12,7 @@ import numpy as np
 from meters.errors import MetersError
 from meters.lake import Lake
 
-from . import alerts, day as day_mod, outputs
+from . import alerts, day as day_mod, outputs, store_inputs
 from .accounts import Accounts, no_accounts
 from .config import Config
 from .inputs import read_day
@@ -41,9 +41,10 @@ def client(spec: str):
     raise MetersError(f"--cluster {spec!r}: use local:N or tcp://HOST:PORT")
 
 
-def shards(lake: Lake, client) -> list[tuple[int, int]]:
-    """Contiguous meter ranges (lo, hi), two per worker."""
-    meters = np.sort(lake.read("accounts", columns=["meter_id"]).column("meter_id").to_numpy())
+def shards(lake: Lake, client, accounts=None) -> list[tuple[int, int]]:
+    """Contiguous meter ranges (lo, hi), two per worker, of ``accounts`` (default the lake's)."""
+    accounts = lake.read("accounts", columns=["meter_id"]) if accounts is None else accounts
+    meters = np.sort(accounts.column("meter_id").to_numpy())
     if len(meters) == 0:
         raise no_accounts(lake)
     workers = max(1, len(client.scheduler_info()["workers"]))
@@ -52,12 +53,13 @@ def shards(lake: Lake, client) -> list[tuple[int, int]]:
 
 
 def compute_day(lake: Lake, day: dt.date, cfg: Config, client, ranges: list[tuple[int, int]],
-                run_id: str) -> day_mod.DayOutput:
-    """The day's output over the shards ``ranges`` (their intervals files written and staged)."""
+                run_id: str, stored=None) -> day_mod.DayOutput:
+    """The day's output over the shards ``ranges`` (their intervals files written and staged);
+    ``stored``: the day as the account store gave it (shipped to every shard)."""
     outputs.stage_intervals(lake, day)      # shards write their intervals files
     futures = client.map(shard_day, [str(lake.root)] * len(ranges), [day] * len(ranges), [cfg] * len(ranges),
                          [lo for lo, _ in ranges], [hi for _, hi in ranges], [run_id] * len(ranges),
-                         pure=False, retries=SHARD_RETRIES)
+                         [stored] * len(ranges), pure=False, retries=SHARD_RETRIES)
     parts = [p for p in client.gather(futures) if p is not None]
     if not parts:
         raise no_accounts(lake)
@@ -68,14 +70,14 @@ def compute_day(lake: Lake, day: dt.date, cfg: Config, client, ranges: list[tupl
     return out
 
 
-def shard_day(lake_root: str, day: dt.date, cfg: Config, lo: int, hi: int, run_id: str):
+def shard_day(lake_root: str, day: dt.date, cfg: Config, lo: int, hi: int, run_id: str, stored=None):
     """A Dask task: compute one day for the accounts whose meter is in ``lo..hi`` (None when empty).
 
     Pure: it only reads the lake (state of D−1, readings, payments, registry) and returns tables, so a
     retry — after an exception, or on another worker when its worker dies — gives the same output;
     only the driver writes and commits."""
     lake = Lake(lake_root)
-    acc = Accounts(lake, cfg, (lo, hi), required=False)
+    acc = Accounts(lake, cfg, (lo, hi), required=False, table=None if stored is None else stored.accounts)
     if acc.n == 0:
         return None
     timings: dict[str, float] = {}
@@ -84,9 +86,10 @@ def shard_day(lake_root: str, day: dt.date, cfg: Config, lo: int, hi: int, run_i
         timings[name] = timings.get(name, 0.0) + time.perf_counter() - t0
         return time.perf_counter()
     t0 = time.perf_counter()
-    inputs = read_day(lake, day, acc, cfg.interval_s)
+    inputs = read_day(lake, day, acc, cfg.interval_s, stored)
     lap("read", t0)
-    out = day_mod.compute(inputs, acc, cfg, run_id, alerts.Recipients(lake, acc), lap)
+    recipients = alerts.Recipients(lake, acc) if stored is None else store_inputs.Recipients(stored.contacts, acc)
+    out = day_mod.compute(inputs, acc, cfg, run_id, recipients, lap)
     # the biggest output is written here, in parallel with the other shards, not shipped to the
     # driver: invisible until the driver's switch (a retried task's orphan files are removed then)
     t0 = time.perf_counter()

@@ -14,7 +14,7 @@ from meters.lake import Lake
 from meters.readings import read_window
 from meters.schemas import READINGS, UTC_S
 
-from . import alerts, heating, ledger, state
+from . import alerts, heating, ledger, state, store_inputs
 from .accounts import Accounts
 
 READ_COLUMNS = ["meter_id", "ts", "register_milli", "quantity_milli", "interval_s", "quality"]
@@ -65,13 +65,16 @@ class DayInputs:
     heat_before: dict = field(default_factory=dict)   # heating: season heat read before (billing/heating.py)
 
 
-def read_day(lake: Lake, day: dt.date, accounts: Accounts, interval_s: int) -> DayInputs:
+def read_day(lake: Lake, day: dt.date, accounts: Accounts, interval_s: int, stored=None) -> DayInputs:
+    """``stored``: the day as the account store gave it (:class:`billing.store_inputs.StoreDay`), whose
+    payments replace the lake's payment files."""
     grid = Grid.of(lake, day, interval_s)
     half = dt.timedelta(seconds=interval_s // 2)  # readings snap to the nearest grid instant
     dup: list[int] = []
     readings = read_window(lake, grid.start - half, grid.end + half, READ_COLUMNS, accounts.meter_range, dup)
     return DayInputs(grid=grid, readings=readings, duplicates=sum(dup), carried=state.load(lake, day, accounts),
-                     payments=ledger.day_payments(lake, day, accounts.account_ids),
+                     payments=(ledger.day_payments(lake, day, accounts.account_ids) if stored is None
+                               else store_inputs.day_payments(stored, accounts.account_ids)),
                      original=ledger.original_charges(lake, day, accounts),
                      paid_back=alerts.reconnected_by_payment(lake, day),
                      heat_before=heating.read_heat_before(lake, day, accounts.heat, accounts.account_ids))

@@ -12,6 +12,7 @@ import pyarrow.parquet as pq
 
 from meters.errors import MetersError
 from meters.lake import Lake, conform
+from meters.nightly_inputs import open_nightly_store
 from meters.readings import read_window
 from meters.schemas import LEDGER, RUNS, UTC_MS, table
 
@@ -67,7 +68,7 @@ def _iso(d):
     return d.isoformat() if d else None
 
 
-def reset(lake: Lake, before: dt.date, *, wait: float | None = None) -> dict:
+def reset(lake: Lake, before: dt.date, *, wait: float | None = None, db: str | None = None) -> dict:
     """Make ``before`` the lake's billing start (nothing before it is billed): remove what billing
     wrote (carried states, charges, intervals, the day's ledger and alert files, runs stay as the audit)
     — refused once a bill was issued, or when a payment falls before the new start."""
@@ -84,6 +85,12 @@ def reset(lake: Lake, before: dt.date, *, wait: float | None = None) -> dict:
                 r = early.to_pylist()[0]
                 raise MetersError(f"payment {r['ref']} of {lake.local_day(r['ts'])} falls before {before}; "
                                   f"the billing start must not pass a payment")
+        night = open_nightly_store(lake, db)
+        if night is not None:       # the account store forgets the settled days (refused: a payment before)
+            try:
+                night.reset_settled(before)
+            finally:
+                night.close()
         old = guards.billing_start(lake)
         days = sorted(set(settled_days(lake)) | set(guards.billed_days(lake)))
         for d in days:
@@ -91,6 +98,8 @@ def reset(lake: Lake, before: dt.date, *, wait: float | None = None) -> dict:
             for name in ("billing_state", "charges", "charge_lines", "intervals"):
                 shutil.rmtree(lake.partition_dir(name, key), ignore_errors=True)
             (lake.partition_dir("ledger", month(d)) / billing_file_name(d)).unlink(missing_ok=True)
+            (lake.partition_dir("ledger", month(d)) / f"payments-{key}.parquet").unlink(missing_ok=True)
+            shutil.rmtree(lake.partition_dir("payments", key), ignore_errors=True)
             (lake.partition_dir("alerts", key) / "billing.parquet").unlink(missing_ok=True)
             for name in ("bills", "bill_lines"):
                 (lake.partition_dir(name, month(d)) / f"bills-{key}.parquet").unlink(missing_ok=True)

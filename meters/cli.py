@@ -31,7 +31,7 @@ LAZY_COMMANDS: dict[str, str] = {
     "compact": "ingest.cli:compact",
     "check": "meters.cli_check:check",
     "bill": "billing.cli:bill",
-    "pay": "billing.cli:pay",
+    "pay": "accounts.cli:pay",
     "serve": "accounts.cli:serve",
     "channels": "accounts.cli:channels",
     "balance": "accounts.cli:balance",

@@ -49,6 +49,7 @@ def run_demo(lake_path: str | Path | None = None, *, meters: int = 10_000, days:
     from ingest.compact import compact
 
     from .lake import CONFIG_NAME, init_lake
+    from .nightly_inputs import open_nightly_store
     from .sql import connect, run
 
     if meters < 1 or days < 1:
@@ -75,6 +76,10 @@ def run_demo(lake_path: str | Path | None = None, *, meters: int = 10_000, days:
                f"in {t_ingest:.1f} s")
     done = [r for r in compact(lake) if not r.skipped]
     _echo(out, f"compacted {len(done)} day partition(s): {sum(r.duplicates for r in done):,} duplicate readings dropped")
+    night = open_nightly_store(lake, create=True)   # billing reads accounts, contacts and payments from it
+    if night is not None:
+        night.close()
+        _echo(out, f"account store: {lake.root / 'accounts.db'} (the registry adopted; `meters serve` answers from it)")
     receiver = _alert_receiver(lake)
     t0 = time.monotonic()
     results = []

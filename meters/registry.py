@@ -216,6 +216,18 @@ def parse_accounts_csv(path: str | Path, tariffs: dict[str, list[Tariff]]) -> tu
             pa.Table.from_pylist(meters, METERS))
 
 
+def merge_meters(lake: Lake, meters: pa.Table) -> int:
+    """Insert the meters of an accounts CSV, keeping the registry facts (register_max, concentrator …)
+    of meters that already exist; returns the number of new or changed meters."""
+    known = {r["meter_id"]: r for r in lake.read("meters").to_pylist()}
+    rows = []
+    for r in meters.to_pylist():
+        old = known.get(r["meter_id"])
+        rows.append({**old, **{k: v for k, v in r.items() if v is not None}} if old else r)
+    with lake.lock():
+        return _upsert(lake, "meters", pa.Table.from_pylist(rows, METERS), ["meter_id"])
+
+
 def import_accounts(lake: Lake, path: str | Path) -> dict:
     """Validate and import an accounts CSV (all rows or none). Re-importing the same file changes
     nothing. Returns counts."""
@@ -225,14 +237,7 @@ def import_accounts(lake: Lake, path: str | Path) -> dict:
     for r in accounts.select(["account_id", "meter_id"]).to_pylist():
         if owner.get(r["meter_id"], r["account_id"]) != r["account_id"]:
             raise MetersError(f"{path}: meter {r['meter_id']} already belongs to account {owner[r['meter_id']]}")
-    known = {r["meter_id"]: r for r in lake.read("meters").to_pylist()}
-    # keep registry facts (register_max, concentrator …) of meters that already exist
-    rows = []
-    for r in meters.to_pylist():
-        old = known.get(r["meter_id"])
-        rows.append({**old, **{k: v for k, v in r.items() if v is not None}} if old else r)
-    with lake.lock():
-        m = _upsert(lake, "meters", pa.Table.from_pylist(rows, METERS), ["meter_id"])
+    m = merge_meters(lake, meters)
     n = save_accounts(lake, accounts, contacts)
     return {"accounts": accounts.num_rows, "contacts": contacts.num_rows, "accounts_changed": n,
             "meters_changed": m, "at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}

@@ -160,6 +160,17 @@ LEDGER = pa.schema([
     pa.field("ref", pa.string()),                           # payment reference / charge day / run id
 ])
 
+PAYMENTS = pa.schema([                                      # the account store's payments, by credited day
+    pa.field("seq", pa.int64(), nullable=False),            # commit order
+    pa.field("account_id", pa.string(), nullable=False),
+    pa.field("amount", MONEY, nullable=False),              # negative: a reversal
+    pa.field("received_at", UTC_MS, nullable=False),        # the server's clock
+    pa.field("channel", pa.string(), nullable=False),
+    pa.field("channel_ref", pa.string(), nullable=False),
+    pa.field("payer", pa.string()),
+    pa.field("reverses", pa.int64()),                       # seq of the payment a reversal names
+])
+
 ALERTS = pa.schema([
     pa.field("account_id", pa.string()),
     pa.field("ts", UTC_MS, nullable=False),
@@ -243,6 +254,7 @@ TABLES: dict[str, Table] = {t.name: t for t in [
     Table("bill_lines", BILL_LINES, "month", "bill lines by tier and band"),
     Table("ledger", LEDGER, "month", "append-only account ledger"),
     Table("alerts", ALERTS, "day", "customer and operator alerts"),
+    Table("payments", PAYMENTS, "day", "payments from the account store, by the day that credited them"),
     Table("charge_lines", CHARGE_LINES, "day", "a day's charges by tier and band (bill line input)"),
     Table("billing_state", BILLING_STATE, "day", "carried billing state after each settled day"),
     Table("runs", RUNS, "day", "billing run records"),

@@ -114,3 +114,37 @@ class Server:
 
 def ref_for(i: int) -> str:
     return "wx-" + hashlib.sha256(str(i).encode()).hexdigest()[:20]
+
+
+class PaymentStream:
+    """Payments of 1.00 to ``users`` in turn (refs ``s0``, ``s1`` …) from a thread until the block ends;
+    ``refs`` lists the applied ones, ``wait(n)`` waits for ``n`` more."""
+
+    def __init__(self, store, users, channel: str = "c"):
+        import threading
+
+        from accounts.payments import pay
+
+        self.refs: list[str] = []
+        self._stop = threading.Event()
+
+        def stream():
+            i = 0
+            while not self._stop.is_set():
+                pay(store, users[i % len(users)], 1, f"s{i}", channel=channel)
+                self.refs.append(f"s{i}")
+                i += 1
+        self._thread = threading.Thread(target=stream)
+
+    def __enter__(self) -> "PaymentStream":
+        self._thread.start()
+        return self
+
+    def wait(self, n: int) -> None:
+        goal = len(self.refs) + n
+        while len(self.refs) < goal:
+            time.sleep(0.001)
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()

@@ -262,3 +262,26 @@ def test_kill_9_during_a_stream_of_payments_loses_no_answered_payment(tmp_path, 
     finally:
         s.server.stop()
         s.store.close()
+
+
+def test_operators_reverse_a_payment_once(svc):
+    ch, op = auth(svc, "wechat"), auth(svc, "ops")
+    paid = httpx.post(svc.url + "/v1/payments", headers=ch,
+                      json={"user_number": "1003", "amount": "12.50", "channel_ref": "rv-1"})
+    assert paid.status_code == 201
+    body = {"channel": "wechat", "channel_ref": "rv-1"}
+    before = n_payments(svc.store)
+    assert httpx.post(svc.url + "/v1/reversals", headers=ch, json=body).status_code == 403   # channels may not
+    r = httpx.post(svc.url + "/v1/reversals", headers=op, json=body)
+    assert r.status_code == 201, r.text
+    out = r.json()
+    assert out["amount"] == "-12.50" and out["channel_ref"] == "reversal:rv-1"
+    assert Decimal(out["balance"]) == Decimal(paid.json()["balance"]) - Decimal("12.50")
+    assert httpx.post(svc.url + "/v1/reversals", headers=op, json=body).status_code == 200   # the same again
+    again = httpx.post(svc.url + "/v1/reversals", headers=op, json=body | {"reversal_ref": "other"})
+    assert again.status_code == 409 and "already reversed" in again.json()["detail"]
+    assert httpx.post(svc.url + "/v1/reversals", headers=op,
+                      json={"channel": "wechat", "channel_ref": "reversal:rv-1"}).status_code == 422
+    assert httpx.post(svc.url + "/v1/reversals", headers=op,
+                      json={"channel": "wechat", "channel_ref": "nope"}).status_code == 404
+    assert n_payments(svc.store) == before + 1

@@ -3,14 +3,12 @@ balances, reversals, dated settings, the registry import and the nightly read pr
 from __future__ import annotations
 
 import datetime as dt
-import threading
-import time
 from decimal import Decimal
 
 import pyarrow as pa
 import pytest
 import sqlalchemy as sa
-from accounts_support import USERS, Clock, db_url, local, make_lake, store  # noqa: F401  (fixtures)
+from accounts_support import USERS, Clock, PaymentStream, db_url, local, make_lake, store  # noqa: F401  (fixtures)
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
@@ -159,28 +157,12 @@ def test_skipped_days_lose_no_payment(store):
 def test_a_payment_committed_while_the_run_reads_is_credited_exactly_once(store):
     lake = store.lake
     store.clock = Clock(local(lake, D, 23, 59, 59))
-    stop, refs = threading.Event(), []
-
-    def stream():
-        i = 0
-        while not stop.is_set():
-            pay(store, USERS[i % 2], 1, f"s{i}", channel="c")
-            refs.append(f"s{i}")
-            i += 1
-
-    th = threading.Thread(target=stream)
-    th.start()
-    try:
-        while len(refs) < 20:
-            time.sleep(0.001)
+    with PaymentStream(store, USERS[:2]) as s:
+        s.wait(20)
         t, w = payments_for_day(store, D)
         record_settled(store, D, w)
-        n = len(refs)
-        while len(refs) < n + 20:
-            time.sleep(0.001)
-    finally:
-        stop.set()
-        th.join()
+        s.wait(20)
+    refs = s.refs
     t2, _ = payments_for_day(store, D + dt.timedelta(days=1))
     first, second = t.column("channel_ref").to_pylist(), t2.column("channel_ref").to_pylist()
     assert not set(first) & set(second)
@@ -263,3 +245,25 @@ def test_sqlite_commits_are_durable_and_a_bad_db_url_is_refused(tmp_path):
         open_store(s.lake, "mysql://x")
     with pytest.raises(MetersError, match="cannot open the account store"):
         open_store(s.lake, "postgresql://nobody@127.0.0.1:1/none")
+
+
+def test_concurrent_payments_commit_together_and_one_bad_payment_fails_alone(store):
+    """On SQLite concurrent payments share a group commit: an unknown user number or a reused reference
+    in the group is answered alone, every other payment is applied once, numbered in commit order."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    jobs = [(USERS[i % 3], f"g{i % 30}") for i in range(60)] + [("nobody", f"bad{i}") for i in range(5)]
+
+    def one(job):
+        try:
+            return pay(store, job[0], 1, job[1], channel="c")["status"]
+        except (NotFound, Conflict) as e:
+            return type(e).__name__
+
+    with ThreadPoolExecutor(20) as ex:
+        out = list(ex.map(one, jobs))
+    assert out.count("applied") == 30 and out.count("duplicate") == 30 and out.count("NotFound") == 5
+    with store.read() as conn:
+        seqs = conn.execute(sa.select(payments.c.seq).order_by(payments.c.seq)).scalars().all()
+    assert len(seqs) == 30 and len(set(seqs)) == 30
+    assert sum(Decimal(balance(store, u)["balance"]) for u in USERS) == Decimal("50.00") + 30   # openings 50 + 0 + 0

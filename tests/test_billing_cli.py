@@ -39,7 +39,7 @@ def test_cli_errors_are_one_line(tmp_path):
         (["bill", "--lake", lk, "--from", "2026-11-02"], "--from and --to together"),
         (["bill", "--lake", lk, "--date", "2026-13-01"], "not a date"),
         (["bill", "--lake", lk, "--from", "2026-11-02", "--to", "2026-11-01"], "before --from"),
-        (["pay", "nobody", "10", "--ref", "r", "--lake", lk], "unknown account"),
+        (["pay", "nobody", "10", "--ref", "r", "--lake", lk], "unknown user number"),
         (["pay", "U-9", "ten", "--ref", "r", "--lake", lk], "not a number"),
         (["bill", "--lake", str(tmp_path / "nolake"), "--date", "2026-11-01"], "not a meters lake"),
     ]:
@@ -56,4 +56,4 @@ def test_pay_negative_amount_is_a_clear_error_not_an_option(tmp_path):
 
     lake = init_lake(tmp_path / "lake")
     r = CliRunner().invoke(cli, ["pay", "A1", "-5", "--ref", "R", "--lake", str(lake.root)])
-    assert r.exit_code == 1 and "must be a positive number" in r.output
+    assert r.exit_code == 1 and "must be positive" in r.output

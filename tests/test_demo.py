@@ -59,6 +59,14 @@ def _check_totals(lake, out, n_meters_expected, intervals_expected):
     # the two example queries ran, with results
     assert out.count("SQL — ") == 2 and "daily charges by utility" in out
     assert f"The lake stays at {lake}" in out
+    # billing ran on the account store: every billed day recorded with its payment watermark
+    import sqlite3
+    from pathlib import Path
+
+    assert "account store:" in out
+    with sqlite3.connect(Path(str(lake)) / "accounts.db") as db:
+        settled = [d for d, in db.execute("SELECT day FROM settled_days")]
+    assert sorted(settled) == sorted(one("SELECT list(DISTINCT day::VARCHAR) FROM charges")[0])
     return n_dead
 
 

@@ -37,3 +37,12 @@ class ContactIn(Body):
 class WarningsIn(Body):
     levels: Annotated[list[Money], Field(min_length=2, max_length=2)] = Field(
         description="[level 1, level 2] with level 2 ≤ level 1")
+
+
+class ReversalIn(Body):
+    channel: Annotated[str, Field(min_length=1, max_length=64)] = Field(description="the original payment's channel")
+    channel_ref: Annotated[str, Field(min_length=1, max_length=128)] = Field(
+        description="the original payment's reference")
+    reversal_ref: Annotated[str, Field(min_length=1, max_length=128)] | None = Field(
+        None, description="the reversal's own reference (default reversal:<channel_ref>); the same again is "
+                          "the same reversal")

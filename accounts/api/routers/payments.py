@@ -1,5 +1,6 @@
 """``POST /v1/payments``: 201 applied, 200 the same payment again, 409 the same reference with another
-body, 404 unknown user number, 422 a bad amount."""
+body, 404 unknown user number, 422 a bad amount. ``POST /v1/reversals`` (operators): a negative entry
+naming the original."""
 from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Response
@@ -9,14 +10,14 @@ from ...channels import Principal
 from ...errors import Conflict, Invalid, NotFound
 from ...money import to_cents
 from ...store import Store
-from ..deps import caller, get_store
+from ..deps import caller, get_store, operator
 from ..metrics import PAID_CENTS, PAYMENTS
-from ..models import PaymentIn
+from ..models import PaymentIn, ReversalIn
 
-router = APIRouter(prefix="/v1/payments", tags=["payments"])
+router = APIRouter(tags=["payments"])
 
 
-@router.post("", status_code=201, responses={200: {"description": "the same payment again (nothing changed)"},
+@router.post("/v1/payments", status_code=201, responses={200: {"description": "the same payment again (nothing changed)"},
                                              404: {"description": "unknown user number"},
                                              409: {"description": "the reference was used with another body"},
                                              422: {"description": "bad amount or body"}})
@@ -35,4 +36,25 @@ def post_payment(body: PaymentIn, response: Response, who: Principal = Depends(c
         response.status_code = 200
     else:
         PAID_CENTS.inc(to_cents(out["amount"]))
+    return out
+
+
+@router.post("/v1/reversals", status_code=201,
+             responses={200: {"description": "the same reversal again (nothing changed)"},
+                        403: {"description": "not an operator"},
+                        404: {"description": "no such payment"},
+                        409: {"description": "the payment was already reversed under another reference"},
+                        422: {"description": "the payment is itself a reversal, or a bad body"}})
+def post_reversal(body: ReversalIn, response: Response, who: Principal = Depends(operator),
+                  store: Store = Depends(get_store)) -> dict:
+    """Reverse a payment (operators only): a negative entry of the same amount naming the original,
+    credited by the nightly run like any payment; applied once per reversal reference."""
+    try:
+        out = payments.reverse(store, body.channel, body.channel_ref, reversal_ref=body.reversal_ref)
+    except (Conflict, NotFound, Invalid) as e:
+        PAYMENTS.labels(type(e).__name__.lower()).inc()
+        raise
+    PAYMENTS.labels("reversal" if out["status"] == "applied" else out["status"]).inc()
+    if out["status"] == "duplicate":
+        response.status_code = 200
     return out
