@@ -4,14 +4,15 @@ on first use; an existing lake's registry and payment files are adopted, :mod:`a
 from __future__ import annotations
 
 import getpass
+import logging
 
 import click
 
-from meters.options import db_option, echo_json, lake_option
+from meters.logs import log_format_option, setup_logging
+from meters.options import db_option, echo_json, json_option, lake_option
 from meters.errors import MetersError
 from meters.times import parse_instant
 
-json_option = click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 
 
 def _store(lake_path, db):
@@ -44,7 +45,8 @@ def _cli_who() -> dict:
 @click.option("--web-channel", default="web", show_default=True, metavar="NAME",
               help="The channel the resident page (/) pays and changes settings as (create it with "
                    "meters channels add NAME).")
-def serve(lake_path, db, host, port, tls_cert, tls_key, web_channel):
+@log_format_option
+def serve(lake_path, db, host, port, tls_cert, tls_key, web_channel, log_format):
     """Serve the account API (payments, balances, settings) over HTTP; OpenAPI at /docs, the resident
     page at / and the operator console at /console."""
     from .web.demo import serve as serve_pages
@@ -52,9 +54,11 @@ def serve(lake_path, db, host, port, tls_cert, tls_key, web_channel):
     if bool(tls_cert) != bool(tls_key):
         raise MetersError("--tls-cert and --tls-key go together")
     store = _store(lake_path, db)
-    click.echo(f"serving {store.lake.root} ({store.engine.dialect.name}) on "
-               f"{'https' if tls_cert else 'http'}://{host}:{port} (docs at /docs, pages at / and /console)", err=True)
-    serve_pages(store, host, port, web_channel=web_channel, tls_cert=tls_cert, tls_key=tls_key)
+    setup_logging(logging.INFO, log_format)
+    logging.getLogger("meters.serve").info(
+        f"serving {store.lake.root} ({store.engine.dialect.name}) on {'https' if tls_cert else 'http'}://{host}:{port} "
+        "(docs at /docs, pages at / and /console)", extra={"event": "serving"})
+    serve_pages(store, host, port, web_channel=web_channel, tls_cert=tls_cert, tls_key=tls_key, log_format=log_format)
 
 
 @click.group()

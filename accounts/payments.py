@@ -135,16 +135,20 @@ def pay(store: Store, user_number: str, amount, channel_ref: str, *, channel: st
         conn.execute(sa.insert(payments).values(
             seq=seq, channel=channel, channel_ref=ref, account_id=user_number, amount_cents=cents,
             payer=payer, received_at=_bind_ts(store.clock()), reverses=reverses))
+        _queue_payment_alert(store, conn, seq)
     with store.read() as conn:   # after the commit, outside the writers' queue: the balance now
         row = conn.execute(sa.select(payments).where(payments.c.seq == seq)).one()
-        after = balance_in(store, conn, user_number)[0]
-        if cents > 0:
-            _queue_payment_alert(store, conn, row, after)
-        return _result(row, "applied", after)
+        return _result(row, "applied", balance_in(store, conn, user_number)[0])
 
 
-def _queue_payment_alert(store: Store, conn, row, balance: int) -> None:
-    """The ``payment`` alert to every contact, queued in the payment's own transaction."""
+def _queue_payment_alert(store: Store, conn, seq: int) -> None:
+    """The ``payment`` alert of payment ``seq`` to every contact of its account, queued in the
+    transaction that records the payment (a transactional outbox: the alert exists iff the payment
+    does). Reversals raise no alert."""
+    row = conn.execute(sa.select(payments).where(payments.c.seq == seq)).one()
+    if row.amount_cents <= 0:
+        return
+    balance = balance_in(store, conn, row.account_id)[0]
     day = store.lake.local_day(as_utc(row.received_at))
     ref = f"{row.channel}:{row.channel_ref}"
     data = outbox.canonical(account_id=row.account_id, day=day, amount=int(row.amount_cents), balance=balance,
@@ -196,6 +200,7 @@ def _commit_group(store: Store) -> None:
                 conn.execute(sa.insert(payments).values(
                     seq=p.seq, channel=p.channel, channel_ref=p.ref, account_id=p.user_number, amount_cents=p.cents,
                     payer=p.payer, received_at=_bind_ts(store.clock()), reverses=p.reverses))
+                _queue_payment_alert(store, conn, p.seq)
     except BaseException as e:          # nothing of the group was committed
         for p in group:
             p.error, p.seq, p.existed = e, None, False

@@ -57,8 +57,9 @@ class Recipients(alerts.Recipients):
     def load(self, rows) -> None:
         if self.contacts or not self._table.num_rows:
             return
-        for a, r in zip(self._table.column("account_id").to_pylist(), self._table.column("recipient").to_pylist()):
-            self.contacts.setdefault(a, []).append(r)
+        t = self._table
+        for a, r, lang in zip(*(t.column(k).to_pylist() for k in ("account_id", "recipient", "language"))):
+            self.contacts.setdefault(a, []).append((r, lang))
 
 
 def payments_table(sd: StoreDay) -> pa.Table:

@@ -1,11 +1,13 @@
 """``meters notify`` (the dispatcher) and ``meters alerts`` (delivery state, retry, queue)."""
 from __future__ import annotations
 
+import logging
+
 import click
 
-from meters.options import date_param, db_option, echo_json, lake_option
+from meters.logs import log_format_option, setup_logging
+from meters.options import date_param, db_option, echo_json, json_option, lake_option
 
-json_option = click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 
 
 def _engine(lake_path, db):
@@ -47,7 +49,8 @@ def _broker(url, state_dir, channels):
 @click.option("--broker-dir", type=click.Path(file_okay=False), default=None,
               help="State directory of the managed broker (default .meters/broker).")
 @json_option
-def notify(lake_path, db, until_idle, concurrency, lease_s, metrics_port, broker_url, broker_dir, as_json):
+@log_format_option
+def notify(lake_path, db, until_idle, concurrency, lease_s, metrics_port, broker_url, broker_dir, as_json, log_format):
     """Deliver queued alerts to their channels' webhooks, MQTT topics and apprise URLs."""
     from meters import outbox
 
@@ -62,9 +65,15 @@ def notify(lake_path, db, until_idle, concurrency, lease_s, metrics_port, broker
         from prometheus_client import start_http_server
 
         start_http_server(metrics_port, "127.0.0.1", registry=metrics.registry)
-    log = lambda msg: click.echo(msg, err=True)  # noqa: E731
+    setup_logging(logging.INFO, log_format)
+    logger = logging.getLogger("meters.notify")
+    log = logger.info
+    logger.info(f"dispatching alerts from {engine.url.render_as_string(hide_password=True)} "
+                f"({concurrency} in flight at most)", extra={"event": "started"})
     totals = run(engine, Settings(concurrency=concurrency, lease_s=lease_s, until_idle_s=until_idle), broker=broker,
                  metrics=metrics, log=log)
+    logger.info(f"stopped: sent {totals['sent']}, to retry {totals['failed']}, dead {totals['dead']}",
+                extra={"event": "stopped"})
     if as_json:
         echo_json(totals)
     else:

@@ -51,3 +51,15 @@ def setup_logging(level: int = logging.INFO, fmt: str = "text") -> None:
     handler._meters = True
     root.addHandler(handler)
     root.setLevel(level)
+
+
+def dict_config(fmt: str = "text", level: str = "INFO") -> dict:
+    """A :func:`logging.config.dictConfig` for servers that take one (uvicorn's ``log_config``): the
+    ``meters`` and ``uvicorn`` loggers to stderr in ``fmt``."""
+    formatter = {"()": f"{__name__}.JsonFormatter"} if fmt == "json" else {"format": TEXT_FORMAT}
+    handler = {"class": "logging.StreamHandler", "formatter": "main", "stream": "ext://sys.stderr"}
+    loggers = {name: {"handlers": ["main"], "level": level, "propagate": False}
+               for name in ("meters", "uvicorn", "uvicorn.access")}
+    loggers["uvicorn.error"] = {"level": level}
+    return {"version": 1, "disable_existing_loggers": False, "formatters": {"main": formatter},
+            "handlers": {"main": handler}, "loggers": loggers}

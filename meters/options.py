@@ -29,3 +29,6 @@ def date_param(ctx, param, value):
         return parse_date(value)
     except MetersError:
         raise click.BadParameter(f"{value!r} is not a date YYYY-MM-DD") from None
+
+
+json_option = click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")

@@ -20,7 +20,8 @@ INSTALLED = "/opt/meters/bin/meters"
 HARDENING = {"NoNewPrivileges": "yes", "ProtectSystem": "strict", "ProtectHome": "yes", "PrivateTmp": "yes",
              "CapabilityBoundingSet": "", "RestrictAddressFamilies": "AF_UNIX AF_INET AF_INET6",
              "User": "meters"}
-SERVICES = ["meters-broker.service", "meters-ingest.service", "meters-serve.service", "meters-bill.service"]
+SERVICES = ["meters-broker.service", "meters-ingest.service", "meters-serve.service", "meters-bill.service",
+            "meters-notify.service"]
 
 
 def unit(name: str) -> configparser.ConfigParser:

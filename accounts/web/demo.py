@@ -29,11 +29,16 @@ def configure(lake: Lake) -> tuple[Store, dict]:
 
 
 def serve(store: Store, host: str = "127.0.0.1", port: int = 8080, *, web_channel: str | None = None,
-          tls_cert: str | None = None, tls_key: str | None = None) -> None:
-    """Serve the API and the pages until interrupted (Ctrl-C)."""
+          tls_cert: str | None = None, tls_key: str | None = None, log_format: str = "text") -> None:
+    """Serve the API and the pages until interrupted (Ctrl-C); logs as text, or one JSON object per line
+    (``log_format="json"``: start, stop and errors; no access log)."""
     import uvicorn
+
+    from meters.logs import dict_config
 
     from ..api.app import create_app
 
-    uvicorn.run(create_app(store, web_channel), host=host, port=port, log_level="warning", access_log=False,
-                ssl_certfile=tls_cert, ssl_keyfile=tls_key, timeout_graceful_shutdown=5)
+    level = "INFO" if log_format == "json" else "WARNING"
+    uvicorn.run(create_app(store, web_channel), host=host, port=port, log_config=dict_config(log_format, level),
+                log_level=level.lower(), access_log=False, ssl_certfile=tls_cert, ssl_keyfile=tls_key,
+                timeout_graceful_shutdown=5)
