@@ -51,7 +51,7 @@ demo: setup
 	$(VENV)/bin/meters demo
 
 test: setup
-	$(PY) -m pytest
+	$(PY) -m pytest -n 2 --dist loadfile   # two processes (pytest-xdist); plain `pytest` runs serially
 
 bench: setup
 	$(PY) -m benchmarks

@@ -32,7 +32,11 @@ class Receiver:
                 pass
 
             def do_POST(self):
-                body = self.rfile.read(int(self.headers.get("content-length", 0)))
+                length = int(self.headers.get("content-length", 0))
+                body = self.rfile.read(length)
+                if len(body) < length:   # the sender died mid-request (kill -9): nothing to verify or answer
+                    self.close_connection = True
+                    return
                 status, extra = receiver.handle(dict(self.headers), body)
                 self.send_response(status)
                 for k, v in extra.items():
