@@ -18,10 +18,10 @@ LCL = ["--ts-label", "start", "--map", "ts=tstp", "--map", "external_id=LCLid",
        "--map", "quantity=energy(kWh/hh)", "--timezone", "UTC"]
 
 
-def test_london_half_hourly_import_twice(tmp_path, shared_data):
+def test_london_half_hourly_import_twice(tmp_path, test_data):
     """The real LCL file: 100 households, 1,674,718 half-hours, 371,668.934 kWh (SOURCES.md)."""
     lake = init_lake(tmp_path / "lake", "Europe/London")
-    f = shared_data / "real-load" / "lcl_2013_100households_halfhourly.csv.gz"
+    f = test_data / "real-load" / "lcl_2013_100households_halfhourly.csv.gz"
     r = CliRunner().invoke(cli, ["import", "csv", str(f), "--lake", str(lake.root), *LCL])
     assert r.exit_code == 0, r.output
     assert "written 1674718" in r.output and "new meters 100" in r.output

@@ -65,8 +65,8 @@ def test_utilities_and_quality_codes(test_data):
     assert s.num_rows == 300
 
 
-def test_feed_without_a_unit_needs_one(shared_data):
-    gb = shared_data / "greenbutton"
+def test_feed_without_a_unit_needs_one(test_data):
+    gb = test_data / "greenbutton"
     with pytest.raises(MetersError, match="--uom"):
         read_greenbutton(gb / "pge_IntervalBlock.xml")
     s = read_greenbutton(gb / "pge_IntervalBlock.xml", uom=72).series       # IntervalBlock-only feed

@@ -140,9 +140,9 @@ def test_registers_are_cumulative_and_wrap_at_register_max():
     assert np.array_equal(total, shard.day_q.sum(axis=1))  # manifest truth equals register advance
 
 
-def test_plausible_against_real_london_load(shared_data):
+def test_plausible_against_real_london_load(test_data):
     """Normalised daily curve and the spread of daily totals look like the real LCL households."""
-    path = shared_data / "real-load" / "lcl_2013_100households_halfhourly.csv.gz"
+    path = test_data / "real-load" / "lcl_2013_100households_halfhourly.csv.gz"
     import pandas as pd
 
     with gzip.open(path, "rt") as f:

@@ -22,7 +22,7 @@ def test_missing_data_fails_under_ci_and_skips_locally(monkeypatch):
 
 def test_vendored_data_is_small_and_described():
     files = [p for p in TEST_DATA.rglob("*") if p.is_file()]
-    assert sum(p.stat().st_size for p in files) < 2 * 2**20
+    assert sum(p.stat().st_size for p in files) < 12 * 2**20   # the 100-household LCL file is 7 MB of it
     readme = (TEST_DATA / "README.md").read_text()
     for top in {p.relative_to(TEST_DATA).parts[0] for p in files} - {"README.md"}:
         named = f"`{top}/" if (TEST_DATA / top).is_dir() else f"`{top}`"
