@@ -82,9 +82,12 @@ def target_options(f):
     return f
 
 
-def _echo_target(out: dict) -> None:
+def _echo_target(out: dict, secret_given: bool) -> None:
+    """The delivery target in a line; a webhook secret is printed only when it was made up here (the
+    receiver needs it once), never echoed back when the operator gave it."""
     if out.get("webhook_url"):
-        click.echo(f"alerts to webhook {out['webhook_url']} signed with {out['webhook_secret']}")
+        signed = "the given secret" if secret_given else out["webhook_secret"]
+        click.echo(f"alerts to webhook {out['webhook_url']} signed with {signed}")
     elif out.get("mqtt"):
         click.echo(f"alerts to MQTT topic meters/v1/alerts/{out['name']}")
     elif out.get("apprise_url"):
@@ -113,7 +116,7 @@ def channels_add(name, role, signing, webhook, secret, mqtt, apprise, lake_path,
     click.echo(f"{out['role']} {out['name']}: key {out['key']}")
     if signing:
         click.echo(f"signing secret {out['signing_secret']}")
-    _echo_target(out)
+    _echo_target(out, bool(secret))
     click.echo("store the key now: it is not shown again", err=True)
 
 
@@ -150,7 +153,7 @@ def channels_target(name, webhook, secret, mqtt, apprise, lake_path, db, as_json
     if as_json:
         echo_json(out)
     else:
-        _echo_target(out) if len(out) > 1 else click.echo(f"{name}: alerts not delivered")
+        _echo_target(out, bool(secret)) if len(out) > 1 else click.echo(f"{name}: alerts not delivered")
 
 
 @click.command()
