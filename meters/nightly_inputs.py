@@ -20,11 +20,11 @@ from typing import Protocol, runtime_checkable
 
 import pyarrow as pa
 
+from .accountdb import DB_FILE as STORE_FILE  # the embedded store in a local lake (the account service's default)
 from .errors import MetersError
 from .lake import Lake
 
 GROUP = "meters.stores"
-from .accountdb import DB_FILE as STORE_FILE  # the embedded store in a local lake (the account service's default)
 # Payments migrated from a lake's payment files keep those files in the ledger (not written again).
 LAKE_CHANNEL = "lake"
 
