@@ -1,11 +1,15 @@
-"""The dispatcher: claims due deliveries from the outbox, sends many at once (asyncio: httpx for
-webhooks, one MQTT connection, apprise in threads) and records each outcome.
+"""The dispatcher: claims due deliveries from the outbox, sends many at once (asyncio: the lean
+HTTP/1.1 client of :mod:`delivery.http` for webhooks, one MQTT connection, apprise in threads) and
+records the outcomes.
 
-Each round leases a batch (:func:`meters.outbox.claim`), sends it with at most ``concurrency`` in
-flight, and writes the outcomes in one transaction. SIGTERM (or :meth:`Dispatcher.stop`) lets the
-deliveries in flight finish and their outcomes be written; a dispatcher killed outright loses
-nothing: the leased deliveries are due again when their lease runs out (at-least-once; receivers
-deduplicate by the alert id).
+Three kinds of task run side by side: the claimer leases batches of due deliveries
+(:func:`meters.outbox.claim`, one transaction per batch) while fewer than two batches wait; ``concurrency``
+senders take one delivery at a time each (as many in flight, on keep-alive connections); the
+recorder writes the outcomes gathered every ``flush_s`` (or every batch) in one transaction
+(:func:`meters.outbox.record`). SIGTERM (or :meth:`Dispatcher.stop`) lets the deliveries in flight
+finish, gives back the claimed ones not started (:func:`meters.outbox.release`) and writes the
+outcomes; a dispatcher killed outright loses nothing: the leased deliveries are due again when their
+lease runs out (at-least-once; receivers deduplicate by the alert id).
 """
 from __future__ import annotations
 
@@ -16,13 +20,12 @@ import signal
 import time
 from dataclasses import dataclass, field
 
-import httpx
 import sqlalchemy as sa
 
 from meters import outbox
 from meters.mqtt import BrokerURL
 
-from . import senders
+from . import http, senders
 from .messages import render
 from .metrics import Metrics
 from .payload import payload
@@ -31,11 +34,13 @@ from .retry import Outcome, Policy, transient
 
 @dataclass
 class Settings:
-    concurrency: int = 256           # deliveries in flight at once
-    batch: int = 2000                # deliveries claimed per round
+    concurrency: int = 512           # deliveries in flight at once
+    batch: int = 2000                # deliveries claimed per transaction
     lease_s: float = 120.0           # a claimed delivery is due again after this (dispatcher died)
     timeout_s: float = 10.0          # per HTTP request / PUBACK
-    poll_s: float = 1.0              # wait between rounds when nothing is due
+    poll_s: float = 1.0              # wait between claims when nothing is due
+    flush_s: float = 0.2             # outcomes are written at least this often
+    stats_s: float = 5.0             # the pending/oldest gauges are refreshed this often
     until_idle_s: float | None = None  # stop after this long without a delivery sent or given up
     policy: Policy = field(default_factory=Policy)
 
@@ -49,6 +54,12 @@ class Dispatcher:
         self.totals = {"sent": 0, "failed": 0, "dead": 0}
         self._stop = asyncio.Event()
         self._mqtt: senders.Mqtt | None = None
+        self._targets: dict[str, outbox.Target] = {}
+        self._done: list[tuple[dict, Outcome]] = []
+        self._flush = asyncio.Event()
+        self._closing = False
+        self._in_flight = 0
+        self._last_progress = time.monotonic()
 
     def stop(self) -> None:
         """Finish the deliveries in flight, record them, and return from :meth:`run`."""
@@ -57,59 +68,102 @@ class Dispatcher:
     async def run(self) -> dict:
         """Deliver until stopped (or idle for ``until_idle_s``); returns the totals."""
         s = self.settings
-        limits = httpx.Limits(max_connections=s.concurrency, max_keepalive_connections=s.concurrency)
-        idle_since = time.monotonic()
-        async with httpx.AsyncClient(timeout=s.timeout_s, limits=limits) as client:
-            try:
-                while not self._stop.is_set():
-                    before = self.totals["sent"] + self.totals["dead"]
-                    n = await self.round(client)
-                    if self.totals["sent"] + self.totals["dead"] > before:
-                        idle_since = time.monotonic()
-                    if n:
-                        continue
-                    if s.until_idle_s is not None and time.monotonic() - idle_since >= s.until_idle_s:
-                        break
-                    with contextlib.suppress(asyncio.TimeoutError):
-                        await asyncio.wait_for(self._stop.wait(), s.poll_s)
-            finally:
-                if self._mqtt is not None:
-                    self._mqtt.close()
+        client = http.Client(timeout_s=s.timeout_s)
+        queue: asyncio.Queue = asyncio.Queue()
+        senders_ = [asyncio.create_task(self._sender(client, queue)) for _ in range(s.concurrency)]
+        recorder = asyncio.create_task(self._recorder())
+        gauges = asyncio.create_task(self._gauges())
+        try:
+            await self._claimer(queue)
+        finally:
+            left = []
+            while not queue.empty():
+                left.append(queue.get_nowait()["alert_id"])
+            if left:
+                await asyncio.to_thread(outbox.release, self.engine, left)
+            for _ in senders_:
+                queue.put_nowait(None)
+            await asyncio.gather(*senders_, return_exceptions=True)
+            self._closing = True
+            self._flush.set()
+            gauges.cancel()
+            await asyncio.gather(recorder, gauges, return_exceptions=True)
+            await self._record()
+            await client.aclose()
+            if self._mqtt is not None:
+                self._mqtt.close()
         return dict(self.totals)
 
-    async def round(self, client: httpx.AsyncClient) -> int:
-        """One batch: claim, send, record; returns how many were claimed."""
+    async def _claimer(self, queue: asyncio.Queue) -> None:
         s = self.settings
-        rows = await asyncio.to_thread(outbox.claim, self.engine, s.batch, s.lease_s)
-        st = await asyncio.to_thread(outbox.stats, self.engine)
-        self.metrics.oldest_pending.set(st["oldest_pending_s"])
-        self.metrics.pending.set(st["states"]["pending"] + st["states"]["failed"])
-        if not rows:
-            return 0
-        targets = await asyncio.to_thread(outbox.targets, self.engine)
-        gate = asyncio.Semaphore(s.concurrency)
+        while not self._stop.is_set():
+            if queue.qsize() >= s.batch:     # enough waiting: let the senders catch up
+                await self._wait(min(s.flush_s, s.poll_s))
+                continue
+            rows = await asyncio.to_thread(outbox.claim, self.engine, s.batch, s.lease_s)
+            if rows:
+                self._targets = await asyncio.to_thread(outbox.targets, self.engine)
+                for r in rows:
+                    queue.put_nowait(r)
+                continue
+            idle = queue.empty() and self._in_flight == 0
+            if (s.until_idle_s is not None and idle and not self._done
+                    and time.monotonic() - self._last_progress >= s.until_idle_s):
+                return
+            await self._wait(s.poll_s)
 
-        async def one(row):
-            async with gate:
-                self.metrics.in_flight.inc()
-                try:
-                    return await self.deliver(client, targets.get(row["channel"]), row)
-                except Exception as e:   # a bug in one delivery must not lose the batch's outcomes
-                    return transient(f"{type(e).__name__}: {e}", row["attempts"], row["queued_at"],
-                                             _now(), s.policy)
-                finally:
-                    self.metrics.in_flight.dec()
+    async def _wait(self, seconds: float) -> None:
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(self._stop.wait(), seconds)
 
-        outcomes = await asyncio.gather(*(one(r) for r in rows))
-        await asyncio.to_thread(outbox.record, self.engine, [o.as_record(r["alert_id"]) for r, o in zip(rows, outcomes)])
-        for r, o in zip(rows, outcomes):
+    async def _gauges(self) -> None:
+        while True:
+            st = await asyncio.to_thread(outbox.stats, self.engine)
+            self.metrics.oldest_pending.set(st["oldest_pending_s"])
+            self.metrics.pending.set(st["states"]["pending"] + st["states"]["failed"])
+            await asyncio.sleep(self.settings.stats_s)
+
+    async def _sender(self, client: http.Client, queue: asyncio.Queue) -> None:
+        s = self.settings
+        while (row := await queue.get()) is not None:
+            self.metrics.in_flight.inc()
+            self._in_flight += 1
+            try:
+                o = await self.deliver(client, self._targets.get(row["channel"]), row)
+            except Exception as e:   # a bug in one delivery must not lose the others' outcomes
+                o = transient(f"{type(e).__name__}: {e}", row["attempts"], row["queued_at"], _now(), s.policy)
+            finally:
+                self.metrics.in_flight.dec()
+                self._in_flight -= 1
+            self._done.append((row, o))
+            if len(self._done) >= s.batch:
+                self._flush.set()
+
+    async def _recorder(self) -> None:
+        while not self._closing:
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._flush.wait(), self.settings.flush_s)
+            self._flush.clear()
+            try:
+                await self._record()
+            except Exception as e:   # the store is busy or gone: those deliveries are due again after their lease
+                self.log(f"outcomes not recorded ({type(e).__name__}: {e}); they are retried after their lease")
+
+    async def _record(self) -> None:
+        """Write the outcomes gathered so far (one transaction) and count them."""
+        done, self._done = self._done, []
+        if not done:
+            return
+        await asyncio.to_thread(outbox.record, self.engine, [o.as_record(r["alert_id"]) for r, o in done])
+        for r, o in done:
             self.totals[o.state] += 1
             self.metrics.count(r["channel"], o.state, o.retried)
             if o.state == "dead":
                 self.log(f"dead {r['alert_id']} ({r['kind']} to {r['recipient']}): {o.error}")
-        return len(rows)
+            if o.state != "failed":
+                self._last_progress = time.monotonic()
 
-    async def deliver(self, client: httpx.AsyncClient, target: outbox.Target | None, row: dict) -> Outcome:
+    async def deliver(self, client: http.Client, target: outbox.Target | None, row: dict) -> Outcome:
         p = self.settings.policy
         if target is None:
             return transient(f"channel {row['channel']!r} has no delivery target (meters channels target)",
@@ -143,4 +197,14 @@ def run(engine: sa.Engine, settings: Settings | None = None, *, broker: BrokerUR
                 loop.add_signal_handler(sig, d.stop)
         return await d.run()
 
-    return asyncio.run(main())
+    with asyncio.Runner(loop_factory=loop_factory()) as runner:
+        return runner.run(main())
+
+
+def loop_factory():
+    """uvloop's event loop when it is installed (less CPU per delivery), else None: asyncio's."""
+    try:
+        from uvloop import new_event_loop
+    except ImportError:
+        return None
+    return new_event_loop

@@ -239,20 +239,39 @@ def claim(engine: sa.Engine, limit: int, lease_s: float, now: dt.datetime | None
 
 
 def record(engine: sa.Engine, outcomes: list[dict], now: dt.datetime | None = None) -> None:
-    """Record outcomes: dicts with ``alert_id``, ``state`` (``sent``/``failed``/``dead``), ``error``
-    and, for ``failed``, ``next_attempt_at``."""
+    """Record outcomes in one transaction: dicts with ``alert_id``, ``state`` (``sent``/``failed``/
+    ``dead``), ``error`` and, for ``failed``, ``next_attempt_at``. The sent ones are set together
+    (``IN`` lists), the others by one executemany."""
     now = now or utcnow()
     if not outcomes:
         return
+    sent = [o["alert_id"] for o in outcomes if o["state"] == "sent"]
+    other = [{"id_": o["alert_id"], "state_": o["state"],
+              "error_": (o.get("error") or None) and o["error"][:ERROR_MAX],
+              "at_": o.get("next_attempt_at") if o["state"] == "failed" else None}
+             for o in outcomes if o["state"] != "sent"]
+    c = outbox.c
     with engine.begin() as conn:
-        for o in outcomes:
-            values = {"state": o["state"], "last_error": (o.get("error") or None) and o["error"][:ERROR_MAX]}
-            if o["state"] == "sent":
-                values["sent_at"] = now
-            if o["state"] == "failed":
-                values["next_attempt_at"] = o["next_attempt_at"]
-            conn.execute(sa.update(outbox).where(outbox.c.alert_id == o["alert_id"], outbox.c.state.in_(DUE))
-                         .values(**values))
+        for i in range(0, len(sent), CHUNK):
+            conn.execute(sa.update(outbox).where(c.alert_id.in_(sent[i:i + CHUNK]), c.state.in_(DUE))
+                         .values(state="sent", last_error=None, sent_at=now))
+        if other:
+            due = sa.or_(*(c.state == s for s in DUE))     # executemany takes no expanding IN
+            conn.execute(sa.update(outbox).where(c.alert_id == sa.bindparam("id_"), due)
+                         .values(state=sa.bindparam("state_"), last_error=sa.bindparam("error_"),
+                                 next_attempt_at=sa.func.coalesce(sa.bindparam("at_", type_=UTC_DATETIME),
+                                                                  c.next_attempt_at)),
+                         other)
+
+
+def release(engine: sa.Engine, ids: list[str], now: dt.datetime | None = None) -> None:
+    """Give back claimed deliveries that were never sent (a dispatcher stopping): due now, the
+    claim's attempt not counted."""
+    now = now or utcnow()
+    with engine.begin() as conn:
+        for i in range(0, len(ids), CHUNK):
+            conn.execute(sa.update(outbox).where(outbox.c.alert_id.in_(ids[i:i + CHUNK]), outbox.c.state.in_(DUE))
+                         .values(attempts=outbox.c.attempts - 1, next_attempt_at=now))
 
 
 def targets(engine: sa.Engine) -> dict[str, Target]:

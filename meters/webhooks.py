@@ -12,6 +12,7 @@ import binascii
 import hashlib
 import hmac
 import secrets
+from functools import lru_cache
 
 from .errors import MetersError
 
@@ -23,8 +24,9 @@ def new_secret() -> str:
     return PREFIX + base64.b64encode(secrets.token_bytes(32)).decode()
 
 
+@lru_cache(maxsize=256)
 def secret_key(secret: str) -> bytes:
-    """The HMAC key of a ``whsec_<base64>`` secret."""
+    """The HMAC key of a ``whsec_<base64>`` secret (kept: every message of a channel needs it)."""
     body = secret[len(PREFIX):] if isinstance(secret, str) and secret.startswith(PREFIX) else None
     try:
         key = base64.b64decode(body or "", validate=True)
