@@ -1,16 +1,25 @@
 """Alert delivery: deliveries per second from the outbox to a webhook receiver on loopback and to the
-MQTT broker, next to each receiver's own ceiling measured in the same run.
+MQTT broker, each next to the receiver's own ceiling measured in the same run, and the time from a
+1,000,000-meter night's commit to its last alert delivered.
 
-- webhook: a real HTTP server (uvicorn, its own process) that verifies every Standard Webhooks
-  signature and keeps ids; ``meters notify``'s dispatcher from the account store's outbox (SQLite),
-  then the ceiling: the same signed requests posted straight from httpx with the same concurrency;
-- MQTT: the managed Mosquitto, a gateway subscribed to the channel's topic; the dispatcher, then the
-  ceiling: the same payloads published at QoS 1 straight from paho.
+- webhook: :mod:`benchmarks.webhook_receiver` (an asyncio HTTP/1.1 keep-alive server in its own
+  process that verifies every Standard Webhooks signature and keeps each id once); its ceiling: the
+  same number of pre-signed POSTs from a bare asyncio client on as many connections as the
+  dispatcher keeps in flight; then ``meters notify``'s dispatcher from the account store's outbox
+  (SQLite), every id arriving exactly once;
+- MQTT: the managed Mosquitto and a push gateway subscribed to the channel's topic; its ceiling: the
+  same payloads published at QoS 1 straight from paho; then the dispatcher;
+- the night: a synthetic night of ``--meters`` meters written to the lake's ``alerts`` table with
+  the kind counts of :data:`NIGHT` (per meter: 62 % with a data gap, as at 1 % reading loss; 1.5
+  contacts per alerted account, two thirds on a webhook channel, one third on MQTT) while a
+  dispatcher is already running; then the clock starts (the night's commit), the night's alerts are
+  queued exactly as ``meters bill`` queues them (:func:`meters.outbox.enqueue_day`: the ``data_gap``
+  rows folded into one operator digest) and the clock stops when the receivers hold the last one.
 
-Targets: >= 5,000 deliveries/s; the alerts of a 1,000,000-meter night (about 70,000 with 1 % loss
-and the residents' share) delivered within 30 s of the run's commit.
+Targets: >= 5,000 deliveries/s to each; a 1,000,000-meter night within 30 s of its commit. Each
+figure has the load average beside it (a shared machine's wall-clock figures are floors).
 
-``python -m benchmarks notify [--quick] [--alerts N] [--concurrency C]``
+``python -m benchmarks notify [--quick] [--alerts N] [--meters M] [--concurrency C]``
 """
 from __future__ import annotations
 
@@ -26,48 +35,24 @@ import threading
 import time
 from pathlib import Path
 
-SECRET_ENV = "METERS_BENCH_WEBHOOK_SECRET"
+from benchmarks.webhook_receiver import SECRET_ENV, ceiling
+
+DAY = dt.date(2026, 11, 1)
+# alerts per meter of a night (rates), and where they go
+NIGHT = {"data_gap": 0.62, "auto_topup": 0.02, "low_balance": 0.015, "bill_issued": 0.0133, "arrears": 0.005,
+         "disconnect": 0.0005, "reconnect": 0.0005, "disconnect_held": 0.0001}
+OPERATOR_KINDS = ("data_gap", "disconnect_held")
 
 
-# -- the receiver (runs under uvicorn in its own process) --------------------------------------------------
-_seen: set[str] = set()
-_bad = 0
-
-
-async def receiver_app(scope, receive, send):
-    """ASGI: POST verifies and records an alert; GET answers {"ids": n, "bad": n}."""
-    global _bad
-    if scope["type"] != "http":
-        return
-    body = b""
-    while True:
-        m = await receive()
-        body += m.get("body", b"")
-        if not m.get("more_body"):
-            break
-    if scope["method"] == "POST":
-        from meters import webhooks
-        from meters.errors import MetersError
-
-        headers = {k.decode(): v.decode() for k, v in scope["headers"]}
-        try:
-            _seen.add(webhooks.verify(os.environ[SECRET_ENV], headers, body, time.time()))
-            status, out = 200, b""
-        except MetersError:
-            _bad += 1
-            status, out = 401, b""
-    else:
-        status, out = 200, json.dumps({"ids": len(_seen), "bad": _bad}).encode()
-    await send({"type": "http.response.start", "status": status, "headers": [(b"content-length", str(len(out)).encode())]})
-    await send({"type": "http.response.body", "body": out})
+def _load() -> str:
+    return "load %.1f" % os.getloadavg()[0]
 
 
 def _start_receiver(port: int, secret: str) -> subprocess.Popen:
     import httpx
 
-    p = subprocess.Popen([sys.executable, "-m", "uvicorn", "benchmarks.bench_notify:receiver_app", "--port", str(port),
-                          "--log-level", "warning", "--no-access-log"], env={**os.environ, SECRET_ENV: secret},
-                         cwd=Path(__file__).resolve().parents[1])
+    p = subprocess.Popen([sys.executable, "-m", "benchmarks.webhook_receiver", str(port)],
+                         env={**os.environ, SECRET_ENV: secret}, cwd=Path(__file__).resolve().parents[1])
     for _ in range(200):
         try:
             httpx.get(f"http://127.0.0.1:{port}/", timeout=1)
@@ -78,56 +63,109 @@ def _start_receiver(port: int, secret: str) -> subprocess.Popen:
     raise RuntimeError("the receiver did not start")
 
 
-def _alerts(n: int, channel: str) -> list[dict]:
-    from meters.outbox import alert_id
-
-    day = dt.date(2026, 11, 1)
-    data = json.dumps({"account_id": "x", "day": day.isoformat(), "currency": "CNY", "utility": "electricity",
-                       "amount": 10000, "balance": 10031})
-    return [{"alert_id": alert_id(f"{i:07d}", day, "auto_topup", f"{channel}:{i}"), "account_id": f"{i:07d}",
-             "day": day, "kind": "auto_topup", "recipient": f"{channel}:{i}", "language": "zh-CN",
-             "data": data.replace('"x"', f'"{i:07d}"')} for i in range(n)]
-
-
-def _dispatch(engine, n: int, concurrency: int, broker=None) -> tuple[float, dict]:
-    from delivery import dispatcher
-
-    t0 = time.perf_counter()
-    totals = dispatcher.run(engine, dispatcher.Settings(concurrency=concurrency, batch=max(2000, concurrency * 4),
-                                                        poll_s=0.05, until_idle_s=1.0), broker=broker)
-    return time.perf_counter() - t0 - 1.0, totals
-
-
-async def _http_ceiling(url: str, secret: str, n: int, concurrency: int) -> float:
+def _received(port: int) -> dict:
     import httpx
 
-    from meters import webhooks
-
-    bodies = [json.dumps({"type": "alert.auto_topup", "data": {"id": f"c{i}"}}).encode() for i in range(n)]
-    gate = asyncio.Semaphore(concurrency)
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    async with httpx.AsyncClient(limits=limits, timeout=30) as client:
-        async def one(i):
-            async with gate:
-                h = webhooks.headers(secret, f"c{i}", int(time.time()), bodies[i])
-                r = await client.post(url, content=bodies[i], headers=h)
-                assert r.status_code == 200
-
-        t0 = time.perf_counter()
-        await asyncio.gather(*(one(i) for i in range(n)))
-        return time.perf_counter() - t0
+    return httpx.get(f"http://127.0.0.1:{port}/", timeout=10).json()
 
 
-def _mqtt_ceiling(url, n: int) -> float:
+def _data(i: int, kind: str) -> str:
+    return json.dumps({"account_id": f"{i:07d}", "day": DAY.isoformat(), "currency": "CNY", "utility": "electricity",
+                       "amount": 10000, "balance": 10031 + i % 5000, "threshold": 2000, "level": 1, "meter_id": i,
+                       "since": "2026-10-20", "start": "2026-10-01", "end": "2026-10-31", "due": "2026-11-15",
+                       "partial": False, "estimated": 3, "intervals": 96, "reasons": {"gap": 3}},
+                      sort_keys=True, separators=(",", ":"))
+
+
+def _alerts(n: int, channel: str, offset: int = 0) -> list[dict]:
+    from meters.outbox import alert_id
+
+    return [{"alert_id": alert_id(f"{i:07d}", DAY, "auto_topup", f"{channel}:{i}"), "account_id": f"{i:07d}",
+             "day": DAY, "kind": "auto_topup", "recipient": f"{channel}:{i}", "language": "zh-CN",
+             "data": _data(i, "auto_topup")} for i in range(offset, offset + n)]
+
+
+def night_table(meters: int):
+    """A synthetic night's ``alerts`` table for ``meters`` meters (kind counts :data:`NIGHT`) and the
+    deliveries it makes: (table, {channel: count})."""
+    import pyarrow as pa
+
+    from meters.outbox import alert_id
+    from meters.schemas import ALERTS
+
+    cols = {k: [] for k in ("account_id", "kind", "recipient", "message", "alert_id", "language", "data")}
+    expect = {"wechat": 0, "push": 0, "operator": 0}
+    stride = 0
+    for kind, rate in NIGHT.items():
+        n = round(meters * rate)
+        for j in range(n):
+            i = (stride + j * 7919) % meters      # spread over the meters
+            if kind in OPERATOR_KINDS:
+                to = ["operator"]
+            else:
+                to = [f"wechat:o6_{i:07d}"] if i % 2 else [f"wechat:o6_{i:07d}", f"push:+86138{i:08d}"]
+            for r in to:
+                a = f"{i:07d}"
+                cols["account_id"].append(a); cols["kind"].append(kind); cols["recipient"].append(r)
+                cols["message"].append(kind); cols["alert_id"].append(alert_id(a, DAY, kind, r))
+                cols["language"].append("zh-CN" if i % 10 else "en"); cols["data"].append(_data(i, kind))
+                if kind not in ("data_gap",):
+                    expect["operator" if r == "operator" else r.split(":")[0]] += 1
+        stride += 104729
+    expect["operator"] += 1 if round(meters * NIGHT["data_gap"]) else 0      # the data_gap digest
+    ts = pa.array([int(dt.datetime(2026, 11, 1, 16, tzinfo=dt.timezone.utc).timestamp() * 1000)]
+                  * len(cols["kind"]), pa.int64()).cast(ALERTS.field("ts").type)
+    return pa.table({"ts": ts, **cols}, schema=ALERTS), expect
+
+
+class _Running:
+    """A dispatcher running in a thread of its own until :meth:`stop`."""
+
+    def __init__(self, engine, settings, broker=None):
+        from delivery import dispatcher
+
+        self.totals = None
+        started = threading.Event()
+
+        def main():
+            async def go():
+                self.loop = asyncio.get_running_loop()
+                self.d = dispatcher.Dispatcher(engine, settings, broker=broker)
+                started.set()
+                self.totals = await self.d.run()
+
+            with asyncio.Runner(loop_factory=dispatcher.loop_factory()) as r:
+                r.run(go())
+
+        self.thread = threading.Thread(target=main, daemon=True)
+        self.thread.start()
+        started.wait(30)
+
+    def stop(self) -> dict:
+        self.loop.call_soon_threadsafe(self.d.stop)
+        self.thread.join()
+        return self.totals
+
+
+def _dispatch(engine, concurrency: int, broker=None) -> tuple[float, float, dict]:
+    """(wall s, CPU s of this process, totals) of a dispatcher run until the outbox is idle."""
+    from delivery import dispatcher
+
+    t0, c0 = time.perf_counter(), time.process_time()
+    totals = dispatcher.run(engine, dispatcher.Settings(concurrency=concurrency, poll_s=0.05, until_idle_s=1.0),
+                            broker=broker)
+    return time.perf_counter() - t0 - 1.0, time.process_time() - c0, totals
+
+
+def _mqtt_ceiling(url, n: int, body: bytes) -> float:
     from meters.mqtt import make_client
 
     client, kw = make_client(url, "meters-bench-ceiling")
     acked = threading.Semaphore(0)
     client.on_publish = lambda *a: acked.release()
-    client.max_inflight_messages_set(1000)
+    client.max_inflight_messages_set(20_000)
     client.connect(**kw)
     client.loop_start()
-    body = json.dumps({"type": "alert.auto_topup", "data": {"text": "电表账户余额不足，已自动缴费100元"}}).encode()
     time.sleep(0.5)
     t0 = time.perf_counter()
     for _ in range(n):
@@ -142,14 +180,18 @@ def _mqtt_ceiling(url, n: int) -> float:
 
 def main(argv: list[str]) -> None:
     ap = argparse.ArgumentParser(prog="python -m benchmarks notify")
-    ap.add_argument("--quick", action="store_true", help="1,000 alerts per target")
-    ap.add_argument("--alerts", type=int, default=None, help="alerts per target (default 50,000)")
-    ap.add_argument("--concurrency", type=int, default=256)
+    ap.add_argument("--quick", action="store_true", help="2,000 alerts per target, a 20,000-meter night")
+    ap.add_argument("--alerts", type=int, default=None, help="alerts per target (default 100,000)")
+    ap.add_argument("--meters", type=int, default=None, help="meters of the night (default 1,000,000)")
+    ap.add_argument("--concurrency", type=int, default=512)
     args = ap.parse_args(argv)
-    n = args.alerts or (1_000 if args.quick else 50_000)
+    n = args.alerts or (2_000 if args.quick else 100_000)
+    meters = args.meters or (20_000 if args.quick else 1_000_000)
 
     from accounts.channels import add_channel
     from accounts.store import open_store
+    from delivery.dispatcher import Settings
+    from delivery.payload import payload
     from meters import outbox, webhooks
     from meters.broker import ManagedBroker, free_port
     from meters.lake import init_lake
@@ -160,40 +202,83 @@ def main(argv: list[str]) -> None:
         store = open_store(lake)
         secret, port = webhooks.new_secret(), free_port()
         receiver = _start_receiver(port, secret)
-        try:
-            url = f"http://127.0.0.1:{port}/alerts"
-            add_channel(store, "hook", webhook=url, secret=secret)
-            t0 = time.perf_counter()
-            outbox.enqueue(store.engine, _alerts(n, "hook"))
-            t_queue = time.perf_counter() - t0
-            t_send, totals = _dispatch(store.engine, n, args.concurrency)
-            import httpx
-
-            got = httpx.get(f"http://127.0.0.1:{port}/").json()
-            assert totals["sent"] == n and got["ids"] == n and got["bad"] == 0, (totals, got)
-            t_ceiling = asyncio.run(_http_ceiling(url, secret, n, args.concurrency))
-            print(f"webhook: {n} alerts queued in {t_queue:.2f} s ({n / t_queue:,.0f}/s); delivered in {t_send:.2f} s "
-                  f"= {n / t_send:,.0f} deliveries/s (receiver's ceiling, plain signed POSTs: {n / t_ceiling:,.0f}/s); "
-                  f"target >= 5,000/s", flush=True)
-        finally:
-            receiver.terminate()
-            receiver.wait()
-
         broker = ManagedBroker(Path(tmp) / "broker")
         broker.start()
         try:
+            url = f"http://127.0.0.1:{port}/alerts"
+            add_channel(store, "hook", webhook=url, secret=secret)
+            add_channel(store, "wechat", webhook=url, secret=secret)
+            add_channel(store, "operator", "operator", webhook=url, secret=secret)
             add_channel(store, "push", mqtt=True)
             broker.add_alert_users(["push"])
+            notify_url = parse_broker_url(broker.url("notify"))
+            sample = {**_alerts(1, "hook")[0], "channel": "hook", "corrects": None,
+                      "created_at": dt.datetime.now(dt.timezone.utc)}
+            body = payload(sample)
+
+            # -- webhook
+            t_ceiling = asyncio.run(ceiling("127.0.0.1", port, secret, n, args.concurrency, lambda i: body))
+            print(f"webhook receiver's ceiling (bare asyncio client, {args.concurrency} keep-alive connections): "
+                  f"{n / t_ceiling:,.0f} POSTs/s ({_load()})", flush=True)
+            t0 = time.perf_counter()
+            outbox.enqueue(store.engine, _alerts(n, "hook"))
+            t_queue = time.perf_counter() - t0
+            print(f"outbox: {n:,} alerts queued in {t_queue:.2f} s = {n / t_queue:,.0f}/s ({_load()})", flush=True)
+            before = _received(port)
+            t_send, cpu, totals = _dispatch(store.engine, args.concurrency)
+            got = _received(port)
+            assert totals["sent"] == n and got["ids"] - before["ids"] == n and got["bad"] == 0, (totals, got)
+            print(f"webhook: {n:,} delivered in {t_send:.2f} s = {n / t_send:,.0f} deliveries/s, "
+                  f"{cpu / n * 1e6:.0f} µs CPU each in the dispatcher ({n / t_send / (n / t_ceiling):.0%} of the "
+                  f"receiver's ceiling; target >= 5,000/s) ({_load()})", flush=True)
+
+            # -- MQTT
             gw = _Gateway(parse_broker_url(broker.url("alerts.push")))
-            outbox.enqueue(store.engine, _alerts(n, "push"))
-            t_send, totals = _dispatch(store.engine, n, args.concurrency, parse_broker_url(broker.url("notify")))
+            t_ceiling = _mqtt_ceiling(notify_url, n, body)
             gw.wait(n)
-            assert totals["sent"] == n, totals
-            t_ceiling = _mqtt_ceiling(parse_broker_url(broker.url("notify")), n)
+            print(f"mqtt broker's ceiling (QoS 1 publishes straight from paho): {n / t_ceiling:,.0f}/s ({_load()})",
+                  flush=True)
+            outbox.enqueue(store.engine, _alerts(n, "push", offset=n))
+            t_send, cpu, totals = _dispatch(store.engine, args.concurrency, notify_url)
+            gw.wait(2 * n)
+            assert totals["sent"] == n and gw.n == 2 * n, (totals, gw.n)
+            print(f"mqtt: {n:,} delivered in {t_send:.2f} s = {n / t_send:,.0f} deliveries/s, {cpu / n * 1e6:.0f} µs "
+                  f"CPU each ({n / t_send / (n / t_ceiling):.0%} of the broker's ceiling; target >= 5,000/s) "
+                  f"({_load()})", flush=True)
+
+            # -- a night
+            t0 = time.perf_counter()
+            table, expect = night_table(meters)
+            lake.write("alerts", table, DAY.isoformat(), file_name="billing.parquet")
+            print(f"night: {meters:,} meters, {table.num_rows:,} alert rows written to the lake in "
+                  f"{time.perf_counter() - t0:.1f} s; deliveries expected {expect}", flush=True)
+            web0, mq0 = _received(port)["ids"], gw.n
+            running = _Running(store.engine, Settings(concurrency=args.concurrency, poll_s=0.05), notify_url)
+            c0 = time.process_time()
+            t0 = time.perf_counter()                          # the night's commit
+            queued = outbox.enqueue_day(lake, DAY)
+            t_queued = time.perf_counter() - t0
+            web_want, mq_want = expect["wechat"] + expect["operator"], expect["push"]
+            while True:
+                web, mq = _received(port)["ids"] - web0, gw.n - mq0
+                if web >= web_want and mq >= mq_want:
+                    break
+                if time.perf_counter() - t0 > 600:
+                    raise RuntimeError(f"the night was not delivered in 10 minutes: {web}/{web_want} webhook, "
+                                       f"{mq}/{mq_want} MQTT")
+                time.sleep(0.02)
+            t_night = time.perf_counter() - t0
+            cpu = time.process_time() - c0
+            totals = running.stop()
+            print(f"night: queued {queued['queued']:,} deliveries in {t_queued:.1f} s (the "
+                  f"{round(meters * NIGHT['data_gap']):,} data_gap rows folded into one digest); the last delivered {t_night:.1f} s after the commit "
+                  f"({web:,} webhook, {mq:,} MQTT; {cpu:.1f} s CPU in this process; target <= 30 s) ({_load()})",
+                  flush=True)
+            assert web == web_want and mq == mq_want and totals["dead"] == 0, (web, mq, totals)
             gw.close()
-            print(f"mqtt: delivered in {t_send:.2f} s = {n / t_send:,.0f} deliveries/s (QoS 1 publishes straight from "
-                  f"paho: {n / t_ceiling:,.0f}/s)", flush=True)
         finally:
+            receiver.terminate()
+            receiver.wait()
             broker.stop()
         store.close()
 

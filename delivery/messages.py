@@ -10,7 +10,8 @@ from pathlib import Path
 
 import jinja2
 from babel.dates import format_date
-from babel.numbers import format_currency, format_decimal, format_percent
+from babel import Locale
+from babel.numbers import format_currency, format_percent
 
 from meters.recipients import LANGUAGES
 from meters.schemas import ALERT_KINDS
@@ -27,23 +28,33 @@ ESTIMATED = {"zh-CN": "（注：当日读数大部分缺失，为估算值。）
 
 
 def money(cents: int, currency: str | None, lang: str) -> str:
-    """Integer cents as the language writes money: ``100元`` / ``12.50元`` in Chinese for yuan,
-    Babel's currency format otherwise."""
-    amount = Decimal(int(cents)) / 100
+    """Integer cents as the language writes money: ``100元`` / ``1,012.50元`` in Chinese for yuan
+    (zh_CN's grouping and decimal signs, as Babel writes them), Babel's currency format otherwise."""
     currency = currency or "CNY"
+    cents = int(cents)
     if lang == "zh-CN" and currency == "CNY":
-        return format_decimal(amount, "#,##0" if amount == amount.to_integral() else "#,##0.00",
-                              locale=LOCALE[lang]) + "元"
-    return format_currency(amount, currency, locale=LOCALE[lang])
+        return (f"{cents // 100:,}" if cents % 100 == 0 else f"{Decimal(cents) / 100:,.2f}") + "元"
+    return format_currency(Decimal(cents) / 100, currency, locale=_locale(lang))
+
+
+@lru_cache(maxsize=None)
+def _locale(lang: str) -> Locale:
+    return Locale.parse(LOCALE[lang])   # parsed once: Babel parses a locale name on every call
 
 
 @lru_cache(maxsize=None)
 def _env(lang: str) -> jinja2.Environment:
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES / lang), undefined=jinja2.StrictUndefined,
-                             autoescape=False, keep_trailing_newline=False)
-    env.filters["date"] = lambda d: format_date(dt.date.fromisoformat(str(d)), "long", locale=LOCALE[lang])
-    env.filters["percent"] = lambda x: format_percent(x, locale=LOCALE[lang])
+                             autoescape=False, keep_trailing_newline=False,
+                             auto_reload=False)   # templates ship with the package: no stat() per message
+    env.filters["date"] = lambda d: _date(str(d), lang)
+    env.filters["percent"] = lambda x: format_percent(x, locale=_locale(lang))
     return env
+
+
+@lru_cache(maxsize=4096)
+def _date(day: str, lang: str) -> str:
+    return format_date(dt.date.fromisoformat(day), "long", locale=_locale(lang))
 
 
 def template_names() -> list[tuple[str, str]]:

@@ -22,6 +22,7 @@ import hashlib
 import json
 from dataclasses import dataclass
 
+import pyarrow as pa
 import pyarrow.compute as pc
 import sqlalchemy as sa
 
@@ -195,12 +196,32 @@ def enqueue(bind: sa.Engine | sa.Connection, alerts: list[dict], now: dt.datetim
     return counts
 
 
+DIGEST_KINDS = ("data_gap",)   # operator kinds a night sends as one digest (one row per meter in the lake)
+
+
+def digest_query(kind: str, day: dt.date) -> str:
+    """The lake query that lists a digest's alerts (``meters sql``)."""
+    return (f"SELECT account_id, message FROM alerts WHERE day = DATE '{day.isoformat()}' AND kind = '{kind}' "
+            f"ORDER BY account_id")
+
+
 def lake_alerts(lake: Lake, day: dt.date) -> list[dict]:
-    """The alerts of ``day`` in the lake's ``alerts`` table that carry an id (those to deliver)."""
+    """The alerts of ``day`` in the lake's ``alerts`` table that carry an id (those to deliver), the
+    operator's :data:`DIGEST_KINDS` folded into one digest per kind: its ``count`` of alerts (one per
+    meter), of ``accounts``, and the ``query`` that lists them (docs/alerts.md, "Operator digests")."""
     t = lake.read("alerts", day.isoformat(),
                   columns=["alert_id", "account_id", "kind", "recipient", "language", "data"])
     t = t.filter(pc.is_valid(t.column("alert_id")))
-    return [r | {"day": day} for r in t.to_pylist()]
+    folded = pc.is_in(t.column("kind"), value_set=pa.array(DIGEST_KINDS, pa.string()))
+    digests = []
+    for kind in DIGEST_KINDS:
+        mine = t.filter(pc.equal(t.column("kind"), kind))
+        if mine.num_rows:
+            data = canonical(day=day, count=mine.num_rows, accounts=pc.count_distinct(mine.column("account_id")).as_py(),
+                             query=digest_query(kind, day))
+            digests.append({"alert_id": alert_id(None, day, kind, OPERATOR), "account_id": None, "kind": kind,
+                            "recipient": OPERATOR, "language": None, "data": data})
+    return [r | {"day": day} for r in t.filter(pc.invert(folded)).to_pylist() + digests]
 
 
 def enqueue_day(lake: Lake, day: dt.date, db: str | None = None, *, required: bool = True) -> dict | None:
