@@ -45,8 +45,19 @@ def _cli_who() -> dict:
 @click.option("--web-channel", default="web", show_default=True, metavar="NAME",
               help="The channel the resident page (/) pays and changes settings as (create it with "
                    "meters channels add NAME).")
+@click.option("--notify/--no-notify", default=False, show_default=True,
+              help="Also deliver the outbox's alerts from this server (the dispatcher of meters notify, "
+                   "started and stopped with the server).")
+@click.option("--broker", "broker_url", default=None, envvar="METERS_BROKER", metavar="URL",
+              help="With --notify: the MQTT broker for channels delivered by MQTT (default: the managed "
+                   "broker's notify role).")
+@click.option("--broker-dir", type=click.Path(file_okay=False), default=None,
+              help="With --notify: state directory of the managed broker (default .meters/broker).")
+@click.option("--notify-concurrency", type=click.IntRange(1, 10_000), default=512, show_default=True,
+              help="With --notify: alert deliveries in flight at once.")
 @log_format_option
-def serve(lake_path, db, host, port, tls_cert, tls_key, web_channel, log_format):
+def serve(lake_path, db, host, port, tls_cert, tls_key, web_channel, notify, broker_url, broker_dir,
+          notify_concurrency, log_format):
     """Serve the account API (payments, balances, settings) over HTTP; OpenAPI at /docs, the resident
     page at / and the operator console at /console."""
     from .web.demo import serve as serve_pages
@@ -58,7 +69,9 @@ def serve(lake_path, db, host, port, tls_cert, tls_key, web_channel, log_format)
     logging.getLogger("meters.serve").info(
         f"serving {store.lake.root} ({store.engine.dialect.name}) on {'https' if tls_cert else 'http'}://{host}:{port} "
         "(docs at /docs, pages at / and /console)", extra={"event": "serving"})
-    serve_pages(store, host, port, web_channel=web_channel, tls_cert=tls_cert, tls_key=tls_key, log_format=log_format)
+    serve_pages(store, host, port, web_channel=web_channel, tls_cert=tls_cert, tls_key=tls_key, log_format=log_format,
+                notify={"broker_url": broker_url, "broker_dir": broker_dir, "concurrency": notify_concurrency}
+                if notify else None)
 
 
 @click.group()

@@ -17,28 +17,12 @@ def _engine(lake_path, db):
     return open_outbox(open_lake(lake_path), db)
 
 
-def _broker(url, state_dir, channels):
-    """``url``, or the managed broker's ``notify`` user (provisioned with the channels' gateways)."""
-    from meters.broker import ManagedBroker
-    from meters.errors import MetersError
-    from meters.mqtt import parse_broker_url
-
-    if url:
-        return parse_broker_url(url)
-    broker = ManagedBroker(state_dir)
-    if not broker.is_running():
-        raise MetersError(f"channels {', '.join(channels)} deliver by MQTT but no managed broker is running: "
-                          f"start one with `meters broker start` or give --broker mqtt://notify:pass@host:port")
-    broker.add_alert_users(channels)
-    return parse_broker_url(broker.url("notify"))
-
-
 @click.command()
 @lake_option
 @db_option
 @click.option("--until-idle", "until_idle", type=click.FloatRange(0), default=None, metavar="SECONDS",
               help="Stop once SECONDS pass without a delivery sent or given up (default: run until SIGTERM).")
-@click.option("--concurrency", type=click.IntRange(1, 10_000), default=256, show_default=True,
+@click.option("--concurrency", type=click.IntRange(1, 10_000), default=512, show_default=True,
               help="Deliveries in flight at once.")
 @click.option("--lease", "lease_s", type=click.FloatRange(0.1), default=120.0, show_default=True, metavar="SECONDS",
               help="A claimed delivery is tried again after SECONDS if this dispatcher dies before its outcome.")
@@ -52,14 +36,11 @@ def _broker(url, state_dir, channels):
 @log_format_option
 def notify(lake_path, db, until_idle, concurrency, lease_s, metrics_port, broker_url, broker_dir, as_json, log_format):
     """Deliver queued alerts to their channels' webhooks, MQTT topics and apprise URLs."""
-    from meters import outbox
-
-    from .dispatcher import Settings, run
+    from .dispatcher import Settings, broker_for, run
     from .metrics import Metrics
 
     engine = _engine(lake_path, db)
-    mqtt_channels = [t.name for t in outbox.targets(engine).values() if t.kind == "mqtt"]
-    broker = _broker(broker_url, broker_dir, mqtt_channels) if broker_url or mqtt_channels else None
+    broker = broker_for(engine, broker_url, broker_dir)
     metrics = Metrics()
     if metrics_port is not None:
         from prometheus_client import start_http_server

@@ -185,6 +185,33 @@ def _now() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc)
 
 
+def broker_for(engine: sa.Engine, url: str | None, state_dir: str | None) -> BrokerURL | None:
+    """The MQTT broker of the channels delivered by MQTT: ``url``, or the managed broker's ``notify``
+    user (provisioned with the channels' gateways); None when no channel needs one."""
+    from meters.broker import ManagedBroker
+    from meters.errors import MetersError
+    from meters.mqtt import parse_broker_url
+
+    if url:
+        return parse_broker_url(url)
+    channels = [t.name for t in outbox.targets(engine).values() if t.kind == "mqtt"]
+    if not channels:
+        return None
+    broker = ManagedBroker(state_dir)
+    if not broker.is_running():
+        raise MetersError(f"channels {', '.join(channels)} deliver by MQTT but no managed broker is running: "
+                          f"start one with `meters broker start` or give --broker mqtt://notify:pass@host:port")
+    broker.add_alert_users(channels)
+    return parse_broker_url(broker.url("notify"))
+
+
+def notifier(engine: sa.Engine, *, broker_url: str | None = None, broker_dir: str | None = None,
+             concurrency: int = 512, log=None) -> Dispatcher:
+    """The ``meters.notifiers`` entry point (:mod:`meters.notifier`): a dispatcher for ``meters serve``."""
+    return Dispatcher(engine, Settings(concurrency=concurrency), broker=broker_for(engine, broker_url, broker_dir),
+                      log=log)
+
+
 def run(engine: sa.Engine, settings: Settings | None = None, *, broker: BrokerURL | None = None,
         metrics: Metrics | None = None, log=None) -> dict:
     """Run a dispatcher in this thread until SIGTERM/SIGINT (or idle, with ``until_idle_s``)."""

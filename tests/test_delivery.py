@@ -341,3 +341,37 @@ def test_a_payment_recorded_by_the_account_service_is_queued_at_once(tmp_path, r
     texts = sorted((m["address"], m["text"]) for m in receiver.got.values())
     assert texts == [("+86138", "Payment of CN¥50.00 received for account 1001 (ref wx-1); balance CN¥55.00."),
                      ("o6_bmjrPTlm6_2sgVt7hMZOPfL2M", "缴费50元已到账（流水号wx-1），当前余额55元。户号1001。")]
+
+
+def test_meters_serve_notify_delivers_and_stops_cleanly_on_sigterm(lake, receiver):
+    """``meters serve --notify`` runs the dispatcher (found through the ``meters.notifiers`` entry
+    point, the account service never imports delivery/) in the server's event loop: a queued alert
+    is delivered while the server answers, and SIGTERM stops both with the outcomes recorded."""
+    from meters.broker import free_port
+
+    store = open_store(lake)
+    add_channel(store, "wechat", webhook=receiver.url, secret=receiver.secret)
+    batch = [alert(i, f"wechat:o6_{i}") for i in range(3)]
+    outbox.enqueue(store.engine, batch)
+    store.close()
+    port = free_port()
+    p = subprocess.Popen([sys.executable, "-m", "meters", "serve", "--lake", str(lake.root), "--port", str(port),
+                          "--notify", "--log-format", "json"], cwd=ROOT, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.time() + 60
+        while len(receiver.got) < 3 and time.time() < deadline and p.poll() is None:
+            time.sleep(0.05)
+        assert set(receiver.got) == {a["alert_id"] for a in batch}
+        import httpx
+        assert httpx.get(f"http://127.0.0.1:{port}/docs", timeout=10).status_code == 200   # the server answers too
+        time.sleep(0.5)                              # the outcomes are written every 0.2 s
+        p.send_signal(signal.SIGTERM)
+        out, err = p.communicate(timeout=30)
+    finally:
+        if p.poll() is None:
+            p.kill()
+    assert p.returncode in (0, -signal.SIGTERM) and "Traceback" not in err, err   # uvicorn re-raises the signal
+    events = [json.loads(line) for line in err.splitlines() if line.startswith("{")]
+    assert any(e.get("event") == "stopped" and "sent 3" in e["message"] for e in events), err
+    assert {r.state for r in states(open_store(lake).engine).values()} == {"sent"}

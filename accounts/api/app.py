@@ -5,6 +5,9 @@ Errors are JSON ``{"detail": "<one line>"}``: 404 unknown account, 409 conflict,
 """
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 import time
 
 from fastapi import FastAPI, Request
@@ -64,8 +67,33 @@ async def _too_large(send, limit: int) -> None:
         {"type": "http"}, None, send)
 
 
-def create_app(store: Store, web_channel: str | None = None) -> FastAPI:
-    app = FastAPI(title="meters account service", version=__version__,
+def _lifespan(store: Store, notify: dict | None):
+    @contextlib.asynccontextmanager
+    async def lifespan(app):
+        if notify is None:
+            yield
+            return
+        from meters.notifier import open_notifier
+
+        log = logging.getLogger("meters.notify")
+        dispatcher = open_notifier(store.engine, log=log.info, **notify)
+        task = asyncio.create_task(dispatcher.run())
+        log.info("dispatching alerts inside meters serve", extra={"event": "started"})
+        try:
+            yield
+        finally:
+            dispatcher.stop()     # the deliveries in flight finish and are recorded
+            totals = await task
+            log.info(f"stopped: sent {totals['sent']}, to retry {totals['failed']}, dead {totals['dead']}",
+                     extra={"event": "stopped"})
+
+    return lifespan
+
+
+def create_app(store: Store, web_channel: str | None = None, notify: dict | None = None) -> FastAPI:
+    """``notify``: run the alert dispatcher in the server's event loop with these options
+    (:func:`meters.notifier.open_notifier`), from start-up to shutdown."""
+    app = FastAPI(title="meters account service", version=__version__, lifespan=_lifespan(store, notify),
                   description="Payments, balances and settings of prepaid and postpaid utility accounts. "
                               "Authenticate with `Authorization: Bearer <key>` (see docs/accounts.md).")
     app.state.store = store

@@ -29,7 +29,8 @@ def configure(lake: Lake) -> tuple[Store, dict]:
 
 
 def serve(store: Store, host: str = "127.0.0.1", port: int = 8080, *, web_channel: str | None = None,
-          tls_cert: str | None = None, tls_key: str | None = None, log_format: str = "text") -> None:
+          tls_cert: str | None = None, tls_key: str | None = None, log_format: str = "text",
+          notify: dict | None = None) -> None:
     """Serve the API and the pages until interrupted (Ctrl-C); logs as text, or one JSON object per line
     (``log_format="json"``: start, stop and errors; no access log)."""
     import uvicorn
@@ -39,6 +40,6 @@ def serve(store: Store, host: str = "127.0.0.1", port: int = 8080, *, web_channe
     from ..api.app import create_app
 
     level = "INFO" if log_format == "json" else "WARNING"
-    uvicorn.run(create_app(store, web_channel), host=host, port=port, log_config=dict_config(log_format, level),
+    uvicorn.run(create_app(store, web_channel, notify), host=host, port=port, log_config=dict_config(log_format, level),
                 log_level=level.lower(), access_log=False, ssl_certfile=tls_cert, ssl_keyfile=tls_key,
                 timeout_graceful_shutdown=5)
