@@ -23,6 +23,7 @@ from meters import outbox
 from . import lakeview
 from .errors import Conflict, Invalid, NotFound
 from .money import fmt, to_cents
+from .reconnect import reconnect_alerts
 from .schema import accounts, counters, payments, settled_days
 from .settings import contacts_of
 from .store import Store
@@ -142,21 +143,25 @@ def pay(store: Store, user_number: str, amount, channel_ref: str, *, channel: st
 
 
 def _queue_payment_alert(store: Store, conn, seq: int) -> None:
-    """The ``payment`` alert of payment ``seq`` to every contact of its account, queued in the
+    """The ``payment`` alert of payment ``seq`` to every contact of its account (and ``reconnect``
+    when it reconnects a disconnected account: :mod:`accounts.reconnect`), queued in the
     transaction that records the payment (a transactional outbox: the alert exists iff the payment
     does). Reversals raise no alert."""
     row = conn.execute(sa.select(payments).where(payments.c.seq == seq)).one()
     if row.amount_cents <= 0:
         return
-    balance = balance_in(store, conn, row.account_id)[0]
+    balance, settled = balance_in(store, conn, row.account_id)
     day = store.lake.local_day(as_utc(row.received_at))
     ref = f"{row.channel}:{row.channel_ref}"
     data = outbox.canonical(account_id=row.account_id, day=day, amount=int(row.amount_cents), balance=balance,
                             ref=row.channel_ref)
+    recipients = contacts_of(conn, row.account_id, day)
     outbox.enqueue(conn, [{"alert_id": outbox.alert_id(row.account_id, day, "payment", c["recipient"], ref),
                            "account_id": row.account_id, "day": day, "kind": "payment",
                            "recipient": c["recipient"], "language": c["language"], "data": data}
-                          for c in contacts_of(conn, row.account_id, day)])
+                          for c in recipients]
+                   + reconnect_alerts(conn, store.lake, row.account_id, day, balance, settled, ref, row.channel_ref,
+                                      recipients))
 
 
 @dataclass

@@ -221,10 +221,19 @@ def write_payment_alerts(lake: Lake, account_id: str, c: int, balance: int, ref:
 
 
 def reconnected_by_payment(lake: Lake, day: dt.date) -> set[str]:
-    """Accounts whose reconnection a payment of ``day`` already ordered (``meters pay`` emits it at
-    once; the nightly run then does not repeat it)."""
+    """Accounts whose reconnection a payment of ``day`` already ordered (``meters pay`` and the
+    account service's payments announce it at once; the nightly run then does not repeat it)."""
     d = lake.partition_dir("alerts", day.isoformat())
     out: set[str] = set()
+    try:
+        engine = outbox.open_outbox(lake, required=False)
+    except MetersError:          # a store without the outbox yet: only the lake's payments can tell
+        engine = None
+    if engine is not None:
+        try:
+            out |= outbox.reconnected_by_payment(engine, day)
+        finally:
+            engine.dispose()
     for f in sorted(d.glob(f"{PAYMENT_PREFIX}*.parquet")) if d.exists() else []:
         t = pq.read_table(f, schema=ALERTS)
         out.update(a for a, k in zip(t.column("account_id").to_pylist(), t.column("kind").to_pylist())

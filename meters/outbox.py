@@ -196,6 +196,16 @@ def enqueue(bind: sa.Engine | sa.Connection, alerts: list[dict], now: dt.datetim
     return counts
 
 
+def reconnected_by_payment(bind: sa.Engine | sa.Connection, day: dt.date, accounts: list[str] | None = None) -> set[str]:
+    """Accounts (of ``accounts``, or all) whose reconnection a payment of ``day`` already announced:
+    a queued ``reconnect`` alert that names its payment (``ref``)."""
+    q = sa.select(outbox.c.account_id, outbox.c.data).where(outbox.c.kind == "reconnect", outbox.c.day == day)
+    if accounts is not None:
+        q = q.where(outbox.c.account_id.in_(accounts))
+    with (bind.connect() if isinstance(bind, sa.Engine) else contextlib.nullcontext(bind)) as conn:
+        return {a for a, d in conn.execute(q) if "ref" in json.loads(d)}
+
+
 DIGEST_KINDS = ("data_gap",)   # operator kinds a night sends as one digest (one row per meter in the lake)
 
 

@@ -375,3 +375,52 @@ def test_meters_serve_notify_delivers_and_stops_cleanly_on_sigterm(lake, receive
     events = [json.loads(line) for line in err.splitlines() if line.startswith("{")]
     assert any(e.get("event") == "stopped" and "sent 3" in e["message"] for e in events), err
     assert {r.state for r in states(open_store(lake).engine).values()} == {"sent"}
+
+
+def test_an_api_payment_reconnects_a_disconnected_account_in_its_own_transaction(tmp_path, receiver):
+    """A payment through the API that lifts a disconnected account above the reconnection amount
+    queues the ``reconnect`` alert with its ``payment`` alert, at once; a later payment of the day
+    does not repeat it, and neither does the nightly run."""
+    import warnings
+
+    from accounts.api.app import create_app
+    from accounts_support import Clock, local
+    from billing.batch import bill_range
+    from test_billing_batch import feed
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")      # starlette's note on its httpx-based client
+        from fastapi.testclient import TestClient
+
+    lake = make_lake(tmp_path, f"1001,11,cn-bj-res-elec,prepaid,5,,,,,daughter:{DAUGHTER}@zh-CN\n")
+    store = open_store(lake)
+    import_from_lake(store)
+    add_channel(store, "wechat", webhook=receiver.url, secret=receiver.secret)
+    feed(lake, 11, D0, 4)
+    bill_range(lake, D0, D0 + dt.timedelta(days=2))                    # disconnected on the third day
+
+    def kinds():
+        return sorted(r.kind for r in states(store.engine).values())
+
+    assert kinds().count("disconnect") == 1 and "reconnect" not in kinds()
+    d4 = D0 + dt.timedelta(days=3)
+    store.clock = Clock(local(lake, d4, 12))
+    key = {"Authorization": f"Bearer {add_channel(store, 'alipay')['key']}"}
+    with TestClient(create_app(store)) as client:
+        def pay_(amount, ref):
+            r = client.post("/v1/payments", json={"user_number": "1001", "amount": amount, "channel_ref": ref},
+                            headers=key)
+            assert r.status_code in (200, 201), r.text
+            return r.json()
+
+        assert pay_("5", "ali-1")["balance"] == "-4.06" and "reconnect" not in kinds()     # still in arrears
+        assert pay_("15", "ali-2")["balance"] == "10.94" and kinds().count("reconnect") == 1
+        pay_("1", "ali-3")
+    assert kinds().count("reconnect") == 1 and kinds().count("payment") == 3
+    [rec] = [r for r in states(store.engine).values() if r.kind == "reconnect"]
+    assert rec.recipient == DAUGHTER and json.loads(rec.data)["ref"] == "ali-2" and rec.day == d4
+    bill_range(lake, d4, d4)                                            # the night does not announce it again
+    assert kinds().count("reconnect") == 1
+    dispatcher.run(store.engine, settings(until_idle_s=0.5))
+    [m] = [m for m in receiver.got.values() if m["kind"] == "reconnect"]
+    assert "10.94元" in m["text"] and m["language"] == "zh-CN"
