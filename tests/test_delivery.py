@@ -134,6 +134,32 @@ def test_enqueue_is_idempotent_and_changes_are_corrections(lake):
     assert third.corrects == new.alert_id                                # it was sent: the new one corrects it
 
 
+def test_a_nights_data_gaps_reach_the_operator_as_one_digest_with_the_query_that_lists_them(lake):
+    """620,000 data_gap alerts of a 1M-meter night are one operator message, not 620,000: its count,
+    accounts, and the lake query that lists them (which does)."""
+    import pyarrow as pa
+
+    from meters import sql
+    from meters.schemas import ALERTS
+
+    store = open_store(lake)
+    rows = [alert(i, "operator", kind="data_gap", meter_id=i, estimated=3, intervals=96, reasons={"gap": 3})
+            for i in range(5)] + [alert(9, DAUGHTER), alert(10, "operator", kind="disconnect_held", meter_id=10)]
+    ts = dt.datetime(2026, 11, 1, 16, tzinfo=dt.timezone.utc)
+    lake.write("alerts", pa.Table.from_pylist([{k: r[k] for k in ("alert_id", "account_id", "kind", "recipient",
+                                                                   "language", "data")} | {"ts": ts, "message": r["kind"]}
+                                               for r in rows], ALERTS), D0.isoformat(), file_name="billing.parquet")
+    assert outbox.enqueue_day(lake, D0)["queued"] == 3        # the digest, the daughter's, the held disconnection
+    assert outbox.enqueue_day(lake, D0)["unchanged"] == 3     # a re-run sends nothing new
+    [digest] = [r for r in states(store.engine).values() if r.kind == "data_gap"]
+    v = json.loads(digest.data)
+    assert digest.recipient == "operator" and v["count"] == 5 and v["accounts"] == 5
+    listed = sql.arrow(lake.root, v["query"])
+    assert sorted(listed.column("account_id").to_pylist()) == [f"10{i:02d}" for i in range(5)]
+    text = render("data_gap", "en", v)
+    assert text.startswith("5 meters (5 accounts) had estimated intervals on November 1, 2026") and v["query"] in text
+
+
 # -- webhooks --------------------------------------------------------------------------------------------
 def test_webhook_delivery_through_failures_timeouts_and_refusals(lake, receiver):
     store = open_store(lake)
