@@ -450,3 +450,16 @@ def test_an_api_payment_reconnects_a_disconnected_account_in_its_own_transaction
     dispatcher.run(store.engine, settings(until_idle_s=0.5))
     [m] = [m for m in receiver.got.values() if m["kind"] == "reconnect"]
     assert "10.94元" in m["text"] and m["language"] == "zh-CN"
+
+
+def test_an_unreachable_mqtt_broker_leaves_deliveries_to_retry(lake):
+    from meters.broker import free_port
+
+    store = open_store(lake)
+    add_channel(store, "push", mqtt=True)
+    a = alert(1, "push:+8613800000001")
+    outbox.enqueue(store.engine, [a])
+    nobody = parse_broker_url(f"mqtt://notify:x@127.0.0.1:{free_port()}")
+    totals = dispatcher.run(store.engine, settings(timeout_s=0.3, until_idle_s=1.0), broker=nobody)
+    row = states(store.engine)[a["alert_id"]]
+    assert totals["sent"] == 0 and row.state == "failed" and "not connected" in row.last_error
