@@ -90,18 +90,26 @@ def write_day(lake: Lake, day: dt.date, table: pa.Table) -> None:
     lake.write("ledger", table, month(day), file_name=billing_file_name(day))
 
 
-def original_charges(lake: Lake, day: dt.date, accounts: Accounts):
-    """Cents of the first ``charge`` of each account in an earlier run of ``day`` (−1 = none), or None."""
-    f = lake.partition_dir("ledger", month(day)) / billing_file_name(day)
-    if not f.exists():
+def original_charges(lake: Lake, day: dt.date, accounts: Accounts, table: pa.Table | None = None):
+    """Cents of the first ``charge`` of each account in an earlier run of ``day`` (−1 = none), or None.
+    ``table``: :func:`first_charges` read once for the run's blocks."""
+    t = first_charges(lake, day) if table is None else table
+    if t is None:
         return None
-    t = pq.read_table(f, schema=LEDGER)
-    t = t.filter(pc.equal(t.column("kind"), "charge"))
     out = np.full(accounts.n, -1, np.int64)
     rows = accounts.index_of(t.column("account_id"))
     ok = rows >= 0
     out[rows[ok]] = -cents(t.column("amount"))[ok]
     return out
+
+
+def first_charges(lake: Lake, day: dt.date) -> pa.Table | None:
+    """The ``charge`` rows of an earlier run of ``day`` (None: not run before)."""
+    f = lake.partition_dir("ledger", month(day)) / billing_file_name(day)
+    if not f.exists():
+        return None
+    t = pq.read_table(f, schema=LEDGER, columns=["account_id", "kind", "amount"])
+    return t.filter(pc.equal(t.column("kind"), "charge"))
 
 
 # -- payments -----------------------------------------------------------------------------------------
@@ -120,25 +128,33 @@ def find_payment(lake: Lake, ref: str):
     return None
 
 
-def day_payments(lake: Lake, day: dt.date, account_ids: list[str] | np.ndarray) -> np.ndarray:
-    """Cents paid during lake-local ``day`` per account of ``account_ids`` (same order)."""
+def day_payments(lake: Lake, day: dt.date, account_ids, table: pa.Table | None = None) -> np.ndarray:
+    """Cents paid during lake-local ``day`` per account of ``account_ids`` (same order; Arrow or numpy);
+    ``table``: :func:`payments_of_day` read once for the run's blocks."""
+    return credited(payments_of_day(lake, day) if table is None else table, account_ids)
+
+
+def payments_of_day(lake: Lake, day: dt.date) -> pa.Table:
+    """The payments (ledger rows) whose time falls in lake-local ``day``."""
     start, end = lake.day_bounds_utc(day)
-    out = np.zeros(len(account_ids), np.int64)
     d = lake.partition_dir("ledger", month(day))
     files = sorted(d.glob(f"{PAYMENT_PREFIX}*.parquet")) if d.exists() else []
     if not files:
-        return out
+        return LEDGER.empty_table()
     t = pa.concat_tables([pq.read_table(f, schema=LEDGER) for f in files])
     ts = t.column("ts")
     keep = pc.and_(pc.greater_equal(ts, pa.scalar(start, ts.type)), pc.less(ts, pa.scalar(end, ts.type)))
-    t = t.filter(keep)
-    if not t.num_rows:
-        return out
-    index = {a: i for i, a in enumerate(account_ids)}
-    for a, c in zip(t.column("account_id").to_pylist(), cents(t.column("amount"))):
-        i = index.get(a)
-        if i is not None:
-            out[i] += c
+    return t.filter(keep)
+
+
+def credited(payments: pa.Table, account_ids) -> np.ndarray:
+    """Cents of ``payments`` (rows with ``account_id`` and ``amount``) per account of ``account_ids``."""
+    ids = account_ids if isinstance(account_ids, (pa.Array, pa.ChunkedArray)) else pa.array(list(account_ids), pa.string())
+    out = np.zeros(len(ids), np.int64)
+    if payments.num_rows:
+        rows = pc.index_in(payments.column("account_id"), value_set=ids).fill_null(-1).to_numpy()
+        ok = rows >= 0
+        np.add.at(out, rows[ok], cents(payments.column("amount"))[ok])
     return out
 
 

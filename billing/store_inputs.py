@@ -37,29 +37,14 @@ def read(night: NightlyStore, day: dt.date) -> StoreDay:
 
 def day_payments(sd: StoreDay, account_ids) -> np.ndarray:
     """Cents credited on the day per account of ``account_ids`` (same order)."""
-    out = np.zeros(len(account_ids), np.int64)
-    if sd.payments.num_rows:
-        index = {a: i for i, a in enumerate(account_ids)}
-        for a, c in zip(sd.payments.column("account_id").to_pylist(), cents(sd.payments.column("amount"))):
-            i = index.get(a)
-            if i is not None:
-                out[i] += c
-    return out
+    return ledger.credited(sd.payments, account_ids)
 
 
 class Recipients(alerts.Recipients):
     """Alert recipients from the contacts in force on the day."""
 
     def __init__(self, contacts: pa.Table, accounts):
-        super().__init__(None, accounts)
-        self._table = contacts
-
-    def load(self, rows) -> None:
-        if self.contacts or not self._table.num_rows:
-            return
-        t = self._table
-        for a, r, lang in zip(*(t.column(k).to_pylist() for k in ("account_id", "recipient", "language"))):
-            self.contacts.setdefault(a, []).append((r, lang))
+        super().__init__(None, accounts, contacts.select(alerts.CONTACT_COLUMNS))
 
 
 def payments_table(sd: StoreDay) -> pa.Table:
