@@ -192,7 +192,6 @@ def _run_day(lake: Lake, day: dt.date, *, cfg: Config, progress, allow_estimates
             if acc.n == 0:
                 raise no_accounts(lake)
             reads = DayReads(lake, day, acc, stored)
-            t0 = lap("read", t0)
             for block in acc.blocks(block_size):
                 inputs = read_day(lake, day, block, cfg.interval_s, stored, reads)
                 t0 = lap("read", t0)

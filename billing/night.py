@@ -19,7 +19,7 @@ import pyarrow as pa
 
 from meters.lake import Lake
 
-from . import alerts, ledger, outputs
+from . import alerts, ledger, outputs, state
 from .day import DayOutput
 
 BLOCK_SIZE = 50_000   # accounts per block: ~0.5 GB of working memory at 96 intervals a day
@@ -41,8 +41,6 @@ class DayWriter:
     def __init__(self, lake: Lake, day: dt.date):
         self.lake, self.day = lake, day
         d, m = day.isoformat(), ledger.month(day)
-        for name in ("intervals", "charges", "charge_lines", "billing_state"):
-            lake.stage(name, d)
         self._staged = {name: lake.staged_writer(name, d, **opts) for name, opts in (
             ("charges", {}), ("charge_lines", {}),
             ("billing_state", {"row_group_size": STATE_ROW_GROUP}))}
@@ -113,6 +111,8 @@ class DayWriter:
         if self._intervals is None and not self.interval_files:
             self._intervals = self.lake.staged_writer("intervals", d, encoded=True, stats=outputs.INTERVAL_STATS,
                                                       **outputs.INTERVAL_OPTIONS)
+        for name in ("intervals", "charges", "charge_lines", "billing_state"):
+            self.lake.stage(name, d)     # the current files pinned: the new ones stay invisible until switched
         names = self.interval_files + ([self._intervals.finish()] if self._intervals is not None else [])
         self._intervals = None
         self.lake.switch("intervals", d, names)
@@ -136,7 +136,8 @@ class DayWriter:
 
     def commit(self) -> None:
         """Switch the carried state in: the commit."""
-        self.lake.switch("billing_state", self.day.isoformat(), [self._staged.pop("billing_state").finish()])
+        state.commit(self.lake, self.day, staged=self._staged["billing_state"])
+        self._staged.pop("billing_state")
         self._pool.shutdown()
 
     def abort(self) -> None:

@@ -229,9 +229,13 @@ def to_table(s: Carried, account_ids: pa.Array, meter_ids: np.ndarray) -> pa.Tab
     return pa.table(cols, schema=BILLING_STATE)
 
 
-def commit(lake: Lake, day: dt.date, table: pa.Table) -> None:
-    """Write the state of ``day``: the commit of its billing."""
-    lake.replace_partition("billing_state", day.isoformat(), table)
+def commit(lake: Lake, day: dt.date, table: pa.Table | None = None, *, staged=None) -> None:
+    """Write the state of ``day``: the commit of its billing. ``staged``: the state file the night's
+    blocks wrote (a :class:`meters.lake.StagedWriter`), finished and switched in instead."""
+    if staged is not None:
+        lake.switch("billing_state", day.isoformat(), [staged.finish()])
+    else:
+        lake.replace_partition("billing_state", day.isoformat(), table)
 
 
 def account_state(lake: Lake, day: dt.date, account_id: str) -> tuple[int, bool] | None:

@@ -457,7 +457,6 @@ class StagedWriter:
                  stats, options: dict):
         self.lake, self.name, self.encoded = lake, name, encoded
         self.dir = lake.partition_dir(name, key)
-        self.dir.mkdir(parents=True, exist_ok=True)
         self.file_name = file_name or f"part-{uuid.uuid4().hex}.parquet"
         self.tmp = self.dir / f".{self.file_name}.{uuid.uuid4().hex}.tmp"
         opts = writer_options(name, **options)
@@ -471,6 +470,8 @@ class StagedWriter:
         """Append ``data`` (cast to the table's schema; dictionary columns kept when ``encoded``)."""
         data = _encoded_as(self.name, data) if self.encoded else conform(data, table(self.name))
         if self._writer is None:
+            self._made_dir = not self.dir.exists()
+            self.dir.mkdir(parents=True, exist_ok=True)
             self._fh = open(self.tmp, "wb")
             self._writer = pq.ParquetWriter(self._fh, data.schema, **self.options)
         self._writer.write_table(data, row_group_size=self.row_group_size)
@@ -496,6 +497,9 @@ class StagedWriter:
                 self._fh.close()
         with contextlib.suppress(FileNotFoundError):
             self.tmp.unlink()
+        if self._writer is not None and self._made_dir:
+            with contextlib.suppress(OSError):
+                self.dir.rmdir()      # (only when empty)
 
 
 def empty_table(t: Table) -> pa.Table:
