@@ -20,18 +20,10 @@ import pyarrow as pa
 from meters.lake import Lake
 
 from . import alerts, ledger, outputs, state
+from .config import BLOCK_SIZE, check_block_size  # noqa: F401 (the night's setting)
 from .day import DayOutput
 
-BLOCK_SIZE = 50_000   # accounts per block: ~0.5 GB of working memory at 96 intervals a day
 STATE_ROW_GROUP = 16_384   # the carried state's row groups: a block reads only its own next night
-
-
-def check_block_size(n) -> int:
-    from meters.errors import MetersError
-
-    if not isinstance(n, int) or isinstance(n, bool) or n < 1:
-        raise MetersError(f"--block-size {n!r}: give a number of accounts of at least 1")
-    return n
 
 
 class DayWriter:

@@ -148,8 +148,8 @@ class Previous:
 
 def _stored(t: pa.Table) -> pa.Table:
     """Rows read from a state file in the table's schema (Parquet keeps timestamps in ms)."""
-    return pa.table({n: t.column(n).cast(BILLING_STATE.field(n).type)       # (a column missing: an older state)
-                     for n in BILLING_STATE.names if n in t.column_names})
+    fields = [f for f in BILLING_STATE if f.name in t.column_names]      # (a column missing: an older state)
+    return pa.Table.from_arrays([t.column(f.name).cast(f.type) for f in fields], schema=pa.schema(fields))
 
 
 def load(lake: Lake, day: dt.date, accounts, previous: Previous | None = None) -> Carried:
