@@ -12,7 +12,7 @@ from meters.lake import Lake
 from .settle import Policy
 
 CONFIG_FILE = "billing.json"
-BLOCK_SIZE = 50_000   # accounts billed at a time (`meters bill --block-size`): ~0.5 GB of working memory
+BLOCK_SIZE = 25_000   # accounts billed at a time (`meters bill --block-size`): ~0.35 GB of working memory
 
 
 def check_block_size(n) -> int:
