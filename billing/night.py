@@ -16,6 +16,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from meters.lake import Lake
 
@@ -55,9 +56,8 @@ class DayWriter:
         """Take one block's output (in meter order): counts now, tables written in the background."""
         self.summary.counts_of(part)
         self.interval_files += part.intervals_files
+        self._count_kinds(part.alerts)
         self._alerts.append((part.alerts, part.alert_section))
-        for k in part.alerts.column("kind").to_pylist() if part.alerts.num_rows else []:
-            self.kinds[k] = self.kinds.get(k, 0) + 1
         for head, tail in DayOutput.TAILS.items():
             if getattr(part, tail) is not None:
                 self._tails[head].append(getattr(part, tail))
@@ -88,9 +88,13 @@ class DayWriter:
     # -- the end --------------------------------------------------------------------------------
     def add_alerts(self, table: pa.Table) -> None:
         """Alerts of the whole day (after every block's: e.g. the estimated day's)."""
+        self._count_kinds(table)
         self._alerts.append((table, np.full(table.num_rows, len(alerts.SECTIONS), np.int8)))
-        for k in table.column("kind").to_pylist():
-            self.kinds[k] = self.kinds.get(k, 0) + 1
+
+    def _count_kinds(self, table: pa.Table) -> None:
+        if table.num_rows:
+            for vc in pc.value_counts(table.column("kind")).to_pylist():
+                self.kinds[vc["values"]] = self.kinds.get(vc["values"], 0) + vc["counts"]
 
     def finish(self) -> None:
         """Write what is kept for the end, close the files and switch every output but the state in."""
@@ -115,6 +119,8 @@ class DayWriter:
         self._named = {}
         table = self.alerts()
         self.rows["alerts"] = table.num_rows
+        self.kinds = {}
+        self._count_kinds(table)         # (in the order the kinds first appear, as one block counts them)
         alerts.write_day(self.lake, self.day, table)
 
     def alerts(self) -> pa.Table:
