@@ -31,7 +31,7 @@ DAY = dt.date(2026, 11, 23)
 TARIFFS = ["cn-bj-res-elec", "cn-gd-res-elec", "cn-sh-res-elec-tou", "cn-bj-res-water", "cn-bj-res-gas"]
 
 
-GEN_BLOCK = 100_000   # meters generated and written at a time: the lake's generation is memory-bounded
+GEN_BLOCK = 50_000   # meters generated and written at a time: the lake's generation is memory-bounded
 
 
 def _readings_block(ids, ts, regs, received_ms):
@@ -92,20 +92,31 @@ def build_lake(root: Path, n: int, seed: int = 1, days: int = 1, heat: int = 0):
         k = 96 if d < days else 1
         # readings k = 0..95 of the day (k = 0 at local midnight closes the previous day)
         writers.append((w, start + 900 * np.arange(k, dtype=np.int64), (start + 900 * k + 3600) * 1000))
-    for b0 in range(0, n, GEN_BLOCK):
-        b1 = min(n, b0 + GEN_BLOCK)
-        g = np.random.default_rng([seed, b0])
-        reg = g.integers(0, 10**8, b1 - b0).astype(np.int64)
-        mean = per_slot[b0:b1, None]
-        for w, ts, received in writers:
-            k = len(ts)
-            regs = np.empty((b1 - b0, k), np.int64)
-            regs[:, 0] = reg
-            if k > 1:   # uniform steps around the utility's mean (fast; the values only need to be plausible)
-                np.cumsum(g.integers(0, 2 * mean + 1, (b1 - b0, k - 1)), axis=1, out=regs[:, 1:])
-                regs[:, 1:] += reg[:, None]
-            reg = regs[:, -1] + g.integers(0, 2 * mean[:, 0] + 1)
-            w.write(_readings_block(ids[b0:b1], ts, regs, received))
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(len(writers)) as pool:   # each day's file encoded in its own thread
+        pending = []
+        for b0 in range(0, n, GEN_BLOCK):
+            b1 = min(n, b0 + GEN_BLOCK)
+            g = np.random.default_rng([seed, b0])
+            reg = g.integers(0, 10**8, b1 - b0).astype(np.int64)
+            mean = per_slot[b0:b1, None]
+            tables = []
+            for w, ts, received in writers:
+                k = len(ts)
+                regs = np.empty((b1 - b0, k), np.int64)
+                regs[:, 0] = reg
+                if k > 1:   # uniform steps around the utility's mean (fast; the values only need to be plausible)
+                    np.cumsum(g.integers(0, 2 * mean + 1, (b1 - b0, k - 1)), axis=1, out=regs[:, 1:])
+                    regs[:, 1:] += reg[:, None]
+                reg = regs[:, -1] + g.integers(0, 2 * mean[:, 0] + 1)
+                tables.append(_readings_block(ids[b0:b1], ts, regs, received))
+            for f in pending:     # the previous block written (one block in flight: memory-bounded)
+                f.result()
+            pending = [pool.submit(w.write, t) for (w, _, _), t in zip(writers, tables)]
+            del tables
+        for f in pending:
+            f.result()
     for w, _, _ in writers:
         w.finish()
     return lake
