@@ -44,6 +44,7 @@ class Accounts:
         if self.n == 0:
             return
         self.accounts = acc.sort_by([("meter_id", "ascending")])
+        self.offset = 0
         catalog = load_tariffs(lake)
         check_catalog(lake, catalog, cfg)
         self.tables = compile_tariffs({**heating.stand_ins(), **catalog})
@@ -59,6 +60,7 @@ class Accounts:
         b.tables, b._meters = self.tables, self._meters
         b._limit_per_hour, b._interval_s = self._limit_per_hour, self._interval_s
         b.accounts = self.accounts.slice(i0, i1 - i0)
+        b.offset = getattr(self, "offset", 0) + i0       # rows i0:i1 of the run's snapshot
         b._fill(b.accounts)
         b.meter_range = meter_range or ((int(b.meter_ids[0]), int(b.meter_ids[-1])) if b.n else None)
         return b

@@ -70,20 +70,26 @@ class DayReads:
     day's payments, an earlier run's first charges, the reconnections payments ordered, the contacts."""
 
     def __init__(self, lake: Lake, day: dt.date, accounts: Accounts, stored=None):
-        self.lake, self.stored = lake, stored
+        self.lake, self.stored, self.accounts = lake, stored, accounts
         self.previous = state.Previous(lake, day, accounts)
         self.payments = ledger.payments_of_day(lake, day) if stored is None else stored.payments
         self.first_charges = ledger.first_charges(lake, day)
         self.paid_back = alerts.reconnected_by_payment(lake, day)
         self._contacts = None
 
-    @property
-    def contacts(self) -> pa.Table:
-        """The contacts (read when a block first alerts someone)."""
+    def contacts(self, block: Accounts) -> pa.Table:
+        """The contacts of ``block``'s accounts (all contacts are read and put in account order when a
+        block first alerts someone)."""
         if self._contacts is None:
-            self._contacts = (self.lake.read("contacts", columns=alerts.CONTACT_COLUMNS) if self.stored is None
-                              else self.stored.contacts.select(alerts.CONTACT_COLUMNS))
-        return self._contacts
+            c = (self.lake.read("contacts", columns=alerts.CONTACT_COLUMNS) if self.stored is None
+                 else self.stored.contacts.select(alerts.CONTACT_COLUMNS))
+            row = pc.index_in(c.column("account_id"), value_set=self.accounts.accounts.column("account_id")
+                              .combine_chunks()).fill_null(-1).to_numpy()
+            order = np.argsort(row, kind="stable")       # (a contact's file order kept within its account)
+            self._contacts = (c.take(pa.array(order)), row[order])
+        c, row = self._contacts
+        lo, hi = np.searchsorted(row, [block.offset, block.offset + block.n])
+        return c.slice(lo, hi - lo)
 
     def recipients(self, accounts: Accounts) -> alerts.Recipients:
         return _LazyRecipients(self, accounts)
@@ -98,7 +104,7 @@ class _LazyRecipients(alerts.Recipients):
 
     def load(self, rows) -> None:
         if len(rows) and self._table is None:
-            self._table = self._reads.contacts
+            self._table = self._reads.contacts(self._accounts)
         super().load(rows)
 
 
