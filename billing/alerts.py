@@ -92,15 +92,9 @@ values = outbox.canonical
 
 
 # -- the billing day's alerts ----------------------------------------------------------------------------
-def day_table(accounts: Accounts, day: dt.date, ts_end: pa.Scalar, s: Settlement, quality, flag,
-              recipients: Recipients) -> pa.Table:
-    """The day's alerts, kind by kind, from its settlement and VEE outcome."""
-    return day_sections(accounts, day, ts_end, s, quality, flag, recipients)[0]
-
-
 def day_sections(accounts: Accounts, day: dt.date, ts_end: pa.Scalar, s: Settlement, quality, flag,
                  recipients: Recipients) -> tuple[pa.Table, np.ndarray]:
-    """:func:`day_table` and the section of each row (0, 1, …: the kinds in the order they are
+    """The day's alerts, kind by kind, from its settlement and VEE outcome, and the section of each row (0, 1, …: the kinds in the order they are
     emitted), so that blocks of accounts put together give the whole city's order (a stable sort by
     section)."""
     rows = {"account_id": [], "kind": [], "recipient": [], "message": [], "alert_id": [], "language": [],

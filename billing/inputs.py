@@ -14,7 +14,7 @@ from meters.lake import Lake
 from meters.readings import read_window
 from meters.schemas import READINGS, UTC_S
 
-from . import alerts, heating, ledger, state, store_inputs
+from . import alerts, heating, ledger, state
 from .accounts import Accounts
 
 READ_COLUMNS = ["meter_id", "ts", "register_milli", "quantity_milli", "interval_s", "quality"]

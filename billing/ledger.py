@@ -133,12 +133,6 @@ def find_payment(lake: Lake, ref: str):
     return None
 
 
-def day_payments(lake: Lake, day: dt.date, account_ids, table: pa.Table | None = None) -> np.ndarray:
-    """Cents paid during lake-local ``day`` per account of ``account_ids`` (same order; Arrow or numpy);
-    ``table``: :func:`payments_of_day` read once for the run's blocks."""
-    return credited(payments_of_day(lake, day) if table is None else table, account_ids)
-
-
 def payments_of_day(lake: Lake, day: dt.date) -> pa.Table:
     """The payments (ledger rows) whose time falls in lake-local ``day``."""
     start, end = lake.day_bounds_utc(day)

@@ -15,7 +15,7 @@ from meters.lake import Lake
 from meters.nightly_inputs import LAKE_CHANNEL, NightlyStore
 from meters.schemas import LEDGER, PAYMENTS, UTC_MS
 
-from . import alerts, ledger
+from . import ledger
 from .money_io import cents, money
 
 
@@ -33,18 +33,6 @@ class StoreDay:
 def read(night: NightlyStore, day: dt.date) -> StoreDay:
     payments, w = night.payments_for_day(day)
     return StoreDay(day, night.settings_in_force(day), night.contacts_in_force(day), payments, w)
-
-
-def day_payments(sd: StoreDay, account_ids) -> np.ndarray:
-    """Cents credited on the day per account of ``account_ids`` (same order)."""
-    return ledger.credited(sd.payments, account_ids)
-
-
-class Recipients(alerts.Recipients):
-    """Alert recipients from the contacts in force on the day."""
-
-    def __init__(self, contacts: pa.Table, accounts):
-        super().__init__(None, accounts, contacts.select(alerts.CONTACT_COLUMNS))
 
 
 def payments_table(sd: StoreDay) -> pa.Table:
