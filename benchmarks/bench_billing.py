@@ -8,7 +8,12 @@ plain-Python reference on a sample).
 ``--cluster``: the same day billed single-process and over a local Dask cluster of 1 and 2 worker
 processes (default 200k meters, ``--quick`` 20k): speed-up against single-process, and where it stops.
 
-``python -m benchmarks billing [--quick] [--meters N] [--cluster]``
+``--sizes 250k,1M,4M``: each size's lake built GEN_BLOCK meters at a time, then its two nights billed in a
+child process: wall, CPU time, the process's peak RSS and the load average per size, and the time per
+meter at the largest size against the smallest (linearity). Targets: 1M ≤ 6 s wall, peak RSS ≤ 1.5 GB
+at 1M and 4M, linear within 10 %.
+
+``python -m benchmarks billing [--quick] [--meters N] [--cluster] [--sizes LIST] [--block-size N]``
 """
 from __future__ import annotations
 
@@ -26,16 +31,18 @@ DAY = dt.date(2026, 11, 23)
 TARIFFS = ["cn-bj-res-elec", "cn-gd-res-elec", "cn-sh-res-elec-tou", "cn-bj-res-water", "cn-bj-res-gas"]
 
 
-def _write_readings(lake, day, ids, ts, regs):
+GEN_BLOCK = 50_000   # meters generated and written at a time: the lake's generation is memory-bounded
+
+
+def _readings_block(ids, ts, regs, received_ms):
     from meters.schemas import UTC_MS, UTC_S
 
     n, k = regs.shape
-    t = pa.table({"meter_id": np.repeat(ids, k), "ts": pa.array(np.tile(ts, n)).cast(UTC_S),
-                  "register_milli": regs.ravel(),
-                  "quantity_milli": pa.nulls(n * k, pa.int64()), "interval_s": pa.nulls(n * k, pa.int32()),
-                  "quality": pa.nulls(n * k, pa.string()), "sender": pa.nulls(n * k, pa.string()),
-                  "received_at": pa.array(np.full(n * k, (int(ts[-1]) + 3600) * 1000)).cast(UTC_MS)})
-    lake.write("readings", t, day.isoformat(), file_name="compact-bench.parquet", fsync=False)
+    return pa.table({"meter_id": np.repeat(ids, k), "ts": pa.array(np.tile(ts, n)).cast(UTC_S),
+                     "register_milli": regs.ravel(),
+                     "quantity_milli": pa.nulls(n * k, pa.int64()), "interval_s": pa.nulls(n * k, pa.int32()),
+                     "quality": pa.nulls(n * k, pa.string()), "sender": pa.nulls(n * k, pa.string()),
+                     "received_at": pa.array(np.full(n * k, received_ms)).cast(UTC_MS)})
 
 
 HEAT_TARIFFS = ["cn-bj-res-heat-area", "cn-bj-res-heat-metered"]
@@ -43,7 +50,8 @@ HEAT_TARIFFS = ["cn-bj-res-heat-area", "cn-bj-res-heat-metered"]
 
 def build_lake(root: Path, n: int, seed: int = 1, days: int = 1, heat: int = 0):
     """A lake with ``n`` prepaid/postpaid accounts (plus ``heat`` heat accounts on Beijing's heating
-    tariffs) and ``days`` compacted readings partitions."""
+    tariffs) and ``days`` compacted readings partitions (sorted by meter and time, as `meters compact`
+    writes them), generated and written GEN_BLOCK meters at a time (staged writers: one file per day)."""
     from meters.lake import init_lake
     from meters.schemas import ACCOUNTS, CONTACTS, METERS
 
@@ -54,13 +62,13 @@ def build_lake(root: Path, n: int, seed: int = 1, days: int = 1, heat: int = 0):
                              np.array(HEAT_TARIFFS, dtype=object)[rng.integers(0, 2, heat)]])
     area = np.where(np.arange(n + heat) >= n, rng.integers(4000, 14000, n + heat), 0)
     n = n + heat
-    utility = np.where(np.char.find(tariff.astype(str), "water") >= 0, "water",
-                       np.where(np.char.find(tariff.astype(str), "gas") >= 0, "gas",
-                                np.where(np.char.find(tariff.astype(str), "heat") >= 0, "heat", "electricity")))
+    kinds = np.array(["electricity", "water", "gas", "heat"], dtype=object)
+    code = np.select([np.char.find(tariff.astype(str), w) >= 0 for w in ("water", "gas", "heat")], [1, 2, 3], 0)
+    utility = kinds[code]
     acc_ids = pa.array(ids.astype(str))
     lake.replace_partition("meters", None, pa.table({
         "meter_id": ids, "external_id": pa.nulls(n, pa.string()), "utility": utility,
-        "unit": np.where((utility == "electricity") | (utility == "heat"), "kWh", "m3"), "concentrator": pa.nulls(n, pa.string()),
+        "unit": np.where((code == 0) | (code == 3), "kWh", "m3"), "concentrator": pa.nulls(n, pa.string()),
         "region": pa.nulls(n, pa.string()), "register_max": np.full(n, 1e6)}, schema=METERS))
     from billing.money_io import money
     lake.replace_partition("accounts", None, pa.table({
@@ -73,23 +81,44 @@ def build_lake(root: Path, n: int, seed: int = 1, days: int = 1, heat: int = 0):
         "premise_area": pa.array(money(area), mask=area == 0).cast(ACCOUNTS.field("premise_area").type)},
         schema=ACCOUNTS))
     lake.replace_partition("contacts", None, pa.table({"account_id": acc_ids, "recipient": acc_ids,
-                                                       "relation": ["self"] * n,
-                                                       "language": [None] * n}, schema=CONTACTS))
-    per_slot = np.where(utility == "electricity", 150, np.where(utility == "heat", 400, 8)).astype(np.int64)
-    reg = rng.integers(0, 10**8, n).astype(np.int64)
-    for d in range(days):
+                                                       "relation": pa.array(["self"]).take(np.zeros(n, np.int64)),
+                                                       "language": pa.nulls(n, pa.string())}, schema=CONTACTS))
+    per_slot = np.array([150, 8, 8, 400], np.int64)[code]
+    writers = []
+    for d in range(days + 1):      # the days, and the next day's opening reading
         day = DAY + dt.timedelta(days=d)
-        start, _ = lake.day_bounds_utc(day)
-        s0 = int(start.timestamp())
+        w = lake.staged_writer("readings", day.isoformat(), file_name="compact-bench.parquet", stats=["meter_id", "ts"])
+        start = int(lake.day_bounds_utc(day)[0].timestamp())
+        k = 96 if d < days else 1
         # readings k = 0..95 of the day (k = 0 at local midnight closes the previous day)
-        regs = np.empty((n, 96), np.int64)
-        regs[:, 0] = reg
-        np.cumsum(rng.poisson(per_slot[:, None], (n, 95)), axis=1, out=regs[:, 1:])
-        regs[:, 1:] += reg[:, None]
-        reg = regs[:, -1] + rng.poisson(per_slot)
-        _write_readings(lake, day, ids, s0 + 900 * np.arange(96, dtype=np.int64), regs)
-    end = DAY + dt.timedelta(days=days)
-    _write_readings(lake, end, ids, np.array([int(lake.day_bounds_utc(end)[0].timestamp())]), reg[:, None])
+        writers.append((w, start + 900 * np.arange(k, dtype=np.int64), (start + 900 * k + 3600) * 1000))
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(len(writers)) as pool:   # each day's file encoded in its own thread
+        pending = []
+        for b0 in range(0, n, GEN_BLOCK):
+            b1 = min(n, b0 + GEN_BLOCK)
+            g = np.random.default_rng([seed, b0])
+            reg = g.integers(0, 10**8, b1 - b0).astype(np.int64)
+            mean = per_slot[b0:b1, None]
+            tables = []
+            for w, ts, received in writers:
+                k = len(ts)
+                regs = np.empty((b1 - b0, k), np.int64)
+                regs[:, 0] = reg
+                if k > 1:   # uniform steps around the utility's mean (fast; the values only need to be plausible)
+                    np.cumsum(g.integers(0, 2 * mean + 1, (b1 - b0, k - 1)), axis=1, out=regs[:, 1:])
+                    regs[:, 1:] += reg[:, None]
+                reg = regs[:, -1] + g.integers(0, 2 * mean[:, 0] + 1)
+                tables.append(_readings_block(ids[b0:b1], ts, regs, received))
+            for f in pending:     # the previous block written (one block in flight: memory-bounded)
+                f.result()
+            pending = [pool.submit(w.write, t) for (w, _, _), t in zip(writers, tables)]
+            del tables
+        for f in pending:
+            f.result()
+    for w, _, _ in writers:
+        w.finish()
     return lake
 
 
@@ -194,6 +223,90 @@ def heat_comparison(root: Path, base, n: int, share: float):
           f"{h:.2f} s vs {b:.2f} s without (+{h / b - 1:.0%}; best of 3, alternated)")
 
 
+def _size(text: str) -> int:
+    t = text.strip().lower()
+    mult = {"k": 1_000, "m": 1_000_000}.get(t[-1:], 1)
+    try:
+        return int(float(t[:-1] if mult > 1 else t) * mult)
+    except ValueError:
+        raise SystemExit(f"--sizes: {text!r} is not a number of meters (e.g. 250k, 1M, 4M)") from None
+
+
+def measure(lake_root: str, block_size: int | None):
+    """In a fresh process: bill the lake's two nights (first, then with carried state) after warming
+    the numba caches on a tiny lake; print one JSON line: wall, CPU time, the stages, load average
+    per night, and the process's peak RSS."""
+    import json
+    import os
+    import resource
+
+    from billing.batch import bill_day
+    from meters.lake import Lake
+
+    kw = {} if block_size is None else {"block_size": block_size}
+    with tempfile.TemporaryDirectory() as tmp:
+        warm = build_lake(Path(tmp) / "warm", 200, days=2)
+        bill_day(warm, DAY, **kw)
+        bill_day(warm, DAY + dt.timedelta(days=1), **kw)
+    lake = Lake(lake_root)
+    nights = []
+    for day in (DAY, DAY + dt.timedelta(days=1)):
+        load = os.getloadavg()[0]
+        c0, t0 = time.process_time(), time.perf_counter()
+        res = bill_day(lake, day, **kw)[0]
+        nights.append({"wall": time.perf_counter() - t0, "cpu": time.process_time() - c0, "load": load,
+                       "load_after": os.getloadavg()[0], "accounts": res.accounts, "money": res.money_cents,
+                       "timings": {k: round(v, 2) for k, v in res.timings.items()}})
+    print(json.dumps({"nights": nights, "rss_peak": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}))
+
+
+def scaling(sizes: list[int], block_size: int | None, keep: str | None):
+    """Each size: a lake built (memory-bounded), then billed in a child process (its own peak RSS);
+    wall, CPU, peak RSS and load average per size, and how linear the time is."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    base = Path(keep) if keep else Path(tempfile.mkdtemp(prefix="bench-billing-sizes-"))
+    rows = []
+    try:
+        for n in sizes:
+            root = base / f"lake-{n}"
+            t0 = time.perf_counter()
+            build_lake(root, n, days=2)
+            print(f"{n:,} meters: lake of 2 days × 96 readings built in {time.perf_counter() - t0:.1f} s", flush=True)
+            cmd = [sys.executable, "-m", "benchmarks.bench_billing", "--measure", str(root)]
+            if block_size is not None:
+                cmd += ["--block-size", str(block_size)]
+            r = subprocess.run(cmd, capture_output=True, text=True)
+            if r.returncode:
+                raise SystemExit(f"billing {n:,} meters failed:\n{r.stderr[-2000:]}")
+            got = json.loads(r.stdout.strip().splitlines()[-1])
+            rows.append((n, got))
+            for name, night in zip(("first night", "carried state"), got["nights"]):
+                print(f"  {name:<14} wall {night['wall']:6.2f} s  CPU {night['cpu']:6.2f} s  "
+                      f"({night['cpu'] / n * 1e6:.1f} CPU µs/meter)  load average {night['load']:.1f}→"
+                      f"{night['load_after']:.1f}  {night['timings']}", flush=True)
+            print(f"  peak RSS {got['rss_peak'] / 2**30:.2f} GiB (the billing process, both nights)", flush=True)
+            if not keep:
+                import shutil
+                shutil.rmtree(root, ignore_errors=True)
+    finally:
+        if not keep:
+            import shutil
+            shutil.rmtree(base, ignore_errors=True)
+    (n0, a), (n1, b) = rows[0], rows[-1]
+    print(f"\nlinearity {n0:,} → {n1:,} meters (time per meter at {n1:,} ÷ at {n0:,}; 1.00 = linear, "
+          f"target within 10 %):")
+    for i, name in enumerate(("first night", "carried state")):
+        wa, wb = a["nights"][i]["wall"] / n0, b["nights"][i]["wall"] / n1
+        ca, cb = a["nights"][i]["cpu"] / n0, b["nights"][i]["cpu"] / n1
+        print(f"  {name:<14} wall {wb / wa:.2f}×  CPU {cb / ca:.2f}×")
+    print(f"  peak RSS {a['rss_peak'] / 2**30:.2f} → {b['rss_peak'] / 2**30:.2f} GiB "
+          f"(target ≤ 1.5 GB at 1M and 4M); load average now {os.getloadavg()[0]:.1f}")
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(prog="bench_billing")
     ap.add_argument("--quick", action="store_true", help="50k meters instead of 1M")
@@ -203,7 +316,17 @@ def main(argv=None):
                     help="also bill the same night with heat meters added (SHARE of the fleet, e.g. 0.2) and compare")
     ap.add_argument("--cluster", action="store_true",
                     help="single process vs Dask LocalCluster of 1 and 2 workers (200k meters, --quick 20k)")
+    ap.add_argument("--sizes", help="bill cities of these sizes, each in its own process (e.g. 250k,1M,4M): "
+                                    "wall, CPU, peak RSS, load average, linearity")
+    ap.add_argument("--block-size", type=int, help="accounts billed at a time (default: meters bill's)")
+    ap.add_argument("--measure", help=argparse.SUPPRESS)   # the child process of --sizes
     a = ap.parse_args(argv)
+    if a.measure:
+        measure(a.measure, a.block_size)
+        return
+    if a.sizes:
+        scaling([_size(x) for x in a.sizes.split(",")], a.block_size, a.keep)
+        return
     if a.cluster:
         root = Path(tempfile.mkdtemp(prefix="bench-billing-cluster-"))
         try:
@@ -227,7 +350,7 @@ def main(argv=None):
         for day, what in ((DAY, "first night (no carried state)"),
                           (DAY + dt.timedelta(days=1), "a night with carried state")):
             t0 = time.perf_counter()
-            [res] = bill_day(lake, day)
+            [res] = bill_day(lake, day, **({} if a.block_size is None else {"block_size": a.block_size}))
             wall = time.perf_counter() - t0
             print(f"billing day {day}, {what}: {n:,} accounts, {res.readings:,} readings, "
                   f"{res.intervals:,} intervals, money {fmt(res.money_cents)}, alerts {dict(res.alerts)}")

@@ -3,6 +3,7 @@ compiled tariffs, as the arrays the day's computation takes."""
 from __future__ import annotations
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.compute as pc
 
 from meters.errors import MetersError
@@ -22,62 +23,130 @@ def no_accounts(lake: Lake) -> MetersError:
 
 class Accounts:
     """Accounts (sorted by meter), meters and compiled tariffs for a run; ``meter_range`` (lo, hi)
-    takes the accounts of one shard."""
+    takes the accounts of one shard. ``whole=False`` prepares only what the run's blocks share (the
+    registry as Arrow, the tariffs, the meters' lookup): :meth:`blocks` then gives the per-account
+    arrays block by block, so their memory is bounded by the block size."""
 
     def __init__(self, lake: Lake, cfg: Config, meter_range: tuple[int, int] | None = None,
-                 required: bool = True, table=None):
+                 required: bool = True, table=None, whole: bool = True):
         """``table``: the accounts (``accounts`` schema) — default the lake's registry; the account
         store gives the settings in force on the day (:mod:`billing.store_inputs`)."""
         from .tariff_arrays import compile_tariffs
 
-        acc = lake.read("accounts") if table is None else table
+        acc = lake.read("accounts", columns=KEPT) if table is None else table.select(KEPT + list(MONEY))
         if acc.num_rows == 0 and required:
             raise no_accounts(lake)
         check_registry(lake, acc)
         self.meter_range = meter_range
+        keep = None
         if meter_range is not None:
             m = acc.column("meter_id")
-            acc = acc.filter(pc.and_(pc.greater_equal(m, meter_range[0]), pc.less_equal(m, meter_range[1])))
+            keep = pc.and_(pc.greater_equal(m, meter_range[0]), pc.less_equal(m, meter_range[1]))
+            acc = acc.filter(keep)
         self.n = acc.num_rows
         if self.n == 0:
             return
-        acc = acc.sort_by([("meter_id", "ascending")])
-        self.accounts = acc
+        order = pa.array(np.argsort(acc.column("meter_id").to_numpy(), kind="stable"))
+        cols = {name: acc.column(name).take(order) for name in KEPT}
+        for name, null in MONEY.items():   # as int64 cents (half a decimal's bytes), one column at a time
+            col = acc.column(name) if name in acc.column_names else lake.read("accounts", columns=[name]).column(name)
+            if keep is not None and len(col) != self.n:
+                col = col.filter(keep)
+            cols[name] = pa.array(cents(col, null=null)).take(order)
+        del acc
+        self.accounts = pa.table(cols)    # the registry in meter order, compact (≈ 90 bytes an account)
+        self.offset = 0
+        catalog = load_tariffs(lake)
+        check_catalog(lake, catalog, cfg)
+        self.tables = compile_tariffs({**heating.stand_ins(), **catalog})
+        self._meters = _Meters(lake)
+        self._limit_per_hour, self._interval_s = cfg.limit_per_hour, cfg.interval_s
+        if whole:
+            self._fill(self.accounts)
+
+    def block(self, i0: int, i1: int, meter_range: tuple[int, int] | None = None) -> "Accounts":
+        """The accounts at rows ``i0:i1`` (of the meter order) with their arrays; ``meter_range``: the
+        readings the block reads (default its own meters')."""
+        b = object.__new__(Accounts)
+        b.tables, b._meters = self.tables, self._meters
+        b._limit_per_hour, b._interval_s = self._limit_per_hour, self._interval_s
+        b.accounts = self.accounts.slice(i0, i1 - i0)
+        b.offset = getattr(self, "offset", 0) + i0       # rows i0:i1 of the run's snapshot
+        b._fill(b.accounts)
+        b.meter_range = meter_range or ((int(b.meter_ids[0]), int(b.meter_ids[-1])) if b.n else None)
+        return b
+
+    def block_bounds(self, size: int) -> list[tuple[int, int, tuple[int, int]]]:
+        """(first row, end row, meter range) of each block of at most ``size`` accounts; the meter
+        ranges cover every meter id, so each reading is read by exactly one block."""
+        meters = self.accounts.column("meter_id")
+        cuts = list(range(0, self.n, max(1, size))) + [self.n]
+        lo = np.iinfo(np.int64).min
+        out = []
+        for i0, i1 in zip(cuts[:-1], cuts[1:]):
+            hi = int(meters[i1 - 1].as_py()) if i1 < self.n else np.iinfo(np.int64).max
+            out.append((i0, i1, (lo, hi)))
+            lo = hi + 1
+        return out
+
+    def blocks(self, size: int):
+        """The accounts block by block (:meth:`block`), in meter order."""
+        for i0, i1, rng in self.block_bounds(size):
+            yield self.block(i0, i1, rng)
+
+    def _fill(self, acc) -> None:
+        """The per-account arrays of the (sorted) accounts ``acc``."""
         self.account_arrow = acc.column("account_id").combine_chunks()
-        self.account_ids = np.array(self.account_arrow.to_pylist(), dtype=object)
+        self.account_ids = self.account_arrow.to_numpy(zero_copy_only=False)
         self.meter_ids = acc.column("meter_id").to_numpy()
         self.n = len(self.meter_ids)
         self.mode_prepaid = np.asarray(pc.equal(acc.column("mode"), "prepaid").to_numpy(zero_copy_only=False))
         self.billing_day = acc.column("billing_day").to_numpy().astype(np.int32)
-        self.opening = cents(acc.column("balance"), null=0)
-        self.warn_1 = cents(acc.column("warn_1"), null=3000)
-        self.warn_2 = cents(acc.column("warn_2"), null=2000)
-        self.topup_below = cents(acc.column("topup_below"), null=-1)
-        self.topup_amount = cents(acc.column("topup_amount"), null=0)
-        self.tariff_ids = acc.column("tariff_id").to_pylist()
+        self.opening, self.warn_1, self.warn_2, self.topup_below, self.topup_amount = (
+            acc.column(name).to_numpy() for name in MONEY)
+        self.tariff_ids = acc.column("tariff_id").combine_chunks()
         self.heat = heating.HeatAccounts.of(acc.column("tariff_id"), acc.column("premise_area"))
-        catalog = load_tariffs(lake)
-        check_catalog(lake, catalog, cfg)
-        self.tables = compile_tariffs({**heating.stand_ins(), **catalog})
-        self.meter_tariff = self.tables.indices(self.tariff_ids)
-        self.currency = np.array([self.tables.versions[self.tables.fam_start[f]].currency
-                                  for f in range(len(self.tables.ids))], dtype=object)[self.meter_tariff]
-        meters = lake.read("meters", columns=["meter_id", "utility", "register_max"])
-        mid = meters.column("meter_id").to_numpy()
-        order = np.argsort(mid)
-        mid = mid[order]
-        pos = np.searchsorted(mid, self.meter_ids)
-        pos = np.minimum(pos, max(len(mid) - 1, 0))
-        known = (len(mid) > 0) & (mid[pos] == self.meter_ids) if len(mid) else np.zeros(self.n, bool)
-        utility = np.array(meters.column("utility").to_pylist(), dtype=object)[order] if len(mid) else None
-        rmax = meters.column("register_max").fill_null(0).to_numpy()[order] if len(mid) else None
-        fallback = np.array([self.tables.versions[self.tables.fam_start[f]].utility
-                             for f in self.meter_tariff], dtype=object)
-        self.utility = np.where(known, utility[pos] if utility is not None else fallback, fallback)
-        self.reg_max = np.where(known, np.rint((rmax[pos] if rmax is not None else 0) * 1000), 0).astype(np.int64)
-        per_hour = np.array([cfg.limit_per_hour.get(u, 25.0) for u in self.utility], np.float64)
-        self.limit = per_hour * 1000.0 * cfg.interval_s / 3600.0
+        tariffs = pc.dictionary_encode(self.tariff_ids)
+        self.meter_tariff = self.tables.indices(tariffs.dictionary.to_pylist())[
+            tariffs.indices.to_numpy(zero_copy_only=False)] if self.n else np.zeros(0, np.int32)
+        fam_first = self.tables.fam_start[np.arange(len(self.tables.ids))]
+        self.currency = np.array([self.tables.versions[v].currency for v in fam_first],
+                                 dtype=object)[self.meter_tariff]
+        fallback = np.array([self.tables.versions[v].utility for v in fam_first], dtype=object)[self.meter_tariff]
+        self.utility, rmax = self._meters.lookup(self.meter_ids, fallback)
+        self.reg_max = np.rint(rmax * 1000).astype(np.int64)
+        per_hour = np.full(self.n, 25.0)
+        for u in set(self.utility.tolist()):
+            per_hour[self.utility == u] = self._limit_per_hour.get(u, 25.0)
+        self.limit = per_hour * 1000.0 * self._interval_s / 3600.0
 
     def index_of(self, ids) -> np.ndarray:
         """Row of each account id in the snapshot (−1 = unknown)."""
         return pc.index_in(ids, value_set=self.account_arrow).fill_null(-1).to_numpy().astype(np.int64)
+
+
+KEPT = ["account_id", "meter_id", "tariff_id", "mode", "billing_day", "premise_area"]
+MONEY = {"balance": 0, "warn_1": 3000, "warn_2": 2000, "topup_below": -1, "topup_amount": 0}   # cents of a null
+
+
+class _Meters:
+    """The meters registry as lookups by meter id (sorted ids; utility codes; register maxima)."""
+
+    def __init__(self, lake: Lake):
+        meters = lake.read("meters", columns=["meter_id", "utility", "register_max"])
+        mid = meters.column("meter_id").to_numpy()
+        order = np.argsort(mid, kind="stable")
+        self.mid = mid[order]
+        util = pc.dictionary_encode(meters.column("utility").combine_chunks())
+        self.utility_names = np.array(util.dictionary.to_pylist() + [None], dtype=object)
+        self.utility_code = util.indices.fill_null(len(util.dictionary)).to_numpy()[order]
+        self.rmax = meters.column("register_max").fill_null(0).to_numpy()[order]
+
+    def lookup(self, meter_ids: np.ndarray, fallback: np.ndarray):
+        """(utility, register max) of each meter (unknown meters: ``fallback``, 0)."""
+        if not len(self.mid):
+            return fallback, np.zeros(len(meter_ids))
+        pos = np.minimum(np.searchsorted(self.mid, meter_ids), len(self.mid) - 1)
+        known = self.mid[pos] == meter_ids
+        utility = np.where(known, self.utility_names[self.utility_code[pos]], fallback)
+        return utility, np.where(known, self.rmax[pos], 0.0)

@@ -52,10 +52,11 @@ BILLING_FILE = "billing.parquet"
 
 
 class Recipients:
-    """Contacts of a snapshot's accounts, read on demand (only alerted accounts need them)."""
+    """Contacts of a snapshot's accounts, read on demand (only alerted accounts need them) from
+    ``table`` (the run's contacts, read once for its blocks) or else the lake."""
 
-    def __init__(self, lake: Lake, accounts: Accounts):
-        self._lake, self._accounts = lake, accounts
+    def __init__(self, lake: Lake, accounts: Accounts, table: pa.Table | None = None):
+        self._lake, self._accounts, self._table = lake, accounts, table
         self.contacts: dict[str, list[tuple[str, str | None]]] = {}
         self._loaded: set[int] = set()
 
@@ -66,14 +67,17 @@ class Recipients:
             return
         self._loaded.update(rows)
         ids = self._accounts.account_arrow.take(pa.array(rows, pa.int64()))
-        c = self._lake.read("contacts", columns=["account_id", "recipient", "language"])
+        c = self._table if self._table is not None else self._lake.read("contacts", columns=CONTACT_COLUMNS)
         c = c.filter(pc.is_in(c.column("account_id"), value_set=ids))
-        for a, r, lang in zip(*(c.column(k).to_pylist() for k in ("account_id", "recipient", "language"))):
+        for a, r, lang in zip(*(c.column(k).to_pylist() for k in CONTACT_COLUMNS)):
             self.contacts.setdefault(a, []).append((r, lang))
 
     def of(self, account_id: str) -> list[tuple[str, str | None]]:
         """(recipient, language) of each contact of the account."""
         return self.contacts.get(account_id) or [(f"account:{account_id}", None)]
+
+
+CONTACT_COLUMNS = ["account_id", "recipient", "language"]
 
 
 def of_account(lake: Lake, account_id: str) -> list[tuple[str, str | None]]:
@@ -88,11 +92,14 @@ values = outbox.canonical
 
 
 # -- the billing day's alerts ----------------------------------------------------------------------------
-def day_table(accounts: Accounts, day: dt.date, ts_end: pa.Scalar, s: Settlement, quality, flag,
-              recipients: Recipients) -> pa.Table:
-    """The day's alerts, kind by kind, from its settlement and VEE outcome."""
+def day_sections(accounts: Accounts, day: dt.date, ts_end: pa.Scalar, s: Settlement, quality, flag,
+                 recipients: Recipients) -> tuple[pa.Table, np.ndarray]:
+    """The day's alerts, kind by kind, from its settlement and VEE outcome, and the section of each row (0, 1, …: the kinds in the order they are
+    emitted), so that blocks of accounts put together give the whole city's order (a stable sort by
+    section)."""
     rows = {"account_id": [], "kind": [], "recipient": [], "message": [], "alert_id": [], "language": [],
             "data": []}
+    sections: list[int] = []
     acc = accounts
 
     estimated_note = " (Estimated: most of this day's readings are missing.)"
@@ -104,7 +111,9 @@ def day_table(accounts: Accounts, day: dt.date, ts_end: pa.Scalar, s: Settlement
             message += estimated_note
             data["estimated"] = True
         text = values(**data)
+        section = SECTIONS.index("postpaid arrears" if kind == "arrears" and not s.prepaid[i] else kind)
         for r, lang in to or recipients.of(a):
+            sections.append(section)
             rows["account_id"].append(a); rows["kind"].append(kind)
             rows["recipient"].append(r); rows["message"].append(message)
             rows["alert_id"].append(outbox.alert_id(a, day, kind, r))
@@ -167,7 +176,12 @@ def day_table(accounts: Accounts, day: dt.date, ts_end: pa.Scalar, s: Settlement
                      "ts": pa.array([ts_end.value] * n, pa.int64()).cast(UTC_MS), "kind": rows["kind"],
                      "recipient": rows["recipient"], "message": rows["message"], "alert_id": rows["alert_id"],
                      "language": rows["language"], "data": rows["data"]},
-                    schema=ALERTS)
+                    schema=ALERTS), np.array(sections, np.int8)
+
+
+# the order of the day's alert kinds (arrears twice: prepaid arrears, then postpaid overdue notices)
+SECTIONS = ("bill_issued", "auto_topup", "low_balance", "arrears", "disconnect", "disconnect_held", "reconnect",
+            "postpaid arrears", "data_gap")
 
 
 def estimated_day(day: dt.date, ts_end, covered: int, accounts: int, minimum: float) -> pa.Table:

@@ -42,16 +42,17 @@ from meters.lake import Lake
 from meters.nightly_inputs import NightlyStore, open_nightly_store
 from meters.schemas import RUNS, UTC_MS
 
-from . import alerts, guards, ledger, outputs, runlock, state, store_inputs
+from . import alerts, guards, runlock, store_inputs
 from . import cluster as _cluster
-from .accounts import Accounts
+from .accounts import Accounts, no_accounts
 from .config import Config
-from .day import DayOutput, compute
-from .inputs import read_day
+from .day import compute
+from .inputs import DayReads, read_day
+from .night import BLOCK_SIZE, DayWriter, check_block_size
 from .money_io import money
 from .state import settled_days
 
-__all__ = ["Config", "DayResult", "bill_day", "bill_due", "bill_range", "settled_days"]
+__all__ = ["BLOCK_SIZE", "Config", "DayResult", "bill_day", "bill_due", "bill_range", "settled_days"]
 
 INFLIGHT = guards.INFLIGHT
 
@@ -130,8 +131,10 @@ def bill_due(lake: Lake, through: dt.date | None = None, *, wait: float | None =
 
 
 def _run_days(lake, todo, *, config: Config | None = None, progress=None, cluster: str | None = None,
-              allow_estimates: bool = False, now: dt.datetime | None = None, db: str | None = None) -> list[DayResult]:
+              allow_estimates: bool = False, now: dt.datetime | None = None, db: str | None = None,
+              block_size: int = BLOCK_SIZE) -> list[DayResult]:
     cfg = config or Config.load(lake)
+    check_block_size(block_size)
     guards.check_ended(lake, todo, now)
     crashed = guards.interrupted(lake)
     if crashed is not None and crashed not in todo:
@@ -140,14 +143,14 @@ def _run_days(lake, todo, *, config: Config | None = None, progress=None, cluste
     night = open_nightly_store(lake, db)   # None: the lake's registry and payment files (no account store)
     try:
         run = functools.partial(_run_day, lake, cfg=cfg, progress=progress, allow_estimates=allow_estimates,
-                                night=night, snapshot={})
+                                night=night, snapshot={}, block_size=block_size)
         if cluster is None:
-            acc = Accounts(lake, cfg) if night is None else None
+            acc = Accounts(lake, cfg, whole=False) if night is None else None
             results = [run(d, acc=acc) for d in todo]
         else:
             client, local = _cluster.client(cluster)
             try:
-                ranges = _cluster.shards(lake, client) if night is None else None
+                ranges = _cluster.shards(lake, client, block_size=block_size) if night is None else None
                 results = [run(d, client=client, ranges=ranges) for d in todo]
             finally:
                 client.close()
@@ -163,10 +166,11 @@ def _run_days(lake, todo, *, config: Config | None = None, progress=None, cluste
 
 def _run_day(lake: Lake, day: dt.date, *, cfg: Config, progress, allow_estimates: bool, acc: Accounts | None = None,
              client=None, ranges: list[tuple[int, int]] | None = None, night: NightlyStore | None = None,
-             snapshot: dict | None = None) -> DayResult:
-    """Compute the day (here, or over meter shards on a Dask ``client``), check its coverage, then
-    write and commit. With the account store (``night``) the day's accounts, contacts and payments
-    come from it, and the watermark it read is recorded after the commit."""
+             snapshot: dict | None = None, block_size: int = BLOCK_SIZE) -> DayResult:
+    """Compute the day block by block (here, or as Dask tasks on a ``client``), appending each block's
+    tables to the day's staged files; check its coverage; then switch the outputs in and commit. With
+    the account store (``night``) the day's accounts, contacts and payments come from it, and the
+    watermark it read is recorded after the commit."""
     t_start = time.perf_counter()
     started = dt.datetime.now(dt.timezone.utc)
     run_id = f"{day.isoformat()}-{uuid.uuid4().hex[:8]}"
@@ -180,40 +184,50 @@ def _run_day(lake: Lake, day: dt.date, *, cfg: Config, progress, allow_estimates
 
     t0 = time.perf_counter()
     stored = store_inputs.read(night, day) if night is not None else None
-    if client is None:
-        if stored is not None:
-            acc = _accounts_of(lake, cfg, stored, snapshot)
-        inputs = read_day(lake, day, acc, cfg.interval_s, stored)
-        t0 = lap("read", t0)
-        recipients = alerts.Recipients(lake, acc) if stored is None else store_inputs.Recipients(stored.contacts, acc)
-        out = compute(inputs, acc, cfg, run_id, recipients, lap)
-    else:
-        if stored is not None:
-            ranges = _cluster.shards(lake, client, stored.accounts)
-        out = _cluster.compute_day(lake, day, cfg, client, ranges, run_id, stored)
-        res.timings.update(out.timings)
-        lap("shards", t0)
-    res.covered, res.estimated_intervals = out.covered, out.estimated_intervals
-    if out.accounts and out.covered < cfg.min_coverage * out.accounts:
-        if not allow_estimates:
-            raise guards.coverage_error(day, out.covered, out.accounts, cfg.min_coverage)
-        res.estimated = True
-        ts_end = lake.day_bounds_utc(day)[1] - dt.timedelta(milliseconds=1)
-        out.alerts = pa.concat_tables([out.alerts, alerts.estimated_day(day, ts_end, out.covered, out.accounts,
-                                                                          cfg.min_coverage)])
-    res.held = out.alerts.column("kind").to_pylist().count("disconnect_held")
+    writer = DayWriter(lake, day)
+    try:
+        if client is None:
+            if stored is not None:
+                acc = _accounts_of(lake, cfg, stored, snapshot)
+            if acc.n == 0:
+                raise no_accounts(lake)
+            reads = DayReads(lake, day, acc, stored)
+            for block in acc.blocks(block_size):
+                inputs = read_day(lake, day, block, cfg.interval_s, stored, reads)
+                t0 = lap("read", t0)
+                writer.add(compute(inputs, block, cfg, run_id, reads.recipients(block), lap))
+                t0 = time.perf_counter()
+        else:
+            if stored is not None:
+                ranges = _cluster.shards(lake, client, stored.accounts, block_size=block_size)
+            _cluster.compute_day(lake, day, cfg, client, ranges, run_id, stored, writer, res.timings)
+            lap("shards", t0)
+        out = writer.summary
+        res.covered, res.estimated_intervals = out.covered, out.estimated_intervals
+        if out.accounts and out.covered < cfg.min_coverage * out.accounts:
+            if not allow_estimates:
+                raise guards.coverage_error(day, out.covered, out.accounts, cfg.min_coverage)
+            res.estimated = True
+            ts_end = lake.day_bounds_utc(day)[1] - dt.timedelta(milliseconds=1)
+            writer.add_alerts(alerts.estimated_day(day, ts_end, out.covered, out.accounts, cfg.min_coverage))
+    except BaseException:
+        writer.abort()
+        raise
+    res.held = writer.kinds.get("disconnect_held", 0)
     t0 = time.perf_counter()
     try:
-        _write(lake, day, out, res)
+        _write(lake, day, writer, res)
         if stored is not None:
             store_inputs.write_day(lake, stored)
         t0 = lap("write", t0)
-        _commit(lake, day, out, res, run_id, started, t_start)
+        res.timings["write"] += writer.waited
+        _commit(lake, day, writer, res, run_id, started, t_start)
         if night is not None:       # after the commit (meters.nightly_inputs): a crash before re-reads
             night.record_settled(day, stored.watermark)
     except BaseException as e:
+        writer.abort()
         with contextlib.suppress(Exception):   # the audit keeps the failed run too
-            _record(lake, day, out, res, run_id, started, f"failed: {type(e).__name__}: {e}"[:200])
+            _record(lake, day, writer, res, run_id, started, f"failed: {type(e).__name__}: {e}"[:200])
         raise
     t0 = lap("commit", t0)
     res.queued = alerts.queue_day(lake, day)   # idempotently after the commit: a re-run queues nothing new
@@ -226,45 +240,38 @@ def _accounts_of(lake: Lake, cfg: Config, stored, last: dict) -> Accounts:
     reused when they are equal)."""
     if "table" in last and last["table"].equals(stored.accounts):
         return last["acc"]
-    last["table"], last["acc"] = stored.accounts, Accounts(lake, cfg, table=stored.accounts)
+    last["table"], last["acc"] = stored.accounts, Accounts(lake, cfg, table=stored.accounts, whole=False)
     return last["acc"]
 
 
-def _write(lake: Lake, day: dt.date, out: DayOutput, res: DayResult) -> None:
+def _write(lake: Lake, day: dt.date, writer: DayWriter, res: DayResult) -> None:
     """Everything of the day but its state, under the in-flight marker (replaced when re-run)."""
+    out = writer.summary
     for k in ("accounts", "readings", "intervals", "money_cents", "adjustments_cents", "vee"):
         setattr(res, k, getattr(out, k))
     res.bills = out.bills_n
     (lake.root / INFLIGHT).write_text(day.isoformat())
-    if out.intervals_table is None:       # written by the shards: switch them in
-        outputs.switch_intervals(lake, day, out.intervals_files)
-    else:
-        outputs.write_intervals(lake, day, out.intervals_table)
-    lake.replace_partition("charges", day.isoformat(), out.charges)
-    lake.replace_partition("charge_lines", day.isoformat(), out.charge_lines)
-    ledger.write_day(lake, day, out.ledger)
-    alerts.write_day(lake, day, out.alerts)
-    outputs.write_bills(lake, day, out.bills, out.bill_lines)
-    res.ledger_rows = out.ledger.num_rows
-    res.alerts = Counter(out.alerts.column("kind").to_pylist())
+    writer.finish()
+    res.ledger_rows = writer.rows["ledger"]
+    res.alerts = Counter(writer.kinds)
 
 
-def _commit(lake: Lake, day: dt.date, out: DayOutput, res: DayResult, run_id: str, started: dt.datetime,
+def _commit(lake: Lake, day: dt.date, writer: DayWriter, res: DayResult, run_id: str, started: dt.datetime,
             t_start: float) -> None:
     """The state of the day (the commit), then the run record; the in-flight marker goes."""
-    state.commit(lake, day, out.state)
+    writer.commit()
     res.seconds = time.perf_counter() - t_start
-    _record(lake, day, out, res, run_id, started, "estimated" if res.estimated else "settled")
+    _record(lake, day, writer, res, run_id, started, "estimated" if res.estimated else "settled")
     (lake.root / INFLIGHT).unlink(missing_ok=True)
 
 
-def _record(lake: Lake, day: dt.date, out: DayOutput, res: DayResult, run_id: str, started: dt.datetime,
+def _record(lake: Lake, day: dt.date, writer: DayWriter, res: DayResult, run_id: str, started: dt.datetime,
             outcome: str) -> None:
     """Add the run to the day's ``runs`` partition (an audit history: every run is kept)."""
     run = pa.table({"run_id": [run_id], "started_at": pa.array([started], UTC_MS),
                     "duration_s": [res.seconds], "accounts": [res.accounts], "readings_in": [res.readings],
-                    "intervals_out": [res.intervals], "charges_out": [out.charges.num_rows],
-                    "ledger_out": [res.ledger_rows], "alerts_out": [out.alerts.num_rows],
+                    "intervals_out": [res.intervals], "charges_out": [writer.rows["charges"]],
+                    "ledger_out": [res.ledger_rows], "alerts_out": [sum(writer.kinds.values())],
                     "bills_out": [res.bills], "money": money([res.money_cents]),
                     "vee_counts": [json.dumps(res.vee, sort_keys=True)],
                     "finished_at": pa.array([dt.datetime.now(dt.timezone.utc)], UTC_MS), "who": [runlock.who()],

@@ -11,6 +11,8 @@ from meters.options import echo_json, lake_option
 from meters.times import parse_date
 from meters.errors import MetersError
 
+from .config import BLOCK_SIZE
+
 
 def _date(value: str | None, name: str) -> dt.date | None:
     return None if value is None else parse_date(value, name)
@@ -35,9 +37,13 @@ def _date(value: str | None, name: str) -> dt.date | None:
 @click.option("--db", "db", default=None, envvar="METERS_DB", metavar="URL",
               help="The account store to read payments and settings from: postgresql://… (default: the "
                    "lake's accounts.db when it has one). Also $METERS_DB.")
+@click.option("--block-size", type=click.IntRange(min=1), default=BLOCK_SIZE, show_default=True, metavar="N",
+              help="Accounts billed at a time (the night's memory is bounded by it; the unit --cluster "
+                   "distributes).")
 @click.option("--json", "as_json", is_flag=True, help="Print the run summary as JSON.")
 @click.pass_context
-def bill(ctx, lake_path, date_, from_, to_, through, allow_estimates, wait, metrics_file, cluster, db, as_json):
+def bill(ctx, lake_path, date_, from_, to_, through, allow_estimates, wait, metrics_file, cluster, db, block_size,
+         as_json):
     """Run the nightly billing batch: every unsettled day up to yesterday (lake time, or --through D),
     one day (--date) or a range (--from/--to): VEE, tariff engine, prepaid settlement, alerts, postpaid
     bills. Re-running a day gives the same money. Exit status: 0 done, 3 nothing to do, 4 data not
@@ -62,7 +68,7 @@ def bill(ctx, lake_path, date_, from_, to_, through, allow_estimates, wait, metr
     results, code, lake = [], 1, None
     try:
         lake = open_lake(lake_path)
-        results = _run(lake, day, first, last, until, allow_estimates, wait, cluster, as_json, db)
+        results = _run(lake, day, first, last, until, allow_estimates, wait, cluster, as_json, db, block_size)
         code = 0
     except MetersError as e:
         code = e.exit_code
@@ -73,7 +79,7 @@ def bill(ctx, lake_path, date_, from_, to_, through, allow_estimates, wait, metr
     _print_summary(results, as_json)
 
 
-def _run(lake, day, first, last, until, allow_estimates, wait, cluster, as_json, db=None):
+def _run(lake, day, first, last, until, allow_estimates, wait, cluster, as_json, db=None, block_size=BLOCK_SIZE):
     from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -93,7 +99,8 @@ def _run(lake, day, first, last, until, allow_estimates, wait, cluster, as_json,
             started.append(True)
         bar.update(task, advance=1 if phase == "commit" else 0, description=f"{d} {phase}")
 
-    kw = dict(progress=progress, cluster=cluster, allow_estimates=allow_estimates, wait=wait, db=db)
+    kw = dict(progress=progress, cluster=cluster, allow_estimates=allow_estimates, wait=wait, db=db,
+              block_size=block_size)
     try:
         if day:
             return bill_day(lake, day, **kw)

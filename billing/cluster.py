@@ -1,7 +1,8 @@
-"""Billing a day over a Dask cluster, beside the single-process path: the accounts are split into
-contiguous meter ranges (shards), each shard computes its day (:func:`billing.day.compute`) in a Dask
-task and writes its intervals file (staged: invisible until the driver's switch); the driver merges
-the rest and writes and commits as for one process (:mod:`billing.batch`)."""
+"""Billing a day over a Dask cluster, beside the single-process path: the night's blocks (contiguous
+meter ranges of at most ``--block-size`` accounts) are the tasks; each computes its block's day
+(:func:`billing.day.compute`) and writes its intervals file (staged: invisible until the driver's
+switch); the driver appends the rest to the day's files block by block, in meter order, and commits as
+for one process (:mod:`billing.batch`, :mod:`billing.night`)."""
 from __future__ import annotations
 
 import datetime as dt
@@ -12,10 +13,11 @@ import numpy as np
 from meters.errors import MetersError
 from meters.lake import Lake
 
-from . import alerts, day as day_mod, outputs, store_inputs
+from . import day as day_mod, outputs
 from .accounts import Accounts, no_accounts
 from .config import Config
-from .inputs import read_day
+from .inputs import DayReads, read_day
+from .night import BLOCK_SIZE
 
 SHARD_RETRIES = 3   # a shard task that raises (e.g. a transient read error) is run again by Dask
 
@@ -41,33 +43,43 @@ def client(spec: str):
     raise MetersError(f"--cluster {spec!r}: use local:N or tcp://HOST:PORT")
 
 
-def shards(lake: Lake, client, accounts=None) -> list[tuple[int, int]]:
-    """Contiguous meter ranges (lo, hi), two per worker, of ``accounts`` (default the lake's)."""
+def shards(lake: Lake, client, accounts=None, block_size: int = BLOCK_SIZE) -> list[tuple[int, int]]:
+    """Contiguous meter ranges (lo, hi) of ``accounts`` (default the lake's): the night's blocks of at
+    most ``block_size`` accounts, and at least two per worker."""
     accounts = lake.read("accounts", columns=["meter_id"]) if accounts is None else accounts
     meters = np.sort(accounts.column("meter_id").to_numpy())
     if len(meters) == 0:
         raise no_accounts(lake)
     workers = max(1, len(client.scheduler_info()["workers"]))
-    chunks = [c for c in np.array_split(meters, min(len(meters), 2 * workers)) if len(c)]
-    return [(int(c[0]), int(c[-1])) for c in chunks]
+    n = max(min(len(meters), 2 * workers), -(-len(meters) // block_size))
+    chunks = [c for c in np.array_split(meters, n) if len(c)]
+    # contiguous, covering every meter id: each reading is read by one block (unknown meters counted once)
+    his = [int(c[-1]) for c in chunks[:-1]] + [int(np.iinfo(np.int64).max)]
+    los = [int(np.iinfo(np.int64).min)] + [h + 1 for h in his[:-1]]
+    return list(zip(los, his))
 
 
 def compute_day(lake: Lake, day: dt.date, cfg: Config, client, ranges: list[tuple[int, int]],
-                run_id: str, stored=None) -> day_mod.DayOutput:
-    """The day's output over the shards ``ranges`` (their intervals files written and staged);
-    ``stored``: the day as the account store gave it (shipped to every shard)."""
+                run_id: str, stored, writer, timings: dict) -> None:
+    """The day over the blocks ``ranges`` as Dask tasks (their intervals files written and staged),
+    each block's output handed to ``writer`` (:class:`billing.night.DayWriter`) in meter order as
+    it arrives; ``stored``: the day as the account store gave it (shipped to every task)."""
     outputs.stage_intervals(lake, day)      # shards write their intervals files
     futures = client.map(shard_day, [str(lake.root)] * len(ranges), [day] * len(ranges), [cfg] * len(ranges),
                          [lo for lo, _ in ranges], [hi for _, hi in ranges], [run_id] * len(ranges),
                          [stored] * len(ranges), pure=False, retries=SHARD_RETRIES)
-    parts = [p for p in client.gather(futures) if p is not None]
-    if not parts:
-        raise no_accounts(lake)
-    out = day_mod.DayOutput.merge(parts)
-    for p in parts:
+    got = 0
+    for f in futures:
+        p = f.result()
+        f.release()           # the driver keeps no block once written
+        if p is None:
+            continue
+        got += 1
         for k, v in p.timings.items():
-            out.timings[f"{k} (shards)"] = out.timings.get(f"{k} (shards)", 0.0) + v
-    return out
+            timings[f"{k} (shards)"] = timings.get(f"{k} (shards)", 0.0) + v
+        writer.add(p)
+    if not got:
+        raise no_accounts(lake)
 
 
 def shard_day(lake_root: str, day: dt.date, cfg: Config, lo: int, hi: int, run_id: str, stored=None):
@@ -86,14 +98,14 @@ def shard_day(lake_root: str, day: dt.date, cfg: Config, lo: int, hi: int, run_i
         timings[name] = timings.get(name, 0.0) + time.perf_counter() - t0
         return time.perf_counter()
     t0 = time.perf_counter()
-    inputs = read_day(lake, day, acc, cfg.interval_s, stored)
+    reads = DayReads(lake, day, acc, stored)
+    inputs = read_day(lake, day, acc, cfg.interval_s, stored, reads)
     lap("read", t0)
-    recipients = alerts.Recipients(lake, acc) if stored is None else store_inputs.Recipients(stored.contacts, acc)
-    out = day_mod.compute(inputs, acc, cfg, run_id, recipients, lap)
+    out = day_mod.compute(inputs, acc, cfg, run_id, reads.recipients(acc), lap)
     # the biggest output is written here, in parallel with the other shards, not shipped to the
     # driver: invisible until the driver's switch (a retried task's orphan files are removed then)
     t0 = time.perf_counter()
-    out.intervals_files = outputs.write_interval_piece(lake, day, out.intervals_table, lo)
+    out.intervals_files = outputs.write_interval_piece(lake, day, out.intervals_table, int(acc.meter_ids[0]))
     out.intervals_table = None
     lap("write", t0)
     out.timings = timings

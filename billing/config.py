@@ -12,6 +12,14 @@ from meters.lake import Lake
 from .settle import Policy
 
 CONFIG_FILE = "billing.json"
+BLOCK_SIZE = 25_000   # accounts billed at a time (`meters bill --block-size`): ~0.35 GB of working memory
+
+
+def check_block_size(n) -> int:
+    """``n`` as a block size (accounts billed at a time), or a clear error."""
+    if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+        raise MetersError(f"block size {n!r}: give a number of accounts of at least 1")
+    return n
 
 
 @dataclass(frozen=True)

@@ -91,23 +91,31 @@ class DayOutput:
     charge_lines: pa.Table | None = None
     ledger: pa.Table | None = None
     alerts: pa.Table | None = None
+    alert_section: np.ndarray | None = None   # each alert's section (kinds in order: alerts.day_sections)
     bills: pa.Table | None = None
     bill_lines: pa.Table | None = None
     state: pa.Table | None = None
+    # heating's rows, which follow every account's engine rows in their tables (billing/heating.py)
+    heat_charge_lines: pa.Table | None = None
+    heat_bills: pa.Table | None = None
+    heat_bill_lines: pa.Table | None = None
     timings: dict = field(default_factory=dict)
+
+    TAILS = {"charge_lines": "heat_charge_lines", "bills": "heat_bills", "bill_lines": "heat_bill_lines"}
 
     @classmethod
     def merge(cls, parts: list["DayOutput"]) -> "DayOutput":
-        """Concatenate shard outputs (shards are contiguous meter ranges, in order)."""
+        """Concatenate block outputs (contiguous meter ranges, in order)."""
         out = cls()
         for f in fields(cls):
             values = [getattr(p, f.name) for p in parts]
+            known = [x for x in values if x is not None]
             if f.name == "vee":
                 v = {n: sum(p.get(n, 0) for p in values) for n in values[0]}
             elif f.name == "timings":
                 v = {}
-            elif isinstance(values[0], pa.Table):
-                v = pa.concat_tables(values)
+            elif known and isinstance(known[0], (pa.Table, np.ndarray)):
+                v = pa.concat_tables(known) if isinstance(known[0], pa.Table) else np.concatenate(known)
             elif isinstance(values[0], list):
                 v = [x for p in values for x in p]
             elif isinstance(values[0], int):
@@ -116,6 +124,14 @@ class DayOutput:
                 v = values[0]
             setattr(out, f.name, v)
         return out
+
+    def counts_of(self, part: "DayOutput") -> None:
+        """Add a block's counts to this summary (its tables are written, not kept)."""
+        for f in fields(self):
+            v = getattr(part, f.name)
+            if isinstance(v, int) and not isinstance(v, bool):
+                setattr(self, f.name, getattr(self, f.name) + v)
+        self.vee = {n: self.vee.get(n, 0) + c for n, c in part.vee.items()}
 
 
 def compute(inputs: DayInputs, acc: Accounts, cfg: Config, run_id: str, recipients: alerts.Recipients,
@@ -190,16 +206,18 @@ def compute(inputs: DayInputs, acc: Accounts, cfg: Config, run_id: str, recipien
     out.charges = outputs.charges_table(acc, day_qty, today, run_id, s.estimated)
     out.charge_lines = outputs.charge_lines(acc, priced, engine_state, same_period)
     if hd.lines:
-        out.charge_lines = pa.concat_tables([out.charge_lines, pa.Table.from_pylist(
-            heating.line_rows(hd, acc.account_ids, None, False), out.charge_lines.schema)])
+        out.heat_charge_lines = pa.Table.from_pylist(heating.line_rows(hd, acc.account_ids, None, False),
+                                                     out.charge_lines.schema)
     out.ledger = ledger.day_table(acc, grid, carried, s, ts_end)
     if inputs.paid_back:  # already ordered by `meters pay`: do not repeat
         s.prepaid_settled.reconnect &= ~np.isin(acc.account_ids, list(inputs.paid_back))
-    out.alerts = alerts.day_table(acc, grid.day, ts_end, s, v.quality, v.flag, recipients)
+    out.alerts, out.alert_section = alerts.day_sections(acc, grid.day, ts_end, s, v.quality, v.flag, recipients)
     out.bills = outputs.bills_table(acc, priced, dataclasses.replace(s, closed=engine_closed), run_id)
     out.bill_lines = bill_lines
     if heat_bill.any():
-        out.bills, out.bill_lines = heating.add_bills(out.bills, bill_lines, hd, heat_bill, s, acc.account_ids, run_id)
+        out.heat_bills, out.heat_bill_lines = heating.add_bills(out.bills.schema.empty_table(),
+                                                                bill_lines.schema.empty_table(), hd, heat_bill, s,
+                                                                acc.account_ids, run_id)
     out.money_cents = int(today.sum())
     out.adjustments_cents = int(s.adjust.sum())
     out.bills_n = int(s.closed.sum())

@@ -14,7 +14,7 @@ from meters.lake import Lake
 from meters.readings import read_window
 from meters.schemas import READINGS, UTC_S
 
-from . import alerts, heating, ledger, state, store_inputs
+from . import alerts, heating, ledger, state
 from .accounts import Accounts
 
 READ_COLUMNS = ["meter_id", "ts", "register_milli", "quantity_milli", "interval_s", "quality"]
@@ -65,18 +65,64 @@ class DayInputs:
     heat_before: dict = field(default_factory=dict)   # heating: season heat read before (billing/heating.py)
 
 
-def read_day(lake: Lake, day: dt.date, accounts: Accounts, interval_s: int, stored=None) -> DayInputs:
+class DayReads:
+    """What every block of a day reads alike, read once: the state of the day before (by block), the
+    day's payments, an earlier run's first charges, the reconnections payments ordered, the contacts."""
+
+    def __init__(self, lake: Lake, day: dt.date, accounts: Accounts, stored=None):
+        self.lake, self.stored, self.accounts = lake, stored, accounts
+        self.previous = state.Previous(lake, day, accounts)
+        self.payments = ledger.payments_of_day(lake, day) if stored is None else stored.payments
+        self.first_charges = ledger.first_charges(lake, day)
+        self.paid_back = alerts.reconnected_by_payment(lake, day)
+        self._contacts = None
+
+    def contacts(self, block: Accounts) -> pa.Table:
+        """The contacts of ``block``'s accounts (all contacts are read and put in account order when a
+        block first alerts someone)."""
+        if self._contacts is None:
+            c = (self.lake.read("contacts", columns=alerts.CONTACT_COLUMNS) if self.stored is None
+                 else self.stored.contacts.select(alerts.CONTACT_COLUMNS))
+            row = pc.index_in(c.column("account_id"), value_set=self.accounts.accounts.column("account_id")
+                              .combine_chunks()).fill_null(-1).to_numpy()
+            order = np.argsort(row, kind="stable")       # (a contact's file order kept within its account)
+            self._contacts = (c.take(pa.array(order)), row[order])
+        c, row = self._contacts
+        lo, hi = np.searchsorted(row, [block.offset, block.offset + block.n])
+        return c.slice(lo, hi - lo)
+
+    def recipients(self, accounts: Accounts) -> alerts.Recipients:
+        return _LazyRecipients(self, accounts)
+
+
+class _LazyRecipients(alerts.Recipients):
+    """Recipients from the day's contacts, read at the first alert."""
+
+    def __init__(self, reads: DayReads, accounts: Accounts):
+        super().__init__(reads.lake, accounts)
+        self._reads = reads
+
+    def load(self, rows) -> None:
+        if len(rows) and self._table is None:
+            self._table = self._reads.contacts(self._accounts)
+        super().load(rows)
+
+
+def read_day(lake: Lake, day: dt.date, accounts: Accounts, interval_s: int, stored=None,
+             reads: DayReads | None = None) -> DayInputs:
     """``stored``: the day as the account store gave it (:class:`billing.store_inputs.StoreDay`), whose
-    payments replace the lake's payment files."""
+    payments replace the lake's payment files. ``reads``: what the day's blocks read alike (default:
+    read here for ``accounts``)."""
     grid = Grid.of(lake, day, interval_s)
     half = dt.timedelta(seconds=interval_s // 2)  # readings snap to the nearest grid instant
     dup: list[int] = []
     readings = read_window(lake, grid.start - half, grid.end + half, READ_COLUMNS, accounts.meter_range, dup)
-    return DayInputs(grid=grid, readings=readings, duplicates=sum(dup), carried=state.load(lake, day, accounts),
-                     payments=(ledger.day_payments(lake, day, accounts.account_ids) if stored is None
-                               else store_inputs.day_payments(stored, accounts.account_ids)),
-                     original=ledger.original_charges(lake, day, accounts),
-                     paid_back=alerts.reconnected_by_payment(lake, day),
+    reads = reads or DayReads(lake, day, accounts, stored)
+    return DayInputs(grid=grid, readings=readings, duplicates=sum(dup),
+                     carried=state.load(lake, day, accounts, reads.previous),
+                     payments=ledger.credited(reads.payments, accounts.account_arrow),
+                     original=ledger.original_charges(lake, day, accounts, reads.first_charges),
+                     paid_back=reads.paid_back,
                      heat_before=heating.read_heat_before(lake, day, accounts.heat, accounts.account_ids))
 
 

@@ -22,7 +22,7 @@ import pyarrow.parquet as pq
 from meters.lake import Lake
 from meters.schemas import LEDGER, UTC_MS
 
-from .days import from_number
+from .days import date_array
 from .money_io import cents, money
 
 if TYPE_CHECKING:
@@ -49,8 +49,9 @@ def payment_file_name(ref: str) -> str:
 # -- the billing day's file -------------------------------------------------------------------------
 def day_table(accounts: Accounts, grid, carried: Carried, s: Settlement, ts_end: pa.Scalar) -> pa.Table:
     """The day's ledger file: opening balances, charges (first run's amount), adjustments,
-    auto top-ups and postpaid bills — in that order per account."""
+    auto top-ups and postpaid bills — in that order per account (built in Arrow: no Python per row)."""
     blocks = []
+    refs: list[pa.Array] = []    # the refs' dictionary: one entry per block's constant ref, one per bill
     d = grid.day.isoformat()
     ts_open = pa.scalar(grid.start, UTC_MS)
     st, prepaid = s.prepaid_settled, s.prepaid
@@ -58,8 +59,10 @@ def day_table(accounts: Accounts, grid, carried: Carried, s: Settlement, ts_end:
     def block(mask, kind, amount, after, ref, ts):
         i = np.flatnonzero(mask)
         if len(i):
-            refs = ref[i] if isinstance(ref, np.ndarray) else np.array([ref] * len(i), dtype=object)
-            blocks.append((i, kind, amount[i], after[i], refs, ts))
+            first = sum(len(r) for r in refs)
+            refs.append(pa.array([ref]) if isinstance(ref, str) else ref)
+            codes = np.full(len(i), first) if isinstance(ref, str) else first + np.arange(len(i))
+            blocks.append((i, kind, amount[i], after[i], codes, ts.value))
 
     after_pay_open = carried.balance  # the opening entry comes before the day's payments
     block(carried.opening, "opening", accounts.opening, after_pay_open, "opening", ts_open)
@@ -67,22 +70,24 @@ def day_table(accounts: Accounts, grid, carried: Carried, s: Settlement, ts_end:
     block(prepaid, "charge", -s.first, after_first, f"charge:{d}", ts_end)
     block(prepaid & (s.adjust != 0), "adjustment", -s.adjust, st.after_charge, f"adjustment:{d}", ts_end)
     block(prepaid & (st.topup > 0), "auto_topup", st.topup, st.balance, f"auto_topup:{d}", ts_end)
-    bill_refs = np.array([f"bill:{from_number(int(b))}" if c else "" for b, c in zip(s.bill_start, s.closed)],
-                         dtype=object)
-    block(s.closed, "charge", -s.bill_cents, s.balance, bill_refs, ts_end)
+    starts = date_array(s.bill_start[np.flatnonzero(s.closed)]).cast(pa.string())
+    block(s.closed, "charge", -s.bill_cents, s.balance, pc.binary_join_element_wise("bill:", starts, ""), ts_end)
     if not blocks:
         return LEDGER.empty_table()
-    order_key = np.concatenate([b[0] * 8 + k for k, b in enumerate(blocks)])
-    idx = np.concatenate([b[0] for b in blocks])
-    kinds = np.concatenate([[b[1]] * len(b[0]) for b in blocks])
-    amounts = np.concatenate([b[2] for b in blocks])
-    afters = np.concatenate([b[3] for b in blocks])
-    refs = np.concatenate([b[4] for b in blocks])
-    tss = pa.concat_arrays([pa.array([b[5].value] * len(b[0]), pa.int64()) for b in blocks])
-    o = np.argsort(order_key, kind="stable")
-    return pa.table({"account_id": accounts.account_arrow.take(pa.array(idx[o])),
-                     "ts": tss.take(pa.array(o)).cast(UTC_MS), "kind": kinds[o].tolist(),
-                     "amount": money(amounts[o]), "balance_after": money(afters[o]), "ref": refs[o].tolist()},
+    o = np.argsort(np.concatenate([b[0] * 8 + k for k, b in enumerate(blocks)]), kind="stable")
+    kinds = [b[1] for b in blocks]
+
+    def cat(k):
+        return np.concatenate([b[k] for b in blocks])[o]
+
+    kind_codes = np.concatenate([np.full(len(b[0]), kinds.index(b[1]), np.int32) for b in blocks])[o]
+    tss = np.concatenate([np.full(len(b[0]), b[5], np.int64) for b in blocks])[o]
+    return pa.table({"account_id": accounts.account_arrow.take(pa.array(cat(0))),
+                     "ts": pa.array(tss, pa.int64()).cast(UTC_MS),
+                     "kind": pa.DictionaryArray.from_arrays(pa.array(kind_codes), pa.array(kinds)).cast(pa.string()),
+                     "amount": money(cat(2)), "balance_after": money(cat(3)),
+                     "ref": pa.DictionaryArray.from_arrays(pa.array(cat(4).astype(np.int32)),
+                                                           pa.concat_arrays(refs)).cast(pa.string())},
                     schema=LEDGER)
 
 
@@ -90,18 +95,26 @@ def write_day(lake: Lake, day: dt.date, table: pa.Table) -> None:
     lake.write("ledger", table, month(day), file_name=billing_file_name(day))
 
 
-def original_charges(lake: Lake, day: dt.date, accounts: Accounts):
-    """Cents of the first ``charge`` of each account in an earlier run of ``day`` (−1 = none), or None."""
-    f = lake.partition_dir("ledger", month(day)) / billing_file_name(day)
-    if not f.exists():
+def original_charges(lake: Lake, day: dt.date, accounts: Accounts, table: pa.Table | None = None):
+    """Cents of the first ``charge`` of each account in an earlier run of ``day`` (−1 = none), or None.
+    ``table``: :func:`first_charges` read once for the run's blocks."""
+    t = first_charges(lake, day) if table is None else table
+    if t is None:
         return None
-    t = pq.read_table(f, schema=LEDGER)
-    t = t.filter(pc.equal(t.column("kind"), "charge"))
     out = np.full(accounts.n, -1, np.int64)
     rows = accounts.index_of(t.column("account_id"))
     ok = rows >= 0
     out[rows[ok]] = -cents(t.column("amount"))[ok]
     return out
+
+
+def first_charges(lake: Lake, day: dt.date) -> pa.Table | None:
+    """The ``charge`` rows of an earlier run of ``day`` (None: not run before)."""
+    f = lake.partition_dir("ledger", month(day)) / billing_file_name(day)
+    if not f.exists():
+        return None
+    t = pq.read_table(f, schema=LEDGER, columns=["account_id", "kind", "amount"])
+    return t.filter(pc.equal(t.column("kind"), "charge"))
 
 
 # -- payments -----------------------------------------------------------------------------------------
@@ -120,25 +133,27 @@ def find_payment(lake: Lake, ref: str):
     return None
 
 
-def day_payments(lake: Lake, day: dt.date, account_ids: list[str] | np.ndarray) -> np.ndarray:
-    """Cents paid during lake-local ``day`` per account of ``account_ids`` (same order)."""
+def payments_of_day(lake: Lake, day: dt.date) -> pa.Table:
+    """The payments (ledger rows) whose time falls in lake-local ``day``."""
     start, end = lake.day_bounds_utc(day)
-    out = np.zeros(len(account_ids), np.int64)
     d = lake.partition_dir("ledger", month(day))
     files = sorted(d.glob(f"{PAYMENT_PREFIX}*.parquet")) if d.exists() else []
     if not files:
-        return out
+        return LEDGER.empty_table()
     t = pa.concat_tables([pq.read_table(f, schema=LEDGER) for f in files])
     ts = t.column("ts")
     keep = pc.and_(pc.greater_equal(ts, pa.scalar(start, ts.type)), pc.less(ts, pa.scalar(end, ts.type)))
-    t = t.filter(keep)
-    if not t.num_rows:
-        return out
-    index = {a: i for i, a in enumerate(account_ids)}
-    for a, c in zip(t.column("account_id").to_pylist(), cents(t.column("amount"))):
-        i = index.get(a)
-        if i is not None:
-            out[i] += c
+    return t.filter(keep)
+
+
+def credited(payments: pa.Table, account_ids) -> np.ndarray:
+    """Cents of ``payments`` (rows with ``account_id`` and ``amount``) per account of ``account_ids``."""
+    ids = account_ids if isinstance(account_ids, (pa.Array, pa.ChunkedArray)) else pa.array(list(account_ids), pa.string())
+    out = np.zeros(len(ids), np.int64)
+    if payments.num_rows:
+        rows = pc.index_in(payments.column("account_id"), value_set=ids).fill_null(-1).to_numpy()
+        ok = rows >= 0
+        np.add.at(out, rows[ok], cents(payments.column("amount"))[ok])
     return out
 
 

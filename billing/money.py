@@ -55,6 +55,31 @@ def allocate_cents(amounts, total_cents: int | None = None) -> np.ndarray:
     return cents
 
 
+def allocate_cents_grouped(amounts, group, total_cents) -> np.ndarray:
+    """:func:`allocate_cents` of many bills at once: ``amounts`` of lines sorted by ``group`` (bill
+    0, 1, …; each bill's lines contiguous, in line order) whose cents must sum to ``total_cents[group]``."""
+    a = np.asarray(amounts, np.float64)
+    group = np.asarray(group, np.int64)
+    cents = to_cents(a)
+    if not a.size:
+        return cents
+    n = len(total_cents)
+    size = np.bincount(group, minlength=n)
+    diff = (np.asarray(total_cents, np.int64) - np.bincount(group, weights=cents, minlength=n).astype(np.int64))
+    d = diff[group]
+    if not d.any():
+        return cents
+    resid = np.round(a * 100.0, 6) - cents
+    key = np.where(d > 0, -resid, resid)
+    order = np.lexsort((np.arange(a.size), key, group))      # per bill: as allocate_cents' stable argsort
+    first = np.concatenate([[0], np.cumsum(size)[:-1]])
+    rank = np.empty(a.size, np.int64)
+    rank[order] = np.arange(a.size) - first[group[order]]
+    k = np.abs(d)
+    cents += np.sign(d) * (k // size[group] + (rank < k % size[group]))
+    return cents
+
+
 def daily_cents(period_total_after, before_cents: int = 0) -> np.ndarray:
     """Cents to charge each day from the period-to-date totals after each day of one period
     (``Priced.day_total`` in order): differences of the rounded running totals; ``before_cents`` =

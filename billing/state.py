@@ -18,6 +18,7 @@ from dataclasses import dataclass, field, fields
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from meters.errors import MetersError
 from meters.lake import Lake
@@ -84,13 +85,84 @@ def settled_days(lake: Lake) -> list[dt.date]:
     return [dt.date.fromisoformat(k) for k in lake.partitions("billing_state") if lake.files("billing_state", k)]
 
 
-def load(lake: Lake, day: dt.date, accounts) -> Carried:
+class Previous:
+    """The state of the day before ``day``, read block by block: the rows of a block's meter range
+    (row groups pruned by their ``meter_id`` statistics; the state is written in meter order), plus the
+    few rows of accounts whose meter moved to another block's range since (read once)."""
+
+    def __init__(self, lake: Lake, day: dt.date, accounts):
+        self.prev = (day - dt.timedelta(days=1)).isoformat()
+        files = lake.current_files("billing_state", self.prev) if self.prev in lake.partitions("billing_state") else []
+        try:
+            self.files = [pq.ParquetFile(f) for f in files]
+            self.moved = self._moved(accounts) if self.files and accounts.n else None
+        except (OSError, pa.ArrowException) as e:
+            raise lake.damage(files, e) from None
+        self._cache: dict[tuple[int, int], pa.Table] = {}
+
+    def _groups(self):
+        for i, f in enumerate(self.files):
+            md = f.metadata
+            col = md.schema.names.index("meter_id")
+            for g in range(md.num_row_groups):
+                st = md.row_group(g).column(col).statistics
+                lo, hi = (st.min, st.max) if st is not None and st.has_min_max else (None, None)
+                yield i, g, lo, hi
+
+    def _moved(self, accounts) -> pa.Table | None:
+        """Rows whose account's meter is not the stored one (None: every account kept its meter)."""
+        t = pa.concat_tables([f.read(columns=["account_id", "meter_id"]) for f in self.files])
+        reg = accounts.accounts
+        if t.column("account_id").equals(reg.column("account_id")) and t.column("meter_id").equals(reg.column("meter_id")):
+            return None
+        at = pc.index_in(t.column("account_id"), value_set=reg.column("account_id").combine_chunks())
+        now = reg.column("meter_id").combine_chunks().take(at)
+        moved = np.flatnonzero(pc.fill_null(pc.not_equal(now, t.column("meter_id")), False)
+                               .to_numpy(zero_copy_only=False))
+        if not len(moved):
+            return None
+        return _stored(pa.concat_tables([f.read() for f in self.files]).take(pa.array(moved)))
+
+    def rows(self, meter_range: tuple[int, int] | None) -> pa.Table | None:
+        """The stored rows a block with ``meter_range`` (None: every meter) may need."""
+        if not self.files:
+            return None
+        lo, hi = meter_range if meter_range is not None else (None, None)
+        parts = []
+        for i, g, g_lo, g_hi in self._groups():
+            if meter_range is not None and g_lo is not None and (g_hi < lo or g_lo > hi):
+                if g_hi < lo:
+                    self._cache.pop((i, g), None)   # blocks come in meter order: not needed again
+                continue
+            if (i, g) not in self._cache:
+                self._cache[(i, g)] = _stored(self.files[i].read_row_group(g))
+            parts.append(self._cache[(i, g)])
+        t = pa.concat_tables(parts) if parts else BILLING_STATE.empty_table()
+        if meter_range is not None:
+            m = t.column("meter_id")
+            t = t.filter(pc.and_(pc.greater_equal(m, lo), pc.less_equal(m, hi)))
+        if self.moved is not None:
+            t = pa.concat_tables([t, self.moved])
+        return t
+
+
+def _stored(t: pa.Table) -> pa.Table:
+    """Rows read from a state file in the table's schema (Parquet keeps timestamps in ms)."""
+    fields = [f for f in BILLING_STATE if f.name in t.column_names]      # (a column missing: an older state)
+    return pa.Table.from_arrays([t.column(f.name).cast(f.type) for f in fields], schema=pa.schema(fields))
+
+
+def load(lake: Lake, day: dt.date, accounts, previous: Previous | None = None) -> Carried:
     """The state carried into ``day`` (that of ``day`` − 1) aligned to ``accounts``
-    (:class:`billing.accounts.Accounts`); accounts without one are fresh."""
+    (:class:`billing.accounts.Accounts`); accounts without one are fresh. ``previous``: the state of
+    the day before as read for the run's blocks (default: read whole)."""
     n, tables = accounts.n, accounts.tables
     s = Carried.fresh(n, tables, accounts.opening)
     prev = (day - dt.timedelta(days=1)).isoformat()
-    t = lake.read("billing_state", prev) if prev in lake.partitions("billing_state") else None
+    if previous is not None:
+        t = previous.rows(accounts.meter_range)
+    else:
+        t = lake.read("billing_state", prev) if prev in lake.partitions("billing_state") else None
     if t is None or t.num_rows == 0:
         return s
     if t.num_rows == n and t.column("account_id").equals(pa.chunked_array([accounts.account_arrow])):
@@ -100,6 +172,9 @@ def load(lake: Lake, day: dt.date, accounts) -> Carried:
         ok = rows >= 0
         idx = rows[ok]
         t = t.filter(pa.array(ok))
+        uniq, first = np.unique(idx, return_index=True)   # a moved account's row read twice: once
+        if len(first) < len(idx):
+            idx, t = uniq, t.take(pa.array(first))
     same_meter = t.column("meter_id").to_numpy() == accounts.meter_ids[idx]
     for name, meta in stored_fields():
         if name not in t.column_names:     # a state written before the column existed: the default
@@ -154,9 +229,13 @@ def to_table(s: Carried, account_ids: pa.Array, meter_ids: np.ndarray) -> pa.Tab
     return pa.table(cols, schema=BILLING_STATE)
 
 
-def commit(lake: Lake, day: dt.date, table: pa.Table) -> None:
-    """Write the state of ``day``: the commit of its billing."""
-    lake.replace_partition("billing_state", day.isoformat(), table)
+def commit(lake: Lake, day: dt.date, table: pa.Table | None = None, *, staged=None) -> None:
+    """Write the state of ``day``: the commit of its billing. ``staged``: the state file the night's
+    blocks wrote (a :class:`meters.lake.StagedWriter`), finished and switched in instead."""
+    if staged is not None:
+        lake.switch("billing_state", day.isoformat(), [staged.finish()])
+    else:
+        lake.replace_partition("billing_state", day.isoformat(), table)
 
 
 def account_state(lake: Lake, day: dt.date, account_id: str) -> tuple[int, bool] | None:

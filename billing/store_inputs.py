@@ -15,7 +15,7 @@ from meters.lake import Lake
 from meters.nightly_inputs import LAKE_CHANNEL, NightlyStore
 from meters.schemas import LEDGER, PAYMENTS, UTC_MS
 
-from . import alerts, ledger
+from . import ledger
 from .money_io import cents, money
 
 
@@ -33,33 +33,6 @@ class StoreDay:
 def read(night: NightlyStore, day: dt.date) -> StoreDay:
     payments, w = night.payments_for_day(day)
     return StoreDay(day, night.settings_in_force(day), night.contacts_in_force(day), payments, w)
-
-
-def day_payments(sd: StoreDay, account_ids) -> np.ndarray:
-    """Cents credited on the day per account of ``account_ids`` (same order)."""
-    out = np.zeros(len(account_ids), np.int64)
-    if sd.payments.num_rows:
-        index = {a: i for i, a in enumerate(account_ids)}
-        for a, c in zip(sd.payments.column("account_id").to_pylist(), cents(sd.payments.column("amount"))):
-            i = index.get(a)
-            if i is not None:
-                out[i] += c
-    return out
-
-
-class Recipients(alerts.Recipients):
-    """Alert recipients from the contacts in force on the day."""
-
-    def __init__(self, contacts: pa.Table, accounts):
-        super().__init__(None, accounts)
-        self._table = contacts
-
-    def load(self, rows) -> None:
-        if self.contacts or not self._table.num_rows:
-            return
-        t = self._table
-        for a, r, lang in zip(*(t.column(k).to_pylist() for k in ("account_id", "recipient", "language"))):
-            self.contacts.setdefault(a, []).append((r, lang))
 
 
 def payments_table(sd: StoreDay) -> pa.Table:

@@ -288,12 +288,7 @@ class Lake:
         (one per million rows at most, encoded in parallel threads), invisible until :meth:`switch`;
         returns their names (``part-<prefix><uuid>.parquet``: a prefix orders several writers' files).
         String columns may be dictionary-encoded; ``options`` override the lake's Parquet options."""
-        schema = table(name).schema
-        for f in schema:
-            got = data.schema.field(f.name).type
-            if got != f.type and not (pa.types.is_dictionary(got) and got.value_type == f.type):
-                raise MetersError(f"table {name}: column {f.name} is {got}, expected {f.type}")
-        data = data.select(schema.names)
+        data = _encoded_as(name, data)
         d = self.partition_dir(name, key)
         k = max(1, min(pieces, data.num_rows // 1_000_000))
         cuts = [data.num_rows * i // k for i in range(k + 1)]
@@ -312,6 +307,15 @@ class Lake:
         with ThreadPoolExecutor(k) as pool:
             list(pool.map(write, range(k)))
         return names
+
+    def staged_writer(self, name: str, key: str | None, *, file_name: str | None = None, encoded: bool = False,
+                      stats: list[str] | bool = True, **options) -> "StagedWriter":
+        """A file of table ``name`` (partition ``key``, local lakes) appended to in pieces
+        (:meth:`StagedWriter.write`, e.g. one per block of accounts) and invisible until
+        :meth:`StagedWriter.finish` renames it into place as ``file_name`` (default ``part-<uuid>.parquet``:
+        then :meth:`stage` the partition first and :meth:`switch` it in). ``encoded``: the pieces may
+        have dictionary-encoded string columns (as :meth:`write_staged` takes them)."""
+        return StagedWriter(self, name, key, file_name, encoded, stats, options)
 
     def switch(self, name: str, key: str | None, names: list[str]) -> None:
         """The switch of a staged partition: its manifest names exactly ``names``; every other file
@@ -431,6 +435,71 @@ class Lake:
                 yield
             finally:
                 fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def _encoded_as(name: str, data: pa.Table) -> pa.Table:
+    """``data`` with table ``name``'s columns in order, whose types are the schema's or a dictionary of them."""
+    schema = table(name).schema
+    for f in schema:
+        got = data.schema.field(f.name).type
+        if got != f.type and not (pa.types.is_dictionary(got) and got.value_type == f.type):
+            raise MetersError(f"table {name}: column {f.name} is {got}, expected {f.type}")
+    return data.select(schema.names)
+
+
+class StagedWriter:
+    """One Parquet file of a lake table written piece by piece under a hidden name (see
+    :meth:`Lake.staged_writer`): ``write`` appends row groups, ``finish`` flushes, fsyncs and renames
+    it to its final name (returned), ``abort`` removes it. The pieces' row groups are at most the
+    table's row group size."""
+
+    def __init__(self, lake: Lake, name: str, key: str | None, file_name: str | None, encoded: bool,
+                 stats, options: dict):
+        self.lake, self.name, self.encoded = lake, name, encoded
+        self.dir = lake.partition_dir(name, key)
+        self.file_name = file_name or f"part-{uuid.uuid4().hex}.parquet"
+        self.tmp = self.dir / f".{self.file_name}.{uuid.uuid4().hex}.tmp"
+        opts = writer_options(name, **options)
+        self.row_group_size = opts.pop("row_group_size", None)
+        self.options = {**opts, "write_statistics": stats}
+        self.rows = 0
+        self._fh = None
+        self._writer = None
+
+    def write(self, data: pa.Table) -> None:
+        """Append ``data`` (cast to the table's schema; dictionary columns kept when ``encoded``)."""
+        data = _encoded_as(self.name, data) if self.encoded else conform(data, table(self.name))
+        if self._writer is None:
+            self._made_dir = not self.dir.exists()
+            self.dir.mkdir(parents=True, exist_ok=True)
+            self._fh = open(self.tmp, "wb")
+            self._writer = pq.ParquetWriter(self._fh, data.schema, **self.options)
+        self._writer.write_table(data, row_group_size=self.row_group_size)
+        self.rows += data.num_rows
+
+    def finish(self) -> str:
+        """Close, fsync and rename into place (an empty file when nothing was written); the file name."""
+        if self._writer is None:
+            self.write(empty_table(table(self.name)))
+        self._writer.close()
+        self._fh.flush()
+        os.fsync(self._fh.fileno())
+        self._fh.close()
+        os.replace(self.tmp, self.dir / self.file_name)
+        fsync_dir(self.dir)
+        return self.file_name
+
+    def abort(self) -> None:
+        """Drop the file (a night that failed before its switch)."""
+        with contextlib.suppress(Exception):
+            if self._writer is not None:
+                self._writer.close()
+                self._fh.close()
+        with contextlib.suppress(FileNotFoundError):
+            self.tmp.unlink()
+        if self._writer is not None and self._made_dir:
+            with contextlib.suppress(OSError):
+                self.dir.rmdir()      # (only when empty)
 
 
 def empty_table(t: Table) -> pa.Table:

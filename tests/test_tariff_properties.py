@@ -278,3 +278,18 @@ def test_mixed_tariffs_in_one_table_equal_reference(a, b, meters, data):
         assert [close(r.bill_total[i], x["total"]) for i, x in zip(rows, ref["bills"])] == [True] * len(rows)
         assert len(rows) == len(ref["bills"])
         np.testing.assert_allclose(r.day_amount[r.day_meter == m], [d[2] for d in ref["days"]], rtol=1e-9, atol=1e-9)
+
+
+@SETTINGS
+@given(st.lists(st.tuples(st.lists(st.floats(-500, 500, allow_nan=False).map(lambda x: round(x, 4)), min_size=1,
+                                   max_size=6), st.integers(-5, 5)), min_size=1, max_size=6))
+def test_bills_allocated_at_once_equal_one_by_one(bills):
+    """allocate_cents_grouped (every closed bill's lines at once, billing/outputs.py) gives each bill
+    the cents allocate_cents gives it alone."""
+    from billing.money import allocate_cents_grouped
+
+    amounts = np.array([a for lines, _ in bills for a in lines])
+    group = np.repeat(np.arange(len(bills)), [len(lines) for lines, _ in bills])
+    totals = np.array([int(to_cents(sum(lines))) + off for lines, off in bills])
+    want = np.concatenate([allocate_cents(lines, t) for (lines, _), t in zip(bills, totals)])
+    np.testing.assert_array_equal(allocate_cents_grouped(amounts, group, totals), want)

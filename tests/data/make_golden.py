@@ -71,9 +71,10 @@ def build_lake(path: Path):
     return lake, t.filter(pa.array(late))
 
 
-def bill(lake, late: pa.Table) -> list:
+def bill(lake, late: pa.Table, **kw) -> list:
     """Bill the city day by day, with one payment (a top-up) on the second day; then the held-back
-    readings from LATE_DAY's noon to the end of the next day arrive and LATE_DAY is re-billed (with the days after it)."""
+    readings from LATE_DAY's noon to the end of the next day arrive and LATE_DAY is re-billed (with the days after it).
+    ``kw``: :func:`billing.batch.bill_day`'s keywords (e.g. ``block_size``)."""
     from billing.batch import bill_day
     from billing.payments import pay
 
@@ -86,13 +87,13 @@ def bill(lake, late: pa.Table) -> list:
         if i == 1:
             at = lake.day_bounds_utc(day)[0] + dt.timedelta(hours=10)
             pay(lake, prepaid[0], "25.50", "golden-payment-1", at=at)
-        results += bill_day(lake, day)
+        results += bill_day(lake, day, **kw)
     for d in (LATE_DAY, LATE_DAY + dt.timedelta(days=1)):
         a, b = (int(x.timestamp()) for x in lake.day_bounds_utc(d))
         ts = late.column("ts").cast(pa.int64()).to_numpy()
         lake.write("readings", late.filter(pa.array((ts >= a) & (ts < b))), d.isoformat(),
                    file_name="part-late.parquet")
-    return results + bill_day(lake, LATE_DAY)
+    return results + bill_day(lake, LATE_DAY, **kw)
 
 
 def _cell(v) -> str:

@@ -1,0 +1,96 @@
+"""The night in blocks of accounts (billing/night.py) bills exactly what the whole city in one block
+bills: every output table row for row and to the cent — ledger, bills, bill lines, alerts, charges,
+charge lines, intervals, the carried state with its settled balances, and the run summaries — for
+block sizes down to one account per block."""
+from __future__ import annotations
+
+import datetime as dt
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+from billing.batch import bill_day, bill_range
+from meters.registry import import_accounts
+from test_billing_heat import HEADER, ROWS, feed, make
+
+HERE = Path(__file__).resolve().parent
+spec = importlib.util.spec_from_file_location("make_golden", HERE / "data" / "make_golden.py")
+make_golden = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(make_golden)
+
+OUTPUTS = make_golden.TABLES + ("intervals", "runs")
+WHOLE = 1_000_000   # one block: the whole city at once
+
+
+def outputs(lake, results) -> dict[str, str]:
+    """Every billing output of the lake as CSV (the runs' times, ids and durations left out)."""
+    out = {t: make_golden.to_csv(lake.read(t)) for t in OUTPUTS if t != "runs"}
+    runs = lake.read("runs").drop_columns(["run_id", "started_at", "finished_at", "duration_s", "who"])
+    out["runs"] = make_golden.to_csv(runs)
+    out["results"] = make_golden.results_csv(results)
+    return out
+
+
+def golden_city(path, block_size):
+    lake, late = make_golden.build_lake(path)
+    return outputs(lake, make_golden.bill(lake, late, block_size=block_size))
+
+
+@pytest.fixture(scope="module")
+def whole_city(tmp_path_factory):
+    return golden_city(tmp_path_factory.mktemp("whole"), WHOLE)
+
+
+@pytest.mark.parametrize("block_size", [1, 7, 32])
+def test_blocks_bill_the_golden_city_as_the_whole_city(tmp_path, whole_city, block_size):
+    """60 accounts over a month end (postpaid bills), a payment, VEE estimates, late readings and a
+    re-run with adjustments: 60, 9 and 2 blocks give the whole city's outputs, and the golden files."""
+    got = golden_city(tmp_path, block_size)
+    assert whole_city["ledger"].count("\n") > 100 and whole_city["intervals"].count("\n") > 20_000
+    for name, want in whole_city.items():
+        assert got[name] == want, f"{name} differs with blocks of {block_size}"
+    for name in make_golden.TABLES:
+        assert got[name] == (make_golden.GOLDEN / f"{name}.csv").read_text(), name
+
+
+def heat_city(path, block_size):
+    """Heat accounts (area and two-part bills: rows after every engine row), an electricity account,
+    and a meter replaced by one in another block's range."""
+    lake = make(path, ROWS + "900000004,100000000004,cn-bj-res-elec,prepaid,500,\n"
+                            "900000005,100000000005,cn-bj-res-elec,postpaid,,\n")
+    meters = (500000000001, 500000000002, 500000000003, 100000000004, 100000000005)
+    regs = feed(lake, dt.date(2026, 11, 13), 4, meters=meters)
+    results = bill_range(lake, dt.date(2026, 11, 13), dt.date(2026, 11, 16), block_size=block_size)
+    # account 900000004 gets a new meter, whose id sorts after the heat meters (another block)
+    (path / "b.csv").write_text(HEADER.replace("premise_area\n", "premise_area\n").rstrip("\n") + "\n"
+                                "900000004,600000000004,cn-bj-res-elec,prepaid,500,\n")
+    import_accounts(lake, path / "b.csv")
+    regs[600000000004] = 5_000_000
+    feed(lake, dt.date(2026, 11, 17), 14, regs=regs,
+         meters=(500000000001, 500000000002, 500000000003, 600000000004, 100000000005))
+    results += bill_range(lake, dt.date(2026, 11, 17), dt.date(2026, 11, 30), block_size=block_size)
+    results += bill_day(lake, dt.date(2026, 11, 29), block_size=block_size)     # a re-run
+    return outputs(lake, results)
+
+
+def test_blocks_bill_heat_and_a_replaced_meter_as_the_whole_city(tmp_path):
+    whole = heat_city(tmp_path / "whole", WHOLE)
+    assert "bill_issued" in whole["alerts"] and ",0,fixed," not in whole["charge_lines"]
+    assert whole["bills"].count("\n") >= 4
+    # the account with the new meter kept its carried state (one opening entry, billed from the 13th)
+    mine = [line for line in whole["ledger"].splitlines() if line.startswith("900000004,")]
+    assert len(mine) > 10 and sum(",opening," in line for line in mine) == 1
+    assert "900000004,600000000004," in whole["billing_state"]
+    for block_size in (1, 2):
+        got = heat_city(tmp_path / f"b{block_size}", block_size)
+        for name, want in whole.items():
+            assert got[name] == want, f"{name} differs with blocks of {block_size}"
+
+
+def test_a_block_size_below_one_is_refused(tmp_path):
+    from meters.errors import MetersError
+
+    lake = make(tmp_path)
+    with pytest.raises(MetersError, match="block size 0"):
+        bill_day(lake, dt.date(2026, 11, 13), block_size=0)
