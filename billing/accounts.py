@@ -55,10 +55,10 @@ class Accounts:
         self.topup_below = cents(acc.column("topup_below"), null=-1)
         self.topup_amount = cents(acc.column("topup_amount"), null=0)
         self.tariff_ids = acc.column("tariff_id").to_pylist()
-        self.heat = heating.HeatAccounts.of(acc.column("tariff_id"), acc.column("premise_area"))
-        catalog = load_tariffs(lake)
+        catalog, heat_catalog = heating.split(load_tariffs(lake, heating=True))
+        self.heat = heating.HeatAccounts.of(acc.column("tariff_id"), acc.column("premise_area"), heat_catalog)
         check_catalog(lake, catalog, cfg)
-        self.tables = compile_tariffs({**heating.stand_ins(), **catalog})
+        self.tables = compile_tariffs({**heating.stand_ins(heat_catalog), **catalog})
         self.meter_tariff = self.tables.indices(self.tariff_ids)
         self.currency = np.array([self.tables.versions[self.tables.fam_start[f]].currency
                                   for f in range(len(self.tables.ids))], dtype=object)[self.meter_tariff]

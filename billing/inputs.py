@@ -62,7 +62,7 @@ class DayInputs:
     payments: np.ndarray           # cents paid during the day
     original: np.ndarray | None    # cents of an earlier run's first charge (−1: none), None: first run
     paid_back: set                 # accounts whose reconnection a payment of the day already ordered
-    heat_before: dict = field(default_factory=dict)   # heating: season heat read before (billing/heating.py)
+    heat_before: tuple = ()        # heating: season heat read before today (billing/heating.py)
 
 
 def read_day(lake: Lake, day: dt.date, accounts: Accounts, interval_s: int, stored=None) -> DayInputs:
@@ -72,12 +72,13 @@ def read_day(lake: Lake, day: dt.date, accounts: Accounts, interval_s: int, stor
     half = dt.timedelta(seconds=interval_s // 2)  # readings snap to the nearest grid instant
     dup: list[int] = []
     readings = read_window(lake, grid.start - half, grid.end + half, READ_COLUMNS, accounts.meter_range, dup)
-    return DayInputs(grid=grid, readings=readings, duplicates=sum(dup), carried=state.load(lake, day, accounts),
+    carried = state.load(lake, day, accounts)
+    return DayInputs(grid=grid, readings=readings, duplicates=sum(dup), carried=carried,
                      payments=(ledger.day_payments(lake, day, accounts.account_ids) if stored is None
                                else store_inputs.day_payments(stored, accounts.account_ids)),
                      original=ledger.original_charges(lake, day, accounts),
                      paid_back=alerts.reconnected_by_payment(lake, day),
-                     heat_before=heating.read_heat_before(lake, day, accounts.heat, accounts.account_ids))
+                     heat_before=heating.carried_heat(lake, day, accounts, carried))
 
 
 def with_columns(t: pa.Table) -> pa.Table:
