@@ -110,6 +110,10 @@ def import_tariffs(lake: Lake, tariffs: list, cfg: Config | None = None) -> int:
         if other and isinstance(other[0], HeatingTariff) != is_heat:
             raise MetersError(f"tariff {t.tariff_id} is a{' heating' if is_heat else 'n interval'} tariff; the "
                               f"catalog's {t.tariff_id} is not (import it under another --id)")
+    stored = {r["tariff_id"] for r in lake.read("tariffs", columns=["tariff_id"]).to_pylist()}
+    for tid in {t.tariff_id for t in heat} - stored:   # a lake made before heating tariffs were seeded
+        mine = {t.effective_from for t in heat if t.tariff_id == tid}
+        heat = [v for v in known.get(tid, []) if v.effective_from not in mine] + heat
     tariffs = [t for t in tariffs if not isinstance(t, HeatingTariff)]
     if not tariffs:
         return save_tariffs(lake, heat)
@@ -141,8 +145,8 @@ def remove_version(lake: Lake, tariff_id: str, version: dt.date) -> None:
                           f"{settled[-1]}); it cannot be removed (import a corrected version instead)")
     stored = lake.read("tariffs", columns=["tariff_id", "effective_from"]).to_pylist()
     if {"tariff_id": tariff_id, "effective_from": version} not in stored:
-        raise MetersError(f"tariff {tariff_id} version {version} is built in, not imported; import a corrected "
-                          f"version instead")
+        raise MetersError(f"tariff {tariff_id} version {version} is built in, not in the lake's catalog; import a "
+                          f"corrected version instead")
     if len(versions) == 1:
         used = lake.read("accounts", columns=["tariff_id"]).column("tariff_id")
         if pc.any(pc.equal(used, tariff_id)).as_py():

@@ -93,12 +93,8 @@ def load_tariffs(lake: Lake, heating: bool = False) -> dict:
         else:
             t = Tariff.from_dict(d)
             out.setdefault(t.tariff_id, []).append(t)
-    if heating:   # an imported version replaces the built-in one of the same day, the others stay
-        both = builtin_heating()
-        for tid, versions in heat.items():
-            both[tid] = list({**{v.effective_from: v for v in both.get(tid, [])},
-                              **{v.effective_from: v for v in versions}}.values())
-        out = {**both, **out}
+    if heating:   # a lake made before heating tariffs were seeded: the built-in ones
+        out = {**builtin_heating(), **heat, **out}
     for v in out.values():
         v.sort(key=lambda t: t.effective_from)
     return out

@@ -170,9 +170,6 @@ def test_heating_tariff_imported_shown_billed_and_removed(tmp_path):
     assert "floor 0.5 × the area charge" in r.output and "source: test: a 2026 price" in r.output
     r = runner.invoke(cli, ["tariffs", "list", "--json", "--lake", str(lake.root)])
     assert {x["tariff_id"]: x["versions"] for x in json.loads(r.output)}["cn-bj-res-heat-metered"] == 2
-    r = runner.invoke(cli, ["tariffs", "remove", "cn-bj-res-heat-metered", "--version", "2010-11-15",
-                            "--lake", str(lake.root)])
-    assert r.exit_code == 1 and "built in" in r.output
     feed(lake, dt.date(2026, 11, 13), 18)
     bill_range(lake, dt.date(2026, 11, 13), dt.date(2026, 11, 30))
     blines = {r["band"]: r for r in rows(lake, "bill_lines", METERED)}
