@@ -29,6 +29,7 @@ from .tariffs import HEATING_MODEL as MODEL, builtin_documents, in_force, parsin
 METHODS = ("area", "two_part")
 ENERGY_UNITS = ("kWh", "GJ")
 KWH_PER_GJ = 1e6 / 3600.0             # 277.78 kWh per GJ (exact: 1 kWh = 0.0036 GJ)
+AREA_BANDS = ("area", "basic", "floor", "cap")   # bill lines whose quantity is the premise area (m²)
 
 
 @dataclass(frozen=True)

@@ -191,3 +191,24 @@ def test_heating_tariff_imported_shown_billed_and_removed(tmp_path):
     r = runner.invoke(cli, ["tariffs", "remove", "cn-bj-res-heat-metered", "--version", "2027-11-15",
                             "--lake", str(lake.root)])
     assert r.exit_code == 0, r.output
+
+
+def test_reports_show_heat_like_the_others(tmp_path):
+    """`meters report daily|tiers|monthly` on a lake with heat accounts: heat in kWh, its money in CNY
+    under the heating tariff, and the per-m² lines counted in m² (never added to the heat)."""
+    from meters.reports import run_report
+
+    lake = make(tmp_path)
+    feed(lake, dt.date(2026, 11, 13), 18)
+    bill_range(lake, dt.date(2026, 11, 13), dt.date(2026, 11, 30))
+    daily = run_report(lake, "daily").data
+    heat = daily[(daily["utility"] == "heat") & (daily["day"].astype(str) == "2026-11-20")]
+    assert heat["unit"].tolist() == ["kWh"] and heat["quantity"].tolist() == [pytest.approx(3 * 38.4)]
+    tiers = run_report(lake, "tiers", month="2026-11").data
+    got = {(r.tariff_id, r.unit, r.band): (r.quantity, r.amount, r.currency) for r in tiers.itertuples()}
+    assert got[("cn-bj-res-heat-metered", "kWh", "energy")] == (pytest.approx(16 * 38.4), Decimal("98.30"), "CNY")
+    assert got[("cn-bj-res-heat-metered", "m²", "basic")][1:] == (Decimal("158.68"), "CNY")
+    assert got[("cn-bj-res-heat-area", "m²", "area")] == (pytest.approx(186.45), Decimal("4474.80"), "CNY")
+    monthly = run_report(lake, "monthly", month="2026-11").data
+    totals = monthly[(monthly["account_id"] == METERED) & (monthly["band"] == "total")]
+    assert sorted(zip(totals["unit"], totals["amount"])) == [("kWh", Decimal("98.30")), ("m²", Decimal("158.68"))]
