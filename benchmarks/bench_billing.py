@@ -70,7 +70,8 @@ def build_lake(root: Path, n: int, seed: int = 1, days: int = 1, heat: int = 0, 
     lake.replace_partition("accounts", None, pa.table({
         "account_id": acc_ids, "meter_id": ids, "tariff_id": tariff,
         "mode": np.where(rng.random(n) < 0.7, "prepaid", "postpaid"),
-        "billing_day": np.ones(n, np.int8), "balance": money(rng.integers(0, 20000, n)),
+        "billing_day": np.ones(n, np.int8),   # heat accounts hold the season paid ahead (40 CNY/m²)
+        "balance": money(np.where(area > 0, area * 40, rng.integers(0, 20000, n))),
         "warn_1": money(np.full(n, 3000)), "warn_2": money(np.full(n, 2000)),
         "topup_below": pa.array(money(np.full(n, 2000)), mask=rng.random(n) >= 0.2),
         "topup_amount": money(np.full(n, 10000)),
