@@ -4,7 +4,7 @@ reconnections payments already ordered — everything :mod:`billing.day` compute
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pyarrow as pa
 
 from .schemas import TARIFFS
-from .tariffs import Tariff, builtin_catalog
+from .tariffs import builtin_catalog
 
 KEYS = ["tariff_id", "effective_from"]
 
