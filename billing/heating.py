@@ -312,7 +312,9 @@ class HeatAccounts:
             raise MetersError(f"{area.null_count} heat account(s) have no premise area; set premise_area in the "
                               "accounts registry")
         centi = pc.multiply(area.cast(pa.decimal128(14, 2)), 100).cast(pa.int64()).to_numpy(zero_copy_only=False)
-        enc = pc.dictionary_encode(tariff_id.take(take)).combine_chunks() if len(idx) else None
+        tids = tariff_id.take(take)
+        enc = pc.dictionary_encode(tids.combine_chunks() if isinstance(tids, pa.ChunkedArray) else tids) \
+            if len(idx) else None
         code = enc.indices.to_numpy(zero_copy_only=False).astype(np.int64) if enc is not None else np.zeros(0, np.int64)
         ids = enc.dictionary.to_pylist() if enc is not None else []
         return cls(idx, code, ids, np.asarray(centi, np.int64), catalog)
