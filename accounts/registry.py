@@ -108,7 +108,7 @@ def import_from_lake(store: Store, *, changed_by: str | None = None) -> dict:
 def import_accounts_csv(store: Store, path: str | Path, *, changed_by: str | None = None) -> dict:
     """Validate an accounts CSV (:func:`meters.registry.parse_accounts_csv`: errors by line, all rows
     or none) and import it into the store; columns the file leaves out change nothing."""
-    accs, cons, meters = parse_accounts_csv(path, load_tariffs(store.lake))
+    accs, cons, meters = parse_accounts_csv(path, load_tariffs(store.lake, heating=True))
     with store.read() as conn:
         owner = dict(conn.execute(sa.select(accounts.c.meter_id, accounts.c.account_id)).all())
     for a, m in zip(accs.column("account_id").to_pylist(), accs.column("meter_id").to_pylist()):
@@ -132,6 +132,6 @@ def import_csv(store: Store, path: str | Path, *, changed_by: str | None = None)
     from .export import export_registry
 
     out = import_accounts_csv(store, path, changed_by=changed_by)
-    out["meters_changed"] = merge_meters(store.lake, parse_accounts_csv(path, load_tariffs(store.lake))[2])
+    out["meters_changed"] = merge_meters(store.lake, parse_accounts_csv(path, load_tariffs(store.lake, heating=True))[2])
     out["views_changed"] = [k for k, v in export_registry(store).items() if v]
     return out

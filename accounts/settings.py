@@ -12,7 +12,6 @@ import datetime as dt
 import pyarrow as pa
 import sqlalchemy as sa
 
-from meters.heating import builtin_heating
 from meters import recipients
 from meters.errors import MetersError
 from meters.recipients import DEFAULT_LANGUAGE
@@ -63,7 +62,7 @@ def validate(store: Store, account_id: str, row: dict, utility: str) -> None:
     """Raise :class:`Invalid` for a settings row that the nightly batch could not apply."""
     if row["mode"] not in MODES:
         raise Invalid(f"mode {row['mode']!r} must be one of {', '.join(MODES)}")
-    cat = {**builtin_heating(), **load_tariffs(store.lake)}
+    cat = load_tariffs(store.lake, heating=True)
     t = cat.get(row["tariff_id"])
     if t is None:
         raise Invalid(f"unknown tariff {row['tariff_id']!r} (known: {', '.join(sorted(cat))})")

@@ -13,7 +13,11 @@ child process: wall, CPU time, the process's peak RSS and the load average per s
 meter at the largest size against the smallest (linearity). Targets: 1M ≤ 6 s wall, peak RSS ≤ 1.5 GB
 at 1M and 4M, linear within 10 %.
 
-``python -m benchmarks billing [--quick] [--meters N] [--cluster] [--sizes LIST] [--block-size N]``
+Then the heating comparison: the month-end night (two-part heating bills issued, season heat from
+the carried state) of the fleet, and of the same fleet with ``--heat`` (default 0.1) of it added as
+heat meters: wall and CPU time must grow by less than that share.
+
+``python -m benchmarks billing [--quick] [--meters N] [--heat SHARE] [--cluster] [--sizes LIST] [--block-size N]``
 """
 from __future__ import annotations
 
@@ -48,9 +52,9 @@ def _readings_block(ids, ts, regs, received_ms):
 HEAT_TARIFFS = ["cn-bj-res-heat-area", "cn-bj-res-heat-metered"]
 
 
-def build_lake(root: Path, n: int, seed: int = 1, days: int = 1, heat: int = 0):
+def build_lake(root: Path, n: int, seed: int = 1, days: int = 1, heat: int = 0, first: dt.date = DAY):
     """A lake with ``n`` prepaid/postpaid accounts (plus ``heat`` heat accounts on Beijing's heating
-    tariffs) and ``days`` compacted readings partitions (sorted by meter and time, as `meters compact`
+    tariffs) and ``days`` compacted readings partitions from ``first`` (sorted by meter and time, as `meters compact`
     writes them), generated and written GEN_BLOCK meters at a time (staged writers: one file per day)."""
     from meters.lake import init_lake
     from meters.schemas import ACCOUNTS, CONTACTS, METERS
@@ -74,7 +78,8 @@ def build_lake(root: Path, n: int, seed: int = 1, days: int = 1, heat: int = 0):
     lake.replace_partition("accounts", None, pa.table({
         "account_id": acc_ids, "meter_id": ids, "tariff_id": tariff,
         "mode": np.where(rng.random(n) < 0.7, "prepaid", "postpaid"),
-        "billing_day": np.ones(n, np.int8), "balance": money(rng.integers(0, 20000, n)),
+        "billing_day": np.ones(n, np.int8),   # heat accounts hold the season paid ahead (40 CNY/m²)
+        "balance": money(np.where(area > 0, area * 40, rng.integers(0, 20000, n))),
         "warn_1": money(np.full(n, 3000)), "warn_2": money(np.full(n, 2000)),
         "topup_below": pa.array(money(np.full(n, 2000)), mask=rng.random(n) >= 0.2),
         "topup_amount": money(np.full(n, 10000)),
@@ -86,7 +91,7 @@ def build_lake(root: Path, n: int, seed: int = 1, days: int = 1, heat: int = 0):
     per_slot = np.array([150, 8, 8, 400], np.int64)[code]
     writers = []
     for d in range(days + 1):      # the days, and the next day's opening reading
-        day = DAY + dt.timedelta(days=d)
+        day = first + dt.timedelta(days=d)
         w = lake.staged_writer("readings", day.isoformat(), file_name="compact-bench.parquet", stats=["meter_id", "ts"])
         start = int(lake.day_bounds_utc(day)[0].timestamp())
         k = 96 if d < days else 1
@@ -202,25 +207,65 @@ def cluster_comparison(root: Path, n: int, workers=(1, 2)):
           "tables to the driver, and worker processes competing for the same cores)")
 
 
-def heat_comparison(root: Path, base, n: int, share: float):
-    """The carried-state night of ``base`` and of the same fleet with ``share`` × n heat meters added
-    (area and two-part Beijing heating), re-run alternately, best of 3 each (a shared machine's load
-    moves both alike): the wall time must grow by less than the added share of the fleet."""
+HEAT_NIGHT = dt.date(2026, 11, 30)   # a month end in Beijing's heating season: the two-part bills
+
+
+def _timed_heating() -> dict:
+    """Wrap billing/heating.py's nightly functions to add up their CPU and wall seconds."""
+    from billing import heating
+
+    spent = {"cpu": 0.0, "wall": 0.0}
+
+    def timed(f):
+        def g(*a, **k):
+            c0, t0 = time.process_time(), time.perf_counter()
+            try:
+                return f(*a, **k)
+            finally:
+                spent["cpu"] += time.process_time() - c0
+                spent["wall"] += time.perf_counter() - t0
+        return g
+    for name in ("split", "stand_ins", "carried_heat", "day_heating", "carry", "line_rows", "add_bills"):
+        setattr(heating, name, timed(getattr(heating, name)))
+    heating.HeatAccounts.of = classmethod(timed(heating.HeatAccounts.of.__func__))
+    return spent
+
+
+def heat_comparison(root: Path, n: int, share: float, rounds: int = 5):
+    """The month-end night (two-part heating bills issued) of ``n`` meters, and of the same fleet with
+    ``share`` × n heat meters added (area and two-part Beijing heating), each with carried state,
+    re-run alternately (order swapped every round), best of ``rounds``: wall and CPU time must grow by
+    less than the added share of the fleet. Also the CPU of the heating code itself (billing/heating.py)."""
+    import os
+
     from billing.batch import bill_day
 
     heat = int(n * share)
-    lake = build_lake(root / "heat", n, days=2, heat=heat)
-    bill_day(lake, DAY)
-    night = DAY + dt.timedelta(days=1)
+    lakes = {"base": build_lake(root / "heat-base", n, days=2, first=HEAT_NIGHT - dt.timedelta(days=1)),
+             "heat": build_lake(root / "heat", n, days=2, heat=heat, first=HEAT_NIGHT - dt.timedelta(days=1))}
+    for lk in lakes.values():
+        bill_day(lk, HEAT_NIGHT - dt.timedelta(days=1))
+    spent = _timed_heating()
     walls: dict = {"base": [], "heat": []}
-    for _ in range(3):
-        for name, lk in (("base", base), ("heat", lake)):
-            t0 = time.perf_counter()
-            bill_day(lk, night)
+    cpus: dict = {"base": [], "heat": []}
+    own = []
+    for r in range(rounds):
+        for name in ("base", "heat") if r % 2 == 0 else ("heat", "base"):
+            spent.update(cpu=0.0, wall=0.0)
+            t0, c0 = time.perf_counter(), time.process_time()
+            bill_day(lakes[name], HEAT_NIGHT)
             walls[name].append(time.perf_counter() - t0)
+            cpus[name].append(time.process_time() - c0)
+            if name == "heat":
+                own.append(spent["cpu"])
     b, h = min(walls["base"]), min(walls["heat"])
-    print(f"with {heat:,} heat meters added (+{heat / n:.0%} of the fleet): a night with carried state "
-          f"{h:.2f} s vs {b:.2f} s without (+{h / b - 1:.0%}; best of 3, alternated)")
+    cb, ch = min(cpus["base"]), min(cpus["heat"])
+    ok = "less" if ch / cb - 1 < heat / n else "NOT less"
+    print(f"heat meters: {heat:,} added (+{heat / n:.0%} of the fleet), the month-end night {HEAT_NIGHT} "
+          f"(two-part bills) with carried state, best of {rounds} alternated:")
+    print(f"  CPU {ch:.2f} s vs {cb:.2f} s without (+{ch / cb - 1:.1%}): {ok} than their share of the fleet "
+          f"({heat / n:.0%}); wall {h:.2f} s vs {b:.2f} s (+{h / b - 1:.1%}); load average {os.getloadavg()[0]:.1f}")
+    print(f"  of which the heating code (billing/heating.py): {min(own):.3f} s CPU ({min(own) / ch:.2%} of the night)")
 
 
 def _size(text: str) -> int:
@@ -312,8 +357,9 @@ def main(argv=None):
     ap.add_argument("--quick", action="store_true", help="50k meters instead of 1M")
     ap.add_argument("--meters", type=int, help="number of meters")
     ap.add_argument("--keep", help="build the lake here and keep it")
-    ap.add_argument("--heat", type=float, default=0.0, metavar="SHARE",
-                    help="also bill the same night with heat meters added (SHARE of the fleet, e.g. 0.2) and compare")
+    ap.add_argument("--heat", type=float, default=0.1, metavar="SHARE",
+                    help="the month-end night with heat meters added (SHARE of the fleet, default 0.1; 0: skip), "
+                         "compared with the same fleet without")
     ap.add_argument("--cluster", action="store_true",
                     help="single process vs Dask LocalCluster of 1 and 2 workers (200k meters, --quick 20k)")
     ap.add_argument("--sizes", help="bill cities of these sizes, each in its own process (e.g. 250k,1M,4M): "
@@ -358,7 +404,7 @@ def main(argv=None):
                   + ", ".join(f"{k} {v:.2f} s" for k, v in res.timings.items()))
             print(f"  throughput {res.intervals / wall / 1e6:.1f} M intervals/s")
         if a.heat > 0:
-            heat_comparison(root, lake, n, a.heat)
+            heat_comparison(root, n, a.heat)
         vee_comparison(lake, 2000)
     finally:
         if not a.keep:

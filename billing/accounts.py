@@ -56,9 +56,9 @@ class Accounts:
         del acc
         self.accounts = pa.table(cols)    # the registry in meter order, compact (≈ 90 bytes an account)
         self.offset = 0
-        catalog = load_tariffs(lake)
+        catalog, self._heat_catalog = heating.split(load_tariffs(lake, heating=True))
         check_catalog(lake, catalog, cfg)
-        self.tables = compile_tariffs({**heating.stand_ins(), **catalog})
+        self.tables = compile_tariffs({**heating.stand_ins(self._heat_catalog), **catalog})
         self._meters = _Meters(lake)
         self._limit_per_hour, self._interval_s = cfg.limit_per_hour, cfg.interval_s
         if whole:
@@ -68,7 +68,7 @@ class Accounts:
         """The accounts at rows ``i0:i1`` (of the meter order) with their arrays; ``meter_range``: the
         readings the block reads (default its own meters')."""
         b = object.__new__(Accounts)
-        b.tables, b._meters = self.tables, self._meters
+        b.tables, b._meters, b._heat_catalog = self.tables, self._meters, self._heat_catalog
         b._limit_per_hour, b._interval_s = self._limit_per_hour, self._interval_s
         b.accounts = self.accounts.slice(i0, i1 - i0)
         b.offset = getattr(self, "offset", 0) + i0       # rows i0:i1 of the run's snapshot
@@ -105,7 +105,8 @@ class Accounts:
         self.opening, self.warn_1, self.warn_2, self.topup_below, self.topup_amount = (
             acc.column(name).to_numpy() for name in MONEY)
         self.tariff_ids = acc.column("tariff_id").combine_chunks()
-        self.heat = heating.HeatAccounts.of(acc.column("tariff_id"), acc.column("premise_area"))
+        self.heat = heating.HeatAccounts.of(acc.column("tariff_id"), acc.column("premise_area"),
+                                            self._heat_catalog)
         tariffs = pc.dictionary_encode(self.tariff_ids)
         self.meter_tariff = self.tables.indices(tariffs.dictionary.to_pylist())[
             tariffs.indices.to_numpy(zero_copy_only=False)] if self.n else np.zeros(0, np.int32)

@@ -205,9 +205,8 @@ def compute(inputs: DayInputs, acc: Accounts, cfg: Config, run_id: str, recipien
     out.intervals_table = outputs.intervals_table(acc, slot_end, q_units, v.quality, v.flag)
     out.charges = outputs.charges_table(acc, day_qty, today, run_id, s.estimated)
     out.charge_lines = outputs.charge_lines(acc, priced, engine_state, same_period)
-    if hd.lines:
-        out.heat_charge_lines = pa.Table.from_pylist(heating.line_rows(hd, acc.account_ids, None, False),
-                                                     out.charge_lines.schema)
+    if hd.has_lines:
+        out.heat_charge_lines = heating.line_rows(hd, acc.account_arrow, None, False).cast(out.charge_lines.schema)
     out.ledger = ledger.day_table(acc, grid, carried, s, ts_end)
     if inputs.paid_back:  # already ordered by `meters pay`: do not repeat
         s.prepaid_settled.reconnect &= ~np.isin(acc.account_ids, list(inputs.paid_back))
@@ -217,12 +216,13 @@ def compute(inputs: DayInputs, acc: Accounts, cfg: Config, run_id: str, recipien
     if heat_bill.any():
         out.heat_bills, out.heat_bill_lines = heating.add_bills(out.bills.schema.empty_table(),
                                                                 bill_lines.schema.empty_table(), hd, heat_bill, s,
-                                                                acc.account_ids, run_id)
+                                                                acc.account_arrow, run_id)
     out.money_cents = int(today.sum())
     out.adjustments_cents = int(s.adjust.sum())
     out.bills_n = int(s.closed.sum())
-    out.state = state.to_table(_carried_on(acc, grid, s, v, priced.state, total_cents, billed_from),
-                               acc.account_arrow, acc.meter_ids)
+    carried_on = _carried_on(acc, grid, s, v, priced.state, total_cents, billed_from)
+    heating.carry(carried_on, hd)         # heating: the season's heat so far (billing/heating.py)
+    out.state = state.to_table(carried_on, acc.account_arrow, acc.meter_ids)
     lap("tables", t0)
     return out
 

@@ -176,35 +176,107 @@ def statements(t: HeatingTariff, day: dt.date, area_centi, heat_to_date=None) ->
     return [Statement(day, prev + dt.timedelta(days=1), day, day == last, np.asarray(h_now) - h_prev, ch)]
 
 
+TEST_AREA_CENTI = 10_000          # a test season: 100 m² …
+TEST_DAY_MILLI = 50_000           # … reading 50 kWh a day
+
+
+def check_version(t: HeatingTariff) -> None:
+    """Bill a test season of ``t`` (its first after ``effective_from``, one 100 m² account reading 50
+    kWh a day) so a version that cannot be billed exactly is refused at import, not on a bill day."""
+    season = t.season(t.effective_from)
+    if season is None:
+        for k in range(366):
+            season = t.season(t.effective_from + dt.timedelta(days=k))
+            if season:
+                break
+    first, last = season
+    area = np.array([TEST_AREA_CENTI], np.int64)
+    try:
+        for d in bill_days(t, first, last):
+            statements(t, d, area, lambda x: np.array([((x - first).days + 1) * TEST_DAY_MILLI], np.int64))
+    except MetersError as e:
+        raise MetersError(f"heating tariff {t.tariff_id} version {t.effective_from} cannot bill a test season "
+                          f"({first} to {last}): {e}") from None
+
+
+@dataclass
+class Lines:
+    """Bill lines of many accounts (one row per line): ``pos`` the account's position in the
+    statement's arrays, then the ``bill_lines`` fields (amount in cents)."""
+
+    pos: np.ndarray
+    tier: np.ndarray
+    band: np.ndarray
+    quantity: np.ndarray
+    unit_price: np.ndarray
+    amount_cents: np.ndarray
+
+    @classmethod
+    def concat(cls, parts: list["Lines"]) -> "Lines":
+        if not parts:
+            e = np.zeros(0)
+            return cls(e.astype(np.int64), e.astype(np.int32), e.astype(object), e, e, e.astype(np.int64))
+        return cls(*(np.concatenate([getattr(p, f) for p in parts]) for f in
+                     ("pos", "tier", "band", "quantity", "unit_price", "amount_cents")))
+
+    def take(self, order: np.ndarray) -> "Lines":
+        return Lines(*(getattr(self, f)[order] for f in ("pos", "tier", "band", "quantity", "unit_price",
+                                                          "amount_cents")))
+
+
+def line_arrays(t: HeatingTariff, st: Statement, area_centi) -> Lines:
+    """Readable bill lines of every account of a statement, ordered by account then line: area (tier
+    0, band ``area``); two-part: basic (tier 0), energy (tier 1, in the tariff's energy unit) and on
+    the closing bill the floor or cap true-up (tier 0) where it is not zero."""
+    area_m2 = np.asarray(area_centi, np.int64) / 100
+    c = st.charge
+    n = len(area_m2)
+    j = np.arange(n, dtype=np.int64)
+
+    def part(tier, band, qty, price, amount, keep=None):
+        sel = j if keep is None else j[keep]
+        return Lines(sel, np.full(len(sel), tier, np.int32), np.full(len(sel), band, object),
+                     np.asarray(qty, np.float64)[sel], np.broadcast_to(np.asarray(price, np.float64), (n,))[sel],
+                     np.asarray(amount, np.int64)[sel])
+    if t.method == "area":
+        return part(0, "area", area_m2, t.area_price, c.basic)
+    scale = 1.0 if t.energy_unit == "kWh" else 0.0036
+    parts = [part(0, "basic", area_m2, t.basic_price, c.basic),
+             part(1, "energy", np.asarray(st.heat_milli, np.int64) / 1000 * scale, t.energy_price, c.energy)]
+    if st.closing:
+        up = c.adjust > 0
+        price = np.where(up, t.area_price * (t.floor_ratio or 0.0), t.area_price * (t.cap_ratio or 0.0))
+        band = np.where(up, "floor", "cap").astype(object)
+        adj = part(0, "", area_m2, price, c.adjust, c.adjust != 0)
+        adj.band = band[adj.pos]
+        parts.append(adj)
+    out = Lines.concat(parts)
+    return out.take(np.argsort(out.pos, kind="stable"))
+
+
 def lines(t: HeatingTariff, st: Statement, area_centi, i: int) -> list[dict]:
     """Readable bill lines of account ``i`` (``bill_lines`` rows without the account and period)."""
-    area_m2 = int(area_centi[i]) / 100
-    c = st.charge
-    if t.method == "area":
-        return [{"tier": 0, "band": "area", "quantity": area_m2, "unit_price": t.area_price,
-                 "amount_cents": int(c.basic[i])}]
-    scale = 1.0 if t.energy_unit == "kWh" else 0.0036
-    out = [{"tier": 0, "band": "basic", "quantity": area_m2, "unit_price": t.basic_price,
-            "amount_cents": int(c.basic[i])},
-           {"tier": 1, "band": "energy", "quantity": int(st.heat_milli[i]) / 1000 * scale,
-            "unit_price": t.energy_price, "amount_cents": int(c.energy[i])}]
-    if st.closing and c.adjust[i]:
-        ratio = t.floor_ratio if c.adjust[i] > 0 else t.cap_ratio
-        out.append({"tier": 0, "band": "floor" if c.adjust[i] > 0 else "cap", "quantity": area_m2,
-                    "unit_price": t.area_price * ratio, "amount_cents": int(c.adjust[i])})
-    return out
+    ln = line_arrays(t, st, area_centi)
+    return [{"tier": int(ln.tier[k]), "band": str(ln.band[k]), "quantity": float(ln.quantity[k]),
+             "unit_price": float(ln.unit_price[k]), "amount_cents": int(ln.amount_cents[k])}
+            for k in np.flatnonzero(ln.pos == i)]
 
 
 # -- the nightly run: heat accounts among the others ------------------------------------------------
-def stand_ins() -> dict:
+def split(catalog: dict) -> tuple[dict, dict]:
+    """A catalog (``meters.registry.load_tariffs(lake, heating=True)``) as (interval, heating) tariffs."""
+    heat = {k: v for k, v in catalog.items() if isinstance(v[0], HeatingTariff)}
+    return {k: v for k, v in catalog.items() if k not in heat}, heat
+
+
+def stand_ins(heating: dict) -> dict:
     """Zero-priced interval tariffs under the heating tariffs' ids: heat accounts go through VEE and
     the interval engine like the others (their quantities, intervals and rollovers), and their money
     comes from :func:`day_heating`."""
-    from meters.heating import builtin_heating
     from meters.tariffs import Tariff, uniform_schedule
 
     out = {}
-    for tid, versions in builtin_heating().items():
+    for tid, versions in heating.items():
         t = versions[0]
         out[tid] = [Tariff(tariff_id=tid, utility="heat", unit="kWh", currency=t.currency,
                            description=f"{t.description} (priced per season by billing/heating.py)",
@@ -217,134 +289,174 @@ def stand_ins() -> dict:
 
 @dataclass
 class HeatAccounts:
-    """The snapshot's heat accounts: rows, heating tariff ids, premise areas (hundredths of m²)."""
+    """The snapshot's heat accounts: rows, heating tariff (index into ``ids``), premise areas
+    (hundredths of m²), and the heating catalog."""
 
     idx: np.ndarray
-    tariff_ids: np.ndarray
+    code: np.ndarray
+    ids: list
     area_centi: np.ndarray
+    catalog: dict
 
     @classmethod
-    def of(cls, tariff_id, premise_area) -> "HeatAccounts":
+    def of(cls, tariff_id, premise_area, catalog: dict) -> "HeatAccounts":
         """From the snapshot's ``tariff_id`` and ``premise_area`` (Arrow) columns."""
         import pyarrow as pa
         import pyarrow.compute as pc
 
-        from meters.heating import builtin_heating
-
-        mask = pc.is_in(tariff_id, value_set=pa.array(sorted(builtin_heating()), pa.string()))
+        mask = pc.is_in(tariff_id, value_set=pa.array(sorted(catalog), pa.string()))
         idx = np.flatnonzero(mask.to_numpy(zero_copy_only=False))
-        area = premise_area.take(pa.array(idx, pa.int64()))
+        take = pa.array(idx, pa.int64())
+        area = premise_area.take(take)
         if area.null_count:
             raise MetersError(f"{area.null_count} heat account(s) have no premise area; set premise_area in the "
                               "accounts registry")
         centi = pc.multiply(area.cast(pa.decimal128(14, 2)), 100).cast(pa.int64()).to_numpy(zero_copy_only=False)
-        tids = np.array(tariff_id.take(pa.array(idx, pa.int64())).to_pylist(), dtype=object)
-        return cls(idx, tids, np.asarray(centi, np.int64))
+        tids = tariff_id.take(take)
+        enc = pc.dictionary_encode(tids.combine_chunks() if isinstance(tids, pa.ChunkedArray) else tids) \
+            if len(idx) else None
+        code = enc.indices.to_numpy(zero_copy_only=False).astype(np.int64) if enc is not None else np.zeros(0, np.int64)
+        ids = enc.dictionary.to_pylist() if enc is not None else []
+        return cls(idx, code, ids, np.asarray(centi, np.int64), catalog)
 
-    def billing(self, day: dt.date) -> dict[str, tuple[HeatingTariff, np.ndarray, list[dt.date]]]:
-        """Heating tariffs that issue a bill on ``day``: (version, positions in ``idx``, bill days)."""
-        from meters.heating import builtin_heating, heating_in_force
+    def in_season(self, day: dt.date) -> dict[str, tuple[HeatingTariff, np.ndarray, tuple]]:
+        """Heating tariffs of the accounts whose season contains ``day``: (version, positions in
+        ``idx``, (first, last) day of the season)."""
+        from meters.heating import heating_in_force
 
         out = {}
-        cat = builtin_heating()
-        for tid in np.unique(self.tariff_ids) if len(self.idx) else ():
+        for c, tid in enumerate(self.ids):
             try:
-                t = heating_in_force(cat[tid], day)
+                t = heating_in_force(self.catalog[tid], day)
             except MetersError:
                 continue
             season = t.season(day)
-            if season is None:
-                continue
-            days = bill_days(t, *season)
-            if day in days:
-                out[tid] = (t, np.flatnonzero(self.tariff_ids == tid), days)
+            if season is not None:
+                out[tid] = (t, np.flatnonzero(self.code == c), season)
         return out
 
 
-def read_heat_before(lake, day: dt.date, heat: HeatAccounts, account_ids) -> dict[str, tuple]:
-    """For each two-part tariff billing on ``day``: its accounts' season heat (milli-kWh) read up to
-    the previous bill and up to the day before, summed from the settled days' ``charges``."""
-    out = {}
-    for tid, (t, pos, days) in heat.billing(day).items():
-        if t.method != "two_part":
+def carried_heat(lake, day: dt.date, acc, carried) -> tuple[np.ndarray, np.ndarray]:
+    """(season heat read up to yesterday, season heat to the last bill) of every account, milli-kWh:
+    the carried state's (``heat_season_milli``, ``heat_billed_milli``), so a bill day reads only its
+    own day. Where the state has none (−1: an account's first night, or a state written before
+    the columns existed) and the season began before ``day``, it is summed from the settled days'
+    ``charges`` (one read of the season so far, on that night only)."""
+    season_milli = np.asarray(carried.heat_season_milli, np.int64).copy()
+    billed_milli = np.asarray(carried.heat_billed_milli, np.int64).copy()
+    heat = acc.heat
+    for tid, (t, pos, (first, last)) in heat.in_season(day).items():
+        rows = heat.idx[pos]
+        unknown = rows[season_milli[rows] < 0]
+        if day == first or not len(unknown):
             continue
-        first = t.season(day)[0]
-        k = days.index(day)
-        prev = days[k - 1] if k else None
-        ids = account_ids[heat.idx[pos]]
-        to_prev = np.zeros(len(pos), np.int64)
-        to_yday = np.zeros(len(pos), np.int64)
-        d = first
-        while d < day:
-            part = lake.read("charges", d.isoformat(), columns=["account_id", "quantity"])
-            if part.num_rows:
-                got = dict(zip(part.column("account_id").to_pylist(), part.column("quantity").to_pylist()))
-                q = np.rint(np.array([got.get(a, 0.0) for a in ids], np.float64) * 1000).astype(np.int64)
-                to_yday += q
-                if prev is not None and d <= prev:
-                    to_prev += q
-            d += dt.timedelta(days=1)
-        out[tid] = (to_prev, to_yday)
-    return out
+        days = [d for d in bill_days(t, first, last) if d < day]
+        to_day, to_bill = _charged_heat(lake, first, day, days[-1] if days else None, acc.account_arrow, unknown)
+        season_milli[unknown], billed_milli[unknown] = to_day, to_bill
+    return season_milli, billed_milli
+
+
+def _charged_heat(lake, first: dt.date, day: dt.date, last_bill: dt.date | None, account_ids, rows):
+    """Heat (milli-kWh) of accounts ``rows`` in the settled ``charges`` of days ``first`` .. ``day``−1,
+    and of those up to ``last_bill`` (0 when None)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    ids = account_ids.take(pa.array(rows, pa.int64()))
+    to_day, to_bill = np.zeros(len(rows), np.int64), np.zeros(len(rows), np.int64)
+    d = first
+    while d < day:
+        part = lake.read("charges", d.isoformat(), columns=["account_id", "quantity"])
+        if part.num_rows:
+            at = pc.index_in(ids, value_set=part.column("account_id").combine_chunks())
+            got = at.is_valid().to_numpy(zero_copy_only=False)
+            q = np.zeros(len(rows), np.int64)
+            qty = part.column("quantity").combine_chunks().to_numpy(zero_copy_only=False)
+            q[got] = np.rint(qty[at.to_numpy(zero_copy_only=False)[got].astype(np.int64)] * 1000).astype(np.int64)
+            to_day += q
+            if last_bill is not None and d <= last_bill:
+                to_bill += q
+        d += dt.timedelta(days=1)
+    return to_day, to_bill
 
 
 @dataclass
 class HeatDay:
-    """The day's heating money of every account of the snapshot (zeros for others)."""
+    """The day's heating money of every account of the snapshot (zeros for others), and the season
+    heat the day hands on (``billing_state.heat_season_milli`` / ``heat_billed_milli``)."""
 
     cents: np.ndarray                 # int64 [n]
     billed: np.ndarray                # bool [n]: a heating bill issued today
     period_start: np.ndarray          # day numbers of the bill's period
     period_end: np.ndarray
     quantity: np.ndarray              # kWh read in the period
-    lines: list                       # (row, line dict)
+    season_milli: np.ndarray          # season heat read up to the end of the day (−1: not a heat account in season)
+    billed_milli: np.ndarray          # … up to the season's last bill
+    rows: np.ndarray = None           # the accounts (snapshot rows) of ``lines``
+    lines: Lines = None
+
+    @property
+    def has_lines(self) -> bool:
+        return len(self.rows) > 0
 
 
-def day_heating(heat: HeatAccounts, n: int, day: dt.date, before: dict, day_qty: np.ndarray) -> HeatDay:
+def day_heating(heat: HeatAccounts, n: int, day: dt.date, before: tuple, day_qty: np.ndarray) -> HeatDay:
     """The heating bills issued on ``day`` (area: the season's start; two-part: month ends and the
-    season's end), from the season heat read ``before`` today plus today's ``day_qty`` (units)."""
+    season's end), from the carried season heat ``before`` (:func:`carried_heat`) and today's
+    ``day_qty`` (units). Arrays per heating tariff, no loop over accounts."""
     from .days import day_number
 
+    season_before, billed_before = before
     hd = HeatDay(np.zeros(n, np.int64), np.zeros(n, bool), np.zeros(n, np.int64), np.zeros(n, np.int64),
-                 np.zeros(n), [])
-    for tid, (t, pos, _days) in heat.billing(day).items():
+                 np.zeros(n), np.zeros(n, np.int64), np.zeros(n, np.int64))
+    rows_l, lines_l = [], []
+    for tid, (t, pos, (first, last)) in heat.in_season(day).items():
         rows = heat.idx[pos]
         area = heat.area_centi[pos]
-        if t.method == "two_part":
-            to_prev, to_yday = before[tid]
-            today = np.rint(np.asarray(day_qty)[rows] * 1000).astype(np.int64)
-            sts = statements(t, day, area, lambda d: to_yday + today if d == day else to_prev)
-        else:
-            sts = statements(t, day, area)
+        fresh = day == first                                  # a new season: nothing carried
+        to_yday = np.zeros(len(rows), np.int64) if fresh else np.maximum(season_before[rows], 0)
+        to_bill = np.zeros(len(rows), np.int64) if fresh else np.maximum(billed_before[rows], 0)
+        to_day = to_yday + np.rint(np.asarray(day_qty)[rows] * 1000).astype(np.int64)
+        hd.season_milli[rows], hd.billed_milli[rows] = to_day, to_bill
+        sts = statements(t, day, area, lambda d: to_day if d == day else to_bill)
         for st_ in sts:
             hd.cents[rows] = st_.charge.total
             hd.billed[rows] = True
             hd.period_start[rows] = day_number(st_.period_start)
             hd.period_end[rows] = day_number(st_.period_end)
             hd.quantity[rows] = st_.heat_milli / 1000
-            for j, r in enumerate(rows):
-                hd.lines += [(int(r), ln) for ln in lines(t, st_, area, j)]
+            hd.billed_milli[rows] = to_day
+            ln = line_arrays(t, st_, area)
+            rows_l.append(rows[ln.pos])
+            lines_l.append(ln)
+    hd.rows = np.concatenate(rows_l) if rows_l else np.zeros(0, np.int64)
+    hd.lines = Lines.concat(lines_l)
     return hd
 
 
-def line_rows(hd: HeatDay, account_ids, rows_mask: np.ndarray | None, period_start: bool):
-    """The day's heating lines as ``charge_lines`` (``period_start`` False; amount in currency) or
-    ``bill_lines`` rows (the bill's ``period_start``; amount in cents) of the rows in ``rows_mask``."""
-    from .days import EPOCH
+def carry(state, hd: HeatDay) -> None:
+    """Hand the day's season heat on in the carried state (``state``: :class:`billing.state.Carried`)."""
+    state.heat_season_milli, state.heat_billed_milli = hd.season_milli, hd.billed_milli
 
-    out = []
-    for r, ln in hd.lines:
-        if rows_mask is not None and not rows_mask[r]:
-            continue
-        row = {"account_id": account_ids[r], "tier": ln["tier"], "band": ln["band"], "quantity": ln["quantity"],
-               "unit_price": ln["unit_price"]}
-        if period_start:
-            row["period_start"] = EPOCH + dt.timedelta(days=int(hd.period_start[r]))
-            row["amount_cents"] = ln["amount_cents"]
-        else:
-            row["amount"] = ln["amount_cents"] / 100
-        out.append(row)
-    return out
+
+def line_rows(hd: HeatDay, account_ids, rows_mask: np.ndarray | None, period_start: bool):
+    """The day's heating lines as a ``charge_lines`` table (``period_start`` False; amount in
+    currency) or a ``bill_lines`` table (the bill's ``period_start``) of the rows in ``rows_mask``
+    (``account_ids``: the snapshot's Arrow array)."""
+    import pyarrow as pa
+
+    from meters.schemas import BILL_LINES, CHARGE_LINES
+    from .days import date_array
+    from .money_io import money
+
+    keep = np.arange(len(hd.rows)) if rows_mask is None else np.flatnonzero(rows_mask[hd.rows])
+    r, ln = hd.rows[keep], hd.lines.take(keep)
+    cols = {"account_id": account_ids.take(pa.array(r, pa.int64())), "tier": pa.array(ln.tier, pa.int32()), "band": pa.array(ln.band.tolist(), pa.string()),
+            "quantity": pa.array(ln.quantity, pa.float64()), "unit_price": pa.array(ln.unit_price, pa.float64())}
+    if period_start:
+        return pa.table({**cols, "period_start": date_array(hd.period_start[r]),
+                         "amount": money(ln.amount_cents)}).select(BILL_LINES.names).cast(BILL_LINES)
+    return pa.table({**cols, "amount": ln.amount_cents / 100}).select(CHARGE_LINES.names).cast(CHARGE_LINES)
 
 
 def add_bills(bills, bill_lines, hd: HeatDay, heat_bill: np.ndarray, s, account_ids, run_id: str):
@@ -356,18 +468,11 @@ def add_bills(bills, bill_lines, hd: HeatDay, heat_bill: np.ndarray, s, account_
     from .money_io import money
 
     a = np.flatnonzero(heat_bill)
-    heat = pa.table({"account_id": pa.array(account_ids[a].tolist(), pa.string()),
+    ids = account_ids.take(pa.array(a, pa.int64()))
+    heat = pa.table({"account_id": ids,
                      "period_start": date_array(hd.period_start[a]), "period_end": date_array(hd.period_end[a]),
                      "quantity": hd.quantity[a], "amount": money(hd.cents[a]),
-                     "due_date": date_array(np.full(len(a), s.due_day)), "run_id": [run_id] * len(a),
+                     "due_date": date_array(np.full(len(a), s.due_day)), "run_id": pa.array([run_id] * len(a), pa.string()),
                      "partial": np.zeros(len(a), bool), "estimated": s.estimated[a]}, schema=BILLS)
-    rows = line_rows(hd, account_ids, heat_bill, True)
-    lines = pa.table({"account_id": [r["account_id"] for r in rows],
-                      "period_start": pa.array([r["period_start"] for r in rows], pa.date32()),
-                      "tier": pa.array([r["tier"] for r in rows], pa.int32()),
-                      "band": [r["band"] for r in rows],
-                      "quantity": pa.array([float(r["quantity"]) for r in rows], pa.float64()),
-                      "unit_price": pa.array([r["unit_price"] for r in rows], pa.float64()),
-                      "amount": money(np.array([r["amount_cents"] for r in rows], np.int64))},
-                     schema=bill_lines.schema)
+    lines = line_rows(hd, account_ids, heat_bill, True).cast(bill_lines.schema)
     return pa.concat_tables([bills, heat]), pa.concat_tables([bill_lines, lines])

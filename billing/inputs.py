@@ -4,7 +4,7 @@ reconnections payments already ordered — everything :mod:`billing.day` compute
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
@@ -62,7 +62,7 @@ class DayInputs:
     payments: np.ndarray           # cents paid during the day
     original: np.ndarray | None    # cents of an earlier run's first charge (−1: none), None: first run
     paid_back: set                 # accounts whose reconnection a payment of the day already ordered
-    heat_before: dict = field(default_factory=dict)   # heating: season heat read before (billing/heating.py)
+    heat_before: tuple = ()        # heating: season heat read before today (billing/heating.py)
 
 
 class DayReads:
@@ -119,11 +119,11 @@ def read_day(lake: Lake, day: dt.date, accounts: Accounts, interval_s: int, stor
     readings = read_window(lake, grid.start - half, grid.end + half, READ_COLUMNS, accounts.meter_range, dup)
     reads = reads or DayReads(lake, day, accounts, stored)
     return DayInputs(grid=grid, readings=readings, duplicates=sum(dup),
-                     carried=state.load(lake, day, accounts, reads.previous),
+                     carried=(carried := state.load(lake, day, accounts, reads.previous)),
                      payments=ledger.credited(reads.payments, accounts.account_arrow),
                      original=ledger.original_charges(lake, day, accounts, reads.first_charges),
                      paid_back=reads.paid_back,
-                     heat_before=heating.read_heat_before(lake, day, accounts.heat, accounts.account_ids))
+                     heat_before=heating.carried_heat(lake, day, accounts, carried))
 
 
 def with_columns(t: pa.Table) -> pa.Table:

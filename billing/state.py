@@ -31,10 +31,12 @@ from .money_io import cents, money
 NO_TS = np.iinfo(np.int64).min   # "no timestamp" in int64-second arrays
 
 
-def _column(default, dtype, per_meter: bool = False):
+def _column(default, dtype, per_meter: bool = False, later: bool = False):
     """A field stored as the ``billing_state`` column of its name: ``default`` for a fresh account
-    (and for nulls); ``per_meter`` fields restart when the account's meter was replaced."""
-    return field(metadata={"default": default, "dtype": dtype, "per_meter": per_meter})
+    (and for nulls); ``per_meter`` fields restart when the account's meter was replaced; ``later``
+    fields are set after the state is made (by the step that owns them)."""
+    meta = {"default": default, "dtype": dtype, "per_meter": per_meter}
+    return field(default=None, metadata=meta) if later else field(metadata=meta)
 
 
 @dataclass
@@ -53,6 +55,8 @@ class Carried:
     disconnected: np.ndarray = _column(False, np.bool_)
     due_date: np.ndarray = _column(NONE_DAY, np.int32)                # postpaid: oldest unpaid bill's due day
     billed_from: np.ndarray = _column(NONE_DAY, np.int32)             # the account's first billed day
+    heat_season_milli: np.ndarray = _column(-1, np.int64, later=True)  # heating (billing/heating.py): season
+    heat_billed_milli: np.ndarray = _column(-1, np.int64, later=True)  # heat to date, to the last bill (−1: unknown)
     engine: CycleState = field(default=None)                          # the tariff engine's counters
     opening: np.ndarray = field(default=None)                         # True: no carried state (fresh account)
 

@@ -95,8 +95,28 @@ def price_test_day(lake: Lake, catalog: dict[str, list[Tariff]], t: Tariff, cfg:
                           f"{float(np.max(np.abs(total))):g} {t.currency}: not a sane amount")
 
 
-def import_tariffs(lake: Lake, tariffs: list[Tariff], cfg: Config | None = None) -> int:
-    """Check ``tariffs`` (bounds, a test day) and save them; returns the versions new or changed."""
+def import_tariffs(lake: Lake, tariffs: list, cfg: Config | None = None) -> int:
+    """Check ``tariffs`` (bounds, a test day; heating tariffs: a test season,
+    :func:`billing.heating.check_version`) and save them; returns the versions new or changed."""
+    from .heating import HeatingTariff, check_version
+
+    heat = [t for t in tariffs if isinstance(t, HeatingTariff)]
+    for t in heat:
+        check_version(t)
+    known = load_tariffs(lake, heating=True)
+    for t in tariffs:
+        other = known.get(t.tariff_id)
+        is_heat = isinstance(t, HeatingTariff)
+        if other and isinstance(other[0], HeatingTariff) != is_heat:
+            raise MetersError(f"tariff {t.tariff_id} is a{' heating' if is_heat else 'n interval'} tariff; the "
+                              f"catalog's {t.tariff_id} is not (import it under another --id)")
+    stored = {r["tariff_id"] for r in lake.read("tariffs", columns=["tariff_id"]).to_pylist()}
+    for tid in {t.tariff_id for t in heat} - stored:   # a lake made before heating tariffs were seeded
+        mine = {t.effective_from for t in heat if t.tariff_id == tid}
+        heat = [v for v in known.get(tid, []) if v.effective_from not in mine] + heat
+    tariffs = [t for t in tariffs if not isinstance(t, HeatingTariff)]
+    if not tariffs:
+        return save_tariffs(lake, heat)
     cfg = cfg or Config.load(lake)
     for t in tariffs:
         why = bounds_problem(t, cfg)
@@ -109,12 +129,12 @@ def import_tariffs(lake: Lake, tariffs: list[Tariff], cfg: Config | None = None)
         catalog[t.tariff_id] = sorted(versions + [t], key=lambda v: v.effective_from)
     for t in tariffs:
         price_test_day(lake, catalog, t, cfg)
-    return save_tariffs(lake, tariffs)
+    return save_tariffs(lake, tariffs + heat)
 
 
 def remove_version(lake: Lake, tariff_id: str, version: dt.date) -> None:
     """Remove one version of a tariff that no settled day used (in force after the last settled day)."""
-    catalog = load_tariffs(lake)
+    catalog = load_tariffs(lake, heating=True)
     versions = catalog.get(tariff_id)
     if not versions or version not in {v.effective_from for v in versions}:
         known = ", ".join(str(v.effective_from) for v in versions or [])
@@ -123,6 +143,10 @@ def remove_version(lake: Lake, tariff_id: str, version: dt.date) -> None:
     if settled and version <= settled[-1]:
         raise MetersError(f"tariff {tariff_id} version {version} is in force on settled days (last settled day "
                           f"{settled[-1]}); it cannot be removed (import a corrected version instead)")
+    stored = lake.read("tariffs", columns=["tariff_id", "effective_from"]).to_pylist()
+    if {"tariff_id": tariff_id, "effective_from": version} not in stored:
+        raise MetersError(f"tariff {tariff_id} version {version} is built in, not in the lake's catalog; import a "
+                          f"corrected version instead")
     if len(versions) == 1:
         used = lake.read("accounts", columns=["tariff_id"]).column("tariff_id")
         if pc.any(pc.equal(used, tariff_id)).as_py():

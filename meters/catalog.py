@@ -5,12 +5,12 @@ from __future__ import annotations
 import pyarrow as pa
 
 from .schemas import TARIFFS
-from .tariffs import Tariff, builtin_catalog
+from .tariffs import builtin_catalog
 
 KEYS = ["tariff_id", "effective_from"]
 
 
-def tariff_rows(tariffs: list[Tariff]) -> pa.Table:
+def tariff_rows(tariffs: list) -> pa.Table:
     """``tariffs`` as a ``tariffs`` table, sorted by (tariff_id, effective_from)."""
     rows = [{"tariff_id": t.tariff_id, "utility": t.utility, "unit": t.unit, "currency": t.currency,
              "description": t.description, "effective_from": t.effective_from, "source": t.source,
@@ -19,6 +19,10 @@ def tariff_rows(tariffs: list[Tariff]) -> pa.Table:
 
 
 def seed_catalog(lake) -> None:
-    """Write the built-in catalog into a new lake (whose ``tariffs`` table is empty)."""
+    """Write the built-in catalog (interval and heating tariffs) into a new lake (whose ``tariffs``
+    table is empty)."""
+    from .heating import builtin_heating
+
+    heating = [v for versions in builtin_heating().values() for v in versions]
     with lake.lock():
-        lake.replace_partition("tariffs", None, tariff_rows(builtin_catalog()))
+        lake.replace_partition("tariffs", None, tariff_rows(builtin_catalog() + heating))

@@ -33,17 +33,15 @@ def tariffs():
 def _catalog(lake_path):
     from pathlib import Path
 
+    from .heating import builtin_heating
     from .tariffs import builtin_catalog
 
-    from .heating import builtin_heating
-
     if Path(lake_path, "lake.json").exists():
-        out = load_tariffs(open_lake(lake_path))
-    else:
-        out = {}
-        for t in builtin_catalog():
-            out.setdefault(t.tariff_id, []).append(t)
-    return {**builtin_heating(), **out}
+        return load_tariffs(open_lake(lake_path), heating=True)
+    out = dict(builtin_heating())
+    for t in builtin_catalog():
+        out.setdefault(t.tariff_id, []).append(t)
+    return out
 
 
 @tariffs.command("list")

@@ -74,6 +74,10 @@ def run_demo(lake_path: str | Path | None = None, *, meters: int = 10_000, days:
     _echo(out, f"simulated and published {sim['readings']:,} readings in {sim['messages']:,} messages; "
                f"ingested {result['written']:,} readings, {result['deadlettered']:,} dead letters "
                f"in {t_ingest:.1f} s")
+    if sim.get("heat"):
+        h = sim["heat"]
+        _echo(out, f"heating season: {h['meters']:,} heat meters on {h['concentrators']:,} concentrators published "
+                   f"{h['readings']:,} more readings ({h['energy_kwh']:,.0f} kWh of heat)")
     done = [r for r in compact(lake) if not r.skipped]
     _echo(out, f"compacted {len(done)} day partition(s): {sum(r.duplicates for r in done):,} duplicate readings dropped")
     night = open_nightly_store(lake, create=True)   # billing reads accounts, contacts and payments from it

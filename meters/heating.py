@@ -19,16 +19,17 @@ Money is computed in exact integers (:mod:`billing.heating`); prices are kept to
 from __future__ import annotations
 
 import datetime as dt
+import json
 import math
 from dataclasses import asdict, dataclass, field
 
 from .errors import MetersError
-from .tariffs import builtin_documents, in_force
+from .tariffs import HEATING_MODEL as MODEL, builtin_documents, in_force, parsing, version_dicts
 
-MODEL = "heating"
 METHODS = ("area", "two_part")
 ENERGY_UNITS = ("kWh", "GJ")
 KWH_PER_GJ = 1e6 / 3600.0             # 277.78 kWh per GJ (exact: 1 kWh = 0.0036 GJ)
+AREA_BANDS = ("area", "basic", "floor", "cap")   # bill lines whose quantity is the premise area (m²)
 
 
 @dataclass(frozen=True)
@@ -53,8 +54,7 @@ class HeatingTariff:
 
     @classmethod
     def from_dict(cls, d: dict) -> "HeatingTariff":
-        who = f"heating tariff {d.get('tariff_id', '?')}"
-        try:
+        with parsing(f"heating tariff {d.get('tariff_id', '?')}"):
             t = cls(tariff_id=str(d["tariff_id"]), description=d.get("description", ""),
                     effective_from=dt.date.fromisoformat(str(d["effective_from"])), method=d["method"],
                     season_start=str(d["season_start"]), season_end=str(d["season_end"]),
@@ -64,10 +64,6 @@ class HeatingTariff:
                     utility=d.get("utility", "heat"), unit=d.get("unit", "kWh"),
                     currency=d.get("currency", "CNY"), source=d.get("source", ""),
                     notes=tuple(d.get("notes", ())))
-        except KeyError as e:
-            raise MetersError(f"{who}: missing field {e.args[0]!r}") from None
-        except (TypeError, ValueError) as e:
-            raise MetersError(f"{who}: {e}") from None
         t.validate()
         return t
 
@@ -76,6 +72,9 @@ class HeatingTariff:
         d["effective_from"] = self.effective_from.isoformat()
         d["model"] = MODEL
         return d
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
 
     def validate(self) -> None:
         """Raise :class:`MetersError` naming the first inconsistency."""
@@ -161,8 +160,7 @@ def is_heating(data: dict) -> bool:
 
 
 def heating_from_json(data: dict) -> list[HeatingTariff]:
-    base = {k: v for k, v in data.items() if k not in ("versions", "model")}
-    return [HeatingTariff.from_dict({**base, **v}) for v in data.get("versions", [{}])]
+    return [HeatingTariff.from_dict(d) for d in version_dicts(data)]
 
 
 def builtin_heating() -> dict[str, list[HeatingTariff]]:

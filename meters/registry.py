@@ -19,6 +19,7 @@ from .errors import MetersError
 from .lake import Lake
 from .recipients import parse_contact
 from .schemas import ACCOUNTS, CONTACTS, METER_ID_MAX, METERS, MODES, UNITS, UTILITIES
+from .heating import HeatingTariff, builtin_heating, is_heating
 from .tariffs import Tariff
 
 DEFAULT_WARN_1 = Decimal("30")
@@ -72,18 +73,28 @@ def save_accounts(lake: Lake, accounts: pa.Table, contacts: pa.Table | None = No
         return n
 
 
-def save_tariffs(lake: Lake, tariffs: list[Tariff]) -> int:
-    """Insert or replace tariff versions by (tariff_id, effective_from)."""
+def save_tariffs(lake: Lake, tariffs: list) -> int:
+    """Insert or replace tariff versions (interval or heating) by (tariff_id, effective_from)."""
     with lake.lock():
         return _upsert(lake, "tariffs", tariff_rows(tariffs), KEYS)
 
 
-def load_tariffs(lake: Lake) -> dict[str, list[Tariff]]:
-    """Every tariff in the lake, as ``{tariff_id: [versions sorted by effective_from]}``."""
-    out: dict[str, list[Tariff]] = {}
+def load_tariffs(lake: Lake, heating: bool = False) -> dict:
+    """Every interval tariff in the lake, as ``{tariff_id: [versions sorted by effective_from]}``;
+    ``heating``: also the heating tariffs (:mod:`meters.heating`: the built-in ones, replaced by the
+    lake's versions of the same id once one is imported)."""
+    out: dict[str, list] = {}
+    heat: dict[str, list] = {}
     for d in lake.read("tariffs", columns=["definition"]).column("definition").to_pylist():
-        t = Tariff.from_dict(json.loads(d))
-        out.setdefault(t.tariff_id, []).append(t)
+        d = json.loads(d)
+        if is_heating(d):
+            t = HeatingTariff.from_dict(d)
+            heat.setdefault(t.tariff_id, []).append(t)
+        else:
+            t = Tariff.from_dict(d)
+            out.setdefault(t.tariff_id, []).append(t)
+    if heating:   # a lake made before heating tariffs were seeded: the built-in ones
+        out = {**builtin_heating(), **heat, **out}
     for v in out.values():
         v.sort(key=lambda t: t.effective_from)
     return out
@@ -116,8 +127,6 @@ def parse_accounts_csv(path: str | Path, tariffs: dict[str, list[Tariff]]) -> tu
     Raises :class:`MetersError` naming the line and column of the first bad row; nothing is
     returned for a file with any bad row.
     """
-    from .heating import builtin_heating
-
     path = Path(path)
     tariffs = {**builtin_heating(), **tariffs}
     try:
@@ -231,7 +240,7 @@ def merge_meters(lake: Lake, meters: pa.Table) -> int:
 def import_accounts(lake: Lake, path: str | Path) -> dict:
     """Validate and import an accounts CSV (all rows or none). Re-importing the same file changes
     nothing. Returns counts."""
-    accounts, contacts, meters = parse_accounts_csv(path, load_tariffs(lake))
+    accounts, contacts, meters = parse_accounts_csv(path, load_tariffs(lake, heating=True))
     existing = lake.read("accounts", columns=["account_id", "meter_id"]).to_pylist()
     owner = {r["meter_id"]: r["account_id"] for r in existing}
     for r in accounts.select(["account_id", "meter_id"]).to_pylist():

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
 from .errors import MetersError
+from .heating import AREA_BANDS
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -152,7 +153,8 @@ def load_curve(con, meter=None, start=None, end=None, **_) -> Report:
 
 
 # a month's lines by tier and band with their utility, unit, tariff and currency: the daily charge
-# lines (tariff of the day's charge) where the month has them, else the bill lines (account's tariff)
+# lines (tariff of the day's charge) where the month has them, else the bill lines (account's tariff);
+# a heating line priced per m² of the premise (meters.heating.AREA_BANDS) counts m², not heat
 MONTH_LINES = """
 WITH acc AS (SELECT account_id, any_value(meter_id) AS meter_id, any_value(tariff_id) AS tariff_id
              FROM accounts GROUP BY account_id),
@@ -165,12 +167,13 @@ bl AS (SELECT month, account_id, NULL AS tariff_id, tier, band, quantity, CAST(a
 lines AS (SELECT * FROM cl UNION ALL BY NAME SELECT * FROM bl
           WHERE month NOT IN (SELECT DISTINCT month FROM cl))
 SELECT l.month, l.source, l.account_id, coalesce(t.utility, m.utility, 'unknown') AS utility,
-       coalesce(t.unit, m.unit, '?') AS unit, coalesce(t.currency, '?') AS currency,
+       CASE WHEN l.band IN {area_bands} AND coalesce(t.utility, m.utility) = 'heat' THEN 'm²'
+            ELSE coalesce(t.unit, m.unit, '?') END AS unit, coalesce(t.currency, '?') AS currency,
        coalesce(l.tariff_id, a.tariff_id, '?') AS tariff_id, l.tier, l.band, l.quantity, l.amount
 FROM lines l LEFT JOIN acc a USING (account_id)
      LEFT JOIN tariffs t ON t.tariff_id = coalesce(l.tariff_id, a.tariff_id)
      LEFT JOIN meters m ON m.meter_id = a.meter_id
-"""
+""".replace("{area_bands}", "(" + ", ".join(f"'{b}'" for b in AREA_BANDS) + ")")
 MONEY_SQL = "CAST(round(sum(amount), 2) AS DECIMAL(18,2))"   # lines summed unrounded, rounded once
 
 

@@ -218,6 +218,8 @@ BILLING_STATE = pa.schema([                                 # billing: carried s
     pa.field("due_date", pa.date32()),                      # postpaid: due date of the oldest unpaid bill
     pa.field("period_start", pa.date32()),                  # postpaid: start of the open bill period
     pa.field("billed_from", pa.date32()),                   # the account's first billed day
+    pa.field("heat_season_milli", pa.int64()),              # heating: season heat read to date (milli-kWh; −1/null: unknown)
+    pa.field("heat_billed_milli", pa.int64()),              # heating: … up to the season's last bill
 ])
 
 RUNS = pa.schema([                                          # billing: one record per run of a day (audit)

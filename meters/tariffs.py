@@ -21,11 +21,14 @@ from __future__ import annotations
 import datetime as dt
 import json
 import math
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from importlib import resources
 from pathlib import Path
 
 from .errors import MetersError
+
+HEATING_MODEL = "heating"   # a tariff file's ``"model"`` for heating tariffs (:mod:`meters.heating`)
 
 CYCLES = ("month", "year", "period")
 METHODS = ("chronological", "pro_rata")
@@ -78,7 +81,7 @@ class Tariff:
 
     @classmethod
     def from_dict(cls, d: dict) -> "Tariff":
-        try:
+        with parsing(f"tariff {d.get('tariff_id', '?')}"):
             t = cls(
                 tariff_id=str(d["tariff_id"]), utility=d["utility"], unit=d["unit"],
                 currency=d.get("currency", "CNY"), description=d.get("description", ""),
@@ -95,10 +98,6 @@ class Tariff:
                 minimum_charge=float(d.get("minimum_charge", 0.0)),
                 source=d.get("source", ""), notes=tuple(d.get("notes", ())),
             )
-        except KeyError as e:
-            raise MetersError(f"tariff {d.get('tariff_id', '?')}: missing field {e.args[0]!r}") from None
-        except (TypeError, ValueError) as e:
-            raise MetersError(f"tariff {d.get('tariff_id', '?')}: {e}") from None
         t.validate()
         return t
 
@@ -208,11 +207,27 @@ def load_tariff_file(path: str | Path) -> list[Tariff]:
     return tariffs_from_json(data)
 
 
+@contextmanager
+def parsing(who: str):
+    """Turn a missing field or a bad value met while reading a tariff into one :class:`MetersError`
+    naming ``who`` (a tariff and its id)."""
+    try:
+        yield
+    except KeyError as e:
+        raise MetersError(f"{who}: missing field {e.args[0]!r}") from None
+    except (TypeError, ValueError) as e:
+        raise MetersError(f"{who}: {e}") from None
+
+
+def version_dicts(data: dict) -> list[dict]:
+    """A tariff file's versions as whole dicts: ``{"versions": [...]}`` shares its other top-level keys
+    (``model`` aside); a file without ``versions`` is one version."""
+    base = {k: v for k, v in data.items() if k not in ("versions", "model")}
+    return [{**base, **v} for v in data.get("versions", [{}])]
+
+
 def tariffs_from_json(data: dict) -> list[Tariff]:
-    if "versions" in data:
-        base = {k: v for k, v in data.items() if k != "versions"}
-        return [Tariff.from_dict({**base, **v}) for v in data["versions"]]
-    return [Tariff.from_dict(data)]
+    return [Tariff.from_dict(d) for d in version_dicts(data)]
 
 
 def builtin_documents() -> list[dict]:
@@ -226,7 +241,7 @@ def builtin_catalog() -> list[Tariff]:
     """Every built-in tariff version shipped in ``meters/data/tariffs``."""
     out: list[Tariff] = []
     for data in builtin_documents():
-        if data.get("model") != "heating":   # heating tariffs: meters.heating
+        if data.get("model") != HEATING_MODEL:   # heating tariffs: meters.heating
             out.extend(tariffs_from_json(data))
     return out
 

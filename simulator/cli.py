@@ -61,6 +61,8 @@ def simulate(broker, broker_dir, n_meters, start, days, interval, seed, speed, f
         h = s["heat"]
         click.echo(f"heat: {h['meters']:,} heat meters on {h['concentrators']:,} concentrators, {h['readings']:,} "
                    f"readings, {h['energy_kwh']:,.1f} kWh")
+        if any(h["faults"].values()):
+            click.echo("heat faults: " + ", ".join(f"{v:,} {k}" for k, v in h["faults"].items() if v))
     if any(s["faults"].values()):
         click.echo(f"faults: {s['lost']:,} lost, {s['duplicates']:,} duplicated, {s['malformed']:,} malformed payloads")
     if s["reconnects"]:

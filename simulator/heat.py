@@ -31,7 +31,7 @@ from numba import njit, prange
 from . import profiles as P
 from .profiles import _uniform
 
-SALT_HEAT, SALT_FLOW, SALT_WX1, SALT_WX2, SALT_UA = 41, 42, 43, 44, 45
+SALT_HEAT, SALT_FLOW, SALT_WX1, SALT_WX2, SALT_UA, SALT_REG0 = 41, 42, 43, 44, 45, 46
 ROOM_C = 20.0
 MA_WEIGHTS = np.array([0.5, 0.6, 0.5, 0.3, 0.2])
 
@@ -212,6 +212,8 @@ HEAT_DIGIT = 5                       # meter_id 500000000001 is household 1's he
 HEAT_ACCOUNT_PREFIX = 94             # user numbers 94 + 10 digits
 HEAT_TARIFFS = (("cn-bj-res-heat-area", 0.6), ("cn-bj-res-heat-metered", 0.4))
 HEAT_CONC_SIZE = 250
+HEAT_REGISTER_MAX_MILLI = 10**11     # heat meters' registers wrap at 10^8 kWh (the registry's register_max)
+OPENING_MAX_MILLI = 50_000_000       # opening registers: up to 50 000 kWh (years of service)
 
 
 @dataclass
@@ -240,7 +242,8 @@ class HeatFleet:
         meters = pa.table({"meter_id": self.meter_id, "external_id": pa.nulls(n, pa.string()),
                            "utility": ["heat"] * n, "unit": ["kWh"] * n,
                            "concentrator": np.array(self.conc_ids, dtype=object)[conc].tolist(),
-                           "region": pa.nulls(n, pa.string()), "register_max": np.full(n, 1e8)}, schema=METERS)
+                           "region": pa.nulls(n, pa.string()),
+                           "register_max": np.full(n, HEAT_REGISTER_MAX_MILLI / 1000)}, schema=METERS)
         accounts = pa.Table.from_pylist([{
             "account_id": a, "meter_id": int(m), "tariff_id": t, "mode": "prepaid" if p else "postpaid",
             "billing_day": 1, "balance": Decimal(int(c)) / 100, "warn_1": Decimal(30), "warn_2": Decimal(20),
@@ -271,34 +274,179 @@ def heat_fleet(households: np.ndarray, share: float, seed: int) -> HeatFleet:
                      [f"hdcu-{c + 1:06d}" for c in range(len(starts) - 1)], np.array(starts, np.int64))
 
 
+@dataclass
+class HeatUpload:
+    """One concentrator's upload of heat reads (after faults); ``malformed``: an extra garbage payload."""
+
+    conc: int
+    meter_id: np.ndarray
+    ts: np.ndarray
+    register_milli: np.ndarray
+    heat: object                     # meters.wire.HeatColumns
+    malformed: bytes | None = None
+
+
+class HeatRun:
+    """The heat meters' reads of a run with the simulator's fault model applied as for the other
+    utilities (:mod:`simulator.faults`): per meter ``rollover`` (starts just below its register
+    maximum and wraps), ``replacement`` (its registers restart at 0–5 kWh once during the run; not
+    for a rolled-over meter, whose new register would read as a wrap) and ``skew``; per reading ``lost``, ``duplicate``, ``late`` and ``spike`` (a misread 20–200 days of
+    design-day use too high); per upload ``malformed``. ``truth``: the true registers; ``counts``
+    the faults injected, by kind."""
+
+    def __init__(self, hf: "HeatFleet", start: int, days: float, interval_s: int, seed: int,
+                 tz: ZoneInfo = ZoneInfo("Asia/Shanghai"), faults=None, batch_intervals: int = 4):
+        from .engine import (SALT_DELAY, SALT_FATE, SALT_REP, SALT_REP_AT, SALT_REP_START, SALT_ROLL,
+                             SALT_ROLL_POS, SALT_SKEW, SALT_SKEW_S, SALT_SPIKE, SALT_SPIKE_SIZE)
+        from .faults import MAX_LATE_UPLOADS, Faults
+
+        self.hf, self.seed, self.batch_intervals = hf, int(seed), batch_intervals
+        self.faults = fl = faults or Faults()
+        r = simulate(hf.meter_id, hf.area_centi, start, days, interval_s, seed, tz)
+        self.reads = r
+        n, nk = r.energy_milli.shape
+        E, V = r.energy_milli, r.volume_milli            # true use since the opening read (no wrap)
+        self.reg_max = np.full(n, HEAT_REGISTER_MAX_MILLI, np.int64)
+        sd = np.int64(seed)
+        key0 = np.array([start], np.int64)
+        u = lambda salt: P.uniform_grid(sd, salt, hf.meter_id, key0)[:, 0]  # noqa: E731
+        self.counts = {k: 0 for k in ("rollover", "replacement", "skew", "lost", "duplicate", "late", "spike",
+                                      "malformed")}
+        start_milli = (u(SALT_REG0) * OPENING_MAX_MILLI).astype(np.int64)   # meters in service for years
+        if fl.rollover > 0:
+            roll = u(SALT_ROLL) < fl.rollover
+            use = (E[:, -1] * (0.1 + 0.6 * u(SALT_ROLL_POS))).astype(np.int64) + 1
+            start_milli = np.where(roll, self.reg_max - use, start_milli)
+            self.counts["rollover"] = int(roll.sum())
+        true = start_milli[:, None] + E
+        vol = V.copy()
+        self.rep_k = np.zeros(n, np.int64)
+        if fl.replacement > 0 and nk > 1:
+            # not a rolled-over meter too: a new register near 0 after one near its maximum reads as a wrap
+            rep = (u(SALT_REP) < fl.replacement) & (start_milli < self.reg_max // 2)
+            k = 1 + np.minimum((u(SALT_REP_AT) * (nk - 1)).astype(np.int64), nk - 2)
+            rep_start = (u(SALT_REP_START) * 5000).astype(np.int64)
+            after = rep[:, None] & (np.arange(nk)[None, :] >= k[:, None])
+            prev = np.take_along_axis(E, (k - 1)[:, None], 1)
+            true = np.where(after, rep_start[:, None] + E - prev, true)
+            vol = np.where(after, V - np.take_along_axis(V, (k - 1)[:, None], 1), vol)
+            self.rep_k = np.where(rep, k, 0)
+            self.counts["replacement"] = int(rep.sum())
+        self.truth = true % self.reg_max[:, None]
+        self.volume = vol
+        self.skew = np.zeros(n, np.int64)
+        if fl.skew > 0:
+            su = u(SALT_SKEW_S)
+            mag = (10 + 590 * np.abs(2 * su - 1)).astype(np.int64)
+            self.skew = np.where(u(SALT_SKEW) < fl.skew, np.where(su < 0.5, -mag, mag), 0)
+            self.counts["skew"] = int((self.skew != 0).sum())
+        fate = P.uniform_grid(sd, SALT_FATE, hf.meter_id, r.ts)
+        self.lost = fate < fl.lost
+        self.dup = (fate >= fl.lost) & (fate < fl.lost + fl.duplicate)
+        self.late = (fate >= fl.lost + fl.duplicate) & (fate < fl.lost + fl.duplicate + fl.late)
+        self.delay = 1 + (P.uniform_grid(sd, SALT_DELAY, hf.meter_id, r.ts) * MAX_LATE_UPLOADS).astype(np.int64)
+        self.published = self.truth
+        if fl.spike > 0:
+            spike = P.uniform_grid(sd, SALT_SPIKE, hf.meter_id, r.ts) < fl.spike
+            daily = (conductance(seed, hf.meter_id, hf.area_centi) * 240).astype(np.int64)   # 10 K all day, Wh
+            size = P.uniform_grid(sd, SALT_SPIKE_SIZE, hf.meter_id, r.ts)
+            jump = (daily[:, None] * (20 + 180 * size)).astype(np.int64)
+            self.published = np.where(spike, (self.truth + jump) % self.reg_max[:, None], self.truth)
+            self.counts["spike"] = int(spike.sum())
+        for k in ("lost", "dup", "late"):
+            self.counts["duplicate" if k == "dup" else k] = int(getattr(self, k).sum())
+        self.conc = np.repeat(np.arange(len(hf.conc_ids)), np.diff(hf.conc_start))
+        self._pending: dict[int, list] = {}
+
+    @property
+    def n_blocks(self) -> int:
+        return -(-len(self.reads.ts) // self.batch_intervals)
+
+    def uploads(self, b: int) -> list[HeatUpload]:
+        """The uploads of block ``b`` (call in order), faults applied."""
+        k0, k1 = b * self.batch_intervals, min(len(self.reads.ts), (b + 1) * self.batch_intervals)
+        sl = (slice(None), slice(k0, k1))
+        ii, jj = np.nonzero(~(self.lost[sl] | self.late[sl]))
+        parts = [(ii, jj + k0)]
+        di, dj = np.nonzero(self.dup[sl])
+        if len(di):
+            self._pending.setdefault(b + 1, []).append((di, dj + k0))
+        li, lj = np.nonzero(self.late[sl])
+        for d in np.unique(self.delay[sl][li, lj]):
+            sel = self.delay[sl][li, lj] == d
+            self._pending.setdefault(b + int(d), []).append((li[sel], lj[sel] + k0))
+        ups = self._group(parts + self._pending.pop(b, []))
+        return self._malformed(int(self.reads.ts[k0]), ups)
+
+    def leftovers(self) -> list[HeatUpload]:
+        """Late reads and duplicates still pending after the last block."""
+        parts = [x for b in sorted(self._pending) for x in self._pending.pop(b)]
+        return self._group(parts) if parts else []
+
+    def _group(self, parts) -> list[HeatUpload]:
+        from meters.wire import HeatColumns
+
+        ii = np.concatenate([p[0] for p in parts])
+        jj = np.concatenate([p[1] for p in parts])
+        order = np.lexsort((jj, self.conc[ii]))
+        ii, jj = ii[order], jj[order]
+        r, out = self.reads, []
+        bounds = np.searchsorted(self.conc[ii], np.arange(len(self.hf.conc_ids) + 1))
+        for c in range(len(self.hf.conc_ids)):
+            a, z = bounds[c], bounds[c + 1]
+            if z > a:
+                i, j = ii[a:z], jj[a:z]
+                out.append(HeatUpload(c, self.hf.meter_id[i], r.ts[j] + self.skew[i], self.published[i, j],
+                                      HeatColumns(r.supply_centi[i, j].astype(np.int16),
+                                                  r.return_centi[i, j].astype(np.int16), self.volume[i, j])))
+        return out
+
+    def _malformed(self, key: int, ups: list[HeatUpload]) -> list[HeatUpload]:
+        from .engine import SALT_MAL, SALT_MAL_KIND, malformed_payload
+
+        if self.faults.malformed <= 0:
+            return ups
+        concs = HEAT_DIGIT * 10**6 + np.arange(len(self.hf.conc_ids), dtype=np.int64)
+        k = np.array([key], np.int64)
+        bad = P.uniform_grid(np.int64(self.seed), SALT_MAL, concs, k)[:, 0] < self.faults.malformed
+        kinds = P.uniform_grid(np.int64(self.seed), SALT_MAL_KIND, concs, k)[:, 0]
+        byc = {u.conc: u for u in ups}
+        for c in np.flatnonzero(bad):
+            up = byc.get(int(c))
+            if up is None:
+                e = np.zeros(0, np.int64)
+                up = byc[int(c)] = HeatUpload(int(c), e, e, e, None)
+                ups.append(up)
+            up.malformed = malformed_payload(self.seed, int(concs[c]), key, float(kinds[c]))
+            self.counts["malformed"] += 1
+        return ups
+
+
 def publish_heat(hf: HeatFleet, start: int, days: float, interval_s: int, batch_intervals: int, seed: int,
-                 tz: ZoneInfo, url, passwords, single_sender, window: int, client_prefix: str) -> dict:
-    """Simulate the heat meters and publish their reads as binary ``HEAT`` batches, one upload per
-    concentrator every ``batch_intervals`` reads."""
-    from meters.wire import HeatColumns, binary
+                 tz: ZoneInfo, url, passwords, single_sender, window: int, client_prefix: str, faults=None) -> dict:
+    """Simulate the heat meters (with ``faults``, :class:`HeatRun`) and publish their reads as binary
+    ``HEAT`` batches, one upload per concentrator every ``batch_intervals`` reads."""
+    from meters.wire import binary
 
     from .publish import Publisher
 
-    r = simulate(hf.meter_id, hf.area_centi, start, days, interval_s, seed, tz)
-    nk = len(r.ts)
+    run = HeatRun(hf, start, days, interval_s, seed, tz, faults, batch_intervals)
     pub = Publisher(url, passwords, window=window, client_prefix=client_prefix + "-heat", tz=tz)
     readings = 0
     try:
         pub.connect_all([single_sender] if single_sender else hf.conc_ids)
-        for k0 in range(0, nk, batch_intervals):
-            k1 = min(nk, k0 + batch_intervals)
-            for c, sender in enumerate(hf.conc_ids):
-                a, z = int(hf.conc_start[c]), int(hf.conc_start[c + 1])
-                sl = (slice(a, z), slice(k0, k1))
-                m = np.repeat(hf.meter_id[a:z], k1 - k0)
-                heat = HeatColumns(r.supply_centi[sl].ravel().astype(np.int16),
-                                   r.return_centi[sl].ravel().astype(np.int16), r.volume_milli[sl].ravel())
-                pub.publish(single_sender or sender,
-                            binary.encode_batch(m, np.tile(r.ts[k0:k1], z - a), r.energy_milli[sl].ravel(), heat))
-                readings += len(m)
+        for b in list(range(run.n_blocks)) + [None]:
+            for up in run.uploads(b) if b is not None else run.leftovers():
+                sender = single_sender or hf.conc_ids[up.conc]
+                if len(up.meter_id):
+                    pub.publish(sender, binary.encode_batch(up.meter_id, up.ts, up.register_milli, up.heat))
+                    readings += len(up.meter_id)
+                if up.malformed is not None:
+                    pub.publish(sender, up.malformed)
         pub.close()
     except BaseException:
         pub.abort()
         raise
+    E = run.reads.energy_milli
     return {"meters": len(hf.meter_id), "concentrators": len(hf.conc_ids), "readings": readings,
-            "energy_kwh": round(float((r.energy_milli[:, -1] - r.energy_milli[:, 0]).sum()) / 1000, 3)}
+            "energy_kwh": round(float((E[:, -1] - E[:, 0]).sum()) / 1000, 3), "faults": run.counts}

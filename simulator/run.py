@@ -217,7 +217,7 @@ def simulate(meters: int, start: str | None, days: float, *, broker: str | None 
     heat_summary = None
     if hf is not None:
         heat_summary = H.publish_heat(hf, plan.start, days, interval_s, batch_intervals, seed, tz, url, passwords,
-                                      single, window, client_prefix)
+                                      single, window, client_prefix, fl)
     elapsed = time.perf_counter() - t0
     results.sort(key=lambda r: r["lo"])
 

@@ -110,3 +110,105 @@ def test_heat_register_rollover_and_replacement_by_vee(tmp_path):
     iv = [r for r in rows(lake, "intervals") if r["meter_id"] == m and r["day"] == nxt]
     assert res.vee["replacement"] >= 1, res.vee
     assert all(r["quantity"] >= 0 for r in iv) and sum(r["quantity"] for r in iv) < 50
+
+
+def test_a_bill_day_reads_the_carried_season_heat_not_the_season(tmp_path):
+    """The season's heat so far is carried in ``billing_state``: the month-end bill of a two-part
+    account reads only its own day (the earlier days' charges may be gone); a state written before
+    the columns existed falls back to summing the season's charges once."""
+    lake = make(tmp_path)
+    feed(lake, dt.date(2026, 11, 13), 18)
+    bill_range(lake, dt.date(2026, 11, 13), dt.date(2026, 11, 30))
+    [bill] = rows(lake, "bills", METERED)
+    lines = sorted((r["band"], r["amount"]) for r in rows(lake, "bill_lines", METERED))
+    state = {r["day"]: r for r in rows(lake, "billing_state", METERED)}
+    assert state[dt.date(2026, 11, 14)]["heat_season_milli"] == 0                     # before the season
+    assert state[dt.date(2026, 11, 29)]["heat_season_milli"] == 15 * 38_400          # 15–29 Nov, milli-kWh
+    assert state[dt.date(2026, 11, 30)]["heat_billed_milli"] == 16 * 38_400
+    assert state[dt.date(2026, 11, 29)]["heat_billed_milli"] == 0
+
+    def rebill_month_end():
+        bill_day(lake, dt.date(2026, 11, 30))
+        [again] = rows(lake, "bills", METERED)
+        assert (again["amount"], again["quantity"]) == (bill["amount"], bill["quantity"])
+        assert sorted((r["band"], r["amount"]) for r in rows(lake, "bill_lines", METERED)) == lines
+    # a state from before the columns: the season's charges are summed once
+    day29 = "2026-11-29"
+    st = lake.read("billing_state", day29)
+    lake.replace_partition("billing_state", day29, st.drop_columns(["heat_season_milli", "heat_billed_milli"]))
+    rebill_month_end()
+    # the carried state: the earlier days' charges are not read
+    lake.replace_partition("billing_state", day29, st)
+    for d in range(15, 30):
+        key = dt.date(2026, 11, d).isoformat()
+        lake.replace_partition("charges", key, lake.read("charges", key).slice(0, 0))
+    rebill_month_end()
+
+
+def test_heating_tariff_imported_shown_billed_and_removed(tmp_path):
+    """`meters tariffs import` takes a heating tariff file like the others (checked by billing a test
+    season), `meters tariffs show` shows it beside the built-in version, billing uses the version in
+    force, and `meters tariffs remove` drops it again."""
+    import json
+
+    from click.testing import CliRunner
+
+    from meters.cli import cli
+    from meters.heating import builtin_heating
+
+    lake = make(tmp_path)
+    runner = CliRunner()
+    doc = builtin_heating()["cn-bj-res-heat-metered"][0].to_dict()
+    doc.update(effective_from="2026-11-15", energy_price=0.2, floor_ratio=0.5, source="test: a 2026 price")
+    f = tmp_path / "bj-2026.json"
+    f.write_text(json.dumps(doc))
+    r = runner.invoke(cli, ["tariffs", "import", str(f), "--lake", str(lake.root)])
+    assert r.exit_code == 0, r.output
+    assert "imported 1 tariff version(s) (1 new or changed)" in r.output and "energy 0.2 CNY/kWh" in r.output
+    r = runner.invoke(cli, ["tariffs", "show", "cn-bj-res-heat-metered", "--lake", str(lake.root)])
+    assert r.exit_code == 0 and "effective from 2010-11-15" in r.output and "effective from 2026-11-15" in r.output
+    assert "floor 0.5 × the area charge" in r.output and "source: test: a 2026 price" in r.output
+    r = runner.invoke(cli, ["tariffs", "list", "--json", "--lake", str(lake.root)])
+    assert {x["tariff_id"]: x["versions"] for x in json.loads(r.output)}["cn-bj-res-heat-metered"] == 2
+    feed(lake, dt.date(2026, 11, 13), 18)
+    bill_range(lake, dt.date(2026, 11, 13), dt.date(2026, 11, 30))
+    blines = {r["band"]: r for r in rows(lake, "bill_lines", METERED)}
+    assert blines["energy"]["unit_price"] == 0.2 and blines["energy"]["amount"] == Decimal("122.88")  # 614.4 × 0.2
+    # refused: more than 4 decimals cannot be billed exactly; a heating file under an interval tariff's id
+    doc.update(effective_from="2027-11-15", energy_price=0.123456)
+    f.write_text(json.dumps(doc))
+    r = runner.invoke(cli, ["tariffs", "import", str(f), "--lake", str(lake.root)])
+    assert r.exit_code == 1 and "cannot bill a test season" in r.output and "4 decimal places" in r.output
+    doc.update(energy_price=0.25)
+    f.write_text(json.dumps(doc))
+    r = runner.invoke(cli, ["tariffs", "import", str(f), "--id", "cn-bj-res-elec", "--lake", str(lake.root)])
+    assert r.exit_code == 1 and "is a heating tariff" in r.output
+    # a version used on settled days stays; a later one goes
+    r = runner.invoke(cli, ["tariffs", "remove", "cn-bj-res-heat-metered", "--version", "2026-11-15",
+                            "--lake", str(lake.root)])
+    assert r.exit_code == 1 and "in force on settled days" in r.output
+    assert runner.invoke(cli, ["tariffs", "import", str(f), "--lake", str(lake.root)]).exit_code == 0
+    r = runner.invoke(cli, ["tariffs", "remove", "cn-bj-res-heat-metered", "--version", "2027-11-15",
+                            "--lake", str(lake.root)])
+    assert r.exit_code == 0, r.output
+
+
+def test_reports_show_heat_like_the_others(tmp_path):
+    """`meters report daily|tiers|monthly` on a lake with heat accounts: heat in kWh, its money in CNY
+    under the heating tariff, and the per-m² lines counted in m² (never added to the heat)."""
+    from meters.reports import run_report
+
+    lake = make(tmp_path)
+    feed(lake, dt.date(2026, 11, 13), 18)
+    bill_range(lake, dt.date(2026, 11, 13), dt.date(2026, 11, 30))
+    daily = run_report(lake, "daily").data
+    heat = daily[(daily["utility"] == "heat") & (daily["day"].astype(str) == "2026-11-20")]
+    assert heat["unit"].tolist() == ["kWh"] and heat["quantity"].tolist() == [pytest.approx(3 * 38.4)]
+    tiers = run_report(lake, "tiers", month="2026-11").data
+    got = {(r.tariff_id, r.unit, r.band): (r.quantity, r.amount, r.currency) for r in tiers.itertuples()}
+    assert got[("cn-bj-res-heat-metered", "kWh", "energy")] == (pytest.approx(16 * 38.4), Decimal("98.30"), "CNY")
+    assert got[("cn-bj-res-heat-metered", "m²", "basic")][1:] == (Decimal("158.68"), "CNY")
+    assert got[("cn-bj-res-heat-area", "m²", "area")] == (pytest.approx(186.45), Decimal("4474.80"), "CNY")
+    monthly = run_report(lake, "monthly", month="2026-11").data
+    totals = monthly[(monthly["account_id"] == METERED) & (monthly["band"] == "total")]
+    assert sorted(zip(totals["unit"], totals["amount"])) == [("kWh", Decimal("98.30")), ("m²", Decimal("158.68"))]

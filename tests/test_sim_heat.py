@@ -22,17 +22,25 @@ def _days(first: dt.date, last: dt.date) -> np.ndarray:
 
 
 def test_season_degree_days_within_the_range_of_beijing_climate_data():
-    """Heating degree-days (base 18 °C) of the model vs published Beijing figures (docs/simulator.md):
-    JGJ 26-2010 gives Beijing 2699 K·d a year, and its heating period of 114 days at a mean 0.1 °C,
-    i.e. 2041 K·d; the legal season (121 days, 15 Nov – 15 Mar) on the CMA 1971–2000 normals gives
-    about 2150–2210 K·d. Every seeded year must land within ±12 % of these."""
+    """The model's winters against Beijing's design climate data: GB 50736-2012 (民用建筑供暖通风与
+    空气调节设计规范), Appendix A, Beijing station 54511, 1971–2000: 123 days with a daily mean ≤ +5 °C
+    (12 Nov – 14 Mar) at a mean of −0.7 °C, i.e. 123 × (18 − (−0.7)) = 2300 K·d of heating
+    degree-days (base 18 °C); 144 days ≤ +8 °C (4 Nov – 27 Mar) at 0.3 °C, 2549 K·d. Every seeded
+    winter must lie within ±10 % of these, its period mean within 1.7 K of the station's, and the
+    average of 8 winters within 1.2 K (the model runs about 1 K warm: monthly normals interpolated
+    between mid-months round off the coldest weeks; docs/simulator.md)."""
+    means = []
     for seed in range(8):
-        season = H.day_mean(seed, _days(dt.date(2026, 11, 15), dt.date(2027, 3, 15)), H.BEIJING)
+        for first, last, mean, hdd in ((dt.date(2026, 11, 12), dt.date(2027, 3, 14), -0.7, 2300),
+                                       (dt.date(2026, 11, 4), dt.date(2027, 3, 27), 0.3, 2549)):
+            t = H.day_mean(seed, _days(first, last), H.BEIJING)
+            assert 0.9 * hdd <= np.maximum(0.0, 18.0 - t).sum() <= 1.1 * hdd, (seed, first, t.sum())
+            assert abs(t.mean() - mean) <= 1.7, (seed, first, t.mean())
+            if mean < 0:
+                means.append(t.mean())
         year = H.day_mean(seed, _days(dt.date(2026, 1, 1), dt.date(2026, 12, 31)), H.BEIJING)
-        hdd_season = np.maximum(0.0, 18.0 - season).sum()
-        hdd_year = np.maximum(0.0, 18.0 - year).sum()
-        assert 0.88 * 2041 <= hdd_season <= 1.12 * 2210, (seed, hdd_season)
-        assert 0.88 * 2699 <= hdd_year <= 1.12 * 2699, (seed, hdd_year)
+        assert 0.8 * 123 <= (year <= 5.0).sum() <= 1.2 * 123, seed      # days at or below +5 °C
+    assert abs(np.mean(means) - (-0.7)) <= 1.2, np.mean(means)
     # seeds give different winters, the same seed the same one
     a = H.day_mean(1, _days(dt.date(2027, 1, 1), dt.date(2027, 1, 31)), H.BEIJING)
     b = H.day_mean(2, _days(dt.date(2027, 1, 1), dt.date(2027, 1, 31)), H.BEIJING)
@@ -124,3 +132,76 @@ def test_simulated_city_with_heat_meters_is_ingested_and_billed(broker, tmp_path
     assert all(charges[a]["quantity"] > 0 for a in acc)          # 15 Nov: heating on
     before = {r["account_id"]: r["quantity"] for r in lake.read("charges", "2026-11-14").to_pylist() if r["account_id"] in acc}
     assert all(q == 0 for q in before.values())                  # 14 Nov: before the season
+
+
+def _heat_lake(path, hf, start: int, days: int, faults: str):
+    """A lake of ``hf``'s heat accounts whose readings are a :class:`HeatRun`'s uploads (no broker)."""
+    import pyarrow as pa
+
+    from meters.lake import init_lake
+    from meters.registry import save_accounts, save_meters
+    from meters.schemas import UTC_MS, UTC_S
+    from simulator.faults import parse_faults
+
+    lake = init_lake(path)
+    hm, ha, hc = hf.registry()
+    save_meters(lake, hm)
+    save_accounts(lake, ha, hc)
+    run = H.HeatRun(hf, start, days, 900, seed=9, tz=TZ, faults=parse_faults(faults))
+    ups = [u for b in range(run.n_blocks) for u in run.uploads(b)] + run.leftovers()
+    m = np.concatenate([u.meter_id for u in ups])
+    ts = np.concatenate([u.ts for u in ups])
+    t = pa.table({"meter_id": m, "ts": pa.array(ts).cast(UTC_S),
+                  "register_milli": np.concatenate([u.register_milli for u in ups]), "sender": ["sim"] * len(m),
+                  "received_at": pa.array((start + np.arange(len(m))) * 1000).cast(UTC_MS)})
+    day = (ts + 8 * 3600) // 86400
+    for d in np.unique(day):
+        lake.write("readings", t.filter(pa.array(day == d)), (EPOCH + dt.timedelta(days=int(d))).isoformat())
+    return lake, run
+
+
+def test_heat_meter_faults_rollover_and_replacement_handled_by_vee(tmp_path):
+    """Heat meters get the simulator's faults like the others (rollover, replacement, lost, late,
+    duplicated and spiked reads); billing the faulty lake gives each meter's true heat where a
+    register wrapped or a meter was replaced, and stays close to the truth elsewhere."""
+    from billing.batch import bill_range
+
+    hf = H.heat_fleet(np.arange(1, 161, dtype=np.int64), 1.0, seed=4)
+    d0 = dt.date(2026, 11, 15)
+    start = int(dt.datetime(2026, 11, 15, tzinfo=TZ).timestamp())
+    truth, run_t = _heat_lake(tmp_path / "truth", hf, start, 3, "none")
+    faulty, run_f = _heat_lake(tmp_path / "faulty", hf, start, 3,
+                               "rollover=0.25,replacement=0.25,lost=0.02,duplicate=0.02,late=0.02,spike=0.003")
+    c = run_f.counts
+    assert c["rollover"] > 10 and c["replacement"] > 10 and c["lost"] and c["duplicate"] and c["late"] and c["spike"]
+    # a rolled-over register starts below its maximum and wraps during the run; a replaced one restarts low
+    roll = run_f.truth[:, 0] > run_f.reg_max // 2
+    assert roll.sum() == c["rollover"] and (np.diff(run_f.truth[roll], axis=1) < 0).any(axis=1).all()
+    assert (run_f.truth[run_f.rep_k > 0, -1] < run_f.truth[run_f.rep_k > 0, 0] + 10**7).all()
+    assert np.array_equal(run_t.reads.energy_milli, run_f.reads.energy_milli)       # the same true heat
+    res_t = bill_range(truth, d0, d0 + dt.timedelta(days=2))
+    res_f = bill_range(faulty, d0, d0 + dt.timedelta(days=2))
+    vee = {k: sum(r.vee.get(k, 0) for r in res_f) for k in ("rollover", "replacement", "gap", "discarded")}
+    assert vee["rollover"] > 0 and vee["replacement"] > 0 and vee["gap"] > 0, vee
+
+    def heat(lake):
+        iv = lake.read("intervals").sort_by([("meter_id", "ascending"), ("ts", "ascending")])
+        q = iv.column("quantity").to_numpy().reshape(len(hf.meter_id), -1)
+        assert (q >= 0).all()
+        return q, np.asarray(iv.column("quality").to_pylist(), dtype=object).reshape(q.shape)
+    true_q = np.diff(run_t.reads.energy_milli, axis=1) / 1000        # interval j ends at ts[j + 1]
+    qt, _ = heat(truth)
+    np.testing.assert_allclose(qt, true_q, atol=1e-9)
+    qf, quality = heat(faulty)
+    actual = quality == "actual"
+    np.testing.assert_allclose(qf[actual], true_q[actual], atol=1e-9)
+    # the interval in which a register wrapped is read exactly (not estimated) unless a fault hit it
+    mi, wj = np.nonzero(np.diff(run_f.truth, axis=1) < 0)
+    wrapped = np.isin(mi, np.flatnonzero(roll))
+    assert wrapped.sum() >= c["rollover"] * 0.8 and actual[mi[wrapped], wj[wrapped]].mean() > 0.8
+    # a replaced meter: no negative nor giant interval, its heat close to the truth
+    rep = np.flatnonzero(run_f.rep_k > 0)
+    assert (qf[rep].max(axis=1) <= 3 * true_q[rep].max(axis=1) + 0.01).all()
+    tot_f, tot_t = qf.sum(axis=1), true_q.sum(axis=1)
+    close = np.abs(tot_f - tot_t) <= 0.05 * tot_t + 0.05
+    assert close[rep].mean() > 0.85 and close.mean() > 0.9, (close[rep].mean(), close.mean())

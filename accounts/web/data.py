@@ -128,7 +128,7 @@ def resident(store: Store, user_number: str) -> dict:
 
 
 def _unit(utility: str) -> str:
-    return {"electricity": "kWh", "water": "m³", "gas": "m³", "heat": "GJ"}.get(utility, "")
+    return {"electricity": "kWh", "water": "m³", "gas": "m³", "heat": "kWh"}.get(utility, "")
 
 
 # -- the operator console ----------------------------------------------------------------------------

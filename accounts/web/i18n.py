@@ -24,6 +24,8 @@ ZH = {
     "Saved.": "已保存。", "Error": "错误",
     "ok": "正常", "low": "余额不足", "arrears": "欠费", "disconnected": "已停供",
     "electricity": "电", "water": "水", "gas": "燃气", "heat": "热",
+    "Premise area": "供暖面积", "area": "按面积计费", "basic": "基本热价", "energy": "计量热价", "floor": "保底补差",
+    "cap": "封顶退差",
     "prepaid": "预付费", "postpaid": "后付费",
     "self": "本人", "daughter": "女儿", "son": "儿子", "family": "家人", "spouse": "配偶", "parent": "父母",
     "Sign in": "登录", "Operator": "操作员", "Password": "密码", "Sign out": "退出",

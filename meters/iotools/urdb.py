@@ -189,13 +189,16 @@ def record_to_tariff(rec: dict, *, tariff_id: str | None = None, ignore_unsuppor
 
 
 def import_file(path: str | Path, *, tariff_id: str | None = None, ignore_unsupported: bool = False) -> UrdbImport:
-    """Tariffs from a URDB JSON file, or from one of our own tariff files (recognised by ``tariff_id``)."""
+    """Tariffs from a URDB JSON file, or from one of our own tariff files (recognised by ``tariff_id``;
+    a heating tariff file, ``"model": "heating"``, gives :class:`meters.heating.HeatingTariff` versions)."""
+    from meters.heating import heating_from_json, is_heating
+
     records = load_records(path)
-    if len(records) == 1 and "tariff_id" in records[0] and "prices" in records[0]:
+    if len(records) == 1 and "tariff_id" in records[0] and ("prices" in records[0] or is_heating(records[0])):
         data = dict(records[0])
         if tariff_id:
             data["tariff_id"] = tariff_id
-        return UrdbImport(tariffs_from_json(data), [])
+        return UrdbImport((heating_from_json if is_heating(data) else tariffs_from_json)(data), [])
     out, omitted = [], []
     for i, rec in enumerate(records):
         where = f"{Path(path).name}: " + (f"record {i + 1}: " if len(records) > 1 else "")
