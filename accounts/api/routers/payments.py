@@ -3,7 +3,10 @@ body, 404 unknown user number, 422 a bad amount. ``POST /v1/reversals`` (operato
 naming the original."""
 from __future__ import annotations
 
+import asyncio
+
 from fastapi import APIRouter, Depends, Response
+from fastapi.responses import ORJSONResponse
 
 from ... import payments
 from ...channels import Principal
@@ -17,26 +20,25 @@ from ..models import PaymentIn, ReversalIn
 router = APIRouter(tags=["payments"])
 
 
-@router.post("/v1/payments", status_code=201, responses={200: {"description": "the same payment again (nothing changed)"},
-                                             404: {"description": "unknown user number"},
-                                             409: {"description": "the reference was used with another body"},
-                                             422: {"description": "bad amount or body"}})
-def post_payment(body: PaymentIn, response: Response, who: Principal = Depends(caller),
-                 store: Store = Depends(get_store)) -> dict:
+@router.post("/v1/payments", status_code=201, response_class=ORJSONResponse,
+             responses={200: {"description": "the same payment again (nothing changed)"},
+                        404: {"description": "unknown user number"},
+                        409: {"description": "the reference was used with another body"},
+                        422: {"description": "bad amount or body"}})
+async def post_payment(body: PaymentIn, who: Principal = Depends(caller), store: Store = Depends(get_store)):
     """Credit a payment to an account, once per (channel, channel_ref). The answer is sent after the
     commit is durable and carries the new balance."""
-    try:
-        out = payments.pay(store, body.user_number, body.amount, body.channel_ref, channel=who.name,
-                           payer=body.payer)
+    try:   # queued for the store's next group commit; the event loop serves others meanwhile
+        out = await asyncio.wrap_future(payments.submit(store, body.user_number, body.amount, body.channel_ref,
+                                                        channel=who.name, payer=body.payer))
     except (Conflict, NotFound, Invalid) as e:
         PAYMENTS.labels(type(e).__name__.lower()).inc()
         raise
     PAYMENTS.labels(out["status"]).inc()
     if out["status"] == "duplicate":
-        response.status_code = 200
-    else:
-        PAID_CENTS.inc(to_cents(out["amount"]))
-    return out
+        return ORJSONResponse(out, status_code=200)
+    PAID_CENTS.inc(to_cents(out["amount"]))
+    return ORJSONResponse(out, status_code=201)
 
 
 @router.post("/v1/reversals", status_code=201,
