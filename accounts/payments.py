@@ -60,10 +60,28 @@ def unsettled(store: Store, day: dt.date | None, watermark: int):
     return sa.or_(payments.c.seq > watermark, payments.c.received_at >= _bind_ts(end))
 
 
+_WATERMARK = sa.select(settled_days.c.watermark).where(settled_days.c.day == sa.bindparam("day"))
+# the statements of the hot paths, built once (SQLAlchemy then reuses their compiled form)
+_ACCOUNT_TOTALS = sa.select(accounts.c.account_id, accounts.c.opening_cents, accounts.c.paid_cents).where(
+    accounts.c.account_id.in_(sa.bindparam("ids", expanding=True)))
+_IDS = payments.c.account_id.in_(sa.bindparam("ids", expanding=True))
+_LATER = sa.union_all(   # an account's payments a settled day did not credit: two index range scans
+    sa.select(payments.c.account_id, sa.func.sum(payments.c.amount_cents))
+    .where(_IDS, payments.c.seq > sa.bindparam("w")).group_by(payments.c.account_id),
+    sa.select(payments.c.account_id, sa.func.sum(payments.c.amount_cents))
+    .where(_IDS, payments.c.received_at >= sa.bindparam("end"), payments.c.seq <= sa.bindparam("w"))
+    .group_by(payments.c.account_id))
+_STORED = sa.select(payments).where(
+    sa.tuple_(payments.c.channel, payments.c.channel_ref).in_(sa.bindparam("keys", expanding=True)))
+_LOCK_COUNTER = (sa.update(counters).where(counters.c.name == "payments").values(value=counters.c.value)
+                 .returning(counters.c.value))
+_SET_COUNTER = sa.update(counters).where(counters.c.name == "payments").values(value=sa.bindparam("v"))
+
+
 def recorded_watermark(conn, day: dt.date) -> int:
     """The watermark recorded for settled ``day`` or, before the nightly batch records one, 0 (the
     settled balance then holds no payment of the store)."""
-    w = conn.execute(sa.select(settled_days.c.watermark).where(settled_days.c.day == day)).scalar()
+    w = conn.execute(_WATERMARK, {"day": day}).scalar()
     return int(w or 0)
 
 
@@ -105,9 +123,7 @@ def balances_in(store: Store, conn, account_ids) -> dict[str, tuple[int, lakevie
     day, table = settled_now(store)
     out, settled = {}, {}
     for lo in range(0, len(ids), CHUNK):
-        for a, opening, paid in conn.execute(sa.select(accounts.c.account_id, accounts.c.opening_cents,
-                                                       accounts.c.paid_cents)
-                                             .where(accounts.c.account_id.in_(ids[lo:lo + CHUNK]))):
+        for a, opening, paid in conn.execute(_ACCOUNT_TOTALS, {"ids": ids[lo:lo + CHUNK]}):
             st = table.get(a)
             if st is None:
                 out[a] = (int(opening) + int(paid), None)
@@ -119,13 +135,7 @@ def balances_in(store: Store, conn, account_ids) -> dict[str, tuple[int, lakevie
         later = dict.fromkeys(settled, 0)
         keys = sorted(settled)
         for lo in range(0, len(keys), CHUNK):
-            part = payments.c.account_id.in_(keys[lo:lo + CHUNK])
-            total = sa.func.sum(payments.c.amount_cents)
-            q = sa.union_all(
-                sa.select(payments.c.account_id, total).where(part, payments.c.seq > w).group_by(payments.c.account_id),
-                sa.select(payments.c.account_id, total).where(part, payments.c.received_at >= end, payments.c.seq <= w)
-                .group_by(payments.c.account_id))
-            for a, cents in conn.execute(q):
+            for a, cents in conn.execute(_LATER, {"ids": keys[lo:lo + CHUNK], "w": w, "end": end}):
                 later[a] += int(cents or 0)
         out.update({a: (st.balance_cents + later[a], st) for a, st in settled.items()})
     return out
@@ -210,8 +220,7 @@ def pay(store: Store, user_number: str, amount, channel_ref: str, *, channel: st
 
 def _lock_counter(conn) -> int:
     """The payments counter's value, its row locked until this transaction ends (commit order)."""
-    return int(conn.execute(sa.update(counters).where(counters.c.name == "payments")
-                            .values(value=counters.c.value).returning(counters.c.value)).scalar_one())
+    return int(conn.execute(_LOCK_COUNTER).scalar_one())
 
 
 def commit_payments(store: Store, group: list[Payment]) -> list:
@@ -224,8 +233,7 @@ def commit_payments(store: Store, group: list[Payment]) -> list:
         keys = sorted({(p.channel, p.channel_ref) for p in group})
         stored = {}
         for lo in range(0, len(keys), CHUNK):
-            for r in conn.execute(sa.select(payments).where(
-                    sa.tuple_(payments.c.channel, payments.c.channel_ref).in_(keys[lo:lo + CHUNK]))):
+            for r in conn.execute(_STORED, {"keys": keys[lo:lo + CHUNK]}):
                 stored[(r.channel, r.channel_ref)] = r
         before = balances_in(store, conn, {p.account_id for p in group} | {r.account_id for r in stored.values()})
         now = store.clock()
@@ -251,7 +259,7 @@ def commit_payments(store: Store, group: list[Payment]) -> list:
             after[r["seq"]] = balance[r["account_id"]]
         if new:
             insert_payments(conn, new)
-            conn.execute(sa.update(counters).where(counters.c.name == "payments").values(value=seq))
+            conn.execute(_SET_COUNTER, {"v": seq})
             _queue_payment_alerts(store, conn, new, after, store.lake.local_day(as_utc(now)))
     out = []
     for a in answers:

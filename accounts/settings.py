@@ -29,18 +29,32 @@ SETTING_FIELDS = ("tariff_id", "mode", "warn_1_cents", "warn_2_cents", "topup_be
 LANGUAGES_DEFAULT = DEFAULT_LANGUAGE
 
 
+_IN_FORCE: dict = {}   # the statements of in_force, built once (SQLAlchemy then reuses their compiled form)
+
+
 def in_force(conn, day: dt.date, table: sa.Table, partition: list, account_id=None):
     """Rows of a dated table in force on ``day``: the newest per ``partition`` key (of one account, or
     of a collection of accounts, or of all)."""
-    rank = sa.func.row_number().over(partition_by=partition,
-                                     order_by=(table.c.effective_from.desc(), table.c.id.desc())).label("rank")
-    cond = [table.c.effective_from <= day]
-    if isinstance(account_id, (set, frozenset, list, tuple)):
-        cond.append(table.c.account_id.in_(sorted(account_id)))
+    many = isinstance(account_id, (set, frozenset, list, tuple))
+    which = "many" if many else "one" if account_id is not None else "all"
+    key = (table.name, tuple(c.name for c in partition), which)
+    q = _IN_FORCE.get(key)
+    if q is None:
+        rank = sa.func.row_number().over(partition_by=partition,
+                                         order_by=(table.c.effective_from.desc(), table.c.id.desc())).label("rank")
+        cond = [table.c.effective_from <= sa.bindparam("day")]
+        if which == "many":
+            cond.append(table.c.account_id.in_(sa.bindparam("ids", expanding=True)))
+        elif which == "one":
+            cond.append(table.c.account_id == sa.bindparam("id"))
+        sub = sa.select(table, rank).where(*cond).subquery()
+        q = _IN_FORCE[key] = sa.select(sub).where(sub.c.rank == 1).order_by(*[sub.c[c.name] for c in partition])
+    params = {"day": day}
+    if many:
+        params["ids"] = sorted(account_id)
     elif account_id is not None:
-        cond.append(table.c.account_id == account_id)
-    sub = sa.select(table, rank).where(*cond).subquery()
-    return conn.execute(sa.select(sub).where(sub.c.rank == 1).order_by(*[sub.c[c.name] for c in partition])).all()
+        params["id"] = account_id
+    return conn.execute(q, params).all()
 
 
 def current(conn, account_id: str, day: dt.date):
