@@ -22,7 +22,6 @@ import argparse
 import asyncio
 import datetime as dt
 import itertools
-import json
 import os
 import random
 import sys
@@ -55,66 +54,15 @@ def percentile(xs: list[float], q: float) -> float:
     return xs[min(len(xs) - 1, int(q * len(xs)))] if xs else float("nan")
 
 
-def request_bytes(method: str, path: str, key: str | None, body: dict | None) -> bytes:
-    """One HTTP/1.1 keep-alive request, encoded before the clock starts."""
-    data = b"" if body is None else json.dumps(body, separators=(",", ":")).encode()
-    head = f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-    if key:
-        head += f"Authorization: Bearer {key}\r\n"
-    if body is not None:
-        head += "Content-Type: application/json\r\n"
-    return (head + f"Content-Length: {len(data)}\r\n\r\n").encode() + data
-
-
-async def _read_message(reader) -> bytes:
-    """The head of one HTTP/1.1 message (its Content-Length body read and dropped)."""
-    head = await reader.readuntil(b"\r\n\r\n")
-    i = head.lower().find(b"content-length:")
-    n = int(head[i + 15:head.index(b"\r\n", i)]) if i >= 0 else 0
-    if n:
-        await reader.readexactly(n)
-    return head
-
-
-async def _load(port: int, requests: list[bytes], clients: int) -> tuple[float, list[float], int]:
-    """Send ``requests`` (encoded) over ``clients`` keep-alive connections, one request in flight on
-    each: a raw asyncio client (no HTTP library), so that the generator is not what is measured;
-    returns (seconds, latencies, answers not 2xx)."""
-    pending = list(reversed(requests))
-    lat: list[float] = []
-    failed = 0
-
-    async def client():
-        nonlocal failed
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        try:
-            while pending:
-                req = pending.pop()
-                t0 = time.perf_counter()
-                writer.write(req)
-                head = await _read_message(reader)
-                lat.append(time.perf_counter() - t0)
-                failed += not head.startswith(b"HTTP/1.1 2")
-        finally:
-            writer.close()
-
-    t0 = time.perf_counter()
-    await asyncio.gather(*(client() for _ in range(clients)))
-    return time.perf_counter() - t0, lat, failed
-
-
-def _run(coro):
-    try:
-        import uvloop
-    except ImportError:
-        return asyncio.run(coro)
-    return uvloop.run(coro)
-
-
 def run_load(port: int, requests: list[bytes], clients: int) -> dict:
-    s, lat, failed = _run(_load(port, requests, clients))
+    """``requests`` over ``clients`` keep-alive connections (tests/accounts_support.send_all: a raw
+    asyncio client, so that the generator is not what is measured)."""
+    from accounts_support import send_all
+
+    s, answers = send_all(port, requests, clients)
+    lat = [a[2] for a in answers]
     return {"rate": len(requests) / s, "p50_ms": percentile(lat, 0.5) * 1e3, "p99_ms": percentile(lat, 0.99) * 1e3,
-            "failed": failed, "load": os.getloadavg()[0]}
+            "failed": sum(not 200 <= a[0] < 300 for a in answers), "load": os.getloadavg()[0]}
 
 
 FIXED = b'HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 15\r\n\r\n{"status":"ok"}'
@@ -126,7 +74,10 @@ def _fixed_server(port: int, ready) -> None:
     async def handle(reader, writer):
         try:
             while True:
-                await _read_message(reader)
+                head = await reader.readuntil(b"\r\n\r\n")
+                i = head.lower().find(b"content-length:")
+                if i >= 0:
+                    await reader.readexactly(int(head[i + 15:head.index(b"\r\n", i)]))
                 writer.write(FIXED)
         except (asyncio.IncompleteReadError, ConnectionError):
             writer.close()
@@ -137,12 +88,18 @@ def _fixed_server(port: int, ready) -> None:
         async with server:
             await server.serve_forever()
 
-    _run(serve())
+    try:
+        import uvloop
+        uvloop.run(serve())
+    except ImportError:
+        asyncio.run(serve())
 
 
 def generator_ceiling(n: int, clients: int) -> dict:
     """The load generator against the trivial server (another process), with payment requests."""
     import multiprocessing as mp
+
+    from accounts_support import request_bytes
 
     from meters.broker import free_port
 
@@ -161,11 +118,15 @@ def generator_ceiling(n: int, clients: int) -> dict:
 
 
 def http_payments(port, key, users, n, clients, tag) -> dict:
+    from accounts_support import request_bytes
+
     return run_load(port, [request_bytes("POST", "/v1/payments", key, {
         "user_number": random.choice(users), "amount": "10.00", "channel_ref": f"{tag}-{i}"}) for i in range(n)], clients)
 
 
 def http_balances(port, key, users, n, clients) -> dict:
+    from accounts_support import request_bytes
+
     return run_load(port, [request_bytes("GET", f"/v1/accounts/{random.choice(users)}", key, None)
                            for _ in range(n)], clients)
 
