@@ -5,10 +5,12 @@ transaction and its one fsync.
 :meth:`GroupCommitter.submit` queues an item and returns a :class:`concurrent.futures.Future`; the
 thread calls ``commit(items)`` with everything queued (at most ``max_group``), which returns one
 result (or exception) per item. A group whose ``commit`` raises is retried one item at a time, so
-one bad item fails only its own caller.
+one bad item fails only its own caller. :meth:`GroupCommitter.submit_async` is the same for a
+coroutine: the futures of one event loop are resolved by one wake-up of that loop per group.
 """
 from __future__ import annotations
 
+import asyncio
 import collections
 import os
 import threading
@@ -26,7 +28,13 @@ class GroupCommitter:
         self._closed = False
 
     def submit(self, item) -> Future:
-        f: Future = Future()
+        return self._put(item, Future())
+
+    def submit_async(self, item) -> asyncio.Future:
+        """Queue ``item`` from a coroutine: an awaitable future of its result on the running loop."""
+        return self._put(item, asyncio.get_running_loop().create_future())
+
+    def _put(self, item, f):
         with self._cv:
             if self._closed:
                 raise RuntimeError("the store is closed")
@@ -68,8 +76,28 @@ class GroupCommitter:
                     self._settle([one])
                 return
             results = [e]
+        loops: dict = {}
         for (_, f), r in zip(group, results):
-            if isinstance(r, BaseException):
-                f.set_exception(r)
+            if isinstance(f, asyncio.Future):
+                loops.setdefault(f.get_loop(), []).append((f, r))
             else:
-                f.set_result(r)
+                _resolve(f, r)
+        for loop, done in loops.items():
+            try:
+                loop.call_soon_threadsafe(_resolve_all, done)
+            except RuntimeError:   # the loop was closed: nobody waits any more
+                pass
+
+
+def _resolve(f, r) -> None:
+    if isinstance(f, asyncio.Future) and f.done():   # its waiter was cancelled
+        return
+    if isinstance(r, BaseException):
+        f.set_exception(r)
+    else:
+        f.set_result(r)
+
+
+def _resolve_all(done: list) -> None:
+    for f, r in done:
+        _resolve(f, r)

@@ -16,7 +16,6 @@ fsync per payment, on SQLite and on PostgreSQL.
 from __future__ import annotations
 
 import datetime as dt
-from concurrent.futures import Future
 from dataclasses import dataclass
 
 import sqlalchemy as sa
@@ -188,9 +187,10 @@ class Payment:
 
 
 def submit(store: Store, user_number: str, amount, channel_ref: str, *, channel: str,
-           payer: str | None = None, reverses: int | None = None) -> Future:
+           payer: str | None = None, reverses: int | None = None, awaitable: bool = False):
     """Queue a payment for the store's next group commit (:func:`pay` without waiting): a future of
-    its result. A bad amount, reference or payer raises :class:`Invalid` here."""
+    its result (``awaitable``: an asyncio future of the running loop). A bad amount, reference or
+    payer raises :class:`Invalid` here."""
     ref = _check_ref(channel_ref)
     cents = to_cents(amount) if reverses is None else -to_cents(amount)
     if payer is not None and (not isinstance(payer, str) or len(payer) > PAYER_MAX):
@@ -201,7 +201,8 @@ def submit(store: Store, user_number: str, amount, channel_ref: str, *, channel:
         committer = store.cache.setdefault("payments_committer", made)
         if committer is made:
             store.closers.append(made.close)
-    return committer.submit(Payment(channel, ref, user_number, cents, payer, reverses))
+    p = Payment(channel, ref, user_number, cents, payer, reverses)
+    return committer.submit_async(p) if awaitable else committer.submit(p)
 
 
 def pay(store: Store, user_number: str, amount, channel_ref: str, *, channel: str,

@@ -3,8 +3,6 @@ body, 404 unknown user number, 422 a bad amount. ``POST /v1/reversals`` (operato
 naming the original."""
 from __future__ import annotations
 
-import asyncio
-
 from fastapi import APIRouter, Depends, Response
 from fastapi.responses import ORJSONResponse
 
@@ -29,8 +27,8 @@ async def post_payment(body: PaymentIn, who: Principal = Depends(caller), store:
     """Credit a payment to an account, once per (channel, channel_ref). The answer is sent after the
     commit is durable and carries the new balance."""
     try:   # queued for the store's next group commit; the event loop serves others meanwhile
-        out = await asyncio.wrap_future(payments.submit(store, body.user_number, body.amount, body.channel_ref,
-                                                        channel=who.name, payer=body.payer))
+        out = await payments.submit(store, body.user_number, body.amount, body.channel_ref, channel=who.name,
+                                    payer=body.payer, awaitable=True)
     except (Conflict, NotFound, Invalid) as e:
         PAYMENTS.labels(type(e).__name__.lower()).inc()
         raise
