@@ -54,15 +54,27 @@ def percentile(xs: list[float], q: float) -> float:
     return xs[min(len(xs) - 1, int(q * len(xs)))] if xs else float("nan")
 
 
-def run_load(port: int, requests: list[bytes], clients: int) -> dict:
+def cpu_seconds(pid: int | None) -> float:
+    """User + system CPU time of process ``pid`` so far (0 without /proc)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, TypeError):
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def run_load(port: int, requests: list[bytes], clients: int, pid: int | None = None) -> dict:
     """``requests`` over ``clients`` keep-alive connections (tests/accounts_support.send_all: a raw
-    asyncio client, so that the generator is not what is measured)."""
+    asyncio client, so that the generator is not what is measured); ``pid``: the server, whose CPU
+    time per request is counted (a figure the machine's other load barely moves)."""
     from accounts_support import send_all
 
+    c0 = cpu_seconds(pid)
     s, answers = send_all(port, requests, clients)
     lat = [a[2] for a in answers]
     return {"rate": len(requests) / s, "p50_ms": percentile(lat, 0.5) * 1e3, "p99_ms": percentile(lat, 0.99) * 1e3,
-            "failed": sum(not 200 <= a[0] < 300 for a in answers), "load": os.getloadavg()[0]}
+            "failed": sum(not 200 <= a[0] < 300 for a in answers), "load": os.getloadavg()[0],
+            "cpu_ms": (cpu_seconds(pid) - c0) / len(requests) * 1e3}
 
 
 FIXED = b'HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 15\r\n\r\n{"status":"ok"}'
@@ -117,18 +129,18 @@ def generator_ceiling(n: int, clients: int) -> dict:
         proc.join()
 
 
-def http_payments(port, key, users, n, clients, tag) -> dict:
+def http_payments(port, key, users, n, clients, tag, pid=None) -> dict:
     from accounts_support import request_bytes
 
     return run_load(port, [request_bytes("POST", "/v1/payments", key, {
-        "user_number": random.choice(users), "amount": "10.00", "channel_ref": f"{tag}-{i}"}) for i in range(n)], clients)
+        "user_number": random.choice(users), "amount": "10.00", "channel_ref": f"{tag}-{i}"}) for i in range(n)], clients, pid)
 
 
-def http_balances(port, key, users, n, clients) -> dict:
+def http_balances(port, key, users, n, clients, pid=None) -> dict:
     from accounts_support import request_bytes
 
     return run_load(port, [request_bytes("GET", f"/v1/accounts/{random.choice(users)}", key, None)
-                           for _ in range(n)], clients)
+                           for _ in range(n)], clients, pid)
 
 
 def bare_inserts(store, users, n) -> float:
@@ -189,15 +201,16 @@ def run_one(name: str, root: Path, db: str | None, p: dict) -> dict:
     try:
         port, warm = server.port, min(1_000, p["payments"])
         http_payments(port, key, users, warm, p["clients"], "warm")
-        pay_empty = http_payments(port, key, users, p["payments"], p["clients"], "empty")
+        pid = server.proc.pid
+        pay_empty = http_payments(port, key, users, p["payments"], p["clients"], "empty", pid)
         http_balances(port, key, users, warm, p["clients"])
-        bal = http_balances(port, key, users, p["payments"], p["clients"])
+        bal = http_balances(port, key, users, p["payments"], p["clients"], pid)
         bare = bare_inserts(store, users, min(p["payments"], 2_000))
         fill_s = prefill(store, users, p["stored"])
         print(f"[{name}] stored {p['stored']:,} payments in {fill_s:.1f} s ({p['stored'] / fill_s:,.0f}/s, "
               f"load {os.getloadavg()[0]:.1f})", flush=True)
         http_payments(port, key, users, warm, p["clients"], "warm-full")
-        pay_full = http_payments(port, key, users, p["payments"], p["clients"], "full")
+        pay_full = http_payments(port, key, users, p["payments"], p["clients"], "full", pid)
     finally:
         server.stop()
         store.close()
@@ -236,14 +249,19 @@ def main(argv=None) -> None:
     names = list(results)
     rows = [("payments/s over HTTP", lambda r: f"{r['pay']['rate']:,.0f}"),
             ("  p50 / p99 ms", lambda r: f"{r['pay']['p50_ms']:.1f} / {r['pay']['p99_ms']:.1f}"),
+            ("  server CPU ms per payment", lambda r: f"{r['pay']['cpu_ms']:.2f}"),
             ("  load average", lambda r: f"{r['pay']['load']:.1f}"),
             ("bare inserts/s (1 commit each)", lambda r: f"{r['bare']:,.0f}"),
             ("balance queries/s", lambda r: f"{r['bal']['rate']:,.0f}"),
             ("  p50 / p99 ms", lambda r: f"{r['bal']['p50_ms']:.1f} / {r['bal']['p99_ms']:.1f}"),
+            ("  server CPU ms per query", lambda r: f"{r['bal']['cpu_ms']:.2f}"),
             ("  load average", lambda r: f"{r['bal']['load']:.1f}"),
             (f"payments/s, {p['stored']:,} stored", lambda r: f"{r['full']['rate']:,.0f}"),
             ("  p50 / p99 ms", lambda r: f"{r['full']['p50_ms']:.1f} / {r['full']['p99_ms']:.1f}"),
+            ("  server CPU ms per payment", lambda r: f"{r['full']['cpu_ms']:.2f}"),
+            ("  load average", lambda r: f"{r['full']['load']:.1f}"),
             ("  vs empty store", lambda r: f"{r['full']['rate'] / r['pay']['rate']:.0%}"),
+            ("  CPU per payment vs empty store", lambda r: f"{r['full']['cpu_ms'] / max(r['pay']['cpu_ms'], 1e-9):.0%}"),
             ("failed requests", lambda r: f"{r['pay']['failed'] + r['full']['failed'] + r['bal']['failed']}")]
     print(f"\n{'':34}" + "".join(f"{n:>16}" for n in names))
     for label, f in rows:
