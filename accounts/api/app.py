@@ -8,7 +8,7 @@ from __future__ import annotations
 import time
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, ORJSONResponse
+from fastapi.responses import JSONResponse
 
 from meters import __version__
 from meters.errors import MetersError
@@ -65,7 +65,7 @@ async def _too_large(send, limit: int) -> None:
 
 
 def create_app(store: Store, web_channel: str | None = None) -> FastAPI:
-    app = FastAPI(title="meters account service", version=__version__, default_response_class=ORJSONResponse,
+    app = FastAPI(title="meters account service", version=__version__,
                   description="Payments, balances and settings of prepaid and postpaid utility accounts. "
                               "Authenticate with `Authorization: Bearer <key>` (see docs/accounts.md).")
     app.state.store = store

@@ -4,7 +4,6 @@ naming the original."""
 from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Response
-from fastapi.responses import ORJSONResponse
 
 from ... import payments
 from ...channels import Principal
@@ -14,11 +13,12 @@ from ...store import Store
 from ..deps import caller, get_store, operator
 from ..metrics import PAID_CENTS, PAYMENTS
 from ..models import PaymentIn, ReversalIn
+from ..responses import FastJSON
 
 router = APIRouter(tags=["payments"])
 
 
-@router.post("/v1/payments", status_code=201, response_class=ORJSONResponse,
+@router.post("/v1/payments", status_code=201, response_class=FastJSON,
              responses={200: {"description": "the same payment again (nothing changed)"},
                         404: {"description": "unknown user number"},
                         409: {"description": "the reference was used with another body"},
@@ -34,9 +34,9 @@ async def post_payment(body: PaymentIn, who: Principal = Depends(caller), store:
         raise
     PAYMENTS.labels(out["status"]).inc()
     if out["status"] == "duplicate":
-        return ORJSONResponse(out, status_code=200)
+        return FastJSON(out, status_code=200)
     PAID_CENTS.inc(to_cents(out["amount"]))
-    return ORJSONResponse(out, status_code=201)
+    return FastJSON(out, status_code=201)
 
 
 @router.post("/v1/reversals", status_code=201,
