@@ -19,7 +19,7 @@ import sqlalchemy as sa
 from meters.nightly_inputs import LAKE_CHANNEL
 from meters.schemas import LEDGER
 
-from .payments import next_seq
+from .payments import insert_payments, next_seq
 from .registry import import_from_lake
 from .schema import accounts, payments, settled_days
 from .store import Store, utcnow
@@ -58,10 +58,10 @@ def adopt_lake(store: Store) -> dict:
             if r["ref"] in have:
                 continue
             have.add(r["ref"])
-            conn.execute(sa.insert(payments).values(
+            insert_payments(conn, [dict(
                 seq=next_seq(conn), channel=LAKE_CHANNEL, channel_ref=r["ref"], account_id=r["account_id"],
                 amount_cents=int(r["amount"] * 100), payer=None, received_at=r["ts"].astimezone(dt.timezone.utc),
-                reverses=None))
+                reverses=None)])
             out["payments"] += 1
         if lake_days and not conn.execute(sa.select(sa.func.count()).select_from(settled_days)).scalar_one():
             for day in lake_days:   # the lake credited each payment on the day of its time

@@ -6,6 +6,7 @@ import hashlib
 import hmac
 import re
 import secrets
+import time
 from dataclasses import dataclass
 
 import sqlalchemy as sa
@@ -93,11 +94,26 @@ def set_target(store: Store, name: str, **target) -> dict:
     return {"name": name} | _shown_target(deliver)
 
 
+KEY_CACHE_S = 10.0   # a known key's channel is looked up again after this long (a changed role shows)
+
+
 def authenticate(store: Store, key: str) -> Principal | None:
-    """The channel whose key is ``key`` (None: no such key)."""
+    """The channel whose key is ``key`` (None: no such key). Keys are 256-bit random, so their
+    SHA-256 is the lookup (no slow KDF); a known key's channel is kept for :data:`KEY_CACHE_S`."""
+    h = key_hash(key)
+    known = store.cache.setdefault("api_keys", {})
+    hit = known.get(h)
+    now = time.monotonic()
+    if hit is not None and now < hit[1]:
+        return hit[0]
     with store.read() as conn:
-        r = conn.execute(sa.select(channels).where(channels.c.key_sha256 == key_hash(key))).first()
-    return Principal(r.name, r.role, r.signing_secret) if r else None
+        r = conn.execute(sa.select(channels).where(channels.c.key_sha256 == h)).first()
+    if r is None:
+        known.pop(h, None)
+        return None
+    who = Principal(r.name, r.role, r.signing_secret)
+    known[h] = (who, now + KEY_CACHE_S)
+    return who
 
 
 def sign(secret: str, timestamp: str, body: bytes) -> str:

@@ -50,6 +50,12 @@ def settled(lake: Lake, account_id: str, cache: dict | None = None) -> Settled |
     return _settled_table(lake, day, {} if cache is None else cache).get(account_id)
 
 
+def settled_table(lake: Lake, cache: dict | None = None) -> tuple[dt.date | None, dict[str, Settled]]:
+    """(the last settled day, every account's state after it): ``(None, {})`` before any settled day."""
+    day = last_settled_day(lake)
+    return (day, {}) if day is None else (day, _settled_table(lake, day, {} if cache is None else cache))
+
+
 def query(lake: Lake, sql: str, params: list) -> list[dict]:
     """Rows of a parameterized SELECT over the analysts' views of the lake (money as ``"12.34"``)."""
     from meters.sql import connect

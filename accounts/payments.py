@@ -6,10 +6,12 @@ it. The counter row is locked until commit (SQLite: one writer at a time; Postgr
 payment with a smaller number is committed too. The nightly protocol (:mod:`accounts.nightly`) relies
 on that.
 
-On SQLite the payments that arrive while a commit is on its way to disk are committed together (group
-commit): each caller queues its payment, the one that gets the writer's turn inserts everything queued
-in one transaction and one fsync, and every caller answers after that commit — so concurrent channels
-are not limited to one fsync per payment. PostgreSQL commits each payment in its own transaction.
+The payments that arrive while a commit is on its way to disk are committed together (group commit,
+:mod:`accounts.groupcommit`): each caller queues its payment and waits; the store's one payment writer
+thread inserts everything queued in one transaction and one fsync — duplicates, unknown accounts,
+running totals, balances and the payments' alerts each worked out for the whole group in a few
+statements — and every caller answers after that commit. So concurrent channels are not limited to one
+fsync per payment, on SQLite and on PostgreSQL.
 """
 from __future__ import annotations
 
@@ -25,11 +27,13 @@ from .errors import Conflict, Invalid, NotFound
 from .money import fmt, to_cents
 from .reconnect import reconnect_alerts
 from .schema import accounts, counters, payments, settled_days
-from .settings import contacts_of
+from .groupcommit import GroupCommitter
+from .settings import contacts_by_account
 from .store import Store
 
 REF_MAX = 128
 PAYER_MAX = 200
+CHUNK = 400       # keys per IN list
 
 
 def as_utc(ts: dt.datetime) -> dt.datetime:
@@ -43,8 +47,8 @@ def _bind_ts(ts: dt.datetime) -> dt.datetime:
 
 def next_seq(conn) -> int:
     """Take the next payment number (locks the counter row until this transaction ends)."""
-    conn.execute(sa.update(counters).where(counters.c.name == "payments").values(value=counters.c.value + 1))
-    return conn.execute(sa.select(counters.c.value).where(counters.c.name == "payments")).scalar_one()
+    return int(conn.execute(sa.update(counters).where(counters.c.name == "payments")
+                            .values(value=counters.c.value + 1).returning(counters.c.value)).scalar_one())
 
 
 def unsettled(store: Store, day: dt.date | None, watermark: int):
@@ -56,10 +60,28 @@ def unsettled(store: Store, day: dt.date | None, watermark: int):
     return sa.or_(payments.c.seq > watermark, payments.c.received_at >= _bind_ts(end))
 
 
+_WATERMARK = sa.select(settled_days.c.watermark).where(settled_days.c.day == sa.bindparam("day"))
+# the statements of the hot paths, built once (SQLAlchemy then reuses their compiled form)
+_ACCOUNT_TOTALS = sa.select(accounts.c.account_id, accounts.c.opening_cents, accounts.c.paid_cents).where(
+    accounts.c.account_id.in_(sa.bindparam("ids", expanding=True)))
+_IDS = payments.c.account_id.in_(sa.bindparam("ids", expanding=True))
+_LATER = sa.union_all(   # an account's payments a settled day did not credit: two index range scans
+    sa.select(payments.c.account_id, sa.func.sum(payments.c.amount_cents))
+    .where(_IDS, payments.c.seq > sa.bindparam("w")).group_by(payments.c.account_id),
+    sa.select(payments.c.account_id, sa.func.sum(payments.c.amount_cents))
+    .where(_IDS, payments.c.received_at >= sa.bindparam("end"), payments.c.seq <= sa.bindparam("w"))
+    .group_by(payments.c.account_id))
+_STORED = sa.select(payments).where(
+    sa.tuple_(payments.c.channel, payments.c.channel_ref).in_(sa.bindparam("keys", expanding=True)))
+_LOCK_COUNTER = (sa.update(counters).where(counters.c.name == "payments").values(value=counters.c.value)
+                 .returning(counters.c.value))
+_SET_COUNTER = sa.update(counters).where(counters.c.name == "payments").values(value=sa.bindparam("v"))
+
+
 def recorded_watermark(conn, day: dt.date) -> int:
     """The watermark recorded for settled ``day`` or, before the nightly batch records one, 0 (the
     settled balance then holds no payment of the store)."""
-    w = conn.execute(sa.select(settled_days.c.watermark).where(settled_days.c.day == day)).scalar()
+    w = conn.execute(_WATERMARK, {"day": day}).scalar()
     return int(w or 0)
 
 
@@ -70,16 +92,61 @@ def _opening(conn, account_id: str) -> int:
     return int(c)
 
 
+def settled_now(store: Store) -> tuple[dt.date | None, dict]:
+    """(the last settled day, every account's state after it), read again only when the lake's
+    ``billing_state`` directory or its newest partition changed (two ``stat`` calls per lookup)."""
+    lake = store.lake
+    key = None
+    if lake.is_local:
+        try:
+            d = lake.table_dir("billing_state")
+            top = d.stat().st_mtime_ns
+            days = store.cache.get("settled_now", (None, None, ()))[2]
+            newest = lake.partition_dir("billing_state", days[0].isoformat()).stat().st_mtime_ns if days else None
+            key = (top, newest)
+        except FileNotFoundError:
+            key = ("none",)
+        hit = store.cache.get("settled_now")
+        if hit is not None and hit[0] == key:
+            return hit[1]
+    day, table = lakeview.settled_table(lake, store.cache)
+    store.cache["settled_now"] = (key, (day, table), (day,) if day else ())
+    return day, table
+
+
+def balances_in(store: Store, conn, account_ids) -> dict[str, tuple[int, lakeview.Settled | None]]:
+    """Of each known account of ``account_ids``: (balance in cents now, the last settled state) — the
+    last settled balance plus the payments that run did not credit (two index range scans over the
+    payments since that day), or before any settled day the opening balance plus the running total of
+    its payments (``accounts.paid_cents``). Unknown accounts are left out."""
+    ids = sorted(set(account_ids))
+    day, table = settled_now(store)
+    out, settled = {}, {}
+    for lo in range(0, len(ids), CHUNK):
+        for a, opening, paid in conn.execute(_ACCOUNT_TOTALS, {"ids": ids[lo:lo + CHUNK]}):
+            st = table.get(a)
+            if st is None:
+                out[a] = (int(opening) + int(paid), None)
+            else:
+                settled[a] = st
+    if settled:
+        w = recorded_watermark(conn, day)
+        end = _bind_ts(store.lake.day_bounds_utc(day)[1])
+        later = dict.fromkeys(settled, 0)
+        keys = sorted(settled)
+        for lo in range(0, len(keys), CHUNK):
+            for a, cents in conn.execute(_LATER, {"ids": keys[lo:lo + CHUNK], "w": w, "end": end}):
+                later[a] += int(cents or 0)
+        out.update({a: (st.balance_cents + later[a], st) for a, st in settled.items()})
+    return out
+
+
 def balance_in(store: Store, conn, account_id: str) -> tuple[int, lakeview.Settled | None]:
-    """(balance in cents now, the last settled state): the last settled balance — or the opening
-    balance before any settled day — plus the payments that run did not credit."""
-    opening = _opening(conn, account_id)
-    st = lakeview.settled(store.lake, account_id, store.cache)
-    day = st.day if st else None
-    cond = unsettled(store, day, recorded_watermark(conn, day) if day else 0)
-    later = conn.execute(sa.select(sa.func.coalesce(sa.func.sum(payments.c.amount_cents), 0))
-                         .where(payments.c.account_id == account_id, cond)).scalar_one()
-    return (st.balance_cents if st else opening) + int(later), st
+    """(balance in cents now, the last settled state) of one account (:func:`balances_in`)."""
+    got = balances_in(store, conn, [account_id]).get(account_id)
+    if got is None:
+        raise NotFound(f"unknown user number {account_id!r}")
+    return got
 
 
 def _result(row, status: str, balance: int) -> dict:
@@ -88,12 +155,11 @@ def _result(row, status: str, balance: int) -> dict:
             "received_at": as_utc(row.received_at).isoformat(), "balance": fmt(balance)}
 
 
-def _same_again(store: Store, conn, row, body: tuple) -> dict:
-    """The answer to a payment whose reference exists: the first result, or :class:`Conflict`."""
+def _check_same(row, body: tuple) -> None:
+    """:class:`Conflict` unless the stored payment ``row`` has ``body`` (account, cents, payer, reverses)."""
     if (row.account_id, row.amount_cents, row.payer, row.reverses) != body:
         raise Conflict(f"channel_ref {row.channel_ref!r} of channel {row.channel!r} was already used for "
                        f"{fmt(row.amount_cents)} to {row.account_id}; a reference is applied once only")
-    return _result(row, "duplicate", balance_in(store, conn, row.account_id)[0])
 
 
 def _check_ref(channel_ref) -> str:
@@ -105,9 +171,45 @@ def _check_ref(channel_ref) -> str:
     return ref
 
 
+@dataclass(frozen=True)
+class Payment:
+    """A payment as a caller asked for it (validated; not yet recorded)."""
+
+    channel: str
+    channel_ref: str
+    account_id: str
+    amount_cents: int
+    payer: str | None
+    reverses: int | None
+
+    @property
+    def body(self) -> tuple:
+        return (self.account_id, self.amount_cents, self.payer, self.reverses)
+
+
+def submit(store: Store, user_number: str, amount, channel_ref: str, *, channel: str,
+           payer: str | None = None, reverses: int | None = None, awaitable: bool = False):
+    """Queue a payment for the store's next group commit (:func:`pay` without waiting): a future of
+    its result (``awaitable``: an asyncio future of the running loop). A bad amount, reference or
+    payer raises :class:`Invalid` here."""
+    ref = _check_ref(channel_ref)
+    cents = to_cents(amount) if reverses is None else -to_cents(amount)
+    if payer is not None and (not isinstance(payer, str) or len(payer) > PAYER_MAX):
+        raise Invalid(f"payer must be text of at most {PAYER_MAX} characters")
+    committer = store.cache.get("payments_committer")
+    if committer is None:
+        made = GroupCommitter(lambda group: commit_payments(store, group), name="payments-group-commit")
+        committer = store.cache.setdefault("payments_committer", made)
+        if committer is made:
+            store.closers.append(made.close)
+    p = Payment(channel, ref, user_number, cents, payer, reverses)
+    return committer.submit_async(p) if awaitable else committer.submit(p)
+
+
 def pay(store: Store, user_number: str, amount, channel_ref: str, *, channel: str,
         payer: str | None = None, reverses: int | None = None) -> dict:
-    """Credit ``amount`` to ``user_number`` under the channel's reference ``channel_ref``.
+    """Credit ``amount`` to ``user_number`` under the channel's reference ``channel_ref``; returns
+    after the commit is durable.
 
     Idempotent: the same ``(channel, channel_ref)`` with the same body returns the first result with
     ``status: "duplicate"``; with another body it raises :class:`Conflict`. An unknown user number
@@ -115,123 +217,121 @@ def pay(store: Store, user_number: str, amount, channel_ref: str, *, channel: st
     "user_number", "amount", "channel", "channel_ref", "payer", "received_at", "balance"}`` — the
     balance after this payment. ``reverses`` (see :func:`reverse`) makes a negative entry.
     """
-    ref = _check_ref(channel_ref)
-    cents = to_cents(amount) if reverses is None else -to_cents(amount)
-    if payer is not None and (not isinstance(payer, str) or len(payer) > PAYER_MAX):
-        raise Invalid(f"payer must be text of at most {PAYER_MAX} characters")
-    key = (payments.c.channel == channel) & (payments.c.channel_ref == ref)
-    body = (user_number, cents, payer, reverses)
-    with store.read() as conn:  # a repeated notification is answered without the write lock
-        row = conn.execute(sa.select(payments).where(key)).first()
-        if row is not None:
-            return _same_again(store, conn, row, body)
-    if store.engine.dialect.name == "sqlite":
-        return _pay_grouped(store, _Pending(channel, ref, user_number, cents, payer, reverses), key, body)
+    return submit(store, user_number, amount, channel_ref, channel=channel, payer=payer, reverses=reverses).result()
+
+
+def _lock_counter(conn) -> int:
+    """The payments counter's value, its row locked until this transaction ends (commit order)."""
+    return int(conn.execute(_LOCK_COUNTER).scalar_one())
+
+
+def commit_payments(store: Store, group: list[Payment]) -> list:
+    """Record ``group`` in one transaction: each new reference is inserted with the next payment
+    number, added to its account's running total and its ``payment`` alert queued (the alert exists
+    iff the payment does); a reference used before is answered from the stored row. Returns one
+    result dict or exception per payment, in order."""
     with store.write() as conn:
-        seq = next_seq(conn)  # from here on this transaction is the only payment writer
-        row = conn.execute(sa.select(payments).where(key)).first()
-        if row is not None:
-            return _same_again(store, conn, row, body)
-        _opening(conn, user_number)
-        conn.execute(sa.insert(payments).values(
-            seq=seq, channel=channel, channel_ref=ref, account_id=user_number, amount_cents=cents,
-            payer=payer, received_at=_bind_ts(store.clock()), reverses=reverses))
-        _queue_payment_alert(store, conn, seq)
-    with store.read() as conn:   # after the commit, outside the writers' queue: the balance now
-        row = conn.execute(sa.select(payments).where(payments.c.seq == seq)).one()
-        return _result(row, "applied", balance_in(store, conn, user_number)[0])
+        start = _lock_counter(conn)          # from here on this transaction is the only payment writer
+        keys = sorted({(p.channel, p.channel_ref) for p in group})
+        stored = {}
+        for lo in range(0, len(keys), CHUNK):
+            for r in conn.execute(_STORED, {"keys": keys[lo:lo + CHUNK]}):
+                stored[(r.channel, r.channel_ref)] = r
+        before = balances_in(store, conn, {p.account_id for p in group} | {r.account_id for r in stored.values()})
+        now = store.clock()
+        received = _bind_ts(now)
+        seq, new, answers = start, [], []
+        for p in group:
+            k = (p.channel, p.channel_ref)
+            if k in stored:
+                answers.append(("again", p, stored[k]))
+            elif p.account_id not in before:
+                answers.append(NotFound(f"unknown user number {p.account_id!r}"))
+            else:
+                seq += 1
+                row = {"seq": seq, "channel": p.channel, "channel_ref": p.channel_ref, "account_id": p.account_id,
+                       "amount_cents": p.amount_cents, "payer": p.payer, "received_at": received, "reverses": p.reverses}
+                stored[k] = _Row(**row)
+                new.append(row)
+                answers.append(("applied", p, stored[k]))
+        balance = {a: b for a, (b, _) in before.items()}
+        after = {}                                   # seq → the balance right after that payment
+        for r in new:
+            balance[r["account_id"]] += r["amount_cents"]
+            after[r["seq"]] = balance[r["account_id"]]
+        if new:
+            insert_payments(conn, new)
+            conn.execute(_SET_COUNTER, {"v": seq})
+            _queue_payment_alerts(store, conn, new, after, before, store.lake.local_day(as_utc(now)))
+    out = []
+    for a in answers:
+        if isinstance(a, BaseException):
+            out.append(a)
+            continue
+        what, p, row = a
+        if what == "applied":
+            out.append(_result(row, "applied", after[row.seq]))
+            continue
+        try:
+            _check_same(row, p.body)
+            out.append(_result(row, "duplicate", balance[row.account_id]))
+        except Conflict as e:
+            out.append(e)
+    return out
 
 
-def _queue_payment_alert(store: Store, conn, seq: int) -> None:
-    """The ``payment`` alert of payment ``seq`` to every contact of its account (and ``reconnect``
-    when it reconnects a disconnected account: :mod:`accounts.reconnect`), queued in the
-    transaction that records the payment (a transactional outbox: the alert exists iff the payment
-    does). Reversals raise no alert."""
-    row = conn.execute(sa.select(payments).where(payments.c.seq == seq)).one()
-    if row.amount_cents <= 0:
-        return
-    balance, settled = balance_in(store, conn, row.account_id)
-    day = store.lake.local_day(as_utc(row.received_at))
-    ref = f"{row.channel}:{row.channel_ref}"
-    data = outbox.canonical(account_id=row.account_id, day=day, amount=int(row.amount_cents), balance=balance,
-                            ref=row.channel_ref)
-    recipients = contacts_of(conn, row.account_id, day)
-    outbox.enqueue(conn, [{"alert_id": outbox.alert_id(row.account_id, day, "payment", c["recipient"], ref),
-                           "account_id": row.account_id, "day": day, "kind": "payment",
-                           "recipient": c["recipient"], "language": c["language"], "data": data}
-                          for c in recipients]
-                   + reconnect_alerts(conn, store.lake, row.account_id, day, balance, settled, ref, row.channel_ref,
-                                      recipients))
-
-
-@dataclass
-class _Pending:
-    """A payment waiting for the group commit, and what became of it."""
-
+@dataclass(frozen=True)
+class _Row:
+    seq: int
     channel: str
-    ref: str
-    user_number: str
-    cents: int
+    channel_ref: str
+    account_id: str
+    amount_cents: int
     payer: str | None
+    received_at: dt.datetime
     reverses: int | None
-    seq: int | None = None
-    existed: bool = False           # the reference was already used (answered from the stored row)
-    error: BaseException | None = None
-    done: bool = False
 
 
-def _commit_group(store: Store) -> None:
-    """Insert every queued payment in one transaction (the caller holds ``store.writer``)."""
-    with store.queue:
-        group, store.pending[:] = list(store.pending), []
-    if not group:
+def insert_payments(conn, rows: list[dict]) -> None:
+    """Insert payment rows (numbers already taken) and add them to their accounts' running totals."""
+    for lo in range(0, len(rows), CHUNK):
+        conn.execute(sa.insert(payments), rows[lo:lo + CHUNK])
+    paid: dict[str, int] = {}
+    for r in rows:
+        paid[r["account_id"]] = paid.get(r["account_id"], 0) + r["amount_cents"]
+    conn.execute(sa.update(accounts).where(accounts.c.account_id == sa.bindparam("a"))
+                 .values(paid_cents=accounts.c.paid_cents + sa.bindparam("cents")),
+                 [{"a": a, "cents": c} for a, c in paid.items()])
+
+
+def _queue_payment_alerts(store: Store, conn, rows: list[dict], after: dict, before: dict, day: dt.date) -> None:
+    """The ``payment`` alert of each payment of ``rows`` (received on ``day``) to every contact of its
+    account, and ``reconnect`` when a payment brings a disconnected account above the reconnection
+    amount (:mod:`accounts.reconnect`; once per account and day), queued in the transaction that
+    records the payments (a transactional outbox: the alert exists iff the payment does).
+    ``before``: each account's (balance, settled state) before the group. Reversals raise no alert."""
+    credits = [r for r in rows if r["amount_cents"] > 0]
+    if not credits:
         return
-    try:
-        with store.engine.begin() as conn:
-            seen = set()
-            known = set(conn.execute(sa.select(accounts.c.account_id).where(
-                accounts.c.account_id.in_({p.user_number for p in group}))).scalars())
-            for p in group:
-                k = (p.channel, p.ref)
-                if k in seen or conn.execute(sa.select(payments.c.seq).where(
-                        payments.c.channel == p.channel, payments.c.channel_ref == p.ref)).first():
-                    p.existed = True
-                    continue
-                if p.user_number not in known:
-                    p.error = NotFound(f"unknown user number {p.user_number!r}")
-                    continue
-                seen.add(k)
-                p.seq = next_seq(conn)
-                conn.execute(sa.insert(payments).values(
-                    seq=p.seq, channel=p.channel, channel_ref=p.ref, account_id=p.user_number, amount_cents=p.cents,
-                    payer=p.payer, received_at=_bind_ts(store.clock()), reverses=p.reverses))
-                _queue_payment_alert(store, conn, p.seq)
-    except BaseException as e:          # nothing of the group was committed
-        for p in group:
-            p.error, p.seq, p.existed = e, None, False
-        raise
-    finally:
-        for p in group:
-            p.done = True
-
-
-def _pay_grouped(store: Store, p: _Pending, key, body: tuple) -> dict:
-    with store.queue:
-        store.pending.append(p)
-    with store.writer:
-        if not p.done:
-            try:
-                _commit_group(store)
-            except BaseException:
-                if p.error is None:
-                    raise
-    if p.error is not None:
-        raise p.error
-    with store.read() as conn:   # after the commit: the stored row and the balance now
-        if p.existed:
-            return _same_again(store, conn, conn.execute(sa.select(payments).where(key)).one(), body)
-        row = conn.execute(sa.select(payments).where(payments.c.seq == p.seq)).one()
-        return _result(row, "applied", balance_in(store, conn, p.user_number)[0])
+    to = contacts_by_account(conn, {r["account_id"] for r in credits}, day)
+    alerts, reconnected = [], set()
+    for r in credits:
+        a = r["account_id"]
+        ref = f"{r['channel']}:{r['channel_ref']}"
+        data = outbox.canonical(account_id=a, day=day, amount=int(r["amount_cents"]), balance=after[r["seq"]],
+                                ref=r["channel_ref"])
+        recipients = to.get(a, ())
+        alerts += [{"alert_id": outbox.alert_id(a, day, "payment", c["recipient"], ref), "account_id": a, "day": day,
+                    "kind": "payment", "recipient": c["recipient"], "language": c["language"], "data": data}
+                   for c in recipients]
+        if a not in reconnected:
+            back = reconnect_alerts(conn, store.lake, a, day, after[r["seq"]], before[a][1], ref, r["channel_ref"],
+                                    list(recipients))
+            if back:
+                reconnected.add(a)
+                alerts += back
+    if alerts:
+        outbox.enqueue(conn, alerts)
 
 
 def reverse(store: Store, channel: str, channel_ref: str, *, reversal_ref: str | None = None) -> dict:

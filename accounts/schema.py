@@ -21,6 +21,7 @@ accounts = sa.Table(
     sa.Column("billing_day", sa.SmallInteger, nullable=False),
     sa.Column("customer_name", sa.String(200)),                        # shown masked: 张*明
     sa.Column("opening_cents", sa.BigInteger, nullable=False),         # balance before the first settled day
+    sa.Column("paid_cents", sa.BigInteger, nullable=False, server_default="0"),  # sum of all its payments
     sa.Column("created_at", UTC_DATETIME, nullable=False),
 )
 
@@ -70,6 +71,7 @@ payments = sa.Table(
     sa.UniqueConstraint("channel", "channel_ref", name="uq_payments_channel_ref"),
     sa.Index("ix_payments_account", "account_id", "seq"),
     sa.Index("ix_payments_received", "received_at"),
+    sa.Index("ix_payments_account_received", "account_id", "received_at"),
 )
 
 counters = sa.Table(                                                   # one row per sequence: payments

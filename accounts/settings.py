@@ -28,15 +28,32 @@ SETTING_FIELDS = ("tariff_id", "mode", "warn_1_cents", "warn_2_cents", "topup_be
 LANGUAGES_DEFAULT = DEFAULT_LANGUAGE
 
 
-def in_force(conn, day: dt.date, table: sa.Table, partition: list, account_id: str | None = None):
-    """Rows of a dated table in force on ``day``: the newest per ``partition`` key."""
-    rank = sa.func.row_number().over(partition_by=partition,
-                                     order_by=(table.c.effective_from.desc(), table.c.id.desc())).label("rank")
-    cond = [table.c.effective_from <= day]
-    if account_id is not None:
-        cond.append(table.c.account_id == account_id)
-    sub = sa.select(table, rank).where(*cond).subquery()
-    return conn.execute(sa.select(sub).where(sub.c.rank == 1).order_by(*[sub.c[c.name] for c in partition])).all()
+_IN_FORCE: dict = {}   # the statements of in_force, built once (SQLAlchemy then reuses their compiled form)
+
+
+def in_force(conn, day: dt.date, table: sa.Table, partition: list, account_id=None):
+    """Rows of a dated table in force on ``day``: the newest per ``partition`` key (of one account, or
+    of a collection of accounts, or of all)."""
+    many = isinstance(account_id, (set, frozenset, list, tuple))
+    which = "many" if many else "one" if account_id is not None else "all"
+    key = (table.name, tuple(c.name for c in partition), which)
+    q = _IN_FORCE.get(key)
+    if q is None:
+        rank = sa.func.row_number().over(partition_by=partition,
+                                         order_by=(table.c.effective_from.desc(), table.c.id.desc())).label("rank")
+        cond = [table.c.effective_from <= sa.bindparam("day")]
+        if which == "many":
+            cond.append(table.c.account_id.in_(sa.bindparam("ids", expanding=True)))
+        elif which == "one":
+            cond.append(table.c.account_id == sa.bindparam("id"))
+        sub = sa.select(table, rank).where(*cond).subquery()
+        q = _IN_FORCE[key] = sa.select(sub).where(sub.c.rank == 1).order_by(*[sub.c[c.name] for c in partition])
+    params = {"day": day}
+    if many:
+        params["ids"] = sorted(account_id)
+    elif account_id is not None:
+        params["id"] = account_id
+    return conn.execute(q, params).all()
 
 
 def current(conn, account_id: str, day: dt.date):
@@ -137,8 +154,17 @@ def set_warnings(store: Store, account_id: str, levels, **who) -> dict:
 
 
 def contacts_of(conn, account_id: str, day: dt.date) -> list[dict]:
-    rows = in_force(conn, day, contacts, [contacts.c.account_id, contacts.c.recipient], account_id)
-    return [{"recipient": r.recipient, "relation": r.relation, "language": r.language} for r in rows if not r.removed]
+    return contacts_by_account(conn, [account_id], day).get(account_id, [])
+
+
+def contacts_by_account(conn, account_ids, day: dt.date) -> dict[str, list[dict]]:
+    """The contacts in force on ``day`` of each of ``account_ids`` (accounts without any left out)."""
+    out: dict[str, list[dict]] = {}
+    for r in in_force(conn, day, contacts, [contacts.c.account_id, contacts.c.recipient], set(account_ids)):
+        if not r.removed:
+            out.setdefault(r.account_id, []).append({"recipient": r.recipient, "relation": r.relation,
+                                                     "language": r.language})
+    return out
 
 
 def _contact_change(store: Store, account_id: str, recipient: str, relation: str, language: str, removed: bool,

@@ -49,12 +49,15 @@ def status_of(balance_cents: int, mode: str, warn_1_cents: int, settled) -> str:
     return "ok"
 
 
+_ACCOUNT = sa.select(accounts).where(accounts.c.account_id == sa.bindparam("id"))
+
+
 def account_status(store: Store, user_number: str, *, details: bool = False) -> dict:
     """The account as ``GET /v1/accounts/{user_number}`` shows it; ``details`` adds settings and
     contacts."""
     today = store.today()
     with store.read() as conn:
-        acc = conn.execute(sa.select(accounts).where(accounts.c.account_id == user_number)).first()
+        acc = conn.execute(_ACCOUNT, {"id": user_number}).first()
         if acc is None:
             raise NotFound(f"unknown user number {user_number!r}")
         s = current(conn, user_number, today)

@@ -74,8 +74,7 @@ class Store:
     # SQLite has one writer: this process's writers queue here, in order, instead of in SQLite's busy
     # handler, whose sleep-and-retry starves some of them for seconds under 50 concurrent payments
     writer: threading.Lock = field(default_factory=threading.Lock, repr=False)
-    pending: list = field(default_factory=list, repr=False)   # payments waiting for a group commit
-    queue: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    closers: list = field(default_factory=list, repr=False)   # run by close() (the payments' group commit)
 
     @property
     def tz(self):
@@ -104,6 +103,8 @@ class Store:
                 yield conn
 
     def close(self) -> None:
+        while self.closers:
+            self.closers.pop()()
         self.engine.dispose()
 
 

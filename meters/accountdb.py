@@ -50,7 +50,8 @@ def _sqlite_setup(engine: sa.Engine) -> None:
 
 def create_engine(url: str) -> sa.Engine:
     if url.startswith("sqlite"):
-        engine = sa.create_engine(url, pool_size=8, max_overflow=56, pool_timeout=60)
+        # connections kept open (pool_size) for the API's threads: a new SQLite connection costs its PRAGMAs
+        engine = sa.create_engine(url, pool_size=32, max_overflow=32, pool_timeout=60)
         _sqlite_setup(engine)
         return engine
     return sa.create_engine(url, pool_size=10, max_overflow=50, pool_timeout=60, pool_pre_ping=True)

@@ -148,3 +148,58 @@ class PaymentStream:
     def __exit__(self, *exc) -> None:
         self._stop.set()
         self._thread.join()
+
+
+def request_bytes(method: str, path: str, key: str | None, body: dict | None = None) -> bytes:
+    """One HTTP/1.1 keep-alive request, encoded ahead (for :func:`send_all`)."""
+    import json
+
+    data = b"" if body is None else json.dumps(body, separators=(",", ":")).encode()
+    head = f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+    if key:
+        head += f"Authorization: Bearer {key}\r\n"
+    if body is not None:
+        head += "Content-Type: application/json\r\n"
+    return (head + f"Content-Length: {len(data)}\r\n\r\n").encode() + data
+
+
+async def read_message(reader) -> tuple[bytes, bytes]:
+    """(head, body) of one HTTP/1.1 message with a Content-Length body."""
+    head = await reader.readuntil(b"\r\n\r\n")
+    i = head.lower().find(b"content-length:")
+    n = int(head[i + 15:head.index(b"\r\n", i)]) if i >= 0 else 0
+    return head, (await reader.readexactly(n) if n else b"")
+
+
+def send_all(port: int, requests: list[bytes], clients: int) -> tuple[float, list[tuple[int, bytes, float]]]:
+    """Send ``requests`` to 127.0.0.1:``port`` over ``clients`` keep-alive connections, one request in
+    flight on each (a raw asyncio client: cheap enough to load a server from the same machine).
+    Returns (seconds, [(status, body, latency s)] in the order of ``requests``)."""
+    import asyncio
+
+    out: list = [None] * len(requests)
+    todo = list(range(len(requests) - 1, -1, -1))
+
+    async def client():
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        try:
+            while todo:
+                i = todo.pop()
+                t0 = time.perf_counter()
+                writer.write(requests[i])
+                head, body = await read_message(reader)
+                out[i] = (int(head[9:12]), body, time.perf_counter() - t0)
+        finally:
+            writer.close()
+
+    async def main():
+        t0 = time.perf_counter()
+        await asyncio.gather(*(client() for _ in range(clients)))
+        return time.perf_counter() - t0
+
+    try:
+        import uvloop
+        seconds = uvloop.run(main())
+    except ImportError:
+        seconds = asyncio.run(main())
+    return seconds, out

@@ -8,7 +8,6 @@ import json
 import random
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 from types import SimpleNamespace
 
@@ -16,11 +15,11 @@ import httpx
 import pyarrow as pa
 import pytest
 import sqlalchemy as sa
-from accounts_support import USERS, Server, db_url, make_lake, ref_for  # noqa: F401  (db_url: fixture)
+from accounts_support import USERS, Server, db_url, make_lake, ref_for, request_bytes, send_all  # noqa: F401  (db_url: fixture)
 
 from accounts.channels import add_channel, sign
 from accounts.registry import import_from_lake
-from accounts.schema import payments
+from accounts.schema import accounts, outbox, payments
 from accounts.status import set_name
 from accounts.store import open_store
 
@@ -186,36 +185,47 @@ def test_bills_usage_ledger_alerts_and_runs_come_from_the_lake(svc):
 
 
 def test_50_clients_post_the_same_payments_twice_each_applied_once(svc):
-    n = 2000
+    """10,000 payments, each posted twice, shuffled, from 50 keep-alive connections: each applied once
+    (one 201, one 200 with the same body), the stored rows, running totals, balances, pending ledger
+    and payment alerts exact."""
+    n = 10_000
     h = auth(svc, "wechat")
+    key = svc.keys["wechat"]["key"]
     rng = random.Random(11)
     bodies = [{"user_number": USERS[i % 3], "amount": f"{rng.randint(1, 50000) / 100:.2f}", "channel_ref": ref_for(i)}
               for i in range(n)]
     before = {u: Decimal(httpx.get(f"{svc.url}/v1/accounts/{u}", headers=h).json()["balance"]) for u in USERS}
     work = bodies + bodies
     rng.shuffle(work)
-    local = threading.local()
-
-    def post(body):
-        if not hasattr(local, "c"):
-            local.c = httpx.Client(base_url=svc.url, headers=h, timeout=60)
-        r = local.c.post("/v1/payments", json=body)
-        return body["channel_ref"], r.status_code, r.json()
-
-    with ThreadPoolExecutor(50) as ex:
-        results = list(ex.map(post, work))
-    codes = {}
-    for ref, code, out in results:
-        codes.setdefault(ref, []).append(code)
-    assert all(sorted(c) == [200, 201] for c in codes.values()), "each payment applied exactly once"
+    _, answers = send_all(svc.server.port, [request_bytes("POST", "/v1/payments", key, b) for b in work], 50)
+    got: dict[str, list] = {}
+    for body, (code, text, _) in zip(work, answers):
+        got.setdefault(body["channel_ref"], []).append((code, json.loads(text)))
+    assert len(got) == n
+    for ref, two in got.items():
+        assert sorted(c for c, _ in two) == [200, 201], "each payment applied exactly once"
+        (_, first), (_, again) = sorted(two, key=lambda a: a[0], reverse=True)
+        assert first["status"] == "applied" and again["status"] == "duplicate" and first["seq"] == again["seq"]
     with svc.store.read() as conn:
         rows = conn.execute(sa.select(payments.c.account_id, sa.func.count(), sa.func.sum(payments.c.amount_cents))
                             .where(payments.c.channel_ref.like("wx-%")).group_by(payments.c.account_id)).all()
-    paid = {u: sum(int(Decimal(b["amount"]) * 100) for b in bodies if b["user_number"] == u) for u in USERS}
-    assert {r[0]: (r[1], r[2]) for r in rows} == {u: (len(range(i, n, 3)), paid[u]) for i, u in enumerate(USERS)}
+        totals = dict(conn.execute(sa.select(accounts.c.account_id, accounts.c.paid_cents)).all())
+        sums = dict(conn.execute(sa.select(payments.c.account_id, sa.func.sum(payments.c.amount_cents))
+                                 .group_by(payments.c.account_id)).all())
+        alerts = dict(conn.execute(sa.select(outbox.c.account_id, sa.func.count())
+                                   .where(outbox.c.kind == "payment", outbox.c.data.like('%"ref":"wx-%'))
+                                   .group_by(outbox.c.account_id)).all())
+    paid = {u: sum(round(Decimal(b["amount"]) * 100) for b in bodies if b["user_number"] == u) for u in USERS}
+    counts = {u: len(range(i, n, 3)) for i, u in enumerate(USERS)}
+    assert {r[0]: (r[1], r[2]) for r in rows} == {u: (counts[u], paid[u]) for u in USERS}
+    assert totals == {u: sums.get(u, 0) for u in totals}          # the running totals are the sums
+    assert alerts == {"1001": counts["1001"], "1002": 2 * counts["1002"]}  # one per payment and contact
     for u in USERS:
         after = Decimal(httpx.get(f"{svc.url}/v1/accounts/{u}", headers=h).json()["balance"])
         assert after - before[u] == Decimal(paid[u]) / 100
+        pending = httpx.get(f"{svc.url}/v1/accounts/{u}/ledger", params={"limit": 1}, headers=h).json()
+        mine = [p for p in pending["pending_payments"] if p["channel_ref"].startswith("wx-")]
+        assert len(mine) == counts[u] and sum(Decimal(p["amount"]) for p in mine) == Decimal(paid[u]) / 100
 
 
 def test_kill_9_during_a_stream_of_payments_loses_no_answered_payment(tmp_path, db_url):

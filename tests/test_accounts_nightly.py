@@ -246,3 +246,39 @@ def test_a_lake_with_a_store_is_never_billed_past_it(store, monkeypatch):
     with pytest.raises(MetersError, match="no account store implementation"):
         bill(store, DAY[0])
     assert not store.lake.partitions("billing_state")
+
+
+def test_billing_on_the_store_over_a_cluster_equals_single_process(tmp_path, db_url, request):  # noqa: F811
+    """`meters bill --cluster local:2` on a lake with an account store: the same money, outputs,
+    recorded watermarks and queued alerts as the single-process run of the same store."""
+    pytest.importorskip("dask.distributed")
+    from billing.batch import bill_range
+    from meters.outbox import outbox
+
+    second = None if db_url is None else request.getfixturevalue("pg_cluster").create_database()
+    runs = {}
+    for name, db, cluster in (("one", db_url, None), ("many", second, "local:2")):
+        lake = make_lake(tmp_path / name, ROWS)
+        for m in (11, 12):
+            feed(lake, m, D0, 5)
+        s = open_adopted(lake, db)
+        try:
+            s.clock = Clock(local(lake, DAY[0], 12))
+            pay(s, "1001", "25.50", "wx-1", channel="wechat", payer="儿子")
+            s.clock = Clock(local(lake, DAY[1], 9))
+            st.set_auto_topup(s, "1002", 30, 20, **WHO)
+            pay(s, "1002", 3, "ali-1", channel="alipay")
+            s.clock = Clock(local(lake, DAY[2], 23, 59, 59))
+            st.remove_contact(s, "1002", "+8613800000003", **WHO)
+            pay(s, "1001", "0.01", "wx-2", channel="wechat")
+            results = bill_range(lake, DAY[0], DAY[2], db=db_of(s), cluster=cluster)
+            with s.read() as conn:
+                marks = conn.execute(sa.select(settled_days.c.day, settled_days.c.watermark)
+                                     .order_by(settled_days.c.day)).all()
+                queued = sorted(conn.execute(sa.select(outbox.c.alert_id, outbox.c.kind, outbox.c.recipient,
+                                                       outbox.c.data)).all())
+        finally:
+            s.close()
+        runs[name] = ([r.money_cents for r in results], {d: outputs(lake, d) for d in DAY[:3]}, marks, queued)
+    assert runs["one"][0] != [0, 0, 0]
+    assert runs["many"] == runs["one"]

@@ -105,14 +105,31 @@ def create_app(store: Store, web_channel: str | None = None, notify: dict | None
     async def _meters_error(request: Request, e: MetersError):
         return JSONResponse({"detail": str(e)}, status_code=STATUS.get(type(e), 400))
 
-    @app.middleware("http")
-    async def _measure(request: Request, call_next):
-        t0 = time.perf_counter()
-        response = await call_next(request)
-        route = request.scope.get("route")
-        REQUESTS.labels(request.method, getattr(route, "path", "unmatched"), response.status_code).observe(
-            time.perf_counter() - t0)
-        return response
-
+    app.add_middleware(Measure)
     app.add_middleware(BodyLimit)
     return app
+
+
+class Measure:
+    """ASGI middleware: each request's duration by method, route and status (``/metrics``)."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        t0, status = time.perf_counter(), 500
+
+        async def sending(message):
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, sending)
+        finally:
+            route = scope.get("route")
+            REQUESTS.labels(scope["method"], getattr(route, "path", "unmatched"), status).observe(
+                time.perf_counter() - t0)

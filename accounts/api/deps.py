@@ -11,7 +11,7 @@ from ..errors import Invalid
 from ..store import Store
 
 
-def get_store(request: Request) -> Store:
+async def get_store(request: Request) -> Store:
     return request.app.state.store
 
 
@@ -35,7 +35,7 @@ async def caller(request: Request, store: Store = Depends(get_store)) -> Princip
     return who
 
 
-def operator(who: Principal = Depends(caller)) -> Principal:
+async def operator(who: Principal = Depends(caller)) -> Principal:
     """Only operators (403 for a channel)."""
     if who.role != "operator":
         raise HTTPException(403, f"{who.name} is a {who.role}; this needs an operator key")

@@ -13,30 +13,30 @@ from ...store import Store
 from ..deps import caller, get_store, operator
 from ..metrics import PAID_CENTS, PAYMENTS
 from ..models import PaymentIn, ReversalIn
+from ..responses import FastJSON
 
 router = APIRouter(tags=["payments"])
 
 
-@router.post("/v1/payments", status_code=201, responses={200: {"description": "the same payment again (nothing changed)"},
-                                             404: {"description": "unknown user number"},
-                                             409: {"description": "the reference was used with another body"},
-                                             422: {"description": "bad amount or body"}})
-def post_payment(body: PaymentIn, response: Response, who: Principal = Depends(caller),
-                 store: Store = Depends(get_store)) -> dict:
+@router.post("/v1/payments", status_code=201, response_class=FastJSON,
+             responses={200: {"description": "the same payment again (nothing changed)"},
+                        404: {"description": "unknown user number"},
+                        409: {"description": "the reference was used with another body"},
+                        422: {"description": "bad amount or body"}})
+async def post_payment(body: PaymentIn, who: Principal = Depends(caller), store: Store = Depends(get_store)):
     """Credit a payment to an account, once per (channel, channel_ref). The answer is sent after the
     commit is durable and carries the new balance."""
-    try:
-        out = payments.pay(store, body.user_number, body.amount, body.channel_ref, channel=who.name,
-                           payer=body.payer)
+    try:   # queued for the store's next group commit; the event loop serves others meanwhile
+        out = await payments.submit(store, body.user_number, body.amount, body.channel_ref, channel=who.name,
+                                    payer=body.payer, awaitable=True)
     except (Conflict, NotFound, Invalid) as e:
         PAYMENTS.labels(type(e).__name__.lower()).inc()
         raise
     PAYMENTS.labels(out["status"]).inc()
     if out["status"] == "duplicate":
-        response.status_code = 200
-    else:
-        PAID_CENTS.inc(to_cents(out["amount"]))
-    return out
+        return FastJSON(out, status_code=200)
+    PAID_CENTS.inc(to_cents(out["amount"]))
+    return FastJSON(out, status_code=201)
 
 
 @router.post("/v1/reversals", status_code=201,
