@@ -129,32 +129,14 @@ def _day_end(i, hi, lo, day, grid, t0, step, lts):
 
 @njit(cache=True)
 def _run_sum(qty, j, je):
-    """Sum and minimum of ``qty[j:je]`` in a fixed order: four lanes (element ``x`` in lane
-    ``(x - j) % 4`` while four remain), combined pairwise, then the tail in index order. The lanes let
-    the CPU add four at a time (SIMD, not one running sum) and still give the same bits in every process
-    and every compiled specialisation (no compiler reassociation), so a Dask shard equals the
-    single-process run."""
-    s0 = s1 = s2 = s3 = 0.0
-    m0 = m1 = m2 = m3 = 0.0
-    x = j
-    while x + 4 <= je:
-        a0, a1, a2, a3 = qty[x], qty[x + 1], qty[x + 2], qty[x + 3]
-        s0 += a0
-        s1 += a1
-        s2 += a2
-        s3 += a3
-        m0 = a0 if a0 < m0 else m0
-        m1 = a1 if a1 < m1 else m1
-        m2 = a2 if a2 < m2 else m2
-        m3 = a3 if a3 < m3 else m3
-        x += 4
-    s = (s0 + s1) + (s2 + s3)
-    mn = min(min(m0, m1), min(m2, m3))
-    while x < je:
+    """Sum and minimum of ``qty[j:je]`` in index order (no reassociation: the same bits in every
+    process and every compiled specialisation, so a Dask shard equals the single-process run)."""
+    s = 0.0
+    mn = 0.0
+    for x in range(j, je):
         v = qty[x]
         s += v
         mn = v if v < mn else mn
-        x += 1
     return s, mn
 
 
