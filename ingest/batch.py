@@ -14,7 +14,11 @@ from meters.wire import NULL_TEMP, NULL_VOLUME
 
 from .decode import Decoded, safe_text
 
-BUCKET_S = 900  # every UTC-offset change of every zone falls on a multiple of 15 minutes
+BUCKET_S = 900
+# READINGS with the sender dictionary-encoded: a batch's few senders are written as codes, not hashed
+# row by row (readers get strings: the lake's schema casts it back)
+READINGS_DICT = READINGS.set(READINGS.get_field_index("sender"),
+                             pa.field("sender", pa.dictionary(pa.int32(), pa.string())))  # every UTC-offset change of every zone falls on a multiple of 15 minutes
 
 
 @lru_cache(maxsize=65536)
@@ -163,9 +167,9 @@ class Batch:
             pa.nulls(n, pa.int64()),
             pa.nulls(n, pa.int32()),
             pa.nulls(n, pa.string()),
-            pa.DictionaryArray.from_arrays(pa.array(codes), senders).cast(pa.string()),
+            pa.DictionaryArray.from_arrays(pa.array(codes), senders),   # written as Parquet dictionary pages
             _ts_array(recv, READINGS.field("received_at").type),
-        ], schema=READINGS)
+        ], schema=READINGS_DICT)
 
     def readings_by_day(self, tz: ZoneInfo | None = None) -> list[tuple[str, pa.Table]]:
         """The batch's readings per lake-local day of ts (arrival order within a day)."""
@@ -194,7 +198,7 @@ class Batch:
 
     def readings(self) -> pa.Table:
         """All readings of the batch as one READINGS table."""
-        parts = [t for _, t in self.readings_by_day()]
+        parts = [t.cast(READINGS) for _, t in self.readings_by_day()]
         return pa.concat_tables(parts) if parts else READINGS.empty_table()
 
     def deadletters_by_day(self, tz: ZoneInfo) -> list[tuple[str, pa.Table]]:
