@@ -114,31 +114,37 @@ def block_params(tables) -> list[tuple]:
     return out
 
 
-def block_numpy(qty, fam, params):
-    """Vectorised numpy: per family, the running counter by one cumsum along the months, then one
-    clipped difference per tier bound (``min(e, b) - min(c, b)``) over the whole [accounts, months] block."""
+def block_numpy(qty, fam, params, rows: int = 4096):
+    """Vectorised numpy: per family, in blocks of ``rows`` accounts (the temporaries stay in cache:
+    about twice as fast as whole-array passes), the running counter by one cumsum along the months,
+    then one clipped difference per tier bound (``min(e, b) - min(c, b)``; ``c`` = 0 for monthly tiers,
+    where ``min(0, b)`` = 0) over the [accounts, months] block."""
     out = np.empty_like(qty)
     for f, annual, b, step, top, fx, mn in params:
+        assert (b >= 0).all()
         idx = np.flatnonzero(fam == f)
-        if not idx.size:
-            continue
-        q = qty[idx]
-        amt = q * top
-        amt += fx
-        if annual:
-            e = np.cumsum(q, axis=1)
-            c = np.zeros_like(e)
-            c[:, 1:] = e[:, :-1]
-        else:
-            e, c = q, np.zeros_like(q)
-        tmp = np.empty_like(q)
-        for t in range(b.shape[1]):
-            np.minimum(e, b[:, t], out=tmp)
-            tmp -= np.minimum(c, b[:, t])
-            tmp *= step[:, t]
-            amt += tmp
-        np.maximum(amt, mn, out=amt)
-        out[idx] = amt
+        for k in range(0, idx.size, rows):
+            ii = idx[k:k + rows]
+            q = qty[ii]
+            amt = q * top
+            amt += fx
+            tmp = np.empty_like(q)
+            if annual:
+                e = np.cumsum(q, axis=1)
+                c = np.empty_like(e)
+                c[:, 0] = 0.0
+                c[:, 1:] = e[:, :-1]
+                tmp2 = np.empty_like(q)
+            for t in range(b.shape[1]):
+                if annual:
+                    np.minimum(e, b[:, t], out=tmp)
+                    tmp -= np.minimum(c, b[:, t], out=tmp2)
+                else:
+                    np.minimum(q, b[:, t], out=tmp)
+                tmp *= step[:, t]
+                amt += tmp
+            np.maximum(amt, mn, out=amt)
+            out[ii] = amt
     return out
 
 
