@@ -39,7 +39,7 @@ from meters.logs import setup_logging
 from meters.mqtt import SHARE_GROUP, TOPIC_FILTER, BrokerURL, make_client
 
 from . import sessions
-from .batch import Batch
+from .batch import Batch, BufferPool
 from .decode import Limits, decode_message, internal_error, sender_of
 
 log = logging.getLogger("meters.ingest")
@@ -202,7 +202,8 @@ class Ingest:
         self.token = _file_token(client_id)
         self.seq = 0
         self.lock = threading.Lock()          # guards batch and generation
-        self.batch = Batch(tz=lake.tz)
+        self.pool = BufferPool()              # day buffers of written batches, reused
+        self.batch = Batch(tz=lake.tz, pool=self.pool)
         self.generation = 0                   # +1 on every connect / disconnect
         self.wake = threading.Event()
         self.stop = threading.Event()
@@ -313,7 +314,7 @@ class Ingest:
         """Cut the current batch, build its tables and hand them to the writer (which writes,
         fsyncs, then acknowledges). Waits while the writer still has an earlier built batch waiting."""
         with self.lock:
-            batch, self.batch = self.batch, Batch(tz=self.lake.tz)
+            batch, self.batch = self.batch, Batch(tz=self.lake.tz, pool=self.pool)
             self.in_flight += len(batch.acks)
         if batch.messages == 0:
             return
@@ -322,7 +323,7 @@ class Ingest:
         files += [("heat_readings", day, t, None) for day, t in batch.heat_by_day()]
         files += [("deadletter", day, t, "deadlettered") for day, t in batch.deadletters_by_day(tz)]
         self._check_writer()
-        self.built.put((files, batch.acks))
+        self.built.put((files, batch))
 
     def wait_written(self) -> None:
         """Wait until the writer has written and acknowledged every batch handed to it."""
@@ -349,7 +350,8 @@ class Ingest:
             finally:
                 self.built.task_done()
 
-    def _write(self, files: list, acks: list) -> None:
+    def _write(self, files: list, batch: Batch) -> None:
+        acks = batch.acks
         try:
             for name, day, table, counter in files:
                 self.lake.write(name, table, day, file_name=self._next_name(), **RAW_PARQUET,
@@ -370,6 +372,8 @@ class Ingest:
                     self.counters.not_acked += 1
             self.in_flight -= len(acks)
         self.counters.flushes += 1
+        files.clear()       # the tables over the batch's buffers are gone: the buffers can be reused
+        batch.release()
 
     def _watchdog(self) -> None:
         """Exit (non-zero) rather than idle when paho's network thread has died: nothing would be
