@@ -236,20 +236,31 @@ def _price_meter(m, offsets, lts, t0, step, qty, meter_tariff, billing_day,
             ptot += pq[p]
         t = 0
         hoff = np.zeros(25, np.int64)   # grid: intervals of a day ending before each local hour
+        run_p = np.empty(24, np.int64)  # the day's runs of hours with one tariff period: period, end hour
+        run_h = np.empty(24, np.int64)
+        n_runs = 0
+        run_key = -1                    # (version, weekend, month) the runs were made for
         if grid:
             phase = (t0 % 86400) % step
             for hh in range(25):
                 x = hh * 3600 - phase
                 hoff[hh] = (x + step - 1) // step if x > 0 else 0
         i = lo
+        day = 0
+        jd = -(1 << 50)                 # grid: virtual index of the current day's first interval
         while i < hi:
-            lt = t0 + (i - lo) * step if grid else lts[i]
-            day = lt // 86400
-            jd = 0
             k = hi                      # CSR: the hour runs find the day's end
             if grid:                    # grid: virtual index of the day's first interval, then table lookups
-                jd = i - (lt - day * 86400) // step
+                if i == jd + hoff[24]:  # the next day (no division: a grid's days follow each other)
+                    day += 1
+                    jd = i
+                else:
+                    lt = t0 + (i - lo) * step
+                    day = lt // 86400
+                    jd = i - (lt - day * 86400) // step
                 k = min(jd + hoff[24], hi)
+            else:
+                day = lts[i] // 86400
             # -- open the day (and the bill period when it changes)
             if ps_cur <= day <= pe:
                 ps, pe_new = ps_cur, pe
@@ -330,26 +341,38 @@ def _price_meter(m, offsets, lts, t0, step, qty, meter_tariff, billing_day,
                 c0 = -ptot
                 t = 0
             wk = 1 if (day + 3) % 7 >= 5 else 0
-            sc = schedule[pv, wk, mo - 1]
-            if last == NO_TIME_ or last // 86400 != day:  # not the continuation of a day begun earlier
+            key = (pv * 2 + wk) * 12 + mo - 1
+            if key != run_key:          # a new day type: its runs of hours, kept while days repeat it
+                run_key = key
+                n_runs = 0
+                h = 0
+                while h < 24:
+                    p = schedule[pv, wk, mo - 1, h]
+                    h1 = h + 1
+                    while h1 < 24 and schedule[pv, wk, mo - 1, h1] == p:
+                        h1 += 1
+                    run_p[n_runs] = p
+                    run_h[n_runs] = h1
+                    n_runs += 1
+                    h = h1
+            dbase = day * 86400
+            if not dbase <= last < dbase + 86400:  # not the continuation of a day begun earlier
                 s_days[m] += 1
                 if fixed_per_day[vp]:
                     s_fixed[m] += fixed[vp]
                 elif s_days[m] == 1:
                     s_fixed[m] = fixed[vp]
-            dbase = day * 86400
             c = c0 + ptot
             dtot = 0.0
             bad = False
             # -- the intervals of the day
             # runs of hours with the same tariff period: sum each run's intervals, split only at tier bounds
             j = i
-            h = 0
-            while h < 24 and j < k:
-                p = sc[h]
-                h1 = h + 1
-                while h1 < 24 and sc[h1] == p:
-                    h1 += 1
+            r = 0
+            while r < n_runs and j < k:
+                p = run_p[r]
+                h1 = run_h[r]
+                r += 1
                 lim = dbase + h1 * 3600
                 if grid:
                     je = min(max(jd + hoff[h1], j), k)
@@ -374,7 +397,6 @@ def _price_meter(m, offsets, lts, t0, step, qty, meter_tariff, billing_day,
                         je += 1
                     if bad:
                         break
-                h = h1
                 if je == j:
                     continue
                 s, mn = _run_sum(qty, j, je)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections import deque
 from dataclasses import dataclass, field
 from functools import lru_cache
 from zoneinfo import ZoneInfo
@@ -14,7 +15,11 @@ from meters.wire import NULL_TEMP, NULL_VOLUME
 
 from .decode import Decoded, safe_text
 
-BUCKET_S = 900  # every UTC-offset change of every zone falls on a multiple of 15 minutes
+BUCKET_S = 900
+# READINGS with the sender dictionary-encoded: a batch's few senders are written as codes, not hashed
+# row by row (readers get strings: the lake's schema casts it back)
+READINGS_DICT = READINGS.set(READINGS.get_field_index("sender"),
+                             pa.field("sender", pa.dictionary(pa.int32(), pa.string())))  # every UTC-offset change of every zone falls on a multiple of 15 minutes
 
 
 @lru_cache(maxsize=65536)
@@ -71,17 +76,51 @@ def _ts_array(ts: np.ndarray, type_: pa.DataType) -> pa.Array:
     return pa.Array.from_buffers(type_, len(ts), [None, pa.py_buffer(ts)])
 
 
-@dataclass
 class _Day:
-    """The rows of one lake-local day, as per-message pieces."""
+    """The rows of one lake-local day in preallocated column buffers (grown by doubling, reused from
+    a :class:`BufferPool` batch after batch): a message's readings are copied in as it arrives, and
+    the flush wraps the filled part as Arrow arrays without a copy."""
 
-    meter_id: list = field(default_factory=list)
-    ts: list = field(default_factory=list)
-    register_milli: list = field(default_factory=list)
-    sender_code: list = field(default_factory=list)   # per piece: index into Batch.senders
-    received_ms: list = field(default_factory=list)   # per piece
-    counts: list = field(default_factory=list)
-    heat: list = field(default_factory=list)          # (meter_id, ts, HeatColumns, received_ms) pieces
+    def __init__(self, capacity: int = 4096):
+        self.n = 0
+        self.cols = np.empty((4, capacity), np.int64)    # meter_id, ts, register_milli, received_ms
+        self.code = np.empty(capacity, np.int32)         # sender: index into Batch.senders
+        self.heat: list = []                             # (meter_id, ts, HeatColumns, received_ms) pieces
+
+    def append(self, m, t, r, code: int, received_ms: int) -> None:
+        i, k = self.n, len(m)
+        j = i + k
+        if j > self.code.size:
+            cap = max(2 * self.code.size, j)
+            cols, codes = np.empty((4, cap), np.int64), np.empty(cap, np.int32)
+            cols[:, :i] = self.cols[:, :i]
+            codes[:i] = self.code[:i]
+            self.cols, self.code = cols, codes
+        c = self.cols
+        c[0, i:j] = m
+        c[1, i:j] = t
+        c[2, i:j] = r
+        c[3, i:j] = received_ms
+        self.code[i:j] = code
+        self.n = j
+
+
+class BufferPool:
+    """Day buffers of written batches, handed to later batches (thread-safe: a deque)."""
+
+    def __init__(self):
+        self.free: deque = deque()
+
+    def take(self) -> _Day:
+        try:
+            return self.free.pop()
+        except IndexError:
+            return _Day()
+
+    def give(self, d: _Day) -> None:
+        d.n = 0
+        d.heat = []
+        self.free.append(d)
 
 
 @dataclass
@@ -97,6 +136,7 @@ class Batch:
     rows: int = 0
     messages: int = 0
     first_monotonic: float | None = None
+    pool: BufferPool | None = None                    # reuse day buffers (see release)
 
     def add(self, decoded: Decoded, topic: str, sender: str | None, received_ms: int,
             ack: tuple | None, monotonic: float) -> None:
@@ -140,32 +180,32 @@ class Batch:
     def _piece(self, day: int, m, t, r, code: int, received_ms: int, heat=None) -> None:
         d = self.days.get(day)
         if d is None:
-            d = self.days[day] = _Day()
+            d = self.days[day] = self.pool.take() if self.pool is not None else _Day()
         if heat is not None:
             d.heat.append((m, t, heat, received_ms))
-        d.meter_id.append(m)
-        d.ts.append(t)
-        d.register_milli.append(r)
-        d.sender_code.append(code)
-        d.received_ms.append(received_ms)
-        d.counts.append(len(m))
+        d.append(m, t, r, code, received_ms)
+
+    def release(self) -> None:
+        """Give the day buffers back to the pool: only once no table built from them is used again
+        (ingest: after they are written)."""
+        if self.pool is not None:
+            for d in self.days.values():
+                self.pool.give(d)
+            self.days = {}
 
     def _table(self, d: _Day) -> pa.Table:
-        counts = np.array(d.counts, np.int64)
-        n = int(counts.sum())
+        n = d.n
         senders = pa.array(list(self.senders), pa.string())
-        codes = np.repeat(np.array(d.sender_code, np.int32), counts)
-        recv = np.repeat(np.array(d.received_ms, np.int64), counts)
         return pa.Table.from_arrays([
-            pa.array(np.concatenate(d.meter_id), pa.int64()),
-            _ts_array(np.concatenate(d.ts), READINGS.field("ts").type),
-            pa.array(np.concatenate(d.register_milli), pa.int64()),
+            pa.array(d.cols[0, :n], pa.int64()),
+            _ts_array(d.cols[1, :n], READINGS.field("ts").type),
+            pa.array(d.cols[2, :n], pa.int64()),
             pa.nulls(n, pa.int64()),
             pa.nulls(n, pa.int32()),
             pa.nulls(n, pa.string()),
-            pa.DictionaryArray.from_arrays(pa.array(codes), senders).cast(pa.string()),
-            _ts_array(recv, READINGS.field("received_at").type),
-        ], schema=READINGS)
+            pa.DictionaryArray.from_arrays(pa.array(d.code[:n]), senders),   # written as Parquet dictionary pages
+            _ts_array(d.cols[3, :n], READINGS.field("received_at").type),
+        ], schema=READINGS_DICT)
 
     def readings_by_day(self, tz: ZoneInfo | None = None) -> list[tuple[str, pa.Table]]:
         """The batch's readings per lake-local day of ts (arrival order within a day)."""
@@ -194,7 +234,7 @@ class Batch:
 
     def readings(self) -> pa.Table:
         """All readings of the batch as one READINGS table."""
-        parts = [t for _, t in self.readings_by_day()]
+        parts = [t.cast(READINGS) for _, t in self.readings_by_day()]
         return pa.concat_tables(parts) if parts else READINGS.empty_table()
 
     def deadletters_by_day(self, tz: ZoneInfo) -> list[tuple[str, pa.Table]]:

@@ -10,15 +10,20 @@ the broker re-sends what was not acknowledged; the duplicates this writes are re
 (:mod:`meters.readings`) and by compaction.
 
 Threads: paho's network loop decodes each message in ``on_message`` and appends it to the current
-batch; the calling thread flushes batches (by rows, by pending messages, by time), writes, fsyncs and
-acknowledges. A message received on an earlier connection is written but never acknowledged (its
-packet id may now name another message); the broker re-sends it.
+batch; the calling thread cuts batches (by rows, by pending messages, by time) and builds their Arrow
+tables; a writer thread writes and fsyncs each built batch's files and only then acknowledges its
+messages, batches in the order they were cut (so PUBACKs keep the order of the PUBLISHes). Building
+the next batch overlaps writing the previous one; at most one built batch waits for the writer. A
+message received on an earlier connection is written but never acknowledged (its packet id may now
+name another message); the broker re-sends it. A failed write stops the writer before it acknowledges
+anything more, and the worker exits.
 """
 from __future__ import annotations
 
 import contextlib
 import logging
 import os
+import queue
 import random
 import signal
 import threading
@@ -34,7 +39,7 @@ from meters.logs import setup_logging
 from meters.mqtt import SHARE_GROUP, TOPIC_FILTER, BrokerURL, make_client
 
 from . import sessions
-from .batch import Batch
+from .batch import Batch, BufferPool
 from .decode import Limits, decode_message, internal_error, sender_of
 
 log = logging.getLogger("meters.ingest")
@@ -46,6 +51,9 @@ SESSION_EXPIRY_S = 7 * 86400
 IDLE_FLUSH_S = 0.05  # default: a batch is also flushed when no message came for this long
 BACKOFF_FIRST_S, BACKOFF_MAX_S = 0.5, 30.0  # reconnect back-off while the broker cannot be reached
 RAW_PARQUET = dict(compression="zstd", compression_level=1, use_dictionary=["sender", "quality"])
+# readings are found by meter and time: statistics on those two columns only (the others cost time
+# on every page and no reader prunes by them)
+STATS = {"readings": ["meter_id", "ts"], "heat_readings": ["meter_id", "ts"]}
 
 
 @dataclass
@@ -194,7 +202,8 @@ class Ingest:
         self.token = _file_token(client_id)
         self.seq = 0
         self.lock = threading.Lock()          # guards batch and generation
-        self.batch = Batch(tz=lake.tz)
+        self.pool = BufferPool()              # day buffers of written batches, reused
+        self.batch = Batch(tz=lake.tz, pool=self.pool)
         self.generation = 0                   # +1 on every connect / disconnect
         self.wake = threading.Event()
         self.stop = threading.Event()
@@ -204,6 +213,10 @@ class Ingest:
         self.last_message = time.monotonic()
         self.network: threading.Thread | None = None
         self.network_error = ""  # the exception that ended the network thread, if one did
+        self.built: queue.Queue = queue.Queue(maxsize=1)   # built batches waiting for the writer
+        self.in_flight = 0                    # messages handed to the writer, not yet acknowledged
+        self.writer: threading.Thread | None = None
+        self.write_error: str | None = None   # set by the writer: nothing after it is acknowledged
         self.session_ended = False            # drained: the broker deleted the session
         v5 = url.version == "5"
         if shared and not v5:
@@ -279,7 +292,7 @@ class Ingest:
             except Exception as e:  # the batch is unchanged (Batch.add)
                 decoded = internal_error(msg.payload, e, "batching")
                 self.batch.add(decoded, topic, None, int(now * 1000), ack, time.monotonic())
-            full = self.batch.rows >= self.batch_rows or len(self.batch.acks) >= self.receive_maximum
+            full = self._full()
         self.counters.received += 1
         self.counters.readings += decoded.n
         self.last_message = time.monotonic()
@@ -291,42 +304,82 @@ class Ingest:
         self.seq += 1
         return f"part-{self.token}-{self.seq:08d}.parquet"
 
+    def _full(self) -> bool:
+        """The current batch is due now: ``batch_rows`` readings, or the broker's window of
+        ``receive_maximum`` unacknowledged messages is full (this batch's and the writer's). Under the lock."""
+        return (self.batch.rows >= self.batch_rows
+                or len(self.batch.acks) + self.in_flight >= self.receive_maximum)
+
     def flush(self) -> None:
-        """Write the current batch (fsync), then acknowledge its messages."""
+        """Cut the current batch, build its tables and hand them to the writer (which writes,
+        fsyncs, then acknowledges). Waits while the writer still has an earlier built batch waiting."""
         with self.lock:
-            batch, self.batch = self.batch, Batch(tz=self.lake.tz)
+            batch, self.batch = self.batch, Batch(tz=self.lake.tz, pool=self.pool)
+            self.in_flight += len(batch.acks)
         if batch.messages == 0:
             return
         tz = self.lake.tz
+        files = [("readings", day, t, "written") for day, t in batch.readings_by_day(tz)]
+        files += [("heat_readings", day, t, None) for day, t in batch.heat_by_day()]
+        files += [("deadletter", day, t, "deadlettered") for day, t in batch.deadletters_by_day(tz)]
+        self._check_writer()
+        self.built.put((files, batch))
+
+    def wait_written(self) -> None:
+        """Wait until the writer has written and acknowledged every batch handed to it."""
+        self.built.join()
+        self._check_writer()
+
+    def _check_writer(self) -> None:
+        if self.write_error:
+            raise MetersError(self.write_error)
+
+    def _write_loop(self) -> None:
+        """The writer thread: write + fsync a built batch's files, then acknowledge its messages."""
+        while True:
+            item = self.built.get()
+            try:
+                if item is None:
+                    return
+                if self.write_error is None:
+                    self._write(*item)
+            except BaseException as e:  # noqa: BLE001 - kept for the flush loop's one-line error
+                self.write_error = (f"ingest {self.client_id} stopped: {type(e).__name__}: {e}"[:1000]
+                                    if not isinstance(e, MetersError) else str(e))
+                self.wake.set()
+            finally:
+                self.built.task_done()
+
+    def _write(self, files: list, batch: Batch) -> None:
+        acks = batch.acks
         try:
-            for day, table in batch.readings_by_day(tz):
-                self.lake.write("readings", table, day, file_name=self._next_name(), **RAW_PARQUET)
-                self.counters.written += table.num_rows
+            for name, day, table, counter in files:
+                self.lake.write(name, table, day, file_name=self._next_name(), **RAW_PARQUET,
+                                write_statistics=STATS.get(name, True))
+                if counter:
+                    setattr(self.counters, counter, getattr(self.counters, counter) + table.num_rows)
                 self.counters.files += 1
-            for day, table in batch.heat_by_day():
-                self.lake.write("heat_readings", table, day, file_name=self._next_name(), **RAW_PARQUET)
-                self.counters.files += 1
-            for day, table in batch.deadletters_by_day(tz):
-                self.lake.write("deadletter", table, day, file_name=self._next_name(), **RAW_PARQUET)
-                self.counters.deadlettered += table.num_rows
-                self.counters.files += 1
-        except OSError as e:  # nothing of this batch is acknowledged: the broker keeps it
+        except OSError as e:  # nothing of this batch (nor later ones) is acknowledged: the broker keeps it
             raise MetersError(f"cannot write to the lake {self.lake.root}: {e}; "
-                              f"{len(batch.acks)} unacknowledged messages stay with the broker") from None
+                              f"{len(acks)} unacknowledged messages stay with the broker") from None
         with self.lock:  # a reconnect cannot slip between the check and the ack
             gen = self.generation
-            for mid, qos, g in batch.acks:
+            for mid, qos, g in acks:
                 if g == gen:
                     self.client.ack(mid, qos)
                     self.counters.acked += 1
                 else:
                     self.counters.not_acked += 1
+            self.in_flight -= len(acks)
         self.counters.flushes += 1
+        files.clear()       # the tables over the batch's buffers are gone: the buffers can be reused
+        batch.release()
 
     def _watchdog(self) -> None:
         """Exit (non-zero) rather than idle when paho's network thread has died: nothing would be
         read, acknowledged or reconnected again. What this worker holds is not acknowledged, so the
         broker re-sends it to the next run."""
+        self._check_writer()
         if self.network is not None and not self.network.is_alive() and not self.stop.is_set():
             raise MetersError(f"ingest {self.client_id}: the MQTT network thread died"
                               f"{': ' + self.network_error if self.network_error else ''}; exiting so that "
@@ -406,6 +459,8 @@ class Ingest:
         self.network = getattr(self.client, "_thread", None)  # paho's network thread (paho 2.x)
         if self.network is not None:
             _watch_thread(self.network, self)
+        self.writer = threading.Thread(target=self._write_loop, name=f"{self.client_id}-writer", daemon=True)
+        self.writer.start()
         try:
             if not self.connected.wait(15):
                 raise MetersError(f"broker {self.url.redacted()} did not answer CONNECT within 15 s")
@@ -421,8 +476,7 @@ class Ingest:
                 with self.lock:
                     age = self._pending_age()
                     quiet = time.monotonic() - self.last_message >= self.idle_flush
-                    due = (self.batch.rows >= self.batch_rows or len(self.batch.acks) >= self.receive_maximum
-                           or (self.batch.messages and (age >= self.flush_seconds or quiet)))
+                    due = self._full() or (self.batch.messages and (age >= self.flush_seconds or quiet))
                 if due:
                     self.flush()
                 self.counters.lag_seconds = round(self._pending_age(), 3)
@@ -440,11 +494,12 @@ class Ingest:
                     last_log, last_counts = now, (self.counters.received, self.counters.written)
                 if until_idle is not None and now - self.last_message >= until_idle:
                     with self.lock:
-                        idle = self.batch.messages == 0
+                        idle = self.batch.messages == 0 and self.in_flight == 0
                     if idle:
                         idle_exit = True
                         break
             self.flush()  # SIGTERM / SIGINT / idle: write and acknowledge what we hold
+            self.wait_written()
             if self.subscribe_error:
                 raise MetersError(self.subscribe_error)
             # a drained session ends only when it went idle with everything acknowledged
@@ -455,6 +510,8 @@ class Ingest:
             raise
         finally:
             self.stop.set()
+            self.built.put(None)  # the writer finishes what it was handed (acknowledging only after fsync)
+            self.writer.join()
             _WATCHED.pop(self.network, None)
             self._disconnect(end_session=drained)
             self.session_ended = drained

@@ -508,20 +508,27 @@ def empty_table(t: Table) -> pa.Table:
 
 def conform(data: pa.Table, t: Table) -> pa.Table:
     """Cast ``data`` to table ``t``'s schema: reorder, fill missing nullable columns with nulls,
-    and raise a clear error for unknown or missing required columns."""
+    and raise a clear error for unknown or missing required columns. A dictionary-encoded column of
+    the schema's value type stays encoded (Parquet writes its dictionary as is; readers get values)."""
     names = set(data.column_names)
     unknown = names - set(t.schema.names)
     if unknown:
         raise MetersError(f"table {t.name}: unknown column(s) {', '.join(sorted(unknown))}")
-    cols = []
+    cols, fields = [], []
     for field in t.schema:
         if field.name in names:
-            cols.append(data.column(field.name).cast(field.type))
+            col = data.column(field.name)
+            if pa.types.is_dictionary(col.type) and col.type.value_type == field.type:
+                cols.append(col)
+                fields.append(field.with_type(col.type))
+                continue
+            cols.append(col.cast(field.type))
         elif field.nullable:
             cols.append(pa.nulls(data.num_rows, field.type))
         else:
             raise MetersError(f"table {t.name}: required column {field.name!r} is missing")
-    return pa.Table.from_arrays(cols, schema=t.schema)
+        fields.append(field)
+    return pa.Table.from_arrays(cols, schema=pa.schema(fields, metadata=t.schema.metadata))
 
 
 def open_lake(path: str | os.PathLike) -> Lake:

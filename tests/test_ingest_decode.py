@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ingest.batch import Batch, local_day_numbers
+from ingest.batch import Batch, BufferPool, local_day_numbers
 from ingest.decode import Limits, decode_message
 from meters import wire
 
@@ -125,3 +125,31 @@ def test_batch_splits_by_local_day_and_repeats_sender():
     assert parts["2026-11-23"].column("sender").to_pylist() == ["a", "b"]
     assert parts["2026-11-24"].column("meter_id").to_pylist() == [2]
     assert b.messages == 2 and b.rows == 3 and len(b.acks) == 2
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.lists(st.integers(1, 9000), min_size=1, max_size=6), min_size=1, max_size=4))
+def test_batches_reusing_pooled_buffers_equal_fresh_batches(batches):
+    """Day buffers go back to the pool after a batch is written and are filled again by later
+    batches (grown past their first capacity): every batch's tables equal a batch built fresh."""
+    tz = ZoneInfo("Asia/Shanghai")
+    pool = BufferPool()
+    base = int(dt.datetime(2026, 11, 23, 15, 0, tzinfo=dt.timezone.utc).timestamp())
+    k = 0
+    for sizes in batches:
+        pooled, fresh = Batch(tz=tz, pool=pool), Batch(tz=tz)
+        for n in sizes:   # messages spanning a local midnight: two days per batch
+            m = np.arange(k, k + n, dtype=np.int64) % 5000 + 1
+            ts = base + 900 * (np.arange(n, dtype=np.int64) % 8)
+            payload = wire.encode_batch(m, ts, np.arange(n, dtype=np.int64) + k)
+            topic = f"meters/v1/s{k % 3}/readings"
+            for b in (pooled, fresh):
+                b.add(decode_message(topic, payload, NOW), topic, f"s{k % 3}", 1000 + k, (k, 1, 1), 0.0)
+            k += n
+        got, want = pooled.readings_by_day(tz), fresh.readings_by_day(tz)
+        assert [d for d, _ in got] == [d for d, _ in want]
+        for (_, a), (_, b) in zip(got, want):
+            assert a.equals(b)
+        del got
+        pooled.release()
+    assert pool.free and all(d.n == 0 for d in pool.free)

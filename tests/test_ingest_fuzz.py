@@ -122,3 +122,43 @@ def test_the_reported_payloads():
     d = decode_message(TOPIC, surrogate, NOW)
     assert [x[1] for x in d.dead] == ["unknown_field"]
     assert _store(d) == (0, 1)
+
+
+def _stdlib_records(payload: bytes):
+    """What the JSON codec decoded to when it used only the standard library: records or a reason."""
+    try:
+        doc = json.loads(payload.decode("utf-8"))
+    except UnicodeDecodeError:
+        return "bad_encoding"
+    except (ValueError, RecursionError):
+        return "not_json"
+    return doc if isinstance(doc, list) else [doc]
+
+
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.integers(-(2**63) - 2, 2**64 + 2)
+    | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=6), inner, max_size=4),
+    max_leaves=12)
+
+
+@settings(max_examples=300, deadline=None)
+@given(JSON_VALUES, st.sampled_from(["", " ", "\n"]))
+def test_json_codec_decodes_as_the_standard_library(doc, pad):
+    """orjson parses the JSON codec's payloads; whatever it parses must equal the standard library's
+    result (values and types: a 70-bit integer stays an integer), and what it refuses falls back."""
+    payload = (pad + json.dumps(doc) + pad).encode()
+    got, want = wire.json.decode(payload), _stdlib_records(payload)
+    assert repr(got) == repr(want)   # repr: an integer read as a float would show
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=40) | st.sampled_from([b"[NaN]", b'{"a": Infinity}', b'"\\ud800"', b"\xef\xbb\xbf{}",
+                                                 b"[1,]", b"[" * 3000, b"-9223372036854775809", b"1e400"]))
+def test_json_codec_refuses_and_accepts_what_the_standard_library_does(payload):
+    try:
+        got = wire.json.decode(payload)
+    except wire.WireError as e:
+        got = e.reason
+    want = _stdlib_records(payload)
+    assert type(got) is type(want) and (got == want or got != got or repr(got) == repr(want))

@@ -8,7 +8,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from reference import tariff as reference
-from billing.engine import block_bills, civil_from_days, days_from_civil, price_intervals
+from billing.engine import block_bills, civil_from_days, days_from_civil, price_grid, price_intervals
 from billing.money import allocate_cents, to_cents
 from billing.tariff_arrays import compile_tariffs, day_date, day_number
 from meters.tariffs import Tariff
@@ -151,6 +151,53 @@ def test_split_and_carry_equals_one_run(versions, meters, data):
         total, la, closed = bills[(whole.bill_meter[i], whole.bill_start[i])]
         assert close(total, whole.bill_total[i]) and closed == whole.bill_closed[i]
         np.testing.assert_allclose(la, whole.line_amount[i], rtol=1e-9, atol=1e-9)
+
+
+@SETTINGS
+@given(tariffs(), st.data())
+def test_grid_kernel_carrying_counters_equals_reference(versions, data):
+    """The dense-grid path (tiers × time of use × counters carried between calls, the fused kernel's
+    day stepping without divisions) against the plain-Python reference, in one or two calls."""
+    if versions[0].effective_from > dt.date(2026, 1, 1):
+        return
+    M = data.draw(st.integers(1, 3))
+    step = data.draw(st.sampled_from([300, 900, 1800, 3600, 4 * 3600]))
+    n = data.draw(st.integers(0, min(400, 70 * 86400 // step)))
+    start = dt.date(2026, 1, 1) + dt.timedelta(days=data.draw(st.integers(0, 400)))
+    first_end = day_number(start) * 86400 + data.draw(st.integers(1, 86400 // step)) * step \
+        - data.draw(st.sampled_from([0, 0, 0, 1, step // 2]))
+    q = np.asarray(data.draw(st.lists(st.sampled_from([0.0, 0.1, 0.5, 1.0, 2.5, 7.0, 30.0]), min_size=M * n,
+                                      max_size=M * n)), float).reshape(M, n) * (step / 3600) ** 0.5
+    bd = np.asarray(data.draw(st.lists(st.integers(1, 28), min_size=M, max_size=M)), np.int32)
+    tb = compile_tariffs(versions)
+    mt = np.zeros(M, np.int32)
+    cut = data.draw(st.integers(0, n))
+    days, bills, state = {}, {}, None
+    for a, b in ((0, cut), (cut, n)) if data.draw(st.booleans()) else ((0, n),):
+        r = price_grid(tb, q[:, a:b], first_end + a * step, step, mt, state=state, billing_day=bd)
+        state = r.state
+        for i in range(r.day.size):
+            k = (int(r.day_meter[i]), int(r.day[i]))
+            days[k] = days.get(k, 0.0) + r.day_amount[i]
+        for i in range(r.bill_start.size):
+            bills[(int(r.bill_meter[i]), int(r.bill_start[i]))] = (r.bill_total[i], r.line_amount[i])
+    lts = first_end - 1 + step * np.arange(n)
+    for m in range(M):
+        ref = reference.price_meter(versions, lts.tolist(), q[m].tolist(), billing_day=int(bd[m]))
+        assert sorted(d for mm, d in days if mm == m) == [day_number(d) for d, *_ in ref["days"]]
+        for day, _, amt, _ in ref["days"]:
+            assert close(days[(m, day_number(day))], amt, 1e-8)
+        assert len([k for k in bills if k[0] == m]) == len(ref["bills"])
+        for b in ref["bills"]:
+            total, la = bills[(m, day_number(b["start"]))]
+            assert close(total, b["total"])
+            want = np.zeros_like(la)
+            for (p, t), (_, amount) in b["lines"].items():
+                want[p, t] = amount
+            np.testing.assert_allclose(la, want, rtol=1e-9, atol=1e-9)
+        if ref["state"]["last"] is not None:
+            assert state.last_ts[m] == ref["state"]["last"]
+            assert close(state.cycle_qty[m], ref["state"]["cycle_qty"])
 
 
 @SETTINGS

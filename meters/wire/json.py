@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 
 import numpy as np
+import orjson
 
 from .codec import NULL_TEMP, NULL_VOLUME, Codec, HeatColumns, WireError
 
+_LONG_DIGITS = re.compile(rb"[0-9]{19}")
 _ISO_CACHES: dict[dt.tzinfo, dict[int, str]] = {}
 
 
@@ -60,7 +63,22 @@ def encode_array(meter_id, ts, register_milli, tz=None, heat=None) -> list[bytes
 
 
 def decode(payload: bytes) -> list:
-    """The payload's records: the object, or the array's items."""
+    """The payload's records: the object, or the array's items. Parsed by orjson; what it refuses
+    (NaN, integers beyond 64 bits, lone surrogates, bad UTF-8, deep nesting …) is parsed again by the
+    standard library, so the accepted documents, the values and the reasons are the same as with it.
+    A payload with 19 digits in a row also goes to the standard library: orjson reads an integer
+    beyond 64 bits as a float."""
+    if _LONG_DIGITS.search(payload):
+        doc = _decode_stdlib(payload)
+    else:
+        try:
+            doc = orjson.loads(payload)
+        except orjson.JSONDecodeError:
+            doc = _decode_stdlib(payload)
+    return doc if isinstance(doc, list) else [doc]
+
+
+def _decode_stdlib(payload: bytes):
     try:
         text = payload.decode("utf-8")
     except UnicodeDecodeError as e:
@@ -69,7 +87,7 @@ def decode(payload: bytes) -> list:
         doc = json.loads(text)
     except (ValueError, RecursionError) as e:
         raise WireError("not_json", f"not JSON: {str(e)[:200]}") from None
-    return doc if isinstance(doc, list) else [doc]
+    return doc
 
 
 def claims(payload: bytes) -> bool:
