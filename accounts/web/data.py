@@ -34,7 +34,7 @@ def _cached(store: Store, name: str, key: tuple, compute):
     return value
 
 
-INLINE_ROWS = 1_000_000   # a city figure over at most this many stored rows is computed in the request
+INLINE_ROWS = 200_000   # a city figure over at most this many stored rows is computed in the request
 _COMPUTING: dict = {}
 _COMPUTING_LOCK = threading.Lock()
 
