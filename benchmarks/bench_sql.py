@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import os
 import shutil
 import tempfile
 import time
@@ -36,43 +37,61 @@ QUERY_MILLI = """SELECT meter_id, (max(register_milli) - min(register_milli)) / 
 FROM readings WHERE ts >= TIMESTAMPTZ '{start}' AND ts < TIMESTAMPTZ '{end}' GROUP BY meter_id"""
 
 
+CHUNK_METERS = (1 << 20) // 96   # meters per row group: the compacted files' row group of 2^20 rows
+
+
 def generate(root: Path, meters: int, days: int, seed: int = 7) -> tuple[Path, int, float]:
-    """A lake with ``days`` compacted readings partitions of ``meters`` 15-minute registers each."""
+    """A lake with ``days`` compacted readings partitions of ``meters`` 15-minute registers each, and
+    the meters in the registry (electricity, kWh). Each day is written straight to its
+    ``compact-*.parquet`` (the layout, encodings and row groups of ``meters compact``), one row group of
+    :data:`CHUNK_METERS` meters at a time, so memory stays bounded whatever the size."""
     from ingest.compact import COMPACT_PARQUET
     from meters.lake import init_lake
     from meters.readings import COMPACT_PREFIX
+    from meters.schemas import READINGS
 
     lake = init_lake(root / "lake", "Asia/Shanghai")
     rng = np.random.default_rng(seed)
     ids = 110100000000 + np.arange(meters, dtype=np.int64)
+    lake.replace_partition("meters", None, pa.table({"meter_id": ids, "utility": pa.array(["electricity"] * meters),
+                                                     "unit": pa.array(["kWh"] * meters)}))
     register = rng.integers(0, 10**8, meters).astype(np.int64)       # Wh
     rate = rng.gamma(2.0, 60.0, meters)                               # mean Wh per 15 min
+    senders = pa.array([f"dcu-{i:05d}" for i in range((meters + 249) // 250)])
     first = dt.date(2026, 11, 1)
-    opts = {**COMPACT_PARQUET, "compression_level": 3}
+    opts = {k: v for k, v in COMPACT_PARQUET.items() if k != "row_group_size"} | {"compression_level": 3}
+    schema = READINGS.set(READINGS.get_field_index("sender"), pa.field("sender", pa.dictionary(pa.int32(), pa.string())))
     t0 = time.perf_counter()
     for d in range(days):
         day = first + dt.timedelta(days=d)
         start, _ = lake.day_bounds_utc(day)
         ts = int(start.timestamp()) + 900 * np.arange(96, dtype=np.int64)
-        steps = rng.poisson(rate[:, None], size=(meters, 96)).astype(np.int64)
-        regs = register[:, None] + np.cumsum(steps, axis=1)
-        register = regs[:, -1].copy()
-        n = meters * 96
-        received = (np.tile(ts, meters) + 60) * 1000
-        table = pa.table({
-            "meter_id": pa.array(np.repeat(ids, 96)),
-            "ts": pa.array(np.tile(ts, meters), pa.int64()).cast(pa.timestamp("s", tz="UTC")),
-            "register_milli": pa.array(regs.ravel()),
-            "sender": pa.DictionaryArray.from_arrays(pa.array(np.repeat(np.arange(meters) // 250, 96), pa.int32()),
-                                                     pa.array([f"dcu-{i:05d}" for i in range((meters + 249) // 250)])),
-            "received_at": pa.array(received, pa.int64()).cast(pa.timestamp("ms", tz="UTC")),
-        })
-        lake.write("readings", table.cast(pa.schema([f if f.name != "sender" else pa.field("sender", pa.string())
-                                                     for f in table.schema])),
-                   day.isoformat(), file_name=f"{COMPACT_PREFIX}bench.parquet", fsync=False, **opts)
-        del table, regs, steps, received
+        folder = lake.partition_dir("readings", day.isoformat())
+        folder.mkdir(parents=True, exist_ok=True)
+        final = folder / f"{COMPACT_PREFIX}bench.parquet"
+        tmp = folder / f".{final.name}.tmp"
+        with pq.ParquetWriter(str(tmp), schema, store_schema=False, **opts) as w:
+            for lo in range(0, meters, CHUNK_METERS):
+                hi = min(meters, lo + CHUNK_METERS)
+                k = hi - lo
+                steps = rng.poisson(rate[lo:hi, None], size=(k, 96)).astype(np.int64)
+                regs = register[lo:hi, None] + np.cumsum(steps, axis=1)
+                register[lo:hi] = regs[:, -1]
+                w.write_table(pa.table({
+                    "meter_id": pa.array(np.repeat(ids[lo:hi], 96)),
+                    "ts": pa.array(np.tile(ts, k), pa.int64()).cast(pa.timestamp("s", tz="UTC")),
+                    "register_milli": pa.array(regs.ravel()),
+                    "quantity_milli": pa.nulls(k * 96, pa.int64()),
+                    "interval_s": pa.nulls(k * 96, pa.int32()),
+                    "quality": pa.nulls(k * 96, pa.string()),
+                    "sender": pa.DictionaryArray.from_arrays(
+                        pa.array(np.repeat(np.arange(lo, hi) // 250, 96), pa.int32()), senders),
+                    "received_at": pa.array((np.tile(ts, k) + 60) * 1000, pa.int64()).cast(pa.timestamp("ms", tz="UTC")),
+                }, schema=schema), row_group_size=k * 96)
+        os.replace(tmp, final)
         if (d + 1) % 10 == 0 or d + 1 == days:
-            print(f"  generated {d + 1}/{days} days ({n * (d + 1):,} readings)", flush=True)
+            print(f"  generated {d + 1}/{days} days ({meters * 96 * (d + 1):,} readings) "
+                  f"in {time.perf_counter() - t0:.1f} s", flush=True)
     return lake.root, meters * days * 96, time.perf_counter() - t0
 
 
@@ -145,7 +164,6 @@ def _duel(a, b, runs: int = 5) -> tuple[float, float, bool]:
 def bench_stream(lake_root: Path) -> dict:
     """``meters sql "FROM readings" --max-rows 40`` in a child process: seconds to its first row on
     stdout (from the start of the process, and after a trivial query's start-up), all of it, peak RSS."""
-    import os
     import subprocess
     import sys
 
@@ -226,6 +244,9 @@ def main(argv=None) -> None:
     meters = a.meters or (10_000 if a.quick else 100_000)
     root = a.keep or Path(tempfile.mkdtemp(prefix="meters-bench-sql-"))
     print(FULL_SIZE)
+    print(f"full-size command: python -m benchmarks sql   (--keep DIR reuses the generated lake on a re-run); "
+          f"load average {os.getloadavg()[0]:.1f}")
+    began = time.perf_counter()
     try:
         marker = root / f"ready-{meters}x{a.days}"
         if marker.exists():
@@ -280,8 +301,12 @@ def main(argv=None) -> None:
         for name, view_q, file_q, same in rows:
             print(f"  {name:18s} meters sql {view_q:7.3f} s  file {file_q:7.3f} s  (x{file_q / view_q:.2f})  "
                   f"{'same result' if same else 'RESULTS DIFFER'}")
+        took = time.perf_counter() - began
+        print(f"this run took {took:.0f} s (generation {gen_s:.0f} s), load average {os.getloadavg()[0]:.1f}")
         if not full:
-            print(f"this was a small lake ({n:,} readings): targets are judged at full size only; {FULL_SIZE}")
+            print(f"this was a small lake ({n:,} readings): targets are judged at full size only; {FULL_SIZE}; "
+                  f"at {288_000_000 / n:.0f}x this size expect about {took * 288_000_000 / n / 60:.0f} min "
+                  f"(time grows with the readings) and {288_000_000 * size / n / 2**30:.1f} GiB of Parquet")
     finally:
         if a.keep is None:
             shutil.rmtree(root, ignore_errors=True)

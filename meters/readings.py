@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.dataset as ds
+import pyarrow.compute as pc
 
 from .lake import Lake
 from .schemas import READINGS, TABLES, UTC_S
@@ -95,11 +95,11 @@ def read_readings(lake: Lake, start_utc, end_utc, meter_min: int | None = None,
     start, end = parse_instant(start_utc, name="start"), parse_instant(end_utc, name="end")
     if end <= start:
         return READINGS.empty_table()
-    f = (ds.field("ts") >= pa.scalar(start, UTC_S)) & (ds.field("ts") < pa.scalar(end, UTC_S))
+    f = (pc.field("ts") >= pa.scalar(start, UTC_S)) & (pc.field("ts") < pa.scalar(end, UTC_S))
     if meter_min is not None:
-        f &= ds.field("meter_id") >= pa.scalar(int(meter_min), pa.int64())
+        f &= pc.field("meter_id") >= pa.scalar(int(meter_min), pa.int64())
     if meter_max is not None:
-        f &= ds.field("meter_id") <= pa.scalar(int(meter_max), pa.int64())
+        f &= pc.field("meter_id") <= pa.scalar(int(meter_max), pa.int64())
     parts = []
     for day in partition_days(lake, start, end):
         part = lake.read("readings", day, filter=f)
@@ -156,9 +156,9 @@ def read_window(lake: Lake, start: dt.datetime, end: dt.datetime, columns: list[
         m_lo, m_hi = meter_range if meter_range else (None, None)
         mf = None
         if meter_range:
-            mf = (ds.field("meter_id") >= pa.scalar(m_lo, pa.int64())) & \
-                (ds.field("meter_id") <= pa.scalar(m_hi, pa.int64()))
-        tf = (ds.field("ts") >= pa.scalar(lo, UTC_S)) & (ds.field("ts") < pa.scalar(hi, UTC_S))
+            mf = (pc.field("meter_id") >= pa.scalar(m_lo, pa.int64())) & \
+                (pc.field("meter_id") <= pa.scalar(m_hi, pa.int64()))
+        tf = (pc.field("ts") >= pa.scalar(lo, UTC_S)) & (pc.field("ts") < pa.scalar(hi, UTC_S))
         files = lake.files("readings", key)
         if is_compacted(files):
             f = tf if (lo, hi) != (d0, d1) else None

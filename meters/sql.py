@@ -62,6 +62,32 @@ def view_select(lake: Lake, t: Table, files: list[Path]) -> str:
     return f"SELECT {', '.join(cols)} FROM ({stored_select(lake, t, files)})"
 
 
+# views whose quantities are in a unit that differs by utility: how each finds its unit (CONTRACTS §2)
+BY_METER = ("readings", "readings_raw", "intervals")                    # the meter's unit
+BY_ACCOUNT = ("charges", "charge_lines", "bills", "bill_lines")          # the tariff's (else the meter's)
+AREA_BANDS = ("area", "basic")   # heating lines priced per m² of the premise: quantity in m2
+
+
+def _unit_sql(lake: Lake, name: str, select: str) -> str:
+    """``select`` with a ``unit`` column after its own: the unit its quantities are in."""
+    meters = (f"SELECT meter_id, any_value(unit) AS unit FROM ({view_select(lake, TABLES['meters'], table_files(lake, TABLES['meters']))}) "
+              "GROUP BY meter_id")
+    if name in BY_METER:
+        return f"SELECT v.*, u.unit FROM ({select}) v LEFT JOIN ({meters}) u ON u.meter_id = v.meter_id"
+    tariffs = (f"SELECT tariff_id, any_value(unit) AS unit FROM "
+               f"({view_select(lake, TABLES['tariffs'], table_files(lake, TABLES['tariffs']))}) GROUP BY tariff_id")
+    accounts = (f"SELECT a.account_id, any_value(coalesce(t.unit, m.unit)) AS unit FROM "
+                f"({view_select(lake, TABLES['accounts'], table_files(lake, TABLES['accounts']))}) a "
+                f"LEFT JOIN ({tariffs}) t ON t.tariff_id = a.tariff_id LEFT JOIN ({meters}) m ON m.meter_id = a.meter_id "
+                "GROUP BY a.account_id")
+    unit = "coalesce(t.unit, u.unit)" if name == "charges" else "u.unit"
+    if name in ("charge_lines", "bill_lines"):
+        unit = f"CASE WHEN v.tier = 0 AND v.band IN {tuple(AREA_BANDS)} THEN 'm2' ELSE {unit} END"
+    by_tariff = f"LEFT JOIN ({tariffs}) t ON t.tariff_id = v.tariff_id " if name == "charges" else ""
+    return (f"SELECT v.*, {unit} AS unit FROM ({select}) v {by_tariff}"
+            f"LEFT JOIN ({accounts}) u ON u.account_id = v.account_id")
+
+
 def _readings_sql(lake: Lake) -> str:
     """The readings view's SELECT: the ingest stage's deduplicating view (compacted partitions as they
     are, the others keep the first received row of each (meter_id, ts))."""
@@ -72,7 +98,7 @@ def _readings_sql(lake: Lake) -> str:
 
 def view_definitions(lake: Lake) -> dict[str, tuple[Table, list[Path], str]]:
     """Every view (file lists taken now): name -> (its table, the table's files, the view's SELECT); one
-    per lake table, plus ``readings_raw``."""
+    per lake table, plus ``readings_raw``; views of quantities end with their ``unit``."""
     out = {}
     for name, t in TABLES.items():
         files = table_files(lake, t)
@@ -81,6 +107,9 @@ def view_definitions(lake: Lake) -> dict[str, tuple[Table, list[Path], str]]:
         t = TABLES["readings"]
         files = table_files(lake, t)
         out["readings_raw"] = (t, files, view_select(lake, t, files))
+    for name in (*BY_METER, *BY_ACCOUNT):
+        t, files, select = out[name]
+        out[name] = (t, files, _unit_sql(lake, name, select))
     return out
 
 

@@ -181,3 +181,45 @@ def test_python_api_helpers(lake):
     n = rel.fetchall()[0][0]
     assert sql.df(lake, "SELECT count(*) AS n FROM tariffs")["n"][0] == n
     assert sql.arrow(lake, "SELECT count(*) AS n FROM tariffs").column("n").to_pylist() == [n]
+
+
+def test_every_view_of_quantities_says_their_unit(lake):
+    """kWh and m³ in one view: each row says its unit (the meter's; the tariff's for billed quantities,
+    else the meter's; m2 for the heating lines priced by area), as the last column."""
+    D = "2026-11-23"
+    lake.replace_partition("meters", None, pa.table({"meter_id": [1, 2, 3], "utility": ["electricity", "water", "heat"],
+                                                    "unit": ["kWh", "m3", "GJ"]}))
+    lake.replace_partition("accounts", None, pa.table({
+        "account_id": ["a1", "a2", "a3"], "meter_id": [1, 2, 3],
+        "tariff_id": ["cn-bj-res-elec", "cn-bj-res-water", "heat-not-in-catalog"],
+        "mode": ["prepaid"] * 3, "billing_day": pa.array([1, 1, 1], pa.int8())}))
+    lake.write("readings", _readings([(1, T0, 1000, "s", T0), (2, T0, 2000, "s", T0), (9, T0, 5, "s", T0)]), D)
+    lake.write("intervals", pa.table({"meter_id": [1, 2], "ts": pa.array([T0, T0], pa.timestamp("s", tz="UTC")),
+                                      "quantity": [1.5, 0.2], "quality": ["actual", "actual"]}), D)
+    lake.write("charges", pa.table({"account_id": ["a1", "a2"], "quantity": [1.5, 0.2],
+                                    "amount": pa.array([Decimal("0.73"), Decimal("1.00")], pa.decimal128(18, 2)),
+                                    "tariff_id": ["cn-bj-res-elec", None]}), D)
+    lake.write("charge_lines", pa.table({"account_id": ["a2"], "tier": pa.array([1], pa.int32()), "band": ["all"],
+                                         "quantity": [0.2], "amount": [1.0]}), D)
+    lake.write("bills", pa.table({"account_id": ["a1", "a2"], "period_start": pa.array([dt.date(2026, 11, 1)] * 2),
+                                  "period_end": pa.array([dt.date(2026, 11, 30)] * 2), "quantity": [40.0, 3.0],
+                                  "amount": pa.array([Decimal("20.00"), Decimal("15.00")], pa.decimal128(18, 2))}),
+               "2026-11")
+    lake.write("bill_lines", pa.table({"account_id": ["a3", "a3"], "period_start": pa.array([dt.date(2026, 11, 1)] * 2),
+                                       "tier": pa.array([0, 1], pa.int32()), "band": ["area", "all"],
+                                       "quantity": [80.0, 12.5],
+                                       "amount": pa.array([Decimal("200.00"), Decimal("50.00")], pa.decimal128(18, 2))}),
+               "2026-11")
+    con = sql.connect(lake)
+    for view in ("readings", "readings_raw", "intervals", "charges", "charge_lines", "bills", "bill_lines"):
+        cols = con.sql(f"DESCRIBE {view}").fetchall()
+        assert cols[-1][:2] == ("unit", "VARCHAR"), view
+    q = lambda s: con.sql(s).fetchall()  # noqa: E731
+    assert q("SELECT meter_id, unit FROM readings ORDER BY meter_id") == [(1, "kWh"), (2, "m3"), (9, None)]
+    assert q("SELECT meter_id, unit FROM intervals ORDER BY meter_id") == [(1, "kWh"), (2, "m3")]
+    assert q("SELECT account_id, unit FROM charges ORDER BY account_id") == [("a1", "kWh"), ("a2", "m3")]
+    assert q("SELECT account_id, unit FROM charge_lines") == [("a2", "m3")]
+    assert q("SELECT account_id, unit FROM bills ORDER BY account_id") == [("a1", "kWh"), ("a2", "m3")]
+    assert q("SELECT band, unit FROM bill_lines ORDER BY tier") == [("area", "m2"), ("all", "GJ")]
+    # never one sum across units: grouped by unit, kWh and m³ stay apart
+    assert q("SELECT unit, sum(quantity) FROM charges GROUP BY unit ORDER BY unit") == [("kWh", 1.5), ("m3", 0.2)]

@@ -71,11 +71,12 @@ def overview(request: Request, day: str = "", store: Store = Depends(get_store))
     with data.LakeReader(store.lake) as lr:
         runs = data.runs(store, lr)
         curve = data.load_curve(store, lr, dt.date.fromisoformat(chosen)) if chosen else {}
-        n_arrears, arrears = data.in_arrears(store, lr)
+        in_arrears = data.in_arrears(store, lr)
         dead = data.deadletter_reasons(store, lr)
-    chart = charts.lines(curve, f"{_t(request)('Load curve')} {chosen}")
+    n_arrears, arrears = in_arrears or (0, [])
+    chart = charts.lines(curve, f"{_t(request)('Load curve')} {chosen}") if curve is not None else ""
     return page(request, "console.html", operator=operator, runs=runs, days=days[:31], day=chosen, chart=chart,
-                curve=curve, n_arrears=n_arrears, arrears=arrears, dead=dead,
+                curve=curve or {}, curve_computing=curve is None, arrears_computing=in_arrears is None, n_arrears=n_arrears, arrears=arrears, dead=dead,
                 server_ms=(time.perf_counter() - t0) * 1000)
 
 

@@ -6,18 +6,12 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from decimal import Decimal
-
 import threading
 
-import duckdb
-
 from meters.lake import Lake
-from meters.schemas import TABLES
-from meters.sql import view_select
-from meters.views import quote_literal, table_files
 
 from .. import lakeview, status
+from ..lakeview import LakeReader
 from ..store import Store
 
 USAGE_DAYS = 30
@@ -25,67 +19,6 @@ ARREARS_SHOWN = 50
 DEADLETTER_DAYS = 7
 BILL_DAYS = 180   # bills of the last half year
 LEDGER_DAYS = 92  # the console's ledger: this month and the two before
-
-
-class LakeReader:
-    """The queries of one page: a cursor of the lake's long-lived DuckDB connection (parquet metadata
-    cached between pages). A query names its tables as ``{charges}`` with the partitions it needs
-    (``parts={"charges": [keys]}``; default: every partition), read as the analysts' views type them."""
-
-    _connections: dict[str, duckdb.DuckDBPyConnection] = {}
-    _lock = threading.Lock()
-
-    def __init__(self, lake: Lake):
-        self.lake, self.cur = lake, None
-
-    def _cursor(self):
-        with self._lock:
-            con = self._connections.get(str(self.lake.root))
-            if con is None:
-                con = duckdb.connect(":memory:")
-                con.execute("SET enable_object_cache = true")
-                con.execute(f"SET TimeZone = {quote_literal(self.lake.timezone_name)}")
-                con.execute("SET threads = 2")
-                self.lake.register_duckdb(con)
-                self._connections[str(self.lake.root)] = con
-            return con.cursor()
-
-    def rows(self, sql: str, params: list | None = None, parts: dict[str, list[str]] | None = None) -> list[dict]:
-        scans = {}
-        for name, t in TABLES.items():
-            if "{" + name + "}" in sql:
-                keys = (parts or {}).get(name)
-                files = table_files(self.lake, t) if keys is None else [
-                    f for k in keys for f in self.lake.current_files(name, k)]
-                scans[name] = f"({view_select(self.lake, t, files)})"
-        if self.cur is None:
-            self.cur = self._cursor()
-        cur = self.cur.execute(sql.format(**scans), params or [])
-        names = [d[0] for d in cur.description]
-        return [{k: self._shown(v) for k, v in zip(names, r)} for r in cur.fetchall()]
-
-    def _shown(self, v):
-        """Money as ``"12.34"``, instants in the lake's time zone."""
-        if isinstance(v, Decimal):
-            return f"{v:.2f}"
-        if isinstance(v, dt.datetime) and v.tzinfo is not None:
-            return v.astimezone(self.lake.tz)
-        return v
-
-    def keys(self, name: str, since: dt.date | None = None) -> list[str]:
-        """Partition keys of table ``name`` (day or month) from ``since`` on."""
-        keys = self.lake.partitions(name)
-        if since is None:
-            return keys
-        first = since.isoformat()[:len(keys[0])] if keys else ""
-        return [k for k in keys if k >= first]
-
-    def __enter__(self) -> "LakeReader":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        if self.cur is not None:
-            self.cur.close()
 
 
 def _files_key(lake: Lake, table: str, key: str) -> tuple:
@@ -99,6 +32,45 @@ def _cached(store: Store, name: str, key: tuple, compute):
     value = compute()
     store.cache[("web", name)] = (key, value)
     return value
+
+
+INLINE_ROWS = 200_000   # a city figure over at most this many stored rows is computed in the request
+_COMPUTING: dict = {}
+_COMPUTING_LOCK = threading.Lock()
+
+
+def stored_rows(lake: Lake, table: str, keys: list[str]) -> int:
+    """Rows of the partitions ``keys`` of ``table``, from the files' footers (kept between requests)."""
+    if not lake.is_local:
+        return 0
+    return sum(lakeview.footer(p).metadata.num_rows for k in keys for p in lake.current_files(table, k))
+
+
+def _figure(store: Store, lr: LakeReader, name: str, key: tuple, rows: int, compute):
+    """A whole-city figure kept in ``store.cache`` until ``key`` (its files) changes: computed in the
+    request when it reads at most :data:`INLINE_ROWS` rows, else in a background thread (once) while
+    the page answers at once with None ("being computed"); the next request after it ends shows it."""
+    hit = store.cache.get(("web", name))
+    if hit and hit[0] == key:
+        return hit[1]
+    if rows <= INLINE_ROWS:
+        return _cached(store, name, key, lambda: compute(lr))
+    with _COMPUTING_LOCK:
+        if (id(store), name, key) in _COMPUTING:
+            return None
+
+        def work():
+            try:
+                with LakeReader(store.lake) as lr:
+                    store.cache[("web", name)] = (key, compute(lr))
+            finally:
+                with _COMPUTING_LOCK:
+                    _COMPUTING.pop((id(store), name, key), None)
+
+        th = threading.Thread(target=work, name=f"meters-web-{name}", daemon=True)
+        _COMPUTING[(id(store), name, key)] = th
+        th.start()
+    return None
 
 
 # -- the resident page -------------------------------------------------------------------------------
@@ -140,21 +112,24 @@ def runs(store: Store, lr: LakeReader, limit: int = 7) -> list[dict]:
                    "FROM {runs} ORDER BY day DESC, started_at DESC LIMIT ?", [limit], {"runs": recent})
     if rows:
         days = sorted({r["day"].isoformat() for r in rows})
-        kinds = _cached(store, "alert-kinds", tuple((d, _files_key(store.lake, "alerts", d)) for d in days),
-                        lambda: lr.rows("SELECT day, kind, count(*) AS n FROM {alerts} GROUP BY ALL "
-                                        "ORDER BY day, n DESC, kind", [], {"alerts": days}))
+        kinds = _figure(store, lr, "alert-kinds", tuple((d, _files_key(store.lake, "alerts", d)) for d in days),
+                         stored_rows(store.lake, "alerts", days),
+                        lambda r: r.rows("SELECT day, kind, count(*) AS n FROM {alerts} GROUP BY ALL "
+                                         "ORDER BY day, n DESC, kind", [], {"alerts": days}))
     for r in rows:
         vee = json.loads(r["vee_counts"] or "{}")
         r["vee"] = ", ".join(f"{k} {v:,}" for k, v in sorted(vee.items()) if v) or "-"
-        r["alerts"] = ", ".join(f"{k['kind']} {k['n']:,}" for k in kinds if k["day"] == r["day"]) or "-"
+        r["alerts"] = "…" if kinds is None else (
+            ", ".join(f"{k['kind']} {k['n']:,}" for k in kinds if k["day"] == r["day"]) or "-")
     return rows
 
 
-def load_curve(store: Store, lr: LakeReader, day: dt.date) -> dict[str, list[tuple[str, float]]]:
-    """The city's consumption per interval of ``day`` by utility (from ``intervals``)."""
+def load_curve(store: Store, lr: LakeReader, day: dt.date) -> dict[str, list[tuple[str, float]]] | None:
+    """The city's consumption per interval of ``day`` by utility (from ``intervals``); None while it
+    is being computed (:func:`_figure`)."""
     key = (day, _files_key(store.lake, "intervals", day.isoformat()))
 
-    def compute():
+    def compute(lr):
         rows = lr.rows("SELECT m.utility, strftime(i.ts, '%H:%M') AS t, sum(i.quantity) AS q "
                        "FROM {intervals} i JOIN {meters} m USING (meter_id) "
                        "GROUP BY ALL ORDER BY 1, min(i.ts)", [], {"intervals": [day.isoformat()]})
@@ -163,26 +138,24 @@ def load_curve(store: Store, lr: LakeReader, day: dt.date) -> dict[str, list[tup
             out.setdefault(r["utility"], []).append((r["t"], float(r["q"] or 0)))
         return out
 
-    return _cached(store, "load", key, compute)
+    return _figure(store, lr, "load", key, stored_rows(store.lake, "intervals", [day.isoformat()]), compute)
 
 
-def in_arrears(store: Store, lr: LakeReader) -> tuple[int, list[dict]]:
+def in_arrears(store: Store, lr: LakeReader) -> tuple[int, list[dict]] | None:
     """(how many, the first :data:`ARREARS_SHOWN` by balance): accounts the last settled day left in
-    arrears or disconnected."""
+    arrears or disconnected (one scan of the day's ``billing_state``); None while it is being computed."""
     day = lakeview.last_settled_day(store.lake)
     if day is None:
         return 0, []
     key = (day, _files_key(store.lake, "billing_state", day.isoformat()))
 
-    def compute():
-        part = {"billing_state": [day.isoformat()]}
-        cond = "disconnected OR arrears_since IS NOT NULL"
-        n = lr.rows(f"SELECT count(*) AS n FROM {{billing_state}} WHERE {cond}", [], part)[0]["n"]
-        shown = lr.rows(f"SELECT account_id, balance, arrears_since, disconnected FROM {{billing_state}} "
-                        f"WHERE {cond} ORDER BY balance, account_id LIMIT ?", [ARREARS_SHOWN], part)
-        return n, shown
+    def compute(lr):
+        rows = lr.rows("SELECT account_id, balance, arrears_since, disconnected, count(*) OVER () AS n "
+                       "FROM {billing_state} WHERE disconnected OR arrears_since IS NOT NULL "
+                       "ORDER BY balance, account_id LIMIT ?", [ARREARS_SHOWN], {"billing_state": [day.isoformat()]})
+        return (rows[0]["n"] if rows else 0), [{k: v for k, v in r.items() if k != "n"} for r in rows]
 
-    return _cached(store, "arrears", key, compute)
+    return _figure(store, lr, "arrears", key, stored_rows(store.lake, "billing_state", [day.isoformat()]), compute)
 
 
 def deadletter_reasons(store: Store, lr: LakeReader) -> list[dict]:

@@ -42,6 +42,7 @@ ZH = {
     "Sign in to see this page.": "请先登录后查看此页面。", "of": "共",
     "Skip to content": "跳到主要内容", "Usage chart": "用量图", "Load curve chart": "负荷曲线图",
     "kind": "类型", "The form expired; please try again.": "表单已过期，请重试。",
+    "Being computed for this day; reload in a moment.": "正在计算当日数据，请稍后刷新。",
 }
 
 # library errors (English, with values) → Chinese templates

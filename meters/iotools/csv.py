@@ -13,7 +13,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pyarrow as pa
 import pyarrow.csv as pcsv
 
@@ -41,6 +40,7 @@ def read_csv(path: str | Path, *, timezone: str, mapping: dict[str, str] | None 
              ts_label: str = "end", interval_s: int | None = None, utility: str = "electricity",
              unit: str | None = None) -> Parsed:
     """Parse an interval-data CSV into series; ``timezone`` applies to timestamps without an offset."""
+    import pandas as pd
     path = Path(path)
     if ts_label not in ("start", "end"):
         raise MetersError(f"--ts-label must be start or end, not {ts_label!r}")
@@ -155,6 +155,7 @@ def read_csv(path: str | Path, *, timezone: str, mapping: dict[str, str] | None 
 
 def _parse_ts(s: pd.Series, timezone: str, path, lines) -> np.ndarray:
     """Unix seconds of ISO 8601 strings; naive ones are local time in ``timezone``."""
+    import pandas as pd
     if pd.api.types.is_datetime64_any_dtype(s):
         dt_ = s
     else:
@@ -182,6 +183,7 @@ def _parse_ts(s: pd.Series, timezone: str, path, lines) -> np.ndarray:
 
 def _infer_intervals(ext: np.ndarray, ts: np.ndarray) -> np.ndarray:
     """Each row's interval length: the most common positive step of its stream."""
+    import pandas as pd
     out = np.zeros(len(ts), dtype=np.int64)
     if not len(ts):
         return out
