@@ -82,6 +82,28 @@ def footer(path) -> _Footer:
     return hit
 
 
+def _groups_of(path, f: _Footer, account_id: str) -> list[int]:
+    """The row groups of file ``path`` (footer ``f``) that may hold ``account_id``: those whose statistics
+    hold it, or — a file not sorted by account — the one its ``account_id`` column places it in (that
+    column read once per file and kept with the footer, sorted, for binary search)."""
+    import numpy as np
+    import pyarrow.parquet as pq
+
+    hits = [i for i, (_, lo, hi) in enumerate(f.groups) if lo is None or (lo <= account_id <= hi)]
+    if len(hits) <= ROW_GROUPS_READ:
+        return hits
+    if f.ids is None:
+        ids = pq.read_table(str(path), columns=["account_id"]).column("account_id").to_numpy(zero_copy_only=False)
+        order = np.argsort(ids, kind="stable")
+        f.ids = (ids[order], order)
+    ids, order = f.ids
+    i = int(np.searchsorted(ids, account_id))
+    if i >= len(ids) or ids[i] != account_id:
+        return []
+    at = int(order[i])
+    return [max(g for g, (before, _, _) in enumerate(f.groups) if before <= at)]
+
+
 def account_rows(lake: Lake, name: str, key: str | None, account_id: str, columns: list[str]):
     """The rows of ``account_id`` in one partition of a per-account table, as an Arrow table: only the
     row groups whose statistics hold the account are read (a file not sorted by account: the one row
@@ -100,15 +122,7 @@ def account_rows(lake: Lake, name: str, key: str | None, account_id: str, column
     parts = []
     for path in files:
         f = footer(path)
-        hits = [i for i, (_, lo, hi) in enumerate(f.groups)
-                if lo is None or (lo <= account_id <= hi)]
-        if len(hits) > ROW_GROUPS_READ:
-            if f.ids is None:
-                f.ids = pq.read_table(str(path), columns=["account_id"]).column("account_id").combine_chunks()
-            at = pc.index(f.ids, account_id).as_py()
-            if at < 0:
-                continue
-            hits = [max(i for i, (before, _, _) in enumerate(f.groups) if before <= at)]
+        hits = _groups_of(path, f, account_id)
         if not hits:
             continue
         have = set(f.metadata.schema.to_arrow_schema().names)
@@ -136,25 +150,93 @@ def settled(lake: Lake, account_id: str, cache: dict | None = None) -> Settled |
     return Settled(day, int(r["balance"] * 100), int(r["level"] or 0), r["arrears_since"], bool(r["disconnected"]))
 
 
-def settled_table(lake: Lake, cache: dict | None = None) -> tuple[dt.date | None, dict[str, Settled]]:
-    """(the last settled day, every account's state after it): ``(None, {})`` before any settled day.
-    ``cache`` (a dict kept by the caller) holds the newest partition until its files change (the
-    payment path's balances; one account's page reads only its row group: :func:`settled`)."""
+def settled_table(lake: Lake, cache: dict | None = None) -> tuple[dt.date | None, "SettledStates | dict"]:
+    """(the last settled day, its accounts' states as a mapping with ``get``): ``(None, {})`` before any
+    settled day. ``cache`` (a dict kept by the caller) keeps the mapping, and the row groups it has
+    read, until the partition's files change."""
     day = last_settled_day(lake)
-    return (day, {}) if day is None else (day, _settled_table(lake, day, {} if cache is None else cache))
-
-
-def _settled_table(lake: Lake, day: dt.date, cache: dict) -> dict[str, Settled]:
+    if day is None:
+        return None, {}
+    cache = {} if cache is None else cache
     files = tuple((p.name, p.stat().st_mtime_ns) for p in lake.current_files("billing_state", day.isoformat()))
     key = ("billing_state", day, files)
     hit = cache.get("settled")
-    if hit and hit[0] == key:
-        return hit[1]
-    t = lake.read("billing_state", day.isoformat(), columns=SETTLED_COLUMNS)
-    out = {r["account_id"]: Settled(day, int(r["balance"] * 100), int(r["level"] or 0), r["arrears_since"],
-                                    bool(r["disconnected"])) for r in t.to_pylist()}
-    cache["settled"] = (key, out)
-    return out
+    if hit is None or hit[0] != key:
+        hit = (key, SettledStates(lake, day))
+        cache["settled"] = hit
+    return day, hit[1]
+
+
+class SettledStates:
+    """The accounts' states after settled day ``day``, read a row group at a time as they are asked
+    for (the row group holding the account, found from the footers) and kept, at most
+    ``MAX_GROUPS`` row groups, the least recently used dropped first: memory bounded whatever the
+    city's size, a balance a dictionary lookup once its row group has been read."""
+
+    MAX_GROUPS = 256
+
+    def __init__(self, lake: Lake, day: dt.date):
+        from collections import OrderedDict
+
+        self.lake, self.day = lake, day
+        self._groups: OrderedDict = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, account_id: str) -> Settled | None:
+        if not self.lake.is_local:
+            return settled(self.lake, account_id)
+        for path in self.lake.current_files("billing_state", self.day.isoformat()):
+            f = footer(path)
+            for g in _groups_of(path, f, account_id):
+                hit = self._group(path, f, g).get(account_id)
+                if hit is not None:
+                    return hit
+        return None
+
+    def _group(self, path, f: _Footer, g: int) -> "_Group":
+        import pyarrow.parquet as pq
+
+        key = (str(path), g)
+        with self._lock:
+            hit = self._groups.get(key)
+            if hit is not None:
+                self._groups.move_to_end(key)
+                return hit
+        have = set(f.metadata.schema.to_arrow_schema().names)
+        t = pq.ParquetFile(str(path), metadata=f.metadata).read_row_group(
+            g, columns=[c for c in SETTLED_COLUMNS if c in have])
+        hit = _Group(self.day, t)
+        with self._lock:
+            self._groups[key] = hit
+            while len(self._groups) > self.MAX_GROUPS:
+                self._groups.popitem(last=False)
+        return hit
+
+
+class _Group:
+    """One row group of settled states as columns (cents as int64), a state built only when asked for."""
+
+    def __init__(self, day: dt.date, t):
+        import numpy as np
+        import pyarrow as pa
+        n, names = t.num_rows, set(t.column_names)
+        self.day = day
+        self.row = {a: i for i, a in enumerate(t.column("account_id").to_pylist())}
+
+        def col(name, fill):
+            return t.column(name).fill_null(fill) if name in names else pa.array([fill] * n)
+        # DECIMAL(18,2) → cents: exact through float64 for any balance below 2^53 / 100
+        self.cents = np.rint(col("balance", 0).cast(pa.float64()).to_numpy() * 100).astype(np.int64)
+        self.level = col("level", 0).to_numpy()
+        self.disconnected = np.asarray(col("disconnected", False).to_numpy(zero_copy_only=False), bool)
+        self.since = t.column("arrears_since") if "arrears_since" in names else pa.nulls(n, pa.date32())
+
+    def get(self, account_id: str) -> Settled | None:
+        i = self.row.get(account_id)
+        if i is None:
+            return None
+        return Settled(self.day, int(self.cents[i]), int(self.level[i]), self.since[i].as_py(),
+                       bool(self.disconnected[i]))
 
 
 class LakeReader:
