@@ -139,10 +139,14 @@ def account_rows(lake: Lake, name: str, key: str | None, account_id: str, column
 
 def settled(lake: Lake, account_id: str, cache: dict | None = None) -> Settled | None:
     """The account's state after the last settled day (None: not settled yet, or not billed that day).
-    Reads the row group holding the account (``cache`` is kept for callers that pass one)."""
-    day = last_settled_day(lake)
-    if day is None:
-        return None
+    Reads the row group holding the account (:class:`SettledStates`; ``cache``, a dict kept by the
+    caller, keeps the row groups read)."""
+    day, states = settled_table(lake, cache)
+    return None if day is None else states.get(account_id)
+
+
+def _settled_row(lake: Lake, day: dt.date, account_id: str) -> Settled | None:
+    """One account's state after ``day`` from the rows holding it (lakes not on local disk)."""
     t = account_rows(lake, "billing_state", day.isoformat(), account_id, SETTLED_COLUMNS)
     if not t.num_rows:
         return None
@@ -184,7 +188,7 @@ class SettledStates:
 
     def get(self, account_id: str) -> Settled | None:
         if not self.lake.is_local:
-            return settled(self.lake, account_id)
+            return _settled_row(self.lake, self.day, account_id)
         for path in self.lake.current_files("billing_state", self.day.isoformat()):
             f = footer(path)
             for g in _groups_of(path, f, account_id):
