@@ -42,19 +42,20 @@ class Mqtt:
     """One connection to the broker publishing alerts at QoS 1; :meth:`publish` returns when the
     broker acknowledged (PUBACK). paho runs on the dispatcher's event loop (its socket watched by
     the loop, no network thread: a thread handing every PUBACK over costs ≈ 8 times the CPU per
-    message), with up to ``max_inflight`` publishes awaiting their PUBACK; a lost connection is
+    message), with up to ``max_inflight`` publishes awaiting their PUBACK (0: as many as the
+    dispatcher has in flight; paho scans every message in flight on each PUBACK otherwise); a lost connection is
     re-established every second until it is back (unacknowledged deliveries time out and are
     retried)."""
 
     def __init__(self, url: BrokerURL, client_id: str = "meters-notify", timeout_s: float = 30.0,
-                 max_inflight: int = 20_000):
+                 max_inflight: int = 0):
         self.timeout_s = timeout_s
         self._loop = asyncio.get_running_loop()
         self._pending: dict[int, asyncio.Future] = {}
         self._connected = asyncio.Event()
         self.client, kwargs = make_client(url, client_id)
         c = self.client
-        c.max_inflight_messages_set(max_inflight)
+        c.max_inflight_messages_set(max_inflight)      # 0: no limit in paho (and no O(in flight) scan per PUBACK)
         c.max_queued_messages_set(0)
         c.on_publish = self._on_publish
         c.on_connect = lambda cl, u, f, rc, p=None: self._connected.set() if not rc.is_failure else None
