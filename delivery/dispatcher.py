@@ -35,6 +35,7 @@ from .retry import Outcome, Policy, transient
 @dataclass
 class Settings:
     concurrency: int = 512           # deliveries in flight at once
+    pipeline: int = 16               # webhook requests awaiting their answer per connection (1: no pipelining)
     batch: int = 2000                # deliveries claimed per transaction
     lease_s: float = 120.0           # a claimed delivery is due again after this (dispatcher died)
     timeout_s: float = 10.0          # per HTTP request / PUBACK
@@ -68,7 +69,7 @@ class Dispatcher:
     async def run(self) -> dict:
         """Deliver until stopped (or idle for ``until_idle_s``); returns the totals."""
         s = self.settings
-        client = http.Client(timeout_s=s.timeout_s)
+        client = http.Client(timeout_s=s.timeout_s, connections=max(1, -(-s.concurrency // max(1, s.pipeline))))
         queue: asyncio.Queue = asyncio.Queue()
         senders_ = [asyncio.create_task(self._sender(client, queue)) for _ in range(s.concurrency)]
         recorder = asyncio.create_task(self._recorder())
