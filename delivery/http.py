@@ -9,7 +9,8 @@ a dispatcher far below the 5,000 deliveries/s it is built for (docs/alerts.md, "
 connection is an :class:`asyncio.Protocol`: the requests queued in one turn of the event loop go out
 in one write, the answers that arrive together are parsed in one pass. A request whose connection
 closes before its answer began (the server closed it while idle, or an earlier request on it timed
-out) is sent once more on a new connection: deliveries are idempotent by their id. ``pipeline=1``
+out, or it closed after as many answers as it takes per connection) is sent again on another, up to
+:data:`RESENDS` times: deliveries are idempotent by their id. ``pipeline=1``
 sends one request at a time on each connection (for servers that mishandle pipelining).
 """
 from __future__ import annotations
@@ -24,6 +25,7 @@ from meters.errors import MetersError
 
 MAX_HEAD = 64 * 1024
 MAX_BODY = 1024 * 1024
+RESENDS = 4          # times a request left unanswered by a closing connection is sent again
 
 
 class HttpError(Exception):
@@ -119,19 +121,22 @@ class _Conn(asyncio.Protocol):
         self.loop = loop
         self.transport: asyncio.Transport | None = None
         self.buf = bytearray()
-        self.waiting: collections.deque[asyncio.Future] = collections.deque()
+        self.waiting: collections.deque[tuple[asyncio.Future, float]] = collections.deque()   # (answer, deadline)
         self.out: list[bytes] = []
         self.closed = False
         self.reusable = True           # no "connection: close" seen
 
     def connection_made(self, transport) -> None:
         self.transport = transport
+        if self.closed:                     # given up on (timed out) while connecting
+            transport.close()
+            return
         if self.out:
             self._flush()
 
-    def send(self, data: bytes) -> asyncio.Future:
+    def send(self, data: bytes, deadline: float) -> asyncio.Future:
         fut = self.loop.create_future()
-        self.waiting.append(fut)
+        self.waiting.append((fut, deadline))
         if not self.out and self.transport is not None:
             self.loop.call_soon(self._flush)        # what this turn of the loop sends, in one write
         self.out.append(data)
@@ -155,8 +160,8 @@ class _Conn(asyncio.Protocol):
             while self.waiting and (got := _parse(self.buf, eof)) is not None:
                 resp, keep, used = got
                 del self.buf[:used]
-                fut = self.waiting.popleft()
-                if not fut.done():                # not given up on (timed out)
+                fut, _ = self.waiting.popleft()
+                if not fut.done():                # not given up on (cancelled)
                     fut.set_result(resp)
                 if not keep:
                     self.reusable = False
@@ -172,9 +177,19 @@ class _Conn(asyncio.Protocol):
 
     def _fail(self, error: Exception) -> None:
         while self.waiting:
-            fut = self.waiting.popleft()
+            fut, _ = self.waiting.popleft()
             if not fut.done():
                 fut.set_exception(error)
+
+    def expire(self, now: float) -> None:
+        """Requests past their deadline get :class:`TimeoutError`; then the connection is closed (the
+        answers behind them would wait for theirs), the others sent once more on another."""
+        late = [fut for fut, deadline in self.waiting if deadline <= now]
+        if late:
+            for fut in late:
+                if not fut.done():
+                    fut.set_exception(TimeoutError())
+            self.close()
 
     def close(self) -> None:
         if not self.closed:
@@ -201,6 +216,7 @@ class Client:
         self._origins: dict[str, _Origin] = {}
         self._pools: dict[tuple, list[_Conn]] = {}
         self._opening: set[asyncio.Task] = set()
+        self._sweeper: asyncio.Task | None = None
 
     def _origin(self, url: str) -> _Origin:
         o = self._origins.get(url)
@@ -260,24 +276,40 @@ class Client:
         head = (f"POST {o.path} HTTP/1.1\r\nhost: {o.host_header}\r\ncontent-length: {len(body)}\r\n"
                 + "".join(f"{k}: {v}\r\n" for k, v in headers.items()) + "\r\n").encode()
         request = head + body
-        async with asyncio.timeout(self.timeout_s):
-            for attempt in (0, 1):
-                conn = self._conn(o)
-                fut = conn.send(request)
-                try:
-                    return await fut
-                except _Unanswered:
-                    if attempt == 0:
-                        continue       # the connection closed before this answer began: once more on a new one
-                    raise
-                except BaseException:  # a timeout or cancellation: the answers behind it are out of step
-                    conn.close()
-                    raise
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.timeout_s
+        if self._sweeper is None:
+            self._sweeper = loop.create_task(self._sweep())
+        for attempt in range(RESENDS + 1):
+            conn = self._conn(o)
+            fut = conn.send(request, deadline)
+            try:
+                return await fut
+            except _Unanswered:
+                if attempt < RESENDS and loop.time() < deadline:
+                    continue       # the connection closed before this answer began: again on another
+                raise
+            except asyncio.CancelledError:   # the answers behind it would be out of step
+                conn.close()
+                raise
         raise AssertionError("unreachable")
 
+    async def _sweep(self) -> None:
+        """Time out the requests past their deadline (one timer for all, not one per request: a
+        tenth of ``timeout_s`` late at most)."""
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(min(1.0, self.timeout_s / 10))
+            now = loop.time()
+            for pool in self._pools.values():
+                for c in pool:
+                    if c.waiting:
+                        c.expire(now)
+
     async def aclose(self) -> None:
-        for task in list(self._opening):
+        for task in [*self._opening, *([self._sweeper] if self._sweeper else [])]:
             task.cancel()
+        self._sweeper = None
         for pool in self._pools.values():
             for c in pool:
                 c.close()
