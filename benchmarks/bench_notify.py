@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime as dt
+import http.client
 import json
 import os
 import subprocess
@@ -48,25 +49,38 @@ def _load() -> str:
     return "load %.1f" % os.getloadavg()[0]
 
 
-def _start_receiver(port: int, secret: str) -> subprocess.Popen:
-    import httpx
-
-    p = subprocess.Popen([sys.executable, "-m", "benchmarks.webhook_receiver", str(port)],
+def _start_receiver(port: int, secret: str, *gateway: str) -> subprocess.Popen:
+    """The webhook receiver (or, with ``gateway`` = (broker URL, topic), a push gateway) in a process
+    of its own."""
+    p = subprocess.Popen([sys.executable, "-m", "benchmarks.webhook_receiver", str(port), *gateway],
                          env={**os.environ, SECRET_ENV: secret}, cwd=Path(__file__).resolve().parents[1])
     for _ in range(200):
         try:
-            httpx.get(f"http://127.0.0.1:{port}/", timeout=1)
-            return p
-        except httpx.HTTPError:
-            time.sleep(0.05)
+            if _received(port)["subscribed"] or not gateway:
+                return p
+        except OSError:
+            pass
+        time.sleep(0.05)
     p.kill()
     raise RuntimeError("the receiver did not start")
 
 
 def _received(port: int) -> dict:
-    import httpx
+    """The receiver's counts (stdlib http.client: next to nothing in the dispatcher's process)."""
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        c.request("GET", "/")
+        return json.loads(c.getresponse().read())
+    finally:
+        c.close()
 
-    return httpx.get(f"http://127.0.0.1:{port}/", timeout=10).json()
+
+def _wait_messages(port: int, n: int, timeout: float = 60) -> int:
+    """Wait until the gateway on ``port`` counted ``n`` messages; the count."""
+    t0 = time.perf_counter()
+    while (got := _received(port)["messages"]) < n and time.perf_counter() - t0 < timeout:
+        time.sleep(0.02)
+    return got
 
 
 def _data(i: int, kind: str) -> str:
@@ -171,7 +185,7 @@ async def _mqtt_ceiling(url, n: int, body: bytes) -> float:
 
     loop = asyncio.get_running_loop()
     client, kw = make_client(url, "meters-bench-ceiling")
-    client.max_inflight_messages_set(20_000)
+    client.max_inflight_messages_set(0)       # no limit (paho scans all in flight per PUBACK otherwise)
     connected, done, acked = asyncio.Event(), loop.create_future(), [0]
 
     def on_publish(*a):
@@ -221,7 +235,7 @@ def main(argv: list[str]) -> None:
         lake = init_lake(Path(tmp) / "lake", "Asia/Shanghai")
         store = open_store(lake)
         secret, port = webhooks.new_secret(), free_port()
-        receiver = _start_receiver(port, secret)
+        receiver, gateway = _start_receiver(port, secret), None
         broker = ManagedBroker(Path(tmp) / "broker")
         broker.start()
         try:
@@ -253,16 +267,17 @@ def main(argv: list[str]) -> None:
                   f"receiver's ceiling; target >= 5,000/s) ({_load()})", flush=True)
 
             # -- MQTT
-            gw = _Gateway(parse_broker_url(broker.url("alerts.push")))
+            gport = free_port()
+            gateway = _start_receiver(gport, secret, broker.url("alerts.push"), "meters/v1/alerts/push")
             t_ceiling = _run(_mqtt_ceiling(notify_url, n, body))
-            gw.wait(n)
+            _wait_messages(gport, n)
             print(f"mqtt broker's ceiling (QoS 1 publishes straight from paho on an event loop): "
                   f"{n / t_ceiling:,.0f}/s ({_load()})",
                   flush=True)
             outbox.enqueue(store.engine, _alerts(n, "push", offset=n))
             t_send, cpu, totals = _dispatch(store.engine, args.concurrency, notify_url)
-            gw.wait(2 * n)
-            assert totals["sent"] == n and gw.n == 2 * n, (totals, gw.n)
+            got = _wait_messages(gport, 2 * n)
+            assert totals["sent"] == n and got == 2 * n, (totals, got)
             print(f"mqtt: {n:,} delivered in {t_send:.2f} s = {n / t_send:,.0f} deliveries/s, {cpu / n * 1e6:.0f} µs "
                   f"CPU each ({n / t_send / (n / t_ceiling):.0%} of the broker's ceiling; target >= 5,000/s) "
                   f"({_load()})", flush=True)
@@ -273,7 +288,7 @@ def main(argv: list[str]) -> None:
             lake.write("alerts", table, DAY.isoformat(), file_name="billing.parquet")
             print(f"night: {meters:,} meters, {table.num_rows:,} alert rows written to the lake in "
                   f"{time.perf_counter() - t0:.1f} s; deliveries expected {expect}", flush=True)
-            web0, mq0 = _received(port)["ids"], gw.n
+            web0, mq0 = _received(port)["ids"], _received(gport)["messages"]
             running = _Running(store.engine, Settings(concurrency=args.concurrency, poll_s=0.05), notify_url)
             c0 = time.process_time()
             t0 = time.perf_counter()                          # the night's commit
@@ -281,7 +296,7 @@ def main(argv: list[str]) -> None:
             t_queued = time.perf_counter() - t0
             web_want, mq_want = expect["wechat"] + expect["operator"], expect["push"]
             while True:
-                web, mq = _received(port)["ids"] - web0, gw.n - mq0
+                web, mq = _received(port)["ids"] - web0, _received(gport)["messages"] - mq0
                 if web >= web_want and mq >= mq_want:
                     break
                 if time.perf_counter() - t0 > 600:
@@ -296,39 +311,10 @@ def main(argv: list[str]) -> None:
                   f"({web:,} webhook, {mq:,} MQTT; {cpu:.1f} s CPU in this process; target <= 30 s) ({_load()})",
                   flush=True)
             assert web == web_want and mq == mq_want and totals["dead"] == 0, (web, mq, totals)
-            gw.close()
         finally:
-            receiver.terminate()
-            receiver.wait()
+            for p in (receiver, gateway):
+                if p is not None:
+                    p.terminate()
+                    p.wait()
             broker.stop()
         store.close()
-
-
-class _Gateway:
-    """The channel's push gateway: counts what arrives on meters/v1/alerts/push."""
-
-    def __init__(self, url):
-        from meters.mqtt import make_client
-
-        self.n, self.cond = 0, threading.Condition()
-        self.client, kw = make_client(url, "alerts.push")
-        ready = threading.Event()
-        self.client.on_connect = lambda c, u, f, rc, p: c.subscribe("meters/v1/alerts/push", qos=1)
-        self.client.on_subscribe = lambda *a: ready.set()
-        self.client.on_message = self._on_message
-        self.client.connect(**kw)
-        self.client.loop_start()
-        ready.wait(10)
-
-    def _on_message(self, c, u, m):
-        with self.cond:
-            self.n += 1
-            self.cond.notify_all()
-
-    def wait(self, n: int, timeout: float = 60) -> None:
-        with self.cond:
-            self.cond.wait_for(lambda: self.n >= n, timeout)
-
-    def close(self) -> None:
-        self.client.loop_stop()
-        self.client.disconnect()
