@@ -20,6 +20,7 @@ import contextlib
 import datetime as dt
 import hashlib
 import json
+import operator
 from dataclasses import dataclass
 
 import orjson
@@ -204,19 +205,25 @@ def insert_many(conn: sa.Connection, table: sa.Table, rows: list[dict]) -> None:
         return
     compiled = sa.insert(table).compile(dialect=conn.dialect, column_keys=[c.key for c in table.columns])
     keys = list(compiled.positiontup) if compiled.positional else list(compiled.binds)
-    procs = [(k, compiled.binds[k].type.bind_processor(conn.dialect)) for k in keys]
-    memo: dict[tuple, object] = {}
-
-    def value(k, proc, v):
-        if proc is None or v is None:
-            return v
-        m = memo.get((k, id(v)))
-        if m is None or m[0] is not v:
-            m = memo[(k, id(v))] = (v, proc(v))
-        return m[1]
-
-    params = [tuple(value(k, p, r[k]) for k, p in procs) for r in rows] if compiled.positional else [
-        {k: value(k, p, r[k]) for k, p in procs} for r in rows]
+    procs = [(i, compiled.binds[k].type.dialect_impl(conn.dialect).bind_processor(conn.dialect))
+             for i, k in enumerate(keys)]
+    procs = [(i, p) for i, p in procs if p is not None]
+    memos: dict[int, dict[int, tuple]] = {i: {} for i, _ in procs}   # id(value) -> (value, processed)
+    get = operator.itemgetter(*keys)
+    params = []
+    for r in rows:
+        t = list(get(r))
+        for i, proc in procs:
+            v = t[i]
+            if v is not None:         # the rows share their dates and instants: each processed once
+                memo = memos[i]
+                m = memo.get(id(v))
+                if m is None or m[0] is not v:
+                    m = memo[id(v)] = (v, proc(v))
+                t[i] = m[1]
+        params.append(tuple(t))
+    if not compiled.positional:
+        params = [dict(zip(keys, t)) for t in params]
     conn.exec_driver_sql(str(compiled), params)
 
 
