@@ -217,6 +217,7 @@ class Client:
         self._pools: dict[tuple, list[_Conn]] = {}
         self._opening: set[asyncio.Task] = set()
         self._sweeper: asyncio.Task | None = None
+        self._turn = 0
 
     def _origin(self, url: str) -> _Origin:
         o = self._origins.get(url)
@@ -232,26 +233,21 @@ class Client:
         return o
 
     def _conn(self, o: _Origin) -> _Conn:
-        """An idle connection to ``o``, else a new one while there are fewer than ``connections``, else
-        the least busy one (the request waits behind those already on it)."""
+        """An idle connection to ``o`` while there are fewer than ``connections`` (else a new one);
+        then the next in turn (the request waits behind those already on it)."""
         key = (o.scheme, o.host, o.port)
         pool = self._pools.get(key)
         if pool is None:
             pool = self._pools[key] = []
-        best = None
-        for c in pool:
-            if not c.usable:
-                continue
-            if best is None or len(c.waiting) < len(best.waiting):
-                best = c
-                if not c.waiting:
-                    break
-        if best is not None and not best.waiting:
-            return best
         if len(pool) >= self.connections:
-            pool[:] = [c for c in pool if c.usable]
-            if len(pool) >= self.connections:
-                return best
+            self._turn = (self._turn + 1) % len(pool)
+            c = pool[self._turn]
+            if c.usable:
+                return c
+            pool[:] = [c for c in pool if c.usable]      # a closed one is replaced
+        for c in pool:
+            if not c.waiting and c.usable:
+                return c
         loop = asyncio.get_running_loop()
         c = _Conn(loop)
         pool.append(c)
