@@ -12,9 +12,10 @@ MQTT broker, each next to the receiver's own ceiling measured in the same run, a
 - the night: a synthetic night of ``--meters`` meters written to the lake's ``alerts`` table with
   the kind counts of :data:`NIGHT` (per meter: 62 % with a data gap, as at 1 % reading loss; 1.5
   contacts per alerted account, two thirds on a webhook channel, one third on MQTT) while
-  ``meters notify`` already runs in a process of its own (as beside the nightly billing); then the clock starts (the night's commit), the night's alerts are
-  queued exactly as ``meters bill`` queues them (:func:`meters.outbox.enqueue_day`: the ``data_gap``
-  rows folded into one operator digest) and the clock stops when the receivers hold the last one.
+  ``meters notify`` already runs in a process of its own (as beside the nightly billing); then the
+  clock starts (the night's commit), the night's alerts are queued exactly as ``meters bill`` queues
+  them (:func:`meters.outbox.enqueue_day`: the ``data_gap`` rows folded into one operator digest)
+  and the clock stops when the receivers hold the last one.
 
 Targets: >= 5,000 deliveries/s to each; a 1,000,000-meter night within 30 s of its commit. Each
 figure has the load average beside it (a shared machine's wall-clock figures are floors).

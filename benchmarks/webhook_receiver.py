@@ -52,7 +52,8 @@ class Counts:
 
     def as_json(self) -> bytes:
         return json.dumps({"ids": len(self.ids), "duplicates": self.duplicates, "bad": self.bad,
-                           "requests": self.requests, "messages": self.messages, "subscribed": self.subscribed}).encode()
+                           "requests": self.requests, "messages": self.messages,
+                           "subscribed": self.subscribed}).encode()
 
 
 class _Http(asyncio.Protocol):
