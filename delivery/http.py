@@ -218,6 +218,7 @@ class Client:
         self._opening: set[asyncio.Task] = set()
         self._sweeper: asyncio.Task | None = None
         self._turn = 0
+        self._one_each: set[tuple] = set()   # origins that close a connection after an answer: no pipelining
 
     def _origin(self, url: str) -> _Origin:
         o = self._origins.get(url)
@@ -239,7 +240,7 @@ class Client:
         pool = self._pools.get(key)
         if pool is None:
             pool = self._pools[key] = []
-        if len(pool) >= self.connections:
+        if len(pool) >= self.connections and key not in self._one_each:
             self._turn = (self._turn + 1) % len(pool)
             c = pool[self._turn]
             if c.usable:
@@ -280,7 +281,10 @@ class Client:
             conn = self._conn(o)
             fut = conn.send(request, deadline)
             try:
-                return await fut
+                resp = await fut
+                if not conn.reusable:              # HTTP/1.0 or "connection: close": one request per connection
+                    self._one_each.add((o.scheme, o.host, o.port))
+                return resp
             except _Unanswered:
                 if attempt < RESENDS and loop.time() < deadline:
                     continue       # the connection closed before this answer began: again on another

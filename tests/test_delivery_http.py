@@ -15,8 +15,8 @@ class Server:
     Content-Length, chunked (with a trailer) and 204; ``close_after`` answers per connection, then
     it closes without saying so; ``silent``: never answers."""
 
-    def __init__(self, close_after: int | None = None, silent: bool = False):
-        self.close_after, self.silent = close_after, silent
+    def __init__(self, close_after: int | None = None, silent: bool = False, http10: bool = False):
+        self.close_after, self.silent, self.http10 = close_after, silent, http10
         self.connections = self.requests = 0
 
     async def start(self) -> str:
@@ -36,6 +36,10 @@ class Server:
                     continue
                 n = headers["x-n"].encode()
                 kind = int(n) % 3
+                if self.http10:                      # one answer, then the connection closes
+                    writer.write(b"HTTP/1.0 200 OK\r\n\r\n%s" % n)
+                    await writer.drain()
+                    break
                 if kind == 0:
                     writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n\r\n%s" % (len(n), n))
                 elif kind == 1:
@@ -82,6 +86,19 @@ def test_requests_left_unanswered_by_a_closing_server_are_sent_again():
         got = await _post_all(url, 100, connections=4)
         assert got == [str(i) for i in range(100)]
         assert s.connections > 4                 # new connections for the requests left unanswered
+    asyncio.run(main())
+
+
+def test_an_http_1_0_server_gets_one_request_per_connection():
+    async def main():
+        s = Server(http10=True)
+        url = await s.start()
+        client = http.Client(timeout_s=5.0, connections=2)
+        first = await client.post(url, b"{}", {"x-n": "0"})       # learns the server closes after an answer
+        got = await asyncio.gather(*(client.post(url, b"{}", {"x-n": str(i)}) for i in range(1, 40)))
+        await client.aclose()
+        assert [r.body.decode() for r in (first, *got)] == [str(i) for i in range(40)]
+        assert s.requests == 40                             # none sent twice: no pipelining on it
     asyncio.run(main())
 
 
