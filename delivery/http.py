@@ -1,7 +1,7 @@
 """A lean HTTP/1.1 client for webhook deliveries: up to ``connections`` keep-alive connections per
 origin; beyond that many requests in flight they are pipelined (HTTP/1.1: written back to back on
-the least busy connection, answers read in order); bodies read by ``Content-Length``, chunked, or
-to the end; ``http`` and ``https``.
+the connections in turn, answers read in order); bodies read by ``Content-Length``, chunked, or to
+the end; ``http`` and ``https``.
 
 Why not httpx or aiohttp: a delivery is one small POST and its status, and their per-request cost
 (aiohttp 270 µs of CPU, httpx more, side by side on this project's loaded 2-core machine) would cap
@@ -10,8 +10,9 @@ connection is an :class:`asyncio.Protocol`: the requests queued in one turn of t
 in one write, the answers that arrive together are parsed in one pass. A request whose connection
 closes before its answer began (the server closed it while idle, or an earlier request on it timed
 out, or it closed after as many answers as it takes per connection) is sent again on another, up to
-:data:`RESENDS` times: deliveries are idempotent by their id. ``pipeline=1``
-sends one request at a time on each connection (for servers that mishandle pipelining).
+:data:`RESENDS` times: deliveries are idempotent by their id. As many connections as requests in
+flight send one request at a time on each (for servers that mishandle pipelining); an origin that
+closes a connection after an answer (HTTP/1.0, ``connection: close``) gets one request per connection.
 """
 from __future__ import annotations
 
