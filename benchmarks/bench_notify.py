@@ -11,10 +11,11 @@ MQTT broker, each next to the receiver's own ceiling measured in the same run, a
   same payloads published at QoS 1 straight from paho driven by an event loop; then the dispatcher;
 - the night: a synthetic night of ``--meters`` meters written to the lake's ``alerts`` table with
   the kind counts of :data:`NIGHT` (per meter: 62 % with a data gap, as at 1 % reading loss; 1.5
-  contacts per alerted account, two thirds on a webhook channel, one third on MQTT) while a
-  dispatcher is already running; then the clock starts (the night's commit), the night's alerts are
-  queued exactly as ``meters bill`` queues them (:func:`meters.outbox.enqueue_day`: the ``data_gap``
-  rows folded into one operator digest) and the clock stops when the receivers hold the last one.
+  contacts per alerted account, two thirds on a webhook channel, one third on MQTT) while
+  ``meters notify`` already runs in a process of its own (as beside the nightly billing); then the
+  clock starts (the night's commit), the night's alerts are queued exactly as ``meters bill`` queues
+  them (:func:`meters.outbox.enqueue_day`: the ``data_gap`` rows folded into one operator digest)
+  and the clock stops when the receivers hold the last one.
 
 Targets: >= 5,000 deliveries/s to each; a 1,000,000-meter night within 30 s of its commit. Each
 figure has the load average beside it (a shared machine's wall-clock figures are floors).
@@ -26,12 +27,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime as dt
+import http.client
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -48,25 +50,38 @@ def _load() -> str:
     return "load %.1f" % os.getloadavg()[0]
 
 
-def _start_receiver(port: int, secret: str) -> subprocess.Popen:
-    import httpx
-
-    p = subprocess.Popen([sys.executable, "-m", "benchmarks.webhook_receiver", str(port)],
+def _start_receiver(port: int, secret: str, *gateway: str) -> subprocess.Popen:
+    """The webhook receiver (or, with ``gateway`` = (broker URL, topic), a push gateway) in a process
+    of its own."""
+    p = subprocess.Popen([sys.executable, "-m", "benchmarks.webhook_receiver", str(port), *gateway],
                          env={**os.environ, SECRET_ENV: secret}, cwd=Path(__file__).resolve().parents[1])
     for _ in range(200):
         try:
-            httpx.get(f"http://127.0.0.1:{port}/", timeout=1)
-            return p
-        except httpx.HTTPError:
-            time.sleep(0.05)
+            if _received(port)["subscribed"] or not gateway:
+                return p
+        except OSError:
+            pass
+        time.sleep(0.05)
     p.kill()
     raise RuntimeError("the receiver did not start")
 
 
 def _received(port: int) -> dict:
-    import httpx
+    """The receiver's counts (stdlib http.client: next to nothing in the dispatcher's process)."""
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        c.request("GET", "/")
+        return json.loads(c.getresponse().read())
+    finally:
+        c.close()
 
-    return httpx.get(f"http://127.0.0.1:{port}/", timeout=10).json()
+
+def _wait_messages(port: int, n: int, timeout: float = 60) -> int:
+    """Wait until the gateway on ``port`` counted ``n`` messages; the count."""
+    t0 = time.perf_counter()
+    while (got := _received(port)["messages"]) < n and time.perf_counter() - t0 < timeout:
+        time.sleep(0.02)
+    return got
 
 
 def _data(i: int, kind: str) -> str:
@@ -118,33 +133,30 @@ def night_table(meters: int):
     return pa.table({"ts": ts, **cols}, schema=ALERTS), expect
 
 
-class _Running:
-    """A dispatcher running in a thread of its own until :meth:`stop`."""
+class _Notify:
+    """``meters notify`` in a process of its own (as it runs beside the nightly billing) until
+    :meth:`stop` (SIGTERM): (its totals, its CPU seconds)."""
 
-    def __init__(self, engine, settings, broker=None):
-        from delivery import dispatcher
+    def __init__(self, lake_root: Path, broker: str, concurrency: int, log: Path):
+        self.log = log
+        self.p = subprocess.Popen([sys.executable, "-m", "meters", "notify", "--lake", str(lake_root), "--broker",
+                                   broker, "--concurrency", str(concurrency), "--json"],
+                                  stdout=subprocess.PIPE, stderr=log.open("w"), cwd=Path(__file__).resolve().parents[1])
+        for _ in range(600):
+            if "dispatching alerts" in log.read_text() or self.p.poll() is not None:
+                break
+            time.sleep(0.05)
+        if self.p.poll() is not None:
+            raise RuntimeError(f"meters notify did not start: {log.read_text()[-500:]}")
 
-        self.totals = None
-        started = threading.Event()
-
-        def main():
-            async def go():
-                self.loop = asyncio.get_running_loop()
-                self.d = dispatcher.Dispatcher(engine, settings, broker=broker)
-                started.set()
-                self.totals = await self.d.run()
-
-            with asyncio.Runner(loop_factory=dispatcher.loop_factory()) as r:
-                r.run(go())
-
-        self.thread = threading.Thread(target=main, daemon=True)
-        self.thread.start()
-        started.wait(30)
-
-    def stop(self) -> dict:
-        self.loop.call_soon_threadsafe(self.d.stop)
-        self.thread.join()
-        return self.totals
+    def stop(self) -> tuple[dict, float]:
+        self.p.send_signal(signal.SIGTERM)
+        out = self.p.stdout.read()
+        _, status, usage = os.wait4(self.p.pid, 0)
+        self.p.returncode = os.waitstatus_to_exitcode(status)
+        if self.p.returncode != 0:
+            raise RuntimeError(f"meters notify failed: {self.log.read_text()[-500:]}")
+        return json.loads(out), usage.ru_utime + usage.ru_stime
 
 
 def _run(coro):
@@ -171,7 +183,7 @@ async def _mqtt_ceiling(url, n: int, body: bytes) -> float:
 
     loop = asyncio.get_running_loop()
     client, kw = make_client(url, "meters-bench-ceiling")
-    client.max_inflight_messages_set(20_000)
+    client.max_inflight_messages_set(0)       # no limit (paho scans all in flight per PUBACK otherwise)
     connected, done, acked = asyncio.Event(), loop.create_future(), [0]
 
     def on_publish(*a):
@@ -210,7 +222,6 @@ def main(argv: list[str]) -> None:
 
     from accounts.channels import add_channel
     from accounts.store import open_store
-    from delivery.dispatcher import Settings
     from delivery.payload import payload
     from meters import outbox, webhooks
     from meters.broker import ManagedBroker, free_port
@@ -221,7 +232,7 @@ def main(argv: list[str]) -> None:
         lake = init_lake(Path(tmp) / "lake", "Asia/Shanghai")
         store = open_store(lake)
         secret, port = webhooks.new_secret(), free_port()
-        receiver = _start_receiver(port, secret)
+        receiver, gateway = _start_receiver(port, secret), None
         broker = ManagedBroker(Path(tmp) / "broker")
         broker.start()
         try:
@@ -253,16 +264,17 @@ def main(argv: list[str]) -> None:
                   f"receiver's ceiling; target >= 5,000/s) ({_load()})", flush=True)
 
             # -- MQTT
-            gw = _Gateway(parse_broker_url(broker.url("alerts.push")))
+            gport = free_port()
+            gateway = _start_receiver(gport, secret, broker.url("alerts.push"), "meters/v1/alerts/push")
             t_ceiling = _run(_mqtt_ceiling(notify_url, n, body))
-            gw.wait(n)
+            _wait_messages(gport, n)
             print(f"mqtt broker's ceiling (QoS 1 publishes straight from paho on an event loop): "
                   f"{n / t_ceiling:,.0f}/s ({_load()})",
                   flush=True)
             outbox.enqueue(store.engine, _alerts(n, "push", offset=n))
             t_send, cpu, totals = _dispatch(store.engine, args.concurrency, notify_url)
-            gw.wait(2 * n)
-            assert totals["sent"] == n and gw.n == 2 * n, (totals, gw.n)
+            got = _wait_messages(gport, 2 * n)
+            assert totals["sent"] == n and got == 2 * n, (totals, got)
             print(f"mqtt: {n:,} delivered in {t_send:.2f} s = {n / t_send:,.0f} deliveries/s, {cpu / n * 1e6:.0f} µs "
                   f"CPU each ({n / t_send / (n / t_ceiling):.0%} of the broker's ceiling; target >= 5,000/s) "
                   f"({_load()})", flush=True)
@@ -273,15 +285,15 @@ def main(argv: list[str]) -> None:
             lake.write("alerts", table, DAY.isoformat(), file_name="billing.parquet")
             print(f"night: {meters:,} meters, {table.num_rows:,} alert rows written to the lake in "
                   f"{time.perf_counter() - t0:.1f} s; deliveries expected {expect}", flush=True)
-            web0, mq0 = _received(port)["ids"], gw.n
-            running = _Running(store.engine, Settings(concurrency=args.concurrency, poll_s=0.05), notify_url)
+            web0, mq0 = _received(port)["ids"], _received(gport)["messages"]
+            running = _Notify(lake.root, str(notify_url), args.concurrency, Path(tmp) / "notify.log")
             c0 = time.process_time()
             t0 = time.perf_counter()                          # the night's commit
             queued = outbox.enqueue_day(lake, DAY)
             t_queued = time.perf_counter() - t0
             web_want, mq_want = expect["wechat"] + expect["operator"], expect["push"]
             while True:
-                web, mq = _received(port)["ids"] - web0, gw.n - mq0
+                web, mq = _received(port)["ids"] - web0, _received(gport)["messages"] - mq0
                 if web >= web_want and mq >= mq_want:
                     break
                 if time.perf_counter() - t0 > 600:
@@ -290,45 +302,17 @@ def main(argv: list[str]) -> None:
                 time.sleep(0.02)
             t_night = time.perf_counter() - t0
             cpu = time.process_time() - c0
-            totals = running.stop()
+            totals, cpu_notify = running.stop()
             print(f"night: queued {queued['queued']:,} deliveries in {t_queued:.1f} s (the "
                   f"{round(meters * NIGHT['data_gap']):,} data_gap rows folded into one digest); the last delivered {t_night:.1f} s after the commit "
-                  f"({web:,} webhook, {mq:,} MQTT; {cpu:.1f} s CPU in this process; target <= 30 s) ({_load()})",
+                  f"({web:,} webhook, {mq:,} MQTT; CPU: {cpu_notify:.1f} s in meters notify, {cpu:.1f} s queuing; "
+                  f"target <= 30 s) ({_load()})",
                   flush=True)
             assert web == web_want and mq == mq_want and totals["dead"] == 0, (web, mq, totals)
-            gw.close()
         finally:
-            receiver.terminate()
-            receiver.wait()
+            for p in (receiver, gateway):
+                if p is not None:
+                    p.terminate()
+                    p.wait()
             broker.stop()
         store.close()
-
-
-class _Gateway:
-    """The channel's push gateway: counts what arrives on meters/v1/alerts/push."""
-
-    def __init__(self, url):
-        from meters.mqtt import make_client
-
-        self.n, self.cond = 0, threading.Condition()
-        self.client, kw = make_client(url, "alerts.push")
-        ready = threading.Event()
-        self.client.on_connect = lambda c, u, f, rc, p: c.subscribe("meters/v1/alerts/push", qos=1)
-        self.client.on_subscribe = lambda *a: ready.set()
-        self.client.on_message = self._on_message
-        self.client.connect(**kw)
-        self.client.loop_start()
-        ready.wait(10)
-
-    def _on_message(self, c, u, m):
-        with self.cond:
-            self.n += 1
-            self.cond.notify_all()
-
-    def wait(self, n: int, timeout: float = 60) -> None:
-        with self.cond:
-            self.cond.wait_for(lambda: self.n >= n, timeout)
-
-    def close(self) -> None:
-        self.client.loop_stop()
-        self.client.disconnect()

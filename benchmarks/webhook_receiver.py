@@ -3,9 +3,13 @@
 The receiver is a minimal HTTP/1.1 keep-alive server on asyncio (uvloop when installed): it reads
 each POST whole, verifies its Standard Webhooks signature (:func:`meters.webhooks.verify`), keeps
 its id once (a set: duplicates counted, not kept twice) and answers ``200`` (``401`` for a bad
-signature); ``GET`` answers ``{"ids", "duplicates", "bad", "requests"}``. It runs in its own
-process (``python -m benchmarks.webhook_receiver PORT`` with the secret in
+signature); ``GET`` answers ``{"ids", "duplicates", "bad", "requests", "messages"}``. It runs in its
+own process (``python -m benchmarks.webhook_receiver PORT`` with the secret in
 ``$METERS_BENCH_WEBHOOK_SECRET``), so that it has a core of its own when one is free.
+
+``python -m benchmarks.webhook_receiver PORT BROKER_URL TOPIC`` is an MQTT channel's push gateway
+instead: subscribed at QoS 1 to ``TOPIC`` (paho on the event loop), it counts the ``messages``
+that arrive, and answers the same ``GET``.
 
 :func:`ceiling` posts pre-signed requests straight from raw asyncio streams on ``connections``
 keep-alive connections: what the receiver takes when the sender costs next to nothing.
@@ -30,7 +34,8 @@ class Counts:
     def __init__(self, secret: str):
         self.secret = secret
         self.ids: set[str] = set()
-        self.duplicates = self.bad = self.requests = 0
+        self.duplicates = self.bad = self.requests = self.messages = 0
+        self.subscribed = False
 
     def post(self, headers: dict, body: bytes) -> bytes:
         self.requests += 1
@@ -47,7 +52,8 @@ class Counts:
 
     def as_json(self) -> bytes:
         return json.dumps({"ids": len(self.ids), "duplicates": self.duplicates, "bad": self.bad,
-                           "requests": self.requests}).encode()
+                           "requests": self.requests, "messages": self.messages,
+                           "subscribed": self.subscribed}).encode()
 
 
 class _Http(asyncio.Protocol):
@@ -86,12 +92,36 @@ class _Http(asyncio.Protocol):
             self.transport.write(b"".join(out))
 
 
-async def serve(port: int, secret: str) -> None:
+async def serve(port: int, secret: str, broker: str | None = None, topic: str | None = None) -> None:
     counts = Counts(secret)
     loop = asyncio.get_running_loop()
+    if broker:
+        _subscribe(loop, broker, topic, counts)
     server = await loop.create_server(lambda: _Http(counts), "127.0.0.1", port, backlog=4096)
     async with server:
         await server.serve_forever()
+
+
+def _subscribe(loop, broker: str, topic: str, counts: Counts) -> None:
+    """Count the messages arriving on ``topic`` (QoS 1), paho driven by ``loop``."""
+    from meters.mqtt import make_client, parse_broker_url
+
+    client, kw = make_client(parse_broker_url(broker), "bench-gateway")
+    client.on_connect = lambda c, u, f, rc, p=None: c.subscribe(topic, qos=1)
+    client.on_subscribe = lambda *a: setattr(counts, "subscribed", True)
+    client.on_message = lambda c, u, m: setattr(counts, "messages", counts.messages + 1)
+    client.on_socket_open = lambda c, u, s: loop.add_reader(s, c.loop_read)
+    client.on_socket_close = lambda c, u, s: loop.remove_reader(s)
+    client.on_socket_register_write = lambda c, u, s: loop.add_writer(s, c.loop_write)
+    client.on_socket_unregister_write = lambda c, u, s: loop.remove_writer(s)
+    client.connect(**kw)
+
+    async def misc():
+        while True:
+            await asyncio.sleep(1)
+            client.loop_misc()
+
+    counts.subscriber = (client, loop.create_task(misc()))
 
 
 async def ceiling(host: str, port: int, secret: str, n: int, connections: int, body_of) -> float:
@@ -129,7 +159,7 @@ def main() -> None:
     except ImportError:
         new_event_loop = None
     with asyncio.Runner(loop_factory=new_event_loop) as runner:
-        runner.run(serve(int(sys.argv[1]), os.environ[SECRET_ENV]))
+        runner.run(serve(int(sys.argv[1]), os.environ.get(SECRET_ENV, ""), *sys.argv[2:4]))
 
 
 if __name__ == "__main__":

@@ -24,6 +24,8 @@ def _engine(lake_path, db):
               help="Stop once SECONDS pass without a delivery sent or given up (default: run until SIGTERM).")
 @click.option("--concurrency", type=click.IntRange(1, 10_000), default=512, show_default=True,
               help="Deliveries in flight at once.")
+@click.option("--pipeline", type=click.IntRange(1, 1000), default=16, show_default=True,
+              help="Webhook requests in flight on one connection (HTTP/1.1 pipelining; 1: one at a time).")
 @click.option("--lease", "lease_s", type=click.FloatRange(0.1), default=120.0, show_default=True, metavar="SECONDS",
               help="A claimed delivery is tried again after SECONDS if this dispatcher dies before its outcome.")
 @click.option("--metrics-port", type=click.IntRange(0, 65535), default=None,
@@ -34,7 +36,8 @@ def _engine(lake_path, db):
               help="State directory of the managed broker (default .meters/broker).")
 @json_option
 @log_format_option
-def notify(lake_path, db, until_idle, concurrency, lease_s, metrics_port, broker_url, broker_dir, as_json, log_format):
+def notify(lake_path, db, until_idle, concurrency, pipeline, lease_s, metrics_port, broker_url, broker_dir, as_json,
+           log_format):
     """Deliver queued alerts to their channels' webhooks, MQTT topics and apprise URLs."""
     from .dispatcher import Settings, broker_for, run
     from .metrics import Metrics
@@ -51,7 +54,8 @@ def notify(lake_path, db, until_idle, concurrency, lease_s, metrics_port, broker
     log = logger.info
     logger.info(f"dispatching alerts from {engine.url.render_as_string(hide_password=True)} "
                 f"({concurrency} in flight at most)", extra={"event": "started"})
-    totals = run(engine, Settings(concurrency=concurrency, lease_s=lease_s, until_idle_s=until_idle), broker=broker,
+    totals = run(engine, Settings(concurrency=concurrency, pipeline=pipeline, lease_s=lease_s,
+                                  until_idle_s=until_idle), broker=broker,
                  metrics=metrics, log=log)
     logger.info(f"stopped: sent {totals['sent']}, to retry {totals['failed']}, dead {totals['dead']}",
                 extra={"event": "stopped"})

@@ -14,6 +14,7 @@ lease runs out (at-least-once; receivers deduplicate by the alert id).
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import datetime as dt
 import signal
@@ -35,6 +36,7 @@ from .retry import Outcome, Policy, transient
 @dataclass
 class Settings:
     concurrency: int = 512           # deliveries in flight at once
+    pipeline: int = 16               # webhook requests awaiting their answer per connection (1: no pipelining)
     batch: int = 2000                # deliveries claimed per transaction
     lease_s: float = 120.0           # a claimed delivery is due again after this (dispatcher died)
     timeout_s: float = 10.0          # per HTTP request / PUBACK
@@ -59,6 +61,7 @@ class Dispatcher:
         self._flush = asyncio.Event()
         self._closing = False
         self._in_flight = 0
+        self.metrics.in_flight.set_function(lambda: self._in_flight)   # read when scraped, not set per delivery
         self._last_progress = time.monotonic()
 
     def stop(self) -> None:
@@ -68,7 +71,7 @@ class Dispatcher:
     async def run(self) -> dict:
         """Deliver until stopped (or idle for ``until_idle_s``); returns the totals."""
         s = self.settings
-        client = http.Client(timeout_s=s.timeout_s)
+        client = http.Client(timeout_s=s.timeout_s, connections=max(1, -(-s.concurrency // max(1, s.pipeline))))
         queue: asyncio.Queue = asyncio.Queue()
         senders_ = [asyncio.create_task(self._sender(client, queue)) for _ in range(s.concurrency)]
         recorder = asyncio.create_task(self._recorder())
@@ -126,14 +129,12 @@ class Dispatcher:
     async def _sender(self, client: http.Client, queue: asyncio.Queue) -> None:
         s = self.settings
         while (row := await queue.get()) is not None:
-            self.metrics.in_flight.inc()
             self._in_flight += 1
             try:
                 o = await self.deliver(client, self._targets.get(row["channel"]), row)
             except Exception as e:   # a bug in one delivery must not lose the others' outcomes
                 o = transient(f"{type(e).__name__}: {e}", row["attempts"], row["queued_at"], _now(), s.policy)
             finally:
-                self.metrics.in_flight.dec()
                 self._in_flight -= 1
             self._done.append((row, o))
             if len(self._done) >= s.batch:
@@ -155,13 +156,15 @@ class Dispatcher:
         if not done:
             return
         await asyncio.to_thread(outbox.record, self.engine, [o.as_record(r["alert_id"]) for r, o in done])
+        counts = collections.Counter((r["channel"], o.state, o.retried) for r, o in done)
+        for (channel, state, retried), n in counts.items():
+            self.totals[state] += n
+            self.metrics.count(channel, state, retried, n)
         for r, o in done:
-            self.totals[o.state] += 1
-            self.metrics.count(r["channel"], o.state, o.retried)
             if o.state == "dead":
                 self.log(f"dead {r['alert_id']} ({r['kind']} to {r['recipient']}): {o.error}")
-            if o.state != "failed":
-                self._last_progress = time.monotonic()
+        if any(state != "failed" for _, state, _ in counts):
+            self._last_progress = time.monotonic()
 
     async def deliver(self, client: http.Client, target: outbox.Target | None, row: dict) -> Outcome:
         p = self.settings.policy

@@ -18,10 +18,11 @@ class Metrics:
         self.pending = Gauge("meters_alerts_pending", "Alert deliveries pending or failed (to retry)", registry=r)
         self.in_flight = Gauge("meters_alerts_in_flight", "Alert deliveries being sent now", registry=r)
 
-    def count(self, channel: str, state: str, retried: bool) -> None:
+    def count(self, channel: str, state: str, retried: bool, n: int = 1) -> None:
+        """``n`` outcomes of one channel and state."""
         if state == "sent":
-            self.delivered.labels(channel).inc()
+            self.delivered.labels(channel).inc(n)
         elif state == "dead":
-            self.dead.labels(channel).inc()
+            self.dead.labels(channel).inc(n)
         elif retried:
-            self.retried.labels(channel).inc()
+            self.retried.labels(channel).inc(n)

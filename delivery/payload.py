@@ -2,7 +2,7 @@
 ``data`` envelope), its text in the recipient's language (docs/alerts.md shows one)."""
 from __future__ import annotations
 
-import json
+import orjson
 
 from meters.outbox import values
 from meters.recipients import address_of
@@ -18,5 +18,5 @@ def payload(row: dict) -> bytes:
             "recipient": row["recipient"], "channel": row["channel"], "address": address_of(row["recipient"]),
             "language": row["language"], "corrects": row["corrects"],
             "text": render(row["kind"], row["language"], v, corrects=row["corrects"]), "values": v}
-    return json.dumps({"type": f"alert.{row['kind']}", "timestamp": row["created_at"].isoformat(), "data": data},
-                      ensure_ascii=False, separators=(",", ":")).encode()
+    # orjson: compact UTF-8 (as json.dumps(ensure_ascii=False, separators=(",", ":"))), a tenth of its CPU
+    return orjson.dumps({"type": f"alert.{row['kind']}", "timestamp": row["created_at"].isoformat(), "data": data})

@@ -42,19 +42,20 @@ class Mqtt:
     """One connection to the broker publishing alerts at QoS 1; :meth:`publish` returns when the
     broker acknowledged (PUBACK). paho runs on the dispatcher's event loop (its socket watched by
     the loop, no network thread: a thread handing every PUBACK over costs ≈ 8 times the CPU per
-    message), with up to ``max_inflight`` publishes awaiting their PUBACK; a lost connection is
+    message), with up to ``max_inflight`` publishes awaiting their PUBACK (0: as many as the
+    dispatcher has in flight; paho scans every message in flight on each PUBACK otherwise); a lost connection is
     re-established every second until it is back (unacknowledged deliveries time out and are
     retried)."""
 
     def __init__(self, url: BrokerURL, client_id: str = "meters-notify", timeout_s: float = 30.0,
-                 max_inflight: int = 20_000):
+                 max_inflight: int = 0):
         self.timeout_s = timeout_s
         self._loop = asyncio.get_running_loop()
-        self._pending: dict[int, asyncio.Future] = {}
+        self._pending: dict[int, tuple[asyncio.Future, float]] = {}   # mid -> (PUBACK, deadline), oldest first
         self._connected = asyncio.Event()
         self.client, kwargs = make_client(url, client_id)
         c = self.client
-        c.max_inflight_messages_set(max_inflight)
+        c.max_inflight_messages_set(max_inflight)      # 0: no limit in paho (and no O(in flight) scan per PUBACK)
         c.max_queued_messages_set(0)
         c.on_publish = self._on_publish
         c.on_connect = lambda cl, u, f, rc, p=None: self._connected.set() if not rc.is_failure else None
@@ -70,14 +71,30 @@ class Mqtt:
         self._misc = asyncio.create_task(self._housekeeping())
 
     async def _housekeeping(self) -> None:
+        """Every second keep-alive pings and reconnecting; every tenth of ``timeout_s`` the publishes
+        without a PUBACK in time given up (one timer for all, not one per message)."""
+        tick = min(1.0, self.timeout_s / 10)
+        last = self._loop.time()
         while True:
-            await asyncio.sleep(1.0)
-            if self.client.loop_misc() != 0 and not self._connected.is_set():   # keep-alive pings; reconnect
-                with contextlib.suppress(OSError):
-                    self.client.reconnect()
+            await asyncio.sleep(tick)
+            now = self._loop.time()
+            late = []
+            for mid, (fut, deadline) in self._pending.items():
+                if deadline > now:
+                    break
+                late.append(mid)
+            for mid in late:
+                fut, _ = self._pending.pop(mid)
+                if not fut.done():
+                    fut.set_result("no PUBACK in time")
+            if now - last >= 1.0:
+                last = now
+                if self.client.loop_misc() != 0 and not self._connected.is_set():   # keep-alive pings; reconnect
+                    with contextlib.suppress(OSError):
+                        self.client.reconnect()
 
     def _on_publish(self, client, userdata, mid, reason_code=None, properties=None):
-        fut = self._pending.pop(mid, None)
+        fut = self._pending.pop(mid, (None,))[0]
         if fut is not None and not fut.done():    # None: given up waiting (no PUBACK in time)
             failed = reason_code is not None and getattr(reason_code, "is_failure", False)
             fut.set_result(str(reason_code) if failed else None)
@@ -95,13 +112,12 @@ class Mqtt:
             return transient(f"MQTT publish refused (rc {info.rc})", row["attempts"], row["queued_at"], _now(), policy)
         if info.is_published():           # acknowledged already (in publish itself)
             return Outcome("sent")
-        self._pending[info.mid] = fut
+        self._pending[info.mid] = (fut, self._loop.time() + self.timeout_s)
         try:
-            async with asyncio.timeout(self.timeout_s):
-                error = await fut
-        except TimeoutError:
+            error = await fut              # None: PUBACK; else why not (given up by _housekeeping)
+        except asyncio.CancelledError:
             self._pending.pop(info.mid, None)
-            error = "no PUBACK in time"
+            raise
         if error:
             return transient(f"MQTT: {error}", row["attempts"], row["queued_at"], _now(), policy)
         return Outcome("sent")

@@ -39,7 +39,7 @@ def secret_key(secret: str) -> bytes:
 
 def signature(secret: str, msg_id: str, timestamp: int, body: bytes) -> str:
     """The ``webhook-signature`` header value of a message."""
-    mac = hmac.new(secret_key(secret), f"{msg_id}.{timestamp}.".encode() + body, hashlib.sha256).digest()
+    mac = hmac.digest(secret_key(secret), f"{msg_id}.{timestamp}.".encode() + body, "sha256")   # one-shot, in C
     return "v1," + base64.b64encode(mac).decode()
 
 
