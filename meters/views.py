@@ -3,6 +3,8 @@ current files (honouring ``_current`` manifests). Shared by the analysts' views 
 and the deduplicated readings view (:mod:`meters.readings`)."""
 from __future__ import annotations
 
+import functools
+import os
 from pathlib import Path
 
 import duckdb
@@ -64,9 +66,53 @@ def table_files(lake: Lake, t: Table) -> list[Path]:
     return out
 
 
+def _footer_types(lake: Lake, path: Path) -> dict[str, str]:
+    """Column name -> DuckDB type of one Parquet file, from its footer (cached while the file is unchanged)."""
+    if lake.is_local:
+        st = os.stat(path)
+        return _local_footer_types(str(path), st.st_mtime_ns, st.st_size)
+    import pyarrow.parquet as pq
+
+    with lake.fs.open_input_file(path.path) as f:
+        return {f.name: _file_type(f.type) for f in pq.read_schema(f)}
+
+
+def _file_type(t: pa.DataType) -> str:
+    """The DuckDB type a file's column reads as (nanosecond timestamps read as their own type)."""
+    ns = pa.types.is_timestamp(t) and t.unit == "ns"
+    return sql_type(t) + ("_NS" if ns else "")
+
+
+@functools.lru_cache(maxsize=4096)
+def _local_footer_types(path: str, _mtime_ns: int, _size: int) -> dict[str, str]:
+    import pyarrow.parquet as pq
+
+    return {f.name: _file_type(f.type) for f in pq.read_schema(path)}
+
+
+def file_types(lake: Lake, files: list[Path]) -> tuple[dict[str, str], bool] | None:
+    """The columns of ``files`` (name -> DuckDB type, the union over files) and whether every file has
+    the same ones; None when a footer cannot be read (a damaged file: DuckDB names it when queried)."""
+    seen: dict[str, str] = {}
+    same = True
+    try:
+        for i, p in enumerate(files):
+            types = _footer_types(lake, p)
+            if i and types != seen:
+                same = False
+            seen = {**types, **seen} if i else dict(types)
+    except (OSError, pa.ArrowException):
+        return None
+    return seen, same
+
+
 def stored_select(lake: Lake, t: Table, files: list[Path]) -> str:
     """A SELECT of the stored columns (typed as the schema says) of ``files`` of table ``t``, plus the
-    partition column; a typed empty SELECT when there is no file."""
+    partition column; a typed empty SELECT when there is no file.
+
+    One ``read_parquet`` of the files, with ``union_by_name`` only when their columns differ, columns
+    that no file has as typed NULLs and casts only where a file's type differs: so DuckDB answers
+    ``count(*)`` from the footers and pushes projections and filters into the scan."""
     typed = [f"CAST(NULL AS {sql_type(f.type)}) AS {quote_ident(f.name)}" for f in t.schema]
     if t.partition:
         typed.append(f"CAST(NULL AS {PARTITION_SQL_TYPES[t.partition]}) AS {quote_ident(t.partition)}")
@@ -76,9 +122,23 @@ def stored_select(lake: Lake, t: Table, files: list[Path]) -> str:
     file_list = "[" + ", ".join(quote_literal(lake.sql_path(p)) for p in files) + "]"
     hive = (f"hive_partitioning = true, hive_types = {{'{t.partition}': {PARTITION_SQL_TYPES[t.partition]}}}"
             if t.partition else "hive_partitioning = false")
-    cols = [f"CAST({quote_ident(f.name)} AS {sql_type(f.type)}) AS {quote_ident(f.name)}" for f in t.schema]
+    found = file_types(lake, files)
+    if found is None:   # a footer unreadable: the view fails when made, and the damage is reported then
+        cols = [f"CAST({quote_ident(f.name)} AS {sql_type(f.type)}) AS {quote_ident(f.name)}" for f in t.schema]
+        return (f"SELECT {', '.join(cols + [quote_ident(t.partition)] * bool(t.partition))} FROM ({empty} "
+                f"UNION ALL BY NAME SELECT * FROM read_parquet({file_list}, {hive}))")
+    types, same = found
+    cols = []
+    for f in t.schema:
+        want, name = sql_type(f.type), quote_ident(f.name)
+        if f.name not in types:       # a column newer than every file: NULL
+            cols.append(f"CAST(NULL AS {want}) AS {name}")
+        elif types[f.name] == want:
+            cols.append(name)
+        else:
+            cols.append(f"CAST({name} AS {want}) AS {name}")
     if t.partition:
         cols.append(quote_ident(t.partition))
-    # UNION ALL BY NAME with the typed empty SELECT fills columns that older files lack with NULL
-    return (f"SELECT {', '.join(cols)} FROM ({empty} UNION ALL BY NAME "
-            f"SELECT * FROM read_parquet({file_list}, {hive}))")
+    union = "" if same else ", union_by_name = true"
+    return f"SELECT {', '.join(cols)} FROM read_parquet({file_list}, {hive}{union})"
+
