@@ -35,7 +35,7 @@ import pyarrow as pa
 from .errors import LakeDamaged, MetersError
 from .lake import Lake
 from .schemas import TABLES, Table
-from .views import quote_ident, quote_literal, stored_select, table_files
+from .views import quote_ident, quote_literal, readings_view_sql, stored_select, table_files
 
 ALLOWED_STATEMENTS = {"SELECT", "EXPLAIN"}
 DEFAULT_MEMORY_LIMIT = "50%"   # of physical memory (DuckDB's own default is 80 %)
@@ -91,8 +91,6 @@ def _unit_sql(lake: Lake, name: str, select: str) -> str:
 def _readings_sql(lake: Lake) -> str:
     """The readings view's SELECT: the ingest stage's deduplicating view (compacted partitions as they
     are, the others keep the first received row of each (meter_id, ts))."""
-    from .readings import readings_view_sql
-
     return readings_view_sql(lake)
 
 

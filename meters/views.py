@@ -1,6 +1,7 @@
-"""SQL text over lake files: DuckDB types of the Arrow schemas and a typed SELECT of a table's
-current files (honouring ``_current`` manifests). Shared by the analysts' views (:mod:`meters.sql`)
-and the deduplicated readings view (:mod:`meters.readings`)."""
+"""SQL text over lake files: DuckDB types of the Arrow schemas, a typed SELECT of a table's current
+files (honouring ``_current`` manifests) and the deduplicated readings SELECT. Shared by the analysts'
+views (:mod:`meters.sql`, the ``--export`` file) and :mod:`meters.readings`. Light on purpose: no
+pyarrow.compute or numpy, so ``meters sql`` starts fast."""
 from __future__ import annotations
 
 import functools
@@ -11,8 +12,9 @@ import duckdb
 import pyarrow as pa
 
 from .lake import Lake
-from .schemas import Table
+from .schemas import TABLES, Table
 
+COMPACT_PREFIX = "compact-"
 PARTITION_SQL_TYPES = {"day": "DATE", "month": "VARCHAR"}
 
 
@@ -142,3 +144,32 @@ def stored_select(lake: Lake, t: Table, files: list[Path]) -> str:
     union = "" if same else ", union_by_name = true"
     return f"SELECT {', '.join(cols)} FROM read_parquet({file_list}, {hive}{union})"
 
+
+def is_compacted(files: list[Path]) -> bool:
+    """A partition is clean (duplicate-free) when its only file is a compacted one."""
+    return len(files) == 1 and files[0].name.startswith(COMPACT_PREFIX)
+
+
+READINGS_VIEW_COLUMNS = ("meter_id, ts, register_milli / 1000.0 AS register, register_milli, "
+                         "quantity_milli / 1000.0 AS quantity, quantity_milli, interval_s, quality, sender, "
+                         "received_at, day")
+
+
+def readings_view_sql(lake: Lake) -> str:
+    """A DuckDB SELECT producing the deduplicated ``readings`` view (CONTRACTS §2): meter_id, ts
+    TIMESTAMPTZ, register DOUBLE, register_milli, quantity DOUBLE, quantity_milli, interval_s,
+    quality, sender, received_at, day DATE. The file list is taken now (a snapshot): compacted
+    partitions are read as they are, the others pay for ``row_number()`` deduplication."""
+    t = TABLES["readings"]
+    clean: list[Path] = []
+    raw: list[Path] = []
+    for day in lake.partitions("readings"):
+        files = lake.files("readings", day)
+        (clean if is_compacted(files) else raw).extend(files)
+    parts = []
+    if clean or not raw:
+        parts.append(f"SELECT {READINGS_VIEW_COLUMNS} FROM ({stored_select(lake, t, clean)})")
+    if raw:
+        parts.append(f"SELECT {READINGS_VIEW_COLUMNS} FROM ({stored_select(lake, t, raw)}) QUALIFY row_number() OVER "
+                     "(PARTITION BY meter_id, ts ORDER BY received_at NULLS LAST) = 1")
+    return " UNION ALL ".join(f"({p})" for p in parts)
