@@ -108,51 +108,71 @@ def file_types(lake: Lake, files: list[Path]) -> tuple[dict[str, str], bool] | N
     return seen, same
 
 
-def stored_select(lake: Lake, t: Table, files: list[Path]) -> str:
-    """A SELECT of the stored columns (typed as the schema says) of ``files`` of table ``t``, plus the
-    partition column; a typed empty SELECT when there is no file.
+# view columns made from a stored column: stored name -> [(SQL of the view column, ``{}`` = the stored
+# column, view name), ...]; a stored column not listed is its own view column
+DERIVED = {
+    "readings": {"register_milli": [("{} / 1000.0", "register"), ("{}", "register_milli")],
+                 "quantity_milli": [("{} / 1000.0", "quantity"), ("{}", "quantity_milli")]},
+    # money is DECIMAL(18,2) in every view; the engine's unrounded amount stays beside it
+    "charge_lines": {"amount": [("CAST({} AS DECIMAL(18,2))", "amount"), ("{}", "amount_unrounded")]},
+}
 
-    One ``read_parquet`` of the files, with ``union_by_name`` only when their columns differ, columns
-    that no file has as typed NULLs and casts only where a file's type differs: so DuckDB answers
-    ``count(*)`` from the footers and pushes projections and filters into the scan."""
-    typed = [f"CAST(NULL AS {sql_type(f.type)}) AS {quote_ident(f.name)}" for f in t.schema]
-    if t.partition:
-        typed.append(f"CAST(NULL AS {PARTITION_SQL_TYPES[t.partition]}) AS {quote_ident(t.partition)}")
-    empty = f"SELECT {', '.join(typed)} WHERE false"
-    if not files:
-        return empty
-    file_list = "[" + ", ".join(quote_literal(lake.sql_path(p)) for p in files) + "]"
-    hive = (f"hive_partitioning = true, hive_types = {{'{t.partition}': {PARTITION_SQL_TYPES[t.partition]}}}"
-            if t.partition else "hive_partitioning = false")
-    found = file_types(lake, files)
-    if found is None:   # a footer unreadable: the view fails when made, and the damage is reported then
-        cols = [f"CAST({quote_ident(f.name)} AS {sql_type(f.type)}) AS {quote_ident(f.name)}" for f in t.schema]
-        return (f"SELECT {', '.join(cols + [quote_ident(t.partition)] * bool(t.partition))} FROM ({empty} "
-                f"UNION ALL BY NAME SELECT * FROM read_parquet({file_list}, {hive}))")
-    types, same = found
+
+def _select_list(t: Table, stored, partition: str, derived: dict | None) -> str:
+    """The SELECT list of table ``t``: each stored column as ``stored(field)`` (or the view columns
+    ``derived`` makes from it), then the ``partition`` column."""
     cols = []
     for f in t.schema:
+        for template, alias in (derived or {}).get(f.name, [("{}", f.name)]):
+            expr = template.format(stored(f))
+            cols.append(expr if expr == quote_ident(alias) else f"{expr} AS {quote_ident(alias)}")
+    return ", ".join(cols + ([partition] if t.partition else []))
+
+
+def _typed_null(f: pa.Field) -> str:
+    return f"CAST(NULL AS {sql_type(f.type)})"
+
+
+def _cast(f: pa.Field) -> str:
+    return f"CAST({quote_ident(f.name)} AS {sql_type(f.type)})"
+
+
+def stored_select(lake: Lake, t: Table, files: list[Path], derived: dict | None = None) -> str:
+    """A SELECT of the stored columns (typed as the schema says) of ``files`` of table ``t``, plus the
+    partition column; a typed empty SELECT when there is no file. ``derived`` (a :data:`DERIVED`
+    entry): the view columns made from stored columns instead of the stored columns.
+
+    One level of SELECT over one ``read_parquet`` of the files, with ``union_by_name`` only when their
+    columns differ, columns that no file has as typed NULLs and casts only where a file's type
+    differs: so DuckDB answers ``count(*)`` from the footers, with no projection between the count and
+    the scan, and pushes projections and filters into the scan."""
+    part_type = PARTITION_SQL_TYPES.get(t.partition)
+    if not files:
+        empty_part = f"CAST(NULL AS {part_type}) AS {quote_ident(t.partition)}" if t.partition else ""
+        return f"SELECT {_select_list(t, _typed_null, empty_part, derived)} WHERE false"
+    file_list = "[" + ", ".join(quote_literal(lake.sql_path(p)) for p in files) + "]"
+    hive = (f"hive_partitioning = true, hive_types = {{'{t.partition}': {part_type}}}"
+            if t.partition else "hive_partitioning = false")
+    part = quote_ident(t.partition) if t.partition else ""
+    found = file_types(lake, files)
+    if found is None:   # a footer unreadable: the view fails when made, and the damage is reported then
+        return (f"SELECT {_select_list(t, _cast, part, derived)} FROM ({stored_select(lake, t, [])} "
+                f"UNION ALL BY NAME SELECT * FROM read_parquet({file_list}, {hive}))")
+    types, same = found
+
+    def stored(f: pa.Field) -> str:
         want, name = sql_type(f.type), quote_ident(f.name)
         if f.name not in types:       # a column newer than every file: NULL
-            cols.append(f"CAST(NULL AS {want}) AS {name}")
-        elif types[f.name] == want:
-            cols.append(name)
-        else:
-            cols.append(f"CAST({name} AS {want}) AS {name}")
-    if t.partition:
-        cols.append(quote_ident(t.partition))
+            return f"CAST(NULL AS {want})"
+        return name if types[f.name] == want else f"CAST({name} AS {want})"
+
     union = "" if same else ", union_by_name = true"
-    return f"SELECT {', '.join(cols)} FROM read_parquet({file_list}, {hive}{union})"
+    return f"SELECT {_select_list(t, stored, part, derived)} FROM read_parquet({file_list}, {hive}{union})"
 
 
 def is_compacted(files: list[Path]) -> bool:
     """A partition is clean (duplicate-free) when its only file is a compacted one."""
     return len(files) == 1 and files[0].name.startswith(COMPACT_PREFIX)
-
-
-READINGS_VIEW_COLUMNS = ("meter_id, ts, register_milli / 1000.0 AS register, register_milli, "
-                         "quantity_milli / 1000.0 AS quantity, quantity_milli, interval_s, quality, sender, "
-                         "received_at, day")
 
 
 def readings_view_sql(lake: Lake) -> str:
@@ -168,8 +188,8 @@ def readings_view_sql(lake: Lake) -> str:
         (clean if is_compacted(files) else raw).extend(files)
     parts = []
     if clean or not raw:
-        parts.append(f"SELECT {READINGS_VIEW_COLUMNS} FROM ({stored_select(lake, t, clean)})")
+        parts.append(stored_select(lake, t, clean, DERIVED["readings"]))
     if raw:
-        parts.append(f"SELECT {READINGS_VIEW_COLUMNS} FROM ({stored_select(lake, t, raw)}) QUALIFY row_number() OVER "
+        parts.append(f"{stored_select(lake, t, raw, DERIVED['readings'])} QUALIFY row_number() OVER "
                      "(PARTITION BY meter_id, ts ORDER BY received_at NULLS LAST) = 1")
     return " UNION ALL ".join(f"({p})" for p in parts)
