@@ -113,6 +113,9 @@ def connect(lake: Lake | str | os.PathLike, *, threads: int | None = None,
         lake = Lake(lake)
     con = duckdb.connect(":memory:")
     con.execute("SET autoinstall_known_extensions = false")
+    # Parquet footers read once per session (lake files are never rewritten in place: a replaced
+    # partition gets new file names); count(*) and every query's planning read them from memory
+    con.execute("SET parquet_metadata_cache = true")
     con.execute(f"SET TimeZone = {quote_literal(lake.timezone_name)}")
     if threads:
         con.execute(f"SET threads = {int(threads)}")
