@@ -8,11 +8,15 @@ Measured in the same run:
   registers) — target <= 3 s; DuckDB on the bare files; pandas, file by file (pyarrow read + groupby
   min/max, then combined; reading all 288M rows into one DataFrame would need about 7 GB);
 - streaming (:func:`bench_stream`): ``meters sql "FROM readings" --max-rows 40`` in a child process:
-  time to the first row on stdout and the child's peak RSS — targets first row <= 1 s, peak RSS <= 1 GB;
+  time to the first row on stdout (and the child's CPU seconds by then) and the child's peak RSS
+  (``VmHWM``) — targets first row <= 1 s, peak RSS <= 1 GB;
 - overhead (:func:`bench_overhead`): the same queries, same files, through ``meters sql``'s views vs bare
-  DuckDB (``read_parquet`` of the files) — target <= 15 %;
+  DuckDB (``read_parquet`` of the files, DuckDB's defaults) — target <= 15 %;
 - export (:func:`bench_export`): the same queries on the ``--export``-ed ``.duckdb`` file vs
   ``meters sql``: same results, same speed.
+
+Every duel prints wall and CPU seconds (DuckDB's threads included) and the load average: on a shared
+machine judge by the CPU seconds.
 
 ``python -m benchmarks sql [--quick] [--meters N] [--days D] [--keep DIR]``
 """
@@ -95,18 +99,19 @@ def generate(root: Path, meters: int, days: int, seed: int = 7) -> tuple[Path, i
     return lake.root, meters * days * 96, time.perf_counter() - t0
 
 
-def bench_view(lake_root: Path, start: str, end: str, query: str = QUERY) -> tuple[float, int, float]:
+def bench_view(lake_root: Path, start: str, end: str, query: str = QUERY) -> tuple[float, float, int, float]:
+    """Seconds (wall, CPU) of the monthly query through meters sql, its groups and total."""
     from meters.sql import connect, run
 
     con = connect(lake_root)
     q = query.format(start=start, end=end)
     run(con, f"SELECT count(*) FROM ({q})").fetchall()        # warm the OS cache and the plan once
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), _cpu()
     rows = run(con, f"SELECT count(*), sum(consumption) FROM ({q})").fetchall()[0]
-    return time.perf_counter() - t0, rows[0], float(rows[1])
+    return time.perf_counter() - t0, _cpu() - c0, rows[0], float(rows[1])
 
 
-def bench_raw(lake_root: Path, start: str, end: str) -> float:
+def bench_raw(lake_root: Path, start: str, end: str) -> tuple[float, float]:
     import duckdb
 
     con = duckdb.connect()
@@ -115,9 +120,9 @@ def bench_raw(lake_root: Path, start: str, end: str) -> float:
     lst = "[" + ", ".join(f"'{f}'" for f in files) + "]"
     q = (f"SELECT count(*), sum(c) FROM (SELECT meter_id, max(register_milli) - min(register_milli) AS c "
          f"FROM read_parquet({lst}) WHERE ts >= TIMESTAMPTZ '{start}' AND ts < TIMESTAMPTZ '{end}' GROUP BY meter_id)")
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), _cpu()
     con.sql(q).fetchall()
-    return time.perf_counter() - t0
+    return time.perf_counter() - t0, _cpu() - c0
 
 
 def bench_pandas(lake_root: Path, start: str, end: str) -> tuple[float, int, float]:
@@ -263,6 +268,7 @@ def bench_export(lake_root: Path, db: Path) -> tuple[float, list[tuple[str, floa
     export_s = time.perf_counter() - t0
     con, ext = connect(lake_root), duckdb.connect(str(db), read_only=True)
     ext.execute("SET TimeZone = 'Asia/Shanghai'")
+    ext.execute("SET parquet_metadata_cache = true")   # as docs/sql.md advises for the exported file
     out = []
     for name, q in SAME_QUERIES.items():
         out.append((name, *_duel(lambda: run(con, q).fetchall(), lambda: ext.sql(q).fetchall())))
@@ -307,9 +313,9 @@ def main(argv=None) -> None:
         size = sum(f.stat().st_size for f in (lake_root / "readings").rglob("*.parquet"))
         start = "2026-11-01 00:00:00+08:00"
         end = (dt.datetime(2026, 11, 1) + dt.timedelta(days=a.days)).strftime("%Y-%m-%d 00:00:00+08:00")
-        view_s, groups, total = bench_view(lake_root, start, end)
-        milli_s, m_groups, m_total = bench_view(lake_root, start, end, QUERY_MILLI)
-        raw_s = bench_raw(lake_root, start, end)
+        view_s, view_c, groups, total = bench_view(lake_root, start, end)
+        milli_s, milli_c, m_groups, m_total = bench_view(lake_root, start, end, QUERY_MILLI)
+        raw_s, raw_c = bench_raw(lake_root, start, end)
         pandas_s, p_groups, p_total = bench_pandas(lake_root, start, end)
         assert groups == p_groups == m_groups == meters and abs(total - m_total) < 1e-6 * max(1.0, abs(total)) and abs(total - p_total) < 1e-6 * max(1.0, abs(total)), \
             (groups, p_groups, total, p_total)
@@ -317,11 +323,12 @@ def main(argv=None) -> None:
               + (f", generated in {gen_s:.1f} s" if gen_s else ""))
         print(f"monthly consumption per meter ({meters:,} meters):")
         print(f"  meters sql (readings view)   {view_s:7.2f} s  {n / view_s / 1e6:7.1f} M readings/s  "
-              + _target(view_s, n))
+              f"({view_c:.2f} s CPU)  " + _target(view_s, n))
         print(f"  meters sql, register_milli   {milli_s:7.2f} s  {n / milli_s / 1e6:7.1f} M readings/s  "
-              + _target(milli_s, n))
+              f"({milli_c:.2f} s CPU)  " + _target(milli_s, n))
         print(f"  DuckDB on the bare files     {raw_s:7.2f} s  {n / raw_s / 1e6:7.1f} M readings/s  "
-              f"(view overhead x{view_s / raw_s:.2f})")
+              f"({raw_c:.2f} s CPU; x{milli_c / raw_c:.2f} CPU the view on the same register_milli; one run each, "
+              f"load average {_load()})")
         print(f"  pandas, file by file         {pandas_s:7.2f} s  {n / pandas_s / 1e6:7.1f} M readings/s  "
               f"(meters sql is x{pandas_s / view_s:.1f} faster)")
         print(f"  same answer: {groups:,} meters, {total:,.3f} kWh in total")
@@ -336,8 +343,8 @@ def main(argv=None) -> None:
         print(f"  all {n:,} rows counted in {st['total_s']:.2f} s ({st['total_cpu']:.2f} s CPU); last line: {st['tail']}")
         print(f"  peak RSS {st['peak_rss'] / 2**20:,.0f} MiB (start-up alone {st['startup_rss'] / 2**20:,.0f} MiB)"
               + (f"  target <= 1 GB: {'met' if st['peak_rss'] <= 2**30 else 'NOT met'}" if full else ""))
-        print(f"meters sql vs bare DuckDB (same SQL, same files; best of 5, in turns; wall s / CPU s), "
-              f"load average {_load()}:")
+        print(f"meters sql vs bare DuckDB (same SQL, same files; best of 5, in turns; wall s / CPU s; meters sql "
+              f"caches the Parquet footers, bare DuckDB has its defaults), load average {_load()}:")
         for name, (view_q, view_c), (bare_q, bare_c), same in bench_overhead(lake_root):
             over, over_c = 100 * (view_q / bare_q - 1), 100 * (view_c / max(bare_c, 1e-6) - 1)
             print(f"  {name:18s} meters sql {view_q:7.3f} / {view_c:7.3f}  bare {bare_q:7.3f} / {bare_c:7.3f}  "
