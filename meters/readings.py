@@ -12,24 +12,22 @@ ingest service may write a reading again. Every consumer sees each ``(meter_id, 
 
 :func:`read_readings` returns Arrow for Python consumers; :func:`read_window` is its columnar form for
 large batch readers (billing: one table per day partition, compacted partitions read as they are);
-:func:`readings_view_sql` is the DuckDB SELECT behind the ``readings`` view of ``meters sql``.
+:func:`readings_view_sql` (from :mod:`meters.views`) is the DuckDB SELECT behind the ``readings`` view of
+``meters sql``.
 """
 from __future__ import annotations
 
 import datetime as dt
-from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from .lake import Lake
-from .schemas import READINGS, TABLES, UTC_S
+from .schemas import READINGS, UTC_S
 from .times import parse_instant
-from .views import stored_select
+from .views import COMPACT_PREFIX, is_compacted, readings_view_sql  # noqa: F401 - the readings API
 
-COMPACT_PREFIX = "compact-"
-READINGS_TABLE = TABLES["readings"]
 COLUMNS = READINGS.names  # meter_id, ts, register_milli, quantity_milli, interval_s, quality, sender, received_at
 INTERVAL_COLUMNS = ("quantity_milli", "interval_s", "quality")   # only imported interval data has them
 
@@ -116,11 +114,6 @@ def read_readings(lake: Lake, start_utc, end_utc, meter_min: int | None = None,
     return out.take(pa.array(np.lexsort((t, m))))
 
 
-def is_compacted(files: list[Path]) -> bool:
-    """A partition is clean (duplicate-free) when its only file is a compacted one."""
-    return len(files) == 1 and files[0].name.startswith(COMPACT_PREFIX)
-
-
 def null_columns(lake: Lake, files, names) -> set[str]:
     """Columns of ``names`` that are null in every row of ``files`` by the Parquet statistics (not
     reading them saves a zero-filled buffer per row: 1.5 GB for a 97M-row day of register readings)."""
@@ -174,27 +167,3 @@ def read_window(lake: Lake, start: dt.datetime, end: dt.datetime, columns: list[
         if t.num_rows:
             parts.append(t)
     return parts
-
-
-VIEW_COLUMNS = ("meter_id, ts, register_milli / 1000.0 AS register, register_milli, "
-                "quantity_milli / 1000.0 AS quantity, quantity_milli, interval_s, quality, sender, "
-                "received_at, day")
-
-
-def readings_view_sql(lake: Lake) -> str:
-    """A DuckDB SELECT producing the deduplicated ``readings`` view (CONTRACTS §2): meter_id, ts
-    TIMESTAMPTZ, register DOUBLE, register_milli, quantity DOUBLE, quantity_milli, interval_s,
-    quality, sender, received_at, day DATE. The file list is taken now (a snapshot): compacted
-    partitions are read as they are, the others pay for ``row_number()`` deduplication."""
-    clean: list[Path] = []
-    raw: list[Path] = []
-    for day in lake.partitions("readings"):
-        files = lake.files("readings", day)
-        (clean if is_compacted(files) else raw).extend(files)
-    parts = []
-    if clean or not raw:
-        parts.append(f"SELECT {VIEW_COLUMNS} FROM ({stored_select(lake, READINGS_TABLE, clean)})")
-    if raw:
-        parts.append(f"SELECT {VIEW_COLUMNS} FROM ({stored_select(lake, READINGS_TABLE, raw)}) QUALIFY row_number() OVER "
-                     "(PARTITION BY meter_id, ts ORDER BY received_at NULLS LAST) = 1")
-    return " UNION ALL ".join(f"({p})" for p in parts)

@@ -35,31 +35,17 @@ import pyarrow as pa
 from .errors import LakeDamaged, MetersError
 from .lake import Lake
 from .schemas import TABLES, Table
-from .views import quote_ident, quote_literal, stored_select, table_files
+from .views import DERIVED, quote_ident, quote_literal, readings_view_sql, stored_select, table_files
 
 ALLOWED_STATEMENTS = {"SELECT", "EXPLAIN"}
 DEFAULT_MEMORY_LIMIT = "50%"   # of physical memory (DuckDB's own default is 80 %)
 DEFAULT_TIMEOUT_S = 300.0
 
-# view columns made from a stored column: stored name -> [(view expression, view name), ...]
-DERIVED = {
-    "readings": {"register_milli": [("register_milli / 1000.0", "register"), ("register_milli", "register_milli")],
-                 "quantity_milli": [("quantity_milli / 1000.0", "quantity"), ("quantity_milli", "quantity_milli")]},
-    # money is DECIMAL(18,2) in every view; the engine's unrounded amount stays beside it
-    "charge_lines": {"amount": [("CAST(amount AS DECIMAL(18,2))", "amount"), ("amount", "amount_unrounded")]},
-}
-
 
 def view_select(lake: Lake, t: Table, files: list[Path]) -> str:
-    """The view's SELECT: stored columns, or the columns derived from them (``register`` DOUBLE …)."""
-    derived = DERIVED.get(t.name, {})
-    cols = []
-    for f in t.schema:
-        for expr, alias in derived.get(f.name, [(quote_ident(f.name), f.name)]):
-            cols.append(expr if expr == quote_ident(alias) else f"{expr} AS {quote_ident(alias)}")
-    if t.partition:
-        cols.append(quote_ident(t.partition))
-    return f"SELECT {', '.join(cols)} FROM ({stored_select(lake, t, files)})"
+    """The view's SELECT: stored columns, or the columns derived from them (``register`` DOUBLE …),
+    in one level of SELECT over the files (:func:`meters.views.stored_select`)."""
+    return stored_select(lake, t, files, DERIVED.get(t.name))
 
 
 # views whose quantities are in a unit that differs by utility: how each finds its unit (CONTRACTS §2)
@@ -91,8 +77,6 @@ def _unit_sql(lake: Lake, name: str, select: str) -> str:
 def _readings_sql(lake: Lake) -> str:
     """The readings view's SELECT: the ingest stage's deduplicating view (compacted partitions as they
     are, the others keep the first received row of each (meter_id, ts))."""
-    from .readings import readings_view_sql
-
     return readings_view_sql(lake)
 
 
@@ -129,6 +113,9 @@ def connect(lake: Lake | str | os.PathLike, *, threads: int | None = None,
         lake = Lake(lake)
     con = duckdb.connect(":memory:")
     con.execute("SET autoinstall_known_extensions = false")
+    # Parquet footers read once per session (lake files are never rewritten in place: a replaced
+    # partition gets new file names); count(*) and every query's planning read them from memory
+    con.execute("SET parquet_metadata_cache = true")
     con.execute(f"SET TimeZone = {quote_literal(lake.timezone_name)}")
     if threads:
         con.execute(f"SET threads = {int(threads)}")

@@ -155,10 +155,12 @@ def write_result(columns: list[str], chunks, fmt: str, out: TextIO, *, max_rows:
             if started and max_rows is not None:
                 n += chunk.num_rows          # counted, never converted
                 continue
-            rows = rows_of(chunk)
+            size = chunk.num_rows            # only the rows shown are converted to Python
+            rows = rows_of(chunk if max_rows is None else chunk.slice(0, max_rows - len(shown)))
         else:
             rows = chunk
-        n += len(rows)
+            size = len(rows)
+        n += size
         if max_rows is not None:
             shown.extend(rows[:max_rows - len(shown)])
             if len(shown) >= max_rows:       # shown at once; the rest is only counted

@@ -223,3 +223,22 @@ def test_every_view_of_quantities_says_their_unit(lake):
     assert q("SELECT band, unit FROM bill_lines ORDER BY tier") == [("area", "m2"), ("all", "GJ")]
     # never one sum across units: grouped by unit, kWh and m³ stay apart
     assert q("SELECT unit, sum(quantity) FROM charges GROUP BY unit ORDER BY unit") == [("kWh", 1.5), ("m3", 0.2)]
+
+
+def test_files_with_different_columns_read_as_one_view(lake):
+    """A file written before a column existed next to one that has it (the newer one listed first): one
+    view, NULL where a file lacks the column; files sharing their columns are one plain read_parquet."""
+    day = "2026-11-23"
+    folder = lake.partition_dir("readings", day)
+    folder.mkdir(parents=True, exist_ok=True)
+    newer = _readings([(8, T0, 2000, "dcu-1", T0)]).append_column("quantity_milli", pa.array([500], pa.int64()))
+    pq.write_table(newer, folder / "part-a.parquet")
+    pq.write_table(_readings([(7, T0, 1000, "dcu-1", T0)]), folder / "part-b.parquet")
+    con = sql.connect(lake)
+    assert con.sql("SELECT meter_id, quantity, register FROM readings ORDER BY meter_id").fetchall() == \
+        [(7, None, 1.0), (8, 0.5, 2.0)]
+    assert con.sql("SELECT count(*) FROM readings_raw WHERE quantity_milli IS NULL").fetchall() == [(1,)]
+    (folder / "part-a.parquet").unlink()
+    select = sql.view_selects(lake)["readings_raw"]
+    assert select.count("read_parquet") == 1 and "UNION" not in select and "union_by_name" not in select
+    assert sql.query(lake, "SELECT meter_id, quantity FROM readings").fetchall() == [(7, None)]
