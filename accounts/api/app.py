@@ -16,14 +16,13 @@ from fastapi.responses import JSONResponse
 from meters import __version__
 from meters.errors import MetersError
 
-from ..errors import Conflict, Invalid, NotFound
 from ..store import Store
 from .. import web
+from .fastpath import FastPath, refusal
 from .metrics import REQUESTS
 from .routers import accounts, operator, payments
 
 MAX_BODY = 16 * 1024
-STATUS = {NotFound: 404, Conflict: 409, Invalid: 422}
 
 
 class BodyLimit:
@@ -103,10 +102,12 @@ def create_app(store: Store, web_channel: str | None = None, notify: dict | None
 
     @app.exception_handler(MetersError)
     async def _meters_error(request: Request, e: MetersError):
-        return JSONResponse({"detail": str(e)}, status_code=STATUS.get(type(e), 400))
+        code, content = refusal(e)
+        return JSONResponse(content, status_code=code)
 
     app.add_middleware(Measure)
     app.add_middleware(BodyLimit)
+    app.add_middleware(FastPath, store=store, max_body=MAX_BODY)   # the hot routes, in front of the rest
     return app
 
 
