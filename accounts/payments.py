@@ -122,15 +122,22 @@ def balances_in(store: Store, conn, account_ids) -> dict[str, tuple[int, lakevie
     payments since that day), or before any settled day the opening balance plus the running total of
     its payments (``accounts.paid_cents``). Unknown accounts are left out."""
     ids = sorted(set(account_ids))
+    rows = []
+    for lo in range(0, len(ids), CHUNK):
+        rows += conn.execute(_ACCOUNT_TOTALS, {"ids": ids[lo:lo + CHUNK]}).all()
+    return balances_of(store, conn, rows)
+
+
+def balances_of(store: Store, conn, rows) -> dict[str, tuple[int, lakeview.Settled | None]]:
+    """:func:`balances_in` of account rows already read: ``(account_id, opening_cents, paid_cents)``."""
     day, table = settled_now(store)
     out, settled = {}, {}
-    for lo in range(0, len(ids), CHUNK):
-        for a, opening, paid in conn.execute(_ACCOUNT_TOTALS, {"ids": ids[lo:lo + CHUNK]}):
-            st = table.get(a)
-            if st is None:
-                out[a] = (int(opening) + int(paid), None)
-            else:
-                settled[a] = st
+    for a, opening, paid in rows:
+        st = table.get(a)
+        if st is None:
+            out[a] = (int(opening) + int(paid), None)
+        else:
+            settled[a] = st
     if settled:
         w = recorded_watermark(conn, day)
         end = _bind_ts(store.lake.day_bounds_utc(day)[1])
