@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
+from .direct import direct
 from .errors import Invalid, NotFound
 from .money import fmt
 from .payments import as_utc, balance_in, balances_of, recorded_watermark, unsettled
@@ -57,6 +58,7 @@ def account_status(store: Store, user_number: str, *, details: bool = False) -> 
     contacts."""
     today = store.today()
     with store.read() as conn:
+        conn = direct(conn)          # the hot read: statements on the driver's cursor
         acc = conn.execute(_ACCOUNT, {"id": user_number}).first()
         if acc is None:
             raise NotFound(f"unknown user number {user_number!r}")
