@@ -18,7 +18,8 @@ from meters.errors import MetersError
 
 from ..store import Store
 from .. import web
-from .fastpath import FastPath, refusal
+from ..errors import refusal
+from .fastpath import FastPath, replay
 from .metrics import REQUESTS
 from .routers import accounts, operator, payments
 
@@ -49,16 +50,7 @@ class BodyLimit:
             chunks.append(message.get("body", b""))
             if not message.get("more_body"):
                 break
-        body, sent = b"".join(chunks), False
-
-        async def replay():
-            nonlocal sent
-            if sent:
-                return await receive()
-            sent = True
-            return {"type": "http.request", "body": body, "more_body": False}
-
-        return await self.app(scope, replay, send)
+        return await self.app(scope, replay(b"".join(chunks), False, receive), send)
 
 
 async def _too_large(send, limit: int) -> None:

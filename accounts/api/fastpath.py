@@ -12,21 +12,21 @@ so ``/docs`` and ``/openapi.json`` describe them as before.
 from __future__ import annotations
 
 import time
+
 import orjson
 
-from .. import payments, status
-from ..channels import authenticate
 from meters.errors import MetersError
 
-from ..errors import Conflict, Invalid, NotFound
-from ..money import to_cents
-from .metrics import PAID_CENTS, PAYMENTS, REQUESTS
+from .. import status
+from ..channels import authenticate
+from ..errors import refusal
+from .metrics import REQUESTS
 from .routers.accounts import _shown
+from .routers.payments import answer_payment
 
 ACCOUNT = "/v1/accounts/"
 PAY = "/v1/payments"
 _HEADERS = [(b"content-type", b"application/json")]
-STATUS = {NotFound: 404, Conflict: 409, Invalid: 422}   # a refusal's HTTP status (other MetersError: 400)
 _LIMITS = {"user_number": 64, "channel_ref": 128, "payer": 200}
 
 
@@ -70,7 +70,7 @@ class FastPath:
             if not length.isdigit() or int(length) > self.max_body:
                 return await self.app(scope, receive, send)
             body, more = await _body(receive)
-            receive = _replay(body, more, receive)
+            receive = replay(body, more, receive)
         answer = None
         if not more:
             who = self._caller(headers)
@@ -97,30 +97,13 @@ class FastPath:
         if not headers.get(b"content-type", b"").startswith(b"application/json"):
             return None
         d = payment_fields(body)
-        if d is None:
-            return None
-        try:
-            out = await payments.submit(self.store, d["user_number"], d["amount"], d["channel_ref"],
-                                        channel=who.name, payer=d.get("payer"), awaitable=True)
-        except (Conflict, NotFound, Invalid) as e:
-            PAYMENTS.labels(type(e).__name__.lower()).inc()
-            return refusal(e)
-        PAYMENTS.labels(out["status"]).inc()
-        if out["status"] == "duplicate":
-            return 200, out
-        PAID_CENTS.inc(to_cents(out["amount"]))
-        return 201, out
+        return None if d is None else await answer_payment(self.store, who, d)
 
     async def _account(self, who, user_number: str):
         try:
             return 200, _shown(who, status.account_status(self.store, user_number, details=True))
         except MetersError as e:
             return refusal(e)
-
-
-def refusal(e: MetersError) -> tuple[int, dict]:
-    """(HTTP status, JSON) of a refusal: ``{"detail": "<one line>"}``."""
-    return STATUS.get(type(e), 400), {"detail": str(e)}
 
 
 async def _body(receive) -> tuple[bytes, bool]:
@@ -131,15 +114,15 @@ async def _body(receive) -> tuple[bytes, bool]:
     return message.get("body", b""), message.get("more_body", False)
 
 
-def _replay(body: bytes, more: bool, receive):
+def replay(body: bytes, more: bool, receive):
     """``receive`` of a request whose first body piece was read already."""
     sent = False
 
-    async def replay():
+    async def replayed():
         nonlocal sent
         if sent:
             return await receive()
         sent = True
         return {"type": "http.request", "body": body, "more_body": more}
 
-    return replay
+    return replayed
