@@ -34,3 +34,39 @@ def test_the_fast_check_accepts_only_what_the_model_accepts(raw):
 def test_the_ordinary_bodies_take_the_fast_path():
     for body in (OK, {**OK, "payer": "儿子"}, {**OK, "amount": 10}, {**OK, "amount": 10.5}, {**OK, "payer": None}):
         assert payment_fields(json.dumps(body).encode()) == body
+
+
+def test_the_fast_path_answers_as_the_routes_do(tmp_path):
+    """Through the app: payments and account reads on the fast path, the same answers as the routes
+    give for what it passes on (a repeated Authorization header counts by its first value)."""
+    from fastapi.testclient import TestClient
+
+    from accounts.adopt import import_from_lake
+    from accounts.api.app import create_app
+    from accounts.channels import add_channel
+    from accounts.store import open_store
+    from accounts_support import make_lake
+
+    store = open_store(make_lake(tmp_path / "lake"))
+    import_from_lake(store, changed_by="test")
+    key = add_channel(store, "wechat")["key"]
+    h = {"Authorization": f"Bearer {key}"}
+    try:
+        with TestClient(create_app(store)) as c:
+            r = c.post("/v1/payments", json=OK | {"user_number": "1001"}, headers=h)
+            assert r.status_code == 201 and r.json()["status"] == "applied"
+            again = c.post("/v1/payments", content=json.dumps(OK | {"user_number": "1001"}),
+                           headers=h | {"Content-Type": "application/json; charset=utf-8"})
+            assert again.status_code == 200 and again.json() == r.json() | {"status": "duplicate"}
+            assert c.post("/v1/payments", json=OK | {"user_number": "1002"}, headers=h).status_code == 409
+            assert c.post("/v1/payments", json=OK | {"channel_ref": "x", "user_number": "9"}, headers=h).json() == {
+                "detail": "unknown user number '9'"}
+            assert c.post("/v1/payments", json=OK | {"amount": "1.005", "channel_ref": "y"}, headers=h).status_code == 422
+            a = c.get("/v1/accounts/1001", headers=h)
+            assert a.status_code == 200 and a.json()["balance"] == r.json()["balance"]
+            assert c.get("/v1/accounts/9", headers=h).status_code == 404
+            twice = [("authorization", "Bearer mk_unknown"), ("authorization", f"Bearer {key}")]
+            assert c.get("/v1/accounts/1001", headers=twice).status_code == 401
+            assert c.get("/v1/accounts/1001").status_code == 401
+    finally:
+        store.close()

@@ -63,7 +63,7 @@ class FastPath:
         else:
             return await self.app(scope, receive, send)
         t0 = time.perf_counter()
-        headers = dict(scope["headers"])
+        headers = dict(scope["headers"][::-1])    # a repeated header: its first value, as Starlette reads it
         body, more = b"", False
         if route == PAY:
             length = headers.get(b"content-length", b"")
