@@ -42,7 +42,7 @@ def test_the_fast_path_answers_as_the_routes_do(tmp_path):
     from fastapi.testclient import TestClient
 
     from accounts.adopt import import_from_lake
-    from accounts.api.app import create_app
+    from accounts.api.app import served_app
     from accounts.channels import add_channel
     from accounts.store import open_store
     from accounts_support import make_lake
@@ -52,7 +52,7 @@ def test_the_fast_path_answers_as_the_routes_do(tmp_path):
     key = add_channel(store, "wechat")["key"]
     h = {"Authorization": f"Bearer {key}"}
     try:
-        with TestClient(create_app(store)) as c:
+        with TestClient(served_app(store)) as c:
             r = c.post("/v1/payments", json=OK | {"user_number": "1001"}, headers=h)
             assert r.status_code == 201 and r.json()["status"] == "applied"
             again = c.post("/v1/payments", content=json.dumps(OK | {"user_number": "1001"}),
