@@ -17,11 +17,10 @@ import orjson
 
 from meters.errors import MetersError
 
-from .. import status
 from ..channels import authenticate
 from ..errors import refusal
 from .metrics import REQUESTS
-from .routers.accounts import _shown
+from .routers.accounts import answer_account
 from .routers.payments import answer_payment
 
 ACCOUNT = "/v1/accounts/"
@@ -101,7 +100,7 @@ class FastPath:
 
     async def _account(self, who, user_number: str):
         try:
-            return 200, _shown(who, status.account_status(self.store, user_number, details=True))
+            return 200, await answer_account(self.store, who, user_number)
         except MetersError as e:
             return refusal(e)
 
