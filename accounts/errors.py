@@ -13,3 +13,11 @@ class Conflict(MetersError):
 
 class Invalid(MetersError):
     """A bad amount, date or setting (HTTP 422)."""
+
+
+STATUS = {NotFound: 404, Conflict: 409, Invalid: 422}   # other MetersError: 400
+
+
+def refusal(e: MetersError) -> tuple[int, dict]:
+    """(HTTP status, JSON) of a refusal: ``{"detail": "<one line>"}``."""
+    return STATUS.get(type(e), 400), {"detail": str(e)}

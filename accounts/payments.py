@@ -71,8 +71,10 @@ _LATER = sa.union_all(   # an account's payments a settled day did not credit: t
     sa.select(payments.c.account_id, sa.func.sum(payments.c.amount_cents))
     .where(_IDS, payments.c.received_at >= sa.bindparam("end"), payments.c.seq <= sa.bindparam("w"))
     .group_by(payments.c.account_id))
-_STORED = sa.select(payments).where(
-    sa.tuple_(payments.c.channel, payments.c.channel_ref).in_(sa.bindparam("keys", expanding=True)))
+# one channel's references: an equality and an IN list, so that SQLite searches the unique index
+# (a row-value IN over (channel, channel_ref) scans the whole table)
+_STORED = sa.select(payments).where(payments.c.channel == sa.bindparam("channel"),
+                                    payments.c.channel_ref.in_(sa.bindparam("refs", expanding=True)))
 _LOCK_COUNTER = (sa.update(counters).where(counters.c.name == "payments").values(value=counters.c.value)
                  .returning(counters.c.value))
 _SET_COUNTER = sa.update(counters).where(counters.c.name == "payments").values(value=sa.bindparam("v"))
@@ -120,15 +122,22 @@ def balances_in(store: Store, conn, account_ids) -> dict[str, tuple[int, lakevie
     payments since that day), or before any settled day the opening balance plus the running total of
     its payments (``accounts.paid_cents``). Unknown accounts are left out."""
     ids = sorted(set(account_ids))
+    rows = []
+    for lo in range(0, len(ids), CHUNK):
+        rows += conn.execute(_ACCOUNT_TOTALS, {"ids": ids[lo:lo + CHUNK]}).all()
+    return balances_of(store, conn, rows)
+
+
+def balances_of(store: Store, conn, rows) -> dict[str, tuple[int, lakeview.Settled | None]]:
+    """:func:`balances_in` of account rows already read: ``(account_id, opening_cents, paid_cents)``."""
     day, table = settled_now(store)
     out, settled = {}, {}
-    for lo in range(0, len(ids), CHUNK):
-        for a, opening, paid in conn.execute(_ACCOUNT_TOTALS, {"ids": ids[lo:lo + CHUNK]}):
-            st = table.get(a)
-            if st is None:
-                out[a] = (int(opening) + int(paid), None)
-            else:
-                settled[a] = st
+    for a, opening, paid in rows:
+        st = table.get(a)
+        if st is None:
+            out[a] = (int(opening) + int(paid), None)
+        else:
+            settled[a] = st
     if settled:
         w = recorded_watermark(conn, day)
         end = _bind_ts(store.lake.day_bounds_utc(day)[1])
@@ -232,11 +241,15 @@ def commit_payments(store: Store, group: list[Payment]) -> list:
     result dict or exception per payment, in order."""
     with store.write() as conn:
         start = _lock_counter(conn)          # from here on this transaction is the only payment writer
-        keys = sorted({(p.channel, p.channel_ref) for p in group})
+        refs: dict[str, set] = {}
+        for p in group:
+            refs.setdefault(p.channel, set()).add(p.channel_ref)
         stored = {}
-        for lo in range(0, len(keys), CHUNK):
-            for r in conn.execute(_STORED, {"keys": keys[lo:lo + CHUNK]}):
-                stored[(r.channel, r.channel_ref)] = r
+        for channel, of in refs.items():
+            of = sorted(of)
+            for lo in range(0, len(of), CHUNK):
+                for r in conn.execute(_STORED, {"channel": channel, "refs": of[lo:lo + CHUNK]}):
+                    stored[(r.channel, r.channel_ref)] = r
         before = balances_in(store, conn, {p.account_id for p in group} | {r.account_id for r in stored.values()})
         now = store.clock()
         received = _bind_ts(now)

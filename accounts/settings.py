@@ -154,13 +154,15 @@ def set_warnings(store: Store, account_id: str, levels, **who) -> dict:
 
 
 def contacts_of(conn, account_id: str, day: dt.date) -> list[dict]:
-    return contacts_by_account(conn, [account_id], day).get(account_id, [])
+    return contacts_by_account(conn, account_id, day).get(account_id, [])
 
 
 def contacts_by_account(conn, account_ids, day: dt.date) -> dict[str, list[dict]]:
-    """The contacts in force on ``day`` of each of ``account_ids`` (accounts without any left out)."""
+    """The contacts in force on ``day`` of each of ``account_ids`` (or of one account id), accounts
+    without any left out."""
     out: dict[str, list[dict]] = {}
-    for r in in_force(conn, day, contacts, [contacts.c.account_id, contacts.c.recipient], set(account_ids)):
+    ids = account_ids if isinstance(account_ids, str) else set(account_ids)
+    for r in in_force(conn, day, contacts, [contacts.c.account_id, contacts.c.recipient], ids):
         if not r.removed:
             out.setdefault(r.account_id, []).append({"recipient": r.recipient, "relation": r.relation,
                                                      "language": r.language})

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
+from .direct import direct
 from .errors import Invalid, NotFound
 from .money import fmt
-from .payments import as_utc, balance_in, recorded_watermark, unsettled
+from .payments import as_utc, balance_in, balances_of, recorded_watermark, unsettled
 from .schema import accounts, payments
 from .settings import contacts_of, current, public
 from .store import Store
@@ -57,11 +58,12 @@ def account_status(store: Store, user_number: str, *, details: bool = False) -> 
     contacts."""
     today = store.today()
     with store.read() as conn:
+        conn = direct(conn)          # the hot read: statements on the driver's cursor
         acc = conn.execute(_ACCOUNT, {"id": user_number}).first()
         if acc is None:
             raise NotFound(f"unknown user number {user_number!r}")
         s = current(conn, user_number, today)
-        cents, st = balance_in(store, conn, user_number)
+        cents, st = balances_of(store, conn, [(user_number, acc.opening_cents, acc.paid_cents)])[user_number]
         out = {"user_number": user_number, "name": mask_name(acc.customer_name), "utility": acc.utility,
                "mode": s.mode, "balance": fmt(cents), "status": status_of(cents, s.mode, s.warn_1_cents, st),
                "last_settled_day": st.day.isoformat() if st else None}

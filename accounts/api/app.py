@@ -1,4 +1,5 @@
-"""The API application: ``create_app(store)`` wires the routers, error mapping, body limit and metrics.
+"""The API application: ``create_app(store)`` wires the routers, error mapping, body limit and metrics;
+``served_app(store)`` puts the hot routes' fast path in front of it.
 
 Errors are JSON ``{"detail": "<one line>"}``: 404 unknown account, 409 conflict, 422 invalid input
 (bad JSON, bad amount), 413 a body over :data:`MAX_BODY` bytes, 401/403 authentication and roles.
@@ -16,14 +17,14 @@ from fastapi.responses import JSONResponse
 from meters import __version__
 from meters.errors import MetersError
 
-from ..errors import Conflict, Invalid, NotFound
 from ..store import Store
 from .. import web
+from ..errors import refusal
+from .fastpath import FastPath, replay
 from .metrics import REQUESTS
 from .routers import accounts, operator, payments
 
 MAX_BODY = 16 * 1024
-STATUS = {NotFound: 404, Conflict: 409, Invalid: 422}
 
 
 class BodyLimit:
@@ -50,16 +51,7 @@ class BodyLimit:
             chunks.append(message.get("body", b""))
             if not message.get("more_body"):
                 break
-        body, sent = b"".join(chunks), False
-
-        async def replay():
-            nonlocal sent
-            if sent:
-                return await receive()
-            sent = True
-            return {"type": "http.request", "body": body, "more_body": False}
-
-        return await self.app(scope, replay, send)
+        return await self.app(scope, replay(b"".join(chunks), False, receive), send)
 
 
 async def _too_large(send, limit: int) -> None:
@@ -103,11 +95,18 @@ def create_app(store: Store, web_channel: str | None = None, notify: dict | None
 
     @app.exception_handler(MetersError)
     async def _meters_error(request: Request, e: MetersError):
-        return JSONResponse({"detail": str(e)}, status_code=STATUS.get(type(e), 400))
+        code, content = refusal(e)
+        return JSONResponse(content, status_code=code)
 
     app.add_middleware(Measure)
     app.add_middleware(BodyLimit)
     return app
+
+
+def served_app(store: Store, web_channel: str | None = None, notify: dict | None = None) -> FastPath:
+    """The application as ``meters serve`` runs it: :func:`create_app` behind the hot routes' fast
+    path (:mod:`accounts.api.fastpath`), in front of all of FastAPI's middleware."""
+    return FastPath(create_app(store, web_channel, notify), store, MAX_BODY)
 
 
 class Measure:

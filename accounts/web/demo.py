@@ -37,9 +37,9 @@ def serve(store: Store, host: str = "127.0.0.1", port: int = 8080, *, web_channe
 
     from meters.logs import dict_config
 
-    from ..api.app import create_app
+    from ..api.app import served_app
 
     level = "INFO" if log_format == "json" else "WARNING"
-    uvicorn.run(create_app(store, web_channel, notify), host=host, port=port, log_config=dict_config(log_format, level),
+    uvicorn.run(served_app(store, web_channel, notify), host=host, port=port, log_config=dict_config(log_format, level),
                 log_level=level.lower(), access_log=False, ssl_certfile=tls_cert, ssl_keyfile=tls_key,
                 timeout_graceful_shutdown=5)

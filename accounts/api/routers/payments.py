@@ -7,7 +7,7 @@ from fastapi import APIRouter, Depends, Response
 
 from ... import payments
 from ...channels import Principal
-from ...errors import Conflict, Invalid, NotFound
+from ...errors import Conflict, Invalid, NotFound, refusal
 from ...money import to_cents
 from ...store import Store
 from ..deps import caller, get_store, operator
@@ -26,17 +26,23 @@ router = APIRouter(tags=["payments"])
 async def post_payment(body: PaymentIn, who: Principal = Depends(caller), store: Store = Depends(get_store)):
     """Credit a payment to an account, once per (channel, channel_ref). The answer is sent after the
     commit is durable and carries the new balance."""
+    code, out = await answer_payment(store, who, body.model_dump())
+    return FastJSON(out, status_code=code)
+
+
+async def answer_payment(store: Store, who: Principal, body: dict) -> tuple[int, dict]:
+    """(HTTP status, JSON) of a validated payment body: 201 applied, 200 the same again, or a refusal."""
     try:   # queued for the store's next group commit; the event loop serves others meanwhile
-        out = await payments.submit(store, body.user_number, body.amount, body.channel_ref, channel=who.name,
-                                    payer=body.payer, awaitable=True)
+        out = await payments.submit(store, body["user_number"], body["amount"], body["channel_ref"],
+                                    channel=who.name, payer=body.get("payer"), awaitable=True)
     except (Conflict, NotFound, Invalid) as e:
         PAYMENTS.labels(type(e).__name__.lower()).inc()
-        raise
+        return refusal(e)
     PAYMENTS.labels(out["status"]).inc()
     if out["status"] == "duplicate":
-        return FastJSON(out, status_code=200)
+        return 200, out
     PAID_CENTS.inc(to_cents(out["amount"]))
-    return FastJSON(out, status_code=201)
+    return 201, out
 
 
 @router.post("/v1/reversals", status_code=201,
