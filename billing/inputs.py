@@ -77,6 +77,17 @@ class DayReads:
         self.paid_back = alerts.reconnected_by_payment(lake, day)
         self._contacts = None
         self._window: Window | None = None
+        self._original = None
+
+    def original(self, block: Accounts) -> np.ndarray | None:
+        """An earlier run's first charge of each of ``block``'s accounts (−1: none; None: a first run),
+        looked up once for all the day's accounts (per block, the lookup cost grew with the city)."""
+        if self.first_charges is None:
+            return None
+        if self._original is None:
+            self._original = ledger.original_charges(self.lake, None, self.accounts, self.first_charges)
+        i0 = block.offset - self.accounts.offset
+        return self._original[i0:i0 + block.n]
 
     def readings(self, start: dt.datetime, end: dt.datetime) -> Window:
         """The readings of ``[start, end)`` for block after block (row groups read once)."""
@@ -128,7 +139,7 @@ def read_day(lake: Lake, day: dt.date, accounts: Accounts, interval_s: int, stor
     return DayInputs(grid=grid, readings=readings, duplicates=sum(dup),
                      carried=(carried := state.load(lake, day, accounts, reads.previous)),
                      payments=ledger.credited(reads.payments, accounts.account_arrow),
-                     original=ledger.original_charges(lake, day, accounts, reads.first_charges),
+                     original=reads.original(accounts),
                      paid_back=reads.paid_back,
                      heat_before=heating.carried_heat(lake, day, accounts, carried))
 
