@@ -156,7 +156,7 @@ class Window:
     """:func:`read_window` of one window for meter range after meter range (a billing night's blocks):
     each compacted partition is opened once, and a range reads only the row groups whose ``meter_id``
     (and ``ts``) statistics can hold its rows, kept by slicing (the file is sorted by meter) instead of
-    a filter; the row groups read last are kept for the next range (blocks come in meter order, so a
+    a filter; the last row group read is kept for the next range (blocks come in meter order, so a
     row group spanning two blocks is decoded once)."""
 
     def __init__(self, lake: Lake, start: dt.datetime, end: dt.datetime, columns: list[str]):
@@ -233,8 +233,8 @@ class _Compacted:
                 m = part.column("meter_id").combine_chunks().to_numpy()
                 self._kept[g] = (part, m, len(m) < 2 or bool(np.all(m[1:] >= m[:-1])))
                 off += int(self.rows[g])
-        self._kept = {g: self._kept[g] for g in groups}
         pieces = [_in_range(*self._kept[g], meter_range) for g in groups]
+        self._kept = {g: self._kept[g] for g in groups[-1:]}   # the one the next range may share
         out = pa.concat_tables(pieces) if pieces else READINGS.empty_table().select(self.columns)
         if by_ts and out.num_rows:
             ts = out.column("ts")
