@@ -196,6 +196,7 @@ class _Compacted:
         self.lake, self.files, self.path = lake, files, files[0]
         skip = null_columns(lake, files, INTERVAL_COLUMNS)
         self.columns = [c for c in columns if c not in skip]
+        self._read = self.columns + [c for c in ("meter_id", "ts") if c not in self.columns]   # (to cut by)
         try:
             self.fragment = next(iter(lake.dataset(files, READINGS).get_fragments()))
             md = self.fragment.metadata
@@ -224,7 +225,7 @@ class _Compacted:
         todo = [g for g in groups if g not in self._kept]
         if todo:
             try:
-                t = self.fragment.subset(row_group_ids=todo).to_table(schema=READINGS, columns=self.columns)
+                t = self.fragment.subset(row_group_ids=todo).to_table(schema=READINGS, columns=self._read)
             except (OSError, pa.ArrowException) as e:
                 raise self.lake.damage(self.files, e) from None
             off = 0
@@ -235,11 +236,11 @@ class _Compacted:
                 off += int(self.rows[g])
         pieces = [_in_range(*self._kept[g], meter_range) for g in groups]
         self._kept = {g: self._kept[g] for g in groups[-1:]}   # the one the next range may share
-        out = pa.concat_tables(pieces) if pieces else READINGS.empty_table().select(self.columns)
+        out = pa.concat_tables(pieces) if pieces else READINGS.empty_table().select(self._read)
         if by_ts and out.num_rows:
             ts = out.column("ts")
             out = out.filter(pc.and_(pc.greater_equal(ts, pa.scalar(lo, UTC_S)), pc.less(ts, pa.scalar(hi, UTC_S))))
-        return out
+        return out.select(self.columns)
 
 
 def _in_range(t: pa.Table, m: np.ndarray, is_sorted: bool, meter_range) -> pa.Table:

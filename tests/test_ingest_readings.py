@@ -110,6 +110,9 @@ def test_window_reads_blocks_as_read_readings(lake):
             assert (got.num_rows if got else 0) == want.num_rows
             if want.num_rows:
                 assert got.equals(want.sort_by(key).cast(got.schema))
+    regs = [p.column("register_milli") for p in Window(lake, lo, hi, ["register_milli"]).read((5, 30))]
+    assert sorted(x for r in regs for x in r.to_pylist()) == \
+        sorted(read_readings(lake, lo, hi, 5, 30).column("register_milli").to_pylist())
 
 
 def test_view_sql_equals_read_readings(lake):
