@@ -123,7 +123,9 @@ class Accounts:
 
     def index_of(self, ids) -> np.ndarray:
         """Row of each account id in the snapshot (−1 = unknown)."""
-        return pc.index_in(ids, value_set=self.account_arrow).fill_null(-1).to_numpy().astype(np.int64)
+        known = self.account_arrow if hasattr(self, "account_arrow") else \
+            self.accounts.column("account_id").combine_chunks()     # (a snapshot not filled: whole=False)
+        return pc.index_in(ids, value_set=known).fill_null(-1).to_numpy().astype(np.int64)
 
 
 KEPT = ["account_id", "meter_id", "tariff_id", "mode", "billing_day", "premise_area"]

@@ -11,7 +11,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from meters.lake import Lake
-from meters.readings import read_window
+from meters.readings import Window
 from meters.schemas import READINGS, UTC_S
 
 from . import alerts, heating, ledger, state
@@ -76,6 +76,24 @@ class DayReads:
         self.first_charges = ledger.first_charges(lake, day)
         self.paid_back = alerts.reconnected_by_payment(lake, day)
         self._contacts = None
+        self._window: Window | None = None
+        self._original = None
+
+    def original(self, block: Accounts) -> np.ndarray | None:
+        """An earlier run's first charge of each of ``block``'s accounts (−1: none; None: a first run),
+        looked up once for all the day's accounts (per block, the lookup cost grew with the city)."""
+        if self.first_charges is None:
+            return None
+        if self._original is None:
+            self._original = ledger.original_charges(self.lake, None, self.accounts, self.first_charges)
+        i0 = block.offset - self.accounts.offset
+        return self._original[i0:i0 + block.n]
+
+    def readings(self, start: dt.datetime, end: dt.datetime) -> Window:
+        """The readings of ``[start, end)`` for block after block (row groups read once)."""
+        if self._window is None or (self._window.start, self._window.end) != (start, end):
+            self._window = Window(self.lake, start, end, READ_COLUMNS)
+        return self._window
 
     def contacts(self, block: Accounts) -> pa.Table:
         """The contacts of ``block``'s accounts (all contacts are read and put in account order when a
@@ -116,12 +134,12 @@ def read_day(lake: Lake, day: dt.date, accounts: Accounts, interval_s: int, stor
     grid = Grid.of(lake, day, interval_s)
     half = dt.timedelta(seconds=interval_s // 2)  # readings snap to the nearest grid instant
     dup: list[int] = []
-    readings = read_window(lake, grid.start - half, grid.end + half, READ_COLUMNS, accounts.meter_range, dup)
     reads = reads or DayReads(lake, day, accounts, stored)
+    readings = reads.readings(grid.start - half, grid.end + half).read(accounts.meter_range, dup)
     return DayInputs(grid=grid, readings=readings, duplicates=sum(dup),
                      carried=(carried := state.load(lake, day, accounts, reads.previous)),
                      payments=ledger.credited(reads.payments, accounts.account_arrow),
-                     original=ledger.original_charges(lake, day, accounts, reads.first_charges),
+                     original=reads.original(accounts),
                      paid_back=reads.paid_back,
                      heat_before=heating.carried_heat(lake, day, accounts, carried))
 

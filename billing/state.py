@@ -103,6 +103,7 @@ class Previous:
         except (OSError, pa.ArrowException) as e:
             raise lake.damage(files, e) from None
         self._cache: dict[tuple[int, int], pa.Table] = {}
+        self.groups = list(self._groups())   # once: per block it cost the night time growing with the city
 
     def _groups(self):
         for i, f in enumerate(self.files):
@@ -133,7 +134,7 @@ class Previous:
             return None
         lo, hi = meter_range if meter_range is not None else (None, None)
         parts = []
-        for i, g, g_lo, g_hi in self._groups():
+        for i, g, g_lo, g_hi in self.groups:
             if meter_range is not None and g_lo is not None and (g_hi < lo or g_lo > hi):
                 if g_hi < lo:
                     self._cache.pop((i, g), None)   # blocks come in meter order: not needed again

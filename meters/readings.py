@@ -18,6 +18,7 @@ large batch readers (billing: one table per day partition, compacted partitions 
 from __future__ import annotations
 
 import datetime as dt
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -141,29 +142,108 @@ def read_window(lake: Lake, start: dt.datetime, end: dt.datetime, columns: list[
     duplicate-free by contract) are read as they are, with only ``columns`` — less the
     :data:`INTERVAL_COLUMNS` that are null throughout (absent from the table); the others go through
     :func:`read_readings` (``columns`` selected). With ``dup``, the number of re-sent readings dropped
-    in each of those is appended to it."""
-    parts = []
-    for key in partition_days(lake, start, end):
-        d0, d1 = lake.day_bounds_utc(dt.date.fromisoformat(key))
-        lo, hi = max(start, d0), min(end, d1)
-        m_lo, m_hi = meter_range if meter_range else (None, None)
-        mf = None
-        if meter_range:
-            mf = (pc.field("meter_id") >= pa.scalar(m_lo, pa.int64())) & \
-                (pc.field("meter_id") <= pa.scalar(m_hi, pa.int64()))
-        tf = (pc.field("ts") >= pa.scalar(lo, UTC_S)) & (pc.field("ts") < pa.scalar(hi, UTC_S))
-        files = lake.files("readings", key)
-        if is_compacted(files):
-            f = tf if (lo, hi) != (d0, d1) else None
-            if mf is not None:
-                f = mf if f is None else f & mf
-            skip = null_columns(lake, files, INTERVAL_COLUMNS)
-            t = lake.read("readings", key, columns=[c for c in columns if c not in skip], filter=f)
-        else:
-            t = read_readings(lake, lo, hi, m_lo, m_hi).select(columns)
-            if dup is not None:  # re-sent readings that were dropped (first received wins)
-                f = tf if mf is None else tf & mf
-                dup.append(lake.read("readings", key, columns=["meter_id"], filter=f).num_rows - t.num_rows)
-        if t.num_rows:
-            parts.append(t)
-    return parts
+    in each of those is appended to it. (:class:`Window`: the same read block after block.)"""
+    return Window(lake, start, end, columns).read(meter_range, dup)
+
+
+class Window:
+    """:func:`read_window` of one window for meter range after meter range (a billing night's blocks):
+    each compacted partition is opened once, and a range reads only the row groups whose ``meter_id``
+    (and ``ts``) statistics can hold its rows, kept by slicing (the file is sorted by meter) instead of
+    a filter; the last row group read is kept for the next range (blocks come in meter order, so a
+    row group spanning two blocks is decoded once)."""
+
+    def __init__(self, lake: Lake, start: dt.datetime, end: dt.datetime, columns: list[str]):
+        self.lake, self.start, self.end, self.columns = lake, start, end, columns
+        self._compacted: dict[str, _Compacted] = {}
+
+    def read(self, meter_range: tuple[int, int] | None = None, dup: list | None = None) -> list[pa.Table]:
+        lake, columns = self.lake, self.columns
+        parts = []
+        for key in partition_days(lake, self.start, self.end):
+            d0, d1 = lake.day_bounds_utc(dt.date.fromisoformat(key))
+            lo, hi = max(self.start, d0), min(self.end, d1)
+            m_lo, m_hi = meter_range if meter_range else (None, None)
+            files = lake.files("readings", key)
+            if is_compacted(files):
+                c = self._compacted.get(key)
+                if c is None or c.path != files[0]:
+                    c = self._compacted[key] = _Compacted(lake, files, columns)
+                t = c.read(lo, hi, (lo, hi) != (d0, d1), meter_range)
+            else:
+                t = read_readings(lake, lo, hi, m_lo, m_hi).select(columns)
+                if dup is not None:  # re-sent readings that were dropped (first received wins)
+                    f = (pc.field("ts") >= pa.scalar(lo, UTC_S)) & (pc.field("ts") < pa.scalar(hi, UTC_S))
+                    if meter_range:
+                        f &= (pc.field("meter_id") >= pa.scalar(m_lo, pa.int64())) & \
+                            (pc.field("meter_id") <= pa.scalar(m_hi, pa.int64()))
+                    dup.append(lake.read("readings", key, columns=["meter_id"], filter=f).num_rows - t.num_rows)
+            if t.num_rows:
+                parts.append(t)
+        return parts
+
+
+class _Compacted:
+    """One compacted readings file read row group by row group (see :class:`Window`)."""
+
+    def __init__(self, lake: Lake, files: list[Path], columns: list[str]):
+        self.lake, self.files, self.path = lake, files, files[0]
+        skip = null_columns(lake, files, INTERVAL_COLUMNS)
+        self.columns = [c for c in columns if c not in skip]
+        self._read = self.columns + [c for c in ("meter_id", "ts") if c not in self.columns]   # (to cut by)
+        try:
+            self.fragment = next(iter(lake.dataset(files, READINGS).get_fragments()))
+            md = self.fragment.metadata
+        except (OSError, pa.ArrowException) as e:
+            raise lake.damage(files, e) from None
+        names = [md.schema.column(j).name for j in range(md.num_columns)]
+        self.rows = np.array([md.row_group(g).num_rows for g in range(md.num_row_groups)], np.int64)
+        self.stats = [[self._range(md.row_group(g), names, c) for c in ("meter_id", "ts")]
+                      for g in range(md.num_row_groups)]
+        self._kept: dict[int, tuple] = {}     # row group → (table, its meter ids, sorted by them)
+
+    @staticmethod
+    def _range(rg, names, name):
+        st = rg.column(names.index(name)).statistics if name in names else None
+        return (st.min, st.max) if st is not None and st.has_min_max else (None, None)
+
+    def _may_hold(self, g: int, lo, hi, meter_range) -> bool:
+        (m0, m1), (t0, t1) = self.stats[g]
+        if meter_range and m0 is not None and (m1 < meter_range[0] or m0 > meter_range[1]):
+            return False
+        return t0 is None or not (t1 < lo or t0 >= hi)
+
+    def read(self, lo: dt.datetime, hi: dt.datetime, by_ts: bool, meter_range) -> pa.Table:
+        """Rows with ``lo <= ts < hi`` (checked only when ``by_ts``) and the meter range, in file order."""
+        groups = [g for g in range(len(self.rows)) if self.rows[g] and self._may_hold(g, lo, hi, meter_range)]
+        todo = [g for g in groups if g not in self._kept]
+        if todo:
+            try:
+                t = self.fragment.subset(row_group_ids=todo).to_table(schema=READINGS, columns=self._read)
+            except (OSError, pa.ArrowException) as e:
+                raise self.lake.damage(self.files, e) from None
+            off = 0
+            for g in todo:
+                part = t.slice(off, int(self.rows[g]))
+                m = part.column("meter_id").combine_chunks().to_numpy()
+                self._kept[g] = (part, m, len(m) < 2 or bool(np.all(m[1:] >= m[:-1])))
+                off += int(self.rows[g])
+        pieces = [_in_range(*self._kept[g], meter_range) for g in groups]
+        self._kept = {g: self._kept[g] for g in groups[-1:]}   # the one the next range may share
+        out = pa.concat_tables(pieces) if pieces else READINGS.empty_table().select(self._read)
+        if by_ts and out.num_rows:
+            ts = out.column("ts")
+            out = out.filter(pc.and_(pc.greater_equal(ts, pa.scalar(lo, UTC_S)), pc.less(ts, pa.scalar(hi, UTC_S))))
+        return out.select(self.columns)
+
+
+def _in_range(t: pa.Table, m: np.ndarray, is_sorted: bool, meter_range) -> pa.Table:
+    """The rows of ``t`` (meter ids ``m``) with a meter in ``meter_range`` (inclusive): a slice when
+    they are sorted by meter, else a filter."""
+    if not meter_range:
+        return t
+    lo, hi = meter_range
+    if is_sorted:
+        a, b = np.searchsorted(m, lo, "left"), np.searchsorted(m, hi, "right")
+        return t.slice(int(a), int(b - a))
+    return t.filter(pa.array((m >= lo) & (m <= hi)))
