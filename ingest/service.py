@@ -451,6 +451,7 @@ class Ingest:
 
     def run(self, until_idle: float | None = None, log_every: float = 10.0,
             connect_timeout: float | None = None) -> Counters:
+        Batch.warm_up()
         t0 = time.monotonic()
         if not self._connect(connect_timeout):  # nothing received, nothing to flush
             self.counters.elapsed_seconds = round(time.monotonic() - t0, 3)
