@@ -670,7 +670,14 @@ def _run(tables, offsets, lts, t0, step, qty, meter_tariff, billing_day, state) 
     M = offsets.size - 1
     nd = np.zeros(M, np.int64)
     nb = np.zeros(M, np.int64)
-    count_rows(offsets, lts, t0, step, meter_tariff, billing_day, tables.fam_cycle, nd, nb)
+    if lts.size == 0 and M:  # a grid: every meter has the same days, its bill periods follow its billing day
+        bds, which = np.unique(billing_day, return_inverse=True)
+        nd1, nb1 = np.zeros(bds.size, np.int64), np.zeros(bds.size, np.int64)
+        count_rows(np.arange(bds.size + 1, dtype=np.int64) * int(offsets[1]), lts, t0, step, np.zeros(bds.size, np.int32), bds,
+                   tables.fam_cycle, nd1, nb1)
+        nd[:], nb[:] = nd1[which], nb1[which]
+    else:
+        count_rows(offsets, lts, t0, step, meter_tariff, billing_day, tables.fam_cycle, nd, nb)
     day_off = np.zeros(M + 1, np.int64)
     bill_off = np.zeros(M + 1, np.int64)
     np.cumsum(nd, out=day_off[1:])

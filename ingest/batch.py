@@ -207,6 +207,12 @@ class Batch:
             _ts_array(d.cols[3, :n], READINGS.field("received_at").type),
         ], schema=READINGS_DICT)
 
+    @staticmethod
+    def warm_up() -> None:
+        """Build one empty readings table: pyarrow initialises itself on the first table built
+        (0.3-1 s), which would otherwise stall the first batch while its messages wait unacknowledged."""
+        Batch()._table(_Day(1))
+
     def readings_by_day(self, tz: ZoneInfo | None = None) -> list[tuple[str, pa.Table]]:
         """The batch's readings per lake-local day of ts (arrival order within a day)."""
         if tz is not None and tz != self.tz:

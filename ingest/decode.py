@@ -39,7 +39,8 @@ REASONS: dict[str, str] = {
 }
 HEAT_FIELDS = (("flow_temp", 100, wire.NULL_TEMP, 327.67), ("return_temp", 100, wire.NULL_TEMP, 327.67),
                ("volume", 1000, wire.NULL_VOLUME, 9.2e15))      # heat meters: (field, scale, null, |max|)
-KNOWN_FIELDS = frozenset({"meter_id", "ts", "register", "utility", "unit"} | {f for f, *_ in HEAT_FIELDS})
+HEAT_NAMES = frozenset(f for f, *_ in HEAT_FIELDS)
+KNOWN_FIELDS = frozenset({"meter_id", "ts", "register", "utility", "unit"} | HEAT_NAMES)
 REQUIRED_FIELDS = ("meter_id", "ts", "register")
 MILLI_MAX = np.iinfo(np.int64).max
 TS_2000 = 946684800  # 2000-01-01T00:00:00Z
@@ -181,7 +182,7 @@ def parse_row(obj, now: int, limits: Limits) -> tuple[int, int, int]:
 def parse_heat(obj: dict) -> tuple[int, int, int] | None:
     """A heat meter's optional fields → (flow, return hundredths of °C, volume litres; null codes
     where absent), None when the reading has none; raises :class:`RowError`."""
-    if not any(f in obj for f, *_ in HEAT_FIELDS):
+    if obj.keys().isdisjoint(HEAT_NAMES):
         return None
     out = []
     for name, scale, null, top in HEAT_FIELDS:

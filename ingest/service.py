@@ -26,6 +26,7 @@ import os
 import queue
 import random
 import signal
+import struct
 import threading
 import time
 from dataclasses import dataclass, field
@@ -43,6 +44,7 @@ from .batch import Batch, BufferPool
 from .decode import Limits, decode_message, internal_error, sender_of
 
 log = logging.getLogger("meters.ingest")
+_PUBACK = struct.Struct("!BBH")
 
 DEFAULT_CLIENT_ID = "meters-ingest"
 SESSION_EXPIRY_S = 7 * 86400
@@ -134,15 +136,44 @@ def serve_metrics(counters: Counters, port: int, bind: str = "127.0.0.1") -> Thr
     return server
 
 
-def _read_until_empty(client: mqtt.Client, max_packets: int = 1000):
+def _buffered_recv(client: mqtt.Client, chunk: int = 1 << 16):
+    """paho reads each packet with three or more ``recv`` calls (its first byte, its length, the
+    rest): this reads up to ``chunk`` bytes at once and serves paho's reads from them. Returns the
+    ``_sock_recv`` replacement and ``pending()``: bytes of the current connection not yet handed to
+    paho (they are invisible to ``select``, so the reader must not wait for the socket while any
+    remain). A new connection drops what the old one left."""
+    recv = client._sock_recv  # paho's own: TLS "want read/write" become BlockingIOError
+    state = {"sock": None, "buf": b"", "pos": 0}
+
+    def sock_recv(bufsize: int) -> bytes:
+        if state["sock"] is not client._sock:
+            state.update(sock=client._sock, buf=b"", pos=0)
+        buf, pos = state["buf"], state["pos"]
+        if pos >= len(buf):
+            buf, pos = recv(max(chunk, bufsize)), 0  # BlockingIOError when the socket holds nothing
+            if not buf:
+                return buf  # the connection is closed
+        out = buf[pos:pos + bufsize]
+        state["buf"], state["pos"] = buf, pos + len(out)
+        return out
+
+    def pending() -> bool:
+        return state["sock"] is client._sock and state["pos"] < len(state["buf"])
+    return sock_recv, pending
+
+
+def _read_until_empty(client: mqtt.Client, max_packets: int = 1000, pending=lambda: False):
     """paho's ``loop_read`` reads one incoming packet per ``select`` when no QoS 2 is in flight;
     at thousands of small messages per second the ``select`` calls cost as much as the decoding.
-    This reads what the socket holds (up to ``max_packets``) before returning to ``select``.
+    This reads what the socket holds (up to ``max_packets``, and then on while ``pending()``: bytes
+    already read from the socket) before returning to ``select``.
     Uses paho 2.x internals; :func:`fast_read` falls back to paho's own method without them."""
     def loop_read(max_packets_ignored: int = 1) -> mqtt.MQTTErrorCode:
         if client._sock is None:
             return mqtt.MQTTErrorCode.MQTT_ERR_NO_CONN
-        for _ in range(max_packets):
+        k = 0
+        while k < max_packets or pending():
+            k += 1
             if client._sock is None:
                 return mqtt.MQTTErrorCode.MQTT_ERR_NO_CONN
             rc = client._packet_read()
@@ -155,11 +186,26 @@ def _read_until_empty(client: mqtt.Client, max_packets: int = 1000):
 
 
 def fast_read(client: mqtt.Client) -> bool:
-    """Install :func:`_read_until_empty` on ``client`` when this paho has the internals it needs."""
-    if all(hasattr(client, a) for a in ("_sock", "_packet_read", "_loop_rc_handle")):
-        client.loop_read = _read_until_empty(client)
+    """Install :func:`_buffered_recv` and :func:`_read_until_empty` on ``client`` when this paho
+    has the internals they need."""
+    if all(hasattr(client, a) for a in ("_sock", "_sock_recv", "_packet_read", "_loop_rc_handle")):
+        client._sock_recv, pending = _buffered_recv(client)
+        client.loop_read = _read_until_empty(client, pending=pending)
         return True
     return False
+
+
+def send_acks(client: mqtt.Client, acks: list[tuple[int, int]]) -> None:
+    """Acknowledge ``(mid, qos)`` messages. The QoS 1 ones go as one queued packet holding every
+    PUBACK (the bytes paho's ``ack`` writes, ``40 02 <mid>``): one wake-up of paho's network thread
+    and one socket write, not one of each per message. Uses paho 2.x internals; without them, and for
+    QoS 2, paho's ``ack``."""
+    ones = [mid for mid, qos in acks if qos == 1]
+    if ones and getattr(client, "_manual_ack", False) and hasattr(client, "_packet_queue"):
+        client._packet_queue(0x40, b"".join([_PUBACK.pack(0x40, 2, mid) for mid in ones]), 0, 0)
+        acks = [a for a in acks if a[1] != 1]
+    for mid, qos in acks:
+        client.ack(mid, qos)
 
 
 def _file_token(worker: str) -> str:
@@ -364,12 +410,10 @@ class Ingest:
                               f"{len(acks)} unacknowledged messages stay with the broker") from None
         with self.lock:  # a reconnect cannot slip between the check and the ack
             gen = self.generation
-            for mid, qos, g in acks:
-                if g == gen:
-                    self.client.ack(mid, qos)
-                    self.counters.acked += 1
-                else:
-                    self.counters.not_acked += 1
+            now = [(mid, qos) for mid, qos, g in acks if g == gen]
+            send_acks(self.client, now)
+            self.counters.acked += len(now)
+            self.counters.not_acked += len(acks) - len(now)
             self.in_flight -= len(acks)
         self.counters.flushes += 1
         files.clear()       # the tables over the batch's buffers are gone: the buffers can be reused
@@ -451,6 +495,7 @@ class Ingest:
 
     def run(self, until_idle: float | None = None, log_every: float = 10.0,
             connect_timeout: float | None = None) -> Counters:
+        Batch.warm_up()
         t0 = time.monotonic()
         if not self._connect(connect_timeout):  # nothing received, nothing to flush
             self.counters.elapsed_seconds = round(time.monotonic() - t0, 3)

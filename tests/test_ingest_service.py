@@ -482,3 +482,46 @@ def test_cli_ingest_until_idle_prints_summary(broker, lake):
     assert r.exit_code == 0, r.output
     assert "4 messages, 12 readings written" in r.output and "1 dead-lettered" in r.output
     assert lake_dict(lake) == expected
+
+
+def test_buffered_recv_serves_paho_reads_from_one_socket_read():
+    """paho reads a packet's first byte, its length, then its body: all served from one socket read;
+    ``pending`` says bytes remain (select would not see them); a new connection drops the old bytes."""
+    import socket
+
+    from ingest.service import _buffered_recv
+
+    class Client:
+        def __init__(self, sock):
+            self._sock = sock
+            self.calls = 0
+
+        def _sock_recv(self, n):
+            self.calls += 1
+            return self._sock.recv(n)
+
+    a, b = socket.socketpair()
+    b.setblocking(False)
+    client = Client(b)
+    recv, pending = _buffered_recv(client, chunk=64)
+    packets = [bytes([0x30, 3]) + b"abc", bytes([0x30, 2]) + b"xy"]
+    a.sendall(b"".join(packets))
+    time.sleep(0.05)
+    got = []
+    for _ in packets:
+        head = recv(1) + recv(1)
+        got.append(head + recv(head[1]))
+    assert got == packets and client.calls == 1 and not pending()
+    with pytest.raises(BlockingIOError):      # nothing buffered, nothing on the socket
+        recv(1)
+    a.sendall(b"\x30\x01zREST")
+    time.sleep(0.05)
+    assert recv(2) == b"\x30\x01" and recv(1) == b"z" and pending()
+    c, d = socket.socketpair()
+    client._sock = d                          # reconnected: "REST" of the old connection is dropped
+    c.sendall(b"new")
+    assert recv(10) == b"new" and not pending()
+    a.close()
+    assert client.calls == 4                  # one socket read per refill (and the empty one)
+    for s in (b, c, d):
+        s.close()
