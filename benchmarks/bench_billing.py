@@ -15,7 +15,8 @@ at 1M and 4M, linear within 10 %.
 
 Then the heating comparison: the month-end night (two-part heating bills issued, season heat from
 the carried state) of the fleet, and of the same fleet with ``--heat`` (default 0.1) of it added as
-heat meters: wall and CPU time must grow by less than that share.
+heat meters: wall and CPU time must grow by less than that share (and, for reference, the same fleet
+with as many ordinary meters added).
 
 ``python -m benchmarks billing [--quick] [--meters N] [--heat SHARE] [--cluster] [--sizes LIST] [--block-size N]``
 """
@@ -52,20 +53,33 @@ def _readings_block(ids, ts, regs, received_ms):
 HEAT_TARIFFS = ["cn-bj-res-heat-area", "cn-bj-res-heat-metered"]
 
 
-def build_lake(root: Path, n: int, seed: int = 1, days: int = 1, heat: int = 0, first: dt.date = DAY):
-    """A lake with ``n`` prepaid/postpaid accounts (plus ``heat`` heat accounts on Beijing's heating
-    tariffs) and ``days`` compacted readings partitions from ``first`` (sorted by meter and time, as `meters compact`
-    writes them), generated and written GEN_BLOCK meters at a time (staged writers: one file per day)."""
+def build_lake(root: Path, n: int, seed: int = 1, days: int = 1, heat: int = 0, first: dt.date = DAY,
+               more: int = 0):
+    """A lake with ``n`` prepaid/postpaid accounts (plus ``more`` such accounts and ``heat`` heat
+    accounts on Beijing's heating tariffs) and ``days`` compacted readings partitions from ``first``
+    (sorted by meter and time, as `meters compact` writes them), generated and written GEN_BLOCK meters
+    at a time (staged writers: one file per day). The ``n`` accounts and their readings are the same
+    whatever ``more`` and ``heat`` add (those draw from their own generators): a comparison bills the
+    same fleet with and without them."""
     from meters.lake import init_lake
     from meters.schemas import ACCOUNTS, CONTACTS, METERS
 
     lake = init_lake(root)
     rng = np.random.default_rng(seed)
-    ids = np.concatenate([110100000000 + np.arange(n, dtype=np.int64), 500000000000 + np.arange(heat, dtype=np.int64)])
-    tariff = np.concatenate([np.array(TARIFFS, dtype=object)[rng.integers(0, len(TARIFFS), n)],
-                             np.array(HEAT_TARIFFS, dtype=object)[rng.integers(0, 2, heat)]])
-    area = np.where(np.arange(n + heat) >= n, rng.integers(4000, 14000, n + heat), 0)
-    n = n + heat
+    groups = [(n, rng, np.array(TARIFFS, dtype=object)), (more, np.random.default_rng([seed, 1]), np.array(TARIFFS, dtype=object)),
+              (heat, np.random.default_rng([seed, 2]), np.array(HEAT_TARIFFS, dtype=object))]
+    ids = np.concatenate([110100000000 + np.arange(n + more, dtype=np.int64), 500000000000 + np.arange(heat, dtype=np.int64)])
+    tariff, area, prepaid, balance, topup = [], [], [], [], []
+    for k, (count, g, names) in enumerate(groups):
+        tariff.append(names[g.integers(0, len(names), count)])
+        a = g.integers(4000, 14000, count)
+        area.append(a if k == 2 else np.zeros(count, np.int64))
+        prepaid.append(g.random(count) < 0.7)
+        b = g.integers(0, 20000, count)
+        balance.append(a * 40 if k == 2 else b)     # heat accounts hold the season paid ahead (40 CNY/m²)
+        topup.append(g.random(count) >= 0.2)
+    tariff, area, prepaid, balance, topup = map(np.concatenate, (tariff, area, prepaid, balance, topup))
+    n = n + more + heat
     kinds = np.array(["electricity", "water", "gas", "heat"], dtype=object)
     code = np.select([np.char.find(tariff.astype(str), w) >= 0 for w in ("water", "gas", "heat")], [1, 2, 3], 0)
     utility = kinds[code]
@@ -77,11 +91,11 @@ def build_lake(root: Path, n: int, seed: int = 1, days: int = 1, heat: int = 0, 
     from billing.money_io import money
     lake.replace_partition("accounts", None, pa.table({
         "account_id": acc_ids, "meter_id": ids, "tariff_id": tariff,
-        "mode": np.where(rng.random(n) < 0.7, "prepaid", "postpaid"),
-        "billing_day": np.ones(n, np.int8),   # heat accounts hold the season paid ahead (40 CNY/m²)
-        "balance": money(np.where(area > 0, area * 40, rng.integers(0, 20000, n))),
+        "mode": np.where(prepaid, "prepaid", "postpaid"),
+        "billing_day": np.ones(n, np.int8),
+        "balance": money(balance),
         "warn_1": money(np.full(n, 3000)), "warn_2": money(np.full(n, 2000)),
-        "topup_below": pa.array(money(np.full(n, 2000)), mask=rng.random(n) >= 0.2),
+        "topup_below": pa.array(money(np.full(n, 2000)), mask=topup),
         "topup_amount": money(np.full(n, 10000)),
         "premise_area": pa.array(money(area), mask=area == 0).cast(ACCOUNTS.field("premise_area").type)},
         schema=ACCOUNTS))
@@ -101,8 +115,9 @@ def build_lake(root: Path, n: int, seed: int = 1, days: int = 1, heat: int = 0, 
 
     with ThreadPoolExecutor(len(writers)) as pool:   # each day's file encoded in its own thread
         pending = []
-        for b0 in range(0, n, GEN_BLOCK):
-            b1 = min(n, b0 + GEN_BLOCK)
+        edges = np.cumsum([0] + [count for count, _, _ in groups])   # each group's meters in blocks of their own
+        for b0, b1 in [(b, min(e1, b + GEN_BLOCK)) for e0, e1 in zip(edges[:-1], edges[1:])
+                       for b in range(int(e0), int(e1), GEN_BLOCK)]:
             g = np.random.default_rng([seed, b0])
             reg = g.integers(0, 10**8, b1 - b0).astype(np.int64)
             mean = per_slot[b0:b1, None]
@@ -234,23 +249,28 @@ def _timed_heating() -> dict:
 def heat_comparison(root: Path, n: int, share: float, rounds: int = 5):
     """The month-end night (two-part heating bills issued) of ``n`` meters, and of the same fleet with
     ``share`` × n heat meters added (area and two-part Beijing heating), each with carried state,
-    re-run alternately (order swapped every round), best of ``rounds``: wall and CPU time must grow by
-    less than the added share of the fleet. Also the CPU of the heating code itself (billing/heating.py)."""
+    re-run alternately (order rotated every round), best of ``rounds``: wall and CPU time must grow by
+    less than the added share of the fleet. Also the CPU of the heating code itself (billing/heating.py),
+    and, for reference, the same fleet with as many ordinary (electricity, water, gas) meters added:
+    what a bigger fleet costs whatever its meters."""
     import os
 
     from billing.batch import bill_day
 
     heat = int(n * share)
-    lakes = {"base": build_lake(root / "heat-base", n, days=2, first=HEAT_NIGHT - dt.timedelta(days=1)),
-             "heat": build_lake(root / "heat", n, days=2, heat=heat, first=HEAT_NIGHT - dt.timedelta(days=1))}
+    first = HEAT_NIGHT - dt.timedelta(days=1)
+    lakes = {"base": build_lake(root / "heat-base", n, days=2, first=first),
+             "heat": build_lake(root / "heat", n, days=2, heat=heat, first=first),
+             "more": build_lake(root / "heat-more", n, days=2, more=heat, first=first)}
     for lk in lakes.values():
         bill_day(lk, HEAT_NIGHT - dt.timedelta(days=1))
     spent = _timed_heating()
-    walls: dict = {"base": [], "heat": []}
-    cpus: dict = {"base": [], "heat": []}
+    names = list(lakes)
+    walls: dict = {k: [] for k in names}
+    cpus: dict = {k: [] for k in names}
     own = []
     for r in range(rounds):
-        for name in ("base", "heat") if r % 2 == 0 else ("heat", "base"):
+        for name in names[r % 3:] + names[:r % 3]:
             spent.update(cpu=0.0, wall=0.0)
             t0, c0 = time.perf_counter(), time.process_time()
             bill_day(lakes[name], HEAT_NIGHT)
@@ -259,13 +279,15 @@ def heat_comparison(root: Path, n: int, share: float, rounds: int = 5):
             if name == "heat":
                 own.append(spent["cpu"])
     b, h = min(walls["base"]), min(walls["heat"])
-    cb, ch = min(cpus["base"]), min(cpus["heat"])
+    cb, ch, cm = min(cpus["base"]), min(cpus["heat"]), min(cpus["more"])
     ok = "less" if ch / cb - 1 < heat / n else "NOT less"
     print(f"heat meters: {heat:,} added (+{heat / n:.0%} of the fleet), the month-end night {HEAT_NIGHT} "
-          f"(two-part bills) with carried state, best of {rounds} alternated:")
+          f"(two-part bills) with carried state, best of {rounds} rotated:")
     print(f"  CPU {ch:.2f} s vs {cb:.2f} s without (+{ch / cb - 1:.1%}): {ok} than their share of the fleet "
           f"({heat / n:.0%}); wall {h:.2f} s vs {b:.2f} s (+{h / b - 1:.1%}); load average {os.getloadavg()[0]:.1f}")
     print(f"  of which the heating code (billing/heating.py): {min(own):.3f} s CPU ({min(own) / ch:.2%} of the night)")
+    print(f"  for reference, {heat:,} ordinary meters added instead: CPU {cm:.2f} s (+{cm / cb - 1:.1%}); "
+          f"CPU of every run: " + "; ".join(f"{k} " + " ".join(f"{c:.2f}" for c in cpus[k]) for k in names))
 
 
 def _size(text: str) -> int:
