@@ -15,7 +15,7 @@ from meters import webhooks
 from meters.errors import MetersError
 
 from .errors import Conflict, Invalid, NotFound
-from .schema import channels
+from .schema import channels, counters
 from .store import Store, utcnow
 
 ROLES = ("channel", "operator")
@@ -53,6 +53,7 @@ def add_channel(store: Store, name: str, role: str = "channel", *, signing: bool
             raise Conflict(f"channel {name!r} exists already")
         conn.execute(sa.insert(channels).values(name=name, role=role, key_sha256=key_hash(key),
                                                 signing_secret=secret, created_at=utcnow(), **deliver))
+        _changed(store, conn)
     out = {"name": name, "role": role, "key": key}
     if secret:
         out["signing_secret"] = secret
@@ -94,25 +95,49 @@ def set_target(store: Store, name: str, **target) -> dict:
     return {"name": name} | _shown_target(deliver)
 
 
-KEY_CACHE_S = 10.0   # a known key's channel is looked up again after this long (a changed role shows)
+def rotate_key(store: Store, name: str) -> dict:
+    """Give channel ``name`` a new API key (returned, shown once): the old key is refused from now on —
+    by this process at once, by every other server process of the store within :data:`KEY_RECHECK_S`."""
+    key = KEY_PREFIX + secrets.token_urlsafe(32)
+    with store.write() as conn:
+        if not conn.execute(sa.update(channels).where(channels.c.name == name).values(key_sha256=key_hash(key))).rowcount:
+            raise NotFound(f"no channel {name!r}")
+        _changed(store, conn)
+    return {"name": name, "key": key}
+
+
+KEY_RECHECK_S = 1.0   # how often a server process reads the channels' version (how soon it sees a change)
+_VERSION = sa.select(counters.c.value).where(counters.c.name == "channels")
+
+
+def _changed(store: Store, conn) -> None:
+    """Count up the channels' version (``counters`` row ``channels``): every process drops its keys."""
+    conn.execute(sa.update(counters).where(counters.c.name == "channels").values(value=counters.c.value + 1))
+    store.cache.pop("api_keys_version", None)
 
 
 def authenticate(store: Store, key: str) -> Principal | None:
     """The channel whose key is ``key`` (None: no such key). Keys are 256-bit random, so their
-    SHA-256 is the lookup (no slow KDF); a known key's channel is kept for :data:`KEY_CACHE_S`."""
+    SHA-256 is the lookup (no slow KDF). A process keeps the keys it has seen until the channels'
+    version in the store changes, which it reads at most every :data:`KEY_RECHECK_S` seconds."""
     h = key_hash(key)
     known = store.cache.setdefault("api_keys", {})
-    hit = known.get(h)
     now = time.monotonic()
-    if hit is not None and now < hit[1]:
-        return hit[0]
+    seen = store.cache.get("api_keys_version")
+    if seen is None or now - seen[1] >= KEY_RECHECK_S:
+        with store.read() as conn:
+            version = conn.execute(_VERSION).scalar()
+        if seen is None or version != seen[0]:
+            known.clear()
+        store.cache["api_keys_version"] = (version, now)
+    who = known.get(h)
+    if who is not None:
+        return who
     with store.read() as conn:
         r = conn.execute(sa.select(channels).where(channels.c.key_sha256 == h)).first()
     if r is None:
-        known.pop(h, None)
         return None
-    who = Principal(r.name, r.role, r.signing_secret)
-    known[h] = (who, now + KEY_CACHE_S)
+    who = known[h] = Principal(r.name, r.role, r.signing_secret)
     return who
 
 

@@ -55,9 +55,12 @@ def _cli_who() -> dict:
               help="With --notify: state directory of the managed broker (default .meters/broker).")
 @click.option("--notify-concurrency", type=click.IntRange(1, 10_000), default=512, show_default=True,
               help="With --notify: alert deliveries in flight at once.")
+@click.option("--workers", type=click.IntRange(1, 64), default=1, show_default=True,
+              help="Server processes sharing the listening socket (a worker that dies is started again; "
+                   "--notify runs in worker 0 only).")
 @log_format_option
 def serve(lake_path, db, host, port, tls_cert, tls_key, web_channel, notify, broker_url, broker_dir,
-          notify_concurrency, log_format):
+          notify_concurrency, workers, log_format):
     """Serve the account API (payments, balances, settings) over HTTP; OpenAPI at /docs, the resident
     page at / and the operator console at /console."""
     from .web.demo import serve as serve_pages
@@ -68,10 +71,11 @@ def serve(lake_path, db, host, port, tls_cert, tls_key, web_channel, notify, bro
     setup_logging(logging.INFO, log_format)
     logging.getLogger("meters.serve").info(
         f"serving {store.lake.root} ({store.engine.dialect.name}) on {'https' if tls_cert else 'http'}://{host}:{port} "
-        "(docs at /docs, pages at / and /console)", extra={"event": "serving"})
+        f"with {workers} worker{'s' if workers > 1 else ''} (docs at /docs, pages at / and /console)",
+        extra={"event": "serving"})
     serve_pages(store, host, port, web_channel=web_channel, tls_cert=tls_cert, tls_key=tls_key, log_format=log_format,
                 notify={"broker_url": broker_url, "broker_dir": broker_dir, "concurrency": notify_concurrency}
-                if notify else None)
+                if notify else None, workers=workers)
 
 
 @click.group()
@@ -130,6 +134,24 @@ def channels_add(name, role, signing, webhook, secret, mqtt, apprise, lake_path,
     if signing:
         click.echo(f"signing secret {out['signing_secret']}")
     _echo_target(out, bool(secret))
+    click.echo("store the key now: it is not shown again", err=True)
+
+
+@channels.command("rotate-key")
+@click.argument("name")
+@lake_option
+@db_option
+@json_option
+def channels_rotate_key(name, lake_path, db, as_json):
+    """Give channel NAME a new API key (printed once); the old key is refused from then on by every
+    server process (within a second)."""
+    from .channels import rotate_key
+
+    out = rotate_key(_store(lake_path, db), name)
+    if as_json:
+        echo_json(out)
+        return
+    click.echo(f"{out['name']}: new key {out['key']} (the old key is refused from now on)")
     click.echo("store the key now: it is not shown again", err=True)
 
 

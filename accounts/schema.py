@@ -102,4 +102,12 @@ channels = sa.Table(                                                   # payment
     sa.Column("apprise_url", sa.String(500)),
 )
 
+console_sessions = sa.Table(                                           # operators signed in to /console
+    "console_sessions", metadata,
+    sa.Column("token_sha256", sa.String(64), primary_key=True),        # the cookie's token, hashed
+    sa.Column("operator", sa.String(64), nullable=False),
+    sa.Column("expires_s", sa.BigInteger, nullable=False),             # Unix seconds; refreshed while used
+    sa.Index("ix_console_sessions_expires", "expires_s"),
+)
+
 outbox = _outbox.to_metadata(metadata)                                # alerts to deliver: meters.outbox

@@ -3,7 +3,8 @@
 The embedded default is SQLite at ``<lake>/accounts.db`` — WAL journal (readers never wait for the
 writer) and ``synchronous=FULL`` (a commit returns after its WAL frame is on disk, so an answered
 payment survives a crash or power loss). Write transactions start with ``BEGIN IMMEDIATE``: writers
-queue on the database lock (``busy_timeout``) instead of failing when a read turns into a write.
+queue on the database lock (``busy_timeout``) instead of failing when a read turns into a write; the
+writers of a store's processes take turns on an flock first (:meth:`Store.write`).
 Production uses PostgreSQL: ``--db postgresql://user@host/db`` (driver psycopg 3), default isolation
 READ COMMITTED, ``synchronous_commit`` on.
 
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import fcntl
 import os
 import threading
 from dataclasses import dataclass, field
@@ -71,9 +73,11 @@ class Store:
     lake: Lake
     clock: Callable[[], dt.datetime] = utcnow
     cache: dict = field(default_factory=dict, repr=False)  # the newest settled state (accounts.lakeview)
-    # SQLite has one writer: this process's writers queue here, in order, instead of in SQLite's busy
-    # handler, whose sleep-and-retry starves some of them for seconds under 50 concurrent payments
+    # SQLite has one writer: this process's writers queue here, in order, and the processes of the store
+    # (meters serve --workers) on an flock of <db>-writer.lock, instead of in SQLite's busy handler, whose
+    # sleep-and-retry starves some of them for seconds under 50 concurrent payments
     writer: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _writer_file: list = field(default_factory=list, repr=False)   # [pid, open lock file] of this process
     closers: list = field(default_factory=list, repr=False)   # run by close() (the payments' group commit)
 
     @property
@@ -91,8 +95,22 @@ class Store:
             with self.engine.begin() as conn:
                 yield conn
             return
-        with self.writer, self.engine.begin() as conn:
-            yield conn
+        with self.writer:
+            f = self._lock_file()
+            fcntl.flock(f, fcntl.LOCK_EX)
+            try:
+                with self.engine.begin() as conn:
+                    yield conn
+            finally:
+                fcntl.flock(f, fcntl.LOCK_UN)
+
+    def _lock_file(self):
+        """This process's handle of ``<db>-writer.lock`` (opened again in a forked child: flocks belong to
+        the open file, which a fork shares)."""
+        if not self._writer_file or self._writer_file[0] != os.getpid():
+            path = f"{self.engine.url.database}-writer.lock"
+            self._writer_file[:] = [os.getpid(), open(path, "a+b")]
+        return self._writer_file[1]
 
     @contextlib.contextmanager
     def read(self):
@@ -106,6 +124,8 @@ class Store:
         while self.closers:
             self.closers.pop()()
         self.engine.dispose()
+        if self._writer_file and self._writer_file[0] == os.getpid():
+            self._writer_file.pop().close()
 
 
 def open_store(lake: Lake | str | os.PathLike, db: str | None = None, *, migrate_schema: bool = True) -> Store:

@@ -8,13 +8,16 @@ as the tests start it; skipped when ``initdb`` is missing), side by side, in the
 - the bare database insert: the same number of single-row payment inserts, one durable commit each, from
   one connection (the ceiling a payment's transaction works under);
 - balance queries/s: ``GET /v1/accounts/{n}`` from the same clients;
-- the payment rate again with ``stored`` payments already in the store, as a ratio to the empty store.
+- the payment rate again with ``stored`` payments already in the store, as a ratio to the empty store;
+- each of these with the server run as ``meters serve --workers N`` for each N of ``--workers`` (default
+  1 and 2: one process, and what this 2-core machine would run); the server's CPU time is summed over
+  its parent and all worker processes.
 
 Targets (issue 11, SQLite on a 2-core machine): ≥ 2,000 payments/s, p99 ≤ 50 ms, ≥ 5,000 balance
 queries/s, with 1,000,000 payments stored within 20 % of the empty store's rate.
 
 ``python -m benchmarks service [--quick] [--accounts N] [--payments N] [--clients N] [--stored N]
-[--no-postgres]``
+[--workers 1,2] [--no-postgres]``
 """
 from __future__ import annotations
 
@@ -63,18 +66,27 @@ def cpu_seconds(pid: int | None) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def server_cpu_seconds(pid: int | None) -> float:
+    """CPU time of the server ``pid`` and its worker processes (its children) so far."""
+    try:
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except (OSError, TypeError):
+        children = []
+    return cpu_seconds(pid) + sum(cpu_seconds(int(c)) for c in children)
+
+
 def run_load(port: int, requests: list[bytes], clients: int, pid: int | None = None) -> dict:
     """``requests`` over ``clients`` keep-alive connections (tests/accounts_support.send_all: a raw
     asyncio client, so that the generator is not what is measured); ``pid``: the server, whose CPU
     time per request is counted (a figure the machine's other load barely moves)."""
     from accounts_support import send_all
 
-    c0 = cpu_seconds(pid)
+    c0 = server_cpu_seconds(pid)
     s, answers = send_all(port, requests, clients)
     lat = [a[2] for a in answers]
     return {"rate": len(requests) / s, "p50_ms": percentile(lat, 0.5) * 1e3, "p99_ms": percentile(lat, 0.99) * 1e3,
             "failed": sum(not 200 <= a[0] < 300 for a in answers), "load": os.getloadavg()[0],
-            "cpu_ms": (cpu_seconds(pid) - c0) / len(requests) * 1e3}
+            "cpu_ms": (server_cpu_seconds(pid) - c0) / len(requests) * 1e3}
 
 
 FIXED = b'HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 15\r\n\r\n{"status":"ok"}'
@@ -191,13 +203,14 @@ def prefill(store, users, n) -> float:
     return time.perf_counter() - t0
 
 
-def run_one(name: str, root: Path, db: str | None, p: dict) -> dict:
+def run_one(name: str, root: Path, db: str | None, p: dict, workers: int = 1) -> dict:
     from accounts_support import Server  # tests/: the real `meters serve` on a free port
 
-    print(f"[{name}] {p['accounts']:,} accounts; {p['payments']:,} payments from {p['clients']} clients", flush=True)
+    print(f"[{name}] {p['accounts']:,} accounts; {p['payments']:,} payments from {p['clients']} clients; "
+          f"{workers} server worker{'s' if workers > 1 else ''}", flush=True)
     store, key = make_store(root, p["accounts"], db)
     users = [str(310000000000 + i) for i in range(p["accounts"])]
-    server = Server(root / "lake", db).start()
+    server = Server(root / "lake", db, "--workers", str(workers)).start()
     try:
         port, warm = server.port, min(1_000, p["payments"])
         http_payments(port, key, users, warm, p["clients"], "warm")
@@ -222,8 +235,16 @@ def main(argv=None) -> None:
     ap.add_argument("--quick", action="store_true", help="small sizes: " + ", ".join(f"{k} {v:,}" for k, v in QUICK.items()))
     for k in FULL:
         ap.add_argument(f"--{k}", type=int, default=None, help=f"default {FULL[k]:,} ({QUICK[k]:,} with --quick)")
+    ap.add_argument("--workers", default="1,2", metavar="N[,N…]",
+                    help="server processes (meters serve --workers), one run each (default 1,2)")
     ap.add_argument("--no-postgres", action="store_true", help="SQLite only")
     a = ap.parse_args(argv)
+    try:
+        counts = [int(n) for n in a.workers.split(",")]
+        if not counts or min(counts) < 1:
+            raise ValueError
+    except ValueError:
+        ap.error(f"--workers {a.workers!r}: give whole numbers ≥ 1 separated by commas, e.g. 1,2")
     p = {k: getattr(a, k) or (QUICK if a.quick else FULL)[k] for k in FULL}
     print("full parameters: " + ", ".join(f"--{k} {v:,}" for k, v in FULL.items()) +
           ("   (this run: --quick " + ", ".join(f"{k} {v:,}" for k, v in p.items()) + ")" if a.quick else ""))
@@ -233,7 +254,8 @@ def main(argv=None) -> None:
           f"p99 {ceiling['p99_ms']:.1f} ms, load {ceiling['load']:.1f}", flush=True)
     results, cluster = {}, None
     with tempfile.TemporaryDirectory(prefix="meters-bench-service-") as tmp:
-        results["sqlite"] = run_one("sqlite", Path(tmp) / "sqlite", None, p)
+        for n in counts:
+            results[f"sqlite ×{n}"] = run_one(f"sqlite ×{n}", Path(tmp) / f"sqlite-{n}", None, p, n)
         if not a.no_postgres:
             from pg_cluster import PostgresCluster
 
@@ -243,7 +265,9 @@ def main(argv=None) -> None:
                 print(f"[postgresql] skipped: {e}")
             if cluster is not None:
                 try:
-                    results["postgresql"] = run_one("postgresql", Path(tmp) / "pg", cluster.create_database(), p)
+                    for n in counts:
+                        results[f"postgresql ×{n}"] = run_one(f"postgresql ×{n}", Path(tmp) / f"pg-{n}",
+                                                              cluster.create_database(), p, n)
                 finally:
                     cluster.stop()
     names = list(results)
@@ -263,12 +287,13 @@ def main(argv=None) -> None:
             ("  vs empty store", lambda r: f"{r['full']['rate'] / r['pay']['rate']:.0%}"),
             ("  CPU per payment vs empty store", lambda r: f"{r['full']['cpu_ms'] / max(r['pay']['cpu_ms'], 1e-9):.0%}"),
             ("failed requests", lambda r: f"{r['pay']['failed'] + r['full']['failed'] + r['bal']['failed']}")]
-    print(f"\n{'':34}" + "".join(f"{n:>16}" for n in names))
+    print(f"\n{'(×N: server worker processes)':34}" + "".join(f"{n:>16}" for n in names))
     for label, f in rows:
         print(f"{label:34}" + "".join(f"{f(results[n]):>16}" for n in names))
-    s = results["sqlite"]
+    deploy = max(counts)
+    s = results[f"sqlite ×{deploy}"]
     ok = lambda c: "met" if c else "NOT met"  # noqa: E731
-    print(f"\ntargets (SQLite): ≥ 2,000 payments/s {ok(s['pay']['rate'] >= 2000)}; p99 ≤ 50 ms "
+    print(f"\ntargets (SQLite, {deploy} worker{'s' if deploy > 1 else ''}): ≥ 2,000 payments/s {ok(s['pay']['rate'] >= 2000)}; p99 ≤ 50 ms "
           f"{ok(s['pay']['p99_ms'] <= 50)}; ≥ 5,000 balance queries/s {ok(s['bal']['rate'] >= 5000)}; "
           f"stored within 20 % {ok(s['full']['rate'] >= 0.8 * s['pay']['rate'])}"
           + ("  (--quick: small sizes, judge the full run)" if a.quick else ""))

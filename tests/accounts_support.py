@@ -72,8 +72,8 @@ def local(lake, day: dt.date, h: int, m: int = 0, s: int = 0) -> dt.datetime:
 class Server:
     """``meters serve`` in a subprocess on a free 127.0.0.1 port."""
 
-    def __init__(self, lake_dir: Path, db: str | None):
-        self.lake_dir, self.db = lake_dir, db
+    def __init__(self, lake_dir: Path, db: str | None, *options: str):
+        self.lake_dir, self.db, self.options = lake_dir, db, options
         self.proc = None
 
     def start(self) -> "Server":
@@ -81,6 +81,7 @@ class Server:
         cmd = [sys.executable, "-m", "meters", "serve", "--lake", str(self.lake_dir), "--port", str(self.port)]
         if self.db:
             cmd += ["--db", self.db]
+        cmd += self.options
         self.log = open(self.lake_dir.parent / f"serve-{self.port}.log", "w")
         self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT, cwd=ROOT)
         deadline = time.time() + 60

@@ -73,6 +73,33 @@ def test_the_console_needs_a_session(client):
     assert client.get("/console").status_code == 401
 
 
+def test_sessions_are_rows_of_the_store_shared_by_every_app_of_it(client, store):  # noqa: F811
+    """Two apps on one store (as two server processes): signed in through one, signed in on the other;
+    only the token's SHA-256 is stored; sign-out and expiry end the session in both."""
+    import hashlib
+    import time
+
+    from accounts.schema import console_sessions
+
+    client.post("/console/login", data={"name": "ops", "password": PASSWORD, "csrf": csrf(client)})
+    token = client.cookies["meters_session"]
+    with store.read() as conn:
+        rows = conn.execute(sa.select(console_sessions)).all()
+    assert [(r.token_sha256, r.operator) for r in rows] == [(hashlib.sha256(token.encode()).hexdigest(), "ops")]
+    assert rows[0].expires_s > time.time() + 7 * 3600
+    with TestClient(create_app(store), base_url="http://127.0.0.1") as other:
+        other.cookies.set("meters_session", token, path="/console")
+        other.cookies.set("meters_csrf", client.cookies["meters_csrf"])
+        assert other.get("/console").status_code == 200
+        other.post("/console/logout", data={"csrf": client.cookies["meters_csrf"]})
+        assert client.get("/console").status_code == 401                  # signed out through the other app
+    client.post("/console/login", data={"name": "ops", "password": PASSWORD, "csrf": csrf(client)})
+    assert client.get("/console").status_code == 200
+    with store.write() as conn:
+        conn.execute(sa.update(console_sessions).values(expires_s=int(time.time()) - 1))
+    assert client.get("/console").status_code == 401                      # expired
+
+
 def test_a_channel_key_is_not_a_console_login(client, store):  # noqa: F811
     assert not check_login(store, "web", PASSWORD)
     assert not check_login(store, "nobody", PASSWORD)

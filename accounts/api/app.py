@@ -91,7 +91,7 @@ def create_app(store: Store, web_channel: str | None = None, notify: dict | None
     app.state.store = store
     for r in (accounts.router, payments.router, operator.router):
         app.include_router(r)
-    web.install(app, web_channel or web.DEFAULT_CHANNEL)  # the resident page and the operator console
+    web.install(app, store, web_channel or web.DEFAULT_CHANNEL)  # the resident page and the operator console
 
     @app.exception_handler(MetersError)
     async def _meters_error(request: Request, e: MetersError):

@@ -13,10 +13,10 @@ from .session import Sessions
 DEFAULT_CHANNEL = "web"
 
 
-def install(app: FastAPI, web_channel: str = DEFAULT_CHANNEL) -> None:
+def install(app: FastAPI, store, web_channel: str = DEFAULT_CHANNEL) -> None:
     """Add the pages to ``app``; the resident page pays and changes settings as channel ``web_channel``."""
     app.state.web_channel = web_channel
-    app.state.sessions = Sessions()
+    app.state.sessions = Sessions(store)
     app.include_router(resident.router)
     app.include_router(console.router)
     app.mount("/static", StaticFiles(directory=Path(__file__).with_name("static")), name="static")

@@ -9,6 +9,7 @@ import time
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import RedirectResponse, Response
+from starlette.concurrency import run_in_threadpool
 
 from .. import passwords
 from ..api.deps import get_store
@@ -46,7 +47,7 @@ async def login(request: Request, store: Store = Depends(get_store)) -> Response
         return page(request, "login.html", 401, error=_t(request)("Wrong operator name or password."), name=name,
                     back="/console/login")
     response = RedirectResponse("/console", status_code=303)
-    request.app.state.sessions.start(request, response, name)
+    await run_in_threadpool(request.app.state.sessions.start, request, response, name)
     return response
 
 
@@ -55,7 +56,7 @@ async def logout(request: Request) -> Response:
     form = await read_form(request)
     response = RedirectResponse("/console/login", status_code=303)
     if csrf_ok(request, form):
-        request.app.state.sessions.end(request, response)
+        await run_in_threadpool(request.app.state.sessions.end, request, response)
     return response
 
 

@@ -30,16 +30,58 @@ def configure(lake: Lake) -> tuple[Store, dict]:
 
 def serve(store: Store, host: str = "127.0.0.1", port: int = 8080, *, web_channel: str | None = None,
           tls_cert: str | None = None, tls_key: str | None = None, log_format: str = "text",
-          notify: dict | None = None) -> None:
-    """Serve the API and the pages until interrupted (Ctrl-C); logs as text, or one JSON object per line
-    (``log_format="json"``: start, stop and errors; no access log)."""
+          notify: dict | None = None, workers: int = 1) -> None:
+    """Serve the API and the pages until interrupted (Ctrl-C, SIGTERM); logs as text, or one JSON object
+    per line (``log_format="json"``: start, stop and errors; no access log). ``workers`` > 1: that many
+    server processes on one socket (:mod:`accounts.workers`), the alert dispatcher (``notify``) in
+    worker 0 only."""
     import uvicorn
-
-    from meters.logs import dict_config
 
     from ..api.app import served_app
 
-    level = "INFO" if log_format == "json" else "WARNING"
-    uvicorn.run(served_app(store, web_channel, notify), host=host, port=port, log_config=dict_config(log_format, level),
-                log_level=level.lower(), access_log=False, ssl_certfile=tls_cert, ssl_keyfile=tls_key,
-                timeout_graceful_shutdown=5)
+    options = dict(host=host, port=port, log_level=_level(log_format).lower(), access_log=False,
+                   ssl_certfile=tls_cert, ssl_keyfile=tls_key, timeout_graceful_shutdown=5)
+    if workers == 1:
+        uvicorn.run(served_app(store, web_channel, notify), log_config=_log_config(log_format, None), **options)
+        return
+    from ..workers import supervise
+
+    sock = uvicorn.Config(None, **options).bind_socket()
+    store.engine.dispose()   # no connection crosses the fork: each worker opens its own
+
+    def serve_one(slot, sock):
+        store.engine.dispose(close=False)
+        _label_records(slot)
+        app = served_app(store, web_channel, notify if slot == 0 else None)
+        uvicorn.Server(uvicorn.Config(app, log_config=_log_config(log_format, slot), **options)).run(sockets=[sock])
+
+    supervise(serve_one, sock, workers)
+    sock.close()
+
+
+def _level(log_format: str) -> str:
+    return "INFO" if log_format == "json" else "WARNING"
+
+
+def _log_config(log_format: str, slot: int | None) -> dict:
+    """uvicorn's logging, its text lines naming the worker (``slot``)."""
+    from meters.logs import TEXT_FORMAT, dict_config
+
+    cfg = dict_config(log_format, _level(log_format))
+    if slot is not None and log_format == "text":
+        cfg["formatters"]["main"]["format"] = TEXT_FORMAT.replace("%(message)s", f"worker {slot}: %(message)s")
+    return cfg
+
+
+def _label_records(slot: int) -> None:
+    """Every log record of this process carries ``worker: "serve-<slot>"`` (a key of JSON lines)."""
+    import logging
+
+    make = logging.getLogRecordFactory()
+
+    def labelled(*args, **kwargs):
+        record = make(*args, **kwargs)
+        record.worker = f"serve-{slot}"
+        return record
+
+    logging.setLogRecordFactory(labelled)

@@ -4,24 +4,28 @@ CSRF: every page sets a random ``meters_csrf`` cookie (HttpOnly, SameSite=Strict
 token in a hidden field of each form; a POST whose field does not match its cookie is refused (403).
 Console sessions: a random token in the ``meters_session`` cookie (HttpOnly, SameSite=Strict, path
 /console) names a server-side session that expires after :data:`SESSION_TTL_S` seconds idle or at
-sign-out; sessions live in the serving process (a restart signs operators out).
+sign-out; sessions are rows of the store (token hashed), shared by all server processes and kept across
+restarts.
 """
 from __future__ import annotations
 
+import hashlib
 import hmac
 import secrets
-import threading
 import time
-from dataclasses import dataclass
 from urllib.parse import parse_qs
 
+import sqlalchemy as sa
 from fastapi import Request
 from fastapi.responses import Response
+
+from ..schema import console_sessions
 
 CSRF_COOKIE = "meters_csrf"
 SESSION_COOKIE = "meters_session"
 LANG_COOKIE = "meters_lang"
 SESSION_TTL_S = 8 * 3600
+REFRESH_S = 60   # an idle session's expiry is written again once it would move by more than this
 
 
 async def read_form(request: Request) -> dict[str, str]:
@@ -57,39 +61,49 @@ def _https(request: Request) -> bool:
     return request.url.scheme == "https"
 
 
-@dataclass
-class Session:
-    operator: str
-    expires: float
-
-
 class Sessions:
-    """Console sessions of one server process."""
+    """Console sessions, kept in the store's ``console_sessions`` table: every server process of the
+    store (``meters serve --workers N``) knows a session started by any of them, and a sign-out ends
+    it everywhere. Only the SHA-256 of a token is stored."""
 
-    def __init__(self, ttl_s: float = SESSION_TTL_S):
-        self.ttl_s, self._by_token, self._lock = ttl_s, {}, threading.Lock()
+    def __init__(self, store, ttl_s: float = SESSION_TTL_S):
+        self.store, self.ttl_s = store, ttl_s
 
     def start(self, request: Request, response: Response, operator: str) -> None:
         token = secrets.token_urlsafe(32)
-        with self._lock:
-            now = time.time()
-            self._by_token = {t: s for t, s in self._by_token.items() if s.expires > now}
-            self._by_token[token] = Session(operator, now + self.ttl_s)
+        now = int(time.time())
+        with self.store.write() as conn:
+            conn.execute(sa.delete(console_sessions).where(console_sessions.c.expires_s <= now))
+            conn.execute(sa.insert(console_sessions).values(token_sha256=_hash(token), operator=operator,
+                                                            expires_s=now + int(self.ttl_s)))
         response.set_cookie(SESSION_COOKIE, token, httponly=True, samesite="strict", path="/console",
                             secure=_https(request), max_age=int(self.ttl_s))
 
     def operator(self, request: Request) -> str | None:
-        """The signed-in operator of ``request`` (None: no live session); refreshes its expiry."""
+        """The signed-in operator of ``request`` (None: no live session); refreshes its expiry (written
+        when it moves by more than :data:`REFRESH_S`)."""
         token = request.cookies.get(SESSION_COOKIE)
-        with self._lock:
-            s = self._by_token.get(token or "")
-            if s is None or s.expires <= time.time():
-                self._by_token.pop(token or "", None)
-                return None
-            s.expires = time.time() + self.ttl_s
-            return s.operator
+        if not token:
+            return None
+        h, now = _hash(token), int(time.time())
+        with self.store.read() as conn:
+            r = conn.execute(sa.select(console_sessions.c.operator, console_sessions.c.expires_s)
+                             .where(console_sessions.c.token_sha256 == h)).first()
+        if r is None or r.expires_s <= now:
+            return None
+        if now + int(self.ttl_s) - r.expires_s > REFRESH_S:
+            with self.store.write() as conn:
+                conn.execute(sa.update(console_sessions).where(console_sessions.c.token_sha256 == h)
+                             .values(expires_s=now + int(self.ttl_s)))
+        return r.operator
 
     def end(self, request: Request, response: Response) -> None:
-        with self._lock:
-            self._by_token.pop(request.cookies.get(SESSION_COOKIE, ""), None)
+        token = request.cookies.get(SESSION_COOKIE)
+        if token:
+            with self.store.write() as conn:
+                conn.execute(sa.delete(console_sessions).where(console_sessions.c.token_sha256 == _hash(token)))
         response.delete_cookie(SESSION_COOKIE, path="/console")
+
+
+def _hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
