@@ -24,7 +24,6 @@ import operator
 from dataclasses import dataclass
 
 import orjson
-import pyarrow as pa
 import pyarrow.compute as pc
 import sqlalchemy as sa
 
@@ -250,19 +249,19 @@ def lake_alerts(lake: Lake, day: dt.date) -> list[dict]:
     """The alerts of ``day`` in the lake's ``alerts`` table that carry an id (those to deliver), the
     operator's :data:`DIGEST_KINDS` folded into one digest per kind: its ``count`` of alerts (one per
     meter), of ``accounts``, and the ``query`` that lists them (docs/alerts.md, "Operator digests")."""
-    t = lake.read("alerts", day.isoformat(),
-                  columns=["alert_id", "account_id", "kind", "recipient", "language", "data"])
-    t = t.filter(pc.is_valid(t.column("alert_id")))
-    folded = pc.is_in(t.column("kind"), value_set=pa.array(DIGEST_KINDS, pa.string()))
+    has_id, folded = pc.is_valid(pc.field("alert_id")), pc.field("kind").isin(list(DIGEST_KINDS))
+    t = lake.read("alerts", day.isoformat(), columns=["alert_id", "account_id", "kind", "recipient", "language",
+                                                       "data"], filter=has_id & ~folded)   # only the rows sent
+    f = lake.read("alerts", day.isoformat(), columns=["kind", "account_id"], filter=has_id & folded)
     digests = []
     for kind in DIGEST_KINDS:
-        mine = t.filter(pc.equal(t.column("kind"), kind))
+        mine = f.filter(pc.equal(f.column("kind"), kind))
         if mine.num_rows:
             data = canonical(day=day, count=mine.num_rows, accounts=pc.count_distinct(mine.column("account_id")).as_py(),
                              query=digest_query(kind, day))
             digests.append({"alert_id": alert_id(None, day, kind, OPERATOR), "account_id": None, "kind": kind,
                             "recipient": OPERATOR, "language": None, "data": data})
-    return [r | {"day": day} for r in t.filter(pc.invert(folded)).to_pylist() + digests]
+    return [r | {"day": day} for r in t.to_pylist() + digests]
 
 
 def enqueue_day(lake: Lake, day: dt.date, db: str | None = None, *, required: bool = True) -> dict | None:
