@@ -9,7 +9,6 @@ restarts.
 """
 from __future__ import annotations
 
-import hashlib
 import hmac
 import secrets
 import time
@@ -19,6 +18,7 @@ import sqlalchemy as sa
 from fastapi import Request
 from fastapi.responses import Response
 
+from ..channels import key_hash
 from ..schema import console_sessions
 
 CSRF_COOKIE = "meters_csrf"
@@ -74,7 +74,7 @@ class Sessions:
         now = int(time.time())
         with self.store.write() as conn:
             conn.execute(sa.delete(console_sessions).where(console_sessions.c.expires_s <= now))
-            conn.execute(sa.insert(console_sessions).values(token_sha256=_hash(token), operator=operator,
+            conn.execute(sa.insert(console_sessions).values(token_sha256=key_hash(token), operator=operator,
                                                             expires_s=now + int(self.ttl_s)))
         response.set_cookie(SESSION_COOKIE, token, httponly=True, samesite="strict", path="/console",
                             secure=_https(request), max_age=int(self.ttl_s))
@@ -85,7 +85,7 @@ class Sessions:
         token = request.cookies.get(SESSION_COOKIE)
         if not token:
             return None
-        h, now = _hash(token), int(time.time())
+        h, now = key_hash(token), int(time.time())
         with self.store.read() as conn:
             r = conn.execute(sa.select(console_sessions.c.operator, console_sessions.c.expires_s)
                              .where(console_sessions.c.token_sha256 == h)).first()
@@ -101,9 +101,5 @@ class Sessions:
         token = request.cookies.get(SESSION_COOKIE)
         if token:
             with self.store.write() as conn:
-                conn.execute(sa.delete(console_sessions).where(console_sessions.c.token_sha256 == _hash(token)))
+                conn.execute(sa.delete(console_sessions).where(console_sessions.c.token_sha256 == key_hash(token)))
         response.delete_cookie(SESSION_COOKIE, path="/console")
-
-
-def _hash(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
