@@ -125,7 +125,8 @@ class Store:
             self.closers.pop()()
         self.engine.dispose()
         if self._writer_file and self._writer_file[0] == os.getpid():
-            self._writer_file.pop().close()
+            self._writer_file[1].close()
+        self._writer_file.clear()   # (a store used after close opens its lock file again)
 
 
 def open_store(lake: Lake | str | os.PathLike, db: str | None = None, *, migrate_schema: bool = True) -> Store:
