@@ -74,22 +74,15 @@ def _unit_sql(lake: Lake, name: str, select: str) -> str:
             f"LEFT JOIN ({accounts}) u ON u.account_id = v.account_id")
 
 
-def _readings_sql(lake: Lake) -> str:
-    """The readings view's SELECT: the ingest stage's deduplicating view (compacted partitions as they
-    are, the others keep the first received row of each (meter_id, ts))."""
-    return readings_view_sql(lake)
-
-
 def view_definitions(lake: Lake) -> dict[str, tuple[Table, list[Path], str]]:
     """Every view (file lists taken now): name -> (its table, the table's files, the view's SELECT); one
     per lake table, plus ``readings_raw``; views of quantities end with their ``unit``."""
     out = {}
     for name, t in TABLES.items():
         files = table_files(lake, t)
-        out[name] = (t, files, _readings_sql(lake) if name == "readings" else view_select(lake, t, files))
+        out[name] = (t, files, readings_view_sql(lake) if name == "readings" else view_select(lake, t, files))
     if "readings" in TABLES:
-        t = TABLES["readings"]
-        files = table_files(lake, t)
+        t, files, _ = out["readings"]
         out["readings_raw"] = (t, files, view_select(lake, t, files))
     for name in (*BY_METER, *BY_ACCOUNT):
         t, files, select = out[name]
