@@ -190,6 +190,7 @@ class Publisher:
         self.v5 = url.version == "5"
         self.connected = asyncio.Event()
         self.last_error: str | None = None      # why the last connection attempt failed or ended
+        self.connects = 0                        # connections the broker accepted
         self._loop = asyncio.get_running_loop()
         self._conn: _Connection | None = None
         self._error: str | None = None
@@ -335,6 +336,7 @@ class Publisher:
                 self.last_error = f"cannot connect to {self.url.redacted()}: {e}"
             if self._conn is not None:
                 await self._serve(self._conn)
+            self._expire()                       # messages waiting for a connection give up in time too
             if not self._closed:
                 await asyncio.sleep(self.reconnect_s)
 
@@ -364,6 +366,7 @@ class Publisher:
         self._last_out = self._loop.time()
         self._abandoned.clear()                  # a new session: the broker holds none of them
         self.last_error = None
+        self.connects += 1
         self.connected.set()
         resend = self._inflight              # unacknowledged on the last connection: again, DUP
         self._inflight = {}
