@@ -227,6 +227,9 @@ class Publisher:
         if not topic or "+" in topic or "#" in topic:
             fut.set_result(f"topic {topic!r} is not a topic name")
             return fut
+        if self._closed:
+            fut.set_result("publisher closed")
+            return fut
         head = _string(topic)
         deadline = self._loop.time() + self.timeout_s
         if self._room():
@@ -371,7 +374,9 @@ class Publisher:
         resend = self._inflight              # unacknowledged on the last connection: again, DUP
         self._inflight = {}
         for mid, entry in resend.items():
-            if not entry[0].done():
+            if not entry[0].done() and len(self._inflight) >= self._window:   # the broker's window shrank
+                entry[0].set_result("not sent again: beyond the broker's Receive Maximum")
+            elif not entry[0].done():
                 packet = entry[1]
                 entry[1] = bytes((packet[0] | DUP,)) + packet[1:]
                 self._inflight[mid] = entry
