@@ -8,7 +8,8 @@ MQTT broker, each next to the receiver's own ceiling measured in the same run, a
   dispatcher keeps in flight; then ``meters notify``'s dispatcher from the account store's outbox
   (SQLite), every id arriving exactly once;
 - MQTT: the managed Mosquitto and a push gateway subscribed to the channel's topic; its ceiling: the
-  same payloads published at QoS 1 straight from paho driven by an event loop; then the dispatcher;
+  same payloads published at QoS 1 straight from the dispatcher's MQTT client
+  (:class:`meters.mqtt_publisher.Publisher`) with as many in flight; then the dispatcher;
 - the night: a synthetic night of ``--meters`` meters written to the lake's ``alerts`` table with
   the kind counts of :data:`NIGHT` (per meter: 62 % with a data gap, as at 1 % reading loss; 1.5
   contacts per alerted account, two thirds on a webhook channel, one third on MQTT) while
@@ -20,7 +21,7 @@ MQTT broker, each next to the receiver's own ceiling measured in the same run, a
 Targets: >= 5,000 deliveries/s to each; a 1,000,000-meter night within 30 s of its commit. Each
 figure has the load average beside it (a shared machine's wall-clock figures are floors).
 
-``python -m benchmarks notify [--quick] [--alerts N] [--meters M] [--concurrency C]``
+``python -m benchmarks notify [--quick] [--alerts N] [--meters M] [--concurrency C] [--only webhook|mqtt|night]``
 """
 from __future__ import annotations
 
@@ -44,6 +45,7 @@ DAY = dt.date(2026, 11, 1)
 NIGHT = {"data_gap": 0.62, "auto_topup": 0.02, "low_balance": 0.015, "bill_issued": 0.0133, "arrears": 0.005,
          "disconnect": 0.0005, "reconnect": 0.0005, "disconnect_held": 0.0001}
 OPERATOR_KINDS = ("data_gap", "disconnect_held")
+PARTS = ("webhook", "mqtt", "night")
 
 
 def _load() -> str:
@@ -176,37 +178,28 @@ def _dispatch(engine, concurrency: int, broker=None) -> tuple[float, float, dict
     return time.perf_counter() - t0 - 1.0, time.process_time() - c0, totals
 
 
-async def _mqtt_ceiling(url, n: int, body: bytes) -> float:
-    """Seconds to publish ``n`` messages at QoS 1 straight from paho, driven by this event loop (the
-    fastest way paho publishes), until the last PUBACK."""
-    from meters.mqtt import make_client
+async def _mqtt_ceiling(url, n: int, body: bytes, in_flight: int) -> float:
+    """Seconds to publish ``n`` messages at QoS 1 straight from :class:`meters.mqtt_publisher.Publisher`
+    (the dispatcher's client, without the dispatcher), ``in_flight`` at a time, until the last PUBACK."""
+    from meters.mqtt_publisher import Publisher
 
-    loop = asyncio.get_running_loop()
-    client, kw = make_client(url, "meters-bench-ceiling")
-    client.max_inflight_messages_set(0)       # no limit (paho scans all in flight per PUBACK otherwise)
-    connected, done, acked = asyncio.Event(), loop.create_future(), [0]
-
-    def on_publish(*a):
-        acked[0] += 1
-        if acked[0] == n:
-            done.set_result(None)
-
-    client.on_publish = on_publish
-    client.on_connect = lambda *a: connected.set()
-    client.on_socket_open = lambda c, u, s: loop.add_reader(s, c.loop_read)
-    client.on_socket_close = lambda c, u, s: loop.remove_reader(s)
-    client.on_socket_register_write = lambda c, u, s: loop.add_writer(s, c.loop_write)
-    client.on_socket_unregister_write = lambda c, u, s: loop.remove_writer(s)
-    client.connect(**kw)
-    await asyncio.wait_for(connected.wait(), 30)
+    p = Publisher(url, "meters-bench-ceiling")
+    p.start()
+    await asyncio.wait_for(p.connected.wait(), 30)
     t0 = time.perf_counter()
-    for i in range(n):
-        client.publish("meters/v1/alerts/push", body, qos=1)
-        if i % 512 == 511:
-            await asyncio.sleep(0)        # let the loop write and read the PUBACKs
-    await done
+    sent, errors = 0, []
+
+    async def one_at_a_time():
+        nonlocal sent
+        while sent < n:
+            sent += 1
+            if (error := await p.publish("meters/v1/alerts/push", body)) is not None:
+                errors.append(error)
+
+    await asyncio.gather(*(one_at_a_time() for _ in range(in_flight)))
     t = time.perf_counter() - t0
-    client.disconnect()
+    await p.close()
+    assert not errors, errors[:3]
     return t
 
 
@@ -216,7 +209,10 @@ def main(argv: list[str]) -> None:
     ap.add_argument("--alerts", type=int, default=None, help="alerts per target (default 100,000)")
     ap.add_argument("--meters", type=int, default=None, help="meters of the night (default 1,000,000)")
     ap.add_argument("--concurrency", type=int, default=512)
+    ap.add_argument("--only", choices=PARTS, action="append",
+                    help="run only this part (repeatable; default: all of " + ", ".join(PARTS) + ")")
     args = ap.parse_args(argv)
+    parts = set(args.only or PARTS)
     n = args.alerts or (2_000 if args.quick else 100_000)
     meters = args.meters or (20_000 if args.quick else 1_000_000)
 
@@ -248,67 +244,71 @@ def main(argv: list[str]) -> None:
             body = payload(sample)
 
             # -- webhook
-            t_ceiling = _run(ceiling("127.0.0.1", port, secret, n, args.concurrency, lambda i: body))
-            print(f"webhook receiver's ceiling (bare asyncio client, {args.concurrency} keep-alive connections): "
-                  f"{n / t_ceiling:,.0f} POSTs/s ({_load()})", flush=True)
-            t0 = time.perf_counter()
-            outbox.enqueue(store.engine, _alerts(n, "hook"))
-            t_queue = time.perf_counter() - t0
-            print(f"outbox: {n:,} alerts queued in {t_queue:.2f} s = {n / t_queue:,.0f}/s ({_load()})", flush=True)
-            before = _received(port)
-            t_send, cpu, totals = _dispatch(store.engine, args.concurrency)
-            got = _received(port)
-            assert totals["sent"] == n and got["ids"] - before["ids"] == n and got["bad"] == 0, (totals, got)
-            print(f"webhook: {n:,} delivered in {t_send:.2f} s = {n / t_send:,.0f} deliveries/s, "
-                  f"{cpu / n * 1e6:.0f} µs CPU each in the dispatcher ({n / t_send / (n / t_ceiling):.0%} of the "
-                  f"receiver's ceiling; target >= 5,000/s) ({_load()})", flush=True)
+            if "webhook" in parts:
+                t_ceiling = _run(ceiling("127.0.0.1", port, secret, n, args.concurrency, lambda i: body))
+                print(f"webhook receiver's ceiling (bare asyncio client, {args.concurrency} keep-alive connections): "
+                      f"{n / t_ceiling:,.0f} POSTs/s ({_load()})", flush=True)
+                t0 = time.perf_counter()
+                outbox.enqueue(store.engine, _alerts(n, "hook"))
+                t_queue = time.perf_counter() - t0
+                print(f"outbox: {n:,} alerts queued in {t_queue:.2f} s = {n / t_queue:,.0f}/s ({_load()})", flush=True)
+                before = _received(port)
+                t_send, cpu, totals = _dispatch(store.engine, args.concurrency)
+                got = _received(port)
+                assert totals["sent"] == n and got["ids"] - before["ids"] == n and got["bad"] == 0, (totals, got)
+                print(f"webhook: {n:,} delivered in {t_send:.2f} s = {n / t_send:,.0f} deliveries/s, "
+                      f"{cpu / n * 1e6:.0f} µs CPU each in the dispatcher ({n / t_send / (n / t_ceiling):.0%} of the "
+                      f"receiver's ceiling; target >= 5,000/s) ({_load()})", flush=True)
 
             # -- MQTT
             gport = free_port()
             gateway = _start_receiver(gport, secret, broker.url("alerts.push"), "meters/v1/alerts/push")
-            t_ceiling = _run(_mqtt_ceiling(notify_url, n, body))
-            _wait_messages(gport, n)
-            print(f"mqtt broker's ceiling (QoS 1 publishes straight from paho on an event loop): "
-                  f"{n / t_ceiling:,.0f}/s ({_load()})",
-                  flush=True)
-            outbox.enqueue(store.engine, _alerts(n, "push", offset=n))
-            t_send, cpu, totals = _dispatch(store.engine, args.concurrency, notify_url)
-            got = _wait_messages(gport, 2 * n)
-            assert totals["sent"] == n and got == 2 * n, (totals, got)
-            print(f"mqtt: {n:,} delivered in {t_send:.2f} s = {n / t_send:,.0f} deliveries/s, {cpu / n * 1e6:.0f} µs "
-                  f"CPU each ({n / t_send / (n / t_ceiling):.0%} of the broker's ceiling; target >= 5,000/s) "
-                  f"({_load()})", flush=True)
+            if "mqtt" in parts:
+                t_ceiling = _run(_mqtt_ceiling(notify_url, n, body, args.concurrency))
+                _wait_messages(gport, n)
+                print(f"mqtt broker's ceiling (QoS 1 publishes straight from the dispatcher's MQTT client, "
+                      f"{args.concurrency} in flight): "
+                      f"{n / t_ceiling:,.0f}/s ({_load()})",
+                      flush=True)
+                outbox.enqueue(store.engine, _alerts(n, "push", offset=n))
+                t_send, cpu, totals = _dispatch(store.engine, args.concurrency, notify_url)
+                got = _wait_messages(gport, 2 * n)
+                assert totals["sent"] == n and got == 2 * n, (totals, got)
+                print(f"mqtt: {n:,} delivered in {t_send:.2f} s = {n / t_send:,.0f} deliveries/s, {cpu / n * 1e6:.0f} µs "
+                      f"CPU each ({n / t_send / (n / t_ceiling):.0%} of the broker's ceiling; target >= 5,000/s) "
+                      f"({_load()})", flush=True)
 
             # -- a night
-            t0 = time.perf_counter()
-            table, expect = night_table(meters)
-            lake.write("alerts", table, DAY.isoformat(), file_name="billing.parquet")
-            print(f"night: {meters:,} meters, {table.num_rows:,} alert rows written to the lake in "
-                  f"{time.perf_counter() - t0:.1f} s; deliveries expected {expect}", flush=True)
-            web0, mq0 = _received(port)["ids"], _received(gport)["messages"]
-            running = _Notify(lake.root, str(notify_url), args.concurrency, Path(tmp) / "notify.log")
-            c0 = time.process_time()
-            t0 = time.perf_counter()                          # the night's commit
-            queued = outbox.enqueue_day(lake, DAY)
-            t_queued = time.perf_counter() - t0
-            web_want, mq_want = expect["wechat"] + expect["operator"], expect["push"]
-            while True:
-                web, mq = _received(port)["ids"] - web0, _received(gport)["messages"] - mq0
-                if web >= web_want and mq >= mq_want:
-                    break
-                if time.perf_counter() - t0 > 600:
-                    raise RuntimeError(f"the night was not delivered in 10 minutes: {web}/{web_want} webhook, "
-                                       f"{mq}/{mq_want} MQTT")
-                time.sleep(0.02)
-            t_night = time.perf_counter() - t0
-            cpu = time.process_time() - c0
-            totals, cpu_notify = running.stop()
-            print(f"night: queued {queued['queued']:,} deliveries in {t_queued:.1f} s (the "
-                  f"{round(meters * NIGHT['data_gap']):,} data_gap rows folded into one digest); the last delivered {t_night:.1f} s after the commit "
-                  f"({web:,} webhook, {mq:,} MQTT; CPU: {cpu_notify:.1f} s in meters notify, {cpu:.1f} s queuing; "
-                  f"target <= 30 s) ({_load()})",
-                  flush=True)
-            assert web == web_want and mq == mq_want and totals["dead"] == 0, (web, mq, totals)
+            if "night" in parts:
+                t0 = time.perf_counter()
+                table, expect = night_table(meters)
+                lake.write("alerts", table, DAY.isoformat(), file_name="billing.parquet")
+                print(f"night: {meters:,} meters, {table.num_rows:,} alert rows written to the lake in "
+                      f"{time.perf_counter() - t0:.1f} s; deliveries expected {expect}", flush=True)
+                web0, mq0 = _received(port)["ids"], _received(gport)["messages"]
+                running = _Notify(lake.root, str(notify_url), args.concurrency, Path(tmp) / "notify.log")
+                c0 = time.process_time()
+                t0 = time.perf_counter()                          # the night's commit
+                queued = outbox.enqueue_day(lake, DAY)
+                t_queued = time.perf_counter() - t0
+                web_want, mq_want = expect["wechat"] + expect["operator"], expect["push"]
+                while True:
+                    web, mq = _received(port)["ids"] - web0, _received(gport)["messages"] - mq0
+                    if web >= web_want and mq >= mq_want:
+                        break
+                    if time.perf_counter() - t0 > 600:
+                        raise RuntimeError(f"the night was not delivered in 10 minutes: {web}/{web_want} webhook, "
+                                           f"{mq}/{mq_want} MQTT")
+                    time.sleep(0.02)
+                t_night = time.perf_counter() - t0
+                cpu = time.process_time() - c0
+                totals, cpu_notify = running.stop()
+                print(f"night: queued {queued['queued']:,} deliveries in {t_queued:.1f} s (the "
+                      f"{round(meters * NIGHT['data_gap']):,} data_gap rows folded into one digest); the last delivered {t_night:.1f} s after the commit "
+                      f"({web:,} webhook, {mq:,} MQTT; CPU: {cpu_notify:.1f} s in meters notify, {cpu:.1f} s queuing; "
+                      f"target <= 30 s) ({_load()})",
+                      flush=True)
+                assert web == web_want and mq == mq_want and totals["dead"] == 0, (web, mq, totals)
         finally:
             for p in (receiver, gateway):
                 if p is not None:

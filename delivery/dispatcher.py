@@ -94,7 +94,7 @@ class Dispatcher:
             await self._record()
             await client.aclose()
             if self._mqtt is not None:
-                self._mqtt.close()
+                await self._mqtt.close()
         return dict(self.totals)
 
     async def _claimer(self, queue: asyncio.Queue) -> None:
