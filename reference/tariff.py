@@ -136,3 +136,23 @@ def price_meter(versions: list[Tariff], local_ts: list[int], quantity: list[floa
         bill.update(quantity=sum(st["pq"].values()), energy=energy, fixed=st["fixed"], minimum=top, total=cost,
                     closed=day == pe, lines={k: list(v) for k, v in st["lines"].items()})
     return {"days": out_days, "bills": out_bills, "state": st}
+
+
+def ordered_run_totals(qty: list[list[float]], run_ends: list[int]) -> list[float]:
+    """Reference of ``benchmarks.bench_tariff.ordered_sum_floor``: per meter, each day's runs of slots
+    (``run_ends``: their ends, the last = slots per day) summed interval by interval in index order,
+    the run sums added up in turn (no ``sum()``: Python's float ``sum`` compensates)."""
+    per_day = run_ends[-1]
+    out = []
+    for row in qty:
+        tot = 0.0
+        for d in range(len(row) // per_day):
+            j = d * per_day
+            for e in run_ends:
+                s = 0.0
+                for x in row[j:d * per_day + e]:
+                    s += x
+                tot += s
+                j = d * per_day + e
+        out.append(tot)
+    return out

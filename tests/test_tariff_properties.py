@@ -340,3 +340,22 @@ def test_bills_allocated_at_once_equal_one_by_one(bills):
     totals = np.array([int(to_cents(sum(lines))) + off for lines, off in bills])
     want = np.concatenate([allocate_cents(lines, t) for (lines, _), t in zip(bills, totals)])
     np.testing.assert_array_equal(allocate_cents_grouped(amounts, group, totals), want)
+
+
+@SETTINGS
+@given(st.data())
+def test_benchmark_ordered_sum_floor_equals_reference(data):
+    """The benchmark's ordered-sum floor adds exactly what the plain-Python reference adds, in the
+    same order (bit for bit): it is the engine's own run sum, so its rate is the engine's floor."""
+    from benchmarks.bench_tariff import ordered_sum_floor, run_ends_of
+
+    per_day = data.draw(st.sampled_from([4, 24, 96]))
+    period = np.asarray(data.draw(st.lists(st.integers(0, 2), min_size=per_day, max_size=per_day)))
+    onehot = np.eye(3)[period]
+    M, days = data.draw(st.integers(1, 5)), data.draw(st.integers(0, 4))
+    q = np.asarray(data.draw(st.lists(st.floats(0, 50, allow_nan=False), min_size=M * days * per_day,
+                                      max_size=M * days * per_day)), float).reshape(M, days * per_day)
+    ends = run_ends_of(onehot)
+    out = np.empty(M)
+    ordered_sum_floor(q, ends, out)
+    assert out.tolist() == reference.ordered_run_totals(q.tolist(), ends.tolist())
