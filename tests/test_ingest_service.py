@@ -503,7 +503,7 @@ def test_buffered_recv_serves_paho_reads_from_one_socket_read():
     a, b = socket.socketpair()
     b.setblocking(False)
     client = Client(b)
-    recv, pending = _buffered_recv(client, chunk=64)
+    recv, pending, _take = _buffered_recv(client, chunk=64)
     packets = [bytes([0x30, 3]) + b"abc", bytes([0x30, 2]) + b"xy"]
     a.sendall(b"".join(packets))
     time.sleep(0.05)
@@ -525,3 +525,48 @@ def test_buffered_recv_serves_paho_reads_from_one_socket_read():
     assert client.calls == 4                  # one socket read per refill (and the empty one)
     for s in (b, c, d):
         s.close()
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        n, d = n >> 7, n & 0x7F
+        out.append(d | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+@pytest.mark.parametrize("v5", [False, True])
+def test_split_publishes_reads_what_paho_reads(v5):
+    """PUBLISH packets split from buffered bytes equal paho's own decoding of each; the split stops
+    at a QoS 2 PUBLISH, another packet type, an incomplete packet and an empty topic (paho reads
+    those), and takes at most ``limit``."""
+    from paho.mqtt import _packet
+    from paho.mqtt.enums import MQTTProtocolVersion
+
+    from ingest.service import split_publishes
+
+    proto = MQTTProtocolVersion.MQTTv5 if v5 else MQTTProtocolVersion.MQTTv311
+    props = b"\x01\x01" + b"\x23\x00\x07"  # payload format indicator, topic alias 7 (topic still sent)
+    packets = []
+    for i, (qos, topic, payload) in enumerate([(1, b"meters/v1/a/readings", b'{"x": 1}'),
+                                               (0, b"meters/v1/\xc3\xa9/readings", b""),
+                                               (1, b"t", bytes(range(256)) * 3)]):
+        body = len(topic).to_bytes(2, "big") + topic + ((i + 1).to_bytes(2, "big") if qos else b"")
+        body += (_varint(len(props)) + props if v5 else b"") + payload
+        packets.append((0x30 | qos << 1 | (i == 2) << 3, body))
+    raw = [bytes([first]) + _varint(len(body)) + body for first, body in packets]
+    want = []
+    for first, body in packets:
+        p = _packet.decode_publish(first, body, proto)
+        want.append((p.topic, p.mid, p.qos, p.payload))
+    buf = b"junk" + b"".join(raw)
+    got, pos = split_publishes(buf, 4, v5, 100)
+    assert got == want and pos == len(buf)
+    assert split_publishes(buf, 4, v5, 2) == (want[:2], 4 + len(raw[0]) + len(raw[1]))
+    for stop in (b"\x34\x02\x00\x01",                      # QoS 2
+                 b"\x40\x02\x00\x01",                      # PUBACK
+                 raw[0][:-1],                              # incomplete
+                 b"\x32" + _varint(4) + b"\x00\x00\x00\x01",  # empty topic (an alias only paho may resolve)
+                 b"\x30\xff\xff\xff\xff\x01"):             # a remaining length of 5 bytes
+        assert split_publishes(raw[1] + stop, 0, v5, 100) == ([want[1]], len(raw[1]))
