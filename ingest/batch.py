@@ -106,16 +106,19 @@ class _Day:
 
 
 class BufferPool:
-    """Day buffers of written batches, handed to later batches (thread-safe: a deque)."""
+    """Day buffers of written batches, handed to later batches (thread-safe: a deque). A new buffer
+    holds ``capacity`` rows (ingest: its batch size): the memory is reserved, not touched, until
+    rows fill it, and a batch then never copies its rows to grow."""
 
-    def __init__(self):
+    def __init__(self, capacity: int = 4096):
         self.free: deque = deque()
+        self.capacity = capacity
 
     def take(self) -> _Day:
         try:
             return self.free.pop()
         except IndexError:
-            return _Day()
+            return _Day(self.capacity)
 
     def give(self, d: _Day) -> None:
         d.n = 0

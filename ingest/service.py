@@ -324,7 +324,7 @@ class Ingest:
         self.token = _file_token(client_id)
         self.seq = 0
         self.lock = threading.Lock()          # guards batch and generation
-        self.pool = BufferPool()              # day buffers of written batches, reused
+        self.pool = BufferPool(min(batch_rows, 1 << 21) + 1024)  # day buffers of written batches, reused
         self.batch = Batch(tz=lake.tz, pool=self.pool)
         self.generation = 0                   # +1 on every connect / disconnect
         self.wake = threading.Event()
