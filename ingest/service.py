@@ -177,6 +177,19 @@ def _buffered_recv(client: mqtt.Client, chunk: int = 1 << 16):
     return sock_recv, pending, take
 
 
+def _varint(buf: bytes, i: int, stop: int) -> tuple[int, int] | None:
+    """The MQTT variable byte integer at ``buf[i:stop]``: ``(value, index after it)``, or None when
+    it is incomplete or longer than its 4 bytes."""
+    value, shift = 0, 0
+    for k in range(i, min(stop, i + 4)):
+        b = buf[k]
+        value |= (b & 0x7F) << shift
+        shift += 7
+        if not b & 0x80:
+            return value, k + 1
+    return None
+
+
 def split_publishes(buf: bytes, pos: int, v5: bool, limit: int) -> tuple[list[tuple[bytes, int, int, bytes]], int]:
     """The complete QoS 0/1 PUBLISH packets from ``buf[pos:]`` (at most ``limit``), as ``(topic
     bytes, packet id, qos, payload)``, and the position after them. Stops at anything else (another
@@ -187,18 +200,10 @@ def split_publishes(buf: bytes, pos: int, v5: bool, limit: int) -> tuple[list[tu
     while pos < end_buf and len(out) < limit:
         first = buf[pos]
         qos = (first >> 1) & 3
-        if first >> 4 != 3 or qos > 1:
+        head = _varint(buf, pos + 1, end_buf) if first >> 4 == 3 and qos < 2 else None
+        if head is None:
             break
-        i, length, shift = pos + 1, 0, 0
-        while i < end_buf and i - pos <= 4:
-            b = buf[i]
-            length |= (b & 0x7F) << shift
-            shift += 7
-            i += 1
-            if not b & 0x80:
-                break
-        else:
-            break  # incomplete or over 4 length bytes
+        length, i = head
         end = i + length
         topic_len = int.from_bytes(buf[i:i + 2], "big")
         j = i + 2 + topic_len
@@ -208,15 +213,10 @@ def split_publishes(buf: bytes, pos: int, v5: bool, limit: int) -> tuple[list[tu
         if qos:
             mid, j = int.from_bytes(buf[j:j + 2], "big"), j + 2
         if v5:  # skip the properties (ingest reads none; a topic alias would have an empty topic)
-            plen, shift = 0, 0
-            while j < end:
-                b = buf[j]
-                plen |= (b & 0x7F) << shift
-                shift += 7
-                j += 1
-                if not b & 0x80:
-                    break
-            j += plen
+            props = _varint(buf, j, end)
+            if props is None:
+                break
+            j = props[1] + props[0]
         if j > end:
             break
         out.append((buf[i + 2:i + 2 + topic_len], mid, qos, buf[j:end]))
