@@ -171,19 +171,23 @@ def broker_packets(broker, payloads: list[bytes]) -> list[bytes]:
 
 
 def tree_cpu(pid: int | None) -> float:
-    """CPU seconds (user + system) used so far by process ``pid`` and its descendants (Linux /proc;
-    0.0 where it cannot be read)."""
+    """CPU seconds (user + system) used so far by process ``pid`` and its descendants, those that
+    ended and were waited for included (Linux /proc; 0.0 where it cannot be read)."""
     tick, total, todo = os.sysconf("SC_CLK_TCK"), 0, [pid] if pid else []
     while todo:
         p = todo.pop()
         try:
             fields = Path(f"/proc/{p}/stat").read_text().rpartition(")")[2].split()
-            total += int(fields[11]) + int(fields[12])
+            total += sum(map(int, fields[11:15]))  # utime, stime, cutime, cstime
             for task in Path(f"/proc/{p}/task").iterdir():
                 todo += [int(c) for c in (task / "children").read_text().split()]
         except (OSError, ValueError, IndexError):
             continue
     return total / tick
+
+
+class IngestDidNotStart(RuntimeError):
+    """E.g. a metrics port taken by another process between choosing and binding it."""
 
 
 def run_end_to_end(broker, lake_dir: Path, payloads: list[bytes], workers: int, prefill: bool = False) -> dict:
@@ -204,13 +208,14 @@ def run_end_to_end(broker, lake_dir: Path, payloads: list[bytes], workers: int, 
     while any(_port_busy(port + i) for i in range(1, workers)):
         port = free_port()
     ports = [port + i for i in range(workers)]
-    proc = subprocess.Popen([*base, "--metrics-port", str(port), "--until-idle", "1"], cwd=ROOT,
+    proc = subprocess.Popen([*base, "--metrics-port", str(port), "--until-idle", "3"], cwd=ROOT,
                             stdout=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 60
     while any(_metric(p, "connects") < 1 for p in ports):
         if time.monotonic() > deadline or proc.poll() is not None:
-            proc.kill()
-            raise RuntimeError("ingest did not start")
+            proc.terminate()  # the workers are told too (they flush nothing: nothing was acknowledged)
+            proc.wait(30)
+            raise IngestDidNotStart(f"ingest did not start (exit {proc.returncode})")
         time.sleep(0.005)
     cpu0, bcpu0 = tree_cpu(proc.pid), tree_cpu(broker.pid())
     t0 = time.perf_counter()
@@ -281,10 +286,10 @@ def duckdb_groupby(files_glob: str, repeat: int = 3) -> float:
     return best
 
 
-def _spread(xs: list[float], fmt: str = "{:,.0f}") -> str:
-    """``median (best B, worst W of N)`` of one figure's runs (best = highest)."""
-    return (f"{fmt.format(statistics.median(xs))} (best {fmt.format(max(xs))}, worst {fmt.format(min(xs))} "
-            f"of {len(xs)})")
+def _spread(xs: list[float], fmt: str = "{:,.0f}", lower_is_better: bool = False) -> str:
+    """``median (best B, worst W of N)`` of one figure's runs."""
+    best, worst = (min(xs), max(xs)) if lower_is_better else (max(xs), min(xs))
+    return f"{fmt.format(statistics.median(xs))} (best {fmt.format(best)}, worst {fmt.format(worst)} of {len(xs)})"
 
 
 def main(argv=None) -> None:
@@ -339,7 +344,14 @@ def main(argv=None) -> None:
                     ceiling = raw_ceiling(payloads, fresh_lake("raw"))
                 msgs = payloads if kind == "binary" else jp
                 name = f"lake-{kind}{workers}{'q' if prefill else ''}"
-                r = run_end_to_end(fresh_broker(), fresh_lake(name).root, msgs, workers, prefill)
+                for attempt in range(3):  # a new broker and lake for each attempt
+                    try:
+                        r = run_end_to_end(fresh_broker(), fresh_lake(name).root, msgs, workers, prefill)
+                        break
+                    except IngestDidNotStart as e:
+                        if attempt == 2:
+                            raise
+                        print(f"  ({e}; run again)", flush=True)
                 c = r["counters"]
                 units = n if kind == "binary" else n_json
                 ok = c["written"] == units and c["acked"] == len(msgs)
@@ -366,7 +378,7 @@ def main(argv=None) -> None:
                    f"publisher running concurrently, it alone {statistics.median(col('pub')):,.0f}/s")
             per_reading = (f" = {statistics.median(col('cpu_us')) / PER_MSG * 1e3:,.0f} ns/reading"
                            if kind == "binary" else "")
-            cpu = (f"ingest CPU {_spread(col('cpu_us'), '{:,.1f}')} µs/msg{per_reading}, broker "
+            cpu = (f"ingest CPU {_spread(col('cpu_us'), '{:,.1f}', True)} µs/msg{per_reading}, broker "
                    f"{statistics.median(col('broker_us')):,.1f} µs/msg (medians)")
             if kind == "binary":
                 print(f"binary, {workers} worker(s): {_spread(col('rate'))} readings/s written+fsynced+acked "
