@@ -324,7 +324,9 @@ class Ingest:
         self.token = _file_token(client_id)
         self.seq = 0
         self.lock = threading.Lock()          # guards batch and generation
-        self.pool = BufferPool(min(batch_rows, 1 << 21) + 1024)  # day buffers of written batches, reused
+        # day buffers of written batches, reused; twice the batch size: the network thread goes on adding
+        # until the flush loop cuts a full batch
+        self.pool = BufferPool(2 * min(batch_rows, 1 << 21) + 1024)
         self.batch = Batch(tz=lake.tz, pool=self.pool)
         self.generation = 0                   # +1 on every connect / disconnect
         self.wake = threading.Event()
