@@ -408,8 +408,9 @@ class Ingest:
             topic = msg.topic
         except UnicodeDecodeError:  # paho decodes the topic bytes strictly
             topic = msg._topic.decode("utf-8", "replace")
+        decoded = decode_message(topic, msg.payload, int(now), self.limits)
         with self.lock:
-            self._add_message(topic, msg.payload, msg.mid, msg.qos, now)
+            self._add_decoded(topic, msg.payload, msg.mid, msg.qos, decoded, now)
             full = self._full()
         self.counters.received += 1
         self.last_message = time.monotonic()
@@ -417,59 +418,64 @@ class Ingest:
             self.wake.set()
 
     def _on_publishes(self, packets: list[tuple[bytes, int, int, bytes]]) -> None:
-        """PUBLISH packets read in bulk (:func:`split_publishes`): the messages of one valid JSON
-        reading each (:func:`single_reading`) are added to the batch together, every other one as
-        :meth:`_on_message` adds it; arrival order is kept. Nothing raises out of here."""
+        """PUBLISH packets read in bulk (:func:`split_publishes`), decoded before the lock is taken:
+        the runs of messages of one valid JSON reading each (:func:`single_reading`) enter the batch
+        in one step, every other message as :meth:`_on_message` adds it; arrival order is kept.
+        Nothing raises out of here."""
         now = time.time()
         now_s = int(now)
-        group = []  # consecutive messages of one valid reading: (topic, payload, mid, qos, sender, row)
+        # in arrival order: a run (a list) of one-reading messages (topic, payload, mid, qos, sender, row),
+        # or another message (topic, payload, mid, qos, Decoded)
+        items, run = [], None
+        for topic_bytes, mid, qos, payload in packets:
+            try:
+                topic = topic_bytes.decode("utf-8")
+            except UnicodeDecodeError:  # as paho's msg.topic would refuse it (see _on_message)
+                topic = topic_bytes.decode("utf-8", "replace")
+            sender = sender_of(topic)
+            row = single_reading(payload, now_s, self.limits) if sender is not None else None
+            if row is None:
+                items.append((topic, payload, mid, qos, decode_message(topic, payload, now_s, self.limits)))
+                run = None
+            else:
+                if run is None:
+                    run = []
+                    items.append(run)
+                run.append((topic, payload, mid, qos, sender, row))
         with self.lock:
-            for topic_bytes, mid, qos, payload in packets:
-                try:
-                    topic = topic_bytes.decode("utf-8")
-                except UnicodeDecodeError:  # as paho's msg.topic would refuse it (see _on_message)
-                    topic = topic_bytes.decode("utf-8", "replace")
-                sender = sender_of(topic)
-                row = single_reading(payload, now_s, self.limits) if sender is not None else None
-                if row is not None:
-                    group.append((topic, payload, mid, qos, sender, row))
-                    continue
-                self._add_group(group, now)
-                group = []
-                self._add_message(topic, payload, mid, qos, now)
-            self._add_group(group, now)
+            for item in items:
+                if type(item) is list:
+                    self._add_run(item, now)
+                else:
+                    self._add_decoded(*item, now)
             full = self._full()
         self.counters.received += len(packets)
         self.last_message = time.monotonic()
         if full:
             self.wake.set()
 
-    def _add_group(self, group: list, now: float) -> None:
+    def _add_run(self, run: list, now: float) -> None:
         """Messages of one valid reading each into the batch at once (should that fail, one by one
-        as :meth:`_add_message` adds them). Under the lock."""
-        if not group:
-            return
+        as :meth:`_on_message` adds them). Under the lock."""
         gen = self.generation
         try:
-            self.batch.add_readings([g[5] for g in group], [g[4] for g in group], int(now * 1000),
-                                    [(g[2], g[3], gen) if g[3] > 0 else None for g in group], time.monotonic())
+            self.batch.add_readings([r[5] for r in run], [r[4] for r in run], int(now * 1000),
+                                    [(r[2], r[3], gen) if r[3] > 0 else None for r in run], time.monotonic())
         except Exception:  # the batch is unchanged (Batch.add_readings)
-            for topic, payload, mid, qos, _sender, _row in group:
-                self._add_message(topic, payload, mid, qos, now)
+            for topic, payload, mid, qos, _sender, _row in run:
+                self._add_decoded(topic, payload, mid, qos, decode_message(topic, payload, int(now), self.limits), now)
             return
-        self.counters.readings += len(group)
+        self.counters.readings += len(run)
 
-    def _add_message(self, topic: str, payload: bytes, mid: int, qos: int, now: float) -> None:
-        """Decode one message and add it to the batch (a failure: dead-lettered ``internal``). Under the lock."""
-        decoded = decode_message(topic, payload, int(now), self.limits)
+    def _add_decoded(self, topic: str, payload: bytes, mid: int, qos: int, decoded, now: float) -> None:
+        """One decoded message into the batch (should that fail, dead-lettered ``internal``). Under the lock."""
         ack = (mid, qos, self.generation) if qos > 0 else None
+        received_ms = int(now * 1000)
         try:
-            self._add_decoded(decoded, topic, sender_of(topic), int(now * 1000), ack)
+            self.batch.add(decoded, topic, sender_of(topic), received_ms, ack, time.monotonic())
         except Exception as e:  # the batch is unchanged (Batch.add)
-            self._add_decoded(internal_error(payload, e, "batching"), topic, None, int(now * 1000), ack)
-
-    def _add_decoded(self, decoded, topic: str, sender: str | None, received_ms: int, ack) -> None:
-        self.batch.add(decoded, topic, sender, received_ms, ack, time.monotonic())
+            decoded = internal_error(payload, e, "batching")
+            self.batch.add(decoded, topic, None, received_ms, ack, time.monotonic())
         self.counters.readings += decoded.n
 
     # -- flushing (caller's thread) --------------------------------------------------------------

@@ -570,3 +570,39 @@ def test_split_publishes_reads_what_paho_reads(v5):
                  b"\x32" + _varint(4) + b"\x00\x00\x00\x01",  # empty topic (an alias only paho may resolve)
                  b"\x30\xff\xff\xff\xff\x01"):             # a remaining length of 5 bytes
         assert split_publishes(raw[1] + stop, 0, v5, 100) == ([want[1]], len(raw[1]))
+
+
+def test_queued_json_readings_and_poison_in_bulk_same_as_one_by_one(broker, lake):
+    """Messages queued first arrive many per socket read (the bulk PUBLISH split and the one-reading
+    fast path): runs of valid one-reading JSON messages between poison, arrays, heat readings and
+    binary batches are written, dead-lettered and acknowledged exactly as message-by-message decoding
+    says, and a second run receives nothing."""
+    from ingest.decode import decode_message
+
+    create_session(broker.url("ingest"), lake)
+    pub = Publisher(broker.url("sender"))
+    payloads = []
+    for i in range(600):
+        r = {"meter_id": 1 + i % 200, "ts": T0 + 900 * (i // 200), "register": i / 8}
+        payloads.append(json.dumps(r).encode())
+        if i % 97 == 0:
+            payloads += [b"{not json", json.dumps({**r, "meter_id": 0}).encode(),
+                         json.dumps([r, {**r, "ts": "yesterday"}]).encode(),
+                         json.dumps({**r, "meter_id": 9000 + i, "flow_temp": 55.5}).encode(),
+                         wire.encode_batch(np.array([7000 + i]), np.array([T0]), np.array([i]))]
+    for p in payloads:
+        pub.send(p)
+    pub.wait()
+    pub.close()
+    want_rows, want_dead, want_n = {}, [], 0
+    for p in payloads:
+        d = decode_message(pub.topic, p, NOW)
+        want_n += d.n
+        want_rows.update(zip(zip(d.meter_id.tolist(), d.ts.tolist()), d.register_milli.tolist()))
+        want_dead += [reason for _, reason, _ in d.dead]
+    out = run_ingest(parse_broker_url(broker.url("ingest")), lake, until_idle=1.0)
+    assert out["received"] == len(payloads) == out["acked"] and out["written"] == want_n == 600 + 3 * 7
+    assert lake_dict(lake) == want_rows
+    dead = lake.read("deadletter", columns=["reason"]).column("reason").to_pylist()
+    assert sorted(dead) == sorted(want_dead) and len(want_dead) == 3 * 7
+    assert run_ingest(parse_broker_url(broker.url("ingest")), lake, until_idle=0.5)["received"] == 0
