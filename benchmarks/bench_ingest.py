@@ -341,7 +341,7 @@ def main(argv=None) -> None:
             for kind, workers, prefill in configs:
                 ceiling = None
                 if kind == "binary":  # the ceiling right before its end-to-end run, in turns
-                    ceiling = raw_ceiling(payloads, fresh_lake("raw"))
+                    ceiling = raw_ceiling(payloads, fresh_lake("raw").root)
                 msgs = payloads if kind == "binary" else jp
                 name = f"lake-{kind}{workers}{'q' if prefill else ''}"
                 for attempt in range(3):  # a new broker and lake for each attempt
