@@ -4,11 +4,17 @@
   readings/s written, fsynced and acknowledged (target >= 3M/s);
 - bytes per reading on disk, arrival-order files vs after ``meters compact`` (target <= 4);
 - DuckDB group-by per meter over compacted vs arrival-order files;
-- the raw ceiling measured in the same run (Parquet write + fsync of the same readings, already
-  decoded, in ingest's batch size and options) and end to end as a fraction of it (target >= 0.6);
-- JSON, one reading per message: messages/s (target >= 15k/s).
+- the raw ceiling (Parquet write + fsync of the same readings, already decoded, in ingest's batch
+  size and options), measured in turns with each end-to-end run, and end to end as a fraction of the
+  ceiling measured next to it (target >= 0.6);
+- JSON, one reading per message: messages/s (target >= 15k/s);
+- the ingest workers' CPU µs per message (and the broker's), the load average beside every figure.
 
-``python -m benchmarks ingest [--quick] [--readings N] [--json-msgs N]``
+Every figure is measured ``--rounds`` times, the runs of a round interleaved (ceiling, end to end,
+ceiling, …): the summary gives the median and the best over the rounds, so that one figure reflects
+the code rather than another job on the machine.
+
+``python -m benchmarks ingest [--quick] [--readings N] [--json-msgs N] [--rounds N]``
 """
 from __future__ import annotations
 
@@ -17,6 +23,7 @@ import http.client
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -104,8 +111,8 @@ def publish_packets(topic: str, payloads: list[bytes]) -> list[bytes]:
     return [_packet(0x32, t + (i % 65535 + 1).to_bytes(2, "big") + p) for i, p in enumerate(payloads)]
 
 
-def _publish(broker, payloads: list[bytes]) -> float:
-    """Publish at QoS 1 (MQTT 3.1.1 on a plain socket, pre-encoded packets, up to ``PUB_WINDOW``
+def _publish(broker, packets: list[bytes]) -> float:
+    """Publish ``packets`` (:func:`broker_packets`) at QoS 1 (MQTT 3.1.1 on a plain socket, up to ``PUB_WINDOW``
     unacknowledged) and wait for every PUBACK; returns seconds. A paho client spends about 100 µs of
     Python per message: it would measure itself, not the broker and ingest."""
     import socket
@@ -114,7 +121,6 @@ def _publish(broker, payloads: list[bytes]) -> float:
     from meters.mqtt import parse_broker_url
 
     u = parse_broker_url(broker.url("sender"))
-    packets = publish_packets(f"meters/v1/{u.username}/readings", payloads)
     flags = 0x02 | (0x80 if u.username is not None else 0) | (0x40 if u.password is not None else 0)
     connect = _packet(0x10, _str("MQTT") + bytes([4, flags, 0, 0]) + _str("bench-pub")
                       + (_str(u.username) if u.username is not None else b"")
@@ -157,18 +163,47 @@ def _publish(broker, payloads: list[bytes]) -> float:
     return seconds
 
 
+def broker_packets(broker, payloads: list[bytes]) -> list[bytes]:
+    """The PUBLISH packets of ``payloads`` on ``broker``'s sender topic (encoded before any clock starts)."""
+    from meters.mqtt import parse_broker_url
+
+    return publish_packets(f"meters/v1/{parse_broker_url(broker.url('sender')).username}/readings", payloads)
+
+
+def tree_cpu(pid: int | None) -> float:
+    """CPU seconds (user + system) used so far by process ``pid`` and its descendants, those that
+    ended and were waited for included (Linux /proc; 0.0 where it cannot be read)."""
+    tick, total, todo = os.sysconf("SC_CLK_TCK"), 0, [pid] if pid else []
+    while todo:
+        p = todo.pop()
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rpartition(")")[2].split()
+            total += sum(map(int, fields[11:15]))  # utime, stime, cutime, cstime
+            for task in Path(f"/proc/{p}/task").iterdir():
+                todo += [int(c) for c in (task / "children").read_text().split()]
+        except (OSError, ValueError, IndexError):
+            continue
+    return total / tick
+
+
+class IngestDidNotStart(RuntimeError):
+    """E.g. a metrics port taken by another process between choosing and binding it."""
+
+
 def run_end_to_end(broker, lake_dir: Path, payloads: list[bytes], workers: int, prefill: bool = False) -> dict:
     """Start ``workers`` ingest processes and time until every message of ``payloads`` is written
     and acknowledged: published concurrently (publisher, broker and workers share the cores), or,
-    with ``prefill``, queued in the broker first (the ingest side alone)."""
+    with ``prefill``, queued in the broker first (the ingest side alone). Also the CPU seconds the
+    workers and the broker used in that time (the workers' start-up excluded)."""
     from meters.broker import free_port
 
     base = [sys.executable, "-m", "meters", "ingest", "--broker", broker.url("ingest"), "--lake", str(lake_dir),
             "--workers", str(workers), "--json", "-q"]
+    packets = broker_packets(broker, payloads)
     t_pub = None
     if prefill:  # create the sessions, then queue everything while the workers are away
         subprocess.run([*base, "--until-idle", "0.1"], cwd=ROOT, check=True, capture_output=True)
-        t_pub = _publish(broker, payloads)
+        t_pub = _publish(broker, packets)
     port = free_port()  # chosen last: an ephemeral port of the publisher may have taken a candidate
     while any(_port_busy(port + i) for i in range(1, workers)):
         port = free_port()
@@ -178,20 +213,24 @@ def run_end_to_end(broker, lake_dir: Path, payloads: list[bytes], workers: int, 
     deadline = time.monotonic() + 60
     while any(_metric(p, "connects") < 1 for p in ports):
         if time.monotonic() > deadline or proc.poll() is not None:
-            proc.kill()
-            raise RuntimeError("ingest did not start")
+            proc.terminate()  # the workers are told too (they flush nothing: nothing was acknowledged)
+            proc.wait(30)
+            raise IngestDidNotStart(f"ingest did not start (exit {proc.returncode})")
         time.sleep(0.005)
+    cpu0, bcpu0 = tree_cpu(proc.pid), tree_cpu(broker.pid())
     t0 = time.perf_counter()
     if not prefill:
-        t_pub = _publish(broker, payloads)
+        t_pub = _publish(broker, packets)
     n = len(payloads)
     while _acked(ports) < n:
         if proc.poll() is not None or time.perf_counter() - t0 > 600:
             break
         time.sleep(0.005)
     t_ack = time.perf_counter() - t0
+    cpu, bcpu = tree_cpu(proc.pid) - cpu0, tree_cpu(broker.pid()) - bcpu0
     out, _ = proc.communicate(timeout=120)
-    return {"seconds": t_ack, "publish_seconds": t_pub, "counters": json.loads(out)}
+    return {"seconds": t_ack, "publish_seconds": t_pub, "counters": json.loads(out), "cpu": cpu,
+            "broker_cpu": bcpu, "load": os.getloadavg()[0]}
 
 
 def raw_ceiling(payloads: list[bytes], lake_dir: Path, batch_rows: int = 500_000) -> float:
@@ -247,14 +286,24 @@ def duckdb_groupby(files_glob: str, repeat: int = 3) -> float:
     return best
 
 
+def _spread(xs: list[float], fmt: str = "{:,.0f}", lower_is_better: bool = False) -> str:
+    """``median (best B, worst W of N)`` of one figure's runs."""
+    best, worst = (min(xs), max(xs)) if lower_is_better else (max(xs), min(xs))
+    return f"{fmt.format(statistics.median(xs))} (best {fmt.format(best)}, worst {fmt.format(worst)} of {len(xs)})"
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(prog="bench_ingest")
-    ap.add_argument("--quick", action="store_true", help="small sizes (a few seconds)")
+    ap.add_argument("--quick", action="store_true", help="small sizes (about a minute)")
     ap.add_argument("--readings", type=int, default=None, help="binary readings per run (default 10M, quick 2M)")
-    ap.add_argument("--json-msgs", type=int, default=None, help="JSON messages (default 40k, quick 5k)")
+    ap.add_argument("--json-msgs", type=int, default=None, help="JSON messages per run (default 100k, quick 20k)")
+    ap.add_argument("--rounds", type=int, default=None, help="rounds of interleaved runs (default 5, quick 3)")
     args = ap.parse_args(argv)
     n_readings = args.readings or (2_000_000 if args.quick else 10_000_000)
-    n_json = args.json_msgs or (5_000 if args.quick else 40_000)
+    n_json = args.json_msgs or (20_000 if args.quick else 100_000)
+    rounds = args.rounds or (3 if args.quick else 5)
+    if min(n_readings, n_json, rounds) < 1:
+        raise SystemExit("--readings, --json-msgs and --rounds must be >= 1")
 
     from ingest.compact import compact
     from meters.broker import ManagedBroker
@@ -268,70 +317,104 @@ def main(argv=None) -> None:
         # otherwise receive (and hold) their share of the messages
         if brokers:
             brokers[-1].stop()
+            shutil.rmtree(brokers[-1].dir, ignore_errors=True)
         brokers.append(ManagedBroker(tmp / f"broker{len(brokers)}"))
         brokers[-1].start()
         return brokers[-1]
 
-    try:
-        payloads, n = fleet_payloads(n_readings)
-        print(f"fleet: {n:,} readings in {len(payloads):,} binary batches of {PER_MSG:,} "
-              f"({len(payloads[0]) / 1e3:.0f} kB each), QoS 1, managed Mosquitto on 127.0.0.1")
-        ceiling = raw_ceiling(payloads, tmp / "raw")
-        print(f"raw ceiling: Parquet write + fsync of the decoded readings alone {ceiling:,.0f} readings/s "
-              f"(load {os.getloadavg()[0]:.1f})")
-        results = {}
-        for workers in (1, 2):
-            for prefill in (False, True):
-                lake = init_lake(tmp / f"lake{workers}{'q' if prefill else ''}")
-                r = run_end_to_end(fresh_broker(), lake.root, payloads, workers, prefill)
-                c = r["counters"]
-                ok = c["written"] == n and c["acked"] == len(payloads)
-                rate = n / r["seconds"]
-                results[workers, prefill] = rate
-                how = ("queued in the broker first, ingest side alone" if prefill else
-                       f"publisher running concurrently, it alone {n / r['publish_seconds']:,.0f}/s")
-                print(f"binary, {workers} worker(s): {rate:,.0f} readings/s written+fsynced+acked "
-                      f"= {rate / ceiling:.2f} of the raw ceiling (target >= 0.6) "
-                      f"({r['seconds']:.2f} s; {how}; {c['files']} files; complete: {ok}; "
-                      f"load {os.getloadavg()[0]:.1f})")
-        print(f"2 workers vs 1: x{results[2, False] / results[1, False]:.2f} end to end, "
-              f"x{results[2, True] / results[1, True]:.2f} ingest side alone (2 cores shared by publisher, "
-              f"broker and workers)")
+    def fresh_lake(name: str):
+        shutil.rmtree(tmp / name, ignore_errors=True)
+        return init_lake(tmp / name)
 
-        lake = init_lake(tmp / "lake1")
+    try:
+        t_start = time.perf_counter()
+        payloads, n = fleet_payloads(n_readings)
+        jp = json_payloads(n_json)
+        print(f"fleet: {n:,} readings in {len(payloads):,} binary batches of {PER_MSG:,} "
+              f"({len(payloads[0]) / 1e3:.0f} kB each); {n_json:,} JSON messages of one reading; QoS 1, "
+              f"managed Mosquitto on 127.0.0.1; {rounds} rounds, each run interleaved with the others "
+              f"(load {os.getloadavg()[0]:.1f})")
+        configs = [("binary", 1, False), ("binary", 1, True), ("binary", 2, False), ("binary", 2, True),
+                   ("json", 1, False), ("json", 1, True)]
+        res = {c: [] for c in configs}   # per round: dict(rate, ratio, cpu_us, broker_us, load, ceiling)
+        for rnd in range(1, rounds + 1):
+            for kind, workers, prefill in configs:
+                ceiling = None
+                if kind == "binary":  # the ceiling right before its end-to-end run, in turns
+                    ceiling = raw_ceiling(payloads, fresh_lake("raw").root)
+                msgs = payloads if kind == "binary" else jp
+                name = f"lake-{kind}{workers}{'q' if prefill else ''}"
+                for attempt in range(3):  # a new broker and lake for each attempt
+                    try:
+                        r = run_end_to_end(fresh_broker(), fresh_lake(name).root, msgs, workers, prefill)
+                        break
+                    except IngestDidNotStart as e:
+                        if attempt == 2:
+                            raise
+                        print(f"  ({e}; run again)", flush=True)
+                c = r["counters"]
+                units = n if kind == "binary" else n_json
+                ok = c["written"] == units and c["acked"] == len(msgs)
+                row = {"rate": units / r["seconds"], "cpu_us": r["cpu"] / len(msgs) * 1e6,
+                       "broker_us": r["broker_cpu"] / len(msgs) * 1e6, "load": r["load"], "ok": ok,
+                       "ceiling": ceiling, "ratio": ceiling and units / r["seconds"] / ceiling,
+                       "pub": units / r["publish_seconds"]}
+                res[kind, workers, prefill].append(row)
+                how = "queued first" if prefill else "publisher running"
+                fig = (f"{row['rate']:,.0f} readings/s = {row['ratio']:.2f} of the ceiling {ceiling:,.0f}/s"
+                       if kind == "binary" else f"{row['rate']:,.0f} msgs/s")
+                print(f"  round {rnd}: {kind}, {workers} worker(s), {how}: {fig}; {r['seconds']:.2f} s; ingest CPU "
+                      f"{row['cpu_us']:,.1f} µs/msg, broker {row['broker_us']:,.1f} µs/msg; complete: {ok}; "
+                      f"load {row['load']:.1f}", flush=True)
+
+        print(f"summary over {rounds} rounds (median, best and worst; the load average at each run: "
+              f"{min(r['load'] for v in res.values() for r in v):.1f}-"
+              f"{max(r['load'] for v in res.values() for r in v):.1f}):")
+        ceilings = [r["ceiling"] for k, v in res.items() if k[0] == "binary" for r in v]
+        print(f"raw ceiling: Parquet write + fsync of the decoded readings alone {_spread(ceilings)} readings/s")
+        for (kind, workers, prefill), rows in res.items():
+            col = lambda k: [r[k] for r in rows]  # noqa: E731
+            how = ("queued in the broker first, ingest side alone" if prefill else
+                   f"publisher running concurrently, it alone {statistics.median(col('pub')):,.0f}/s")
+            per_reading = (f" = {statistics.median(col('cpu_us')) / PER_MSG * 1e3:,.0f} ns/reading"
+                           if kind == "binary" else "")
+            cpu = (f"ingest CPU {_spread(col('cpu_us'), '{:,.1f}', True)} µs/msg{per_reading}, broker "
+                   f"{statistics.median(col('broker_us')):,.1f} µs/msg (medians)")
+            if kind == "binary":
+                print(f"binary, {workers} worker(s): {_spread(col('rate'))} readings/s written+fsynced+acked "
+                      f"= {_spread(col('ratio'), '{:.2f}')} of the ceiling measured next to it (target >= 0.6); "
+                      f"{how}; {cpu}; complete: {all(col('ok'))}")
+            else:
+                print(f"JSON one reading per message: {_spread(col('rate'))} msgs/s written+acked "
+                      f"(target >= 15,000/s); {how}; {cpu}; complete: {all(col('ok'))}")
+        med = {k: statistics.median([r["rate"] for r in v]) for k, v in res.items()}
+        print(f"2 workers vs 1: x{med['binary', 2, False] / med['binary', 1, False]:.2f} end to end, "
+              f"x{med['binary', 2, True] / med['binary', 1, True]:.2f} ingest side alone (2 cores shared by "
+              f"publisher, broker and workers); binary batches carry x{med['binary', 1, True] / med['json', 1, True]:,.0f} "
+              f"more readings/s than JSON messages")
+
+        lake = init_lake(tmp / "lake-binary1")
         arrival = tmp / "arrival"
         shutil.copytree(lake.root / "readings", arrival)
         raw_bytes = _dir_bytes(arrival)
         t = time.perf_counter()
-        res = compact(lake)
+        cres = compact(lake)
         t_compact = time.perf_counter() - t
-        rows = sum(x.rows_out for x in res)
+        rows = sum(x.rows_out for x in cres)
         comp_bytes = _dir_bytes(lake.root / "readings")
         print(f"on disk: arrival-order files {raw_bytes / n:.2f} bytes/reading; after compaction "
               f"{comp_bytes / rows:.2f} bytes/reading (target <= 4); wire format 20; "
-              f"compaction {rows / t_compact:,.0f} readings/s")
+              f"compaction {rows / t_compact:,.0f} readings/s (load {os.getloadavg()[0]:.1f})")
         t_arr = duckdb_groupby(str(arrival / "*" / "*.parquet"))
         t_cmp = duckdb_groupby(str(lake.root / "readings" / "*" / "*.parquet"))
         print(f"DuckDB group-by meter over {rows:,} readings: compacted {t_cmp * 1e3:.0f} ms, "
-              f"arrival order {t_arr * 1e3:.0f} ms (compacted x{t_arr / t_cmp:.2f} faster)")
-
-        jp = json_payloads(n_json)
-        for prefill in (False, True):
-            lake = init_lake(tmp / f"lake-json{'q' if prefill else ''}")
-            r = run_end_to_end(fresh_broker(), lake.root, jp, 1, prefill)
-            ok = r["counters"]["written"] == n_json
-            rate = n_json / r["seconds"]
-            how = ("queued in the broker first, ingest side alone" if prefill else
-                   f"publisher running concurrently, it alone {n_json / r['publish_seconds']:,.0f} msgs/s")
-            print(f"JSON one reading per message: {rate:,.0f} msgs/s written+acked (load {os.getloadavg()[0]:.1f}; "
-                  f"{r['seconds']:.2f} s; "
-                  f"{how}; complete: {ok}) target >= 15,000/s; binary batches carry "
-                  f"x{results[1, prefill] / rate:,.0f} more readings/s")
+              f"arrival order {t_arr * 1e3:.0f} ms (compacted x{t_arr / t_cmp:.2f} faster; "
+              f"load {os.getloadavg()[0]:.1f})")
+        print(f"bench_ingest took {time.perf_counter() - t_start:.0f} s")
     finally:
         for b in brokers:
             b.stop()
         shutil.rmtree(tmp, ignore_errors=True)
-
 
 if __name__ == "__main__":
     main(sys.argv[1:])

@@ -87,7 +87,7 @@ class _Day:
         self.code = np.empty(capacity, np.int32)         # sender: index into Batch.senders
         self.heat: list = []                             # (meter_id, ts, HeatColumns, received_ms) pieces
 
-    def append(self, m, t, r, code: int, received_ms: int) -> None:
+    def append(self, m, t, r, code, received_ms: int) -> None:  # code: one sender code or one per row
         i, k = self.n, len(m)
         j = i + k
         if j > self.code.size:
@@ -106,16 +106,19 @@ class _Day:
 
 
 class BufferPool:
-    """Day buffers of written batches, handed to later batches (thread-safe: a deque)."""
+    """Day buffers of written batches, handed to later batches (thread-safe: a deque). A new buffer
+    holds ``capacity`` rows (ingest: its batch size): the memory is reserved, not touched, until
+    rows fill it, and a batch then never copies its rows to grow."""
 
-    def __init__(self):
+    def __init__(self, capacity: int = 4096):
         self.free: deque = deque()
+        self.capacity = capacity
 
     def take(self) -> _Day:
         try:
             return self.free.pop()
         except IndexError:
-            return _Day()
+            return _Day(self.capacity)
 
     def give(self, d: _Day) -> None:
         d.n = 0
@@ -159,6 +162,33 @@ class Batch:
         for day, m, t, r, heat in pieces:
             self._piece(day, m, t, r, code, received_ms, heat)
         self.rows += n
+
+    def add_readings(self, rows: list[tuple[int, int, int]], senders: list[str], received_ms: int,
+                     acks: list, monotonic: float) -> None:
+        """Add messages of one reading each (``rows`` of ``(meter_id, ts, register_milli)``, their
+        senders and acks (None: QoS 0) in arrival order): the batch :meth:`add` makes of them one at a
+        time, in one step. Everything that can fail is computed first: on an exception the batch is
+        as it was."""
+        if not rows:
+            return
+        m, t, r = np.array(rows, np.int64).T
+        index = dict(self.senders)
+        codes = np.array([index.setdefault(s, len(index)) for s in senders], np.int32)
+        days = local_day_numbers(t, self.tz)
+        lo, hi = int(days.min()), int(days.max())
+        pieces = ([(lo, slice(None))] if lo == hi else
+                  [(int(d), days == d) for d in np.unique(days)])
+        if self.first_monotonic is None:
+            self.first_monotonic = monotonic
+        self.senders = index
+        self.messages += len(rows)
+        self.acks += [a for a in acks if a is not None]
+        for day, k in pieces:
+            d = self.days.get(day)
+            if d is None:
+                d = self.days[day] = self.pool.take() if self.pool is not None else _Day()
+            d.append(m[k], t[k], r[k], codes[k], received_ms)
+        self.rows += len(rows)
 
     def _pieces(self, decoded: Decoded) -> list[tuple]:
         """``(day number, meter_id, ts, register_milli, heat columns or None)`` per lake-local day of the message."""

@@ -297,3 +297,20 @@ def _decode(topic: str, payload: bytes, now: int, limits: Limits) -> Decoded:
 
 
 _VALIDATE = {wire.Columns: validate_columns, list: validate_records}  # by what a codec decodes to
+
+
+def single_reading(payload: bytes, now: int, limits: Limits = Limits()) -> tuple[int, int, int] | None:
+    """The fast path of the commonest message, one JSON object of one valid reading (no heat
+    fields): ``(meter_id, ts, register_milli)``, exactly what :func:`decode_message` gives for it;
+    None for anything else (an array, a binary batch, a row to dead-letter, a heat reading, a payload
+    orjson refuses or the standard library would read otherwise): decode that with
+    :func:`decode_message`. The topic is the caller's to check (:func:`sender_of`). Never raises."""
+    if len(payload) > limits.max_payload:
+        return None
+    try:
+        obj = wire.json_object(payload)
+        if obj is None or not obj.keys().isdisjoint(HEAT_NAMES):
+            return None
+        return parse_row(obj, now, limits)
+    except Exception:  # RowError or anything else: the full path decides (and says why)
+        return None

@@ -9,8 +9,8 @@ reading and dead letter it produced is in a fsynced Parquet file. After a crash 
 the broker re-sends what was not acknowledged; the duplicates this writes are removed by every reader
 (:mod:`meters.readings`) and by compaction.
 
-Threads: paho's network loop decodes each message in ``on_message`` and appends it to the current
-batch; the calling thread cuts batches (by rows, by pending messages, by time) and builds their Arrow
+Threads: paho's network loop decodes the messages (the PUBLISH packets it holds split in bulk,
+:func:`split_publishes`; others through ``on_message``) and appends them to the current batch; the calling thread cuts batches (by rows, by pending messages, by time) and builds their Arrow
 tables; a writer thread writes and fsyncs each built batch's files and only then acknowledges its
 messages, batches in the order they were cut (so PUBACKs keep the order of the PUBLISHes). Building
 the next batch overlaps writing the previous one; at most one built batch waits for the writer. A
@@ -41,10 +41,11 @@ from meters.mqtt import SHARE_GROUP, TOPIC_FILTER, BrokerURL, make_client
 
 from . import sessions
 from .batch import Batch, BufferPool
-from .decode import Limits, decode_message, internal_error, sender_of
+from .decode import Limits, decode_message, internal_error, sender_of, single_reading
 
 log = logging.getLogger("meters.ingest")
 _PUBACK = struct.Struct("!BBH")
+_paho_clock = getattr(mqtt, "time_func", time.monotonic)  # paho's clock of the last bytes received
 
 DEFAULT_CLIENT_ID = "meters-ingest"
 SESSION_EXPIRY_S = 7 * 86400
@@ -139,9 +140,11 @@ def serve_metrics(counters: Counters, port: int, bind: str = "127.0.0.1") -> Thr
 def _buffered_recv(client: mqtt.Client, chunk: int = 1 << 16):
     """paho reads each packet with three or more ``recv`` calls (its first byte, its length, the
     rest): this reads up to ``chunk`` bytes at once and serves paho's reads from them. Returns the
-    ``_sock_recv`` replacement and ``pending()``: bytes of the current connection not yet handed to
+    ``_sock_recv`` replacement, ``pending()``: bytes of the current connection not yet handed to
     paho (they are invisible to ``select``, so the reader must not wait for the socket while any
-    remain). A new connection drops what the old one left."""
+    remain), and ``take(limit, v5)``: the complete PUBLISH packets at the head of those bytes
+    (:func:`split_publishes`, the buffer refilled first when it is empty), consumed. A new
+    connection drops what the old one left."""
     recv = client._sock_recv  # paho's own: TLS "want read/write" become BlockingIOError
     state = {"sock": None, "buf": b"", "pos": 0}
 
@@ -159,23 +162,95 @@ def _buffered_recv(client: mqtt.Client, chunk: int = 1 << 16):
 
     def pending() -> bool:
         return state["sock"] is client._sock and state["pos"] < len(state["buf"])
-    return sock_recv, pending
+
+    def take(limit: int, v5: bool) -> list[tuple[bytes, int, int, bytes]]:
+        if not pending():
+            try:
+                data = recv(chunk)
+            except OSError:  # BlockingIOError included: paho's own read reports it
+                return []
+            if not data:  # closed: paho's own read finds it out
+                return []
+            state.update(sock=client._sock, buf=data, pos=0)
+        got, state["pos"] = split_publishes(state["buf"], state["pos"], v5, limit)
+        return got
+    return sock_recv, pending, take
 
 
-def _read_until_empty(client: mqtt.Client, max_packets: int = 1000, pending=lambda: False):
+def _varint(buf: bytes, i: int, stop: int) -> tuple[int, int] | None:
+    """The MQTT variable byte integer at ``buf[i:stop]``: ``(value, index after it)``, or None when
+    it is incomplete or longer than its 4 bytes."""
+    value, shift = 0, 0
+    for k in range(i, min(stop, i + 4)):
+        b = buf[k]
+        value |= (b & 0x7F) << shift
+        shift += 7
+        if not b & 0x80:
+            return value, k + 1
+    return None
+
+
+def split_publishes(buf: bytes, pos: int, v5: bool, limit: int) -> tuple[list[tuple[bytes, int, int, bytes]], int]:
+    """The complete QoS 0/1 PUBLISH packets from ``buf[pos:]`` (at most ``limit``), as ``(topic
+    bytes, packet id, qos, payload)``, and the position after them. Stops at anything else (another
+    packet type, QoS 2, a packet not complete yet, an empty topic, a malformed length): paho's own
+    reader takes that one."""
+    out = []
+    end_buf = len(buf)
+    while pos < end_buf and len(out) < limit:
+        first = buf[pos]
+        qos = (first >> 1) & 3
+        head = _varint(buf, pos + 1, end_buf) if first >> 4 == 3 and qos < 2 else None
+        if head is None:
+            break
+        length, i = head
+        end = i + length
+        topic_len = int.from_bytes(buf[i:i + 2], "big")
+        j = i + 2 + topic_len
+        if end > end_buf or topic_len == 0 or j > end:
+            break
+        mid = 0
+        if qos:
+            mid, j = int.from_bytes(buf[j:j + 2], "big"), j + 2
+        if v5:  # skip the properties (ingest reads none; a topic alias would have an empty topic)
+            props = _varint(buf, j, end)
+            if props is None:
+                break
+            j = props[1] + props[0]
+        if j > end:
+            break
+        out.append((buf[i + 2:i + 2 + topic_len], mid, qos, buf[j:end]))
+        pos = end
+    return out, pos
+
+
+def _read_until_empty(client: mqtt.Client, max_packets: int = 1000, pending=lambda: False,
+                      take=None, on_publishes=None):
     """paho's ``loop_read`` reads one incoming packet per ``select`` when no QoS 2 is in flight;
     at thousands of small messages per second the ``select`` calls cost as much as the decoding.
     This reads what the socket holds (up to ``max_packets``, and then on while ``pending()``: bytes
-    already read from the socket) before returning to ``select``.
+    already read from the socket) before returning to ``select``. With ``take`` and
+    ``on_publishes``, the complete PUBLISH packets buffered between two of paho's packets go to
+    ``on_publishes(packets)`` in one call, bypassing paho's per-message objects (its ``on_message``
+    is not called for them); paho reads every other packet.
     Uses paho 2.x internals; :func:`fast_read` falls back to paho's own method without them."""
+    v5 = getattr(client, "_protocol", None) == mqtt.MQTTv5
+
     def loop_read(max_packets_ignored: int = 1) -> mqtt.MQTTErrorCode:
         if client._sock is None:
             return mqtt.MQTTErrorCode.MQTT_ERR_NO_CONN
         k = 0
         while k < max_packets or pending():
-            k += 1
             if client._sock is None:
                 return mqtt.MQTTErrorCode.MQTT_ERR_NO_CONN
+            if on_publishes is not None and client._in_packet["command"] == 0:
+                got = take(max_packets, v5)
+                if got:
+                    k += len(got)
+                    client._last_bytes_received = _paho_clock()
+                    on_publishes(got)
+                    continue
+            k += 1
             rc = client._packet_read()
             if rc > 0:
                 return client._loop_rc_handle(rc)
@@ -185,12 +260,13 @@ def _read_until_empty(client: mqtt.Client, max_packets: int = 1000, pending=lamb
     return loop_read
 
 
-def fast_read(client: mqtt.Client) -> bool:
+def fast_read(client: mqtt.Client, on_publishes=None) -> bool:
     """Install :func:`_buffered_recv` and :func:`_read_until_empty` on ``client`` when this paho
-    has the internals they need."""
-    if all(hasattr(client, a) for a in ("_sock", "_sock_recv", "_packet_read", "_loop_rc_handle")):
-        client._sock_recv, pending = _buffered_recv(client)
-        client.loop_read = _read_until_empty(client, pending=pending)
+    has the internals they need (with ``on_publishes``, PUBLISH packets go to it in bulk)."""
+    needed = ("_sock", "_sock_recv", "_packet_read", "_loop_rc_handle", "_in_packet", "_protocol")
+    if all(hasattr(client, a) for a in needed):
+        client._sock_recv, pending, take = _buffered_recv(client)
+        client.loop_read = _read_until_empty(client, pending=pending, take=take, on_publishes=on_publishes)
         return True
     return False
 
@@ -248,7 +324,9 @@ class Ingest:
         self.token = _file_token(client_id)
         self.seq = 0
         self.lock = threading.Lock()          # guards batch and generation
-        self.pool = BufferPool()              # day buffers of written batches, reused
+        # day buffers of written batches, reused; twice the batch size: the network thread goes on adding
+        # until the flush loop cuts a full batch
+        self.pool = BufferPool(2 * min(batch_rows, 1 << 21) + 1024)
         self.batch = Batch(tz=lake.tz, pool=self.pool)
         self.generation = 0                   # +1 on every connect / disconnect
         self.wake = threading.Event()
@@ -277,7 +355,7 @@ class Ingest:
         if v5:
             self.connect_kwargs["properties"].ReceiveMaximum = receive_maximum
         self.client.manual_ack_set(True)
-        fast_read(self.client)
+        fast_read(self.client, self._on_publishes)
         self.client.reconnect_delay_set(0.1, 2)
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
@@ -332,18 +410,73 @@ class Ingest:
             topic = msg._topic.decode("utf-8", "replace")
         decoded = decode_message(topic, msg.payload, int(now), self.limits)
         with self.lock:
-            ack = (msg.mid, msg.qos, self.generation) if msg.qos > 0 else None
-            try:
-                self.batch.add(decoded, topic, sender_of(topic), int(now * 1000), ack, time.monotonic())
-            except Exception as e:  # the batch is unchanged (Batch.add)
-                decoded = internal_error(msg.payload, e, "batching")
-                self.batch.add(decoded, topic, None, int(now * 1000), ack, time.monotonic())
+            self._add_decoded(topic, msg.payload, msg.mid, msg.qos, decoded, now)
             full = self._full()
         self.counters.received += 1
-        self.counters.readings += decoded.n
         self.last_message = time.monotonic()
         if full:
             self.wake.set()
+
+    def _on_publishes(self, packets: list[tuple[bytes, int, int, bytes]]) -> None:
+        """PUBLISH packets read in bulk (:func:`split_publishes`), decoded before the lock is taken:
+        the runs of messages of one valid JSON reading each (:func:`single_reading`) enter the batch
+        in one step, every other message as :meth:`_on_message` adds it; arrival order is kept.
+        Nothing raises out of here."""
+        now = time.time()
+        now_s = int(now)
+        # in arrival order: a run (a list) of one-reading messages (topic, payload, mid, qos, sender, row),
+        # or another message (topic, payload, mid, qos, Decoded)
+        items, run = [], None
+        for topic_bytes, mid, qos, payload in packets:
+            try:
+                topic = topic_bytes.decode("utf-8")
+            except UnicodeDecodeError:  # as paho's msg.topic would refuse it (see _on_message)
+                topic = topic_bytes.decode("utf-8", "replace")
+            sender = sender_of(topic)
+            row = single_reading(payload, now_s, self.limits) if sender is not None else None
+            if row is None:
+                items.append((topic, payload, mid, qos, decode_message(topic, payload, now_s, self.limits)))
+                run = None
+            else:
+                if run is None:
+                    run = []
+                    items.append(run)
+                run.append((topic, payload, mid, qos, sender, row))
+        with self.lock:
+            for item in items:
+                if type(item) is list:
+                    self._add_run(item, now)
+                else:
+                    self._add_decoded(*item, now)
+            full = self._full()
+        self.counters.received += len(packets)
+        self.last_message = time.monotonic()
+        if full:
+            self.wake.set()
+
+    def _add_run(self, run: list, now: float) -> None:
+        """Messages of one valid reading each into the batch at once (should that fail, one by one
+        as :meth:`_on_message` adds them). Under the lock."""
+        gen = self.generation
+        try:
+            self.batch.add_readings([r[5] for r in run], [r[4] for r in run], int(now * 1000),
+                                    [(r[2], r[3], gen) if r[3] > 0 else None for r in run], time.monotonic())
+        except Exception:  # the batch is unchanged (Batch.add_readings)
+            for topic, payload, mid, qos, _sender, _row in run:
+                self._add_decoded(topic, payload, mid, qos, decode_message(topic, payload, int(now), self.limits), now)
+            return
+        self.counters.readings += len(run)
+
+    def _add_decoded(self, topic: str, payload: bytes, mid: int, qos: int, decoded, now: float) -> None:
+        """One decoded message into the batch (should that fail, dead-lettered ``internal``). Under the lock."""
+        ack = (mid, qos, self.generation) if qos > 0 else None
+        received_ms = int(now * 1000)
+        try:
+            self.batch.add(decoded, topic, sender_of(topic), received_ms, ack, time.monotonic())
+        except Exception as e:  # the batch is unchanged (Batch.add)
+            decoded = internal_error(payload, e, "batching")
+            self.batch.add(decoded, topic, None, received_ms, ack, time.monotonic())
+        self.counters.readings += decoded.n
 
     # -- flushing (caller's thread) --------------------------------------------------------------
     def _next_name(self) -> str:

@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ingest.batch import Batch, BufferPool, local_day_numbers
-from ingest.decode import Limits, decode_message
+from ingest.decode import Limits, decode_message, single_reading
 from meters import wire
 
 TOPIC = "meters/v1/conc-1/readings"
@@ -153,3 +153,69 @@ def test_batches_reusing_pooled_buffers_equal_fresh_batches(batches):
         del got
         pooled.release()
     assert pool.free and all(d.n == 0 for d in pool.free)
+
+
+_VALUES = st.one_of(st.integers(-2, 3) | st.integers(NOW - 10**8, NOW + 2 * 86400) | st.integers(2**62, 2**64),
+                    st.floats(allow_nan=True, allow_infinity=True), st.sampled_from(
+                        ["2026-11-24T00:00:00Z", "2026-11-24T00:00:00", "x", "1999-01-01T00:00:00+00:00"]),
+                    st.none(), st.booleans(), st.lists(st.integers(0, 3), max_size=2))
+_KEYS = st.sampled_from(["meter_id", "ts", "register", "utility", "unit", "flow_temp", "volume", "other"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(_KEYS, _VALUES, max_size=5), st.booleans(), st.binary(max_size=4))
+def test_single_reading_fast_path_equals_decode_message(fields, complete, tail):
+    """The fast path of a one-reading JSON message gives exactly what decode_message gives, or None
+    (then decode_message decides, dead letters and reasons included)."""
+    if complete:
+        fields = {"meter_id": 7, "ts": TS, "register": 1.5, **fields}
+    payload = json.dumps(fields).encode() + (tail if tail[:1] in (b"", b" ") else b"")
+    got = single_reading(payload, NOW)
+    d = decode_message(TOPIC, payload, NOW)
+    if got is not None:
+        assert not d.dead and d.heat is None and d.n == 1
+        assert got == (d.meter_id[0], d.ts[0], d.register_milli[0])
+    elif set(fields) <= {"meter_id", "ts", "register"} and not d.dead and d.n == 1 and not tail.strip():
+        pytest.fail(f"fast path refused a plain valid reading {payload!r}")
+
+
+def test_single_reading_refuses_what_decode_message_reads_otherwise():
+    ok = b'{"meter_id": 110100000001, "ts": "2026-11-23T00:15:00+08:00", "register": 1532.417}'
+    assert single_reading(ok, NOW) == (110100000001, int(dt.datetime(2026, 11, 22, 16, 15, tzinfo=dt.timezone.utc)
+                                                         .timestamp()), 1532417)
+    for payload in (b'[{"meter_id": 1, "ts": %d, "register": 1}]' % TS,          # an array
+                    b'{"meter_id": 1, "ts": %d, "register": 1, "volume": 2}' % TS,  # a heat reading
+                    b'{"meter_id": 1234567890123456789, "ts": %d, "register": 1}' % TS,  # 19 digits: stdlib
+                    b'{"meter_id": 1, "ts": %d, "register": NaN}' % TS,          # orjson refuses: stdlib
+                    b'{"meter_id": 0, "ts": %d, "register": 1}' % TS):           # a dead letter
+        assert single_reading(payload, NOW) is None
+    assert single_reading(ok, NOW, Limits(max_payload=10)) is None
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.integers(1, 50), st.integers(-96, 96), st.integers(0, 10**6), st.sampled_from("abc"),
+                          st.booleans()), min_size=1, max_size=30),
+       st.integers(0, 3))
+def test_add_readings_equals_adding_each_message(rows, before):
+    """Batch.add_readings (messages of one reading, in one step) makes the batch that Batch.add makes
+    of the same messages one at a time, across local days and senders, after other messages."""
+    tz = ZoneInfo("Asia/Shanghai")
+    base = int(dt.datetime(2026, 11, 23, 16, 0, tzinfo=dt.timezone.utc).timestamp())  # local midnight
+    pool = BufferPool()
+    one, many = Batch(tz=tz, pool=pool), Batch(tz=tz)
+    for k in range(before):  # earlier messages: senders and days already known
+        topic = f"meters/v1/{'cb'[k % 2]}/readings"
+        d = decode_message(topic, wire.encode_batch(np.array([k + 1]), np.array([base + 900 * k]), np.array([k])), NOW)
+        for b in (one, many):
+            b.add(d, topic, "cb"[k % 2], 500, (k, 1, 1), 0.0)
+    msgs = [((m, base + 900 * s, r), sender, (i, 1, 1) if qos else None) for i, (m, s, r, sender, qos) in enumerate(rows)]
+    for row, sender, ack in msgs:
+        topic = f"meters/v1/{sender}/readings"
+        payload = json.dumps({"meter_id": row[0], "ts": row[1], "register": row[2] / 1000}).encode()
+        one.add(decode_message(topic, payload, NOW), topic, sender, 1000, ack, 0.0)
+    many.add_readings([r for r, _, _ in msgs], [s for _, s, _ in msgs], 1000, [a for _, _, a in msgs], 0.0)
+    assert (one.messages, one.rows, one.acks, one.senders) == (many.messages, many.rows, many.acks, many.senders)
+    got, want = many.readings_by_day(tz), one.readings_by_day(tz)
+    assert [d for d, _ in got] == [d for d, _ in want]
+    for (_, a), (_, b) in zip(got, want):
+        assert a.equals(b)

@@ -503,7 +503,7 @@ def test_buffered_recv_serves_paho_reads_from_one_socket_read():
     a, b = socket.socketpair()
     b.setblocking(False)
     client = Client(b)
-    recv, pending = _buffered_recv(client, chunk=64)
+    recv, pending, _take = _buffered_recv(client, chunk=64)
     packets = [bytes([0x30, 3]) + b"abc", bytes([0x30, 2]) + b"xy"]
     a.sendall(b"".join(packets))
     time.sleep(0.05)
@@ -525,3 +525,84 @@ def test_buffered_recv_serves_paho_reads_from_one_socket_read():
     assert client.calls == 4                  # one socket read per refill (and the empty one)
     for s in (b, c, d):
         s.close()
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        n, d = n >> 7, n & 0x7F
+        out.append(d | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+@pytest.mark.parametrize("v5", [False, True])
+def test_split_publishes_reads_what_paho_reads(v5):
+    """PUBLISH packets split from buffered bytes equal paho's own decoding of each; the split stops
+    at a QoS 2 PUBLISH, another packet type, an incomplete packet and an empty topic (paho reads
+    those), and takes at most ``limit``."""
+    from paho.mqtt import _packet
+    from paho.mqtt.enums import MQTTProtocolVersion
+
+    from ingest.service import split_publishes
+
+    proto = MQTTProtocolVersion.MQTTv5 if v5 else MQTTProtocolVersion.MQTTv311
+    props = b"\x01\x01" + b"\x23\x00\x07"  # payload format indicator, topic alias 7 (topic still sent)
+    packets = []
+    for i, (qos, topic, payload) in enumerate([(1, b"meters/v1/a/readings", b'{"x": 1}'),
+                                               (0, b"meters/v1/\xc3\xa9/readings", b""),
+                                               (1, b"t", bytes(range(256)) * 3)]):
+        body = len(topic).to_bytes(2, "big") + topic + ((i + 1).to_bytes(2, "big") if qos else b"")
+        body += (_varint(len(props)) + props if v5 else b"") + payload
+        packets.append((0x30 | qos << 1 | (i == 2) << 3, body))
+    raw = [bytes([first]) + _varint(len(body)) + body for first, body in packets]
+    want = []
+    for first, body in packets:
+        p = _packet.decode_publish(first, body, proto)
+        want.append((p.topic, p.mid, p.qos, p.payload))
+    buf = b"junk" + b"".join(raw)
+    got, pos = split_publishes(buf, 4, v5, 100)
+    assert got == want and pos == len(buf)
+    assert split_publishes(buf, 4, v5, 2) == (want[:2], 4 + len(raw[0]) + len(raw[1]))
+    for stop in (b"\x34\x02\x00\x01",                      # QoS 2
+                 b"\x40\x02\x00\x01",                      # PUBACK
+                 raw[0][:-1],                              # incomplete
+                 b"\x32" + _varint(4) + b"\x00\x00\x00\x01",  # empty topic (an alias only paho may resolve)
+                 b"\x30\xff\xff\xff\xff\x01"):             # a remaining length of 5 bytes
+        assert split_publishes(raw[1] + stop, 0, v5, 100) == ([want[1]], len(raw[1]))
+
+
+def test_queued_json_readings_and_poison_in_bulk_same_as_one_by_one(broker, lake):
+    """Messages queued first arrive many per socket read (the bulk PUBLISH split and the one-reading
+    fast path): runs of valid one-reading JSON messages between poison, arrays, heat readings and
+    binary batches are written, dead-lettered and acknowledged exactly as message-by-message decoding
+    says, and a second run receives nothing."""
+    from ingest.decode import decode_message
+
+    create_session(broker.url("ingest"), lake)
+    pub = Publisher(broker.url("sender"))
+    payloads = []
+    for i in range(600):
+        r = {"meter_id": 1 + i % 200, "ts": T0 + 900 * (i // 200), "register": i / 8}
+        payloads.append(json.dumps(r).encode())
+        if i % 97 == 0:
+            payloads += [b"{not json", json.dumps({**r, "meter_id": 0}).encode(),
+                         json.dumps([r, {**r, "ts": "yesterday"}]).encode(),
+                         json.dumps({**r, "meter_id": 9000 + i, "flow_temp": 55.5}).encode(),
+                         wire.encode_batch(np.array([7000 + i]), np.array([T0]), np.array([i]))]
+    for p in payloads:
+        pub.send(p)
+    pub.wait()
+    pub.close()
+    want_rows, want_dead, want_n = {}, [], 0
+    for p in payloads:
+        d = decode_message(pub.topic, p, NOW)
+        want_n += d.n
+        want_rows.update(zip(zip(d.meter_id.tolist(), d.ts.tolist()), d.register_milli.tolist()))
+        want_dead += [reason for _, reason, _ in d.dead]
+    out = run_ingest(parse_broker_url(broker.url("ingest")), lake, until_idle=1.0)
+    assert out["received"] == len(payloads) == out["acked"] and out["written"] == want_n == 600 + 3 * 7
+    assert lake_dict(lake) == want_rows
+    dead = lake.read("deadletter", columns=["reason"]).column("reason").to_pylist()
+    assert sorted(dead) == sorted(want_dead) and len(want_dead) == 3 * 7
+    assert run_ingest(parse_broker_url(broker.url("ingest")), lake, until_idle=0.5)["received"] == 0

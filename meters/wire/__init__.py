@@ -26,6 +26,13 @@ def detect(payload: bytes) -> Codec:
     raise AssertionError("the JSON codec claims every payload")  # pragma: no cover
 
 
+def json_object(payload: bytes) -> dict | None:
+    """``payload``'s one JSON object, parsed, when it is one that :func:`detect` gives to JSON and
+    the JSON codec would read the same way; None otherwise (use :func:`detect`). A payload starting
+    with ``{`` is never claimed by the binary codec."""
+    return json.one_object(payload) if payload[:1] == b"{" else None
+
+
 def lookup(name: str, table: dict[str, Codec] = FORMATS) -> Codec:
     """``table[name]``, or a :class:`MetersError` naming the choices."""
     try:
@@ -44,4 +51,4 @@ encode_batch, decode_batch, is_binary = binary.encode_batch, binary.decode_batch
 
 __all__ = ["FORMATS", "BATCH_FORMATS", "DEFAULT", "REASONS", "Codec", "Columns", "HeatColumns", "NULL_TEMP",
            "NULL_VOLUME", "WireError", "detect", "lookup",
-           "describe", "encode_batch", "decode_batch", "is_binary"]
+           "describe", "json_object", "encode_batch", "decode_batch", "is_binary"]
