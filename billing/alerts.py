@@ -49,6 +49,7 @@ KINDS = {  # kind → when it is sent
 }
 OPERATOR = "operator"
 BILLING_FILE = "billing.parquet"
+DAY_STATS = ["account_id", "kind", "alert_id"]   # statistics of the night's file: what readers filter by
 
 
 class Recipients:
@@ -259,7 +260,7 @@ def estimated_day(day: dt.date, ts_end, covered: int, accounts: int, minimum: fl
 
 
 def write_day(lake: Lake, day: dt.date, table: pa.Table) -> None:
-    lake.write("alerts", table, day.isoformat(), file_name=BILLING_FILE)
+    lake.write("alerts", table, day.isoformat(), file_name=BILLING_FILE, write_statistics=DAY_STATS)
 
 
 def queue_day(lake: Lake, day: dt.date) -> dict | None:

@@ -82,6 +82,18 @@ def sha256_kernel(data, offsets, out):
         _digest(data, offsets[i], offsets[i + 1] - offsets[i], out[i], w, h)
 
 
+@njit(cache=True)
+def sha256_serial(data, offsets, out):
+    """:func:`sha256_kernel` in the calling thread (a few values: no OpenMP threads woken)."""
+    w = np.empty(64, np.uint64)
+    h = np.empty(8, np.uint64)
+    for i in range(len(offsets) - 1):
+        _digest(data, offsets[i], offsets[i + 1] - offsets[i], out[i], w, h)
+
+
+PARALLEL_FROM = 4096     # values hashed at once from which the kernel's threads pay
+
+
 def sha256(strings: pa.Array) -> np.ndarray:
     """SHA-256 of each value's UTF-8 bytes (a string or binary array without nulls): ``[n, 32]`` uint8."""
     if isinstance(strings, pa.ChunkedArray):
@@ -96,7 +108,7 @@ def sha256(strings: pa.Array) -> np.ndarray:
     _, offs, data = strings.buffers()
     offsets = np.frombuffer(offs, np.int64 if large else np.int32)[strings.offset: strings.offset + n + 1]
     raw = np.frombuffer(data, np.uint8) if data is not None else np.zeros(0, np.uint8)
-    sha256_kernel(raw, offsets.astype(np.int64), out)
+    (sha256_kernel if n >= PARALLEL_FROM else sha256_serial)(raw, offsets.astype(np.int64), out)
     return out
 
 
@@ -118,4 +130,17 @@ def base32_lower(raw: np.ndarray, prefix: str = "") -> pa.Array:
     buf[:, :len(p)] = p
     buf[:, len(p):] = text
     offsets = np.arange(n + 1, dtype=np.int32) * width
+    return pa.Array.from_buffers(pa.string(), n, [None, pa.py_buffer(offsets), pa.py_buffer(buf)])
+
+
+_HEX = np.frombuffer(b"0123456789abcdef", np.uint8)
+
+
+def hex_lower(raw: np.ndarray) -> pa.Array:
+    """Rows of ``raw`` (``[n, k]`` uint8) as lowercase hex text (as ``bytes.hex()``)."""
+    n, k = raw.shape
+    buf = np.empty((n, 2 * k), np.uint8)
+    buf[:, 0::2] = _HEX[raw >> 4]
+    buf[:, 1::2] = _HEX[raw & 15]
+    offsets = np.arange(n + 1, dtype=np.int32) * 2 * k
     return pa.Array.from_buffers(pa.string(), n, [None, pa.py_buffer(offsets), pa.py_buffer(buf)])

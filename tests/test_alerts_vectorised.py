@@ -33,6 +33,12 @@ def test_sha256_kernel_equals_hashlib(values):
     assert [bytes(r) for r in got] == sha256_reference(values)
     if len(values) > 2:                                        # a slice: the column's offset honoured
         assert [bytes(r) for r in digests.sha256(arr.slice(1))] == sha256_reference(values[1:])
+    if values:                                                 # the threaded kernel (from PARALLEL_FROM values)
+        offsets = np.frombuffer(arr.buffers()[1], np.int32).astype(np.int64)
+        data = np.frombuffer(arr.buffers()[2], np.uint8) if arr.buffers()[2] is not None else np.zeros(0, np.uint8)
+        parallel = np.zeros((len(values), 32), np.uint8)
+        digests.sha256_kernel(data, offsets, parallel)
+        assert [bytes(r) for r in parallel] == sha256_reference(values)
 
 
 @given(st.lists(st.binary(min_size=20, max_size=20), max_size=20))
