@@ -1,4 +1,4 @@
-"""The night's alerts built column by column equal the row-by-row original (reference/alerts.py),
+"""The night's alerts and ledger built column by column equal the row-by-row originals (reference/),
 and the bulk alert ids and JSON values equal :func:`meters.outbox.alert_id` and
 :func:`meters.outbox.canonical` value by value (the numba SHA-256 against :mod:`hashlib`)."""
 from __future__ import annotations
@@ -129,3 +129,22 @@ def test_day_sections_equal_the_row_by_row_original(data, n):
     assert got.schema == want.schema
     assert got.to_pylist() == want.to_pylist()
     assert got_sections.tolist() == want_sections.tolist()
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(st.data(), st.integers(0, 12))
+def test_ledger_day_table_equals_the_row_by_row_original(data, n):
+    from billing.ledger import day_table
+    from reference.ledger import day_table_rowwise
+
+    acc, s, _, _, _ = _night(data, n)
+    s.bill_start = np.array(data.draw(st.lists(st.integers(19_000, 21_000), min_size=n, max_size=n)), np.int32)
+    acc.opening = np.array(data.draw(st.lists(st.integers(-10**9, 10**9), min_size=n, max_size=n)), np.int64)
+    carried = SimpleNamespace(opening=np.array(data.draw(st.lists(st.booleans(), min_size=n, max_size=n)), bool),
+                              balance=np.array(data.draw(st.lists(st.integers(-10**9, 10**9), min_size=n, max_size=n)),
+                                               np.int64))
+    grid = SimpleNamespace(day=dt.date(2026, 11, 30), start=dt.datetime(2026, 11, 29, 16, tzinfo=dt.timezone.utc))
+    ts_end = pa.scalar(dt.datetime(2026, 11, 30, 15, 59, 59, 999000, tzinfo=dt.timezone.utc), UTC_MS)
+    got, want = day_table(acc, grid, carried, s, ts_end), day_table_rowwise(acc, grid, carried, s, ts_end)
+    assert got.schema == want.schema
+    assert got.to_pylist() == want.to_pylist()
