@@ -240,6 +240,26 @@ def _as_table(alerts) -> pa.Table:
     return pa.table({k: day if k == "day" else [a.get(k) for a in alerts] for k in QUEUED.names}, schema=QUEUED)
 
 
+def queued_before(conn: sa.Connection, ids: list[str]) -> tuple[dict[str, sa.Row], dict[str, int]]:
+    """Of the alert ids ``ids`` queued before: the latest revision of each and their number (looked
+    up :data:`CHUNK` at a time)."""
+    latest: dict[str, sa.Row] = {}
+    revisions: dict[str, int] = {}
+    for i in range(0, len(ids), CHUNK):
+        for r in conn.execute(sa.select(outbox.c.base_id, outbox.c.alert_id, outbox.c.digest, outbox.c.state)
+                              .where(outbox.c.base_id.in_(ids[i:i + CHUNK]))
+                              .order_by(outbox.c.created_at, outbox.c.alert_id)):
+            latest[r.base_id] = r
+            revisions[r.base_id] = revisions.get(r.base_id, 0) + 1
+    return latest, revisions
+
+
+def fresh_state(now: dt.datetime) -> dict:
+    """The delivery columns of a newly queued alert."""
+    return {"state": "pending", "attempts": 0, "last_error": None, "next_attempt_at": now, "queued_at": now,
+            "created_at": now, "sent_at": None}
+
+
 def channels(recipients: pa.Array) -> pa.Array:
     """:func:`meters.recipients.channel_of` of every recipient (null: nobody to deliver to)."""
     from .recipients import DEFAULT_CHANNEL, NO_CONTACT
@@ -291,16 +311,8 @@ def enqueue(bind: sa.Engine | sa.Connection, alerts: list[dict] | pa.Table, now:
         cols = {k: [v[i] for i in pick] for k, v in cols.items()}
     ids = cols["base_id"]
     with (bind.begin() if isinstance(bind, sa.Engine) else contextlib.nullcontext(bind)) as conn:
-        latest: dict[str, sa.Row] = {}
-        revisions: dict[str, int] = {}
-        for i in range(0, len(ids), CHUNK):
-            for r in conn.execute(sa.select(outbox.c.base_id, outbox.c.alert_id, outbox.c.digest, outbox.c.state)
-                                  .where(outbox.c.base_id.in_(ids[i:i + CHUNK]))
-                                  .order_by(outbox.c.created_at, outbox.c.alert_id)):
-                latest[r.base_id] = r
-                revisions[r.base_id] = revisions.get(r.base_id, 0) + 1
-        fresh = {"state": "pending", "attempts": 0, "last_error": None, "next_attempt_at": now,
-                 "queued_at": now, "created_at": now, "sent_at": None}
+        latest, revisions = queued_before(conn, ids)
+        fresh = fresh_state(now)
         columns = {**cols, "alert_id": ids, "corrects": None}     # (nothing queued before: every alert new)
         superseded = []
         if latest:                     # a re-run: new ones, unchanged ones, corrections, in the alerts' order

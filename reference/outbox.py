@@ -7,13 +7,9 @@ import datetime as dt
 
 import sqlalchemy as sa
 
-from meters.outbox import CHUNK, DUE, _id, digest, insert_many, outbox
+from meters.outbox import DUE, _id, digest, fresh_state, insert_many, outbox, queued_before, utcnow
 from meters.recipients import OPERATOR, channel_of, language
 from meters.schemas import OPERATOR_KINDS
-
-
-def utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc)
 
 
 def enqueue_rowwise(bind: sa.Engine | sa.Connection, alerts: list[dict], now: dt.datetime | None = None) -> dict:
@@ -34,17 +30,9 @@ def enqueue_rowwise(bind: sa.Engine | sa.Connection, alerts: list[dict], now: dt
                                "data": a["data"]}
     ids = list(rows)
     with (bind.begin() if isinstance(bind, sa.Engine) else contextlib.nullcontext(bind)) as conn:
-        latest: dict[str, sa.Row] = {}
-        revisions: dict[str, int] = {}
-        for i in range(0, len(ids), CHUNK):
-            for r in conn.execute(sa.select(outbox.c.base_id, outbox.c.alert_id, outbox.c.digest, outbox.c.state)
-                                  .where(outbox.c.base_id.in_(ids[i:i + CHUNK]))
-                                  .order_by(outbox.c.created_at, outbox.c.alert_id)):
-                latest[r.base_id] = r
-                revisions[r.base_id] = revisions.get(r.base_id, 0) + 1
+        latest, revisions = queued_before(conn, ids)
         new, superseded = [], []
-        fresh = {"state": "pending", "attempts": 0, "last_error": None, "next_attempt_at": now,
-                 "queued_at": now, "created_at": now, "sent_at": None}
+        fresh = fresh_state(now)
         for base, row in rows.items():
             old = latest.get(base)
             if old is None:
