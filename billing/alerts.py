@@ -12,7 +12,7 @@ payment's at once.
 from __future__ import annotations
 
 import datetime as dt
-from collections import Counter
+import json
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -27,9 +27,9 @@ from meters.recipients import DEFAULT_LANGUAGE
 from meters.schemas import ALERTS, UTC_MS
 
 from . import vee
-from .days import from_number
+from .days import date_array, from_number
 from .ledger import PAYMENT_PREFIX, payment_file_name
-from .money_io import fmt
+from .money_io import fmt, fmt_column
 
 if TYPE_CHECKING:
     from .accounts import Accounts
@@ -49,6 +49,7 @@ KINDS = {  # kind → when it is sent
 }
 OPERATOR = "operator"
 BILLING_FILE = "billing.parquet"
+DAY_STATS = ["account_id", "kind", "alert_id"]   # statistics of the night's file: what readers filter by
 
 
 class Recipients:
@@ -57,24 +58,35 @@ class Recipients:
 
     def __init__(self, lake: Lake, accounts: Accounts, table: pa.Table | None = None):
         self._lake, self._accounts, self._table = lake, accounts, table
-        self.contacts: dict[str, list[tuple[str, str | None]]] = {}
-        self._loaded: set[int] = set()
 
     def load(self, rows) -> None:
-        """Read the contacts of the accounts at ``rows``."""
-        rows = [r for r in np.asarray(rows, np.int64).tolist() if r not in self._loaded]
-        if not rows:
-            return
-        self._loaded.update(rows)
-        ids = self._accounts.account_arrow.take(pa.array(rows, pa.int64()))
-        c = self._table if self._table is not None else self._lake.read("contacts", columns=CONTACT_COLUMNS)
-        c = c.filter(pc.is_in(c.column("account_id"), value_set=ids))
-        for a, r, lang in zip(*(c.column(k).to_pylist() for k in CONTACT_COLUMNS)):
-            self.contacts.setdefault(a, []).append((r, lang))
+        """Have the contacts of the accounts at ``rows`` at hand (the lake's read at the first need)."""
+        if len(rows) and self._table is None:
+            self._table = self._lake.read("contacts", columns=CONTACT_COLUMNS)
 
-    def of(self, account_id: str) -> list[tuple[str, str | None]]:
-        """(recipient, language) of each contact of the account."""
-        return self.contacts.get(account_id) or [(f"account:{account_id}", None)]
+    def contacts_of(self, rows) -> pa.Table:
+        """The contacts of the accounts at ``rows`` (in the contacts' order)."""
+        self.load(rows)
+        if self._table is None:
+            return pa.table({k: pa.array([], pa.string()) for k in CONTACT_COLUMNS})
+        ids = self._accounts.account_arrow.take(pa.array(np.asarray(rows, np.int64)))
+        return self._table.filter(pc.is_in(self._table.column("account_id"), value_set=ids))
+
+    def of_rows(self, rows: np.ndarray) -> tuple[np.ndarray, pa.Array, pa.Array]:
+        """Every recipient of the accounts at ``rows``: (the position in ``rows`` of each, in order;
+        its recipient; its language, or null), ``account:<id>`` for an account without contacts."""
+        ids = self._accounts.account_arrow.take(pa.array(rows))
+        c = self.contacts_of(rows)
+        j = pc.index_in(c.column("account_id"), value_set=ids).to_numpy(zero_copy_only=False).astype(np.int64)
+        order = np.argsort(j, kind="stable")          # (an account's contacts in their order)
+        none = np.flatnonzero(np.bincount(j, minlength=len(rows)) == 0)
+        pos = np.concatenate([j[order], none])
+        order2 = np.argsort(pos, kind="stable")
+        recipient = pa.concat_arrays([c.column("recipient").combine_chunks().take(pa.array(order)).cast(pa.string()),
+                                      pc.binary_join_element_wise("account:", ids.take(pa.array(none)), "")])
+        language = pa.concat_arrays([c.column("language").combine_chunks().take(pa.array(order)).cast(pa.string()),
+                                     pa.nulls(len(none), pa.string())])
+        return pos[order2], recipient.take(pa.array(order2)), language.take(pa.array(order2))
 
 
 CONTACT_COLUMNS = ["account_id", "recipient", "language"]
@@ -92,91 +104,143 @@ values = outbox.canonical
 
 
 # -- the billing day's alerts ----------------------------------------------------------------------------
+ESTIMATED_NOTE = " (Estimated: most of this day's readings are missing.)"
+
+
+def _text(*parts) -> pa.Array:
+    return pc.binary_join_element_wise(*parts, "")
+
+
 def day_sections(accounts: Accounts, day: dt.date, ts_end: pa.Scalar, s: Settlement, quality, flag,
                  recipients: Recipients) -> tuple[pa.Table, np.ndarray]:
-    """The day's alerts, kind by kind, from its settlement and VEE outcome, and the section of each row (0, 1, …: the kinds in the order they are
-    emitted), so that blocks of accounts put together give the whole city's order (a stable sort by
-    section)."""
-    rows = {"account_id": [], "kind": [], "recipient": [], "message": [], "alert_id": [], "language": [],
-            "data": []}
-    sections: list[int] = []
+    """The day's alerts, kind by kind, from its settlement and VEE outcome, and the section of each
+    row (0, 1, …: the kinds in the order they are emitted), so that blocks of accounts put together
+    give the whole city's order (a stable sort by section). Built column by column in Arrow and numpy
+    (texts, values, ids: no Python per alert); ``reference/alerts.py`` is the row-by-row original."""
     acc = accounts
+    tables: list[pa.Table] = []
+    sections: list[np.ndarray] = []
 
-    estimated_note = " (Estimated: most of this day's readings are missing.)"
-
-    def emit(i, kind, message, to=None, **data):
-        a = acc.account_ids[i]
-        data = {"account_id": a, "day": day, "currency": acc.currency[i], "utility": acc.utility[i], **data}
-        if to is None and s.estimated[i]:
-            message += estimated_note
-            data["estimated"] = True
-        text = values(**data)
-        section = SECTIONS.index("postpaid arrears" if kind == "arrears" and not s.prepaid[i] else kind)
-        for r, lang in to or recipients.of(a):
-            sections.append(section)
-            rows["account_id"].append(a); rows["kind"].append(kind)
-            rows["recipient"].append(r); rows["message"].append(message)
-            rows["alert_id"].append(outbox.alert_id(a, day, kind, r))
-            rows["language"].append(lang or DEFAULT_LANGUAGE); rows["data"].append(text)
+    def emit(kind, rows, message, operator=False, section=None, **data):
+        """The alerts of ``kind`` for the accounts at ``rows`` (``message``, ``data`` and a ``section``
+        other than the kind's: one value per row)."""
+        n = len(rows)
+        if not n:
+            return
+        data = {"account_id": acc.account_arrow.take(pa.array(rows)), "day": day,
+                "currency": pa.array(acc.currency[rows], pa.string()),
+                "utility": pa.array(acc.utility[rows], pa.string()), **data}
+        if not operator:
+            est = s.estimated[rows]
+            message = pc.if_else(pa.array(est), _text(message, ESTIMATED_NOTE), message)
+            data["estimated"] = outbox.Maybe(est, True)
+        text = outbox.canonical_rows(n, **data)
+        if operator:
+            pos, to, lang = np.arange(n), pa.repeat(pa.scalar(OPERATOR), n), pa.nulls(n, pa.string())
+        else:
+            pos, to, lang = recipients.of_rows(rows)
+        m, take = len(pos), pa.array(pos)
+        account = data["account_id"].take(take)
+        lang = pc.fill_null(lang, "")
+        tables.append(pa.table({
+            "account_id": account, "ts": pa.array(np.full(m, ts_end.value), pa.int64()).cast(UTC_MS),
+            "kind": pa.repeat(pa.scalar(kind), m), "recipient": to, "message": message.take(take),
+            "alert_id": outbox.alert_ids(account, day, kind, to),
+            "language": pc.if_else(pc.equal(lang, ""), DEFAULT_LANGUAGE, lang), "data": text.take(take)},
+            schema=ALERTS))
+        sections.append(np.full(m, SECTIONS.index(kind), np.int8) if section is None
+                        else np.asarray(section, np.int8)[pos])
 
     st, prepaid = s.prepaid_settled, s.prepaid
-    warn = {1: acc.warn_1, 2: acc.warn_2}
-    customer = prepaid & ((st.topup > 0) | (st.low_alert > 0) | st.arrears_alert | st.disconnect | st.reconnect)
-    recipients.load(np.flatnonzero(customer | s.notice | s.closed))
-    for i in np.flatnonzero(s.closed):
-        partial = (f" (first bill, partial: billing started {from_number(int(s.bill_start[i]))})"
-                   if s.partial[i] else "")
-        emit(i, "bill_issued", f"Bill for account {acc.account_ids[i]}, {from_number(int(s.bill_start[i]))} to "
-             f"{from_number(int(s.bill_end[i]))}{partial}: {fmt(s.bill_cents[i])} {acc.currency[i]}, due "
-             f"{from_number(s.due_day)}.", start=from_number(int(s.bill_start[i])),
-             end=from_number(int(s.bill_end[i])), amount=int(s.bill_cents[i]), due=from_number(s.due_day),
-             partial=bool(s.partial[i]))
-    for i in np.flatnonzero(prepaid & (st.topup > 0)):
-        emit(i, "auto_topup", f"Balance low, auto-paid {fmt(st.topup[i])} {acc.currency[i]} for account "
-             f"{acc.account_ids[i]} on {day}; balance now {fmt(st.balance[i])} {acc.currency[i]}.",
-             amount=int(st.topup[i]), balance=int(st.balance[i]))
-    for i in np.flatnonzero(prepaid & (st.low_alert > 0)):
-        lvl = int(st.low_alert[i])
-        emit(i, "low_balance", f"Balance of account {acc.account_ids[i]} is {fmt(st.balance[i])} "
-             f"{acc.currency[i]}, below {fmt(warn[lvl][i])} {acc.currency[i]} (level {lvl}); please top up.",
-             balance=int(st.balance[i]), threshold=int(warn[lvl][i]), level=lvl)
-    for i in np.flatnonzero(prepaid & st.arrears_alert):
-        emit(i, "arrears", f"Account {acc.account_ids[i]} is in arrears: balance {fmt(st.balance[i])} "
-             f"{acc.currency[i]} on {day}; supply will be disconnected unless topped up.",
-             balance=int(st.balance[i]))
-    for i in np.flatnonzero(prepaid & st.disconnect):
-        emit(i, "disconnect", f"Disconnection ordered for account {acc.account_ids[i]} (meter "
-             f"{acc.meter_ids[i]}): balance {fmt(st.balance[i])} {acc.currency[i]} since "
-             f"{from_number(int(st.arrears_since[i]))}.", meter_id=int(acc.meter_ids[i]),
-             balance=int(st.balance[i]), since=from_number(int(st.arrears_since[i])))
-    for i in np.flatnonzero(s.held):
-        emit(i, "disconnect_held", f"Disconnection of account {acc.account_ids[i]} (meter {acc.meter_ids[i]}) "
-             f"not ordered on {day}: balance {fmt(st.balance[i])} {acc.currency[i]}, but most of the day's "
-             f"intervals are estimated.", [(OPERATOR, None)], meter_id=int(acc.meter_ids[i]),
-             balance=int(st.balance[i]))
-    for i in np.flatnonzero(prepaid & st.reconnect):
-        emit(i, "reconnect", f"Reconnection ordered for account {acc.account_ids[i]} (meter "
-             f"{acc.meter_ids[i]}): balance {fmt(st.after_payments[i])} {acc.currency[i]} after payment.",
-             meter_id=int(acc.meter_ids[i]), balance=int(st.after_payments[i]))
-    for i in np.flatnonzero(s.notice):
-        emit(i, "arrears", f"Bill of account {acc.account_ids[i]} is {int(s.overdue[i])} day(s) overdue: "
-             f"{fmt(-s.balance[i])} {acc.currency[i]} unpaid; late penalty so far {fmt(s.penalty[i])} "
-             f"{acc.currency[i]} (1‰ per day).", overdue_days=int(s.overdue[i]), unpaid=int(-s.balance[i]),
-             penalty=int(s.penalty[i]))
+    ids, meters, fmt_ = acc.account_arrow, acc.meter_ids, fmt_column
+    cur = pa.array(acc.currency, pa.string())
+    day_s, due = day.isoformat(), from_number(s.due_day)
+
+    def of(rows):
+        """Account id, meter id (text) and currency of the accounts at ``rows``."""
+        t = pa.array(rows)
+        return ids.take(t), pa.array(meters[rows]).cast(pa.string()), cur.take(t)
+
+    recipients.load(np.flatnonzero(prepaid & ((st.topup > 0) | (st.low_alert > 0) | st.arrears_alert | st.disconnect
+                                              | st.reconnect) | s.notice | s.closed))
+    i = np.flatnonzero(s.closed)
+    a, _, c = of(i)
+    start, end = date_array(s.bill_start[i]), date_array(s.bill_end[i])
+    start_t, end_t = pc.fill_null(start.cast(pa.string()), "None"), pc.fill_null(end.cast(pa.string()), "None")
+    partial = pc.if_else(pa.array(s.partial[i]), _text(" (first bill, partial: billing started ", start_t, ")"), "")
+    emit("bill_issued", i, _text("Bill for account ", a, ", ", start_t, " to ", end_t, partial, ": ",
+                                 fmt_(s.bill_cents[i]), " ", c, ", due ", str(due), "."),
+         start=start, end=end, amount=s.bill_cents[i], due=due, partial=s.partial[i])
+    i = np.flatnonzero(prepaid & (st.topup > 0))
+    a, _, c = of(i)
+    emit("auto_topup", i, _text("Balance low, auto-paid ", fmt_(st.topup[i]), " ", c, " for account ", a, " on ",
+                                day_s, "; balance now ", fmt_(st.balance[i]), " ", c, "."),
+         amount=st.topup[i], balance=st.balance[i])
+    i = np.flatnonzero(prepaid & (st.low_alert > 0))
+    a, _, c = of(i)
+    lvl = st.low_alert[i].astype(np.int64)
+    threshold = np.where(lvl == 1, acc.warn_1[i], acc.warn_2[i])
+    emit("low_balance", i, _text("Balance of account ", a, " is ", fmt_(st.balance[i]), " ", c, ", below ",
+                                 fmt_(threshold), " ", c, " (level ", pa.array(lvl).cast(pa.string()),
+                                 "); please top up."),
+         balance=st.balance[i], threshold=threshold, level=lvl)
+    i = np.flatnonzero(prepaid & st.arrears_alert)
+    a, _, c = of(i)
+    emit("arrears", i, _text("Account ", a, " is in arrears: balance ", fmt_(st.balance[i]), " ", c, " on ", day_s,
+                             "; supply will be disconnected unless topped up."), balance=st.balance[i])
+    i = np.flatnonzero(prepaid & st.disconnect)
+    a, m, c = of(i)
+    since = date_array(st.arrears_since[i])
+    emit("disconnect", i, _text("Disconnection ordered for account ", a, " (meter ", m, "): balance ",
+                                fmt_(st.balance[i]), " ", c, " since ", pc.fill_null(since.cast(pa.string()), "None"),
+                                "."),
+         meter_id=meters[i], balance=st.balance[i], since=since)
+    i = np.flatnonzero(s.held)
+    a, m, c = of(i)
+    emit("disconnect_held", i, _text("Disconnection of account ", a, " (meter ", m, ") not ordered on ", day_s,
+                                     ": balance ", fmt_(st.balance[i]), " ", c, ", but most of the day's intervals "
+                                     "are estimated."), operator=True, meter_id=meters[i], balance=st.balance[i])
+    i = np.flatnonzero(prepaid & st.reconnect)
+    a, m, c = of(i)
+    emit("reconnect", i, _text("Reconnection ordered for account ", a, " (meter ", m, "): balance ",
+                               fmt_(st.after_payments[i]), " ", c, " after payment."),
+         meter_id=meters[i], balance=st.after_payments[i])
+    i = np.flatnonzero(s.notice)
+    a, _, c = of(i)
+    overdue = s.overdue[i].astype(np.int64)
+    emit("arrears", i, _text("Bill of account ", a, " is ", pa.array(overdue).cast(pa.string()), " day(s) overdue: ",
+                             fmt_(-s.balance[i]), " ", c, " unpaid; late penalty so far ", fmt_(s.penalty[i]), " ", c,
+                             " (1‰ per day)."),
+         section=np.where(prepaid[i], SECTIONS.index("arrears"), SECTIONS.index("postpaid arrears")), overdue_days=overdue, unpaid=-s.balance[i], penalty=s.penalty[i])
     S = quality.shape[1]
     est = (quality != vee.ACTUAL).sum(axis=1)
-    for i in np.flatnonzero(est):
-        reasons = Counter(vee.FLAG_NAMES[f] for f in flag[i][quality[i] != vee.ACTUAL])
-        why = ", ".join(f"{k} {v}" for k, v in sorted(reasons.items()))
-        emit(i, "data_gap", f"Meter {acc.meter_ids[i]} (account {acc.account_ids[i]}): {int(est[i])} of {S} "
-             f"intervals estimated on {day} ({why}).", [(OPERATOR, None)], meter_id=int(acc.meter_ids[i]),
-             estimated=int(est[i]), intervals=int(S), reasons=dict(sorted(reasons.items())))
-    n = len(rows["kind"])
-    return pa.table({"account_id": pa.array(rows["account_id"], pa.string()),
-                     "ts": pa.array([ts_end.value] * n, pa.int64()).cast(UTC_MS), "kind": rows["kind"],
-                     "recipient": rows["recipient"], "message": rows["message"], "alert_id": rows["alert_id"],
-                     "language": rows["language"], "data": rows["data"]},
-                    schema=ALERTS), np.array(sections, np.int8)
+    i = np.flatnonzero(est)
+    if len(i):
+        a, m, _ = of(i)
+        why, reasons = _reasons(quality[i], flag[i])
+        emit("data_gap", i, _text("Meter ", m, " (account ", a, "): ", pa.array(est[i]).cast(pa.string()), " of ",
+                                  str(S), " intervals estimated on ", day_s, " (", why, ")."),
+             operator=True, meter_id=meters[i], estimated=est[i], intervals=int(S), reasons=reasons)
+    if not tables:
+        return ALERTS.empty_table(), np.zeros(0, np.int8)
+    return pa.concat_tables(tables), np.concatenate(sections)
+
+
+def _reasons(quality: np.ndarray, flag: np.ndarray) -> tuple[pa.Array, outbox.Raw]:
+    """Per row: the estimated intervals' reasons as text (``gap 3, spike 1``) and as a JSON object
+    (``{"gap":3,"spike":1}``), names sorted."""
+    k, F = len(quality), len(vee.FLAG_NAMES)
+    r, col = np.nonzero(quality != vee.ACTUAL)
+    counts = np.bincount(r * F + flag[r, col].astype(np.int64), minlength=k * F).reshape(k, F)
+    names = np.array(vee.FLAG_NAMES, dtype=object)
+    text, obj = [], []
+    for name in sorted(set(vee.FLAG_NAMES)):
+        n = counts[:, names == name].sum(axis=1)
+        has, n_t = pa.array(n > 0), pa.array(n).cast(pa.string())
+        text.append(pc.if_else(has, _text(f", {name} ", n_t), ""))
+        obj.append(pc.if_else(has, _text("," + json.dumps(name, ensure_ascii=False) + ":", n_t), ""))
+    return (pc.utf8_slice_codeunits(_text(*text), 2),
+            outbox.Raw(_text("{", pc.utf8_slice_codeunits(_text(*obj), 1), "}")))
 
 
 # the order of the day's alert kinds (arrears twice: prepaid arrears, then postpaid overdue notices)
@@ -196,7 +260,7 @@ def estimated_day(day: dt.date, ts_end, covered: int, accounts: int, minimum: fl
 
 
 def write_day(lake: Lake, day: dt.date, table: pa.Table) -> None:
-    lake.write("alerts", table, day.isoformat(), file_name=BILLING_FILE)
+    lake.write("alerts", table, day.isoformat(), file_name=BILLING_FILE, write_statistics=DAY_STATS)
 
 
 def queue_day(lake: Lake, day: dt.date) -> dict | None:

@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from .state import Carried
 
 PAYMENT_PREFIX = "payment-"
+DAY_STATS = ["account_id", "ts", "kind"]    # statistics of a billing day's file: what readers filter by
 
 
 def month(day: dt.date) -> str:
@@ -92,7 +93,7 @@ def day_table(accounts: Accounts, grid, carried: Carried, s: Settlement, ts_end:
 
 
 def write_day(lake: Lake, day: dt.date, table: pa.Table) -> None:
-    lake.write("ledger", table, month(day), file_name=billing_file_name(day))
+    lake.write("ledger", table, month(day), file_name=billing_file_name(day), write_statistics=DAY_STATS)
 
 
 def original_charges(lake: Lake, day: dt.date, accounts: Accounts, table: pa.Table | None = None):

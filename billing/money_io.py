@@ -5,6 +5,7 @@ from decimal import Decimal
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from meters.schemas import MONEY
 
@@ -44,3 +45,12 @@ def fmt(cents_value: int) -> str:
     sign = "-" if cents_value < 0 else ""
     c = abs(int(cents_value))
     return f"{sign}{c // 100}.{c % 100:02d}"
+
+
+def fmt_column(cents_values) -> pa.Array:
+    """:func:`fmt` of every value of an int64 cents array, as an Arrow string column."""
+    c = np.asarray(cents_values, np.int64)
+    a = np.abs(c)
+    frac = pc.utf8_lpad(pa.array(a % 100).cast(pa.string()), width=2, padding="0")
+    sign = pc.if_else(pa.array(c < 0), "-", "")
+    return pc.binary_join_element_wise(sign, pa.array(a // 100).cast(pa.string()), ".", frac, "")

@@ -34,12 +34,15 @@ class DayWriter:
     def __init__(self, lake: Lake, day: dt.date):
         self.lake, self.day = lake, day
         d, m = day.isoformat(), ledger.month(day)
-        self._staged = {name: lake.staged_writer(name, d, **opts) for name, opts in (
+        stats = outputs.STATS
+        self._staged = {name: lake.staged_writer(name, d, stats=stats[name], **opts) for name, opts in (
             ("charges", {}), ("charge_lines", {}),
             ("billing_state", {"row_group_size": STATE_ROW_GROUP}))}
-        self._named = {"ledger": lake.staged_writer("ledger", m, file_name=ledger.billing_file_name(day)),
-                       "bills": lake.staged_writer("bills", m, file_name=f"bills-{d}.parquet"),
-                       "bill_lines": lake.staged_writer("bill_lines", m, file_name=f"bills-{d}.parquet")}
+        self._named = {"ledger": lake.staged_writer("ledger", m, file_name=ledger.billing_file_name(day),
+                                                    stats=stats["ledger"]),
+                       "bills": lake.staged_writer("bills", m, file_name=f"bills-{d}.parquet", stats=stats["bills"]),
+                       "bill_lines": lake.staged_writer("bill_lines", m, file_name=f"bills-{d}.parquet",
+                                                        stats=stats["bill_lines"])}
         self._intervals = None          # this process's intervals file (blocks computed here)
         self.interval_files: list[str] = []   # … and those Dask shards wrote
         self._alerts: list[tuple[pa.Table, np.ndarray]] = []

@@ -11,7 +11,7 @@ import pyarrow as pa
 from meters.lake import Lake
 from meters.schemas import BILL_LINES, BILLS, CHARGES, UTC_S
 
-from . import vee
+from . import alerts, ledger, vee
 from .accounts import Accounts
 from .days import date_array
 from .money import allocate_cents_grouped, to_cents
@@ -20,6 +20,12 @@ from .money_io import money
 # statistics only where readers filter (they cost more than the encoding on the other columns);
 # zstd level 1: as small as level 3 on interval data (measured), and faster to write and read
 INTERVAL_STATS = ["meter_id", "ts"]
+# … likewise the night's other outputs: the account service finds an account's row group by
+# ``account_id`` (billing_state also by meter), reports filter the ledger by time and kind, bills by
+# period, alerts by kind and id (200k accounts, a month end: 0.55 → 0.44 s CPU for the same files)
+STATS = {"charges": ["account_id"], "charge_lines": ["account_id"], "billing_state": ["account_id", "meter_id"],
+         "ledger": ledger.DAY_STATS, "bills": ["account_id", "period_start"],
+         "bill_lines": ["account_id", "period_start"], "alerts": alerts.DAY_STATS}
 INTERVAL_OPTIONS = {"compression_level": 1}
 
 
@@ -133,5 +139,5 @@ def bills_table(acc: Accounts, priced, s, run_id: str) -> pa.Table:
 def write_bills(lake: Lake, day: dt.date, bills: pa.Table, lines: pa.Table) -> None:
     """The day's bills and bill lines: one file each in the month, replaced when the day is re-run."""
     name = f"bills-{day.isoformat()}.parquet"
-    lake.write("bills", bills, day.strftime("%Y-%m"), file_name=name)
-    lake.write("bill_lines", lines, day.strftime("%Y-%m"), file_name=name)
+    lake.write("bills", bills, day.strftime("%Y-%m"), file_name=name, write_statistics=STATS["bills"])
+    lake.write("bill_lines", lines, day.strftime("%Y-%m"), file_name=name, write_statistics=STATS["bill_lines"])

@@ -19,14 +19,17 @@ import base64
 import contextlib
 import datetime as dt
 import hashlib
+import itertools
 import json
-import operator
 from dataclasses import dataclass
 
+import numpy as np
 import orjson
+import pyarrow as pa
 import pyarrow.compute as pc
 import sqlalchemy as sa
 
+from . import digests
 from .accountdb import create_engine, existing_url
 from .errors import MetersError
 from .lake import Lake
@@ -96,6 +99,17 @@ def alert_id(account_id: str | None, day: dt.date | str, kind: str, recipient: s
     return _id(account_id, str(day), kind, recipient, payment)
 
 
+def alert_ids(account_ids, day: dt.date | str, kind, recipients, payment=None) -> pa.Array:
+    """:func:`alert_id` of many alerts at once (Arrow string columns or single values; a null
+    account or payment as None): hashed in bulk (:mod:`meters.digests`), no Python per alert."""
+    parts = [account_ids, str(day), kind, recipients, "" if payment is None else payment]
+    parts = [pa.scalar(p, pa.string()) if p is None or isinstance(p, str) else p for p in parts]
+    joined = pc.binary_join_element_wise(*(pc.fill_null(p, "") for p in parts), "\x1f")
+    if isinstance(joined, pa.Scalar):
+        joined = pa.array([joined.as_py()], pa.string())
+    return digests.base32_lower(digests.sha256(joined)[:, :20], "al_")
+
+
 def digest(kind: str, lang: str, data: str) -> str:
     return hashlib.sha256(f"{kind}\x1f{lang}\x1f{data}".encode()).hexdigest()
 
@@ -144,53 +158,189 @@ def canonical(**data) -> str:
                        for k, v in data.items()}, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
-def enqueue(bind: sa.Engine | sa.Connection, alerts: list[dict], now: dt.datetime | None = None) -> dict:
-    """Queue ``alerts`` (dicts with ``alert_id``, ``account_id``, ``day``, ``kind``, ``recipient``,
-    ``language``, ``data``); idempotent. ``bind``: an engine (its own transaction) or the connection
-    of a transaction to queue in. Returns counts: ``queued`` (new), ``corrections``, ``unchanged``
-    (queued before), ``skipped`` (no deliverable recipient)."""
+class Maybe:
+    """A column of :func:`canonical_rows` present only in the rows of ``mask``."""
+
+    def __init__(self, mask, value):
+        self.mask, self.value = np.asarray(mask, bool), value
+
+
+class Raw:
+    """A column of :func:`canonical_rows` already JSON text (e.g. a nested object per row)."""
+
+    def __init__(self, text: pa.Array):
+        self.text = text
+
+
+def _json_texts(v, n: int):
+    """One column's JSON text (an Arrow string array or a constant)."""
+    if isinstance(v, Raw):
+        return v.text
+    if isinstance(v, (pa.Array, pa.ChunkedArray)):
+        if pa.types.is_string(v.type) or pa.types.is_large_string(v.type):
+            return pc.fill_null(pc.binary_join_element_wise('"', _escaped(v), '"', ""), "null")
+        if pa.types.is_boolean(v.type):
+            return pc.fill_null(pc.if_else(v, "true", "false"), "null")
+        if pa.types.is_date(v.type) or pa.types.is_integer(v.type):
+            text = v.cast(pa.string())
+            return pc.fill_null(pc.binary_join_element_wise('"', text, '"', "") if pa.types.is_date(v.type) else text,
+                                "null")
+        raise TypeError(f"canonical_rows: no JSON for {v.type}")
+    if isinstance(v, np.ndarray):
+        if v.dtype == bool:
+            return _json_texts(pa.array(v, pa.bool_()), n)
+        if v.dtype.kind in "iu":
+            return pa.array(v).cast(pa.string())
+        return _json_texts(pa.array(v, pa.string()), n)
+    return canonical(v=v)[len('{"v":'):-1]          # a constant, exactly as :func:`canonical` writes it
+
+
+_CONTROL = [chr(c) for c in range(0x20)]
+_SHORT = {"\b": "\\b", "\t": "\\t", "\n": "\\n", "\f": "\\f", "\r": "\\r"}
+
+
+def _escaped(text: pa.Array) -> pa.Array:
+    """JSON string escapes (as :func:`json.dumps` with ``ensure_ascii=False`` writes them)."""
+    text = pc.replace_substring(pc.replace_substring(text, "\\", "\\\\"), '"', '\\"')
+    if pc.any(pc.match_substring_regex(text, "[\\x00-\\x1f]")).as_py():
+        for c in _CONTROL:
+            text = pc.replace_substring(text, c, _SHORT.get(c, f"\\u{ord(c):04x}"))
+    return text
+
+
+def canonical_rows(n: int, **columns) -> pa.Array:
+    """:func:`canonical` of ``n`` rows at once: each keyword a column (Arrow string, integer, boolean
+    or date array, numpy array, a :class:`Raw` JSON column, a :class:`Maybe` present in some rows) or
+    one value for every row. Equal to ``canonical(**row)`` per row, built without Python per row."""
+    pieces = []
+    for k in sorted(columns):
+        v = columns[k]
+        head = "," + json.dumps(k, ensure_ascii=False) + ":"
+        if isinstance(v, Maybe):
+            body = pc.binary_join_element_wise(head, _json_texts(v.value, n), "")
+            body = body if isinstance(body, pa.Array) else pa.array([body.as_py()] * n, pa.string())
+            pieces.append(pc.if_else(pa.array(v.mask), body, ""))
+        else:
+            t = _json_texts(v, n)
+            pieces.append(head + t if isinstance(t, str) else pc.binary_join_element_wise(head, t, ""))
+    text = pc.binary_join_element_wise(*pieces, "")
+    if isinstance(text, pa.Scalar):
+        text = pa.array([text.as_py()] * n, pa.string())
+    return pc.binary_join_element_wise("{", pc.utf8_slice_codeunits(text, 1), "}", "")
+
+
+QUEUED = pa.schema([("alert_id", pa.string()), ("account_id", pa.string()), ("day", pa.date32()),
+                    ("kind", pa.string()), ("recipient", pa.string()), ("language", pa.string()),
+                    ("data", pa.string())])   # what :func:`enqueue` takes, as a table
+
+
+def _as_table(alerts) -> pa.Table:
+    if isinstance(alerts, pa.Table):
+        return alerts.select(QUEUED.names).cast(QUEUED)
+    day = [a["day"] if isinstance(a["day"], dt.date) else dt.date.fromisoformat(str(a["day"])) for a in alerts]
+    return pa.table({k: day if k == "day" else [a.get(k) for a in alerts] for k in QUEUED.names}, schema=QUEUED)
+
+
+def queued_before(conn: sa.Connection, ids: list[str]) -> tuple[dict[str, sa.Row], dict[str, int]]:
+    """Of the alert ids ``ids`` queued before: the latest revision of each and their number (looked
+    up :data:`CHUNK` at a time)."""
+    latest: dict[str, sa.Row] = {}
+    revisions: dict[str, int] = {}
+    for i in range(0, len(ids), CHUNK):
+        for r in conn.execute(sa.select(outbox.c.base_id, outbox.c.alert_id, outbox.c.digest, outbox.c.state)
+                              .where(outbox.c.base_id.in_(ids[i:i + CHUNK]))
+                              .order_by(outbox.c.created_at, outbox.c.alert_id)):
+            latest[r.base_id] = r
+            revisions[r.base_id] = revisions.get(r.base_id, 0) + 1
+    return latest, revisions
+
+
+def fresh_state(now: dt.datetime) -> dict:
+    """The delivery columns of a newly queued alert."""
+    return {"state": "pending", "attempts": 0, "last_error": None, "next_attempt_at": now, "queued_at": now,
+            "created_at": now, "sent_at": None}
+
+
+def channels(recipients: pa.Array) -> pa.Array:
+    """:func:`meters.recipients.channel_of` of every recipient (null: nobody to deliver to)."""
+    from .recipients import DEFAULT_CHANNEL, NO_CONTACT
+
+    parts = pc.extract_regex(recipients, r"(?s)^(?P<channel>[^:]*)(?P<sep>:?)(?P<address>.*)$")
+    channel, address = pc.struct_field(parts, "channel"), pc.struct_field(parts, "address")
+    has_sep = pc.equal(pc.struct_field(parts, "sep"), ":")
+    bad = pc.and_(has_sep, pc.or_(pc.equal(channel, ""), pc.equal(address, "")))
+    bad = pc.and_(bad, pc.invert(pc.or_(pc.equal(recipients, OPERATOR), pc.starts_with(recipients, NO_CONTACT))))
+    if pc.any(bad).as_py():
+        channel_of(pc.filter(recipients, bad)[0].as_py())        # raises its error
+    out = pc.if_else(has_sep, channel, DEFAULT_CHANNEL)
+    out = pc.if_else(pc.starts_with(recipients, NO_CONTACT), pa.scalar(None, pa.string()), out)
+    return pc.if_else(pc.equal(recipients, OPERATOR), OPERATOR, out)
+
+
+def _languages(values: pa.Array) -> pa.Array:
+    """:func:`meters.recipients.language` of every value (checked once per distinct value)."""
+    filled = pc.fill_null(values, "")
+    distinct = pc.unique(filled)
+    mapped = pa.array([language(v) for v in distinct.to_pylist()], pa.string())
+    return mapped.take(pc.index_in(filled, value_set=distinct))
+
+
+def enqueue(bind: sa.Engine | sa.Connection, alerts: list[dict] | pa.Table, now: dt.datetime | None = None) -> dict:
+    """Queue ``alerts`` (dicts, or a table, with ``alert_id``, ``account_id``, ``day``, ``kind``,
+    ``recipient``, ``language``, ``data``); idempotent. ``bind``: an engine (its own transaction) or
+    the connection of a transaction to queue in. Returns counts: ``queued`` (new), ``corrections``,
+    ``unchanged`` (queued before), ``skipped`` (no deliverable recipient). Channels, languages and
+    digests are worked out column by column (a night's alerts at once)."""
     now = now or utcnow()
-    counts = {"queued": 0, "corrections": 0, "unchanged": 0, "skipped": 0}
-    rows: dict[str, dict] = {}
-    for a in alerts:
-        channel = channel_of(a["recipient"])
-        if channel is None or (a["kind"] in OPERATOR_KINDS) != (channel == OPERATOR):
-            counts["skipped"] += 1      # no contact, or an operator's alert not for the operator (or back)
-            continue
-        lang = language(a.get("language"))
-        day = a["day"] if isinstance(a["day"], dt.date) else dt.date.fromisoformat(str(a["day"]))
-        rows[a["alert_id"]] = {"base_id": a["alert_id"], "digest": digest(a["kind"], lang, a["data"]),
-                               "account_id": a.get("account_id"), "day": day, "kind": a["kind"],
-                               "recipient": a["recipient"], "channel": channel, "language": lang,
-                               "data": a["data"]}
-    ids = list(rows)
+    t = _as_table(alerts)
+    channel = channels(t.column("recipient").combine_chunks()) if t.num_rows else pa.array([], pa.string())
+    # no contact, or an operator's alert not for the operator (or back): skipped
+    keep = pc.and_(pc.is_valid(channel), pc.equal(pc.is_in(t.column("kind"), value_set=pa.array(OPERATOR_KINDS)),
+                                                  pc.equal(pc.fill_null(channel, ""), OPERATOR)))
+    counts = {"queued": 0, "corrections": 0, "unchanged": 0, "skipped": t.num_rows - pc.sum(keep).as_py() if t.num_rows else 0}
+    t, channel = t.filter(keep), channel.filter(keep)
+    lang = _languages(t.column("language").combine_chunks()) if t.num_rows else pa.array([], pa.string())
+    joined = pc.binary_join_element_wise(t.column("kind"), lang, t.column("data"), "\x1f")
+    dig = digests.hex_lower(digests.sha256(joined)) if t.num_rows else pa.array([], pa.string())
+    cols = {"base_id": t.column("alert_id"), "digest": dig, "account_id": t.column("account_id"), "day": t.column("day"),
+            "kind": t.column("kind"), "recipient": t.column("recipient"), "channel": channel, "language": lang,
+            "data": t.column("data")}
+    cols = {k: v.to_pylist() for k, v in cols.items()}
+    last = dict(zip(cols["base_id"], range(len(cols["base_id"]))))   # an id given twice: its last values
+    if len(last) < len(cols["base_id"]):
+        pick = list(last.values())
+        cols = {k: [v[i] for i in pick] for k, v in cols.items()}
+    ids = cols["base_id"]
     with (bind.begin() if isinstance(bind, sa.Engine) else contextlib.nullcontext(bind)) as conn:
-        latest: dict[str, sa.Row] = {}
-        revisions: dict[str, int] = {}
-        for i in range(0, len(ids), CHUNK):
-            for r in conn.execute(sa.select(outbox.c.base_id, outbox.c.alert_id, outbox.c.digest, outbox.c.state)
-                                  .where(outbox.c.base_id.in_(ids[i:i + CHUNK]))
-                                  .order_by(outbox.c.created_at, outbox.c.alert_id)):
-                latest[r.base_id] = r
-                revisions[r.base_id] = revisions.get(r.base_id, 0) + 1
-        new, superseded = [], []
-        fresh = {"state": "pending", "attempts": 0, "last_error": None, "next_attempt_at": now,
-                 "queued_at": now, "created_at": now, "sent_at": None}
-        for base, row in rows.items():
-            old = latest.get(base)
-            if old is None:
-                new.append({**row, **fresh, "alert_id": base, "corrects": None})
-                counts["queued"] += 1
-            elif old.digest == row["digest"]:
-                counts["unchanged"] += 1
-            else:
-                rid = _id(base, row["digest"], revisions[base])
+        latest, revisions = queued_before(conn, ids)
+        fresh = fresh_state(now)
+        columns = {**cols, "alert_id": ids, "corrects": None}     # (nothing queued before: every alert new)
+        superseded = []
+        if latest:                     # a re-run: new ones, unchanged ones, corrections, in the alerts' order
+            pick, alert_ids_, corrects = [], [], []
+            for i, base in enumerate(ids):
+                old = latest.get(base)
+                if old is not None and old.digest == cols["digest"][i]:
+                    counts["unchanged"] += 1
+                    continue
+                pick.append(i)
+                if old is None:
+                    alert_ids_.append(base)
+                    corrects.append(None)
+                    continue
+                rid = _id(base, cols["digest"][i], revisions[base])
                 # a revision never sent is superseded quietly; one that may have been seen is corrected
-                new.append({**row, **fresh, "alert_id": rid, "corrects": None if old.state in DUE else old.alert_id})
+                alert_ids_.append(rid)
+                corrects.append(None if old.state in DUE else old.alert_id)
                 counts["corrections"] += 1
                 if old.state in DUE:
                     superseded.append((old.alert_id, rid))
-        insert_many(conn, outbox, new)
+            columns = {**{k: [v[i] for i in pick] for k, v in cols.items()}, "alert_id": alert_ids_,
+                       "corrects": corrects}
+        counts["queued"] = len(columns["alert_id"]) - counts["corrections"]
+        if columns["day"] and columns["day"].count(columns["day"][0]) == len(columns["day"]):
+            columns["day"] = columns["day"][0]              # one day (a night's): its bind processed once
+        insert_columns(conn, outbox, {**fresh, **columns}, len(columns["alert_id"]))
         for old_id, rid in superseded:
             conn.execute(sa.update(outbox).where(outbox.c.alert_id == old_id, outbox.c.state.in_(DUE))
                          .values(state="dead", last_error=f"superseded by {rid}"))
@@ -198,30 +348,41 @@ def enqueue(bind: sa.Engine | sa.Connection, alerts: list[dict], now: dt.datetim
 
 
 def insert_many(conn: sa.Connection, table: sa.Table, rows: list[dict]) -> None:
-    """INSERT ``rows`` (dicts with every column of ``table``) with one executemany of the driver: the
-    column types' bind processors applied here, once per distinct value object, instead of
-    SQLAlchemy's per-row statement machinery (most of the cost of queuing a night's alerts)."""
-    if not rows:
+    """INSERT ``rows`` (dicts with every column of ``table``): :func:`insert_columns` of their columns."""
+    if rows:
+        insert_columns(conn, table, {c.key: [r[c.key] for r in rows] for c in table.columns}, len(rows))
+
+
+def insert_columns(conn: sa.Connection, table: sa.Table, columns: dict, n: int) -> None:
+    """INSERT ``n`` rows given column by column (a list per column, or one value for every row) with
+    one executemany of the driver: the column types' bind processors applied here, once per distinct
+    value object (a column's one value: once), instead of SQLAlchemy's per-row statement machinery
+    (most of the cost of queuing a night's alerts)."""
+    if not n:
         return
     compiled = sa.insert(table).compile(dialect=conn.dialect, column_keys=[c.key for c in table.columns])
     keys = list(compiled.positiontup) if compiled.positional else list(compiled.binds)
-    procs = [(i, compiled.binds[k].type.dialect_impl(conn.dialect).bind_processor(conn.dialect))
-             for i, k in enumerate(keys)]
-    procs = [(i, p) for i, p in procs if p is not None]
-    memos: dict[int, dict[int, tuple]] = {i: {} for i, _ in procs}   # id(value) -> (value, processed)
-    get = operator.itemgetter(*keys)
-    params = []
-    for r in rows:
-        t = list(get(r))
-        for i, proc in procs:
-            v = t[i]
-            if v is not None:         # the rows share their dates and instants: each processed once
-                memo = memos[i]
-                m = memo.get(id(v))
-                if m is None or m[0] is not v:
-                    m = memo[id(v)] = (v, proc(v))
-                t[i] = m[1]
-        params.append(tuple(t))
+    cols = []
+    for k in keys:
+        proc = compiled.binds[k].type.dialect_impl(conn.dialect).bind_processor(conn.dialect)
+        v = columns[k]
+        if not isinstance(v, list):
+            cols.append(itertools.repeat(proc(v) if proc is not None and v is not None else v, n))
+        elif proc is None:
+            cols.append(v)
+        else:
+            memo: dict[int, tuple] = {}       # id(value) -> (value, processed): shared dates and instants once
+            out = []
+            for x in v:
+                if x is None:
+                    out.append(None)
+                    continue
+                m = memo.get(id(x))
+                if m is None or m[0] is not x:
+                    m = memo[id(x)] = (x, proc(x))
+                out.append(m[1])
+            cols.append(out)
+    params = list(zip(*cols))
     if not compiled.positional:
         params = [dict(zip(keys, t)) for t in params]
     conn.exec_driver_sql(str(compiled), params)
@@ -246,7 +407,7 @@ def digest_query(kind: str, day: dt.date) -> str:
             f"ORDER BY account_id")
 
 
-def lake_alerts(lake: Lake, day: dt.date) -> list[dict]:
+def lake_alerts(lake: Lake, day: dt.date) -> pa.Table:
     """The alerts of ``day`` in the lake's ``alerts`` table that carry an id (those to deliver), the
     operator's :data:`DIGEST_KINDS` folded into one digest per kind: its ``count`` of alerts (one per
     meter), of ``accounts``, and the ``query`` that lists them (docs/alerts.md, "Operator digests")."""
@@ -254,15 +415,17 @@ def lake_alerts(lake: Lake, day: dt.date) -> list[dict]:
     t = lake.read("alerts", day.isoformat(), columns=["alert_id", "account_id", "kind", "recipient", "language",
                                                        "data"], filter=has_id & ~folded)   # only the rows sent
     f = lake.read("alerts", day.isoformat(), columns=["kind", "account_id"], filter=has_id & folded)
-    digests = []
+    folded_rows = []
     for kind in DIGEST_KINDS:
         mine = f.filter(pc.equal(f.column("kind"), kind))
         if mine.num_rows:
             data = canonical(day=day, count=mine.num_rows, accounts=pc.count_distinct(mine.column("account_id")).as_py(),
                              query=digest_query(kind, day))
-            digests.append({"alert_id": alert_id(None, day, kind, OPERATOR), "account_id": None, "kind": kind,
-                            "recipient": OPERATOR, "language": None, "data": data})
-    return [r | {"day": day} for r in t.to_pylist() + digests]
+            folded_rows.append({"alert_id": alert_id(None, day, kind, OPERATOR), "account_id": None, "kind": kind,
+                                "recipient": OPERATOR, "language": None, "data": data})
+    dayless = pa.schema([f for f in QUEUED if f.name != "day"])
+    t = pa.concat_tables([t.select(dayless.names).cast(dayless), pa.Table.from_pylist(folded_rows, dayless)])
+    return t.add_column(2, "day", pa.repeat(pa.scalar(day, pa.date32()), t.num_rows))
 
 
 def enqueue_day(lake: Lake, day: dt.date, db: str | None = None, *, required: bool = True) -> dict | None:

@@ -59,3 +59,44 @@ def test_claim_takes_the_longest_due_of_both_states(engine):
     assert all(r["attempts"] == 1 and r["queued_at"] == NOW for r in got)
     rest = outbox.claim(engine, 100, 60, now=NOW)                  # the leased ones are not due again
     assert sorted(r["alert_id"] for r in rest) == sorted(f"al_{i}" for i in range(12, 15))
+
+
+def _night_alerts(n: int, day: dt.date, seed: int) -> list[dict]:
+    """A night's alerts of every sort the outbox sees: contacts, ``account:`` stand-ins (skipped),
+    operator alerts (to the operator, and one misaddressed), languages in any case or none, an id twice."""
+    import random
+
+    rng = random.Random(seed)
+    recipients = ["wechat:o6_{i}", "sms:+86138{i:08d}", "email:a{i}@x.org", "+86139{i:08d}", "account:{i}", "operator"]
+    out = []
+    for i in range(n):
+        kind = rng.choice(["low_balance", "arrears", "bill_issued", "data_gap", "disconnect_held"])
+        r = rng.choice(recipients).format(i=i)
+        out.append({"alert_id": outbox.alert_id(f"{i:07d}", day, kind, r), "account_id": f"{i:07d}", "day": day,
+                    "kind": kind, "recipient": r, "language": rng.choice([None, "", "en", "EN", "zh-CN", "zh"]),
+                    "data": outbox.canonical(balance=rng.randint(-5000, 5000), note="\"é\"\n")})
+    return out + [dict(out[0], data='{"balance":0}')]           # the same id again: its last values win
+
+
+def test_enqueue_equals_the_row_by_row_original(engine, tmp_path, request):
+    from reference.outbox import enqueue_rowwise
+
+    other = create_engine(f"sqlite:///{tmp_path / 'ref.db'}" if engine.dialect.name == "sqlite"
+                          else request.getfixturevalue("pg_cluster").create_database())
+    outbox.metadata.create_all(other)
+    day = dt.date(2026, 11, 1)
+    first = _night_alerts(300, day, 1)
+    again = [dict(a, data=a["data"].replace("1", "2")) if i % 3 == 0 else a for i, a in enumerate(_night_alerts(300, day, 1))]
+    for alerts, now in ((first, NOW), (again, NOW + dt.timedelta(hours=1)), (again, NOW + dt.timedelta(hours=2))):
+        got = outbox.enqueue(engine, alerts, now=now)
+        assert got == enqueue_rowwise(other, alerts, now=now)
+        with engine.begin() as conn:          # some delivered: their corrections name them
+            conn.execute(sa.update(outbox.outbox).where(outbox.outbox.c.alert_id < "al_m").values(state="sent"))
+        with other.begin() as conn:
+            conn.execute(sa.update(outbox.outbox).where(outbox.outbox.c.alert_id < "al_m").values(state="sent"))
+    cols = [c for c in outbox.outbox.columns]
+    with engine.connect() as a, other.connect() as b:
+        want = b.execute(sa.select(*cols).order_by(outbox.outbox.c.alert_id)).all()
+        assert a.execute(sa.select(*cols).order_by(outbox.outbox.c.alert_id)).all() == want
+    assert len(want) > 100 and got["unchanged"] > 0 and any(r.corrects for r in want)
+    other.dispose()
