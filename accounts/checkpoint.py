@@ -3,27 +3,34 @@
 SQLite's default copies the write-ahead log back into the database file (a *checkpoint*: the pages
 written, then an fsync of the database file) inside the commit that grows the log past 1,000 pages, so
 the payments of that group — and, through the writer flock, every other process's writers — waited
-for it. The store's writers therefore run with ``wal_autocheckpoint=0`` and one thread per process
-checkpoints instead: :meth:`Checkpointer.poke` (called after each write transaction) wakes it, and it
-runs ``PRAGMA wal_checkpoint(PASSIVE)`` at most every :data:`EVERY_S` on a connection of its own. A
-passive checkpoint never waits for (nor blocks) a reader or a writer: it copies what no reader still
-needs, and the next write transaction starts the log again from its beginning once all of it is
-copied. Only when the log has nevertheless grown past :data:`CAP_FRAMES` pages (readers that kept a
-snapshot open for long) does the checkpoint wait for them (``RESTART``, at most :data:`CAP_WAIT_S`;
-writers wait meanwhile) so that the log cannot grow without bound. ``journal_size_limit`` truncates a
-restarted log file to :data:`KEEP_BYTES`. Durability does not depend on checkpoints: a commit is on
-disk in the log (``synchronous=FULL``).
+for it. The store's connections therefore run with ``wal_autocheckpoint=0`` and one thread per process
+checkpoints instead: :meth:`Checkpointer.poke` (on each write transaction's commit) wakes it, and at
+most every :data:`EVERY_S` it runs ``PRAGMA wal_checkpoint(PASSIVE)`` on a connection of its own,
+which copies what no reader still needs while readers and writers go on.
+
+Under a steady stream of commits a passive checkpoint never catches up with the log's end, and SQLite
+starts the log again from its beginning only once all of it is copied; a log that only grows makes
+every commit's fsync also write the file's new size. So once the log holds :data:`RESTART_FRAMES`
+pages, the checkpointer takes the store's writer lock (:meth:`accounts.store.Store.exclusive`: the
+writers of all the store's processes queue behind it, as behind one more write transaction) and runs
+``wal_checkpoint(RESTART)``: it copies the few pages written since the passive pass, fsyncs the
+database file once, waits up to :data:`READER_WAIT_S` for readers of the old pages, and the next
+commit writes the log from its start again. ``journal_size_limit`` truncates a restarted log file to
+:data:`KEEP_BYTES`. Durability does not depend on checkpoints: a commit is on disk in the log
+(``synchronous=FULL``) before it returns.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
 import threading
 import time
+from typing import Callable
 
-EVERY_S = 0.5               # at most one checkpoint per this long while the store is written
-CAP_FRAMES = 64 * 1024      # log pages (4 KiB: 256 MiB) beyond which a checkpoint waits for readers
-CAP_WAIT_S = 2.0            # ... at most this long
+EVERY_S = 0.5                   # at most one checkpoint per this long while the store is written
+RESTART_FRAMES = 4096           # log pages (4 KiB: 16 MiB) from which the log is started again
+READER_WAIT_S = 0.1             # a restart waits this long at most for readers of the old pages
 KEEP_BYTES = 64 * 1024 * 1024   # journal_size_limit: the log file's size kept after a restart
 
 # the PRAGMAs of the store's connections (accounts.store.open_store)
@@ -32,11 +39,13 @@ PRAGMAS = ("PRAGMA wal_autocheckpoint=0", f"PRAGMA journal_size_limit={KEEP_BYTE
 
 class Checkpointer:
     """The background checkpoints of the SQLite database at ``path`` (one thread per process, started
-    by the first :meth:`poke` of the process: a forked child starts its own)."""
+    by the first :meth:`poke` of the process: a forked child starts its own); ``exclusive``: a context
+    manager that keeps the store's writers out (:meth:`accounts.store.Store.exclusive`)."""
 
-    def __init__(self, path: str, *, every_s: float = EVERY_S):
-        self.path, self.every_s = path, every_s
-        self.last: tuple | None = None   # (busy, log pages, checkpointed pages, seconds) of the newest
+    def __init__(self, path: str, exclusive: Callable[[], contextlib.AbstractContextManager], *,
+                 every_s: float = EVERY_S):
+        self.path, self.exclusive, self.every_s = path, exclusive, every_s
+        self.last: tuple | None = None   # the newest: (mode, busy, log pages, checkpointed pages, seconds)
         self.count = 0
         self._cv = threading.Condition()
         self._dirty = False
@@ -70,7 +79,7 @@ class Checkpointer:
             self._closed, self._thread = False, None
 
     def _run(self) -> None:
-        con = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=CAP_WAIT_S)
+        con = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=READER_WAIT_S)
         try:
             while True:
                 with self._cv:
@@ -86,15 +95,18 @@ class Checkpointer:
             con.close()
 
     def checkpoint(self, con: sqlite3.Connection) -> tuple:
-        """One passive checkpoint (a waiting one past :data:`CAP_FRAMES`); returns and keeps
-        ``(busy, log pages, checkpointed pages, seconds)``."""
+        """A passive checkpoint, then a restart of the log once it holds :data:`RESTART_FRAMES` pages;
+        returns and keeps ``(mode, busy, log pages, checkpointed pages, seconds)`` of the last."""
         t0 = time.perf_counter()
+        mode = "PASSIVE"
         busy, log, done = con.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
-        if log > CAP_FRAMES and done < log:
-            try:
-                busy, log, done = con.execute("PRAGMA wal_checkpoint(RESTART)").fetchone()
-            except sqlite3.OperationalError:   # readers or writers did not let go within CAP_WAIT_S
-                pass
-        self.last = (busy, log, done, time.perf_counter() - t0)
+        if log >= RESTART_FRAMES:
+            mode = "RESTART"
+            with self.exclusive():
+                try:
+                    busy, log, done = con.execute("PRAGMA wal_checkpoint(RESTART)").fetchone()
+                except sqlite3.OperationalError:   # another process's checkpoint: its restart will do
+                    busy = 1
+        self.last = (mode, busy, log, done, time.perf_counter() - t0)
         self.count += 1
         return self.last

@@ -99,12 +99,18 @@ class Store:
             with self.engine.begin() as conn:
                 yield conn
             return
+        with self.exclusive(), self.engine.begin() as conn:
+            yield conn
+
+    @contextlib.contextmanager
+    def exclusive(self):
+        """SQLite: no writer of this store's processes runs meanwhile (this process's writer lock, then
+        the flock of ``<db>-writer.lock``)."""
         with self.writer:
             f = self._lock_file()
             fcntl.flock(f, fcntl.LOCK_EX)
             try:
-                with self.engine.begin() as conn:
-                    yield conn
+                yield
             finally:
                 fcntl.flock(f, fcntl.LOCK_UN)
 
@@ -139,23 +145,24 @@ def open_store(lake: Lake | str | os.PathLike, db: str | None = None, *, migrate
     if not isinstance(lake, Lake):
         lake = open_lake(lake)
     engine = create_engine(database_url(lake, db))
-    checkpointer = _background_checkpoints(engine) if engine.dialect.name == "sqlite" else None
+    store = Store(engine, lake)
+    if engine.dialect.name == "sqlite":
+        _background_checkpoints(store)
     try:
         if migrate_schema:
             migrate(engine)
     except sa.exc.OperationalError as e:
-        engine.dispose()
+        store.close()
         raise MetersError(f"cannot open the account store: {str(e.orig).strip().splitlines()[0]}") from None
-    store = Store(engine, lake, checkpointer=checkpointer)
-    if checkpointer is not None:
-        store.closers.append(checkpointer.close)
     return store
 
 
-def _background_checkpoints(engine: sa.Engine) -> Checkpointer:
+def _background_checkpoints(store: Store) -> None:
     """The store's connections never checkpoint inside a commit; a write transaction's commit wakes
     the background :class:`Checkpointer` instead."""
-    checkpointer = Checkpointer(engine.url.database)
+    engine = store.engine
+    checkpointer = store.checkpointer = Checkpointer(engine.url.database, store.exclusive)
+    store.closers.append(checkpointer.close)
 
     @sa.event.listens_for(engine, "connect")
     def _connect(dbapi_con, _record):
@@ -168,5 +175,3 @@ def _background_checkpoints(engine: sa.Engine) -> Checkpointer:
     def _commit(conn):
         if not conn.get_execution_options().get("read_only"):
             checkpointer.poke()
-
-    return checkpointer
