@@ -13,8 +13,9 @@ starts the log again from its beginning only once all of it is copied; a log tha
 every commit's fsync also write the file's new size. So once the log holds :data:`RESTART_FRAMES`
 pages, the checkpointer takes the store's writer lock (:meth:`accounts.store.Store.exclusive`: the
 writers of all the store's processes queue behind it, as behind one more write transaction) and runs
-``wal_checkpoint(RESTART)``: it copies the few pages written since the passive pass, fsyncs the
-database file once, waits up to :data:`READER_WAIT_S` for readers of the old pages, and the next
+``wal_checkpoint(RESTART)``: it copies the few pages written since the last passive pass (passive
+passes are repeated first, outside the lock, until at most :data:`CATCH_UP_FRAMES` pages came in
+during one), fsyncs the database file once, waits up to :data:`READER_WAIT_S` for readers of the old pages, and the next
 commit writes the log from its start again. ``journal_size_limit`` truncates a restarted log file to
 :data:`KEEP_BYTES`. Durability does not depend on checkpoints: a commit is on disk in the log
 (``synchronous=FULL``) before it returns.
@@ -30,6 +31,8 @@ from typing import Callable
 
 EVERY_S = 0.5                   # at most one checkpoint per this long while the store is written
 RESTART_FRAMES = 4096           # log pages (4 KiB: 16 MiB) from which the log is started again
+CATCH_UP_FRAMES = 256          # ... once passive passes leave at most this many pages to copy
+CATCH_UP_PASSES = 4             # ... or after this many passes
 READER_WAIT_S = 0.1             # a restart waits this long at most for readers of the old pages
 KEEP_BYTES = 64 * 1024 * 1024   # journal_size_limit: the log file's size kept after a restart
 
@@ -45,7 +48,8 @@ class Checkpointer:
     def __init__(self, path: str, exclusive: Callable[[], contextlib.AbstractContextManager], *,
                  every_s: float = EVERY_S):
         self.path, self.exclusive, self.every_s = path, exclusive, every_s
-        self.last: tuple | None = None   # the newest: (mode, busy, log pages, checkpointed pages, seconds)
+        # the newest: (mode, busy, log pages, checkpointed pages, seconds, seconds the writers waited)
+        self.last: tuple | None = None
         self.count = 0
         self._cv = threading.Condition()
         self._dirty = False
@@ -96,17 +100,25 @@ class Checkpointer:
 
     def checkpoint(self, con: sqlite3.Connection) -> tuple:
         """A passive checkpoint, then a restart of the log once it holds :data:`RESTART_FRAMES` pages;
-        returns and keeps ``(mode, busy, log pages, checkpointed pages, seconds)`` of the last."""
-        t0 = time.perf_counter()
+        returns and keeps ``(mode, busy, log pages, checkpointed pages, seconds, seconds the writers
+        were held off)`` of the last."""
+        t0, held = time.perf_counter(), 0.0
         mode = "PASSIVE"
         busy, log, done = con.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
-        if log >= RESTART_FRAMES:
+        if log >= RESTART_FRAMES and not busy:
+            for _ in range(CATCH_UP_PASSES):   # copy the pages committed meanwhile, outside the lock
+                before = log
+                busy, log, done = con.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+                if busy or log - before <= CATCH_UP_FRAMES:
+                    break
             mode = "RESTART"
             with self.exclusive():
+                t1 = time.perf_counter()
                 try:
                     busy, log, done = con.execute("PRAGMA wal_checkpoint(RESTART)").fetchone()
                 except sqlite3.OperationalError:   # another process's checkpoint: its restart will do
                     busy = 1
-        self.last = (mode, busy, log, done, time.perf_counter() - t0)
+                held = time.perf_counter() - t1
+        self.last = (mode, busy, log, done, time.perf_counter() - t0, held)
         self.count += 1
         return self.last

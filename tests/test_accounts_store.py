@@ -299,13 +299,13 @@ def test_sqlite_checkpoints_run_outside_commits_and_start_the_log_again(tmp_path
     reader.execute("BEGIN")
     assert reader.execute("SELECT count(*) FROM payments").fetchone() == (30,)
     pay(s, USERS[0], 1, "b0", channel="c")      # the reader's snapshot now lacks a page of the log
-    mode, busy, log, done, _ = cp.checkpoint(con)
+    mode, busy, log, done, *_ = cp.checkpoint(con)
     assert (mode, busy) == ("RESTART", 1) and done < log
     pay(s, USERS[0], 1, "b1", channel="c")
     assert log_pages() > log                     # the log went on growing
     assert reader.execute("SELECT count(*) FROM payments").fetchone() == (30,)
     reader.execute("COMMIT")
-    mode, busy, log, done, _ = cp.checkpoint(con)
+    mode, busy, log, done, *_ = cp.checkpoint(con)
     assert (mode, busy) == ("RESTART", 0) and done == log >= 30
     pay(s, USERS[0], 1, "b2", channel="c")
     assert 0 < log_pages() < 20                  # written from the log's start again
