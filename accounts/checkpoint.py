@@ -23,11 +23,11 @@ commit writes the log from its start again. ``journal_size_limit`` truncates a r
 from __future__ import annotations
 
 import contextlib
-import os
 import sqlite3
-import threading
 import time
 from typing import Callable
+
+from .threads import ProcessThread
 
 EVERY_S = 0.5                   # at most one checkpoint per this long while the store is written
 RESTART_FRAMES = 4096           # log pages (4 KiB: 16 MiB) from which the log is started again
@@ -40,32 +40,26 @@ KEEP_BYTES = 64 * 1024 * 1024   # journal_size_limit: the log file's size kept a
 PRAGMAS = ("PRAGMA wal_autocheckpoint=0", f"PRAGMA journal_size_limit={KEEP_BYTES}")
 
 
-class Checkpointer:
+class Checkpointer(ProcessThread):
     """The background checkpoints of the SQLite database at ``path`` (one thread per process, started
     by the first :meth:`poke` of the process: a forked child starts its own); ``exclusive``: a context
     manager that keeps the store's writers out (:meth:`accounts.store.Store.exclusive`)."""
 
     def __init__(self, path: str, exclusive: Callable[[], contextlib.AbstractContextManager], *,
                  every_s: float = EVERY_S):
+        super().__init__("wal-checkpoint")
         self.path, self.exclusive, self.every_s = path, exclusive, every_s
         # the newest: (mode, busy, log pages, checkpointed pages, seconds, seconds the writers waited)
         self.last: tuple | None = None
         self.count = 0
-        self._cv = threading.Condition()
         self._dirty = False
-        self._closed = False
-        self._thread: threading.Thread | None = None
-        self._pid = None
 
     def poke(self) -> None:
         """The store was written: checkpoint within :data:`EVERY_S`."""
         with self._cv:
             if self._closed:
                 return
-            if self._thread is None or self._pid != os.getpid():
-                self._pid = os.getpid()
-                self._thread = threading.Thread(target=self._run, name="wal-checkpoint", daemon=True)
-                self._thread.start()
+            self._start()
             if not self._dirty:
                 self._dirty = True
                 self._cv.notify()
@@ -73,12 +67,7 @@ class Checkpointer:
     def close(self) -> None:
         """Stop the thread after a last checkpoint of what was written (a later :meth:`poke` starts
         it again)."""
-        with self._cv:
-            self._closed = True
-            self._cv.notify()
-            t = self._thread if self._pid == os.getpid() else None
-        if t is not None:
-            t.join()
+        self._stop()
         with self._cv:
             self._closed, self._thread = False, None
 
