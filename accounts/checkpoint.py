@@ -23,6 +23,7 @@ commit writes the log from its start again. ``journal_size_limit`` truncates a r
 from __future__ import annotations
 
 import contextlib
+import logging
 import sqlite3
 import time
 from typing import Callable
@@ -31,10 +32,12 @@ from .threads import ProcessThread
 
 EVERY_S = 0.5                   # at most one checkpoint per this long while the store is written
 RESTART_FRAMES = 4096           # log pages (4 KiB: 16 MiB) from which the log is started again
-CATCH_UP_FRAMES = 256          # ... once passive passes leave at most this many pages to copy
+CATCH_UP_FRAMES = 256           # ... once passive passes leave at most this many pages to copy
 CATCH_UP_PASSES = 4             # ... or after this many passes
 READER_WAIT_S = 0.1             # a restart waits this long at most for readers of the old pages
 KEEP_BYTES = 64 * 1024 * 1024   # journal_size_limit: the log file's size kept after a restart
+
+logger = logging.getLogger("meters.accounts")
 
 # the PRAGMAs of the store's connections (accounts.store.open_store)
 PRAGMAS = ("PRAGMA wal_autocheckpoint=0", f"PRAGMA journal_size_limit={KEEP_BYTES}")
@@ -83,7 +86,10 @@ class Checkpointer(ProcessThread):
                     if not self._closed:   # let the writes of the next EVERY_S gather
                         self._cv.wait_for(lambda: self._closed, self.every_s)
                     self._dirty = False
-                self.checkpoint(con)
+                try:
+                    self.checkpoint(con)
+                except sqlite3.Error as e:   # e.g. a full disk: the log grows meanwhile, the next one tries again
+                    logger.warning(f"checkpoint of {self.path} failed: {e}", extra={"event": "checkpoint_failed"})
         finally:
             con.close()
 
@@ -100,6 +106,7 @@ class Checkpointer(ProcessThread):
                 busy, log, done = con.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
                 if busy or log - before <= CATCH_UP_FRAMES:
                     break
+        if log >= RESTART_FRAMES and not busy:   # (busy: another process checkpoints; it restarts the log)
             mode = "RESTART"
             with self.exclusive():
                 t1 = time.perf_counter()
