@@ -12,20 +12,17 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import os
-import threading
 from concurrent.futures import Future
 from typing import Callable
 
+from .threads import ProcessThread
 
-class GroupCommitter:
+
+class GroupCommitter(ProcessThread):
     def __init__(self, commit: Callable[[list], list], *, name: str = "group-commit", max_group: int = 2000):
-        self._commit, self._name, self._max = commit, name, max_group
+        super().__init__(name)
+        self._commit, self._max = commit, max_group
         self._queue: collections.deque = collections.deque()
-        self._cv = threading.Condition()
-        self._thread: threading.Thread | None = None
-        self._pid = None
-        self._closed = False
 
     def submit(self, item) -> Future:
         return self._put(item, Future())
@@ -38,23 +35,15 @@ class GroupCommitter:
         with self._cv:
             if self._closed:
                 raise RuntimeError("the store is closed")
-            if self._thread is None or self._pid != os.getpid():   # none yet, or a forked child
+            if self._start():   # none yet, or a forked child: the parent's queue is not this process's
                 self._queue.clear()
-                self._pid = os.getpid()
-                self._thread = threading.Thread(target=self._run, name=self._name, daemon=True)
-                self._thread.start()
             self._queue.append((item, f))
             self._cv.notify()
         return f
 
     def close(self) -> None:
         """Commit what is queued, then stop the thread."""
-        with self._cv:
-            self._closed = True
-            self._cv.notify()
-            t = self._thread if self._pid == os.getpid() else None
-        if t is not None:
-            t.join()
+        self._stop()
 
     def _run(self) -> None:
         while True:

@@ -2,7 +2,8 @@
 
 The embedded default is SQLite at ``<lake>/accounts.db`` — WAL journal (readers never wait for the
 writer) and ``synchronous=FULL`` (a commit returns after its WAL frame is on disk, so an answered
-payment survives a crash or power loss). Write transactions start with ``BEGIN IMMEDIATE``: writers
+payment survives a crash or power loss); the log is copied back into the database file by a
+background thread (:mod:`accounts.checkpoint`), never inside a commit. Write transactions start with ``BEGIN IMMEDIATE``: writers
 queue on the database lock (``busy_timeout``) instead of failing when a read turns into a write; the
 writers of a store's processes take turns on an flock first (:meth:`Store.write`).
 Production uses PostgreSQL: ``--db postgresql://user@host/db`` (driver psycopg 3), default isolation
@@ -32,6 +33,8 @@ from alembic.script import ScriptDirectory
 from meters.accountdb import DB_FILE, create_engine, database_url  # noqa: F401  (the store's URL and engine)
 from meters.errors import MetersError
 from meters.lake import Lake, open_lake
+
+from .checkpoint import PRAGMAS, Checkpointer
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 _PG_MIGRATION_LOCK = 7_201_011  # pg_advisory_xact_lock key of `meters accounts migrate`
@@ -79,6 +82,7 @@ class Store:
     writer: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _writer_file: list = field(default_factory=list, repr=False)   # [pid, open lock file] of this process
     closers: list = field(default_factory=list, repr=False)   # run by close() (the payments' group commit)
+    checkpointer: Checkpointer | None = field(default=None, repr=False)   # SQLite: the WAL checkpoints
 
     @property
     def tz(self):
@@ -95,12 +99,18 @@ class Store:
             with self.engine.begin() as conn:
                 yield conn
             return
+        with self.exclusive(), self.engine.begin() as conn:
+            yield conn
+
+    @contextlib.contextmanager
+    def exclusive(self):
+        """SQLite: no writer of this store's processes runs meanwhile (this process's writer lock, then
+        the flock of ``<db>-writer.lock``)."""
         with self.writer:
             f = self._lock_file()
             fcntl.flock(f, fcntl.LOCK_EX)
             try:
-                with self.engine.begin() as conn:
-                    yield conn
+                yield
             finally:
                 fcntl.flock(f, fcntl.LOCK_UN)
 
@@ -135,10 +145,33 @@ def open_store(lake: Lake | str | os.PathLike, db: str | None = None, *, migrate
     if not isinstance(lake, Lake):
         lake = open_lake(lake)
     engine = create_engine(database_url(lake, db))
+    store = Store(engine, lake)
+    if engine.dialect.name == "sqlite":
+        _background_checkpoints(store)
     try:
         if migrate_schema:
             migrate(engine)
     except sa.exc.OperationalError as e:
-        engine.dispose()
+        store.close()
         raise MetersError(f"cannot open the account store: {str(e.orig).strip().splitlines()[0]}") from None
-    return Store(engine, lake)
+    return store
+
+
+def _background_checkpoints(store: Store) -> None:
+    """The store's connections never checkpoint inside a commit; a write transaction's commit wakes
+    the background :class:`Checkpointer` instead."""
+    engine = store.engine
+    checkpointer = store.checkpointer = Checkpointer(engine.url.database, store.exclusive)
+    store.closers.append(checkpointer.close)
+
+    @sa.event.listens_for(engine, "connect")
+    def _connect(dbapi_con, _record):
+        cur = dbapi_con.cursor()
+        for pragma in PRAGMAS:
+            cur.execute(pragma)
+        cur.close()
+
+    @sa.event.listens_for(engine, "commit")
+    def _commit(conn):
+        if not conn.get_execution_options().get("read_only"):
+            checkpointer.poke()

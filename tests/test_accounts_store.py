@@ -267,3 +267,49 @@ def test_concurrent_payments_commit_together_and_one_bad_payment_fails_alone(sto
         seqs = conn.execute(sa.select(payments.c.seq).order_by(payments.c.seq)).scalars().all()
     assert len(seqs) == 30 and len(set(seqs)) == 30
     assert sum(Decimal(balance(store, u)["balance"]) for u in USERS) == Decimal("50.00") + 30   # openings 50 + 0 + 0
+
+
+def test_sqlite_checkpoints_run_outside_commits_and_start_the_log_again(tmp_path, monkeypatch):
+    """The store's connections never checkpoint inside a commit; the background checkpoint copies the
+    log and, once it holds RESTART_FRAMES pages, starts it again (the next commit writes from its
+    beginning) — unless a reader still holds old pages: then it leaves the log as it is and does it
+    the next time. Every payment stays in the store."""
+    import sqlite3
+    from pathlib import Path
+
+    from accounts import checkpoint
+
+    monkeypatch.setattr(checkpoint, "RESTART_FRAMES", 20)
+    s = open_store(make_lake(tmp_path / "lake"))
+    s.checkpointer.every_s = 3600   # this test runs the checkpoints itself
+    import_from_lake(s, changed_by="test")
+    with s.engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar() == 0
+    con = sqlite3.connect(s.engine.url.database, isolation_level=None)
+    cp = checkpoint.Checkpointer(s.engine.url.database, s.exclusive)
+
+    def log_pages():
+        return con.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()[1]
+
+    for i in range(30):
+        pay(s, USERS[i % 3], 1, f"a{i}", channel="c")
+    wal = Path(f"{s.engine.url.database}-wal")
+    assert wal.stat().st_size >= 30 * 4096      # one commit, at least one page: nothing was copied back
+    reader = sqlite3.connect(s.engine.url.database, isolation_level=None)
+    reader.execute("BEGIN")
+    assert reader.execute("SELECT count(*) FROM payments").fetchone() == (30,)
+    pay(s, USERS[0], 1, "b0", channel="c")      # the reader's snapshot now lacks a page of the log
+    mode, busy, log, done, *_ = cp.checkpoint(con)
+    assert (mode, busy) == ("RESTART", 1) and done < log
+    pay(s, USERS[0], 1, "b1", channel="c")
+    assert log_pages() > log                     # the log went on growing
+    assert reader.execute("SELECT count(*) FROM payments").fetchone() == (30,)
+    reader.execute("COMMIT")
+    mode, busy, log, done, *_ = cp.checkpoint(con)
+    assert (mode, busy) == ("RESTART", 0) and done == log >= 30
+    pay(s, USERS[0], 1, "b2", channel="c")
+    assert 0 < log_pages() < 20                  # written from the log's start again
+    assert count(s, payments) == 33
+    s.close()
+    assert con.execute("SELECT count(*) FROM payments").fetchone() == (33,)
+    con.close()

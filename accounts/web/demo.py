@@ -48,6 +48,8 @@ def serve(store: Store, host: str = "127.0.0.1", port: int = 8080, *, web_channe
 
     sock = uvicorn.Config(None, **options).bind_socket()
     store.engine.dispose()   # no connection crosses the fork: each worker opens its own
+    if store.checkpointer is not None:   # nor a checkpoint holding the writer lock: each worker runs its own
+        store.checkpointer.close()
 
     def serve_one(slot, sock):
         store.engine.dispose(close=False)
