@@ -118,10 +118,10 @@ def _changed(store: Store, conn) -> None:
 
 def authenticate(store: Store, key: str) -> Principal | None:
     """The channel whose key is ``key`` (None: no such key). Keys are 256-bit random, so their
-    SHA-256 is the lookup (no slow KDF). A process keeps the keys it has seen until the channels'
-    version in the store changes, which it reads at most every :data:`KEY_RECHECK_S` seconds."""
-    h = key_hash(key)
-    known = store.cache.setdefault("api_keys", {})
+    SHA-256 is the lookup (no slow KDF). A process keeps the keys it has seen (no hash per request)
+    until the channels' version in the store changes, which it reads at most every
+    :data:`KEY_RECHECK_S` seconds."""
+    known = store.cache.setdefault("api_keys", {})     # key → its channel (the keys seen: no hash per request)
     now = time.monotonic()
     seen = store.cache.get("api_keys_version")
     if seen is None or now - seen[1] >= KEY_RECHECK_S:
@@ -130,14 +130,15 @@ def authenticate(store: Store, key: str) -> Principal | None:
         if seen is None or version != seen[0]:
             known.clear()
         store.cache["api_keys_version"] = (version, now)
-    who = known.get(h)
+    who = known.get(key)
     if who is not None:
         return who
+    h = key_hash(key)
     with store.read() as conn:
         r = conn.execute(sa.select(channels).where(channels.c.key_sha256 == h)).first()
     if r is None:
         return None
-    who = known[h] = Principal(r.name, r.role, r.signing_secret)
+    who = known[key] = Principal(r.name, r.role, r.signing_secret)
     return who
 
 

@@ -4,9 +4,17 @@ lookup, events, result set-up), which was most of the CPU of the hot read ``GET 
 
 :func:`direct` wraps a SQLite connection (whose driver keeps recent statements prepared); others are
 returned as they are. A statement with an expanding ``IN`` parameter goes through SQLAlchemy as usual.
+
+:func:`reading` is the hot read's transaction: on SQLite a connection of its own per thread, kept
+open, whose read transaction is a plain ``BEGIN`` … ``COMMIT`` on the driver (no pool check-out,
+no SQLAlchemy transaction or events per read); elsewhere :meth:`Store.read` with :func:`direct`.
 """
 from __future__ import annotations
 
+import contextlib
+import os
+import threading
+import weakref
 from collections import namedtuple
 
 import sqlalchemy as sa
@@ -50,13 +58,14 @@ class _Compiled:
 
 
 class DirectConnection:
-    """A SQLAlchemy connection whose statements run on the driver's cursor."""
+    """A SQLAlchemy connection whose statements run on the driver's cursor (``conn`` None: the
+    driver's ``cursor`` alone, which runs no statement with an expanding parameter)."""
 
     _compiled: dict = {}     # (statement, dialect name) → its compiled form
 
-    def __init__(self, conn: sa.Connection):
-        self.conn, self.dialect = conn, conn.dialect
-        self.cursor = conn.connection.driver_connection.cursor()
+    def __init__(self, conn: sa.Connection | None, cursor=None, dialect=None):
+        self.conn, self.dialect = conn, dialect or conn.dialect
+        self.cursor = cursor or conn.connection.driver_connection.cursor()
 
     def __getattr__(self, name):
         return getattr(self.conn, name)
@@ -67,6 +76,8 @@ class DirectConnection:
         if c is None:
             c = self._compiled[key] = _Compiled(stmt, self.dialect)
         if c.expanding or not c.compiled.positional:
+            if self.conn is None:
+                raise TypeError("a statement with an expanding parameter needs a SQLAlchemy connection")
             return self.conn.execute(stmt, params or {})
         values = c.compiled.construct_params(params or {})
         args = [v if f is None else f(v) for v, f in zip((values[n] for n in c.names), c.binds)]
@@ -79,3 +90,69 @@ class DirectConnection:
 def direct(conn: sa.Connection):
     """``conn`` with its statements on the driver's cursor (SQLite), or ``conn`` itself."""
     return DirectConnection(conn) if conn.dialect.name == "sqlite" else conn
+
+
+@contextlib.contextmanager
+def reading(store):
+    """A read-only transaction of ``store`` for the hot read, as a :class:`DirectConnection` (SQLite)
+    or a SQLAlchemy connection. SQLite: this thread's own connection, kept open (closed by
+    ``store.close()``), ``BEGIN`` … ``COMMIT`` on the driver; a read inside another of the same
+    thread takes :meth:`Store.read`."""
+    if store.engine.dialect.name != "sqlite":
+        with store.read() as conn:
+            yield conn
+        return
+    r = _reader(store)
+    if r is None:
+        with store.read() as conn:
+            yield direct(conn)
+        return
+    cur = r.cursor
+    r.busy = True
+    try:
+        cur.execute("BEGIN")
+        try:
+            yield r
+        finally:
+            cur.execute("COMMIT")
+    finally:
+        r.busy = False
+
+
+class _Readers:
+    """The hot read's connections of one store: one per thread of this process."""
+
+    def __init__(self):
+        # a thread's reader goes with its thread; those still open are closed by store.close()
+        self.mine, self.opened, self.lock = threading.local(), weakref.WeakSet(), threading.Lock()
+
+
+def _reader(store) -> DirectConnection | None:
+    """This thread's reader of ``store`` (None: it is in use)."""
+    readers = store.cache.get("readers")
+    if readers is None:
+        readers = store.cache["readers"] = _Readers()
+        store.closers.append(lambda: _close_readers(store, readers))
+    r = getattr(readers.mine, "reader", None)
+    if r is not None and r.pid == os.getpid():
+        return None if r.busy else r
+    # the thread's first read (or a forked child's: the parent's connection is left alone)
+    raw = store.engine.raw_connection()
+    driver = raw.driver_connection
+    raw.detach()                        # the pool's connect set-up done (WAL, busy timeout), then its own
+    r = readers.mine.reader = DirectConnection(None, driver.cursor(), store.engine.dialect)
+    r.busy, r.pid, r.driver = False, os.getpid(), driver
+    with readers.lock:
+        readers.opened.add(r)
+    return r
+
+
+def _close_readers(store, readers: _Readers) -> None:
+    if store.cache.get("readers") is readers:
+        del store.cache["readers"]
+    with readers.lock:
+        mine = [r for r in readers.opened if r.pid == os.getpid()]
+        readers.opened.clear()
+    for r in mine:
+        with contextlib.suppress(Exception):
+            r.driver.close()

@@ -162,11 +162,11 @@ def settled_table(lake: Lake, cache: dict | None = None) -> tuple[dt.date | None
     if day is None:
         return None, {}
     cache = {} if cache is None else cache
-    files = tuple((p.name, p.stat().st_mtime_ns) for p in lake.current_files("billing_state", day.isoformat()))
-    key = ("billing_state", day, files)
+    paths = lake.current_files("billing_state", day.isoformat()) if lake.is_local else []
+    key = ("billing_state", day, tuple((p.name, p.stat().st_mtime_ns) for p in paths))
     hit = cache.get("settled")
     if hit is None or hit[0] != key:
-        hit = (key, SettledStates(lake, day))
+        hit = (key, SettledStates(lake, day, paths))
         cache["settled"] = hit
     return day, hit[1]
 
@@ -179,18 +179,24 @@ class SettledStates:
 
     MAX_GROUPS = 256
 
-    def __init__(self, lake: Lake, day: dt.date):
+    def __init__(self, lake: Lake, day: dt.date, paths: list | None = None):
         from collections import OrderedDict
 
         self.lake, self.day = lake, day
+        self._paths = paths             # the partition's files (None: listed at the first get)
+        self._footers: list | None = None
         self._groups: OrderedDict = OrderedDict()
         self._lock = threading.Lock()
 
     def get(self, account_id: str) -> Settled | None:
         if not self.lake.is_local:
             return _settled_row(self.lake, self.day, account_id)
-        for path in self.lake.current_files("billing_state", self.day.isoformat()):
-            f = footer(path)
+        if self._footers is None:       # the files do not change under one instance (settled_table)
+            paths = self._paths
+            if paths is None:
+                paths = self.lake.current_files("billing_state", self.day.isoformat())
+            self._footers = [(p, footer(p)) for p in paths]
+        for path, f in self._footers:
             for g in _groups_of(path, f, account_id):
                 hit = self._group(path, f, g).get(account_id)
                 if hit is not None:
@@ -226,6 +232,7 @@ class _Group:
         n, names = t.num_rows, set(t.column_names)
         self.day = day
         self.row = {a: i for i, a in enumerate(t.column("account_id").to_pylist())}
+        self.states: dict[str, Settled] = {}     # the states asked for (frozen, so shared)
 
         def col(name, fill):
             return t.column(name).fill_null(fill) if name in names else pa.array([fill] * n)
@@ -236,11 +243,15 @@ class _Group:
         self.since = t.column("arrears_since") if "arrears_since" in names else pa.nulls(n, pa.date32())
 
     def get(self, account_id: str) -> Settled | None:
+        hit = self.states.get(account_id)
+        if hit is not None:
+            return hit
         i = self.row.get(account_id)
         if i is None:
             return None
-        return Settled(self.day, int(self.cents[i]), int(self.level[i]), self.since[i].as_py(),
-                       bool(self.disconnected[i]))
+        hit = self.states[account_id] = Settled(self.day, int(self.cents[i]), int(self.level[i]),
+                                                self.since[i].as_py(), bool(self.disconnected[i]))
+        return hit
 
 
 class LakeReader:

@@ -16,6 +16,7 @@ fsync per payment, on SQLite and on PostgreSQL.
 from __future__ import annotations
 
 import datetime as dt
+import os
 from dataclasses import dataclass
 
 import sqlalchemy as sa
@@ -100,19 +101,19 @@ def settled_now(store: Store) -> tuple[dt.date | None, dict]:
     lake = store.lake
     key = None
     if lake.is_local:
-        try:
-            d = lake.table_dir("billing_state")
-            top = d.stat().st_mtime_ns
-            days = store.cache.get("settled_now", (None, None, ()))[2]
-            newest = lake.partition_dir("billing_state", days[0].isoformat()).stat().st_mtime_ns if days else None
+        hit = store.cache.get("settled_now")
+        try:     # the directories' names as text, made once (no Path per lookup)
+            top = os.stat(hit[2][0] if hit else lake.table_dir("billing_state")).st_mtime_ns
+            newest = os.stat(hit[2][1]).st_mtime_ns if hit and hit[2][1] else None
             key = (top, newest)
         except FileNotFoundError:
             key = ("none",)
-        hit = store.cache.get("settled_now")
         if hit is not None and hit[0] == key:
             return hit[1]
     day, table = lakeview.settled_table(lake, store.cache)
-    store.cache["settled_now"] = (key, (day, table), (day,) if day else ())
+    dirs = (os.fspath(lake.table_dir("billing_state")), os.fspath(lake.partition_dir("billing_state", day.isoformat()))
+            if day else None) if lake.is_local else None
+    store.cache["settled_now"] = (key, (day, table), dirs)
     return day, table
 
 

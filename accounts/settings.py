@@ -153,8 +153,20 @@ def set_warnings(store: Store, account_id: str, levels, **who) -> dict:
                   warn_2_cents=to_cents(levels[1], "warning level 2", positive=False), **who)
 
 
+_CONTACTS_OF = (sa.select(contacts.c.recipient, contacts.c.relation, contacts.c.language, contacts.c.removed)
+                .where(contacts.c.account_id == sa.bindparam("id"), contacts.c.effective_from <= sa.bindparam("day"))
+                .order_by(contacts.c.recipient, contacts.c.effective_from, contacts.c.id))
+
+
 def contacts_of(conn, account_id: str, day: dt.date) -> list[dict]:
-    return contacts_by_account(conn, account_id, day).get(account_id, [])
+    """:func:`contacts_by_account` of one account, from one index range scan: its rows up to ``day``
+    by recipient, oldest first, the newest of each recipient kept (no window function: the hot read
+    ``GET /v1/accounts/{n}`` runs this)."""
+    newest = {}
+    for r in conn.execute(_CONTACTS_OF, {"id": account_id, "day": day}):
+        newest[r.recipient] = r
+    return [{"recipient": r.recipient, "relation": r.relation, "language": r.language}
+            for r in newest.values() if not r.removed]
 
 
 def contacts_by_account(conn, account_ids, day: dt.date) -> dict[str, list[dict]]:

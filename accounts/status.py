@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-from .direct import direct
+from .direct import reading
 from .errors import Invalid, NotFound
 from .money import fmt
-from .payments import as_utc, balance_in, balances_of, recorded_watermark, unsettled
-from .schema import accounts, payments
-from .settings import contacts_of, current, public
+from .payments import as_utc, balance_in, recorded_watermark, settled_now, unsettled
+from .schema import accounts, payments, settings, settled_days
+from .settings import SETTING_FIELDS, contacts_of, public
 from .store import Store
 
 
@@ -50,25 +50,56 @@ def status_of(balance_cents: int, mode: str, warn_1_cents: int, settled) -> str:
     return "ok"
 
 
-_ACCOUNT = sa.select(accounts).where(accounts.c.account_id == sa.bindparam("id"))
+def _status_query(settled: bool):
+    """One statement: the account, its settings in force on ``day`` (columns None: none in force) and,
+    ``settled``, the cents of its payments the run of settled day ``settled`` did not credit (those
+    after the watermark it recorded, or received after the day's end: two index range scans, as
+    :func:`accounts.payments.balances_in` reads them)."""
+    s = settings.alias("s")
+    in_force = (sa.select(s.c.id).where(s.c.account_id == accounts.c.account_id,
+                                        s.c.effective_from <= sa.bindparam("day"))
+                .order_by(s.c.effective_from.desc(), s.c.id.desc()).limit(1).scalar_subquery())
+    cols = [accounts.c.customer_name, accounts.c.utility, accounts.c.opening_cents, accounts.c.paid_cents,
+            *(settings.c[f] for f in SETTING_FIELDS)]
+    if settled:
+        w = sa.func.coalesce(sa.select(settled_days.c.watermark)
+                             .where(settled_days.c.day == sa.bindparam("settled")).scalar_subquery(), 0)
+
+        def cents(*cond):
+            return (sa.select(sa.func.coalesce(sa.func.sum(payments.c.amount_cents), 0))
+                    .where(payments.c.account_id == accounts.c.account_id, *cond).scalar_subquery())
+        cols.append((cents(payments.c.seq > w) +
+                     cents(payments.c.received_at >= sa.bindparam("end"), payments.c.seq <= w)).label("later_cents"))
+    return (sa.select(*cols).select_from(accounts.outerjoin(settings, settings.c.id == in_force))
+            .where(accounts.c.account_id == sa.bindparam("id")))
+
+
+_STATUS = {False: _status_query(False), True: _status_query(True)}
 
 
 def account_status(store: Store, user_number: str, *, details: bool = False) -> dict:
     """The account as ``GET /v1/accounts/{user_number}`` shows it; ``details`` adds settings and
-    contacts."""
+    contacts. The balance is the last settled balance plus the payments that day's run did not credit
+    (or, before any settled day, the opening balance plus all payments): one statement, with the
+    settings in force, in one read transaction with the contacts."""
     today = store.today()
-    with store.read() as conn:
-        conn = direct(conn)          # the hot read: statements on the driver's cursor
-        acc = conn.execute(_ACCOUNT, {"id": user_number}).first()
+    with reading(store) as conn:     # the hot read: statements on the driver's cursor
+        day, table = settled_now(store)
+        st = table.get(user_number) if day is not None else None
+        params = {"id": user_number, "day": today}
+        if st is not None:
+            params |= {"settled": day, "end": store.lake.day_bounds_utc(day)[1]}
+        acc = conn.execute(_STATUS[st is not None], params).first()
         if acc is None:
             raise NotFound(f"unknown user number {user_number!r}")
-        s = current(conn, user_number, today)
-        cents, st = balances_of(store, conn, [(user_number, acc.opening_cents, acc.paid_cents)])[user_number]
+        if acc.mode is None:
+            raise NotFound(f"account {user_number} has no settings in force on {today}")
+        cents = st.balance_cents + int(acc.later_cents) if st is not None else int(acc.opening_cents) + int(acc.paid_cents)
         out = {"user_number": user_number, "name": mask_name(acc.customer_name), "utility": acc.utility,
-               "mode": s.mode, "balance": fmt(cents), "status": status_of(cents, s.mode, s.warn_1_cents, st),
+               "mode": acc.mode, "balance": fmt(cents), "status": status_of(cents, acc.mode, acc.warn_1_cents, st),
                "last_settled_day": st.day.isoformat() if st else None}
         if details:
-            out["settings"] = public(s._asdict())
+            out["settings"] = public(acc._asdict())
             out["contacts"] = contacts_of(conn, user_number, today)
     return out
 

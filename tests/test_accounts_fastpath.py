@@ -70,3 +70,44 @@ def test_the_fast_path_answers_as_the_routes_do(tmp_path):
             assert c.get("/v1/accounts/1001").status_code == 401
     finally:
         store.close()
+
+
+def test_a_response_head_waits_for_its_body_and_leaves_in_one_write():
+    """accounts.api.protocol: a head and the body behind it in one write; a head alone at the event
+    loop's next turn; a close writes what is held first; the bytes and their order unchanged."""
+    import asyncio
+
+    from accounts.api.protocol import OneWrite
+
+    class Transport:
+        def __init__(self):
+            self.writes, self.closed = [], False
+
+        def write(self, data):
+            assert not self.closed
+            self.writes.append(bytes(data))
+
+        def close(self):
+            self.closed = True
+
+        def get_write_buffer_size(self):
+            return 0
+
+    async def main():
+        t = Transport()
+        w = OneWrite(t, asyncio.get_running_loop())
+        w.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n")
+        assert t.writes == [] and w.get_write_buffer_size() > 0
+        w.write(b"{}")
+        assert t.writes == [b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}"]
+        w.write(b"HTTP/1.1 204 No Content\r\n\r\n")              # no body follows
+        await asyncio.sleep(0)
+        assert t.writes[1:] == [b"HTTP/1.1 204 No Content\r\n\r\n"]
+        w.write(b"chunk")                                           # not a head: at once
+        w.write(b"HTTP/1.1 400 Bad Request\r\n\r\n")
+        w.close()
+        assert t.writes[2:] == [b"chunk", b"HTTP/1.1 400 Bad Request\r\n\r\n"] and t.closed
+        await asyncio.sleep(0)                                      # the turn after: nothing more
+        assert len(t.writes) == 4
+
+    asyncio.run(main())

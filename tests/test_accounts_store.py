@@ -108,6 +108,7 @@ def test_balance_is_last_settled_balance_plus_later_payments(store):
     store.clock = Clock(local(lake, D + dt.timedelta(days=1), 9))
     pay(store, "1001", "0.75", "b", channel="c")
     assert balance(store, "1001") == {"user_number": "1001", "balance": "42.00", "last_settled_day": D.isoformat()}
+    assert account_status(store, "1001", details=True)["balance"] == "42.00"      # the query's own statement
     assert account_status(store, "1001")["status"] == "ok"
     assert account_status(store, "1002")["status"] == "disconnected"   # until the nightly run reconnects
     assert account_status(store, "1003")["status"] == "arrears"        # postpaid, overdue and unpaid
@@ -209,6 +210,14 @@ def test_contacts_are_dated_adds_and_removals(store):
     assert on(D - dt.timedelta(days=1)) == ["+8613800000001"]
     assert on(D) == ["+8613800000001", "+8613900000009"]
     assert on(D + dt.timedelta(days=1)) == ["+8613900000009"]
+    store.clock = Clock(local(lake, D + dt.timedelta(days=2), 8))
+    st.add_contact(store, "1001", "+8613800000001", "mother", "en", **who)     # back, with another relation
+    st.add_contact(store, "1001", "+8613900000009", "son", "zh", **who)        # a change of language
+    with store.read() as conn:   # one account's contacts (the balance query's read) = the window query's
+        for day in (D - dt.timedelta(days=1), D, D + dt.timedelta(days=1), D + dt.timedelta(days=2)):
+            for n in ("1001", "1002", "1003"):
+                assert st.contacts_of(conn, n, day) == st.contacts_by_account(conn, {n}, day).get(n, [])
+        assert [c["relation"] for c in st.contacts_of(conn, "1001", D + dt.timedelta(days=2))] == ["mother", "son"]
 
 
 def test_import_leaves_out_columns_and_writes_nothing_when_unchanged(store, tmp_path):

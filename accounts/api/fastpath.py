@@ -50,6 +50,7 @@ class FastPath:
 
     def __init__(self, app, store, max_body: int):
         self.app, self.store, self.max_body = app, store, max_body
+        self._timers: dict = {}
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
@@ -83,7 +84,10 @@ class FastPath:
         await send({"type": "http.response.start", "status": code,
                     "headers": [*_HEADERS, (b"content-length", str(len(out)).encode())]})
         await send({"type": "http.response.body", "body": out})
-        REQUESTS.labels(method, route, code).observe(time.perf_counter() - t0)
+        timer = self._timers.get((method, route, code))
+        if timer is None:      # the labelled child, looked up once per method, route and status
+            timer = self._timers[method, route, code] = REQUESTS.labels(method, route, code)
+        timer.observe(time.perf_counter() - t0)
 
     def _caller(self, headers: dict):
         scheme, _, key = headers.get(b"authorization", b"").decode("latin-1").partition(" ")

@@ -38,8 +38,12 @@ def serve(store: Store, host: str = "127.0.0.1", port: int = 8080, *, web_channe
     import uvicorn
 
     from ..api.app import served_app
+    from ..api.protocol import OneWriteHttpTools
 
+    # a response's head and body in one write; no access log, no X-Forwarded-* rewriting (the server
+    # is not set up behind a proxy) and no "server: uvicorn" header: per-request work nothing reads
     options = dict(host=host, port=port, log_level=_level(log_format).lower(), access_log=False,
+                   http=OneWriteHttpTools, proxy_headers=False, server_header=False,
                    ssl_certfile=tls_cert, ssl_keyfile=tls_key, timeout_graceful_shutdown=5)
     if workers == 1:
         uvicorn.run(served_app(store, web_channel, notify), log_config=_log_config(log_format, None), **options)
