@@ -108,6 +108,7 @@ class DayReads:
             # kept without their account ids (a block takes them from its accounts by row)
             self._contacts = (c.drop_columns(["account_id"]).take(pa.array(order)), row[order].astype(np.int32))
             del c
+            pa.default_memory_pool().release_unused()
         c, row = self._contacts
         lo, hi = np.searchsorted(row, [block.offset, block.offset + block.n])
         ids = block.account_arrow.take(pa.array(row[lo:hi] - block.offset))
