@@ -103,10 +103,14 @@ def build_lake(root: Path, n: int, seed: int = 1, days: int = 1, heat: int = 0, 
                                                        "relation": pa.array(["self"]).take(np.zeros(n, np.int64)),
                                                        "language": pa.nulls(n, pa.string())}, schema=CONTACTS))
     per_slot = np.array([150, 8, 8, 400], np.int64)[code]
-    writers = []
+    from meters.readings import EDGE_ROW_GROUP, edge_name, edge_rows
+
+    writers, edge_writers = [], []     # each day's compacted file and its edge (as `meters compact` writes them)
     for d in range(days + 1):      # the days, and the next day's opening reading
         day = first + dt.timedelta(days=d)
         w = lake.staged_writer("readings", day.isoformat(), file_name="compact-bench.parquet", stats=["meter_id", "ts"])
+        edge_writers.append(lake.staged_writer("readings", day.isoformat(), file_name=edge_name("compact-bench.parquet"),
+                                        row_group_size=EDGE_ROW_GROUP))
         start = int(lake.day_bounds_utc(day)[0].timestamp())
         k = 96 if d < days else 1
         # readings k = 0..95 of the day (k = 0 at local midnight closes the previous day)
@@ -134,11 +138,15 @@ def build_lake(root: Path, n: int, seed: int = 1, days: int = 1, heat: int = 0, 
             for f in pending:     # the previous block written (one block in flight: memory-bounded)
                 f.result()
             pending = [pool.submit(w.write, t) for (w, _, _), t in zip(writers, tables)]
+            for (w, _, _), e, t in zip(writers, edge_writers, tables):
+                e.write(edge_rows(lake, w.dir.name.split("=")[1], t))
             del tables
         for f in pending:
             f.result()
     for w, _, _ in writers:
         w.finish()
+    for e in edge_writers:
+        e.finish()
     return lake
 
 

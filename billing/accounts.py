@@ -9,12 +9,13 @@ import pyarrow.compute as pc
 from meters.errors import MetersError
 from meters.lake import Lake
 from meters.registry import load_tariffs
+from meters.schemas import MONEY as MONEY_TYPE
 
 from . import heating
 from .config import Config
 from .guards import check_registry
 from .tariff_check import check_catalog
-from .money_io import cents
+from .money_io import cents, money
 
 
 def no_accounts(lake: Lake) -> MetersError:
@@ -33,28 +34,45 @@ class Accounts:
         store gives the settings in force on the day (:mod:`billing.store_inputs`)."""
         from .tariff_arrays import compile_tariffs
 
-        acc = lake.read("accounts", columns=KEPT) if table is None else table.select(KEPT + list(MONEY))
-        if acc.num_rows == 0 and required:
+        def column(name):   # the registry read column by column: one column's Arrow at a time
+            if table is not None:
+                return table.column(name)
+            return lake.read("accounts", columns=[name]).column(name)
+        ids = pa.table({"account_id": column("account_id"), "meter_id": column("meter_id")})
+        if ids.num_rows == 0 and required:
             raise no_accounts(lake)
-        check_registry(lake, acc)
+        check_registry(lake, ids)
         self.meter_range = meter_range
         keep = None
         if meter_range is not None:
-            m = acc.column("meter_id")
+            m = ids.column("meter_id")
             keep = pc.and_(pc.greater_equal(m, meter_range[0]), pc.less_equal(m, meter_range[1]))
-            acc = acc.filter(keep)
-        self.n = acc.num_rows
+            ids = ids.filter(keep)
+        self.n = ids.num_rows
         if self.n == 0:
             return
-        order = pa.array(np.argsort(acc.column("meter_id").to_numpy(), kind="stable"))
-        cols = {name: acc.column(name).take(order) for name in KEPT}
-        for name, null in MONEY.items():   # as int64 cents (half a decimal's bytes), one column at a time
-            col = acc.column(name) if name in acc.column_names else lake.read("accounts", columns=[name]).column(name)
+        mid = ids.column("meter_id").to_numpy()
+        order = None if self.n < 2 or bool(np.all(mid[1:] > mid[:-1])) else \
+            pa.array(np.argsort(mid, kind="stable"))      # (a registry kept in meter order: no copy)
+        del mid
+
+        def arranged(col):
             if keep is not None and len(col) != self.n:
                 col = col.filter(keep)
-            cols[name] = pa.array(cents(col, null=null)).take(order)
-        del acc
-        self.accounts = pa.table(cols)    # the registry in meter order, compact (≈ 90 bytes an account)
+            return col if order is None else col.take(order)
+        cols = {name: arranged(ids.column(name)) for name in ("account_id", "meter_id")}
+        del ids
+        for name in COMPACT:     # repeating strings as dictionaries (indices, not the strings)
+            cols[name] = pc.dictionary_encode(arranged(column(name)))
+        cols["billing_day"] = arranged(column("billing_day"))
+        for name, null in MONEY.items():   # as cents, int32 where every value fits (exact)
+            cols[name] = arranged(pa.chunked_array([_narrow(cents(column(name), null=null))]))
+        area = column("premise_area")
+        cols["premise_area"] = arranged(pa.chunked_array(
+            [pa.array(_narrow(cents(area)), mask=np.asarray(area.is_null()))]))
+        del area
+        self.accounts = pa.table(cols)    # the registry in meter order, compact (≈ 35 bytes an account)
+        pa.default_memory_pool().release_unused()    # the columns read: their pages back to the system
         self.offset = 0
         catalog, self._heat_catalog = heating.split(load_tariffs(lake, heating=True))
         check_catalog(lake, catalog, cfg)
@@ -100,13 +118,15 @@ class Accounts:
         self.account_ids = self.account_arrow.to_numpy(zero_copy_only=False)
         self.meter_ids = acc.column("meter_id").to_numpy()
         self.n = len(self.meter_ids)
-        self.mode_prepaid = np.asarray(pc.equal(acc.column("mode"), "prepaid").to_numpy(zero_copy_only=False))
+        self.mode_prepaid = np.asarray(pc.equal(_strings(acc.column("mode")), "prepaid").to_numpy(zero_copy_only=False))
         self.billing_day = acc.column("billing_day").to_numpy().astype(np.int32)
         self.opening, self.warn_1, self.warn_2, self.topup_below, self.topup_amount = (
-            acc.column(name).to_numpy() for name in MONEY)
-        self.tariff_ids = acc.column("tariff_id").combine_chunks()
-        self.heat = heating.HeatAccounts.of(acc.column("tariff_id"), acc.column("premise_area"),
-                                            self._heat_catalog)
+            acc.column(name).to_numpy().astype(np.int64) for name in MONEY)
+        self.tariff_ids = _strings(acc.column("tariff_id"))
+        area = acc.column("premise_area").combine_chunks()
+        area = pc.if_else(area.is_valid(), money(area.fill_null(0).to_numpy().astype(np.int64)),
+                          pa.scalar(None, MONEY_TYPE))
+        self.heat = heating.HeatAccounts.of(self.tariff_ids, area, self._heat_catalog)
         tariffs = pc.dictionary_encode(self.tariff_ids)
         self.meter_tariff = self.tables.indices(tariffs.dictionary.to_pylist())[
             tariffs.indices.to_numpy(zero_copy_only=False)] if self.n else np.zeros(0, np.int32)
@@ -130,6 +150,19 @@ class Accounts:
 
 KEPT = ["account_id", "meter_id", "tariff_id", "mode", "billing_day", "premise_area"]
 MONEY = {"balance": 0, "warn_1": 3000, "warn_2": 2000, "topup_below": -1, "topup_amount": 0}   # cents of a null
+COMPACT = ("tariff_id", "mode")     # kept dictionary-encoded in the run's snapshot
+
+
+def _narrow(a: np.ndarray) -> np.ndarray:
+    """``a`` as int32 when every value fits (exact), else as it is."""
+    i32 = np.iinfo(np.int32)
+    return a.astype(np.int32) if len(a) and i32.min <= a.min() and a.max() <= i32.max else a
+
+
+def _strings(col) -> pa.Array:
+    """A (dictionary-encoded) string column as one plain string array."""
+    col = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
+    return col.cast(pa.string()) if pa.types.is_dictionary(col.type) else col
 
 
 class _Meters:

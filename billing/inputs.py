@@ -104,10 +104,15 @@ class DayReads:
             row = pc.index_in(c.column("account_id"), value_set=self.accounts.accounts.column("account_id")
                               .combine_chunks()).fill_null(-1).to_numpy()
             order = np.argsort(row, kind="stable")       # (a contact's file order kept within its account)
-            self._contacts = (c.take(pa.array(order)), row[order])
+            order = order[row[order] >= 0]               # the run's accounts' only
+            # kept without their account ids (a block takes them from its accounts by row)
+            self._contacts = (c.drop_columns(["account_id"]).take(pa.array(order)), row[order].astype(np.int32))
+            del c
+            pa.default_memory_pool().release_unused()
         c, row = self._contacts
         lo, hi = np.searchsorted(row, [block.offset, block.offset + block.n])
-        return c.slice(lo, hi - lo)
+        ids = block.account_arrow.take(pa.array(row[lo:hi] - block.offset))
+        return c.slice(lo, hi - lo).add_column(0, "account_id", ids).select(alerts.CONTACT_COLUMNS)
 
     def recipients(self, accounts: Accounts) -> alerts.Recipients:
         return _LazyRecipients(self, accounts)

@@ -34,7 +34,7 @@ import pyarrow.parquet as pq
 
 from meters.errors import MetersError
 from meters.lake import Lake, fsync_dir
-from meters.readings import COMPACT_PREFIX, dedup_table, is_compacted
+from meters.readings import COMPACT_PREFIX, dedup_table, is_compacted, write_edge
 from meters.schemas import READINGS
 
 COMPACT_PARQUET = dict(
@@ -93,6 +93,7 @@ def compact_day(lake: Lake, day: str, *, force: bool = False) -> CompactResult:
         if written != res.rows_out:  # never remove inputs that are not safely in the output
             path.unlink()
             raise MetersError(f"compaction of day={day}: wrote {written} rows, expected {res.rows_out}")
+        write_edge(lake, day, path.name, out)     # what a billing night reads of a neighbouring day
         res.bytes_out = path.stat().st_size
         res.file = path.name
         for p in sorted(inputs, key=lambda p: not p.name.startswith(COMPACT_PREFIX)):

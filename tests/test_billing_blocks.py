@@ -94,3 +94,40 @@ def test_a_block_size_below_one_is_refused(tmp_path):
     lake = make(tmp_path)
     with pytest.raises(MetersError, match="block size 0"):
         bill_day(lake, dt.date(2026, 11, 13), block_size=0)
+
+
+@pytest.mark.parametrize("edges", [True, False])
+def test_blocks_bill_a_compacted_city_as_the_whole_city(tmp_path, whole_city, edges):
+    """The readings compacted (`meters compact`: each day one sorted file and its edge; or without the
+    edges, as a lake compacted before they existed): blocks of 7 read only the neighbouring days' edges
+    (or their whole partitions) and bill the whole city's outputs."""
+    from ingest.compact import compact
+    from meters.readings import EDGE_PREFIX, READINGS, Window
+
+    lake, late = make_golden.build_lake(tmp_path)
+    compact(lake)
+    days = lake.partitions("readings")
+    found = [p for k in days for p in lake.partition_dir("readings", k).iterdir() if p.name.startswith(EDGE_PREFIX)]
+    assert len(found) == len(days) >= 2
+    day = dt.date.fromisoformat(days[0])
+    start, end = lake.day_bounds_utc(day)
+    window = Window(lake, start, end + dt.timedelta(seconds=450), READINGS.names)
+    if not edges:
+        for p in found:
+            p.unlink()
+    parts = window.read((0, 2**62))
+    used = window._compacted[days[1]].path
+    assert used.name.startswith(EDGE_PREFIX) == edges
+    assert parts[1].num_rows == lake.read("readings", days[1], filter=pc_before(end + dt.timedelta(seconds=450))).num_rows > 0
+    got = outputs(lake, make_golden.bill(lake, late, block_size=7))
+    for name, want in whole_city.items():       # (the runs count the re-sent readings compaction dropped)
+        if name not in ("runs", "results"):
+            assert got[name] == want, f"{name} differs (compacted, edges {edges})"
+
+
+def pc_before(t):
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from meters.schemas import UTC_S
+    return pc.field("ts") < pa.scalar(t, UTC_S)
