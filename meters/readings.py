@@ -33,11 +33,13 @@ from .views import COMPACT_PREFIX, is_compacted, readings_view_sql  # noqa: F401
 COLUMNS = READINGS.names  # meter_id, ts, register_milli, quantity_milli, interval_s, quality, sender, received_at
 INTERVAL_COLUMNS = ("quantity_milli", "interval_s", "quality")   # only imported interval data has them
 # A compacted partition's edge: its readings within EDGE_S of the day's two midnights, sorted like it, in
-# a hidden file beside it named after it (readers of the partition never see it; a recompaction's new
-# name makes an old edge stale). A billing night reads the neighbouring days' edge instead of decoding
+# a hidden file beside it named after it, not ending in ``.parquet`` (readers of the partition never see
+# it, not even a glob of ``*.parquet``, which DuckDB matches against hidden files too; a recompaction's
+# new name makes an old edge stale). A billing night reads the neighbouring days' edge instead of decoding
 # their whole partitions for the 1 % next to the day's boundary; without one it reads them whole.
 EDGE_S = 900
 EDGE_PREFIX = f".edge-{EDGE_S}s-"
+EDGE_SUFFIX = ".edge"
 EDGE_ROW_GROUP = 65_536    # a block of meters reads only its own rows of the edge
 
 
@@ -154,7 +156,7 @@ def edge_rows(lake: Lake, day: str, table: pa.Table) -> pa.Table:
 
 def edge_name(compacted: str) -> str:
     """The name of the edge file of compacted file ``compacted``."""
-    return EDGE_PREFIX + compacted
+    return EDGE_PREFIX + compacted + EDGE_SUFFIX
 
 
 def write_edge(lake: Lake, day: str, compacted: str, table: pa.Table) -> None:
@@ -163,7 +165,7 @@ def write_edge(lake: Lake, day: str, compacted: str, table: pa.Table) -> None:
     lake.write("readings", edge_rows(lake, day, table), day, file_name=edge_name(compacted),
                row_group_size=EDGE_ROW_GROUP)
     for p in lake.partition_dir("readings", day).iterdir():
-        if p.name.startswith(".edge-") and p.name.endswith(".parquet") and p.name != edge_name(compacted):
+        if p.name.startswith(".edge-") and p.name.endswith(EDGE_SUFFIX) and p.name != edge_name(compacted):
             with contextlib.suppress(FileNotFoundError):
                 p.unlink()
 
