@@ -5,13 +5,17 @@ transaction and its one fsync.
 :meth:`GroupCommitter.submit` queues an item and returns a :class:`concurrent.futures.Future`; the
 thread calls ``commit(items)`` with everything queued (at most ``max_group``), which returns one
 result (or exception) per item. A group whose ``commit`` raises is retried one item at a time, so
-one bad item fails only its own caller. :meth:`GroupCommitter.submit_async` is the same for a
+one bad item fails only its own caller. ``hold`` (optional) is a lock of the writers of all processes
+(:meth:`accounts.store.Store.exclusive`): the thread takes it *before* it takes its group, so that
+what arrives while another process commits joins this process's next group instead of waiting one
+more commit. :meth:`GroupCommitter.submit_async` is the same for a
 coroutine: the futures of one event loop are resolved by one wake-up of that loop per group.
 """
 from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 from concurrent.futures import Future
 from typing import Callable
 
@@ -19,9 +23,10 @@ from .threads import ProcessThread
 
 
 class GroupCommitter(ProcessThread):
-    def __init__(self, commit: Callable[[list], list], *, name: str = "group-commit", max_group: int = 2000):
+    def __init__(self, commit: Callable[[list], list], *, name: str = "group-commit", max_group: int = 2000,
+                 hold: Callable[[], contextlib.AbstractContextManager] | None = None):
         super().__init__(name)
-        self._commit, self._max = commit, max_group
+        self._commit, self._max, self._hold = commit, max_group, hold
         self._queue: collections.deque = collections.deque()
 
     def submit(self, item) -> Future:
@@ -52,9 +57,14 @@ class GroupCommitter(ProcessThread):
                     self._cv.wait()
                 if not self._queue:
                     return
-                n = min(len(self._queue), self._max)
-                group = [self._queue.popleft() for _ in range(n)]
-            self._settle(group)
+            with contextlib.ExitStack() as held:
+                if self._hold is not None:
+                    with contextlib.suppress(Exception):   # (a failing lock fails the commit, which answers)
+                        held.enter_context(self._hold())
+                with self._cv:
+                    n = min(len(self._queue), self._max)
+                    group = [self._queue.popleft() for _ in range(n)]
+                self._settle(group)
 
     def _settle(self, group: list) -> None:
         try:

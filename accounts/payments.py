@@ -208,7 +208,8 @@ def submit(store: Store, user_number: str, amount, channel_ref: str, *, channel:
         raise Invalid(f"payer must be text of at most {PAYER_MAX} characters")
     committer = store.cache.get("payments_committer")
     if committer is None:
-        made = GroupCommitter(lambda group: commit_payments(store, group), name="payments-group-commit")
+        made = GroupCommitter(lambda group: commit_payments(store, group), name="payments-group-commit",
+                              hold=store.exclusive if store.engine.dialect.name == "sqlite" else None)
         committer = store.cache.setdefault("payments_committer", made)
         if committer is made:
             store.closers.append(made.close)
@@ -306,16 +307,19 @@ class _Row:
     reverses: int | None
 
 
+_INSERT = sa.insert(payments)
+_ADD_PAID = (sa.update(accounts).where(accounts.c.account_id == sa.bindparam("a"))
+             .values(paid_cents=accounts.c.paid_cents + sa.bindparam("cents")))
+
+
 def insert_payments(conn, rows: list[dict]) -> None:
     """Insert payment rows (numbers already taken) and add them to their accounts' running totals."""
     for lo in range(0, len(rows), CHUNK):
-        conn.execute(sa.insert(payments), rows[lo:lo + CHUNK])
+        conn.execute(_INSERT, rows[lo:lo + CHUNK])
     paid: dict[str, int] = {}
     for r in rows:
         paid[r["account_id"]] = paid.get(r["account_id"], 0) + r["amount_cents"]
-    conn.execute(sa.update(accounts).where(accounts.c.account_id == sa.bindparam("a"))
-                 .values(paid_cents=accounts.c.paid_cents + sa.bindparam("cents")),
-                 [{"a": a, "cents": c} for a, c in paid.items()])
+    conn.execute(_ADD_PAID, [{"a": a, "cents": c} for a, c in paid.items()])
 
 
 def _queue_payment_alerts(store: Store, conn, rows: list[dict], after: dict, before: dict, day: dt.date) -> None:

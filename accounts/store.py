@@ -79,7 +79,9 @@ class Store:
     # SQLite has one writer: this process's writers queue here, in order, and the processes of the store
     # (meters serve --workers) on an flock of <db>-writer.lock, instead of in SQLite's busy handler, whose
     # sleep-and-retry starves some of them for seconds under 50 concurrent payments
-    writer: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    # (re-entrant: the payments' group commit holds it while it takes its group and commits it)
+    writer: threading.RLock = field(default_factory=threading.RLock, repr=False)
+    _flocked: bool = field(default=False, repr=False)         # this process holds the flock (under writer)
     _writer_file: list = field(default_factory=list, repr=False)   # [pid, open lock file] of this process
     closers: list = field(default_factory=list, repr=False)   # run by close() (the payments' group commit)
     checkpointer: Checkpointer | None = field(default=None, repr=False)   # SQLite: the WAL checkpoints
@@ -105,13 +107,18 @@ class Store:
     @contextlib.contextmanager
     def exclusive(self):
         """SQLite: no writer of this store's processes runs meanwhile (this process's writer lock, then
-        the flock of ``<db>-writer.lock``)."""
+        the flock of ``<db>-writer.lock``); re-entrant in the thread that holds it."""
         with self.writer:
+            if self._flocked:           # this thread holds it already
+                yield
+                return
             f = self._lock_file()
             fcntl.flock(f, fcntl.LOCK_EX)
+            self._flocked = True
             try:
                 yield
             finally:
+                self._flocked = False
                 fcntl.flock(f, fcntl.LOCK_UN)
 
     def _lock_file(self):

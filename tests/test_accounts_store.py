@@ -322,3 +322,33 @@ def test_sqlite_checkpoints_run_outside_commits_and_start_the_log_again(tmp_path
     s.close()
     assert con.execute("SELECT count(*) FROM payments").fetchone() == (33,)
     con.close()
+
+
+def test_payments_queued_while_another_process_writes_share_one_group(tmp_path):
+    """SQLite: the payment writer takes the writers' flock before it takes its group, so the payments
+    that arrive while another process holds it are committed together, in one transaction."""
+    import fcntl
+    import time
+
+    from accounts.payments import submit
+
+    s = open_store(make_lake(tmp_path / "lake"))
+    import_from_lake(s, changed_by="test")
+    groups = []
+    s.clock = lambda: groups.append(1) or dt.datetime(2026, 11, 20, 8, tzinfo=dt.timezone.utc)  # once per group
+    with s.exclusive():
+        with s.exclusive():   # re-entrant in the thread that holds it
+            pass
+    other = open(f"{s.engine.url.database}-writer.lock", "a+b")   # another process's lock (its own open file)
+    fcntl.flock(other, fcntl.LOCK_EX)
+    try:
+        futures = [submit(s, USERS[0], 1, "q0", channel="c")]
+        time.sleep(0.3)   # the writer thread is up and waits for the flock
+        futures += [submit(s, USERS[i % 3], 1, f"q{i}", channel="c") for i in range(1, 5)]
+        assert not any(f.done() for f in futures)
+    finally:
+        fcntl.flock(other, fcntl.LOCK_UN)
+        other.close()
+    assert [f.result(timeout=30)["status"] for f in futures] == ["applied"] * 5
+    assert len(groups) == 1 and count(s, payments) == 5
+    s.close()
