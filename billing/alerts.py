@@ -299,7 +299,7 @@ class DaySpill:
             for t in _row_groups(self._batches(), out.row_group_size):
                 for vc in pc.value_counts(t.column("kind")).to_pylist():
                     kinds[vc["values"]] = kinds.get(vc["values"], 0) + vc["counts"]
-                out.write(t)
+                out.write(t.combine_chunks())   # (one chunk: the pages fall as in a whole-table write)
             out.finish()
         except BaseException:
             out.abort()
