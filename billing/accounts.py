@@ -72,12 +72,14 @@ class Accounts:
             [pa.array(_narrow(cents(area)), mask=np.asarray(area.is_null()))]))
         del area
         self.accounts = pa.table(cols)    # the registry in meter order, compact (≈ 35 bytes an account)
-        pa.default_memory_pool().release_unused()    # the columns read: their pages back to the system
         self.offset = 0
         catalog, self._heat_catalog = heating.split(load_tariffs(lake, heating=True))
         check_catalog(lake, catalog, cfg)
         self.tables = compile_tariffs({**heating.stand_ins(self._heat_catalog), **catalog})
         self._meters = _Meters(lake)
+        # the registry's and the meters' columns read: their pages back to the system (kept by the pool,
+        # they stayed in the night's RSS: 1M accounts 181 → 114 MiB)
+        pa.default_memory_pool().release_unused()
         self._limit_per_hour, self._interval_s = cfg.limit_per_hour, cfg.interval_s
         if whole:
             self._fill(self.accounts)

@@ -11,8 +11,10 @@ payment's at once.
 """
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
+import uuid
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -259,8 +261,84 @@ def estimated_day(day: dt.date, ts_end, covered: int, accounts: int, minimum: fl
                      "language": [DEFAULT_LANGUAGE], "data": [data]}, schema=ALERTS)
 
 
-def write_day(lake: Lake, day: dt.date, table: pa.Table) -> None:
-    lake.write("alerts", table, day.isoformat(), file_name=BILLING_FILE, write_statistics=DAY_STATS)
+class DaySpill:
+    """The night's alerts kept on disk as the blocks produce them, one hidden Arrow stream file per
+    section (:data:`SECTIONS`, then the day's own alerts) in the day's ``alerts`` partition, until
+    :meth:`write` streams them section by section — the whole city's order — into the day's file:
+    the night holds one block's alerts, not the city's."""
+
+    def __init__(self, lake: Lake, day: dt.date):
+        self.lake, self.day = lake, day
+        self.dir = lake.partition_dir("alerts", day.isoformat())
+        self._tag = uuid.uuid4().hex
+        self._open: dict[int, tuple] = {}          # section → (path, file, stream writer)
+
+    def add(self, table: pa.Table, section: np.ndarray) -> None:
+        """Append one block's alerts (``section``: each row's, as :func:`day_sections` gives them)."""
+        if not table.num_rows:
+            return
+        secs = np.unique(section)
+        for sec in secs:
+            part = table if len(secs) == 1 else table.filter(pa.array(section == sec))
+            self._writer(int(sec)).write_table(part)
+
+    def _writer(self, sec: int):
+        if sec not in self._open:
+            self.dir.mkdir(parents=True, exist_ok=True)
+            path = self.dir / f".{BILLING_FILE}.{self._tag}.{sec:02d}.arrows"
+            fh = open(path, "wb")
+            self._open[sec] = (path, fh, pa.ipc.new_stream(fh, ALERTS))
+        return self._open[sec][2]
+
+    def write(self) -> dict[str, int]:
+        """Write the day's file (row groups as one whole-table write makes them) and drop the spill;
+        returns the number of alerts per kind, in the order the kinds first appear."""
+        kinds: dict[str, int] = {}
+        out = self.lake.staged_writer("alerts", self.day.isoformat(), file_name=BILLING_FILE, stats=DAY_STATS)
+        try:
+            for t in _row_groups(self._batches(), out.row_group_size):
+                for vc in pc.value_counts(t.column("kind")).to_pylist():
+                    kinds[vc["values"]] = kinds.get(vc["values"], 0) + vc["counts"]
+                out.write(t.combine_chunks())   # (one chunk: the pages fall as in a whole-table write)
+            out.finish()
+        except BaseException:
+            out.abort()
+            raise
+        finally:
+            self.abort()
+        return kinds
+
+    def _batches(self):
+        for sec in sorted(self._open):
+            path, fh, w = self._open[sec]
+            w.close()
+            fh.close()
+            with pa.OSFile(str(path)) as f:
+                yield from pa.ipc.open_stream(f)
+
+    def abort(self) -> None:
+        """Remove the spill files."""
+        for path, fh, w in self._open.values():
+            with contextlib.suppress(Exception):
+                w.close()
+            fh.close()
+            path.unlink(missing_ok=True)
+        self._open = {}
+
+
+def _row_groups(batches, size: int):
+    """``batches`` as tables of ``size`` rows (the last one shorter)."""
+    buf, n = [], 0
+    for b in batches:
+        buf.append(b)
+        n += b.num_rows
+        while n >= size:
+            t = pa.Table.from_batches(buf, ALERTS)
+            yield t.slice(0, size)
+            rest = t.slice(size)
+            buf, n = rest.to_batches(), rest.num_rows
+    if n:
+        yield pa.Table.from_batches(buf, ALERTS)
 
 
 def queue_day(lake: Lake, day: dt.date) -> dict | None:

@@ -5,8 +5,10 @@
 The files are staged: written under names no reader sees until :meth:`DayWriter.finish` switches the
 outputs in and :meth:`DayWriter.commit` switches the carried state in last (the commit, as for a
 whole-city run: a crash before it leaves the previous state intact). Rows come out in the whole
-city's order: blocks are contiguous in meter order; the alerts, grouped by kind, and heating's rows,
-which follow everyone's engine rows, are put in order at the end (they are few).
+city's order: blocks are contiguous in meter order; the alerts, grouped by kind, are spilled to disk
+section by section as the blocks produce them (:class:`billing.alerts.DaySpill`) and streamed into
+the day's file at the end; heating's rows, which follow everyone's engine rows, are kept for the
+end (they are few).
 """
 from __future__ import annotations
 
@@ -45,7 +47,7 @@ class DayWriter:
                                                         stats=stats["bill_lines"])}
         self._intervals = None          # this process's intervals file (blocks computed here)
         self.interval_files: list[str] = []   # … and those Dask shards wrote
-        self._alerts: list[tuple[pa.Table, np.ndarray]] = []
+        self._alerts = alerts.DaySpill(lake, day)   # (on disk until the end, in section order)
         self._tails: dict[str, list[pa.Table]] = {k: [] for k in DayOutput.TAILS}
         self.summary = DayOutput()
         self.kinds: dict[str, int] = {}
@@ -60,7 +62,6 @@ class DayWriter:
         self.summary.counts_of(part)
         self.interval_files += part.intervals_files
         self._count_kinds(part.alerts)
-        self._alerts.append((part.alerts, part.alert_section))
         for head, tail in DayOutput.TAILS.items():
             if getattr(part, tail) is not None:
                 self._tails[head].append(getattr(part, tail))
@@ -85,6 +86,7 @@ class DayWriter:
         self._staged["billing_state"].write(part.state)
         for name in ("ledger", "bills", "bill_lines"):
             self._named[name].write(getattr(part, name))
+        self._alerts.add(part.alerts, part.alert_section)
         self.rows["charges"] += part.charges.num_rows
         self.rows["ledger"] += part.ledger.num_rows
 
@@ -92,7 +94,8 @@ class DayWriter:
     def add_alerts(self, table: pa.Table) -> None:
         """Alerts of the whole day (after every block's: e.g. the estimated day's)."""
         self._count_kinds(table)
-        self._alerts.append((table, np.full(table.num_rows, len(alerts.SECTIONS), np.int8)))
+        self._wait()
+        self._alerts.add(table, np.full(table.num_rows, len(alerts.SECTIONS), np.int8))
 
     def _count_kinds(self, table: pa.Table) -> None:
         if table.num_rows:
@@ -120,20 +123,10 @@ class DayWriter:
         for w in self._named.values():
             w.finish()
         self._named = {}
-        table = self.alerts()
-        self.rows["alerts"] = table.num_rows
-        self.kinds = {}
-        self._count_kinds(table)         # (in the order the kinds first appear, as one block counts them)
-        alerts.write_day(self.lake, self.day, table)
-
-    def alerts(self) -> pa.Table:
-        """The day's alerts in the whole city's order (by section, then block)."""
-        tables = [t for t, _ in self._alerts]
-        if not tables:
-            return alerts.ALERTS.empty_table()
-        t = pa.concat_tables(tables)
-        order = np.argsort(np.concatenate([s for _, s in self._alerts]), kind="stable")
-        return t if np.all(order[1:] > order[:-1]) else t.take(pa.array(order))
+        # the day's alerts streamed from the spill in the whole city's order (by section, then block),
+        # counted in the order the kinds first appear, as one block counts them
+        self.kinds = self._alerts.write()
+        self.rows["alerts"] = sum(self.kinds.values())
 
     def commit(self) -> None:
         """Switch the carried state in: the commit."""
@@ -150,4 +143,5 @@ class DayWriter:
         self._pool.shutdown()
         for w in [*self._staged.values(), *self._named.values(), *([self._intervals] if self._intervals else [])]:
             w.abort()
+        self._alerts.abort()
         self._staged, self._named, self._intervals = {}, {}, None
