@@ -37,7 +37,7 @@ import paho.mqtt.client as mqtt
 from meters.errors import MetersError
 from meters.lake import Lake
 from meters.logs import setup_logging
-from meters.mqtt import SHARE_GROUP, TOPIC_FILTER, BrokerURL, make_client
+from meters.mqtt import SHARE_GROUP, TOPIC_FILTER, BrokerURL, ProtocolError, make_client, read_varint
 
 from . import sessions
 from .batch import Batch, BufferPool
@@ -177,19 +177,6 @@ def _buffered_recv(client: mqtt.Client, chunk: int = 1 << 16):
     return sock_recv, pending, take
 
 
-def _varint(buf: bytes, i: int, stop: int) -> tuple[int, int] | None:
-    """The MQTT variable byte integer at ``buf[i:stop]``: ``(value, index after it)``, or None when
-    it is incomplete or longer than its 4 bytes."""
-    value, shift = 0, 0
-    for k in range(i, min(stop, i + 4)):
-        b = buf[k]
-        value |= (b & 0x7F) << shift
-        shift += 7
-        if not b & 0x80:
-            return value, k + 1
-    return None
-
-
 def split_publishes(buf: bytes, pos: int, v5: bool, limit: int) -> tuple[list[tuple[bytes, int, int, bytes]], int]:
     """The complete QoS 0/1 PUBLISH packets from ``buf[pos:]`` (at most ``limit``), as ``(topic
     bytes, packet id, qos, payload)``, and the position after them. Stops at anything else (another
@@ -200,7 +187,12 @@ def split_publishes(buf: bytes, pos: int, v5: bool, limit: int) -> tuple[list[tu
     while pos < end_buf and len(out) < limit:
         first = buf[pos]
         qos = (first >> 1) & 3
-        head = _varint(buf, pos + 1, end_buf) if first >> 4 == 3 and qos < 2 else None
+        if first >> 4 != 3 or qos >= 2:
+            break
+        try:
+            head = read_varint(buf, pos + 1)
+        except ProtocolError:
+            break
         if head is None:
             break
         length, i = head
@@ -213,7 +205,10 @@ def split_publishes(buf: bytes, pos: int, v5: bool, limit: int) -> tuple[list[tu
         if qos:
             mid, j = int.from_bytes(buf[j:j + 2], "big"), j + 2
         if v5:  # skip the properties (ingest reads none; a topic alias would have an empty topic)
-            props = _varint(buf, j, end)
+            try:
+                props = read_varint(buf, j, end)
+            except ProtocolError:
+                break
             if props is None:
                 break
             j = props[1] + props[0]

@@ -17,6 +17,36 @@ TOPIC_FILTER = "meters/v1/+/readings"
 SHARE_GROUP = "ingest"
 
 
+class ProtocolError(Exception):
+    """Bytes that are not MQTT as this code speaks it."""
+
+
+def varint(n: int) -> bytes:
+    """MQTT's variable byte integer."""
+    out = bytearray()
+    while True:
+        n, b = divmod(n, 128)
+        out.append(b | 0x80 if n else b)
+        if not n:
+            return bytes(out)
+
+
+def read_varint(buf, pos: int, stop: int | None = None) -> tuple[int, int] | None:
+    """(value, position after it) of the variable byte integer at ``buf[pos:stop]``; None when
+    incomplete; :class:`ProtocolError` when longer than its 4 bytes."""
+    stop = len(buf) if stop is None else min(stop, len(buf))
+    n = shift = 0
+    for i in range(pos, min(pos + 4, stop)):
+        b = buf[i]
+        n |= (b & 0x7F) << shift
+        if not b & 0x80:
+            return n, i + 1
+        shift += 7
+    if stop - pos >= 4:
+        raise ProtocolError("variable byte integer longer than 4 bytes")
+    return None
+
+
 def readings_topic(sender_id: str) -> str:
     """The topic a sender publishes its readings to."""
     return f"meters/v1/{sender_id}/readings"

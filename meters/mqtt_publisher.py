@@ -17,7 +17,7 @@ import contextlib
 import ssl
 import struct
 
-from .mqtt import BrokerURL
+from .mqtt import BrokerURL, ProtocolError, read_varint, varint
 
 CONNECT, CONNACK, PUBLISH, PUBACK, PINGREQ, PINGRESP, DISCONNECT = 1, 2, 3, 4, 12, 13, 14
 PUBLISH_QOS1 = 0x32
@@ -43,34 +43,6 @@ CONNACK_REASONS = {1: "unacceptable protocol version", 2: "client id rejected", 
 PUBACK_REASONS = {0x80: "unspecified error", 0x83: "implementation specific error", 0x87: "not authorised",
                   0x90: "topic name invalid", 0x91: "packet identifier in use", 0x97: "quota exceeded",
                   0x99: "payload format invalid"}
-
-
-class ProtocolError(Exception):
-    """The broker sent bytes that are not MQTT as this publisher speaks it."""
-
-
-def varint(n: int) -> bytes:
-    """MQTT's variable byte integer."""
-    out = bytearray()
-    while True:
-        n, b = divmod(n, 128)
-        out.append(b | 0x80 if n else b)
-        if not n:
-            return bytes(out)
-
-
-def read_varint(buf, pos: int) -> tuple[int, int] | None:
-    """(value, position after it) of the variable byte integer at ``pos``; None when incomplete."""
-    n = shift = 0
-    for i in range(pos, min(pos + 4, len(buf))):
-        b = buf[i]
-        n |= (b & 0x7F) << shift
-        if not b & 0x80:
-            return n, i + 1
-        shift += 7
-    if len(buf) - pos >= 4:
-        raise ProtocolError("remaining length longer than 4 bytes")
-    return None
 
 
 def _string(s: str | bytes) -> bytes:
