@@ -63,15 +63,15 @@ class Accounts:
         cols = {name: arranged(ids.column(name)) for name in ("account_id", "meter_id")}
         del ids
         for name in COMPACT:     # repeating strings as dictionaries (indices, not the strings)
-            cols[name] = pc.dictionary_encode(arranged(column(name)))
+            cols[name] = _compact(arranged(column(name)))
         cols["billing_day"] = arranged(column("billing_day"))
-        for name, null in MONEY.items():   # as cents, int32 where every value fits (exact)
-            cols[name] = arranged(pa.chunked_array([_narrow(cents(column(name), null=null))]))
+        for name, null in MONEY.items():   # as cents, int32 where every value fits (exact), few values: indices
+            cols[name] = _compact(arranged(pa.chunked_array([_narrow(cents(column(name), null=null))])))
         area = column("premise_area")
-        cols["premise_area"] = arranged(pa.chunked_array(
-            [pa.array(_narrow(cents(area)), mask=np.asarray(area.is_null()))]))
+        cols["premise_area"] = _compact(arranged(pa.chunked_array(
+            [pa.array(_narrow(cents(area)), mask=np.asarray(area.is_null()))])))
         del area
-        self.accounts = pa.table(cols)    # the registry in meter order, compact (≈ 35 bytes an account)
+        self.accounts = pa.table(cols)    # the registry in meter order, compact (≈ 30 bytes an account)
         self.offset = 0
         catalog, self._heat_catalog = heating.split(load_tariffs(lake, heating=True))
         check_catalog(lake, catalog, cfg)
@@ -123,9 +123,9 @@ class Accounts:
         self.mode_prepaid = np.asarray(pc.equal(_strings(acc.column("mode")), "prepaid").to_numpy(zero_copy_only=False))
         self.billing_day = acc.column("billing_day").to_numpy().astype(np.int32)
         self.opening, self.warn_1, self.warn_2, self.topup_below, self.topup_amount = (
-            acc.column(name).to_numpy().astype(np.int64) for name in MONEY)
+            _plain(acc.column(name)).to_numpy().astype(np.int64) for name in MONEY)
         self.tariff_ids = _strings(acc.column("tariff_id"))
-        area = acc.column("premise_area").combine_chunks()
+        area = _plain(acc.column("premise_area")).combine_chunks()
         area = pc.if_else(area.is_valid(), money(area.fill_null(0).to_numpy().astype(np.int64)),
                           pa.scalar(None, MONEY_TYPE))
         self.heat = heating.HeatAccounts.of(self.tariff_ids, area, self._heat_catalog)
@@ -171,6 +171,23 @@ def _narrow(a: np.ndarray) -> np.ndarray:
     """``a`` as int32 when every value fits (exact), else as it is."""
     i32 = np.iinfo(np.int32)
     return a.astype(np.int32) if len(a) and i32.min <= a.min() and a.max() <= i32.max else a
+
+
+def _compact(col: pa.ChunkedArray) -> pa.ChunkedArray:
+    """``col`` dictionary-encoded with the narrowest index that holds its distinct values, when the
+    index is narrower than a value (strings always): what the run holds for every account."""
+    d = col if pa.types.is_dictionary(col.type) else pc.dictionary_encode(col)
+    k = max((len(c.dictionary) for c in d.chunks), default=0)
+    index = next(t for t in (pa.int8(), pa.int16(), pa.int32(), pa.int64()) if k <= 2 ** (t.bit_width - 1) - 1)
+    value = d.type.value_type
+    if pa.types.is_integer(value) and index.bit_width >= value.bit_width:
+        return col                      # (many values: as they are)
+    return d.cast(pa.dictionary(index, value))
+
+
+def _plain(col):
+    """A column the run keeps compact (:func:`_compact`) as its values."""
+    return col.cast(col.type.value_type) if pa.types.is_dictionary(col.type) else col
 
 
 def _strings(col) -> pa.Array:
