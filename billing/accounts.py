@@ -76,7 +76,7 @@ class Accounts:
         catalog, self._heat_catalog = heating.split(load_tariffs(lake, heating=True))
         check_catalog(lake, catalog, cfg)
         self.tables = compile_tariffs({**heating.stand_ins(self._heat_catalog), **catalog})
-        self._meters = _Meters(lake)
+        self._meters = _Meters(lake, self.accounts.column("meter_id").to_numpy())
         # the registry's and the meters' columns read: their pages back to the system (kept by the pool,
         # they stayed in the night's RSS: 1M accounts 181 → 114 MiB)
         pa.default_memory_pool().release_unused()
@@ -136,7 +136,7 @@ class Accounts:
         self.currency = np.array([self.tables.versions[v].currency for v in fam_first],
                                  dtype=object)[self.meter_tariff]
         fallback = np.array([self.tables.versions[v].utility for v in fam_first], dtype=object)[self.meter_tariff]
-        self.utility, self.reg_max = self._meters.lookup(self.meter_ids, fallback)
+        self.utility, self.reg_max = self._meters.lookup(self.offset, self.offset + self.n, fallback)
         per_hour = np.full(self.n, 25.0)
         for u in set(self.utility.tolist()):
             per_hour[self.utility == u] = self._limit_per_hour.get(u, 25.0)
@@ -197,27 +197,34 @@ def _strings(col) -> pa.Array:
 
 
 class _Meters:
-    """The meters registry as lookups by meter id (sorted ids; utility codes; register maxima)."""
+    """The meters registry looked up once for the run's accounts (``meter_ids``, in their order): the
+    utility code and register maximum of each account's meter, as narrow as their values allow (about
+    5 bytes an account held for the night, instead of the registry's ids)."""
 
-    def __init__(self, lake: Lake):
+    def __init__(self, lake: Lake, meter_ids: np.ndarray):
         meters = lake.read("meters", columns=["meter_id", "utility", "register_max"])
         mid = meters.column("meter_id").to_numpy()
         order = np.argsort(mid, kind="stable")
-        self.mid = mid[order]
         util = pc.dictionary_encode(meters.column("utility").combine_chunks())
-        self.utility_names = np.array(util.dictionary.to_pylist() + [None], dtype=object)
-        # held for the whole run: codes and register maxima as narrow as their values allow
-        codes = util.indices.fill_null(len(util.dictionary)).to_numpy()
-        self.utility_code = codes.astype(np.min_scalar_type(len(util.dictionary)))[order]
-        del codes
-        rmax = meters.column("register_max").fill_null(0).to_numpy()
-        self.reg_max = _narrow(np.rint(rmax * 1000).astype(np.int64))[order]   # milli-units
+        k = len(util.dictionary)
+        self.utility_names = np.array(util.dictionary.to_pylist() + [None], dtype=object)  # k: no utility
+        self.unknown = k + 1                                                             # no such meter
+        code = np.full(len(meter_ids), self.unknown, np.min_scalar_type(self.unknown))
+        reg_max = np.zeros(len(meter_ids), np.int64)
+        if len(mid):
+            mid = mid[order]
+            pos = np.minimum(np.searchsorted(mid, meter_ids), len(mid) - 1)
+            known = mid[pos] == meter_ids
+            del mid
+            at = order[pos[known]]
+            code[known] = util.indices.fill_null(k).to_numpy()[at]
+            reg_max[known] = np.rint(meters.column("register_max").fill_null(0).to_numpy()[at] * 1000)
+        self.code, self.reg_max = code, _narrow(reg_max)      # reg_max: milli-units
 
-    def lookup(self, meter_ids: np.ndarray, fallback: np.ndarray):
-        """(utility, register maximum in milli-units) of each meter (unknown meters: ``fallback``, 0)."""
-        if not len(self.mid):
-            return fallback, np.zeros(len(meter_ids), np.int64)
-        pos = np.minimum(np.searchsorted(self.mid, meter_ids), len(self.mid) - 1)
-        known = self.mid[pos] == meter_ids
-        utility = np.where(known, self.utility_names[self.utility_code[pos]], fallback)
-        return utility, np.where(known, self.reg_max[pos], 0).astype(np.int64)
+    def lookup(self, i0: int, i1: int, fallback: np.ndarray):
+        """(utility, register maximum in milli-units) of the meters of the run's accounts ``i0:i1``
+        (unknown meters: ``fallback``, 0)."""
+        code = self.code[i0:i1]
+        known = code != self.unknown
+        utility = np.where(known, self.utility_names[np.where(known, code, 0)], fallback)
+        return utility, self.reg_max[i0:i1].astype(np.int64)
