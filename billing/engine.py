@@ -151,10 +151,20 @@ def _run_sum(qty, j, je):
     process and every compiled specialisation, so a Dask shard equals the single-process run)."""
     s = 0.0
     mn = 0.0
-    for x in range(j, je):
+    x = j
+    while x + 4 <= je:               # four at a time, still one addition after the other
+        v0, v1, v2, v3 = qty[x], qty[x + 1], qty[x + 2], qty[x + 3]
+        s = (((s + v0) + v1) + v2) + v3
+        a = v0 if v0 < v1 else v1
+        b = v2 if v2 < v3 else v3
+        a = a if a < b else b
+        mn = a if a < mn else mn
+        x += 4
+    while x < je:
         v = qty[x]
         s += v
         mn = v if v < mn else mn
+        x += 1
     return s, mn
 
 
@@ -532,19 +542,25 @@ def block_bills_kernel(qty, month0, meter_tariff, yearly, tab, fixed, minimum, c
         mo = month0
         fx = fixed[f]
         mn = minimum[f]
+        tf = tab[f]
         for j in range(K):
             if mo == 12:
                 mo = 0
                 c = 0.0
             if not yr:
                 c = 0.0
-            r = tab[f, mo]
             q = qty[a, j]
             e = c + q
-            amt = fx + q * r[2 * T1]
-            for t in range(T1):
-                b = r[t]
-                amt += ((e if e < b else b) - (c if c < b else b)) * r[T1 + t]
+            amt = fx + q * tf[mo, 2 * T1]
+            if T1 == 2:         # the common two bounds, unrolled (the same operations in the same order)
+                b = tf[mo, 0]
+                amt += ((e if e < b else b) - (c if c < b else b)) * tf[mo, 2]
+                b = tf[mo, 1]
+                amt += ((e if e < b else b) - (c if c < b else b)) * tf[mo, 3]
+            else:
+                for t in range(T1):
+                    b = tf[mo, t]
+                    amt += ((e if e < b else b) - (c if c < b else b)) * tf[mo, T1 + t]
             out[a, j] = amt if amt > mn else mn
             c = e
             mo += 1
