@@ -11,9 +11,10 @@
     the counter by a cumsum over days, interval detail only on the day that crosses a bound. DuckDB
     (one row per meter-day holding the day's 96 quantities; the result one row per meter with its
     day amounts) and pandas price a subset of the meters, and numba prices that same subset too.
-    Beside the engine's rate over all meters: the ordered-sum floor (every interval read and each run
-    of same-period hours summed in index order, nothing else), so the share of the engine's CPU that
-    goes to its per-day bookkeeping is printed too.
+    Beside the engine's rate over all meters: its page faults and system time with fresh output arrays,
+    the engine priced into the previous call's buffers (``out=``: nothing to fault in), and the
+    ordered-sum floor (every interval read and each run of same-period hours summed in index order,
+    nothing else), so the share of the engine's CPU that goes to its per-day bookkeeping is printed too.
 
 Every formulation's money is checked equal to the engine's to the cent before its time is printed.
 Ratios are against the best of them. The memory bound is bytes touched / memory bandwidth, the
