@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 import pyarrow as pa
 
 from meters.errors import MetersError, NothingToDo
+from meters import memory
 from meters.lake import Lake
 from meters.nightly_inputs import NightlyStore, open_nightly_store
 from meters.schemas import RUNS, UTC_MS
@@ -135,6 +136,7 @@ def _run_days(lake, todo, *, config: Config | None = None, progress=None, cluste
               block_size: int = BLOCK_SIZE) -> list[DayResult]:
     cfg = config or Config.load(lake)
     check_block_size(block_size)
+    memory.for_batch()     # freed memory kept for the next block (meters/memory.py)
     guards.check_ended(lake, todo, now)
     crashed = guards.interrupted(lake)
     if crashed is not None and crashed not in todo:
