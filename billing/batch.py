@@ -49,7 +49,7 @@ from .accounts import Accounts, no_accounts
 from .config import Config
 from .day import compute
 from .inputs import DayReads, read_day
-from .night import BLOCK_SIZE, DayWriter, check_block_size
+from .night import BLOCK_SIZE, DayWriter, check_block_size, read_ahead
 from .money_io import money
 from .state import settled_days
 
@@ -194,11 +194,12 @@ def _run_day(lake: Lake, day: dt.date, *, cfg: Config, progress, allow_estimates
             if acc.n == 0:
                 raise no_accounts(lake)
             reads = DayReads(lake, day, acc, stored)
-            for block in acc.blocks(block_size):
-                inputs = read_day(lake, day, block, cfg.interval_s, stored, reads)
-                t0 = lap("read", t0)
-                writer.add(compute(inputs, block, cfg, run_id, reads.recipients(block), lap))
-                t0 = time.perf_counter()
+            with contextlib.closing(read_ahead(lambda b: read_day(lake, day, b, cfg.interval_s, stored, reads),
+                                               acc.blocks(block_size))) as blocks:
+                for block, inputs in blocks:     # the next block read while this one is computed
+                    t0 = lap("read", t0)
+                    writer.add(compute(inputs, block, cfg, run_id, reads.recipients(block), lap))
+                    t0 = time.perf_counter()
         else:
             if stored is not None:
                 ranges = _cluster.shards(lake, client, stored.accounts, block_size=block_size)
