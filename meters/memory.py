@@ -8,6 +8,10 @@ serves allocations below ``MMAP_THRESHOLD`` from its heap (not fresh mappings), 
 above ``TRIM_THRESHOLD`` and grows it ``TOP_PAD`` at a time. It costs resident memory the process
 keeps after a peak (the heap is not given back until exit; docs/capacity.md).
 
+Arrow's C++ internals (Parquet encoders and decoders) allocate from the pool chosen when pyarrow is
+first imported, whatever :func:`for_batch` sets later: :func:`before_arrow` (called when
+:mod:`billing` is imported, as ``meters bill`` does before pyarrow) chooses it through the environment.
+
 Process-wide and applied once. What the user set wins: ``ARROW_DEFAULT_MEMORY_POOL`` keeps Arrow's
 pool, and any of glibc's ``MALLOC_MMAP_THRESHOLD_``, ``MALLOC_TRIM_THRESHOLD_``, ``MALLOC_TOP_PAD_``
 keeps glibc's settings (the way to opt out). A no-op but for Arrow's pool off glibc Linux.
@@ -19,8 +23,6 @@ import os
 import platform
 import sys
 
-import pyarrow as pa
-
 M_TRIM_THRESHOLD, M_TOP_PAD, M_MMAP_THRESHOLD = -1, -2, -3   # glibc's mallopt parameters
 MMAP_THRESHOLD = 32 << 20
 TRIM_THRESHOLD = 2**31 - 1     # the largest mallopt takes (an int): in effect never trimmed
@@ -30,9 +32,17 @@ GLIBC_ENV = ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "MALLOC_TOP_PAD
 _applied: dict | None = None
 
 
+def before_arrow() -> None:
+    """Have Arrow's C++ default pool be the system allocator, when pyarrow is not imported yet."""
+    if "pyarrow" not in sys.modules:
+        os.environ.setdefault("ARROW_DEFAULT_MEMORY_POOL", "system")
+
+
 def for_batch() -> dict:
     """Set the process's allocators for a long batch job (once; later calls return the first's
     outcome): ``{"arrow_pool": backend name, "glibc": True when mallopt was set}``."""
+    import pyarrow as pa
+
     global _applied
     if _applied is None:
         if "ARROW_DEFAULT_MEMORY_POOL" not in os.environ:
