@@ -31,21 +31,21 @@ STATE_ROW_GROUP = 16_384   # the carried state's row groups: a block reads only 
 
 
 def read_ahead(read, blocks):
-    """``(block, read(block))`` for block after block, the next block read in a background thread while
-    the caller works on this one (at most one read ahead: Parquet decoding releases the GIL). A read's
-    error is raised where its block is taken, as if read there; closing early (an error of the caller:
-    close it, e.g. with :func:`contextlib.closing`) waits for the read in flight and drops it."""
+    """``(block, read(block))`` for block after block, the next block taken from ``blocks`` and read in
+    a background thread while the caller works on this one (at most one read ahead: Parquet decoding
+    releases the GIL). An error taking or reading a block is raised where that block is taken, as if
+    read there; closing early (an error of the caller: close it, e.g. with :func:`contextlib.closing`)
+    waits for the read in flight and drops it."""
+    def take(it):
+        block = next(it, None)
+        return None if block is None else (block, read(block))
     pool = ThreadPoolExecutor(1, thread_name_prefix="billing-reader")
     try:
         it = iter(blocks)
-        block = next(it, None)
-        pending = pool.submit(read, block) if block is not None else None
-        while pending is not None:
-            inputs = pending.result()
-            nxt = next(it, None)
-            pending = pool.submit(read, nxt) if nxt is not None else None
-            yield block, inputs
-            block = nxt
+        pending = pool.submit(take, it)
+        while (got := pending.result()) is not None:
+            pending = pool.submit(take, it)
+            yield got
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
 
