@@ -58,6 +58,5 @@ def _glibc() -> bool:
         return False
     mallopt = ctypes.CDLL("libc.so.6").mallopt
     mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
-    ok = [mallopt(p, v) for p, v in ((M_MMAP_THRESHOLD, MMAP_THRESHOLD),
-                                         (M_TRIM_THRESHOLD, TRIM_THRESHOLD), (M_TOP_PAD, TOP_PAD))]
-    return all(ok)
+    settings = ((M_MMAP_THRESHOLD, MMAP_THRESHOLD), (M_TRIM_THRESHOLD, TRIM_THRESHOLD), (M_TOP_PAD, TOP_PAD))
+    return all([mallopt(p, v) for p, v in settings])
