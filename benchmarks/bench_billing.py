@@ -29,6 +29,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import billing  # noqa: F401  (before pyarrow: Arrow's allocator as `meters bill` has it, meters/memory.py)
 import numpy as np
 import pyarrow as pa
 
@@ -309,7 +310,7 @@ def _size(text: str) -> int:
 
 def measure(lake_root: str, block_size: int | None):
     """In a fresh process: bill the lake's two nights (first, then with carried state) after warming
-    the numba caches on a tiny lake; print one JSON line: wall, CPU time, the stages, load average
+    the numba caches on a tiny lake; print one JSON line: wall, CPU time (and its kernel part, page faults), the stages, load average
     per night, and the process's peak RSS."""
     import json
     import os
@@ -327,9 +328,11 @@ def measure(lake_root: str, block_size: int | None):
     nights = []
     for day in (DAY, DAY + dt.timedelta(days=1)):
         load = os.getloadavg()[0]
-        c0, t0 = time.process_time(), time.perf_counter()
+        c0, t0, r0 = time.process_time(), time.perf_counter(), resource.getrusage(resource.RUSAGE_SELF)
         res = bill_day(lake, day, **kw)[0]
-        nights.append({"wall": time.perf_counter() - t0, "cpu": time.process_time() - c0, "load": load,
+        r1 = resource.getrusage(resource.RUSAGE_SELF)
+        nights.append({"wall": time.perf_counter() - t0, "cpu": time.process_time() - c0,
+                       "sys": r1.ru_stime - r0.ru_stime, "faults": r1.ru_minflt - r0.ru_minflt, "load": load,
                        "load_after": os.getloadavg()[0], "accounts": res.accounts, "money": res.money_cents,
                        "timings": {k: round(v, 2) for k, v in res.timings.items()}})
     print(json.dumps({"nights": nights, "rss_peak": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}))

@@ -11,9 +11,10 @@
     the counter by a cumsum over days, interval detail only on the day that crosses a bound. DuckDB
     (one row per meter-day holding the day's 96 quantities; the result one row per meter with its
     day amounts) and pandas price a subset of the meters, and numba prices that same subset too.
-    Beside the engine's rate over all meters: the ordered-sum floor (every interval read and each run
-    of same-period hours summed in index order, nothing else), so the share of the engine's CPU that
-    goes to its per-day bookkeeping is printed too.
+    Beside the engine's rate over all meters: its page faults and system time with fresh output arrays,
+    the engine priced into the previous call's buffers (``out=``: nothing to fault in), and the
+    ordered-sum floor (every interval read and each run of same-period hours summed in index order,
+    nothing else), so the share of the engine's CPU that goes to its per-day bookkeeping is printed too.
 
 Every formulation's money is checked equal to the engine's to the cent before its time is printed.
 Ratios are against the best of them. The memory bound is bytes touched / memory bandwidth, the
@@ -26,6 +27,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import os
+import resource
 import time
 
 import numpy as np
@@ -50,21 +52,28 @@ def tou_tiers_tariff() -> Tariff:
 
 
 CPU = {}
+SYS = {}
 
 
 def best(fn, repeat=3, key=None):
     """Best wall time of ``repeat`` runs (after one warm-up when repeat > 1) and the last result.
     With ``key``, also records the process CPU time of that best run in ``CPU[key]`` (the machine is
-    shared: CPU seconds show what the kernel needs when other jobs take cores away)."""
+    shared: CPU seconds show what the kernel needs when other jobs take cores away) and its system
+    CPU time and minor page faults in ``SYS[key]`` (fresh output pages are faulted in and zeroed by
+    the kernel)."""
     times, out = [], None
     for k in range(repeat + (1 if repeat > 1 else 0)):
+        r0 = resource.getrusage(resource.RUSAGE_SELF)
         t0, c0 = time.perf_counter(), time.process_time()
         out = fn()
+        t1, c1 = time.perf_counter(), time.process_time()
+        r1 = resource.getrusage(resource.RUSAGE_SELF)
         if repeat == 1 or k > 0:
-            times.append((time.perf_counter() - t0, time.process_time() - c0))
-    wall, cpu = min(times)
+            times.append((t1 - t0, c1 - c0, r1.ru_stime - r0.ru_stime, r1.ru_minflt - r0.ru_minflt))
+    wall, cpu, sys_s, faults = min(times)
     if key:
         CPU[key] = cpu
+        SYS[key] = (sys_s, faults)
     return wall, out
 
 
@@ -398,6 +407,15 @@ def bench_intervals(n_meters: int, n_days: int, sub_meters: int, rng) -> dict:
     mt = np.zeros(n_meters, np.int32)
     t_grid, r = best(lambda: price_grid(tables, qty, start + 900, 900, mt), 3, key="grid")
     n = qty.size
+    # the same into the buffers of the previous call (``out=``: no fresh output pages to fault in)
+    buf = [price_grid(tables, qty[:1], start + 900, 900, mt[:1])]
+
+    def into_previous():
+        buf[0] = price_grid(tables, qty, start + 900, 900, mt, out=buf[0])
+        return buf[0]
+    t_reuse, rr = best(into_previous, 3, key="grid_reuse")
+    assert np.array_equal(rr.day_amount, r.day_amount) and np.array_equal(rr.line_amount, r.line_amount)
+    del rr, buf
     onehot, bounds, prices = interval_params(tables, per_day)
     t_np_full, got = best(lambda: intervals_numpy(qty, n_days, onehot, bounds, prices), 3, key="np_full")
     same_to_the_cent("numpy (all meters)", got, r.day_amount)
@@ -446,6 +464,8 @@ def bench_intervals(n_meters: int, n_days: int, sub_meters: int, rng) -> dict:
     assert abs(r.bill_total[:S].sum() - rs.bill_total.sum()) < 1e-6 * rs.bill_total.sum()
     m = S * N
     return {"n": n, "numba_grid": n / t_grid, "numba_grid_cpu": n / CPU["grid"], "numpy_full": n / t_np_full,
+            "grid_sys": SYS["grid"], "numba_reuse": n / t_reuse, "numba_reuse_cpu": n / CPU["grid_reuse"],
+            "reuse_sys": SYS["grid_reuse"],
             "floor": n / t_floor, "floor_cpu": n / CPU["floor"],
             "numpy_full_cpu": n / CPU["np_full"], "sub_n": m, "numba_sub": m / t_sub,
             "numba_sub_cpu": m / CPU["grid_sub"], "numba_csr": m / t_csr, "others": {k: m / v for k, v in res.items()},
@@ -500,6 +520,10 @@ def main(argv=None) -> dict:
     print(f"    all meters: numba grid {b['numba_grid'] / 1e6:,.1f} M intervals/s ({b['numba_grid_cpu'] / 1e6:,.0f} M "
           f"per CPU-second; target ≥ 1,500 M/s), numpy {b['numpy_full'] / 1e6:,.1f} M/s "
           f"({b['numpy_full_cpu'] / 1e6:,.0f} M per CPU-second): numba ×{b['numba_grid'] / b['numpy_full']:.2f}")
+    (gs, gf), (rs, rf) = b["grid_sys"], b["reuse_sys"]
+    print(f"    page faults: fresh outputs {gf:,} faults, system time {gs / (b['n'] / b['numba_grid_cpu']):.0%} of "
+          f"the call's CPU; into the previous call's buffers (out=) {b['numba_reuse'] / 1e6:,.1f} M/s "
+          f"({b['numba_reuse_cpu'] / 1e6:,.0f} M per CPU-second), {rf:,} faults, system {rs / (b['n'] / b['numba_reuse_cpu']):.0%}")
     print(f"    ordered-sum floor (every interval read and its run summed in index order, nothing else): "
           f"{b['floor'] / 1e6:,.1f} M/s ({b['floor_cpu'] / 1e6:,.0f} M per CPU-second); the engine's days, tiers, "
           f"lines and bills take {1 - b['numba_grid_cpu'] / b['floor_cpu']:.0%} of its CPU time")

@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 import pyarrow as pa
 
 from meters.errors import MetersError, NothingToDo
+from meters import memory
 from meters.lake import Lake
 from meters.nightly_inputs import NightlyStore, open_nightly_store
 from meters.schemas import RUNS, UTC_MS
@@ -48,7 +49,7 @@ from .accounts import Accounts, no_accounts
 from .config import Config
 from .day import compute
 from .inputs import DayReads, read_day
-from .night import BLOCK_SIZE, DayWriter, check_block_size
+from .night import BLOCK_SIZE, DayWriter, check_block_size, read_ahead
 from .money_io import money
 from .state import settled_days
 
@@ -135,6 +136,7 @@ def _run_days(lake, todo, *, config: Config | None = None, progress=None, cluste
               block_size: int = BLOCK_SIZE) -> list[DayResult]:
     cfg = config or Config.load(lake)
     check_block_size(block_size)
+    memory.for_batch()     # freed memory kept for the next block (meters/memory.py)
     guards.check_ended(lake, todo, now)
     crashed = guards.interrupted(lake)
     if crashed is not None and crashed not in todo:
@@ -192,11 +194,12 @@ def _run_day(lake: Lake, day: dt.date, *, cfg: Config, progress, allow_estimates
             if acc.n == 0:
                 raise no_accounts(lake)
             reads = DayReads(lake, day, acc, stored)
-            for block in acc.blocks(block_size):
-                inputs = read_day(lake, day, block, cfg.interval_s, stored, reads)
-                t0 = lap("read", t0)
-                writer.add(compute(inputs, block, cfg, run_id, reads.recipients(block), lap))
-                t0 = time.perf_counter()
+            with contextlib.closing(read_ahead(lambda b: read_day(lake, day, b, cfg.interval_s, stored, reads),
+                                               acc.blocks(block_size))) as blocks:
+                for block, inputs in blocks:     # the next block read while this one is computed
+                    t0 = lap("read", t0)
+                    writer.add(compute(inputs, block, cfg, run_id, reads.recipients(block), lap))
+                    t0 = time.perf_counter()
         else:
             if stored is not None:
                 ranges = _cluster.shards(lake, client, stored.accounts, block_size=block_size)

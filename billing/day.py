@@ -23,7 +23,7 @@ from .accounts import Accounts
 from .config import Config
 from .days import NONE_DAY, day_number
 from .guards import covered_meters
-from .inputs import DayInputs, vee_inputs
+from .inputs import DayInputs
 from .money import to_cents
 from .engine import local_times, price_grid, price_intervals
 from .settle import Settled, postpaid_notices, settle_prepaid
@@ -143,9 +143,9 @@ def compute(inputs: DayInputs, acc: Accounts, cfg: Config, run_id: str, recipien
     dn = day_number(grid.day)
     t0 = time.perf_counter()
     # 1. VEE
-    out.readings = sum(t.num_rows for t in inputs.readings)
-    main, extra, unknown = vee_inputs(inputs.readings, acc.meter_ids, start_s, I)
-    inputs.readings = None     # consumed: the CSR arrays hold what is needed
+    out.readings = inputs.readings
+    (main, extra), unknown = inputs.parts, inputs.unknown
+    inputs.parts = None        # consumed
     out.covered = int(covered_meters((main, extra), acc.n).sum())
     has_base = carried.base_ts != state.NO_TS
     base_pos = np.full(acc.n, vee.NO_BASE)

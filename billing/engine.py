@@ -42,7 +42,10 @@ from dataclasses import dataclass, fields
 from zoneinfo import ZoneInfo
 
 import numpy as np
-from numba import njit, prange
+from llvmlite import ir
+from numba import njit, prange, types
+from numba.core import cgutils
+from numba.extending import intrinsic
 
 from meters.errors import MetersError
 
@@ -50,6 +53,7 @@ from .tariff_arrays import TariffTables
 
 NO_TIME = np.iinfo(np.int64).min
 NO_TIME_ = NO_TIME  # module constant frozen into the kernels
+PF = 384            # grid: prefetch the intervals this far ahead (4 days of 15 minutes) while a day is priced
 ERRORS = {1: "intervals are not strictly increasing in time (or precede the carried state)",
           2: "a quantity is negative or NaN",
           3: "no tariff version is in force on a day"}
@@ -114,6 +118,20 @@ def version_on(f, day, fam_start, fam_count, v_from_day):
     return v
 
 
+@intrinsic
+def _prefetch(typingctx, arr, idx):
+    """Ask the CPU to bring ``arr[idx]``'s cache line in (a hint: no load, no fault, any index)."""
+    def codegen(context, builder, sig, args):
+        ary = context.make_array(sig.args[0])(context, builder, args[0])
+        ptr = builder.gep(ary.data, [args[1]])
+        i8p, i32 = ir.IntType(8).as_pointer(), ir.IntType(32)
+        fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(ir.VoidType(), [i8p, i32, i32, i32]),
+                                            "llvm.prefetch.p0")
+        builder.call(fn, [builder.bitcast(ptr, i8p), i32(0), i32(3), i32(1)])
+        return context.get_dummy_value()
+    return types.void(arr, idx), codegen
+
+
 @njit(cache=True, inline="always")
 def _day_end(i, hi, lo, day, grid, t0, step, lts):
     """First index in (i, hi] whose local day is after ``day`` (grid: interval j at t0 + (j - lo) * step)."""
@@ -127,16 +145,28 @@ def _day_end(i, hi, lo, day, grid, t0, step, lts):
     return k
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _run_sum(qty, j, je):
     """Sum and minimum of ``qty[j:je]`` in index order (no reassociation: the same bits in every
-    process and every compiled specialisation, so a Dask shard equals the single-process run)."""
+    process and every compiled specialisation, so a Dask shard equals the single-process run).
+    Four intervals a step, still one addition after the other; unsigned indices into the slice
+    spare the loop numba's negative-index code."""
+    v = qty[j:je]
+    n = v.size
     s = 0.0
     mn = 0.0
-    for x in range(j, je):
-        v = qty[x]
-        s += v
-        mn = v if v < mn else mn
+    for k in range(0, n - 3, 4):
+        u = np.uint64(k)
+        v0, v1, v2, v3 = v[u], v[u + np.uint64(1)], v[u + np.uint64(2)], v[u + np.uint64(3)]
+        s = (((s + v0) + v1) + v2) + v3
+        a = v0 if v0 < v1 else v1
+        b = v2 if v2 < v3 else v3
+        a = a if a < b else b
+        mn = a if a < mn else mn
+    for k in range(n - n % 4, n):
+        x = v[np.uint64(k)]
+        s += x
+        mn = x if x < mn else mn
     return s, mn
 
 
@@ -259,6 +289,8 @@ def _price_meter(m, offsets, lts, t0, step, qty, meter_tariff, billing_day,
                     day = lt // 86400
                     jd = i - (lt - day * 86400) // step
                 k = min(jd + hoff[24], hi)
+                for x in range(k + PF, k + PF + hoff[24], 8):
+                    _prefetch(qty, x)
             else:
                 day = lts[i] // 86400
             # -- open the day (and the bill period when it changes)
@@ -512,19 +544,25 @@ def block_bills_kernel(qty, month0, meter_tariff, yearly, tab, fixed, minimum, c
         mo = month0
         fx = fixed[f]
         mn = minimum[f]
+        tf = tab[f]
         for j in range(K):
             if mo == 12:
                 mo = 0
                 c = 0.0
             if not yr:
                 c = 0.0
-            r = tab[f, mo]
             q = qty[a, j]
             e = c + q
-            amt = fx + q * r[2 * T1]
-            for t in range(T1):
-                b = r[t]
-                amt += ((e if e < b else b) - (c if c < b else b)) * r[T1 + t]
+            amt = fx + q * tf[mo, 2 * T1]
+            if T1 == 2:         # the common two bounds, unrolled (the same operations in the same order)
+                b = tf[mo, 0]
+                amt += ((e if e < b else b) - (c if c < b else b)) * tf[mo, 2]
+                b = tf[mo, 1]
+                amt += ((e if e < b else b) - (c if c < b else b)) * tf[mo, 3]
+            else:
+                for t in range(T1):
+                    b = tf[mo, t]
+                    amt += ((e if e < b else b) - (c if c < b else b)) * tf[mo, T1 + t]
             out[a, j] = amt if amt > mn else mn
             c = e
             mo += 1
@@ -647,7 +685,7 @@ def _quarter_offsets(q0: int, q1: int, zone) -> np.ndarray:
     return out
 
 
-def _prepare(tables: TariffTables, n_meters, meter_tariff, state, billing_day):
+def _prepare(tables: TariffTables, n_meters, meter_tariff, state, billing_day, out=None):
     meter_tariff = np.ascontiguousarray(meter_tariff, np.int32)
     if meter_tariff.shape != (n_meters,):
         raise MetersError(f"meter_tariff has {meter_tariff.size} entries for {n_meters} meters")
@@ -658,15 +696,39 @@ def _prepare(tables: TariffTables, n_meters, meter_tariff, state, billing_day):
     billing_day = np.ascontiguousarray(billing_day, np.int32)
     if billing_day.shape != (n_meters,) or (n_meters and (billing_day.min() < 1 or billing_day.max() > 28)):
         raise MetersError("billing_day must hold one value 1..28 per meter")
-    state = CycleState.empty(n_meters, tables) if state is None else state.copy()
-    if state.bill_start.shape != (n_meters,):
+    if state is not None and state.bill_start.shape != (n_meters,):
         raise MetersError(f"state has {state.bill_start.size} meters, the input {n_meters}")
-    if state.line_qty.shape[1:] != (tables.max_periods, tables.max_tiers):
+    if state is not None and state.line_qty.shape[1:] != (tables.max_periods, tables.max_tiers):
         raise MetersError("state was made for other tariff tables (periods × tiers differ)")
+    if out is None:
+        state = CycleState.empty(n_meters, tables) if state is None else state.copy()
+    else:  # copied into the earlier result's state arrays (the same arrays when state is out.state)
+        src = CycleState.empty(n_meters, tables) if state is None else state
+        bufs = []
+        for f in fields(CycleState):
+            a = getattr(src, f.name)
+            b = _reuse(getattr(out.state, f.name), a.shape, a.dtype)
+            np.copyto(b, a)
+            bufs.append(b)
+        state = CycleState(*bufs)
     return meter_tariff, billing_day, state
 
 
-def _run(tables, offsets, lts, t0, step, qty, meter_tariff, billing_day, state) -> Priced:
+def _reuse(old, shape, dtype) -> np.ndarray:
+    """The first ``shape[0]`` rows of ``old`` (or of the array it is the leading rows of) when it can
+    hold them (same dtype and row shape), else a new array (not zeroed: the kernel writes every row it
+    returns)."""
+    base = getattr(old, "base", None)
+    if isinstance(base, np.ndarray) and base.dtype == old.dtype and base.shape[1:] == old.shape[1:] \
+            and base.flags.c_contiguous and base.ctypes.data == old.ctypes.data:
+        old = base
+    if isinstance(old, np.ndarray) and old.dtype == dtype and old.shape[1:] == tuple(shape[1:]) \
+            and old.shape[0] >= shape[0] and old.flags.c_contiguous:
+        return old[: shape[0]]
+    return np.empty(shape, dtype)
+
+
+def _run(tables, offsets, lts, t0, step, qty, meter_tariff, billing_day, state, reuse=None) -> Priced:
     M = offsets.size - 1
     nd = np.zeros(M, np.int64)
     nb = np.zeros(M, np.int64)
@@ -684,10 +746,11 @@ def _run(tables, offsets, lts, t0, step, qty, meter_tariff, billing_day, state) 
     np.cumsum(nb, out=bill_off[1:])
     D, B = int(day_off[-1]), int(bill_off[-1])
     P, T = tables.max_periods, tables.max_tiers
-    out = Priced(np.zeros(D, np.int32), np.zeros(D, np.int64), np.zeros(D), np.zeros(D), np.zeros(D),
-                 np.zeros(B, np.int32), np.zeros(B, np.int64), np.zeros(B, np.int64), np.zeros(B, np.int32),
-                 np.zeros(B), np.zeros(B), np.zeros(B), np.zeros(B), np.zeros(B), np.zeros(B, np.bool_),
-                 np.zeros((B, P, T)), np.zeros((B, P, T)), state)
+    shapes = [((D,), np.int32), ((D,), np.int64)] + [((D,), np.float64)] * 3 \
+        + [((B,), np.int32), ((B,), np.int64), ((B,), np.int64), ((B,), np.int32)] + [((B,), np.float64)] * 5 \
+        + [((B,), np.bool_), ((B, P, T), np.float64), ((B, P, T), np.float64)]
+    names = [f.name for f in fields(Priced)][:-1]
+    out = Priced(*(_reuse(getattr(reuse, n, None), sh, dt_) for n, (sh, dt_) in zip(names, shapes)), state)
     err = np.zeros(M, np.int8)
     s = state
     price_kernel(offsets, lts, t0, step, qty, meter_tariff, billing_day, *tables.kernel_args(),
@@ -705,8 +768,10 @@ def _run(tables, offsets, lts, t0, step, qty, meter_tariff, billing_day, state) 
 
 
 def price_intervals(tables: TariffTables, offsets, local_ts, quantity, meter_tariff, *,
-                    state: CycleState | None = None, billing_day=None) -> Priced:
-    """Price intervals in CSR layout (see the module docstring). ``local_ts`` from :func:`local_times`."""
+                    state: CycleState | None = None, billing_day=None, out: Priced | None = None) -> Priced:
+    """Price intervals in CSR layout (see the module docstring). ``local_ts`` from :func:`local_times`.
+    ``out``: an earlier result whose arrays are overwritten and returned (their leading rows) when they
+    are large enough — no fresh pages for the kernel to fault in; it may be the result ``state`` is from."""
     offsets = np.ascontiguousarray(offsets, np.int64)
     lts = np.ascontiguousarray(local_ts, np.int64)
     qty = np.ascontiguousarray(quantity, np.float64)
@@ -716,26 +781,27 @@ def price_intervals(tables: TariffTables, offsets, local_ts, quantity, meter_tar
             or np.any(np.diff(offsets) < 0):
         raise MetersError("offsets must rise from 0 to the number of intervals")
     M = offsets.size - 1
-    meter_tariff, billing_day, state = _prepare(tables, M, meter_tariff, state, billing_day)
+    meter_tariff, billing_day, state = _prepare(tables, M, meter_tariff, state, billing_day, out)
     if qty.size == 0:
         lts = np.zeros(1, np.int64)  # never read; keeps the kernel in CSR mode
-    return _run(tables, offsets, lts, 0, 1, qty, meter_tariff, billing_day, state)
+    return _run(tables, offsets, lts, 0, 1, qty, meter_tariff, billing_day, state, out)
 
 
 def price_grid(tables: TariffTables, quantity, first_end_local: int, step_s: int, meter_tariff, *,
-               state: CycleState | None = None, billing_day=None) -> Priced:
+               state: CycleState | None = None, billing_day=None, out: Priced | None = None) -> Priced:
     """Price a dense ``quantity[M, N]`` matrix whose interval ``j`` ends at local wall-clock second
-    ``first_end_local + j * step_s`` for every meter (fixed UTC offset zones such as Asia/Shanghai)."""
+    ``first_end_local + j * step_s`` for every meter (fixed UTC offset zones such as Asia/Shanghai).
+    ``out``: as for :func:`price_intervals`."""
     qty = np.ascontiguousarray(quantity, np.float64)
     if qty.ndim != 2:
         raise MetersError("quantity must be a 2-D [meter, interval] matrix")
     if step_s <= 0 or 86400 % step_s:
         raise MetersError(f"step_s {step_s} must divide a day")
     M, N = qty.shape
-    meter_tariff, billing_day, state = _prepare(tables, M, meter_tariff, state, billing_day)
+    meter_tariff, billing_day, state = _prepare(tables, M, meter_tariff, state, billing_day, out)
     offsets = np.arange(M + 1, dtype=np.int64) * N
     return _run(tables, offsets, np.zeros(0, np.int64), int(first_end_local) - 1, int(step_s), qty.reshape(-1),
-                meter_tariff, billing_day, state)
+                meter_tariff, billing_day, state, out)
 
 
 def block_bills(tables: TariffTables, quantity, first_month: dt.date, meter_tariff, cycle_qty=None,

@@ -56,7 +56,9 @@ class DayInputs:
     """What the day's computation reads (for the accounts of one snapshot, in its order)."""
 
     grid: Grid
-    readings: list | None          # tables per day partition (consumed by the VEE step)
+    readings: int                  # readings read (the day's and the edges of its neighbours)
+    parts: tuple | None            # the VEE kernel's two CSR parts (:func:`vee_inputs`; consumed by VEE)
+    unknown: int                   # readings dropped building them (no account, or no value)
     duplicates: int                # re-sent readings dropped while reading
     carried: state.Carried         # the state of the day before
     payments: np.ndarray           # cents paid during the day
@@ -155,8 +157,11 @@ def read_day(lake: Lake, day: dt.date, accounts: Accounts, interval_s: int, stor
     half = dt.timedelta(seconds=interval_s // 2)  # readings snap to the nearest grid instant
     dup: list[int] = []
     reads = reads or DayReads(lake, day, accounts, stored)
-    readings = reads.readings(grid.start - half, grid.end + half).read(accounts.meter_range, dup)
-    return DayInputs(grid=grid, readings=readings, duplicates=sum(dup),
+    tables = reads.readings(grid.start - half, grid.end + half).read(accounts.meter_range, dup)
+    n = sum(t.num_rows for t in tables)
+    main, extra, unknown = vee_inputs(tables, accounts.meter_ids, grid.start_s, interval_s)
+    del tables                     # the CSR arrays hold what VEE needs
+    return DayInputs(grid=grid, readings=n, parts=(main, extra), unknown=unknown, duplicates=sum(dup),
                      carried=(carried := state.load(lake, day, accounts, reads.previous)),
                      payments=ledger.credited(reads.payments, accounts.account_arrow),
                      original=reads.original(accounts),

@@ -1,6 +1,7 @@
 """The billing night in blocks of accounts: each block goes read → VEE → price → settle → tables
-(:func:`billing.day.compute`), and its tables are appended to the day's output files at once
-(:class:`DayWriter`), so the night's memory is bounded by the block size, not the city.
+(:func:`billing.day.compute`; the next block read meanwhile, :func:`read_ahead`), and its tables
+are appended to the day's output files at once (:class:`DayWriter`), so the night's memory is bounded
+by the block size, not the city.
 
 The files are staged: written under names no reader sees until :meth:`DayWriter.finish` switches the
 outputs in and :meth:`DayWriter.commit` switches the carried state in last (the commit, as for a
@@ -27,6 +28,26 @@ from .config import BLOCK_SIZE, check_block_size  # noqa: F401 (the night's sett
 from .day import DayOutput
 
 STATE_ROW_GROUP = 16_384   # the carried state's row groups: a block reads only its own next night
+
+
+def read_ahead(read, blocks):
+    """``(block, read(block))`` for block after block, the next block taken from ``blocks`` and read in
+    a background thread while the caller works on this one (at most one read ahead: Parquet decoding
+    releases the GIL). An error taking or reading a block is raised where that block is taken, as if
+    read there; closing early (an error of the caller: close it, e.g. with :func:`contextlib.closing`)
+    waits for the read in flight and drops it."""
+    def take(it):
+        block = next(it, None)
+        return None if block is None else (block, read(block))
+    pool = ThreadPoolExecutor(1, thread_name_prefix="billing-reader")
+    try:
+        it = iter(blocks)
+        pending = pool.submit(take, it)
+        while (got := pending.result()) is not None:
+            pending = pool.submit(take, it)
+            yield got
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 class DayWriter:

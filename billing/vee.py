@@ -229,7 +229,7 @@ def _merge_rows(a0, a1, pos, reg, qty, qlen, src_est, b0, b1, x_pos, x_reg, x_qt
     return k
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, parallel=True, nogil=True)   # (the next block is read meanwhile)
 def vee_kernel_parts(offsets, pos, reg, qty, qlen, src_est, x_offsets, x_pos, x_reg, x_qty, x_qlen, x_est,
                      base_pos, base_reg, avg, pending, reg_max, limit, step, n_slots):
     """Validate and estimate every meter's day, in parallel over chunks of meters. Rows come in two

@@ -191,3 +191,55 @@ def test_a_blocks_contacts_are_its_accounts_contacts(tmp_path, ordered):
         assert mine.to_pylist() == want.to_pylist()
         got += mine.column("recipient").to_pylist()
     assert sorted(got) == sorted(r.split(":")[1] for c in contacts for r in c.split(";") if r)
+
+
+def test_the_next_block_is_read_while_this_one_is_computed_and_no_further():
+    import threading
+
+    from billing.night import read_ahead
+
+    events, main = [], threading.get_ident()
+
+    def read(b):
+        events.append(("read", b, threading.get_ident() != main))
+        return b * 10
+    got = []
+    for b, inputs in read_ahead(read, range(5)):
+        got.append((b, inputs))
+        read_so_far = [e[1] for e in events if e[0] == "read"]
+        assert max(read_so_far) <= b + 1          # at most one block read ahead
+        events.append(("use", b, False))
+    assert got == [(b, b * 10) for b in range(5)]
+    assert all(e[2] for e in events if e[0] == "read")   # read in the background
+
+
+def test_a_read_error_is_raised_where_its_block_is_taken_and_closing_waits_for_the_read_in_flight():
+    import contextlib
+    import time
+
+    from billing.night import read_ahead
+    from meters.errors import LakeDamaged
+
+    def read(b):
+        if b == 2:
+            raise LakeDamaged("readings/2026-11-23/part-0.parquet is damaged")
+        return b
+    taken = []
+    with pytest.raises(LakeDamaged, match="part-0.parquet is damaged"):
+        for b, _ in read_ahead(read, range(5)):
+            taken.append(b)
+    assert taken == [0, 1]
+
+    running = []
+
+    def slow(b):
+        running.append(b)
+        time.sleep(0.2)
+        running.remove(b)
+        return b
+    with pytest.raises(RuntimeError, match="compute failed"):
+        with contextlib.closing(read_ahead(slow, range(5))) as blocks:
+            for b, _ in blocks:
+                time.sleep(0.05)                  # block 1's read under way
+                raise RuntimeError("compute failed")
+    assert running == []                          # no read left running once the error goes on

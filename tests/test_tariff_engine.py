@@ -241,3 +241,29 @@ def test_block_bills_match_the_interval_engine(tables):
         np.testing.assert_allclose(got[a], r.bill_total, rtol=1e-12)
     with pytest.raises(MetersError, match="one period per month"):
         block_bills(tables, monthly, dt.date(2026, 11, 1), tables.indices(["cn-sh-res-elec-tou"] * 2))
+
+
+def test_pricing_into_the_previous_results_buffers(tables):
+    """Day after day into one set of buffers (``out`` = yesterday's result, ``state`` = its state, read
+    and updated in place) gives the same bits as fresh arrays; a larger first day leaves room."""
+    rng = np.random.default_rng(11)
+    q = rng.random((3, 96 * 5)) * 0.4
+    mt = tables.indices(["cn-bj-res-elec", "cn-sh-res-elec-tou", "cn-gd-res-elec"])
+    first = day_number(dt.date(2026, 12, 30)) * 86400 + 900
+    seeded = CycleState.seeded(tables, 2026, [2870.0, 3100.0, 0.0])
+    fresh, reused, state, buf = [], [], seeded, None
+    for a, b in ((0, 96 * 2), (96 * 2, 96 * 3), (96 * 3, 96 * 5)):
+        r = price_grid(tables, q[:, a:b], first + a * 900, 900, mt, state=state, billing_day=[1, 1, 20])
+        fresh.append((r.day_amount.copy(), r.bill_total.copy(), r.line_amount.copy()))
+        state = r.state
+        buf = price_grid(tables, q[:, a:b], first + a * 900, 900, mt, state=seeded if buf is None else buf.state,
+                         billing_day=[1, 1, 20], out=buf)
+        first_buf = buf if a == 0 else first_buf
+        assert np.shares_memory(buf.day_amount, first_buf.day_amount)     # 2 days, then 1, then 2 again
+        reused.append((buf.day_amount.copy(), buf.bill_total.copy(), buf.line_amount.copy()))
+    for x, y in zip(fresh, reused):
+        for u, v in zip(x, y):
+            np.testing.assert_array_equal(u, v)
+    for k, v in state.to_dict().items():
+        np.testing.assert_array_equal(getattr(buf.state, k), v)
+    assert seeded.cycle_qty.tolist() == [2870.0, 3100.0, 0.0]      # the caller's first state untouched

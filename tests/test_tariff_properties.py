@@ -8,7 +8,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from reference import tariff as reference
-from billing.engine import block_bills, civil_from_days, days_from_civil, price_grid, price_intervals
+from billing.engine import CycleState, Priced, block_bills, civil_from_days, days_from_civil, price_grid, \
+    price_intervals
 from billing.money import allocate_cents, to_cents
 from billing.tariff_arrays import compile_tariffs, day_date, day_number
 from meters.tariffs import Tariff
@@ -82,7 +83,31 @@ def csr(meters):
 def engine_run(versions, meters, state=None):
     tb = compile_tariffs(versions)
     offsets, lts, q, bd = csr(meters)
-    return tb, price_intervals(tb, offsets, lts, q, np.zeros(len(meters), np.int32), state=state, billing_day=bd)
+    r = price_intervals(tb, offsets, lts, q, np.zeros(len(meters), np.int32), state=state, billing_day=bd)
+    assert_same_into_dirty(r, lambda out: price_intervals(tb, offsets, lts, q, np.zeros(len(meters), np.int32),
+                                                          state=state, billing_day=bd, out=out))
+    return tb, r
+
+
+def dirty(a: np.ndarray) -> np.ndarray:
+    """A larger array of ``a``'s dtype and row shape full of garbage (NaN, -7, True)."""
+    b = np.empty((a.shape[0] + 3,) + a.shape[1:], a.dtype)
+    b[...] = np.nan if a.dtype.kind == "f" else (True if a.dtype.kind == "b" else -7)
+    return b
+
+
+def assert_same_into_dirty(r: Priced, price) -> None:
+    """Pricing into an earlier result's buffers (larger, full of garbage) gives the same bits as fresh
+    arrays: the kernel writes every row it returns."""
+    buf = Priced(*(dirty(getattr(r, f)) for f in Priced.__dataclass_fields__ if f != "state"),
+                 CycleState(*(dirty(getattr(r.state, f)) for f in CycleState.__dataclass_fields__)))
+    got = price(buf)
+    for f in Priced.__dataclass_fields__:
+        if f != "state":
+            assert np.array_equal(getattr(got, f), getattr(r, f), equal_nan=True), f
+            assert np.shares_memory(getattr(got, f), getattr(buf, f)) or getattr(r, f).size == 0, f
+    for f in CycleState.__dataclass_fields__:
+        assert np.array_equal(getattr(got.state, f), getattr(r.state, f), equal_nan=True), f
 
 
 def close(a, b, tol=1e-9):
@@ -175,6 +200,8 @@ def test_grid_kernel_carrying_counters_equals_reference(versions, data):
     days, bills, state = {}, {}, None
     for a, b in ((0, cut), (cut, n)) if data.draw(st.booleans()) else ((0, n),):
         r = price_grid(tb, q[:, a:b], first_end + a * step, step, mt, state=state, billing_day=bd)
+        assert_same_into_dirty(r, lambda out: price_grid(tb, q[:, a:b], first_end + a * step, step, mt, state=state,
+                                                         billing_day=bd, out=out))
         state = r.state
         for i in range(r.day.size):
             k = (int(r.day_meter[i]), int(r.day[i]))
