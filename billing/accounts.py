@@ -63,20 +63,20 @@ class Accounts:
         cols = {name: arranged(ids.column(name)) for name in ("account_id", "meter_id")}
         del ids
         for name in COMPACT:     # repeating strings as dictionaries (indices, not the strings)
-            cols[name] = pc.dictionary_encode(arranged(column(name)))
+            cols[name] = _compact(arranged(column(name)))
         cols["billing_day"] = arranged(column("billing_day"))
-        for name, null in MONEY.items():   # as cents, int32 where every value fits (exact)
-            cols[name] = arranged(pa.chunked_array([_narrow(cents(column(name), null=null))]))
+        for name, null in MONEY.items():   # as cents, int32 where every value fits (exact), few values: indices
+            cols[name] = _compact(arranged(pa.chunked_array([_narrow(cents(column(name), null=null))])))
         area = column("premise_area")
-        cols["premise_area"] = arranged(pa.chunked_array(
-            [pa.array(_narrow(cents(area)), mask=np.asarray(area.is_null()))]))
+        cols["premise_area"] = _compact(arranged(pa.chunked_array(
+            [pa.array(_narrow(cents(area)), mask=np.asarray(area.is_null()))])))
         del area
-        self.accounts = pa.table(cols)    # the registry in meter order, compact (≈ 35 bytes an account)
+        self.accounts = pa.table(cols)    # the registry in meter order, compact (≈ 34 bytes an account with 12-character ids)
         self.offset = 0
         catalog, self._heat_catalog = heating.split(load_tariffs(lake, heating=True))
         check_catalog(lake, catalog, cfg)
         self.tables = compile_tariffs({**heating.stand_ins(self._heat_catalog), **catalog})
-        self._meters = _Meters(lake)
+        self._meters = _Meters(lake, self.accounts.column("meter_id").to_numpy())
         # the registry's and the meters' columns read: their pages back to the system (kept by the pool,
         # they stayed in the night's RSS: 1M accounts 181 → 114 MiB)
         pa.default_memory_pool().release_unused()
@@ -123,9 +123,9 @@ class Accounts:
         self.mode_prepaid = np.asarray(pc.equal(_strings(acc.column("mode")), "prepaid").to_numpy(zero_copy_only=False))
         self.billing_day = acc.column("billing_day").to_numpy().astype(np.int32)
         self.opening, self.warn_1, self.warn_2, self.topup_below, self.topup_amount = (
-            acc.column(name).to_numpy().astype(np.int64) for name in MONEY)
+            _plain(acc.column(name)).to_numpy().astype(np.int64) for name in MONEY)
         self.tariff_ids = _strings(acc.column("tariff_id"))
-        area = acc.column("premise_area").combine_chunks()
+        area = _plain(acc.column("premise_area")).combine_chunks()
         area = pc.if_else(area.is_valid(), money(area.fill_null(0).to_numpy().astype(np.int64)),
                           pa.scalar(None, MONEY_TYPE))
         self.heat = heating.HeatAccounts.of(self.tariff_ids, area, self._heat_catalog)
@@ -136,20 +136,32 @@ class Accounts:
         self.currency = np.array([self.tables.versions[v].currency for v in fam_first],
                                  dtype=object)[self.meter_tariff]
         fallback = np.array([self.tables.versions[v].utility for v in fam_first], dtype=object)[self.meter_tariff]
-        self.utility, rmax = self._meters.lookup(self.meter_ids, fallback)
-        self.reg_max = np.rint(rmax * 1000).astype(np.int64)
+        self.utility, self.reg_max = self._meters.lookup(self.offset, self.offset + self.n, fallback)
         per_hour = np.full(self.n, 25.0)
         for u in set(self.utility.tolist()):
             per_hour[self.utility == u] = self._limit_per_hour.get(u, 25.0)
         self.limit = per_hour * 1000.0 * self._interval_s / 3600.0
 
     def index_of(self, ids) -> np.ndarray:
-        """Row of each account id in the snapshot (−1 = unknown)."""
+        """Row of each account id in the snapshot (−1 = unknown). A city's ids are hashed
+        :data:`LOOKUP_CHUNK` at a time: one hash table of them all took 236 MB at 4M accounts (the
+        night's peak), the pieces take 59 MB for the same CPU time."""
         known = self.account_arrow if hasattr(self, "account_arrow") else \
-            self.accounts.column("account_id").combine_chunks()     # (a snapshot not filled: whole=False)
-        return pc.index_in(ids, value_set=known).fill_null(-1).to_numpy().astype(np.int64)
+            self.accounts.column("account_id")      # (a snapshot not filled: whole=False)
+        out = None
+        for i0 in range(0, max(len(known), 1), LOOKUP_CHUNK):
+            part = known.slice(i0, LOOKUP_CHUNK)
+            part = part.combine_chunks() if isinstance(part, pa.ChunkedArray) else part
+            j = pc.index_in(ids, value_set=part).fill_null(-1).to_numpy().astype(np.int64)
+            if out is None:
+                out = j
+            else:
+                hit = (j >= 0) & (out < 0)      # (the first of ids listed twice, as one lookup gives)
+                out[hit] = j[hit] + i0
+        return out
 
 
+LOOKUP_CHUNK = 1 << 20   # account ids hashed at a time by Accounts.index_of
 KEPT = ["account_id", "meter_id", "tariff_id", "mode", "billing_day", "premise_area"]
 MONEY = {"balance": 0, "warn_1": 3000, "warn_2": 2000, "topup_below": -1, "topup_amount": 0}   # cents of a null
 COMPACT = ("tariff_id", "mode")     # kept dictionary-encoded in the run's snapshot
@@ -161,6 +173,23 @@ def _narrow(a: np.ndarray) -> np.ndarray:
     return a.astype(np.int32) if len(a) and i32.min <= a.min() and a.max() <= i32.max else a
 
 
+def _compact(col: pa.ChunkedArray) -> pa.ChunkedArray:
+    """``col`` dictionary-encoded with the narrowest index that holds its distinct values, when the
+    index is narrower than a value (strings always): what the run holds for every account."""
+    d = col if pa.types.is_dictionary(col.type) else pc.dictionary_encode(col)
+    k = max((len(c.dictionary) for c in d.chunks), default=0)
+    index = next(t for t in (pa.int8(), pa.int16(), pa.int32(), pa.int64()) if k <= 2 ** (t.bit_width - 1) - 1)
+    value = d.type.value_type
+    if pa.types.is_integer(value) and index.bit_width >= value.bit_width:
+        return col                      # (many values: as they are)
+    return d.cast(pa.dictionary(index, value))
+
+
+def _plain(col):
+    """A column the run keeps compact (:func:`_compact`) as its values."""
+    return col.cast(col.type.value_type) if pa.types.is_dictionary(col.type) else col
+
+
 def _strings(col) -> pa.Array:
     """A (dictionary-encoded) string column as one plain string array."""
     col = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
@@ -168,23 +197,34 @@ def _strings(col) -> pa.Array:
 
 
 class _Meters:
-    """The meters registry as lookups by meter id (sorted ids; utility codes; register maxima)."""
+    """The meters registry looked up once for the run's accounts (``meter_ids``, in their order): the
+    utility code and register maximum of each account's meter, as narrow as their values allow (about
+    5 bytes an account held for the night, instead of the registry's ids)."""
 
-    def __init__(self, lake: Lake):
+    def __init__(self, lake: Lake, meter_ids: np.ndarray):
         meters = lake.read("meters", columns=["meter_id", "utility", "register_max"])
         mid = meters.column("meter_id").to_numpy()
         order = np.argsort(mid, kind="stable")
-        self.mid = mid[order]
         util = pc.dictionary_encode(meters.column("utility").combine_chunks())
-        self.utility_names = np.array(util.dictionary.to_pylist() + [None], dtype=object)
-        self.utility_code = util.indices.fill_null(len(util.dictionary)).to_numpy()[order]
-        self.rmax = meters.column("register_max").fill_null(0).to_numpy()[order]
+        k = len(util.dictionary)
+        self.utility_names = np.array(util.dictionary.to_pylist() + [None], dtype=object)  # k: no utility
+        self.unknown = k + 1                                                             # no such meter
+        code = np.full(len(meter_ids), self.unknown, np.min_scalar_type(self.unknown))
+        reg_max = np.zeros(len(meter_ids), np.int64)
+        if len(mid):
+            mid = mid[order]
+            pos = np.minimum(np.searchsorted(mid, meter_ids), len(mid) - 1)
+            known = mid[pos] == meter_ids
+            del mid
+            at = order[pos[known]]
+            code[known] = util.indices.fill_null(k).to_numpy()[at]
+            reg_max[known] = np.rint(meters.column("register_max").fill_null(0).to_numpy()[at] * 1000)
+        self.code, self.reg_max = code, _narrow(reg_max)      # reg_max: milli-units
 
-    def lookup(self, meter_ids: np.ndarray, fallback: np.ndarray):
-        """(utility, register max) of each meter (unknown meters: ``fallback``, 0)."""
-        if not len(self.mid):
-            return fallback, np.zeros(len(meter_ids))
-        pos = np.minimum(np.searchsorted(self.mid, meter_ids), len(self.mid) - 1)
-        known = self.mid[pos] == meter_ids
-        utility = np.where(known, self.utility_names[self.utility_code[pos]], fallback)
-        return utility, np.where(known, self.rmax[pos], 0.0)
+    def lookup(self, i0: int, i1: int, fallback: np.ndarray):
+        """(utility, register maximum in milli-units) of the meters of the run's accounts ``i0:i1``
+        (unknown meters: ``fallback``, 0)."""
+        code = self.code[i0:i1]
+        known = code != self.unknown
+        utility = np.where(known, self.utility_names[np.where(known, code, 0)], fallback)
+        return utility, self.reg_max[i0:i1].astype(np.int64)

@@ -84,10 +84,11 @@ class DayReads:
     def original(self, block: Accounts) -> np.ndarray | None:
         """An earlier run's first charge of each of ``block``'s accounts (−1: none; None: a first run),
         looked up once for all the day's accounts (per block, the lookup cost grew with the city)."""
-        if self.first_charges is None:
-            return None
         if self._original is None:
+            if self.first_charges is None:
+                return None
             self._original = ledger.original_charges(self.lake, None, self.accounts, self.first_charges)
+            self.first_charges = None        # (the rows, 28 bytes an account, not kept for the night)
         i0 = block.offset - self.accounts.offset
         return self._original[i0:i0 + block.n]
 
@@ -101,20 +102,34 @@ class DayReads:
         """The contacts of ``block``'s accounts (all contacts are read and put in account order when a
         block first alerts someone)."""
         if self._contacts is None:
-            c = (self.lake.read("contacts", columns=alerts.CONTACT_COLUMNS) if self.stored is None
-                 else self.stored.contacts.select(alerts.CONTACT_COLUMNS))
-            row = pc.index_in(c.column("account_id"), value_set=self.accounts.accounts.column("account_id")
-                              .combine_chunks()).fill_null(-1).to_numpy()
-            order = np.argsort(row, kind="stable")       # (a contact's file order kept within its account)
-            order = order[row[order] >= 0]               # the run's accounts' only
-            # kept without their account ids (a block takes them from its accounts by row)
-            self._contacts = (c.drop_columns(["account_id"]).take(pa.array(order)), row[order].astype(np.int32))
-            del c
-            pa.default_memory_pool().release_unused()
+            self._contacts = self._all_contacts()
         c, row = self._contacts
         lo, hi = np.searchsorted(row, [block.offset, block.offset + block.n])
         ids = block.account_arrow.take(pa.array(row[lo:hi] - block.offset))
         return c.slice(lo, hi - lo).add_column(0, "account_id", ids).select(alerts.CONTACT_COLUMNS)
+
+    def _all_contacts(self) -> tuple[pa.Table, np.ndarray]:
+        """Every contact of the run's accounts in account order, without their account ids (a block
+        takes them from its accounts by row), and the account row of each. The ids are read and
+        looked up first, the rest read after: the two are never held at once."""
+        def read(columns):
+            return (self.lake.read("contacts", columns=columns) if self.stored is None
+                    else self.stored.contacts.select(columns))
+        ids = read(["account_id"]).column("account_id")
+        if ids.equals(self.accounts.accounts.column("account_id")):   # one each, in the accounts' order
+            row, order = np.arange(len(ids), dtype=np.int32), None
+        else:
+            row = self.accounts.index_of(ids)
+            order = np.argsort(row, kind="stable")       # (a contact's file order kept within its account)
+            order = order[row[order] >= 0]               # the run's accounts' only
+            row = row[order].astype(np.int32)
+        del ids
+        pa.default_memory_pool().release_unused()
+        c = read([k for k in alerts.CONTACT_COLUMNS if k != "account_id"])
+        if order is not None:
+            c = c.take(pa.array(order))
+            pa.default_memory_pool().release_unused()
+        return c, row
 
     def recipients(self, accounts: Accounts) -> alerts.Recipients:
         return _LazyRecipients(self, accounts)

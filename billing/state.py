@@ -116,10 +116,10 @@ class Previous:
 
     def _moved(self, accounts) -> pa.Table | None:
         """Rows whose account's meter is not the stored one (None: every account kept its meter)."""
-        t = pa.concat_tables([f.read(columns=["account_id", "meter_id"]) for f in self.files])
         reg = accounts.accounts
-        if t.column("account_id").equals(reg.column("account_id")) and t.column("meter_id").equals(reg.column("meter_id")):
+        if self._same(reg):
             return None
+        t = pa.concat_tables([f.read(columns=["account_id", "meter_id"]) for f in self.files])
         at = pc.index_in(t.column("account_id"), value_set=reg.column("account_id").combine_chunks())
         now = reg.column("meter_id").combine_chunks().take(at)
         moved = np.flatnonzero(pc.fill_null(pc.not_equal(now, t.column("meter_id")), False)
@@ -127,6 +127,19 @@ class Previous:
         if not len(moved):
             return None
         return _stored(pa.concat_tables([f.read() for f in self.files]).take(pa.array(moved)))
+
+    def _same(self, reg: pa.Table) -> bool:
+        """Whether the stored rows are ``reg``'s accounts and meters in its order (compared row group by
+        row group: the city's ids are not held at once)."""
+        i0, cols = 0, ["account_id", "meter_id"]
+        for f in self.files:
+            for g in range(f.metadata.num_row_groups):
+                part = f.read_row_group(g, columns=cols)
+                n = part.num_rows
+                if i0 + n > reg.num_rows or not all(part.column(k).equals(reg.column(k).slice(i0, n)) for k in cols):
+                    return False
+                i0 += n
+        return i0 == reg.num_rows
 
     def rows(self, meter_range: tuple[int, int] | None) -> pa.Table | None:
         """The stored rows a block with ``meter_range`` (None: every meter) may need."""

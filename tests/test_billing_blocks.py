@@ -8,8 +8,11 @@ import datetime as dt
 import importlib.util
 from pathlib import Path
 
+import pyarrow.compute as pc
 import pytest
 
+import billing.accounts as accounts_module
+import test_billing_batch as batch_tests
 from billing.batch import bill_day, bill_range
 from meters.registry import import_accounts
 from test_billing_heat import HEADER, ROWS, feed, make
@@ -136,6 +139,58 @@ def pc_before(t):
 
     from meters.schemas import UTC_S
     return pc.field("ts") < pa.scalar(t, UTC_S)
+
+
+def contact_city(path, block_size):
+    """Six prepaid accounts whose meters sort against their ids (the contacts, kept sorted by account,
+    are not in the accounts' meter order), two contacts, one or none each; low balances alert them;
+    then a re-run (an earlier run's first charges looked up)."""
+    rows = "".join(f"{1001 + i},{19 - i},cn-bj-res-elec,prepaid,{31 + i},,,,,{c}\n" for i, c in enumerate(
+        ["self:138;daughter:139", "", "self:140", "son:141;self:142", "", "self:143"]))
+    lake = batch_tests.make_lake(path, rows)
+    for i in range(6):
+        batch_tests.feed(lake, 19 - i, batch_tests.D0, 3)
+    results = bill_range(lake, batch_tests.D0, batch_tests.D0 + dt.timedelta(days=2), block_size=block_size)
+    results += bill_day(lake, batch_tests.D0 + dt.timedelta(days=1), block_size=block_size)
+    return outputs(lake, results)
+
+
+@pytest.mark.parametrize("block_size,chunk", [(2, 4), (1, 1), (WHOLE, 2)])
+def test_account_lookups_in_pieces_bill_as_one_lookup(tmp_path, monkeypatch, block_size, chunk):
+    """The run's account ids looked up ``chunk`` at a time (a city's in pieces: contacts, the first
+    charges of a re-run, carried states) bill what one lookup of them all bills."""
+    whole = contact_city(tmp_path / "whole", WHOLE)
+    assert ",141," in whole["alerts"] and ",account:1002," in whole["alerts"]
+    monkeypatch.setattr(accounts_module, "LOOKUP_CHUNK", chunk)
+    got = contact_city(tmp_path / "pieces", block_size)
+    for name, want in whole.items():
+        assert got[name] == want, f"{name} differs with blocks of {block_size}, lookups of {chunk}"
+
+
+@pytest.mark.parametrize("ordered", [True, False])
+def test_a_blocks_contacts_are_its_accounts_contacts(tmp_path, ordered):
+    """Each block gets exactly its accounts' contacts in their order, whether the contacts come one per
+    account in the accounts' order (taken as they are) or not (looked up)."""
+    from billing.accounts import Accounts
+    from billing.config import Config
+    from billing.inputs import DayReads
+
+    contacts = ["self:138", "self:139", "self:140", "self:141", "self:142", "self:143"] if ordered else \
+        ["self:138;daughter:139", "", "self:140", "son:141;self:142", "", "self:143"]
+    rows = "".join(f"{1001 + i},{11 + i if ordered else 19 - i},cn-bj-res-elec,prepaid,31,,,,,{c}\n"
+                   for i, c in enumerate(contacts))
+    lake = batch_tests.make_lake(tmp_path, rows)
+    acc = Accounts(lake, Config.load(lake), whole=False)
+    reads = DayReads(lake, batch_tests.D0, acc)
+    everyone = lake.read("contacts").select(["account_id", "recipient", "language"])
+    got = []
+    for block in acc.blocks(4):
+        mine = reads.contacts(block)
+        want = everyone.filter(pc.is_in(everyone.column("account_id"), value_set=block.account_arrow))
+        want = want.take(pc.sort_indices(pc.index_in(want.column("account_id"), value_set=block.account_arrow)))
+        assert mine.to_pylist() == want.to_pylist()
+        got += mine.column("recipient").to_pylist()
+    assert sorted(got) == sorted(r.split(":")[1] for c in contacts for r in c.split(";") if r)
 
 
 def test_the_next_block_is_read_while_this_one_is_computed_and_no_further():
