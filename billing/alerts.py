@@ -166,54 +166,62 @@ def day_sections(accounts: Accounts, day: dt.date, ts_end: pa.Scalar, s: Settlem
     recipients.load(np.flatnonzero(prepaid & ((st.topup > 0) | (st.low_alert > 0) | st.arrears_alert | st.disconnect
                                               | st.reconnect) | s.notice | s.closed))
     i = np.flatnonzero(s.closed)
-    a, _, c = of(i)
-    start, end = date_array(s.bill_start[i]), date_array(s.bill_end[i])
-    start_t, end_t = pc.fill_null(start.cast(pa.string()), "None"), pc.fill_null(end.cast(pa.string()), "None")
-    partial = pc.if_else(pa.array(s.partial[i]), _text(" (first bill, partial: billing started ", start_t, ")"), "")
-    emit("bill_issued", i, _text("Bill for account ", a, ", ", start_t, " to ", end_t, partial, ": ",
-                                 fmt_(s.bill_cents[i]), " ", c, ", due ", str(due), "."),
-         start=start, end=end, amount=s.bill_cents[i], due=due, partial=s.partial[i])
+    if len(i):          # (an empty section builds nothing: its texts cost per call, not per row)
+        a, _, c = of(i)
+        start, end = date_array(s.bill_start[i]), date_array(s.bill_end[i])
+        start_t, end_t = pc.fill_null(start.cast(pa.string()), "None"), pc.fill_null(end.cast(pa.string()), "None")
+        partial = pc.if_else(pa.array(s.partial[i]), _text(" (first bill, partial: billing started ", start_t, ")"), "")
+        emit("bill_issued", i, _text("Bill for account ", a, ", ", start_t, " to ", end_t, partial, ": ",
+                                     fmt_(s.bill_cents[i]), " ", c, ", due ", str(due), "."),
+             start=start, end=end, amount=s.bill_cents[i], due=due, partial=s.partial[i])
     i = np.flatnonzero(prepaid & (st.topup > 0))
-    a, _, c = of(i)
-    emit("auto_topup", i, _text("Balance low, auto-paid ", fmt_(st.topup[i]), " ", c, " for account ", a, " on ",
-                                day_s, "; balance now ", fmt_(st.balance[i]), " ", c, "."),
-         amount=st.topup[i], balance=st.balance[i])
+    if len(i):
+        a, _, c = of(i)
+        emit("auto_topup", i, _text("Balance low, auto-paid ", fmt_(st.topup[i]), " ", c, " for account ", a, " on ",
+                                    day_s, "; balance now ", fmt_(st.balance[i]), " ", c, "."),
+             amount=st.topup[i], balance=st.balance[i])
     i = np.flatnonzero(prepaid & (st.low_alert > 0))
-    a, _, c = of(i)
-    lvl = st.low_alert[i].astype(np.int64)
-    threshold = np.where(lvl == 1, acc.warn_1[i], acc.warn_2[i])
-    emit("low_balance", i, _text("Balance of account ", a, " is ", fmt_(st.balance[i]), " ", c, ", below ",
-                                 fmt_(threshold), " ", c, " (level ", pa.array(lvl).cast(pa.string()),
-                                 "); please top up."),
-         balance=st.balance[i], threshold=threshold, level=lvl)
+    if len(i):
+        a, _, c = of(i)
+        lvl = st.low_alert[i].astype(np.int64)
+        threshold = np.where(lvl == 1, acc.warn_1[i], acc.warn_2[i])
+        emit("low_balance", i, _text("Balance of account ", a, " is ", fmt_(st.balance[i]), " ", c, ", below ",
+                                     fmt_(threshold), " ", c, " (level ", pa.array(lvl).cast(pa.string()),
+                                     "); please top up."),
+             balance=st.balance[i], threshold=threshold, level=lvl)
     i = np.flatnonzero(prepaid & st.arrears_alert)
-    a, _, c = of(i)
-    emit("arrears", i, _text("Account ", a, " is in arrears: balance ", fmt_(st.balance[i]), " ", c, " on ", day_s,
-                             "; supply will be disconnected unless topped up."), balance=st.balance[i])
+    if len(i):
+        a, _, c = of(i)
+        emit("arrears", i, _text("Account ", a, " is in arrears: balance ", fmt_(st.balance[i]), " ", c, " on ", day_s,
+                                 "; supply will be disconnected unless topped up."), balance=st.balance[i])
     i = np.flatnonzero(prepaid & st.disconnect)
-    a, m, c = of(i)
-    since = date_array(st.arrears_since[i])
-    emit("disconnect", i, _text("Disconnection ordered for account ", a, " (meter ", m, "): balance ",
-                                fmt_(st.balance[i]), " ", c, " since ", pc.fill_null(since.cast(pa.string()), "None"),
-                                "."),
-         meter_id=meters[i], balance=st.balance[i], since=since)
+    if len(i):
+        a, m, c = of(i)
+        since = date_array(st.arrears_since[i])
+        emit("disconnect", i, _text("Disconnection ordered for account ", a, " (meter ", m, "): balance ",
+                                    fmt_(st.balance[i]), " ", c, " since ", pc.fill_null(since.cast(pa.string()), "None"),
+                                    "."),
+             meter_id=meters[i], balance=st.balance[i], since=since)
     i = np.flatnonzero(s.held)
-    a, m, c = of(i)
-    emit("disconnect_held", i, _text("Disconnection of account ", a, " (meter ", m, ") not ordered on ", day_s,
-                                     ": balance ", fmt_(st.balance[i]), " ", c, ", but most of the day's intervals "
-                                     "are estimated."), operator=True, meter_id=meters[i], balance=st.balance[i])
+    if len(i):
+        a, m, c = of(i)
+        emit("disconnect_held", i, _text("Disconnection of account ", a, " (meter ", m, ") not ordered on ", day_s,
+                                         ": balance ", fmt_(st.balance[i]), " ", c, ", but most of the day's intervals "
+                                         "are estimated."), operator=True, meter_id=meters[i], balance=st.balance[i])
     i = np.flatnonzero(prepaid & st.reconnect)
-    a, m, c = of(i)
-    emit("reconnect", i, _text("Reconnection ordered for account ", a, " (meter ", m, "): balance ",
-                               fmt_(st.after_payments[i]), " ", c, " after payment."),
-         meter_id=meters[i], balance=st.after_payments[i])
+    if len(i):
+        a, m, c = of(i)
+        emit("reconnect", i, _text("Reconnection ordered for account ", a, " (meter ", m, "): balance ",
+                                   fmt_(st.after_payments[i]), " ", c, " after payment."),
+             meter_id=meters[i], balance=st.after_payments[i])
     i = np.flatnonzero(s.notice)
-    a, _, c = of(i)
-    overdue = s.overdue[i].astype(np.int64)
-    emit("arrears", i, _text("Bill of account ", a, " is ", pa.array(overdue).cast(pa.string()), " day(s) overdue: ",
-                             fmt_(-s.balance[i]), " ", c, " unpaid; late penalty so far ", fmt_(s.penalty[i]), " ", c,
-                             " (1‰ per day)."),
-         section=np.where(prepaid[i], SECTIONS.index("arrears"), SECTIONS.index("postpaid arrears")), overdue_days=overdue, unpaid=-s.balance[i], penalty=s.penalty[i])
+    if len(i):
+        a, _, c = of(i)
+        overdue = s.overdue[i].astype(np.int64)
+        emit("arrears", i, _text("Bill of account ", a, " is ", pa.array(overdue).cast(pa.string()), " day(s) overdue: ",
+                                 fmt_(-s.balance[i]), " ", c, " unpaid; late penalty so far ", fmt_(s.penalty[i]), " ", c,
+                                 " (1‰ per day)."),
+             section=np.where(prepaid[i], SECTIONS.index("arrears"), SECTIONS.index("postpaid arrears")), overdue_days=overdue, unpaid=-s.balance[i], penalty=s.penalty[i])
     S = quality.shape[1]
     est = (quality != vee.ACTUAL).sum(axis=1)
     i = np.flatnonzero(est)

@@ -4,6 +4,7 @@ their files (the ledger is :mod:`billing.ledger`'s, alerts :mod:`billing.alerts`
 from __future__ import annotations
 
 import datetime as dt
+from functools import lru_cache
 
 import numpy as np
 import pyarrow as pa
@@ -36,9 +37,15 @@ def intervals_table(acc: Accounts, slot_end, q_units, quality, flag) -> pa.Table
     qual = pa.DictionaryArray.from_arrays(pa.array(quality.ravel(), pa.int8()), pa.array(vee.QUALITY_NAMES))
     f = flag.ravel()
     flg = pa.DictionaryArray.from_arrays(pa.array(f, pa.int8(), mask=f == vee.OK), pa.array(vee.FLAG_NAMES))
-    return pa.table({"meter_id": np.repeat(acc.meter_ids, S),
-                     "ts": pa.array(np.tile(slot_end, n), pa.int64()).cast(UTC_S),
+    return pa.table({"meter_id": np.repeat(acc.meter_ids, S), "ts": _interval_ends(slot_end.tobytes(), n),
                      "quantity": q_units.ravel(), "quality": qual, "flag": flg})
+
+
+@lru_cache(maxsize=2)
+def _interval_ends(slot_end: bytes, n: int) -> pa.Array:
+    """The ``ts`` column of ``n`` meters' day (``slot_end``: the int64 slot ends, as bytes), the same
+    for every block of a night's block size: built once (blocks share it; Arrow arrays are immutable)."""
+    return pa.array(np.tile(np.frombuffer(slot_end, np.int64), n), pa.int64()).cast(UTC_S)
 
 
 def write_intervals(lake: Lake, day: dt.date, table: pa.Table) -> None:
