@@ -302,10 +302,10 @@ def _price_meter(m, offsets, lts, t0, step, qty, meter_tariff, billing_day,
             ptot += pq[p]
         t = 0
         hoff = np.zeros(25, np.int64)   # grid: intervals of a day ending before each local hour
-        run_p = np.empty(24, np.int64)  # the day's runs of hours with one tariff period: period, end hour
-        run_h = np.empty(24, np.int64)
-        n_runs = 0
-        run_key = -1                    # (version, weekend, month) the runs were made for
+        run_p = np.empty((2, 24), np.int64)  # per weekday/weekend: the day's runs of hours with one tariff
+        run_h = np.empty((2, 24), np.int64)  # period (period, end hour), kept while the days repeat them
+        run_n = np.zeros(2, np.int64)
+        run_key = np.full(2, -1, np.int64)   # (version, weekend, month) they were made for
         pre_s = np.empty(24)            # grid: the next day's run sums, added in lockstep with today's
         pre_mn = np.empty(24)
         pre_h = np.empty(24, np.int64)  # the run ends they were summed for
@@ -415,8 +415,8 @@ def _price_meter(m, offsets, lts, t0, step, qty, meter_tariff, billing_day,
                 t = 0
             wk = 1 if (day + 3) % 7 >= 5 else 0
             key = (pv * 2 + wk) * 12 + mo - 1
-            if key != run_key:          # a new day type: its runs of hours, kept while days repeat it
-                run_key = key
+            if key != run_key[wk]:      # a new day type: its runs of hours (weekends no longer evict weekdays)
+                run_key[wk] = key
                 n_runs = 0
                 h = 0
                 while h < 24:
@@ -424,10 +424,12 @@ def _price_meter(m, offsets, lts, t0, step, qty, meter_tariff, billing_day,
                     h1 = h + 1
                     while h1 < 24 and schedule[pv, wk, mo - 1, h1] == p:
                         h1 += 1
-                    run_p[n_runs] = p
-                    run_h[n_runs] = h1
+                    run_p[wk, n_runs] = p
+                    run_h[wk, n_runs] = h1
                     n_runs += 1
                     h = h1
+                run_n[wk] = n_runs
+            n_runs = run_n[wk]
             dbase = day * 86400
             if not dbase <= last < dbase + 86400:  # not the continuation of a day begun earlier
                 s_days[m] += 1
@@ -445,14 +447,14 @@ def _price_meter(m, offsets, lts, t0, step, qty, meter_tariff, billing_day,
             use_pre = full and day == pre_day and n_runs == pre_n
             if use_pre:
                 for r in range(n_runs):
-                    if run_h[r] != pre_h[r]:
+                    if run_h[wk, r] != pre_h[r]:
                         use_pre = False
             two = full and not use_pre and k + H <= hi   # tomorrow whole too: sum its runs beside today's
             j = i
             r = 0
             while r < n_runs and j < k:
-                p = run_p[r]
-                h1 = run_h[r]
+                p = run_p[wk, r]
+                h1 = run_h[wk, r]
                 r += 1
                 lim = dbase + h1 * 3600
                 if grid:
@@ -519,7 +521,7 @@ def _price_meter(m, offsets, lts, t0, step, qty, meter_tariff, billing_day,
                 pre_day = day + 1
                 pre_n = n_runs
                 for r in range(n_runs):
-                    pre_h[r] = run_h[r]
+                    pre_h[r] = run_h[wk, r]
             # -- close the day
             ptot += dtot
             if prorata:
