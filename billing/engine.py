@@ -146,6 +146,17 @@ def _day_end(i, hi, lo, day, grid, t0, step, lts):
 
 
 @njit(cache=True, inline="always")
+def _add4(v, u, s, mn):
+    """``v[u:u + 4]`` added to ``s`` one after the other, their minimum folded into ``mn``."""
+    v0, v1, v2, v3 = v[u], v[u + np.uint64(1)], v[u + np.uint64(2)], v[u + np.uint64(3)]
+    s = (((s + v0) + v1) + v2) + v3
+    a = v0 if v0 < v1 else v1
+    b = v2 if v2 < v3 else v3
+    a = a if a < b else b
+    return s, (a if a < mn else mn)
+
+
+@njit(cache=True, inline="always")
 def _run_sum(qty, j, je):
     """Sum and minimum of ``qty[j:je]`` in index order (no reassociation: the same bits in every
     process and every compiled specialisation, so a Dask shard equals the single-process run).
@@ -156,13 +167,7 @@ def _run_sum(qty, j, je):
     s = 0.0
     mn = 0.0
     for k in range(0, n - 3, 4):
-        u = np.uint64(k)
-        v0, v1, v2, v3 = v[u], v[u + np.uint64(1)], v[u + np.uint64(2)], v[u + np.uint64(3)]
-        s = (((s + v0) + v1) + v2) + v3
-        a = v0 if v0 < v1 else v1
-        b = v2 if v2 < v3 else v3
-        a = a if a < b else b
-        mn = a if a < mn else mn
+        s, mn = _add4(v, np.uint64(k), s, mn)
     for k in range(n - n % 4, n):
         x = v[np.uint64(k)]
         s += x
@@ -184,18 +189,8 @@ def _run_sum2(qty, j, je, h):
     mn2 = 0.0
     for k in range(0, n - 3, 4):
         u = np.uint64(k)
-        v0, v1, v2, v3 = v[u], v[u + np.uint64(1)], v[u + np.uint64(2)], v[u + np.uint64(3)]
-        w0, w1, w2, w3 = w[u], w[u + np.uint64(1)], w[u + np.uint64(2)], w[u + np.uint64(3)]
-        s = (((s + v0) + v1) + v2) + v3
-        s2 = (((s2 + w0) + w1) + w2) + w3
-        a = v0 if v0 < v1 else v1
-        b = v2 if v2 < v3 else v3
-        a = a if a < b else b
-        mn = a if a < mn else mn
-        a = w0 if w0 < w1 else w1
-        b = w2 if w2 < w3 else w3
-        a = a if a < b else b
-        mn2 = a if a < mn2 else mn2
+        s, mn = _add4(v, u, s, mn)
+        s2, mn2 = _add4(w, u, s2, mn2)
     for k in range(n - n % 4, n):
         x = v[np.uint64(k)]
         s += x

@@ -180,6 +180,15 @@ def test_split_and_carry_equals_one_run(versions, meters, data):
         np.testing.assert_allclose(la, whole.line_amount[i], rtol=1e-9, atol=1e-9)
 
 
+def draw_grid(data, min_n, max_n, max_days):
+    """A dense-grid case: meters, step, number of intervals and the first interval's local end."""
+    M = data.draw(st.integers(1, 3))
+    step = data.draw(st.sampled_from([300, 900, 1800, 3600, 4 * 3600]))
+    n = data.draw(st.integers(min_n, min(max_n, max_days * 86400 // step)))
+    start = dt.date(2026, 1, 1) + dt.timedelta(days=data.draw(st.integers(0, 400)))
+    return M, step, n, day_number(start) * 86400 + data.draw(st.integers(1, 86400 // step)) * step
+
+
 @SETTINGS
 @given(tariffs(), st.data())
 def test_grid_days_in_lockstep_equal_runs_one_at_a_time(versions, data):
@@ -187,11 +196,7 @@ def test_grid_days_in_lockstep_equal_runs_one_at_a_time(versions, data):
     sums one run at a time. Same bits in every output, the same refusal of a negative or NaN quantity."""
     if versions[0].effective_from > dt.date(2026, 1, 1):
         return
-    M = data.draw(st.integers(1, 3))
-    step = data.draw(st.sampled_from([300, 900, 1800, 3600, 4 * 3600]))
-    n = data.draw(st.integers(1, min(600, 40 * 86400 // step)))
-    start = dt.date(2026, 1, 1) + dt.timedelta(days=data.draw(st.integers(0, 400)))
-    first_end = day_number(start) * 86400 + data.draw(st.integers(1, 86400 // step)) * step
+    M, step, n, first_end = draw_grid(data, 1, 600, 40)
     q = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1))).random((M, n)) * (step / 3600)
     if data.draw(st.booleans()):
         q[data.draw(st.integers(0, M - 1)), data.draw(st.integers(0, n - 1))] = data.draw(st.sampled_from([-0.5, np.nan]))
@@ -223,12 +228,8 @@ def test_grid_kernel_carrying_counters_equals_reference(versions, data):
     day stepping without divisions) against the plain-Python reference, in one or two calls."""
     if versions[0].effective_from > dt.date(2026, 1, 1):
         return
-    M = data.draw(st.integers(1, 3))
-    step = data.draw(st.sampled_from([300, 900, 1800, 3600, 4 * 3600]))
-    n = data.draw(st.integers(0, min(400, 70 * 86400 // step)))
-    start = dt.date(2026, 1, 1) + dt.timedelta(days=data.draw(st.integers(0, 400)))
-    first_end = day_number(start) * 86400 + data.draw(st.integers(1, 86400 // step)) * step \
-        - data.draw(st.sampled_from([0, 0, 0, 1, step // 2]))
+    M, step, n, first_end = draw_grid(data, 0, 400, 70)
+    first_end -= data.draw(st.sampled_from([0, 0, 0, 1, step // 2]))
     q = np.asarray(data.draw(st.lists(st.sampled_from([0.0, 0.1, 0.5, 1.0, 2.5, 7.0, 30.0]), min_size=M * n,
                                       max_size=M * n)), float).reshape(M, n) * (step / 3600) ** 0.5
     bd = np.asarray(data.draw(st.lists(st.integers(1, 28), min_size=M, max_size=M)), np.int32)
