@@ -146,17 +146,6 @@ def _day_end(i, hi, lo, day, grid, t0, step, lts):
 
 
 @njit(cache=True, inline="always")
-def _add4(v, u, s, mn):
-    """``v[u:u + 4]`` added to ``s`` one after the other, their minimum folded into ``mn``."""
-    v0, v1, v2, v3 = v[u], v[u + np.uint64(1)], v[u + np.uint64(2)], v[u + np.uint64(3)]
-    s = (((s + v0) + v1) + v2) + v3
-    a = v0 if v0 < v1 else v1
-    b = v2 if v2 < v3 else v3
-    a = a if a < b else b
-    return s, (a if a < mn else mn)
-
-
-@njit(cache=True, inline="always")
 def _run_sum(qty, j, je):
     """Sum and minimum of ``qty[j:je]`` in index order (no reassociation: the same bits in every
     process and every compiled specialisation, so a Dask shard equals the single-process run).
@@ -167,38 +156,18 @@ def _run_sum(qty, j, je):
     s = 0.0
     mn = 0.0
     for k in range(0, n - 3, 4):
-        s, mn = _add4(v, np.uint64(k), s, mn)
+        u = np.uint64(k)
+        v0, v1, v2, v3 = v[u], v[u + np.uint64(1)], v[u + np.uint64(2)], v[u + np.uint64(3)]
+        s = (((s + v0) + v1) + v2) + v3
+        a = v0 if v0 < v1 else v1
+        b = v2 if v2 < v3 else v3
+        a = a if a < b else b
+        mn = a if a < mn else mn
     for k in range(n - n % 4, n):
         x = v[np.uint64(k)]
         s += x
         mn = x if x < mn else mn
     return s, mn
-
-
-@njit(cache=True, inline="always")
-def _run_sum2(qty, j, je, h):
-    """:func:`_run_sum` of ``qty[j:je]`` and of ``qty[j + h:je + h]`` (the same run a day of ``h``
-    intervals later) in lockstep: two independent chains of additions, each in index order (the same
-    bits as two calls), so the CPU adds one while the other waits."""
-    v = qty[j:je]
-    w = qty[j + h:je + h]
-    n = v.size
-    s = 0.0
-    mn = 0.0
-    s2 = 0.0
-    mn2 = 0.0
-    for k in range(0, n - 3, 4):
-        u = np.uint64(k)
-        s, mn = _add4(v, u, s, mn)
-        s2, mn2 = _add4(w, u, s2, mn2)
-    for k in range(n - n % 4, n):
-        x = v[np.uint64(k)]
-        s += x
-        mn = x if x < mn else mn
-        x = w[np.uint64(k)]
-        s2 += x
-        mn2 = x if x < mn2 else mn2
-    return s, mn, s2, mn2
 
 
 @njit(cache=True)
@@ -297,15 +266,10 @@ def _price_meter(m, offsets, lts, t0, step, qty, meter_tariff, billing_day,
             ptot += pq[p]
         t = 0
         hoff = np.zeros(25, np.int64)   # grid: intervals of a day ending before each local hour
-        run_p = np.empty((2, 24), np.int64)  # per weekday/weekend: the day's runs of hours with one tariff
-        run_h = np.empty((2, 24), np.int64)  # period (period, end hour), kept while the days repeat them
-        run_n = np.zeros(2, np.int64)
-        run_key = np.full(2, -1, np.int64)   # (version, weekend, month) they were made for
-        pre_s = np.empty(24)            # grid: the next day's run sums, added in lockstep with today's
-        pre_mn = np.empty(24)
-        pre_h = np.empty(24, np.int64)  # the run ends they were summed for
-        pre_n = 0
-        pre_day = -(1 << 50)            # the day they belong to
+        run_p = np.empty(24, np.int64)  # the day's runs of hours with one tariff period: period, end hour
+        run_h = np.empty(24, np.int64)
+        n_runs = 0
+        run_key = -1                    # (version, weekend, month) the runs were made for
         if grid:
             phase = (t0 % 86400) % step
             for hh in range(25):
@@ -410,8 +374,8 @@ def _price_meter(m, offsets, lts, t0, step, qty, meter_tariff, billing_day,
                 t = 0
             wk = 1 if (day + 3) % 7 >= 5 else 0
             key = (pv * 2 + wk) * 12 + mo - 1
-            if key != run_key[wk]:      # a new day type: its runs of hours (weekends no longer evict weekdays)
-                run_key[wk] = key
+            if key != run_key:          # a new day type: its runs of hours, kept while days repeat it
+                run_key = key
                 n_runs = 0
                 h = 0
                 while h < 24:
@@ -419,12 +383,10 @@ def _price_meter(m, offsets, lts, t0, step, qty, meter_tariff, billing_day,
                     h1 = h + 1
                     while h1 < 24 and schedule[pv, wk, mo - 1, h1] == p:
                         h1 += 1
-                    run_p[wk, n_runs] = p
-                    run_h[wk, n_runs] = h1
+                    run_p[n_runs] = p
+                    run_h[n_runs] = h1
                     n_runs += 1
                     h = h1
-                run_n[wk] = n_runs
-            n_runs = run_n[wk]
             dbase = day * 86400
             if not dbase <= last < dbase + 86400:  # not the continuation of a day begun earlier
                 s_days[m] += 1
@@ -437,19 +399,11 @@ def _price_meter(m, offsets, lts, t0, step, qty, meter_tariff, billing_day,
             bad = False
             # -- the intervals of the day
             # runs of hours with the same tariff period: sum each run's intervals, split only at tier bounds
-            H = hoff[24]
-            full = grid and i == jd and k == jd + H
-            use_pre = full and day == pre_day and n_runs == pre_n
-            if use_pre:
-                for r in range(n_runs):
-                    if run_h[wk, r] != pre_h[r]:
-                        use_pre = False
-            two = full and not use_pre and k + H <= hi   # tomorrow whole too: sum its runs beside today's
             j = i
             r = 0
             while r < n_runs and j < k:
-                p = run_p[wk, r]
-                h1 = run_h[wk, r]
+                p = run_p[r]
+                h1 = run_h[r]
                 r += 1
                 lim = dbase + h1 * 3600
                 if grid:
@@ -477,14 +431,7 @@ def _price_meter(m, offsets, lts, t0, step, qty, meter_tariff, billing_day,
                         break
                 if je == j:
                     continue
-                if use_pre:
-                    s, mn = pre_s[r - 1], pre_mn[r - 1]
-                elif two:
-                    s, mn, s2, mn2 = _run_sum2(qty, j, je, H)
-                    pre_s[r - 1] = s2
-                    pre_mn[r - 1] = mn2
-                else:
-                    s, mn = _run_sum(qty, j, je)
+                s, mn = _run_sum(qty, j, je)
                 if mn < 0.0 or s != s:
                     bad = True
                     err[m] = 2
@@ -512,11 +459,6 @@ def _price_meter(m, offsets, lts, t0, step, qty, meter_tariff, billing_day,
                 j = je
             if bad:
                 break
-            if two:                     # tomorrow's sums hold if tomorrow has the same run ends
-                pre_day = day + 1
-                pre_n = n_runs
-                for r in range(n_runs):
-                    pre_h[r] = run_h[wk, r]
             # -- close the day
             ptot += dtot
             if prorata:
