@@ -120,8 +120,8 @@ class Previous:
         if self._same(reg):
             return None
         t = pa.concat_tables([f.read(columns=["account_id", "meter_id"]) for f in self.files])
-        at = pc.index_in(t.column("account_id"), value_set=reg.column("account_id").combine_chunks())
-        now = reg.column("meter_id").combine_chunks().take(at)
+        at = accounts.index_of(t.column("account_id"))      # (a million ids hashed at a time)
+        now = reg.column("meter_id").combine_chunks().take(pa.array(at, mask=at < 0))
         moved = np.flatnonzero(pc.fill_null(pc.not_equal(now, t.column("meter_id")), False)
                                .to_numpy(zero_copy_only=False))
         if not len(moved):
