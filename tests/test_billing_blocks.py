@@ -243,3 +243,22 @@ def test_a_read_error_is_raised_where_its_block_is_taken_and_closing_waits_for_t
                 time.sleep(0.05)                  # block 1's read under way
                 raise RuntimeError("compute failed")
     assert running == []                          # no read left running once the error goes on
+
+
+def test_intervals_files_store_required_columns_and_meter_ids_as_deltas(tmp_path):
+    """The intervals' layout (meters/lake.py ENCODING): no definition levels where the schema has no
+    nulls, each meter id (repeated a day's intervals in a row) as deltas; what readers get is unchanged."""
+    import pyarrow.parquet as pq
+
+    from meters.schemas import INTERVALS
+
+    lake, late = make_golden.build_lake(tmp_path)
+    make_golden.bill(lake, late, block_size=7)
+    files = [f for k in lake.partitions("intervals") for f in lake.files("intervals", k)]
+    assert files
+    for f in files:
+        meta = pq.ParquetFile(f)
+        assert [fl.nullable for fl in meta.schema_arrow] == [fl.nullable for fl in INTERVALS]
+        group = meta.metadata.row_group(0)
+        assert "DELTA_BINARY_PACKED" in group.column(0).encodings and group.column(0).path_in_schema == "meter_id"
+    assert lake.read("intervals").schema.field("quality").type == INTERVALS.field("quality").type
