@@ -104,12 +104,15 @@ def build_lake(root: Path, n: int, seed: int = 1, days: int = 1, heat: int = 0, 
                                                        "relation": pa.array(["self"]).take(np.zeros(n, np.int64)),
                                                        "language": pa.nulls(n, pa.string())}, schema=CONTACTS))
     per_slot = np.array([150, 8, 8, 400], np.int64)[code]
+    from ingest.compact import COMPACT_PARQUET
     from meters.readings import EDGE_ROW_GROUP, edge_name, edge_rows
 
     writers, edge_writers = [], []     # each day's compacted file and its edge (as `meters compact` writes them)
     for d in range(days + 1):      # the days, and the next day's opening reading
         day = first + dt.timedelta(days=d)
-        w = lake.staged_writer("readings", day.isoformat(), file_name="compact-bench.parquet", stats=["meter_id", "ts"])
+        # written as `meters compact` writes (its encodings and level, statistics on every column: a
+        # night skips the interval columns they show all null)
+        w = lake.staged_writer("readings", day.isoformat(), file_name="compact-bench.parquet", **COMPACT_PARQUET)
         edge_writers.append(lake.staged_writer("readings", day.isoformat(), file_name=edge_name("compact-bench.parquet"),
                                         row_group_size=EDGE_ROW_GROUP))
         start = int(lake.day_bounds_utc(day)[0].timestamp())
