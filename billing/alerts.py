@@ -158,13 +158,17 @@ def day_sections(accounts: Accounts, day: dt.date, ts_end: pa.Scalar, s: Settlem
         else:
             pos, to, lang = recipients.of_rows(rows)
         m, take = len(pos), pa.array(pos)
-        account = data["account_id"].take(take)
+
+        def each(col):            # (one recipient each: pos is every row once, in order)
+            return col if m == n else col.take(take)
+
+        account = each(data["account_id"])
         lang = pc.fill_null(lang, "")
         tables.append(pa.table({
             "account_id": account, "ts": pa.array(np.full(m, ts_end.value, np.int64), UTC_MS),
-            "kind": pa.repeat(pa.scalar(kind), m), "recipient": to, "message": message.take(take),
+            "kind": pa.repeat(pa.scalar(kind), m), "recipient": to, "message": each(message),
             "alert_id": outbox.alert_ids(account, day, kind, to),
-            "language": pc.if_else(pc.equal(lang, ""), DEFAULT_LANGUAGE, lang), "data": text.take(take)},
+            "language": pc.if_else(pc.equal(lang, ""), DEFAULT_LANGUAGE, lang), "data": each(text)},
             schema=ALERTS))
         sections.append(np.full(m, SECTIONS.index(kind), np.int8) if section is None
                         else np.asarray(section, np.int8)[pos])

@@ -148,3 +148,21 @@ def test_ledger_day_table_equals_the_row_by_row_original(data, n):
     got, want = day_table(acc, grid, carried, s, ts_end), day_table_rowwise(acc, grid, carried, s, ts_end)
     assert got.schema == want.schema
     assert got.to_pylist() == want.to_pylist()
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.booleans(), TEXT, st.booleans()), max_size=12), st.sampled_from(["some", "all", "none"]),
+       st.integers(0, 3))
+def test_canonical_rows_leading_maybe_and_slices(rows, present, cut):
+    """A :class:`Maybe` column first (its comma sliced off), present in some, all or no rows, and
+    string columns that are slices of a longer array (escapes looked for in their bytes alone)."""
+    n = len(rows)
+    mask = [p if present == "some" else present == "all" for p, _, _ in rows]
+    texts = pa.array(['"\\\n'] * cut + [t for _, t, _ in rows], pa.string()).slice(cut)
+    got = outbox.canonical_rows(n, a=outbox.Maybe(mask, pa.array([t for _, t, _ in rows], pa.string())), b=texts,
+                                c=outbox.Maybe([f for _, _, f in rows], 7))
+    want = [outbox.canonical(**({"a": rows[k][1]} if mask[k] else {}), b=rows[k][1], **({"c": 7} if rows[k][2] else {}))
+            for k in range(n)]
+    assert got.to_pylist() == want
+    only = outbox.canonical_rows(n, a=outbox.Maybe(mask, True))
+    assert only.to_pylist() == [outbox.canonical(**({"a": True} if m else {})) for m in mask]
