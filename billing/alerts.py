@@ -193,13 +193,13 @@ def day_sections(accounts: Accounts, day: dt.date, ts_end: pa.Scalar, s: Settlem
         start_t, end_t = pc.fill_null(start.cast(pa.string()), "None"), pc.fill_null(end.cast(pa.string()), "None")
         partial = pc.if_else(pa.array(s.partial[i]), _text(" (first bill, partial: billing started ", start_t, ")"), "")
         emit("bill_issued", i, (a, c), ("Bill for account ", a, ", ", start_t, " to ", end_t, partial, ": ",
-                                     fmt_(s.bill_cents[i]), " ", c, ", due ", str(due), "."),
+                                        fmt_(s.bill_cents[i]), " ", c, ", due ", str(due), "."),
              start=start, end=end, amount=s.bill_cents[i], due=due, partial=s.partial[i])
     i = np.flatnonzero(prepaid & (st.topup > 0))
     if len(i):
         a, c = of(i)
         emit("auto_topup", i, (a, c), ("Balance low, auto-paid ", fmt_(st.topup[i]), " ", c, " for account ", a, " on ",
-                                    day_s, "; balance now ", fmt_(st.balance[i]), " ", c, "."),
+                                       day_s, "; balance now ", fmt_(st.balance[i]), " ", c, "."),
              amount=st.topup[i], balance=st.balance[i])
     i = np.flatnonzero(prepaid & (st.low_alert > 0))
     if len(i):
@@ -207,41 +207,42 @@ def day_sections(accounts: Accounts, day: dt.date, ts_end: pa.Scalar, s: Settlem
         lvl = st.low_alert[i].astype(np.int64)
         threshold = np.where(lvl == 1, acc.warn_1[i], acc.warn_2[i])
         emit("low_balance", i, (a, c), ("Balance of account ", a, " is ", fmt_(st.balance[i]), " ", c, ", below ",
-                                     fmt_(threshold), " ", c, " (level ", pa.array(lvl).cast(pa.string()),
-                                     "); please top up."),
+                                        fmt_(threshold), " ", c, " (level ", pa.array(lvl).cast(pa.string()),
+                                        "); please top up."),
              balance=st.balance[i], threshold=threshold, level=lvl)
     i = np.flatnonzero(prepaid & st.arrears_alert)
     if len(i):
         a, c = of(i)
-        emit("arrears", i, (a, c), ("Account ", a, " is in arrears: balance ", fmt_(st.balance[i]), " ", c, " on ", day_s,
-                                 "; supply will be disconnected unless topped up."), balance=st.balance[i])
+        emit("arrears", i, (a, c), ("Account ", a, " is in arrears: balance ", fmt_(st.balance[i]), " ", c, " on ",
+                                    day_s, "; supply will be disconnected unless topped up."), balance=st.balance[i])
     i = np.flatnonzero(prepaid & st.disconnect)
     if len(i):
         (a, c), m = of(i), meter_text(i)
         since = date_array(st.arrears_since[i])
         emit("disconnect", i, (a, c), ("Disconnection ordered for account ", a, " (meter ", m, "): balance ",
-                                    fmt_(st.balance[i]), " ", c, " since ", pc.fill_null(since.cast(pa.string()), "None"),
-                                    "."),
+                                       fmt_(st.balance[i]), " ", c, " since ",
+                                       pc.fill_null(since.cast(pa.string()), "None"), "."),
              meter_id=meters[i], balance=st.balance[i], since=since)
     i = np.flatnonzero(s.held)
     if len(i):
         (a, c), m = of(i), meter_text(i)
         emit("disconnect_held", i, (a, c), ("Disconnection of account ", a, " (meter ", m, ") not ordered on ", day_s,
-                                         ": balance ", fmt_(st.balance[i]), " ", c, ", but most of the day's intervals "
-                                         "are estimated."), operator=True, meter_id=meters[i], balance=st.balance[i])
+                                            ": balance ", fmt_(st.balance[i]), " ", c,
+                                            ", but most of the day's intervals are estimated."),
+             operator=True, meter_id=meters[i], balance=st.balance[i])
     i = np.flatnonzero(prepaid & st.reconnect)
     if len(i):
         (a, c), m = of(i), meter_text(i)
         emit("reconnect", i, (a, c), ("Reconnection ordered for account ", a, " (meter ", m, "): balance ",
-                                   fmt_(st.after_payments[i]), " ", c, " after payment."),
+                                      fmt_(st.after_payments[i]), " ", c, " after payment."),
              meter_id=meters[i], balance=st.after_payments[i])
     i = np.flatnonzero(s.notice)
     if len(i):
         a, c = of(i)
         overdue = s.overdue[i].astype(np.int64)
         emit("arrears", i, (a, c), ("Bill of account ", a, " is ", pa.array(overdue).cast(pa.string()), " day(s) overdue: ",
-                                 fmt_(-s.balance[i]), " ", c, " unpaid; late penalty so far ", fmt_(s.penalty[i]), " ", c,
-                                 " (1‰ per day)."),
+                                    fmt_(-s.balance[i]), " ", c, " unpaid; late penalty so far ", fmt_(s.penalty[i]), " ", c,
+                                    " (1‰ per day)."),
              section=np.where(prepaid[i], SECTIONS.index("arrears"), SECTIONS.index("postpaid arrears")), overdue_days=overdue, unpaid=-s.balance[i], penalty=s.penalty[i])
     S = quality.shape[1]
     est = (quality != vee.ACTUAL).sum(axis=1)
@@ -250,7 +251,7 @@ def day_sections(accounts: Accounts, day: dt.date, ts_end: pa.Scalar, s: Settlem
         (a, c), m = of(i), meter_text(i)
         why, reasons = _reasons(quality[i], flag[i])
         emit("data_gap", i, (a, c), ("Meter ", m, " (account ", a, "): ", pa.array(est[i]).cast(pa.string()), " of ",
-                                  str(S), " intervals estimated on ", day_s, " (", why, ")."),
+                                     str(S), " intervals estimated on ", day_s, " (", why, ")."),
              operator=True, meter_id=meters[i], estimated=est[i], intervals=int(S), reasons=reasons)
     if not tables:
         return ALERTS.empty_table(), np.zeros(0, np.int8)
