@@ -262,7 +262,7 @@ def canonical_rows(n: int, **columns) -> pa.Array:
             parts += _json_parts(v, head)
     text = _joined(parts if lead else parts + ["}"])
     if isinstance(text, pa.Scalar):
-        text = pa.array([text.as_py()] * n, pa.string())
+        text = pa.repeat(text, n)
     if lead:
         text = pc.binary_join_element_wise("{", pc.utf8_slice_codeunits(text, 1), "}", "")
     return text
