@@ -31,7 +31,7 @@ from meters.schemas import ALERTS, UTC_MS
 from . import vee
 from .days import date_array, from_number
 from .ledger import PAYMENT_PREFIX, payment_file_name
-from .money_io import fmt, fmt_column
+from .money_io import fmt, fmt_parts
 
 if TYPE_CHECKING:
     from .accounts import Accounts
@@ -60,6 +60,7 @@ class Recipients:
 
     def __init__(self, lake: Lake, accounts: Accounts, table: pa.Table | None = None):
         self._lake, self._accounts, self._table = lake, accounts, table
+        self._contact_row: np.ndarray | None = None     # the account row of each contact (-1: none)
 
     def load(self, rows) -> None:
         """Have the contacts of the accounts at ``rows`` at hand (the lake's read at the first need)."""
@@ -77,12 +78,23 @@ class Recipients:
     def of_rows(self, rows: np.ndarray) -> tuple[np.ndarray, pa.Array, pa.Array]:
         """Every recipient of the accounts at ``rows``: (the position in ``rows`` of each, in order;
         its recipient; its language, or null), ``account:<id>`` for an account without contacts."""
+        rows = np.asarray(rows, np.int64)
         ids = self._accounts.account_arrow.take(pa.array(rows))
-        c = self.contacts_of(rows)
-        j = pc.index_in(c.column("account_id"), value_set=ids).to_numpy(zero_copy_only=False).astype(np.int64)
-        order = np.argsort(j, kind="stable")          # (an account's contacts in their order)
+        self.load(rows)
+        c = self._table
+        if c is None:
+            c = pa.table({k: pa.array([], pa.string()) for k in CONTACT_COLUMNS})
+        elif self._contact_row is None:             # (looked up once, not per kind)
+            row = pc.index_in(c.column("account_id"), value_set=self._accounts.account_arrow)
+            self._contact_row = row.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
+        at = np.full(len(self._accounts.account_arrow) + 1, -1, np.int64)   # account row → position in rows
+        at[rows] = np.arange(len(rows))
+        j = at[self._contact_row] if self._table is not None else np.zeros(0, np.int64)   # (no account: -1)
+        order = np.flatnonzero(j >= 0)
+        order = order[np.argsort(j[order], kind="stable")]   # (an account's contacts in their order)
+        j = j[order]
         none = np.flatnonzero(np.bincount(j, minlength=len(rows)) == 0)
-        pos = np.concatenate([j[order], none])
+        pos = np.concatenate([j, none])
         order2 = np.argsort(pos, kind="stable")
         recipient = pa.concat_arrays([c.column("recipient").combine_chunks().take(pa.array(order)).cast(pa.string()),
                                       pc.binary_join_element_wise("account:", ids.take(pa.array(none)), "")])
@@ -110,7 +122,9 @@ ESTIMATED_NOTE = " (Estimated: most of this day's readings are missing.)"
 
 
 def _text(*parts) -> pa.Array:
-    return pc.binary_join_element_wise(*parts, "")
+    """``parts`` (arrays, str constants, lists of them as :func:`billing.money_io.fmt_parts` gives)
+    joined row by row in one call."""
+    return pc.binary_join_element_wise(*(q for p in parts for q in (p if isinstance(p, list) else [p])), "")
 
 
 def day_sections(accounts: Accounts, day: dt.date, ts_end: pa.Scalar, s: Settlement, quality, flag,
@@ -123,117 +137,136 @@ def day_sections(accounts: Accounts, day: dt.date, ts_end: pa.Scalar, s: Settlem
     tables: list[pa.Table] = []
     sections: list[np.ndarray] = []
 
-    def emit(kind, rows, message, operator=False, section=None, **data):
-        """The alerts of ``kind`` for the accounts at ``rows`` (``message``, ``data`` and a ``section``
-        other than the kind's: one value per row)."""
+    def emit(kind, rows, of_rows, message, operator=False, section=None, **data):
+        """The alerts of ``kind`` for the accounts at ``rows`` (``of_rows``: their account ids and
+        currencies; ``message``: the parts of its text; ``data`` and a ``section`` other than the
+        kind's: one value per row)."""
         n = len(rows)
         if not n:
             return
-        data = {"account_id": acc.account_arrow.take(pa.array(rows)), "day": day,
-                "currency": pa.array(acc.currency[rows], pa.string()),
+        data = {"account_id": of_rows[0], "day": day, "currency": of_rows[1],
                 "utility": pa.array(acc.utility[rows], pa.string()), **data}
         if not operator:
             est = s.estimated[rows]
-            message = pc.if_else(pa.array(est), _text(message, ESTIMATED_NOTE), message)
+            if est.any():
+                message = [*message, pc.if_else(pa.array(est), ESTIMATED_NOTE, "") if not est.all() else ESTIMATED_NOTE]
             data["estimated"] = outbox.Maybe(est, True)
+        message = _text(*message)
         text = outbox.canonical_rows(n, **data)
         if operator:
             pos, to, lang = np.arange(n), pa.repeat(pa.scalar(OPERATOR), n), pa.nulls(n, pa.string())
         else:
             pos, to, lang = recipients.of_rows(rows)
         m, take = len(pos), pa.array(pos)
-        account = data["account_id"].take(take)
+
+        def each(col):            # (one recipient each: pos is every row once, in order)
+            return col if m == n else col.take(take)
+
+        account = each(data["account_id"])
         lang = pc.fill_null(lang, "")
         tables.append(pa.table({
-            "account_id": account, "ts": pa.array(np.full(m, ts_end.value), pa.int64()).cast(UTC_MS),
-            "kind": pa.repeat(pa.scalar(kind), m), "recipient": to, "message": message.take(take),
+            "account_id": account, "ts": pa.array(np.full(m, ts_end.value, np.int64), UTC_MS),
+            "kind": pa.repeat(pa.scalar(kind), m), "recipient": to, "message": each(message),
             "alert_id": outbox.alert_ids(account, day, kind, to),
-            "language": pc.if_else(pc.equal(lang, ""), DEFAULT_LANGUAGE, lang), "data": text.take(take)},
+            "language": pc.if_else(pc.equal(lang, ""), DEFAULT_LANGUAGE, lang), "data": each(text)},
             schema=ALERTS))
         sections.append(np.full(m, SECTIONS.index(kind), np.int8) if section is None
                         else np.asarray(section, np.int8)[pos])
 
     st, prepaid = s.prepaid_settled, s.prepaid
-    ids, meters, fmt_ = acc.account_arrow, acc.meter_ids, fmt_column
-    cur = pa.array(acc.currency, pa.string())
+    ids, meters, fmt_ = acc.account_arrow, acc.meter_ids, fmt_parts
     day_s, due = day.isoformat(), from_number(s.due_day)
 
     def of(rows):
-        """Account id, meter id (text) and currency of the accounts at ``rows``."""
-        t = pa.array(rows)
-        return ids.take(t), pa.array(meters[rows]).cast(pa.string()), cur.take(t)
+        """Account id and currency of the accounts at ``rows`` (the currencies of theirs alone)."""
+        return ids.take(pa.array(rows)), pa.array(acc.currency[rows], pa.string())
+
+    def meter_text(rows):
+        return pa.array(meters[rows]).cast(pa.string())
 
     recipients.load(np.flatnonzero(prepaid & ((st.topup > 0) | (st.low_alert > 0) | st.arrears_alert | st.disconnect
                                               | st.reconnect) | s.notice | s.closed))
     i = np.flatnonzero(s.closed)
     if len(i):          # (an empty section builds nothing: its texts cost per call, not per row)
-        a, _, c = of(i)
+        a, c = of(i)
         start, end = date_array(s.bill_start[i]), date_array(s.bill_end[i])
         start_t, end_t = pc.fill_null(start.cast(pa.string()), "None"), pc.fill_null(end.cast(pa.string()), "None")
         partial = pc.if_else(pa.array(s.partial[i]), _text(" (first bill, partial: billing started ", start_t, ")"), "")
-        emit("bill_issued", i, _text("Bill for account ", a, ", ", start_t, " to ", end_t, partial, ": ",
-                                     fmt_(s.bill_cents[i]), " ", c, ", due ", str(due), "."),
+        emit("bill_issued", i, (a, c), ("Bill for account ", a, ", ", start_t, " to ", end_t, partial, ": ",
+                                        fmt_(s.bill_cents[i]), " ", c, ", due ", str(due), "."),
              start=start, end=end, amount=s.bill_cents[i], due=due, partial=s.partial[i])
     i = np.flatnonzero(prepaid & (st.topup > 0))
     if len(i):
-        a, _, c = of(i)
-        emit("auto_topup", i, _text("Balance low, auto-paid ", fmt_(st.topup[i]), " ", c, " for account ", a, " on ",
-                                    day_s, "; balance now ", fmt_(st.balance[i]), " ", c, "."),
+        a, c = of(i)
+        emit("auto_topup", i, (a, c), ("Balance low, auto-paid ", fmt_(st.topup[i]), " ", c, " for account ", a, " on ",
+                                       day_s, "; balance now ", fmt_(st.balance[i]), " ", c, "."),
              amount=st.topup[i], balance=st.balance[i])
     i = np.flatnonzero(prepaid & (st.low_alert > 0))
     if len(i):
-        a, _, c = of(i)
+        a, c = of(i)
         lvl = st.low_alert[i].astype(np.int64)
         threshold = np.where(lvl == 1, acc.warn_1[i], acc.warn_2[i])
-        emit("low_balance", i, _text("Balance of account ", a, " is ", fmt_(st.balance[i]), " ", c, ", below ",
-                                     fmt_(threshold), " ", c, " (level ", pa.array(lvl).cast(pa.string()),
-                                     "); please top up."),
+        emit("low_balance", i, (a, c), ("Balance of account ", a, " is ", fmt_(st.balance[i]), " ", c, ", below ",
+                                        fmt_(threshold), " ", c, " (level ", pa.array(lvl).cast(pa.string()),
+                                        "); please top up."),
              balance=st.balance[i], threshold=threshold, level=lvl)
     i = np.flatnonzero(prepaid & st.arrears_alert)
     if len(i):
-        a, _, c = of(i)
-        emit("arrears", i, _text("Account ", a, " is in arrears: balance ", fmt_(st.balance[i]), " ", c, " on ", day_s,
-                                 "; supply will be disconnected unless topped up."), balance=st.balance[i])
+        a, c = of(i)
+        emit("arrears", i, (a, c), ("Account ", a, " is in arrears: balance ", fmt_(st.balance[i]), " ", c, " on ",
+                                    day_s, "; supply will be disconnected unless topped up."), balance=st.balance[i])
     i = np.flatnonzero(prepaid & st.disconnect)
     if len(i):
-        a, m, c = of(i)
+        (a, c), m = of(i), meter_text(i)
         since = date_array(st.arrears_since[i])
-        emit("disconnect", i, _text("Disconnection ordered for account ", a, " (meter ", m, "): balance ",
-                                    fmt_(st.balance[i]), " ", c, " since ", pc.fill_null(since.cast(pa.string()), "None"),
-                                    "."),
+        emit("disconnect", i, (a, c), ("Disconnection ordered for account ", a, " (meter ", m, "): balance ",
+                                       fmt_(st.balance[i]), " ", c, " since ",
+                                       pc.fill_null(since.cast(pa.string()), "None"), "."),
              meter_id=meters[i], balance=st.balance[i], since=since)
     i = np.flatnonzero(s.held)
     if len(i):
-        a, m, c = of(i)
-        emit("disconnect_held", i, _text("Disconnection of account ", a, " (meter ", m, ") not ordered on ", day_s,
-                                         ": balance ", fmt_(st.balance[i]), " ", c, ", but most of the day's intervals "
-                                         "are estimated."), operator=True, meter_id=meters[i], balance=st.balance[i])
+        (a, c), m = of(i), meter_text(i)
+        emit("disconnect_held", i, (a, c), ("Disconnection of account ", a, " (meter ", m, ") not ordered on ", day_s,
+                                            ": balance ", fmt_(st.balance[i]), " ", c,
+                                            ", but most of the day's intervals are estimated."),
+             operator=True, meter_id=meters[i], balance=st.balance[i])
     i = np.flatnonzero(prepaid & st.reconnect)
     if len(i):
-        a, m, c = of(i)
-        emit("reconnect", i, _text("Reconnection ordered for account ", a, " (meter ", m, "): balance ",
-                                   fmt_(st.after_payments[i]), " ", c, " after payment."),
+        (a, c), m = of(i), meter_text(i)
+        emit("reconnect", i, (a, c), ("Reconnection ordered for account ", a, " (meter ", m, "): balance ",
+                                      fmt_(st.after_payments[i]), " ", c, " after payment."),
              meter_id=meters[i], balance=st.after_payments[i])
     i = np.flatnonzero(s.notice)
     if len(i):
-        a, _, c = of(i)
+        a, c = of(i)
         overdue = s.overdue[i].astype(np.int64)
-        emit("arrears", i, _text("Bill of account ", a, " is ", pa.array(overdue).cast(pa.string()), " day(s) overdue: ",
-                                 fmt_(-s.balance[i]), " ", c, " unpaid; late penalty so far ", fmt_(s.penalty[i]), " ", c,
-                                 " (1‰ per day)."),
+        emit("arrears", i, (a, c), ("Bill of account ", a, " is ", pa.array(overdue).cast(pa.string()), " day(s) overdue: ",
+                                    fmt_(-s.balance[i]), " ", c, " unpaid; late penalty so far ", fmt_(s.penalty[i]), " ", c,
+                                    " (1‰ per day)."),
              section=np.where(prepaid[i], SECTIONS.index("arrears"), SECTIONS.index("postpaid arrears")), overdue_days=overdue, unpaid=-s.balance[i], penalty=s.penalty[i])
     S = quality.shape[1]
-    est = (quality != vee.ACTUAL).sum(axis=1)
+    est = _estimated_counts(quality)
     i = np.flatnonzero(est)
     if len(i):
-        a, m, _ = of(i)
+        (a, c), m = of(i), meter_text(i)
         why, reasons = _reasons(quality[i], flag[i])
-        emit("data_gap", i, _text("Meter ", m, " (account ", a, "): ", pa.array(est[i]).cast(pa.string()), " of ",
-                                  str(S), " intervals estimated on ", day_s, " (", why, ")."),
+        emit("data_gap", i, (a, c), ("Meter ", m, " (account ", a, "): ", pa.array(est[i]).cast(pa.string()), " of ",
+                                     str(S), " intervals estimated on ", day_s, " (", why, ")."),
              operator=True, meter_id=meters[i], estimated=est[i], intervals=int(S), reasons=reasons)
     if not tables:
         return ALERTS.empty_table(), np.zeros(0, np.int8)
     return pa.concat_tables(tables), np.concatenate(sections)
+
+
+def _estimated_counts(quality: np.ndarray) -> np.ndarray:
+    """The number of intervals not ``actual`` of each meter, counted in the rows that have any (found
+    eight intervals at a time: most meters have none)."""
+    other = quality != vee.ACTUAL
+    words = other.view(np.uint64) if other.shape[1] and other.shape[1] % 8 == 0 and other.flags.c_contiguous else other
+    rows = np.flatnonzero(words.any(axis=1))
+    est = np.zeros(len(quality), np.int64)
+    est[rows] = other[rows].sum(axis=1)
+    return est
 
 
 def _reasons(quality: np.ndarray, flag: np.ndarray) -> tuple[pa.Array, outbox.Raw]:

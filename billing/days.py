@@ -22,6 +22,9 @@ def day_numbers(col) -> np.ndarray:
 
 
 def date_array(days: np.ndarray) -> pa.Array:
-    """int32 day numbers → a ``date32`` array (:data:`NONE_DAY` → null)."""
-    d = np.asarray(days, np.int32)
-    return pa.array(d, pa.int32(), mask=d == NONE_DAY).cast(pa.date32())
+    """int32 day numbers → a ``date32`` array (:data:`NONE_DAY` → null), built on a copy of their
+    buffer (no Arrow cast: the date32 values *are* the day numbers)."""
+    d = np.array(days, np.int32).reshape(-1)
+    none = d == NONE_DAY
+    valid = pa.py_buffer(np.packbits(~none, bitorder="little")) if none.any() else None
+    return pa.Array.from_buffers(pa.date32(), len(d), [valid, pa.py_buffer(d)])

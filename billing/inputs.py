@@ -101,12 +101,17 @@ class DayReads:
     def contacts(self, block: Accounts) -> pa.Table:
         """The contacts of ``block``'s accounts (all contacts are read and put in account order when a
         block first alerts someone)."""
+        return self.contacts_at(block)[0]
+
+    def contacts_at(self, block: Accounts) -> tuple[pa.Table, np.ndarray]:
+        """:meth:`contacts` and the row in ``block`` of each contact's account."""
         if self._contacts is None:
             self._contacts = self._all_contacts()
         c, row = self._contacts
         lo, hi = np.searchsorted(row, [block.offset, block.offset + block.n])
-        ids = block.account_arrow.take(pa.array(row[lo:hi] - block.offset))
-        return c.slice(lo, hi - lo).add_column(0, "account_id", ids).select(alerts.CONTACT_COLUMNS)
+        rows = row[lo:hi].astype(np.int64) - block.offset
+        ids = block.account_arrow.take(pa.array(rows))
+        return c.slice(lo, hi - lo).add_column(0, "account_id", ids).select(alerts.CONTACT_COLUMNS), rows
 
     def _all_contacts(self) -> tuple[pa.Table, np.ndarray]:
         """Every contact of the run's accounts in account order, without their account ids (a block
@@ -143,8 +148,8 @@ class _LazyRecipients(alerts.Recipients):
         self._reads = reads
 
     def load(self, rows) -> None:
-        if len(rows) and self._table is None:
-            self._table = self._reads.contacts(self._accounts)
+        if len(rows) and self._table is None:     # (the contacts' account rows known: not looked up)
+            self._table, self._contact_row = self._reads.contacts_at(self._accounts)
         super().load(rows)
 
 

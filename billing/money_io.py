@@ -49,8 +49,17 @@ def fmt(cents_value: int) -> str:
 
 def fmt_column(cents_values) -> pa.Array:
     """:func:`fmt` of every value of an int64 cents array, as an Arrow string column."""
+    return pc.binary_join_element_wise(*fmt_parts(cents_values), "")
+
+
+_CENTS = pa.array([f"{k:02d}" for k in range(100)], pa.string())
+
+
+def fmt_parts(cents_values) -> list:
+    """:func:`fmt_column` as parts of a join (Arrow string arrays and str constants), for a text
+    built in one ``binary_join_element_wise`` (the sign only where a value is negative)."""
     c = np.asarray(cents_values, np.int64)
     a = np.abs(c)
-    frac = pc.utf8_lpad(pa.array(a % 100).cast(pa.string()), width=2, padding="0")
-    sign = pc.if_else(pa.array(c < 0), "-", "")
-    return pc.binary_join_element_wise(sign, pa.array(a // 100).cast(pa.string()), ".", frac, "")
+    whole, frac = pa.array(a // 100).cast(pa.string()), _CENTS.take(pa.array(a % 100))
+    negative = c < 0
+    return ([pc.if_else(pa.array(negative), "-", "")] if negative.any() else []) + [whole, ".", frac]

@@ -70,8 +70,13 @@ def switch_intervals(lake: Lake, day: dt.date, names: list[str]) -> None:
 
 def charges_table(acc: Accounts, day_qty, today_cents, run_id: str, estimated) -> pa.Table:
     return pa.table({"account_id": acc.account_arrow, "quantity": day_qty, "amount": money(today_cents),
-                     "tariff_id": acc.tariff_ids, "run_id": [run_id] * acc.n, "estimated": estimated},
+                     "tariff_id": acc.tariff_ids, "run_id": _repeated(run_id, acc.n), "estimated": estimated},
                     schema=CHARGES)
+
+
+def _repeated(text: str, n: int) -> pa.Array:
+    """``n`` times ``text`` as a string column (built in Arrow: no Python list of ``n`` strings)."""
+    return pa.repeat(pa.scalar(text, pa.string()), n)
 
 
 def line_name(acc: Accounts, version: int, p: int) -> str:
@@ -138,7 +143,7 @@ def bills_table(acc: Accounts, priced, s, run_id: str) -> pa.Table:
                      "period_start": date_array(s.bill_start[a]),
                      "period_end": date_array(priced.bill_end[a]),
                      "quantity": priced.bill_quantity[a], "amount": money(s.bill_cents[a]),
-                     "due_date": date_array(np.full(len(a), s.due_day)), "run_id": [run_id] * len(a),
+                     "due_date": date_array(np.full(len(a), s.due_day)), "run_id": _repeated(run_id, len(a)),
                      "partial": s.partial[a], "estimated": s.estimated[a]},
                     schema=BILLS)
 

@@ -225,7 +225,7 @@ def _column_of(values: np.ndarray, arrow_type: pa.DataType):
     if pa.types.is_decimal(arrow_type):
         return money(values)
     if pa.types.is_timestamp(arrow_type):
-        return pa.array(values, pa.int64(), mask=values == NO_TS).cast(arrow_type)
+        return pa.array(values, arrow_type, mask=values == NO_TS)
     if pa.types.is_date(arrow_type):
         return date_array(values)
     if pa.types.is_list(arrow_type) and values.ndim > 1:

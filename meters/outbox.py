@@ -172,35 +172,45 @@ class Raw:
         self.text = text
 
 
-def _json_texts(v, n: int):
-    """One column's JSON text (an Arrow string array or a constant)."""
+def _json_parts(v, head: str) -> list:
+    """One column's JSON text after ``head`` as parts of one join (constants as str): an Arrow
+    string array or a constant."""
     if isinstance(v, Raw):
-        return v.text
-    if isinstance(v, (pa.Array, pa.ChunkedArray)):
-        if pa.types.is_string(v.type) or pa.types.is_large_string(v.type):
-            return pc.fill_null(pc.binary_join_element_wise('"', _escaped(v), '"', ""), "null")
-        if pa.types.is_boolean(v.type):
-            return pc.fill_null(pc.if_else(v, "true", "false"), "null")
-        if pa.types.is_date(v.type) or pa.types.is_integer(v.type):
-            text = v.cast(pa.string())
-            return pc.fill_null(pc.binary_join_element_wise('"', text, '"', "") if pa.types.is_date(v.type) else text,
-                                "null")
-        raise TypeError(f"canonical_rows: no JSON for {v.type}")
+        return [head, v.text]
     if isinstance(v, np.ndarray):
         if v.dtype == bool:
-            return _json_texts(pa.array(v, pa.bool_()), n)
-        if v.dtype.kind in "iu":
-            return pa.array(v).cast(pa.string())
-        return _json_texts(pa.array(v, pa.string()), n)
-    return canonical(v=v)[len('{"v":'):-1]          # a constant, exactly as :func:`canonical` writes it
+            v = pa.array(v, pa.bool_())
+        elif v.dtype.kind in "iu":
+            return [head, pa.array(v).cast(pa.string())]
+        else:
+            v = pa.array(v, pa.string())
+    if isinstance(v, (pa.Array, pa.ChunkedArray)):
+        quoted = pa.types.is_string(v.type) or pa.types.is_large_string(v.type) or pa.types.is_date(v.type)
+        if pa.types.is_string(v.type) or pa.types.is_large_string(v.type):
+            text = _escaped(v)
+        elif pa.types.is_boolean(v.type):
+            text = pc.if_else(v, "true", "false")
+        elif pa.types.is_date(v.type) or pa.types.is_integer(v.type):
+            text = v.cast(pa.string())
+        else:
+            raise TypeError(f"canonical_rows: no JSON for {v.type}")
+        if not v.null_count:
+            return [head + '"', text, '"'] if quoted else [head, text]
+        return [head, pc.fill_null(pc.binary_join_element_wise('"', text, '"', "") if quoted else text, "null")]
+    return [head + canonical(v=v)[len('{"v":'):-1]]       # a constant, exactly as :func:`canonical` writes it
 
 
 _CONTROL = [chr(c) for c in range(0x20)]
 _SHORT = {"\b": "\\b", "\t": "\\t", "\n": "\\n", "\f": "\\f", "\r": "\\r"}
 
 
-def _escaped(text: pa.Array) -> pa.Array:
-    """JSON string escapes (as :func:`json.dumps` with ``ensure_ascii=False`` writes them)."""
+def _escaped(text) -> pa.Array:
+    """JSON string escapes (as :func:`json.dumps` with ``ensure_ascii=False`` writes them); a column
+    with nothing to escape as it is (its bytes looked at once in numpy)."""
+    if isinstance(text, pa.ChunkedArray):
+        text = text.combine_chunks()
+    if not _needs_escape(text):
+        return text
     text = pc.replace_substring(pc.replace_substring(text, "\\", "\\\\"), '"', '\\"')
     if pc.any(pc.match_substring_regex(text, "[\\x00-\\x1f]")).as_py():
         for c in _CONTROL:
@@ -208,25 +218,54 @@ def _escaped(text: pa.Array) -> pa.Array:
     return text
 
 
+def _needs_escape(text: pa.Array) -> bool:
+    """Whether any value of a string array holds a quote, a backslash or a control character."""
+    large = pa.types.is_large_string(text.type)
+    _, offs, data = text.buffers()
+    if data is None or not len(text):
+        return False
+    offsets = np.frombuffer(offs, np.int64 if large else np.int32)
+    b = np.frombuffer(data, np.uint8)[offsets[text.offset]: offsets[text.offset + len(text)]]
+    return bool(((b < 0x20) | (b == 0x22) | (b == 0x5C)).any())
+
+
+def _joined(parts: list) -> pa.Array | pa.Scalar:
+    """``parts`` (arrays and str constants) joined row by row, adjacent constants merged first."""
+    merged: list = []
+    for p in parts:
+        if isinstance(p, str) and merged and isinstance(merged[-1], str):
+            merged[-1] += p
+        elif not (isinstance(p, str) and not p):
+            merged.append(p)
+    if all(isinstance(p, str) for p in merged):
+        return pa.scalar("".join(merged), pa.string())
+    return pc.binary_join_element_wise(*merged, "")
+
+
 def canonical_rows(n: int, **columns) -> pa.Array:
     """:func:`canonical` of ``n`` rows at once: each keyword a column (Arrow string, integer, boolean
     or date array, numpy array, a :class:`Raw` JSON column, a :class:`Maybe` present in some rows) or
-    one value for every row. Equal to ``canonical(**row)`` per row, built without Python per row."""
-    pieces = []
-    for k in sorted(columns):
+    one value for every row. Equal to ``canonical(**row)`` per row, built without Python per row:
+    one join of every column's parts (a leading :class:`Maybe` column: its comma sliced off after)."""
+    keys = sorted(columns)
+    lead = bool(keys) and isinstance(columns[keys[0]], Maybe)    # every column after a comma, sliced off after
+    parts: list = [] if lead else ["{"]
+    for k in keys:
         v = columns[k]
-        head = "," + json.dumps(k, ensure_ascii=False) + ":"
+        head = ("," if lead or len(parts) > 1 else "") + json.dumps(k, ensure_ascii=False) + ":"
         if isinstance(v, Maybe):
-            body = pc.binary_join_element_wise(head, _json_texts(v.value, n), "")
-            body = body if isinstance(body, pa.Array) else pa.array([body.as_py()] * n, pa.string())
-            pieces.append(pc.if_else(pa.array(v.mask), body, ""))
+            if v.mask.all():
+                parts += _json_parts(v.value, head)
+            elif v.mask.any():
+                parts.append(pc.if_else(pa.array(v.mask), _joined(_json_parts(v.value, head)), ""))
         else:
-            t = _json_texts(v, n)
-            pieces.append(head + t if isinstance(t, str) else pc.binary_join_element_wise(head, t, ""))
-    text = pc.binary_join_element_wise(*pieces, "")
+            parts += _json_parts(v, head)
+    text = _joined(parts if lead else parts + ["}"])
     if isinstance(text, pa.Scalar):
-        text = pa.array([text.as_py()] * n, pa.string())
-    return pc.binary_join_element_wise("{", pc.utf8_slice_codeunits(text, 1), "}", "")
+        text = pa.repeat(text, n)
+    if lead:
+        text = pc.binary_join_element_wise("{", pc.utf8_slice_codeunits(text, 1), "}", "")
+    return text
 
 
 QUEUED = pa.schema([("alert_id", pa.string()), ("account_id", pa.string()), ("day", pa.date32()),

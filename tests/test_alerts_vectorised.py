@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from billing import vee
-from billing.alerts import Recipients, day_sections
+from billing.alerts import Recipients, _estimated_counts, day_sections
 from billing.day import Settlement
 from billing.money_io import fmt, fmt_column
 from billing.settle import NONE_DAY, Settled
@@ -148,3 +148,29 @@ def test_ledger_day_table_equals_the_row_by_row_original(data, n):
     got, want = day_table(acc, grid, carried, s, ts_end), day_table_rowwise(acc, grid, carried, s, ts_end)
     assert got.schema == want.schema
     assert got.to_pylist() == want.to_pylist()
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.booleans(), TEXT, st.booleans()), max_size=12), st.sampled_from(["some", "all", "none"]),
+       st.integers(0, 3))
+def test_canonical_rows_leading_maybe_and_slices(rows, present, cut):
+    """A :class:`Maybe` column first (its comma sliced off), present in some, all or no rows, and
+    string columns that are slices of a longer array (escapes looked for in their bytes alone)."""
+    n = len(rows)
+    mask = [p if present == "some" else present == "all" for p, _, _ in rows]
+    texts = pa.array(['"\\\n'] * cut + [t for _, t, _ in rows], pa.string()).slice(cut)
+    got = outbox.canonical_rows(n, a=outbox.Maybe(mask, pa.array([t for _, t, _ in rows], pa.string())), b=texts,
+                                c=outbox.Maybe([f for _, _, f in rows], 7))
+    want = [outbox.canonical(**({"a": rows[k][1]} if mask[k] else {}), b=rows[k][1], **({"c": 7} if rows[k][2] else {}))
+            for k in range(n)]
+    assert got.to_pylist() == want
+    only = outbox.canonical_rows(n, a=outbox.Maybe(mask, True))
+    assert only.to_pylist() == [outbox.canonical(**({"a": True} if m else {})) for m in mask]
+
+
+@given(st.integers(0, 12), st.sampled_from([0, 4, 8, 24, 96]), st.data())
+def test_estimated_counts_equal_plain_count(n, slots, data):
+    """The intervals not ``actual`` per meter, found eight at a time, equal a plain count."""
+    cells = st.sampled_from([vee.ACTUAL] * 6 + [vee.ESTIMATED, vee.SUBSTITUTED])
+    quality = np.array(data.draw(st.lists(cells, min_size=n * slots, max_size=n * slots)), np.int8).reshape(n, slots)
+    assert _estimated_counts(quality).tolist() == (quality != vee.ACTUAL).sum(axis=1).tolist()
