@@ -245,9 +245,10 @@ def test_a_read_error_is_raised_where_its_block_is_taken_and_closing_waits_for_t
     assert running == []                          # no read left running once the error goes on
 
 
-def test_intervals_files_store_required_columns_and_meter_ids_as_deltas(tmp_path):
-    """The intervals' layout (meters/lake.py ENCODING): no definition levels where the schema has no
-    nulls, each meter id (repeated a day's intervals in a row) as deltas; what readers get is unchanged."""
+def test_intervals_files_store_required_columns_and_meter_ids_and_times_plain(tmp_path):
+    """The intervals' layout (meters/lake.py DICTIONARY): no definition levels where the schema has no
+    nulls, meter ids and times plain (no dictionary), the rest dictionary-encoded; what readers get is
+    unchanged."""
     import pyarrow.parquet as pq
 
     from meters.schemas import INTERVALS
@@ -260,5 +261,7 @@ def test_intervals_files_store_required_columns_and_meter_ids_as_deltas(tmp_path
         meta = pq.ParquetFile(f)
         assert [fl.nullable for fl in meta.schema_arrow] == [fl.nullable for fl in INTERVALS]
         group = meta.metadata.row_group(0)
-        assert "DELTA_BINARY_PACKED" in group.column(0).encodings and group.column(0).path_in_schema == "meter_id"
+        encodings = {group.column(i).path_in_schema: group.column(i).encodings for i in range(group.num_columns)}
+        assert "RLE_DICTIONARY" not in encodings["meter_id"] + encodings["ts"]
+        assert all("RLE_DICTIONARY" in encodings[c] for c in ("quantity", "quality", "flag"))
     assert lake.read("intervals").schema.field("quality").type == INTERVALS.field("quality").type
