@@ -52,7 +52,7 @@ DICTIONARY = {"charges": ["tariff_id", "run_id"], "charge_lines": ["band"], "bil
               "bill_lines": ["band"], "ledger": ["kind", "ref"], "alerts": ["kind", "language"], "billing_state": [],
               "intervals": ["quantity", "quality", "flag"]}
 # (the intervals' meter id and time, each a repeating pattern zstd compresses to < 3 % of a day's file,
-# are stored plain: hashing them into dictionaries (or deltas) cost more than all the rest of their
+# are stored plain: hashing them into dictionaries (or deltas) cost as much again as the rest of their
 # write. A 250k-meter day's intervals, required columns: 1.05 s CPU as every column a dictionary and
 # nullable, 0.6 s now, 0.8 MB more on 27 MB (measured, medians of interleaved runs))
 
