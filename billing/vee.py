@@ -251,12 +251,13 @@ def _vee_meter(m, rp, rr, nr, intervals, base_pos, base_reg, avg, pending, reg_m
 
 
 @njit(cache=True)
-def _steady_meter(m, rp, rr, nr, base_pos, base_reg, avg, pending, limit, n_slots, qm, qualm, flagm, nb_pos,
-                  nb_reg, n_avg, n_pend, n_step, counts):
-    """:func:`_vee_meter`'s outcome in one pass for the common meter: its step carried as one slot, its
-    base at the day's start, register readings only, each within the limit and not below the one before
-    (``ok`` or ``gap``, then ``gap_open``). Returns False, having changed nothing but slots of
-    ``qm``/``qualm``/``flagm``, for any other meter."""
+def _steady_meter(m, pos, reg, lo, hi, x_pos, x_reg, x_lo, x_hi, base_pos, base_reg, avg, pending, limit, n_slots,
+                  qm, qualm, flagm, nb_pos, nb_reg, n_avg, n_pend, n_step, counts):
+    """The common meter's day in one pass over its rows ``lo:hi``, then ``x_lo:x_hi`` of the other
+    arrays (in position order): its step carried as one slot, its base at the day's start, register
+    readings only, each within the limit and not below the one before (``ok`` or ``gap``, then
+    ``gap_open``) — what :func:`_vee_meter` gives such a meter. Returns False, having changed nothing
+    but slots of ``qm``/``qualm``/``flagm``, for any other meter."""
     lim = limit[m]
     est = max(avg[m], 0.0)
     bp = base_pos[m]
@@ -265,12 +266,24 @@ def _steady_meter(m, rp, rr, nr, base_pos, base_reg, avg, pending, limit, n_slot
     b = -1          # the base's slot, once it is the day's start
     n_ok = 0
     n_gap = 0
+    n_dup = 0
     s_act = 0.0
-    for j in range(nr):
-        p = rp[j]
-        if p > n_slots:
-            break
-        r = rr[j]
+    n1 = hi - lo
+    last = 0
+    for k in range(n1 + x_hi - x_lo):
+        if k < n1:
+            x, r = pos[lo + k], reg[lo + k]
+        else:
+            x, r = x_pos[x_lo + k - n1], x_reg[x_lo + k - n1]
+        if r < 0:
+            return False
+        p = int(round(x))
+        if k > 0 and p == last:     # (a row at the position of the reading before: a duplicate)
+            n_dup += 1
+            continue
+        last = p
+        if p > n_slots:     # (beyond the day: only its duplicates are counted)
+            continue
         if p <= 0:
             if not has_base:
                 bp, br, has_base = float(p), r, True
@@ -311,6 +324,7 @@ def _steady_meter(m, rp, rr, nr, base_pos, base_reg, avg, pending, limit, n_slot
     counts[OK] += n_ok
     counts[GAP] += n_gap
     counts[GAP_OPEN] += n_slots - b
+    counts[C_DUPLICATE] += n_dup
     if n_ok * 4 >= n_slots and n_ok > 0:
         mean = s_act / n_ok
         n_avg[m] = mean if avg[m] < 0 else (1.0 - AVG_WEIGHT) * avg[m] + AVG_WEIGHT * mean
@@ -394,27 +408,40 @@ def vee_kernel_into(offsets, pos, reg, qty, qlen, src_est, x_offsets, x_pos, x_r
         qm, qualm, flagm = q[m], quality[m], flag[m]
         a0, a1 = offsets[m], offsets[m + 1]
         b0, b1 = x_offsets[m], x_offsets[m + 1]
+        first = b1 == b0 or a1 == a0 or pos[a1 - 1] <= x_pos[b0]    # the first part's rows, then the second's
+        second = not first and x_pos[b1 - 1] < pos[a0]                # the second part's, then the first's
+        k = 0
+        if not (first or second):                     # interleaved: merged into scratch
+            k = _merge_rows(a0, a1, pos, reg, qty, qlen, src_est, b0, b1, x_pos, x_reg, x_qty, x_qlen, x_est,
+                            s_pos, s_reg, s_qty, s_qlen, s_est)
+        if step[m] == 1:
+            if first:
+                done = _steady_meter(m, pos, reg, a0, a1, x_pos, x_reg, b0, b1, base_pos, base_reg, avg, pending,
+                                     limit, n_slots, qm, qualm, flagm, nb_pos, nb_reg, n_avg, n_pend, n_step, counts)
+            elif second:
+                done = _steady_meter(m, x_pos, x_reg, b0, b1, pos, reg, a0, a1, base_pos, base_reg, avg, pending,
+                                     limit, n_slots, qm, qualm, flagm, nb_pos, nb_reg, n_avg, n_pend, n_step, counts)
+            else:
+                done = _steady_meter(m, s_pos, s_reg, 0, k, s_pos, s_reg, k, k, base_pos, base_reg, avg, pending,
+                                     limit, n_slots, qm, qualm, flagm, nb_pos, nb_reg, n_avg, n_pend, n_step, counts)
+            if done:
+                continue
+        # the general path
         if b1 == b0:   # the first part's rows only (a part without interval columns: its register rows)
             nr, n_iv = _snap(pos, reg, a0, a1, rp, rr, 0, counts)
             n_iv = n_iv if qty.size > 0 else 0
             if n_iv:
                 _interval_rows(pos, reg, qty, qlen, src_est, a0, a1, -1.0e300, n_slots, qm, qualm, flagm, filled,
                                counts)
-        elif a1 == a0 or pos[a1 - 1] <= x_pos[b0]:     # the first part's rows, then the second's
+        elif first:
             nr, n_iv = _in_order(pos, reg, qty, qlen, src_est, a0, a1, x_pos, x_reg, x_qty, x_qlen, x_est, b0, b1,
                                  rp, rr, n_slots, qm, qualm, flagm, filled, counts)
-        elif x_pos[b1 - 1] < pos[a0]:                  # the second part's rows, then the first's
+        elif second:
             nr, n_iv = _in_order(x_pos, x_reg, x_qty, x_qlen, x_est, b0, b1, pos, reg, qty, qlen, src_est, a0, a1,
                                  rp, rr, n_slots, qm, qualm, flagm, filled, counts)
-        else:                                          # interleaved: merged into scratch
-            k = _merge_rows(a0, a1, pos, reg, qty, qlen, src_est, b0, b1, x_pos, x_reg, x_qty, x_qlen, x_est,
-                            s_pos, s_reg, s_qty, s_qlen, s_est)
+        else:
             nr, n_iv = _in_order(s_pos, s_reg, s_qty, s_qlen, s_est, 0, k, s_pos, s_reg, s_qty, s_qlen, s_est, k, k,
                                  rp, rr, n_slots, qm, qualm, flagm, filled, counts)
-        if n_iv == 0 and step[m] == 1 and _steady_meter(m, rp, rr, nr, base_pos, base_reg, avg, pending, limit,
-                                                        n_slots, qm, qualm, flagm, nb_pos, nb_reg, n_avg, n_pend,
-                                                        n_step, counts):
-            continue
         _vee_meter(m, rp, rr, nr, n_iv > 0, base_pos, base_reg, avg, pending, reg_max, limit, step, n_slots,
                    qm, qualm, flagm, nb_pos, nb_reg, n_avg, n_pend, n_step, counts, filled, spiked)
 
