@@ -216,11 +216,20 @@ def drop_interval_columns(P, rnd):
 def test_two_part_kernel_equals_reference_on_merged_rows(meters, rnd):
     """Rows split over two parts (the day's partition and the neighbouring days' edges) give the same
     result as the reference on the merged rows."""
+    def split(rows):
+        a, b = [], []
+        for r in rows:
+            (a if rnd.random() < 0.6 else b).append(r)
+        return a, b
+    check_split(meters, split, rnd)
+
+
+def check_split(meters, split, rnd):
+    """Each meter's rows split over two parts (``split(rows)`` → the first part's, the second's): the
+    kernel on the parts equals the reference on the merged rows."""
     main, extra = [], []
     for m in meters:
-        a, b = [], []
-        for r in m["rows"]:
-            (a if rnd.random() < 0.6 else b).append(r)
+        a, b = split(m["rows"])
         main.append({**m, "rows": a})
         extra.append({"rows": b})
     A, X = pack(main), pack(extra)
@@ -263,17 +272,11 @@ def test_steady_meters_in_parts_equal_reference(meters, split, rnd):
     """The common meter's one-pass path and its fall-back to the general one (a meter's first event
     anywhere in its day), with the edge readings in a part after the day's rows (the night's case),
     before them, mixed in, or none: equal to the reference on the merged rows, every slot written."""
-    main, extra = [], []
-    for m in meters:
-        rows, cut = m["rows"], rnd.randint(0, len(m["rows"]))
-        a, b = {"one": (rows, []), "after": (rows[:cut], rows[cut:]), "before": (rows[cut:], rows[:cut]),
-                "mixed": ([r for i, r in enumerate(rows) if i % 2], [r for i, r in enumerate(rows) if not i % 2])}[split]
-        main.append({**m, "rows": a})
-        extra.append({"rows": b})
-    A, X = pack(main), pack(extra)
-    merged = vee.merge_parts(*A[:6], *X[:6])
-    A, X = [drop_interval_columns(P, rnd) for P in (A, X)]
-    check_parts(A, X, vee_reference(*merged, *A[6:]))
+    def parts(rows):
+        cut = rnd.randint(0, len(rows))
+        return {"one": (rows, []), "after": (rows[:cut], rows[cut:]), "before": (rows[cut:], rows[:cut]),
+                "mixed": (rows[1::2], rows[::2])}[split]
+    check_split(meters, parts, rnd)
 
 
 def test_hourly_meter_is_actual_not_a_gap():
