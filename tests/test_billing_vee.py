@@ -241,17 +241,19 @@ def check_split(meters, split, rnd):
 
 @st.composite
 def steady_meters(draw):
-    """Meters as most are: a reading each slot from a base at the day's start, within the limit, with
-    now and then a missed, re-sent, dropping or jumping reading, a base elsewhere or none, another step."""
+    """Meters as most are: a reading each slot (or each 2 or 4) from a base at the day's start, within
+    the limit, with now and then a missed, re-sent, dropping or jumping reading, a base elsewhere or
+    none, another step carried."""
     meters = []
     for _ in range(draw(st.integers(1, 4))):
         r = draw(st.integers(0, 3000))
         bpos = draw(st.sampled_from([0, 0, 0, 0, -2, None]))
         last = 0 if bpos is None else bpos
         rows = []
+        every = draw(st.sampled_from([1, 1, 2, 4]))
         for p in sorted(draw(st.sets(st.integers(0, N + 1)))):
-            if p > 0 and draw(st.integers(0, 5)) == 0:
-                continue                                    # a missed reading: a gap
+            if p > 0 and (p % every or draw(st.integers(0, 5)) == 0):
+                continue                                    # between readings, or a missed one: a gap
             ev = draw(st.sampled_from(["ok"] * 10 + ["edge", "drop", "small_drop", "spike", "resent"]))
             gap = max(p - last, 1)
             r = {"ok": r + draw(st.integers(0, int(LIMIT))), "edge": r + int(LIMIT) * gap, "drop": 5,
@@ -262,7 +264,7 @@ def steady_meters(draw):
             last = p
         meters.append({"rows": rows, "base": None if bpos is None else (bpos, draw(st.integers(0, 3000))),
                        "avg": draw(st.sampled_from([-1.0, 0.0, 37.5])), "pending": draw(st.sampled_from([0.0, 200.0])),
-                       "reg_max": draw(st.sampled_from([0, 4000])), "step": draw(st.sampled_from([1, 1, 1, 0, 4]))})
+                       "reg_max": draw(st.sampled_from([0, 4000])), "step": draw(st.sampled_from([1, 1, 1, 0, 2, 4]))})
     return meters
 
 
