@@ -254,10 +254,10 @@ def _vee_meter(m, rp, rr, nr, intervals, base_pos, base_reg, avg, pending, reg_m
 def _steady_meter(m, pos, reg, lo, hi, x_pos, x_reg, x_lo, x_hi, base_pos, base_reg, avg, pending, limit, step,
                   n_slots, qm, qualm, flagm, nb_pos, nb_reg, n_avg, n_pend, n_step, counts):
     """The common meter's day in one pass over its rows ``lo:hi``, then ``x_lo:x_hi`` of the other
-    arrays (in position order): its step carried and no gap today shorter (or none carried and today's
-    smallest gap one slot, or no gap at all), its base at the day's start, register readings only, each
-    within the limit and not below the one before (``ok`` or ``gap``, then ``gap_open``) — what
-    :func:`_vee_meter` gives such a meter. Returns False, having changed nothing but slots of ``qm``/``qualm``/``flagm``,
+    arrays (in position order): its step one slot (carried, or none carried and today's smallest gap
+    one slot or no gap at all), its base at the day's start, register readings only, each within the
+    limit and not below the one before (``ok`` or ``gap``, then ``gap_open``) — what :func:`_vee_meter`
+    gives such a meter. Returns False, having changed nothing but slots of ``qm``/``qualm``/``flagm``,
     for any other meter."""
     lim = limit[m]
     est = max(avg[m], 0.0)
@@ -271,8 +271,7 @@ def _steady_meter(m, pos, reg, lo, hi, x_pos, x_reg, x_lo, x_hi, base_pos, base_
     s_act = 0.0
     n1 = hi - lo
     last = 0
-    native = step[m] if step[m] > 0 else 1   # the step: carried, else today's smallest gap must be one slot
-    known = step[m] > 0
+    known = step[m] > 0     # the step: carried (one slot), else today's smallest gap must be one slot
     from_base = has_base    # (a gap counts from a carried base, or from today's readings)
     gaps = False
     for k in range(n1 + x_hi - x_lo):
@@ -299,8 +298,6 @@ def _steady_meter(m, pos, reg, lo, hi, x_pos, x_reg, x_lo, x_hi, base_pos, base_
             b = 0
         gap = p - b
         if from_base:
-            if gap < native:    # (a shorter step than carried)
-                return False
             known = known or gap == 1
             gaps = True
         from_base = True
@@ -313,14 +310,6 @@ def _steady_meter(m, pos, reg, lo, hi, x_pos, x_reg, x_lo, x_hi, base_pos, base_
             flagm[b] = OK
             n_ok += 1
             s_act += delta
-        elif gap <= native:
-            share = delta / gap
-            for s in range(b, p):
-                qm[s] = share
-                qualm[s] = ACTUAL
-                flagm[s] = OK
-                s_act += share
-            n_ok += gap
         else:
             share = delta / gap
             for s in range(b, p):
@@ -349,7 +338,7 @@ def _steady_meter(m, pos, reg, lo, hi, x_pos, x_reg, x_lo, x_hi, base_pos, base_
     if n_ok * 4 >= n_slots and n_ok > 0:
         mean = s_act / n_ok
         n_avg[m] = mean if avg[m] < 0 else (1.0 - AVG_WEIGHT) * avg[m] + AVG_WEIGHT * mean
-    n_step[m] = native if gaps or step[m] > 0 else step[m]
+    n_step[m] = 1 if gaps or step[m] > 0 else step[m]
     nb_pos[m] = b - n_slots
     nb_reg[m] = br
     n_pend[m] = pend
@@ -435,17 +424,18 @@ def vee_kernel_into(offsets, pos, reg, qty, qlen, src_est, x_offsets, x_pos, x_r
         if not (first or second):                     # interleaved: merged into scratch
             k = _merge_rows(a0, a1, pos, reg, qty, qlen, src_est, b0, b1, x_pos, x_reg, x_qty, x_qlen, x_est,
                             s_pos, s_reg, s_qty, s_qlen, s_est)
-        if first:
-            done = _steady_meter(m, pos, reg, a0, a1, x_pos, x_reg, b0, b1, base_pos, base_reg, avg, pending,
-                                 limit, step, n_slots, qm, qualm, flagm, nb_pos, nb_reg, n_avg, n_pend, n_step, counts)
-        elif second:
-            done = _steady_meter(m, x_pos, x_reg, b0, b1, pos, reg, a0, a1, base_pos, base_reg, avg, pending,
-                                 limit, step, n_slots, qm, qualm, flagm, nb_pos, nb_reg, n_avg, n_pend, n_step, counts)
-        else:
-            done = _steady_meter(m, s_pos, s_reg, 0, k, s_pos, s_reg, k, k, base_pos, base_reg, avg, pending,
-                                 limit, step, n_slots, qm, qualm, flagm, nb_pos, nb_reg, n_avg, n_pend, n_step, counts)
-        if done:
-            continue
+        if step[m] <= 1:
+            if first:
+                done = _steady_meter(m, pos, reg, a0, a1, x_pos, x_reg, b0, b1, base_pos, base_reg, avg, pending,
+                                     limit, step, n_slots, qm, qualm, flagm, nb_pos, nb_reg, n_avg, n_pend, n_step, counts)
+            elif second:
+                done = _steady_meter(m, x_pos, x_reg, b0, b1, pos, reg, a0, a1, base_pos, base_reg, avg, pending,
+                                     limit, step, n_slots, qm, qualm, flagm, nb_pos, nb_reg, n_avg, n_pend, n_step, counts)
+            else:
+                done = _steady_meter(m, s_pos, s_reg, 0, k, s_pos, s_reg, k, k, base_pos, base_reg, avg, pending,
+                                     limit, step, n_slots, qm, qualm, flagm, nb_pos, nb_reg, n_avg, n_pend, n_step, counts)
+            if done:
+                continue
         # the general path
         if b1 == b0:   # the first part's rows only (a part without interval columns: its register rows)
             nr, n_iv = _snap(pos, reg, a0, a1, rp, rr, 0, counts)
