@@ -34,7 +34,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 QUALITY_NAMES = ("actual", "estimated", "substituted")
 ACTUAL, ESTIMATED, SUBSTITUTED = 0, 1, 2
@@ -51,18 +51,32 @@ NO_BASE = -1.0e18  # sentinel position: no carried register
 
 
 @njit(cache=True)
-def _vee_meter(m, pos, reg, qty, qlen, src_est, lo, hi, base_pos, base_reg, avg, pending, reg_max, limit,
-               step, n_slots, q, quality, flag, nb_pos, nb_reg, n_avg, n_pend, n_step, counts, filled, spiked,
-               rp, rr):
-    """One meter's day from its rows ``lo:hi`` (sorted by position, then arrival)."""
-    lim = limit[m]
-    est = max(avg[m], 0.0)
-    filled[:] = False
-    spiked[:] = False
-    # interval (quantity) rows
-    last_qp = -1.0e300
+def _snap(pos, reg, lo, hi, rp, rr, nr, counts):
+    """Register rows ``lo:hi`` snapped to the grid and appended to ``rp``/``rr`` from ``nr``, a reading at
+    the position of the one before dropped (duplicate). Returns (readings now, interval rows seen)."""
+    n_iv = 0
     for i in range(lo, hi):
-        if reg[i] >= 0 or qty.size == 0:   # (no interval columns: register rows only)
+        r = reg[i]
+        if r < 0:
+            n_iv += 1
+            continue
+        p = int(round(pos[i]))
+        if nr > 0 and rp[nr - 1] == p:
+            counts[C_DUPLICATE] += 1
+            continue
+        rp[nr] = p
+        rr[nr] = r
+        nr += 1
+    return nr, n_iv
+
+
+@njit(cache=True)
+def _interval_rows(pos, reg, qty, qlen, src_est, lo, hi, last_qp, n_slots, qm, qualm, flagm, filled, counts):
+    """Interval rows ``lo:hi`` fill their slots (a part without interval columns: rows of 0); a row at
+    the position of the interval row before (``last_qp``) is a duplicate. Returns the last position."""
+    has_q = qty.size > 0
+    for i in range(lo, hi):
+        if reg[i] >= 0:
             continue
         if pos[i] == last_qp:
             counts[C_DUPLICATE] += 1
@@ -71,31 +85,51 @@ def _vee_meter(m, pos, reg, qty, qlen, src_est, lo, hi, base_pos, base_reg, avg,
         if pos[i] <= 0.0 or pos[i] > n_slots:
             continue
         e = int(math.ceil(pos[i])) - 1
-        k = max(1, int(round(qlen[i])))
-        for s in range(e - k + 1, e + 1):
-            if 0 <= s < n_slots:
-                q[m, s] += qty[i] / k
-                if src_est[i]:
-                    flag[m, s] = SOURCE
-                    quality[m, s] = ESTIMATED
+        k = max(1, int(round(qlen[i]))) if has_q else 1
+        v = qty[i] / k if has_q else 0 / k
+        est = has_q and src_est[i]
+        for s in range(max(e - k + 1, 0), min(e + 1, n_slots)):
+            if not filled[s]:       # the slot's first value: outputs are not zeroed beforehand
+                qm[s] = 0.0
+                qualm[s] = ACTUAL
+                flagm[s] = OK
                 filled[s] = True
-    for s in range(n_slots):
-        if filled[s] and q[m, s] > lim:
-            q[m, s] = est
-            quality[m, s] = ESTIMATED
-            flag[m, s] = SPIKE
-    # register rows: snap to the grid, drop duplicates
-    nr = 0
-    for i in range(lo, hi):
-        if reg[i] < 0:
-            continue
-        p = int(round(pos[i]))
-        if nr > 0 and rp[nr - 1] == p:
-            counts[C_DUPLICATE] += 1
-            continue
-        rp[nr] = p
-        rr[nr] = reg[i]
-        nr += 1
+            qm[s] += v
+            if est:
+                flagm[s] = SOURCE
+                qualm[s] = ESTIMATED
+    return last_qp
+
+
+@njit(cache=True)
+def _in_order(pos, reg, qty, qlen, src_est, lo, hi, x_pos, x_reg, x_qty, x_qlen, x_est, x_lo, x_hi, rp, rr, n_slots,
+              qm, qualm, flagm, filled, counts):
+    """A meter's rows ``lo:hi``, then ``x_lo:x_hi`` of the other arrays, in that order: the readings
+    snapped into ``rp``/``rr``, the interval rows filling their slots (a part without interval columns:
+    rows of 0). Returns (readings, interval rows)."""
+    nr, n1 = _snap(pos, reg, lo, hi, rp, rr, 0, counts)
+    nr, n2 = _snap(x_pos, x_reg, x_lo, x_hi, rp, rr, nr, counts)
+    if n1 + n2:
+        last = _interval_rows(pos, reg, qty, qlen, src_est, lo, hi, -1.0e300, n_slots, qm, qualm, flagm, filled,
+                              counts)
+        _interval_rows(x_pos, x_reg, x_qty, x_qlen, x_est, x_lo, x_hi, last, n_slots, qm, qualm, flagm, filled, counts)
+    return nr, n1 + n2
+
+
+@njit(cache=True)
+def _vee_meter(m, rp, rr, nr, intervals, base_pos, base_reg, avg, pending, reg_max, limit, step, n_slots,
+               qm, qualm, flagm, nb_pos, nb_reg, n_avg, n_pend, n_step, counts, filled, spiked):
+    """One meter's day from its readings ``rp``/``rr[:nr]`` (snapped, in position order) and the slots
+    its interval rows filled (``filled``; ``intervals``: any). Writes every slot of ``qm``, ``qualm``,
+    ``flagm`` (the meter's rows of the outputs)."""
+    lim = limit[m]
+    est = max(avg[m], 0.0)
+    if intervals:
+        for s in range(n_slots):
+            if filled[s] and qm[s] > lim:
+                qm[s] = est
+                qualm[s] = ESTIMATED
+                flagm[s] = SPIKE
     bp = base_pos[m]
     br = base_reg[m]
     pend = pending[m]
@@ -113,6 +147,7 @@ def _vee_meter(m, pos, reg, qty, qlen, src_est, lo, hi, base_pos, base_reg, avg,
     n_step[m] = native if native < (1 << 40) else step[m]
     if native >= (1 << 40):
         native = 1
+    n_spiked = 0
     for j in range(nr):
         p, r = rp[j], rr[j]
         if p > n_slots:
@@ -124,9 +159,9 @@ def _vee_meter(m, pos, reg, qty, qlen, src_est, lo, hi, base_pos, base_reg, avg,
         if not has_base:
             for s in range(0, p):
                 if not filled[s]:
-                    q[m, s] = est
-                    quality[m, s] = ESTIMATED
-                    flag[m, s] = NO_DATA
+                    qm[s] = est
+                    qualm[s] = ESTIMATED
+                    flagm[s] = NO_DATA
                     filled[s] = True
             bp, br, has_base = float(p), r, True
             continue
@@ -146,14 +181,15 @@ def _vee_meter(m, pos, reg, qty, qlen, src_est, lo, hi, base_pos, base_reg, avg,
             if not jump:
                 counts[C_DISCARDED] += 1
                 spiked[p - 1] = True
+                n_spiked += 1
                 continue
             how = REPLACEMENT
         first = max(int(bp), 0)
         if how == REPLACEMENT or how == NEGATIVE:
             for s in range(first, p):
-                q[m, s] = est if how == REPLACEMENT else 0.0
-                quality[m, s] = ESTIMATED if how == REPLACEMENT else SUBSTITUTED
-                flag[m, s] = how
+                qm[s] = est if how == REPLACEMENT else 0.0
+                qualm[s] = ESTIMATED if how == REPLACEMENT else SUBSTITUTED
+                flagm[s] = how
                 filled[s] = True
             if how == REPLACEMENT:
                 br = r
@@ -169,37 +205,144 @@ def _vee_meter(m, pos, reg, qty, qlen, src_est, lo, hi, base_pos, base_reg, avg,
             qual = ACTUAL if gap <= native else ESTIMATED
             fl = how if gap <= native else GAP
         for s in range(first, p):
-            q[m, s] = share
-            quality[m, s] = qual
-            flag[m, s] = SPIKE if spiked[s] else fl
-            if spiked[s]:
-                quality[m, s] = ESTIMATED
+            qm[s] = share
+            qualm[s] = qual
+            flagm[s] = fl
             filled[s] = True
+        if n_spiked:
+            for s in range(first, p):
+                if spiked[s]:
+                    qualm[s] = ESTIMATED
+                    flagm[s] = SPIKE
         bp, br = float(p), r
+    if n_spiked:
+        spiked[:] = False
     # slots still empty: the profile
     for s in range(n_slots):
         if not filled[s]:
-            q[m, s] = est
-            quality[m, s] = ESTIMATED
+            qm[s] = est
+            qualm[s] = ESTIMATED
             if has_base and s >= bp:
-                flag[m, s] = GAP_OPEN
+                flagm[s] = GAP_OPEN
                 pend += est
             else:
-                flag[m, s] = NO_DATA
+                flagm[s] = NO_DATA
     # carry
+    n_ok = 0
     n_act = 0
     s_act = 0.0
     for s in range(n_slots):
-        counts[flag[m, s]] += 1
-        if quality[m, s] == ACTUAL:
+        f = flagm[s]
+        if f == OK:         # (the common flag counted in a register, not through memory)
+            n_ok += 1
+        else:
+            counts[f] += 1
+        if qualm[s] == ACTUAL:
             n_act += 1
-            s_act += q[m, s]
+            s_act += qm[s]
+    counts[OK] += n_ok
     if n_act * 4 >= n_slots and n_act > 0:
         mean = s_act / n_act
         n_avg[m] = mean if avg[m] < 0 else (1.0 - AVG_WEIGHT) * avg[m] + AVG_WEIGHT * mean
     nb_pos[m] = bp - n_slots if has_base else NO_BASE
     nb_reg[m] = br
     n_pend[m] = pend
+    filled[:] = False   # (for the next meter)
+
+
+@njit(cache=True)
+def _steady_meter(m, pos, reg, lo, hi, x_pos, x_reg, x_lo, x_hi, base_pos, base_reg, avg, pending, limit, step,
+                  n_slots, qm, qualm, flagm, nb_pos, nb_reg, n_avg, n_pend, n_step, counts):
+    """The common meter's day in one pass over its rows ``lo:hi``, then ``x_lo:x_hi`` of the other
+    arrays (in position order): its step one slot (carried, or none carried and today's smallest gap
+    one slot or no gap at all), its base at the day's start, register readings only, each within the
+    limit and not below the one before (``ok`` or ``gap``, then ``gap_open``) — what :func:`_vee_meter`
+    gives such a meter. Returns False, having changed nothing but slots of ``qm``/``qualm``/``flagm``,
+    for any other meter."""
+    lim = limit[m]
+    est = max(avg[m], 0.0)
+    bp = base_pos[m]
+    br = base_reg[m]
+    has_base = bp > NO_BASE
+    b = -1          # the base's slot, once it is the day's start
+    n_ok = 0
+    n_gap = 0
+    n_dup = 0
+    s_act = 0.0
+    n1 = hi - lo
+    last = 0
+    known = step[m] > 0     # the step: carried (one slot), else today's smallest gap must be one slot
+    from_base = has_base    # (a gap counts from a carried base, or from today's readings)
+    gaps = False
+    for k in range(n1 + x_hi - x_lo):
+        if k < n1:
+            x, r = pos[lo + k], reg[lo + k]
+        else:
+            x, r = x_pos[x_lo + k - n1], x_reg[x_lo + k - n1]
+        if r < 0:
+            return False
+        p = int(round(x))
+        if k > 0 and p == last:     # (a row at the position of the reading before: a duplicate)
+            n_dup += 1
+            continue
+        last = p
+        if p > n_slots:     # (beyond the day: only its duplicates are counted)
+            continue
+        if p <= 0:
+            if not has_base:
+                bp, br, has_base = float(p), r, True
+            continue
+        if b < 0:
+            if not (has_base and bp == 0.0):
+                return False
+            b = 0
+        gap = p - b
+        if from_base:
+            known = known or gap == 1
+            gaps = True
+        from_base = True
+        delta = float(r - br)
+        if delta < 0 or delta > lim * gap:
+            return False
+        if gap == 1:            # (delta / 1 is delta)
+            qm[b] = delta
+            qualm[b] = ACTUAL
+            flagm[b] = OK
+            n_ok += 1
+            s_act += delta
+        else:
+            share = delta / gap
+            for s in range(b, p):
+                qm[s] = share
+                qualm[s] = ESTIMATED
+                flagm[s] = GAP
+            n_gap += gap
+        b = p
+        br = r
+    if b < 0:
+        if not (has_base and bp == 0.0):
+            return False
+        b = 0
+    if gaps and not known:      # (the smallest gap is the step: no slot of today is a gap)
+        return False
+    pend = pending[m]
+    for s in range(b, n_slots):
+        qm[s] = est
+        qualm[s] = ESTIMATED
+        flagm[s] = GAP_OPEN
+        pend += est
+    counts[OK] += n_ok
+    counts[GAP] += n_gap
+    counts[GAP_OPEN] += n_slots - b
+    counts[C_DUPLICATE] += n_dup
+    if n_ok * 4 >= n_slots and n_ok > 0:
+        mean = s_act / n_ok
+        n_avg[m] = mean if avg[m] < 0 else (1.0 - AVG_WEIGHT) * avg[m] + AVG_WEIGHT * mean
+    n_step[m] = 1 if gaps or step[m] > 0 else step[m]
+    nb_pos[m] = b - n_slots
+    nb_reg[m] = br
+    n_pend[m] = pend
+    return True
 
 
 @njit(cache=True)
@@ -229,60 +372,88 @@ def _merge_rows(a0, a1, pos, reg, qty, qlen, src_est, b0, b1, x_pos, x_reg, x_qt
     return k
 
 
-@njit(cache=True, parallel=True, nogil=True)   # (the next block is read meanwhile)
+@njit(cache=True, nogil=True)   # (the next block is read meanwhile)
 def vee_kernel_parts(offsets, pos, reg, qty, qlen, src_est, x_offsets, x_pos, x_reg, x_qty, x_qlen, x_est,
                      base_pos, base_reg, avg, pending, reg_max, limit, step, n_slots):
-    """Validate and estimate every meter's day, in parallel over chunks of meters. Rows come in two
-    parts (e.g. the day's partition and the neighbouring days' edge readings), each grouped by meter
-    (``offsets``, CSR) and sorted by position then arrival; a meter's rows of both parts are merged by
-    position. ``reg`` < 0 marks an interval (quantity) row. A part of register rows only may pass
+    """Validate and estimate every meter's day. Rows come in two parts (e.g. the day's partition and
+    the neighbouring days' edge readings), each grouped by meter (``offsets``, CSR) and sorted by
+    position then arrival; a meter's rows of both parts are taken in position order (ties: the first
+    part's first). ``reg`` < 0 marks an interval (quantity) row. A part of register rows only may pass
     empty ``qty``/``qlen``/``src_est`` (read as 0, 0.0, False: no 1.7 GB of zeros for a 97M-row day).
 
     Returns (q, quality, flag, new_base_pos, new_base_reg, new_avg, new_pending, new_step, counts)."""
     n_m = offsets.shape[0] - 1
-    q = np.zeros((n_m, n_slots))
-    quality = np.zeros((n_m, n_slots), np.int8)
-    flag = np.zeros((n_m, n_slots), np.int8)
-    nb_pos = base_pos.copy()
-    nb_reg = base_reg.copy()
-    n_avg = avg.copy()
-    n_pend = pending.copy()
-    n_step = step.copy()
-    n_chunks = max(1, min(n_m, 256))
-    chunk_counts = np.zeros((n_chunks, N_COUNTS), np.int64)
-    for c in prange(n_chunks):
-        m0 = c * n_m // n_chunks
-        m1 = (c + 1) * n_m // n_chunks
-        widest = 1
-        for m in range(m0, m1):
-            widest = max(widest, offsets[m + 1] - offsets[m] + x_offsets[m + 1] - x_offsets[m])
-        filled = np.zeros(n_slots, np.bool_)
-        spiked = np.zeros(n_slots, np.bool_)
-        rp = np.empty(widest, np.int64)
-        rr = np.empty(widest, np.int64)
-        s_pos = np.empty(widest)
-        s_reg = np.empty(widest, reg.dtype)
-        s_qty = np.empty(widest, qty.dtype)
-        s_qlen = np.empty(widest)
-        s_est = np.empty(widest, np.bool_)
-        counts = chunk_counts[c]
-        for m in range(m0, m1):
-            a0, a1 = offsets[m], offsets[m + 1]
-            b0, b1 = x_offsets[m], x_offsets[m + 1]
-            if b1 == b0:
-                _vee_meter(m, pos, reg, qty, qlen, src_est, a0, a1, base_pos, base_reg, avg, pending, reg_max,
-                           limit, step, n_slots, q, quality, flag, nb_pos, nb_reg, n_avg, n_pend, n_step, counts,
-                           filled, spiked, rp, rr)
+    q = np.empty((n_m, n_slots))       # every slot is written (vee_kernel_into)
+    quality = np.empty((n_m, n_slots), np.int8)
+    flag = np.empty((n_m, n_slots), np.int8)
+    out = (q, quality, flag, base_pos.copy(), base_reg.copy(), avg.copy(), pending.copy(), step.copy(),
+           np.zeros(N_COUNTS, np.int64))
+    vee_kernel_into(offsets, pos, reg, qty, qlen, src_est, x_offsets, x_pos, x_reg, x_qty, x_qlen, x_est,
+                    base_pos, base_reg, avg, pending, reg_max, limit, step, n_slots, *out)
+    return out
+
+
+@njit(cache=True, nogil=True)
+def vee_kernel_into(offsets, pos, reg, qty, qlen, src_est, x_offsets, x_pos, x_reg, x_qty, x_qlen, x_est,
+                    base_pos, base_reg, avg, pending, reg_max, limit, step, n_slots,
+                    q, quality, flag, nb_pos, nb_reg, n_avg, n_pend, n_step, counts):
+    """:func:`vee_kernel_parts` into given outputs: every slot of ``q``, ``quality``, ``flag`` is written;
+    ``nb_pos`` … ``n_step`` come holding the carried values, ``counts`` zeros. Serial, one meter after
+    the other: a meter's rows of the two parts are read where they are when one part's come after
+    the other's (the night's edge readings), merged into scratch only when they interleave."""
+    n_m = offsets.shape[0] - 1
+    widest = 1
+    for m in range(n_m):
+        widest = max(widest, offsets[m + 1] - offsets[m] + x_offsets[m + 1] - x_offsets[m])
+    filled = np.zeros(n_slots, np.bool_)     # all False between meters (_vee_meter clears it)
+    spiked = np.zeros(n_slots, np.bool_)
+    rp = np.empty(widest, np.int64)
+    rr = np.empty(widest, np.int64)
+    s_pos = np.empty(widest)
+    s_reg = np.empty(widest, reg.dtype)
+    s_qty = np.empty(widest, qty.dtype)
+    s_qlen = np.empty(widest)
+    s_est = np.empty(widest, np.bool_)
+    for m in range(n_m):
+        qm, qualm, flagm = q[m], quality[m], flag[m]
+        a0, a1 = offsets[m], offsets[m + 1]
+        b0, b1 = x_offsets[m], x_offsets[m + 1]
+        first = b1 == b0 or a1 == a0 or pos[a1 - 1] <= x_pos[b0]    # the first part's rows, then the second's
+        second = not first and x_pos[b1 - 1] < pos[a0]                # the second part's, then the first's
+        k = 0
+        if not (first or second):                     # interleaved: merged into scratch
+            k = _merge_rows(a0, a1, pos, reg, qty, qlen, src_est, b0, b1, x_pos, x_reg, x_qty, x_qlen, x_est,
+                            s_pos, s_reg, s_qty, s_qlen, s_est)
+        if step[m] <= 1:
+            if first:
+                done = _steady_meter(m, pos, reg, a0, a1, x_pos, x_reg, b0, b1, base_pos, base_reg, avg, pending,
+                                     limit, step, n_slots, qm, qualm, flagm, nb_pos, nb_reg, n_avg, n_pend, n_step, counts)
+            elif second:
+                done = _steady_meter(m, x_pos, x_reg, b0, b1, pos, reg, a0, a1, base_pos, base_reg, avg, pending,
+                                     limit, step, n_slots, qm, qualm, flagm, nb_pos, nb_reg, n_avg, n_pend, n_step, counts)
             else:
-                k = _merge_rows(a0, a1, pos, reg, qty, qlen, src_est, b0, b1, x_pos, x_reg, x_qty, x_qlen, x_est,
-                                s_pos, s_reg, s_qty, s_qlen, s_est)
-                _vee_meter(m, s_pos, s_reg, s_qty, s_qlen, s_est, 0, k, base_pos, base_reg, avg, pending,
-                           reg_max, limit, step, n_slots, q, quality, flag, nb_pos, nb_reg, n_avg, n_pend, n_step,
-                           counts, filled, spiked, rp, rr)
-    counts = np.zeros(N_COUNTS, np.int64)
-    for c in range(n_chunks):
-        counts += chunk_counts[c]
-    return q, quality, flag, nb_pos, nb_reg, n_avg, n_pend, n_step, counts
+                done = _steady_meter(m, s_pos, s_reg, 0, k, s_pos, s_reg, k, k, base_pos, base_reg, avg, pending,
+                                     limit, step, n_slots, qm, qualm, flagm, nb_pos, nb_reg, n_avg, n_pend, n_step, counts)
+            if done:
+                continue
+        # the general path
+        if b1 == b0:   # the first part's rows only (a part without interval columns: its register rows)
+            nr, n_iv = _snap(pos, reg, a0, a1, rp, rr, 0, counts)
+            n_iv = n_iv if qty.size > 0 else 0
+            if n_iv:
+                _interval_rows(pos, reg, qty, qlen, src_est, a0, a1, -1.0e300, n_slots, qm, qualm, flagm, filled,
+                               counts)
+        elif first:
+            nr, n_iv = _in_order(pos, reg, qty, qlen, src_est, a0, a1, x_pos, x_reg, x_qty, x_qlen, x_est, b0, b1,
+                                 rp, rr, n_slots, qm, qualm, flagm, filled, counts)
+        elif second:
+            nr, n_iv = _in_order(x_pos, x_reg, x_qty, x_qlen, x_est, b0, b1, pos, reg, qty, qlen, src_est, a0, a1,
+                                 rp, rr, n_slots, qm, qualm, flagm, filled, counts)
+        else:
+            nr, n_iv = _in_order(s_pos, s_reg, s_qty, s_qlen, s_est, 0, k, s_pos, s_reg, s_qty, s_qlen, s_est, k, k,
+                                 rp, rr, n_slots, qm, qualm, flagm, filled, counts)
+        _vee_meter(m, rp, rr, nr, n_iv > 0, base_pos, base_reg, avg, pending, reg_max, limit, step, n_slots,
+                   qm, qualm, flagm, nb_pos, nb_reg, n_avg, n_pend, n_step, counts, filled, spiked)
 
 
 def vee_kernel(offsets, pos, reg, qty, qlen, src_est, base_pos, base_reg, avg, pending, reg_max, limit,

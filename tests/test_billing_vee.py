@@ -37,12 +37,35 @@ def pack(meters):
             np.full(len(meters), LIMIT), np.array([m.get("step", 0) for m in meters], np.int64), N)
 
 
+def into_poisoned(*args):
+    """vee_kernel_into with its outputs poisoned beforehand: equal to the reference only when every
+    slot is written."""
+    state, n_slots = args[12:19], args[19]
+    n_m = len(args[0]) - 1
+    out = (np.full((n_m, n_slots), -7.25e300), np.full((n_m, n_slots), 99, np.int8),
+           np.full((n_m, n_slots), 99, np.int8), *(a.copy() for a in state[:4]), state[6].copy(),
+           np.zeros(vee.N_COUNTS, np.int64))
+    vee.vee_kernel_into(*args, *out)
+    return out
+
+
+def check_parts(A, X, ref):
+    """vee_kernel_parts and vee_kernel_into (poisoned outputs) on parts A and X equal ``ref``."""
+    args = (*A[:6], *X[:6], *A[6:])
+    for got in (vee.vee_kernel_parts(*args), into_poisoned(*args)):
+        for a, b in zip(got, ref):
+            np.testing.assert_array_equal(a, b)
+    return got
+
+
 def run(*meters):
     args = pack(list(meters))
     out = vee.vee_kernel(*args)
     ref = vee_reference(*args)
     for a, b in zip(out, ref):
         np.testing.assert_array_equal(a, b)
+    e = pack([{} for _ in meters])
+    check_parts(args, e, ref)
     return out
 
 
@@ -193,20 +216,69 @@ def drop_interval_columns(P, rnd):
 def test_two_part_kernel_equals_reference_on_merged_rows(meters, rnd):
     """Rows split over two parts (the day's partition and the neighbouring days' edges) give the same
     result as the reference on the merged rows."""
+    def split(rows):
+        a, b = [], []
+        for r in rows:
+            (a if rnd.random() < 0.6 else b).append(r)
+        return a, b
+    check_split(meters, split, rnd)
+
+
+def check_split(meters, split, rnd):
+    """Each meter's rows split over two parts (``split(rows)`` → the first part's, the second's): the
+    kernel on the parts equals the reference on the merged rows."""
     main, extra = [], []
     for m in meters:
-        a, b = [], []
-        for r in m["rows"]:
-            (a if rnd.random() < 0.6 else b).append(r)
+        a, b = split(m["rows"])
         main.append({**m, "rows": a})
         extra.append({"rows": b})
     A, X = pack(main), pack(extra)
     merged = vee.merge_parts(*A[:6], *X[:6])
     # a part of register rows only may come without its interval columns (empty arrays)
     A, X = [drop_interval_columns(P, rnd) for P in (A, X)]
-    got = vee.vee_kernel_parts(*A[:6], *X[:6], *A[6:])
-    for a, b in zip(got, vee_reference(*merged, *A[6:])):
-        np.testing.assert_array_equal(a, b)
+    check_parts(A, X, vee_reference(*merged, *A[6:]))
+
+
+@st.composite
+def steady_meters(draw):
+    """Meters as most are: a reading each slot (or each 2 or 4) from a base at the day's start, within
+    the limit, with now and then a missed, re-sent, dropping or jumping reading, a base elsewhere or
+    none, another step carried."""
+    meters = []
+    for _ in range(draw(st.integers(1, 4))):
+        r = draw(st.integers(0, 3000))
+        bpos = draw(st.sampled_from([0, 0, 0, 0, -2, None]))
+        last = 0 if bpos is None else bpos
+        rows = []
+        every = draw(st.sampled_from([1, 1, 2, 4]))
+        for p in sorted(draw(st.sets(st.integers(0, N + 1)))):
+            if p > 0 and (p % every or draw(st.integers(0, 5)) == 0):
+                continue                                    # between readings, or a missed one: a gap
+            ev = draw(st.sampled_from(["ok"] * 10 + ["edge", "drop", "small_drop", "spike", "resent"]))
+            gap = max(p - last, 1)
+            r = {"ok": r + draw(st.integers(0, int(LIMIT))), "edge": r + int(LIMIT) * gap, "drop": 5,
+                 "small_drop": max(r - 300, 0), "spike": r + 50_000, "resent": r}[ev]
+            rows.append((p + draw(st.sampled_from([0.0, 0.0, 0.2, -0.3])), r))
+            if ev == "resent":
+                rows.append((rows[-1][0], r + 7))           # a re-sent reading: a duplicate
+            last = p
+        meters.append({"rows": rows, "base": None if bpos is None else (bpos, draw(st.integers(0, 3000))),
+                       "avg": draw(st.sampled_from([-1.0, 0.0, 37.5])), "pending": draw(st.sampled_from([0.0, 200.0])),
+                       "reg_max": draw(st.sampled_from([0, 4000])), "step": draw(st.sampled_from([1, 1, 1, 0, 2, 4]))})
+    return meters
+
+
+@settings(max_examples=300, deadline=None)
+@given(steady_meters(), st.sampled_from(["one", "after", "before", "mixed"]), st.randoms(use_true_random=False))
+def test_steady_meters_in_parts_equal_reference(meters, split, rnd):
+    """The common meter's one-pass path and its fall-back to the general one (a meter's first event
+    anywhere in its day), with the edge readings in a part after the day's rows (the night's case),
+    before them, mixed in, or none: equal to the reference on the merged rows, every slot written."""
+    def parts(rows):
+        cut = rnd.randint(0, len(rows))
+        return {"one": (rows, []), "after": (rows[:cut], rows[cut:]), "before": (rows[cut:], rows[:cut]),
+                "mixed": (rows[1::2], rows[::2])}[split]
+    check_split(meters, parts, rnd)
 
 
 def test_hourly_meter_is_actual_not_a_gap():
