@@ -105,8 +105,8 @@ def shard_day(lake_root: str, day: dt.date, cfg: Config, lo: int, hi: int, run_i
     # the biggest output is written here, in parallel with the other shards, not shipped to the
     # driver: invisible until the driver's switch (a retried task's orphan files are removed then)
     t0 = time.perf_counter()
-    out.intervals_files = outputs.write_interval_piece(lake, day, out.intervals_table, int(acc.meter_ids[0]))
-    out.intervals_table = None
+    out.intervals_files = outputs.write_interval_piece(lake, day, out.interval_rows.table(), int(acc.meter_ids[0]))
+    out.interval_rows = None
     lap("write", t0)
     out.timings = timings
     return out

@@ -85,7 +85,7 @@ class DayOutput:
     covered: int = 0                          # accounts whose meter has readings inside the day
     estimated_intervals: int = 0
     vee: dict = field(default_factory=dict)
-    intervals_table: pa.Table | None = None   # or, written by shards, the names of their files:
+    interval_rows: outputs.IntervalRows | None = None   # or, written by shards, the names of their files:
     intervals_files: list = field(default_factory=list)
     charges: pa.Table | None = None
     charge_lines: pa.Table | None = None
@@ -202,7 +202,7 @@ def compute(inputs: DayInputs, acc: Accounts, cfg: Config, run_id: str, recipien
     t0 = lap("settle", t0)
     # 4. output tables
     ts_end = pa.scalar(grid.end - dt.timedelta(milliseconds=1), UTC_MS)
-    out.intervals_table = outputs.intervals_table(acc, slot_end, q_units, v.quality, v.flag)
+    out.interval_rows = outputs.IntervalRows(acc.meter_ids, slot_end, q_units, v.quality, v.flag)
     out.charges = outputs.charges_table(acc, day_qty, today, run_id, s.estimated)
     out.charge_lines = outputs.charge_lines(acc, priced, engine_state, same_period)
     if hd.has_lines:

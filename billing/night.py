@@ -90,8 +90,8 @@ class DayWriter:
                 self._tails[head].append(getattr(part, tail))
         self._wait()
         self._pending = [self._pool.submit(self._write, part)]
-        if part.intervals_table is not None:
-            self._pending.append(self._ipool.submit(self._write_intervals, part.intervals_table))
+        if part.interval_rows is not None:
+            self._pending.append(self._ipool.submit(self._write_intervals, part.interval_rows))
 
     def _wait(self) -> None:
         """Until both writers are done with the block before (both: an abort then removes files no
@@ -108,11 +108,11 @@ class DayWriter:
         if errors:
             raise errors[0]
 
-    def _write_intervals(self, table: pa.Table) -> None:
+    def _write_intervals(self, rows: outputs.IntervalRows) -> None:
         if self._intervals is None:
             self._intervals = self.lake.staged_writer("intervals", self.day.isoformat(), encoded=True,
                                                       stats=outputs.INTERVAL_STATS, **outputs.INTERVAL_OPTIONS)
-        self._intervals.write(table)
+        self._intervals.write(rows.table())
 
     def _write(self, part: DayOutput) -> None:
         for name in ("charges", "charge_lines"):
