@@ -51,7 +51,8 @@ def main(argv=None):
                            (night.DayWriter, "_write_intervals", "intervals (built and written, writer thread)"),
                            (outputs, "charges_table", None), (outputs, "charge_lines", None),
                            (outputs, "bills_table", None), (ledger, "day_table", "ledger"),
-                           (state, "to_table", "state table"), (night.DayWriter, "_write", "write (writer thread, the intervals included)"),
+                           (state, "to_table", "state table"),
+                           (night.DayWriter, "_write", "write (writer thread, the intervals included)"),
                            (night.DayWriter, "finish", "finish (alerts file, switch)"),
                            (night.DayWriter, "commit", "commit"), (alerts, "queue_day", "queue")):
         _timed(spent, mod, name, key)
