@@ -3,7 +3,7 @@
 (reference/alerts.py) on the same blocks in the same run (equal output checked).
 
 Each stage's figure is the CPU time of the thread that ran it (the main thread; the block writer's
-own thread for the writes); the process's CPU (every thread: Arrow's, numba's) is printed beside it,
+own threads for the writes); the process's CPU (every thread: Arrow's, numba's) is printed beside it,
 with the load average. Default 1M meters; ``--quick`` 200k.
 
 ``python -m benchmarks night_outputs [--quick] [--meters N]``
@@ -48,11 +48,10 @@ def main(argv=None):
     spent: collections.Counter = collections.Counter()
     for mod, name, key in ((batch, "read_day", "read"), (day, "price_grid", "price"), (day, "_settle", "settle"),
                            (outputs, "bill_lines", None),
-                           (night.DayWriter, "_write_intervals", "intervals (built and written, writer thread)"),
+                           (night.DayWriter, "_write_intervals", "intervals (built and written, their thread)"),
                            (outputs, "charges_table", None), (outputs, "charge_lines", None),
                            (outputs, "bills_table", None), (ledger, "day_table", "ledger"),
-                           (state, "to_table", "state table"),
-                           (night.DayWriter, "_write", "write (writer thread, the intervals included)"),
+                           (state, "to_table", "state table"), (night.DayWriter, "_write", "write (writer thread)"),
                            (night.DayWriter, "finish", "finish (alerts file, switch)"),
                            (night.DayWriter, "commit", "commit"), (alerts, "queue_day", "queue")):
         _timed(spent, mod, name, key)
