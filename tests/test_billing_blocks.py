@@ -265,3 +265,37 @@ def test_intervals_files_store_required_columns_and_meter_ids_and_times_plain(tm
         assert "RLE_DICTIONARY" not in encodings["meter_id"] + encodings["ts"]
         assert all("RLE_DICTIONARY" in encodings[c] for c in ("quantity", "quality", "flag"))
     assert lake.read("intervals").schema.field("quality").type == INTERVALS.field("quality").type
+
+
+def test_a_failing_intervals_writer_fails_the_night_and_leaves_no_file(tmp_path, monkeypatch):
+    """The intervals' own writer thread: its error is the night's, raised once both writers are done,
+    and the aborted night leaves no staged file and no output of the day."""
+    import threading
+
+    from billing import night
+    from benchmarks.bench_billing import DAY, build_lake
+    from meters.errors import LakeDamaged
+
+    lake = build_lake(tmp_path / "lake", 30, days=1)
+    real, calls = night.DayWriter._write_intervals, []
+    others_done = threading.Event()
+    real_write = night.DayWriter._write
+
+    def write(self, part):
+        real_write(self, part)
+        others_done.set()
+
+    def failing(self, rows):
+        calls.append(rows.table().num_rows)
+        if len(calls) == 2:
+            others_done.wait(5)
+            raise LakeDamaged("intervals: the disk is full")
+        real(self, rows)
+    monkeypatch.setattr(night.DayWriter, "_write", write)
+    monkeypatch.setattr(night.DayWriter, "_write_intervals", failing)
+    with pytest.raises(LakeDamaged, match="the disk is full"):
+        bill_day(lake, DAY, block_size=10)
+    assert calls[:2] == [10 * 96, 10 * 96]
+    for name in ("intervals", "charges", "charge_lines", "billing_state"):
+        assert DAY.isoformat() not in lake.partitions(name) or not lake.files(name, DAY.isoformat()), name
+    assert list(tmp_path.rglob(".*.tmp")) == []
