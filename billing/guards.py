@@ -139,7 +139,7 @@ def check_registry(lake: Lake, acc: pa.Table) -> None:
     """Refuse (LakeDamaged, the files named) accounts whose ids or meters appear twice."""
     for col, what in (("account_id", "account id"), ("meter_id", "meter")):
         c = acc.column(col)
-        if pc.count_distinct(c).as_py() == acc.num_rows:
+        if increasing(c) or pc.count_distinct(c).as_py() == acc.num_rows:
             continue
         vc = pc.value_counts(c)
         dup = vc.filter(pc.greater(vc.field("counts"), 1))[0]["values"].as_py()
@@ -147,6 +147,14 @@ def check_registry(lake: Lake, acc: pa.Table) -> None:
                  if pc.any(pc.equal(pq.read_table(f, columns=[col]).column(col), dup)).as_py()]
         raise LakeDamaged(f"{lake.table_dir('accounts')}: {what} {dup} appears more than once "
                           f"(in {', '.join(files)}); remove the stray file or restore the registry")
+
+
+def increasing(c) -> bool:
+    """Whether ``c`` is strictly increasing, so without a value twice (no nulls): a registry kept in
+    id or meter order is checked in one pass instead of hashing every id — 3 ms against 0.2–0.8 s for
+    a million account ids, on the night's main thread before its first block."""
+    n = len(c)
+    return n < 2 or bool(pc.all(pc.less(c.slice(0, n - 1), c.slice(1)), skip_nulls=False).as_py())
 
 
 def covered_meters(parts, n: int) -> np.ndarray:

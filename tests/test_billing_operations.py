@@ -394,3 +394,17 @@ def test_a_corrupt_file_of_a_table_billing_reads_is_exit_6_naming_it(tmp_path, t
     f.write_bytes(b"PAR1" + b"\0" * 64)
     code, out = invoke("bill", "--lake", lake.root, "--date", D1)
     assert code == 6 and str(f) in one_line_error(out)
+
+
+@pytest.mark.parametrize("values, want", [
+    ([], True), (["a"], True), (["a", "b", "c"], True), (["a", "b", "b", "c"], False), (["b", "a"], False),
+    (["a", None, "c"], False), ([1, 2, 3], True), ([1, 3, 3], False), ([3, 2, 1], False)])
+def test_the_registry_check_skips_hashing_only_strictly_increasing_columns(values, want):
+    """The registry's duplicate check skips hashing a column that is strictly increasing (chunked as the
+    lake reads it); a repeat, a step down or a null sends it to the full count."""
+    import pyarrow as pa
+
+    from billing.guards import increasing
+
+    c = pa.chunked_array([values[:2], values[2:]]) if values else pa.chunked_array([], pa.string())
+    assert increasing(c) is want
