@@ -123,8 +123,8 @@ ESTIMATED_NOTE = " (Estimated: most of this day's readings are missing.)"
 
 def _text(*parts) -> pa.Array:
     """``parts`` (arrays, str constants, lists of them as :func:`billing.money_io.fmt_parts` gives)
-    joined row by row in one call."""
-    return pc.binary_join_element_wise(*(q for p in parts for q in (p if isinstance(p, list) else [p])), "")
+    joined row by row in one call (:func:`meters.outbox.joined`; an alert text always has an array)."""
+    return outbox.joined([q for p in parts for q in (p if isinstance(p, list) else [p])])
 
 
 def day_sections(accounts: Accounts, day: dt.date, ts_end: pa.Scalar, s: Settlement, quality, flag,

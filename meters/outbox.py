@@ -229,8 +229,9 @@ def _needs_escape(text: pa.Array) -> bool:
     return bool(((b < 0x20) | (b == 0x22) | (b == 0x5C)).any())
 
 
-def _joined(parts: list) -> pa.Array | pa.Scalar:
-    """``parts`` (arrays and str constants) joined row by row, adjacent constants merged first."""
+def joined(parts: list) -> pa.Array | pa.Scalar:
+    """``parts`` (arrays and str constants) joined row by row in one call, adjacent constants merged
+    first (a scalar when every part is a constant)."""
     merged: list = []
     for p in parts:
         if isinstance(p, str) and merged and isinstance(merged[-1], str):
@@ -257,10 +258,10 @@ def canonical_rows(n: int, **columns) -> pa.Array:
             if v.mask.all():
                 parts += _json_parts(v.value, head)
             elif v.mask.any():
-                parts.append(pc.if_else(pa.array(v.mask), _joined(_json_parts(v.value, head)), ""))
+                parts.append(pc.if_else(pa.array(v.mask), joined(_json_parts(v.value, head)), ""))
         else:
             parts += _json_parts(v, head)
-    text = _joined(parts if lead else parts + ["}"])
+    text = joined(parts if lead else parts + ["}"])
     if isinstance(text, pa.Scalar):
         text = pa.repeat(text, n)
     if lead:
