@@ -98,13 +98,9 @@ class DayReads:
             self._window = Window(self.lake, start, end, READ_COLUMNS)
         return self._window
 
-    def contacts(self, block: Accounts) -> pa.Table:
-        """The contacts of ``block``'s accounts (all contacts are read and put in account order when a
-        block first alerts someone)."""
-        return self.contacts_at(block)[0]
-
     def contacts_at(self, block: Accounts) -> tuple[pa.Table, np.ndarray]:
-        """:meth:`contacts` and the row in ``block`` of each contact's account."""
+        """The contacts of ``block``'s accounts and the row in ``block`` of each contact's account (all
+        contacts are read and put in account order when a block first alerts someone)."""
         if self._contacts is None:
             self._contacts = self._all_contacts()
         c, row = self._contacts

@@ -8,6 +8,7 @@ import datetime as dt
 import importlib.util
 from pathlib import Path
 
+import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
@@ -185,7 +186,8 @@ def test_a_blocks_contacts_are_its_accounts_contacts(tmp_path, ordered):
     everyone = lake.read("contacts").select(["account_id", "recipient", "language"])
     got = []
     for block in acc.blocks(4):
-        mine = reads.contacts(block)
+        mine, rows = reads.contacts_at(block)
+        assert block.account_arrow.take(pa.array(rows)).equals(mine.column("account_id").combine_chunks())
         want = everyone.filter(pc.is_in(everyone.column("account_id"), value_set=block.account_arrow))
         want = want.take(pc.sort_indices(pc.index_in(want.column("account_id"), value_set=block.account_arrow)))
         assert mine.to_pylist() == want.to_pylist()
