@@ -104,10 +104,10 @@ def alert_ids(account_ids, day: dt.date | str, kind, recipients, payment=None) -
     account or payment as None): hashed in bulk (:mod:`meters.digests`), no Python per alert."""
     parts = [account_ids, str(day), kind, recipients, "" if payment is None else payment]
     parts = [pa.scalar(p, pa.string()) if p is None or isinstance(p, str) else p for p in parts]
-    joined = pc.binary_join_element_wise(*(pc.fill_null(p, "") for p in parts), "\x1f")
-    if isinstance(joined, pa.Scalar):
-        joined = pa.array([joined.as_py()], pa.string())
-    return digests.base32_lower(digests.sha256(joined)[:, :20], "al_")
+    keys = pc.binary_join_element_wise(*(pc.fill_null(p, "") for p in parts), "\x1f")
+    if isinstance(keys, pa.Scalar):
+        keys = pa.array([keys.as_py()], pa.string())
+    return digests.base32_lower(digests.sha256(keys)[:, :20], "al_")
 
 
 def digest(kind: str, lang: str, data: str) -> str:
@@ -340,8 +340,8 @@ def enqueue(bind: sa.Engine | sa.Connection, alerts: list[dict] | pa.Table, now:
     counts = {"queued": 0, "corrections": 0, "unchanged": 0, "skipped": t.num_rows - pc.sum(keep).as_py() if t.num_rows else 0}
     t, channel = t.filter(keep), channel.filter(keep)
     lang = _languages(t.column("language").combine_chunks()) if t.num_rows else pa.array([], pa.string())
-    joined = pc.binary_join_element_wise(t.column("kind"), lang, t.column("data"), "\x1f")
-    dig = digests.hex_lower(digests.sha256(joined)) if t.num_rows else pa.array([], pa.string())
+    content = pc.binary_join_element_wise(t.column("kind"), lang, t.column("data"), "\x1f")
+    dig = digests.hex_lower(digests.sha256(content)) if t.num_rows else pa.array([], pa.string())
     cols = {"base_id": t.column("alert_id"), "digest": dig, "account_id": t.column("account_id"), "day": t.column("day"),
             "kind": t.column("kind"), "recipient": t.column("recipient"), "channel": channel, "language": lang,
             "data": t.column("data")}
