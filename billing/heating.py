@@ -472,7 +472,7 @@ def add_bills(bills, bill_lines, hd: HeatDay, heat_bill: np.ndarray, s, account_
     heat = pa.table({"account_id": ids,
                      "period_start": date_array(hd.period_start[a]), "period_end": date_array(hd.period_end[a]),
                      "quantity": hd.quantity[a], "amount": money(hd.cents[a]),
-                     "due_date": date_array(np.full(len(a), s.due_day)), "run_id": pa.array([run_id] * len(a), pa.string()),
+                     "due_date": date_array(np.full(len(a), s.due_day)), "run_id": pa.repeat(pa.scalar(run_id, pa.string()), len(a)),
                      "partial": np.zeros(len(a), bool), "estimated": s.estimated[a]}, schema=BILLS)
     lines = line_rows(hd, account_ids, heat_bill, True).cast(bill_lines.schema)
     return pa.concat_tables([bills, heat]), pa.concat_tables([bill_lines, lines])
