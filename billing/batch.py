@@ -223,7 +223,9 @@ def _run_day(lake: Lake, day: dt.date, *, cfg: Config, progress, allow_estimates
         if stored is not None:
             store_inputs.write_day(lake, stored)
         t0 = lap("write", t0)
-        res.timings["write"] += writer.waited
+        # the main thread's waits for the writer threads (before each block's hand-off and at the
+        # end), apart from the files' finish and switch ('write')
+        res.timings["writers"] = writer.waited
         _commit(lake, day, writer, res, run_id, started, t_start)
         if night is not None:       # after the commit (meters.nightly_inputs): a crash before re-reads
             night.record_settled(day, stored.watermark)
