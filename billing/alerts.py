@@ -128,11 +128,12 @@ def _text(*parts) -> pa.Array:
 
 
 def day_sections(accounts: Accounts, day: dt.date, ts_end: pa.Scalar, s: Settlement, quality, flag,
-                 recipients: Recipients) -> tuple[pa.Table, np.ndarray]:
+                 recipients: Recipients, estimated: np.ndarray | None = None) -> tuple[pa.Table, np.ndarray]:
     """The day's alerts, kind by kind, from its settlement and VEE outcome, and the section of each
     row (0, 1, …: the kinds in the order they are emitted), so that blocks of accounts put together
     give the whole city's order (a stable sort by section). Built column by column in Arrow and numpy
-    (texts, values, ids: no Python per alert); ``reference/alerts.py`` is the row-by-row original."""
+    (texts, values, ids: no Python per alert); ``reference/alerts.py`` is the row-by-row original.
+    ``estimated``: :func:`estimated_counts` of ``quality`` when the caller has them."""
     acc = accounts
     tables: list[pa.Table] = []
     sections: list[np.ndarray] = []
@@ -245,7 +246,7 @@ def day_sections(accounts: Accounts, day: dt.date, ts_end: pa.Scalar, s: Settlem
                                     " (1‰ per day)."),
              section=np.where(prepaid[i], SECTIONS.index("arrears"), SECTIONS.index("postpaid arrears")), overdue_days=overdue, unpaid=-s.balance[i], penalty=s.penalty[i])
     S = quality.shape[1]
-    est = _estimated_counts(quality)
+    est = estimated_counts(quality) if estimated is None else estimated
     i = np.flatnonzero(est)
     if len(i):
         (a, c), m = of(i), meter_text(i)
@@ -258,7 +259,7 @@ def day_sections(accounts: Accounts, day: dt.date, ts_end: pa.Scalar, s: Settlem
     return pa.concat_tables(tables), np.concatenate(sections)
 
 
-def _estimated_counts(quality: np.ndarray) -> np.ndarray:
+def estimated_counts(quality: np.ndarray) -> np.ndarray:
     """The number of intervals not ``actual`` of each meter, counted in the rows that have any (found
     eight intervals at a time: most meters have none)."""
     other = quality != vee.ACTUAL

@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from billing import vee
-from billing.alerts import Recipients, _estimated_counts, day_sections
+from billing.alerts import Recipients, day_sections, estimated_counts
 from billing.day import Settlement
 from billing.money_io import fmt, fmt_column
 from billing.settle import NONE_DAY, Settled
@@ -173,4 +173,4 @@ def test_estimated_counts_equal_plain_count(n, slots, data):
     """The intervals not ``actual`` per meter, found eight at a time, equal a plain count."""
     cells = st.sampled_from([vee.ACTUAL] * 6 + [vee.ESTIMATED, vee.SUBSTITUTED])
     quality = np.array(data.draw(st.lists(cells, min_size=n * slots, max_size=n * slots)), np.int8).reshape(n, slots)
-    assert _estimated_counts(quality).tolist() == (quality != vee.ACTUAL).sum(axis=1).tolist()
+    assert estimated_counts(quality).tolist() == (quality != vee.ACTUAL).sum(axis=1).tolist()
