@@ -110,8 +110,12 @@ def _night(data, n: int):
     quality = arr(st.lists(st.sampled_from([vee.ACTUAL] * 3 + [vee.ESTIMATED, vee.SUBSTITUTED]), min_size=slots,
                            max_size=slots), np.int8)
     flag = arr(st.lists(st.integers(0, len(vee.FLAG_NAMES) - 1), min_size=slots, max_size=slots), np.int8)
-    contacts = data.draw(st.lists(st.tuples(st.sampled_from(ids + ["not-in-block"]), TEXT,
-                                            st.sampled_from([None, "", "en", "zh-CN"])), max_size=2 * n))
+    languages = st.sampled_from([None, "", "en", "zh-CN"])
+    if data.draw(st.booleans()):    # one contact per account, in the accounts' order (taken by row)
+        contacts = [(i, data.draw(TEXT), data.draw(languages)) for i in ids]
+    else:
+        contacts = data.draw(st.lists(st.tuples(st.sampled_from(ids + ["not-in-block"]), TEXT, languages),
+                                      max_size=2 * n))
     table = pa.table({"account_id": pa.array([c[0] for c in contacts], pa.string()),
                       "recipient": pa.array([c[1] for c in contacts], pa.string()),
                       "language": pa.array([c[2] for c in contacts], pa.string())})
