@@ -2,6 +2,8 @@
 compiled tariffs, as the arrays the day's computation takes."""
 from __future__ import annotations
 
+from functools import cached_property
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -117,7 +119,7 @@ class Accounts:
     def _fill(self, acc) -> None:
         """The per-account arrays of the (sorted) accounts ``acc``."""
         self.account_arrow = acc.column("account_id").combine_chunks()
-        self.account_ids = self.account_arrow.to_numpy(zero_copy_only=False)
+        self.__dict__.pop("account_ids", None)    # (made from account_arrow when asked for)
         self.meter_ids = acc.column("meter_id").to_numpy()
         self.n = len(self.meter_ids)
         self.mode_prepaid = np.asarray(pc.equal(_strings(acc.column("mode")), "prepaid").to_numpy(zero_copy_only=False))
@@ -135,12 +137,20 @@ class Accounts:
         fam_first = self.tables.fam_start[np.arange(len(self.tables.ids))]
         self.currency = np.array([self.tables.versions[v].currency for v in fam_first],
                                  dtype=object)[self.meter_tariff]
-        fallback = np.array([self.tables.versions[v].utility for v in fam_first], dtype=object)[self.meter_tariff]
+        tariff_utility = [self.tables.versions[v].utility for v in fam_first]
+        fallback = np.array(tariff_utility, dtype=object)[self.meter_tariff]
         self.utility, self.reg_max = self._meters.lookup(self.offset, self.offset + self.n, fallback)
-        per_hour = np.full(self.n, 25.0)
-        for u in set(self.utility.tolist()):
-            per_hour[self.utility == u] = self._limit_per_hour.get(u, 25.0)
+        # the per-hour limit of each account's utility, by the meter's utility code (no compare of strings)
+        limits = self._limit_per_hour
+        per_hour = self._meters.of_utility(self.offset, self.offset + self.n, limits, LIMIT_PER_HOUR,
+                                           np.array([limits.get(u, LIMIT_PER_HOUR) for u in tariff_utility],
+                                                    np.float64)[self.meter_tariff])
         self.limit = per_hour * 1000.0 * self._interval_s / 3600.0
+
+    @cached_property
+    def account_ids(self) -> np.ndarray:
+        """The account ids as a numpy object array (Python strings: made only when asked for)."""
+        return self.account_arrow.to_numpy(zero_copy_only=False)
 
     def index_of(self, ids) -> np.ndarray:
         """Row of each account id in the snapshot (−1 = unknown). A city's ids are hashed
@@ -161,6 +171,7 @@ class Accounts:
         return out
 
 
+LIMIT_PER_HOUR = 25.0   # a reading's plausible maximum per hour, of a utility the configuration has none for
 LOOKUP_CHUNK = 1 << 20   # account ids hashed at a time by Accounts.index_of
 KEPT = ["account_id", "meter_id", "tariff_id", "mode", "billing_day", "premise_area"]
 MONEY = {"balance": 0, "warn_1": 3000, "warn_2": 2000, "topup_below": -1, "topup_amount": 0}   # cents of a null
@@ -228,3 +239,10 @@ class _Meters:
         known = code != self.unknown
         utility = np.where(known, self.utility_names[np.where(known, code, 0)], fallback)
         return utility, self.reg_max[i0:i1].astype(np.int64)
+
+    def of_utility(self, i0: int, i1: int, by_utility: dict, default: float, fallback: np.ndarray) -> np.ndarray:
+        """``by_utility`` of the utility of each meter of the run's accounts ``i0:i1`` (float64; a utility
+        it lacks, or none: ``default``; unknown meters: ``fallback``), looked up per utility code."""
+        per_code = np.array([by_utility.get(u, default) for u in self.utility_names] + [0.0], np.float64)
+        code = self.code[i0:i1]
+        return np.where(code != self.unknown, per_code[code], fallback)

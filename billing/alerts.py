@@ -61,6 +61,8 @@ class Recipients:
     def __init__(self, lake: Lake, accounts: Accounts, table: pa.Table | None = None):
         self._lake, self._accounts, self._table = lake, accounts, table
         self._contact_row: np.ndarray | None = None     # the account row of each contact (-1: none)
+        self._one: bool | None = None                    # … one each, in order (:meth:`_one_each`)
+        self._columns: tuple[pa.Array, pa.Array] | None = None   # the contacts' recipient and language
 
     def load(self, rows) -> None:
         """Have the contacts of the accounts at ``rows`` at hand (the lake's read at the first need)."""
@@ -79,7 +81,6 @@ class Recipients:
         """Every recipient of the accounts at ``rows``: (the position in ``rows`` of each, in order;
         its recipient; its language, or null), ``account:<id>`` for an account without contacts."""
         rows = np.asarray(rows, np.int64)
-        ids = self._accounts.account_arrow.take(pa.array(rows))
         self.load(rows)
         c = self._table
         if c is None:
@@ -87,6 +88,10 @@ class Recipients:
         elif self._contact_row is None:             # (looked up once, not per kind)
             row = pc.index_in(c.column("account_id"), value_set=self._accounts.account_arrow)
             self._contact_row = row.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
+        if self._table is not None and self._one_each():   # contact k is account k's only one: taken by row
+            take = pa.array(rows)
+            return np.arange(len(rows)), self._columns[0].take(take), self._columns[1].take(take)
+        ids = self._accounts.account_arrow.take(pa.array(rows))
         at = np.full(len(self._accounts.account_arrow) + 1, -1, np.int64)   # account row → position in rows
         at[rows] = np.arange(len(rows))
         j = at[self._contact_row] if self._table is not None else np.zeros(0, np.int64)   # (no account: -1)
@@ -96,11 +101,24 @@ class Recipients:
         none = np.flatnonzero(np.bincount(j, minlength=len(rows)) == 0)
         pos = np.concatenate([j, none])
         order2 = np.argsort(pos, kind="stable")
-        recipient = pa.concat_arrays([c.column("recipient").combine_chunks().take(pa.array(order)).cast(pa.string()),
+        recipients, languages = self._columns if self._table is not None else \
+            (c.column("recipient").combine_chunks(), c.column("language").combine_chunks())
+        recipient = pa.concat_arrays([recipients.take(pa.array(order)),
                                       pc.binary_join_element_wise("account:", ids.take(pa.array(none)), "")])
-        language = pa.concat_arrays([c.column("language").combine_chunks().take(pa.array(order)).cast(pa.string()),
-                                     pa.nulls(len(none), pa.string())])
+        language = pa.concat_arrays([languages.take(pa.array(order)), pa.nulls(len(none), pa.string())])
         return pos[order2], recipient.take(pa.array(order2)), language.take(pa.array(order2))
+
+    def _one_each(self) -> bool:
+        """Whether the contacts are one per account, in the accounts' order (the usual registry): then
+        the recipients of rows are the contacts at those rows. (Checked once, with the contacts'
+        recipient and language columns made strings once.)"""
+        if self._one is None:
+            c = self._table
+            self._columns = (c.column("recipient").combine_chunks().cast(pa.string()),
+                             c.column("language").combine_chunks().cast(pa.string()))
+            row, n = self._contact_row, len(self._accounts.account_arrow)
+            self._one = len(row) == n and bool(np.array_equal(row, np.arange(n)))
+        return self._one
 
 
 CONTACT_COLUMNS = ["account_id", "recipient", "language"]
@@ -128,11 +146,12 @@ def _text(*parts) -> pa.Array:
 
 
 def day_sections(accounts: Accounts, day: dt.date, ts_end: pa.Scalar, s: Settlement, quality, flag,
-                 recipients: Recipients) -> tuple[pa.Table, np.ndarray]:
+                 recipients: Recipients, estimated: np.ndarray | None = None) -> tuple[pa.Table, np.ndarray]:
     """The day's alerts, kind by kind, from its settlement and VEE outcome, and the section of each
     row (0, 1, …: the kinds in the order they are emitted), so that blocks of accounts put together
     give the whole city's order (a stable sort by section). Built column by column in Arrow and numpy
-    (texts, values, ids: no Python per alert); ``reference/alerts.py`` is the row-by-row original."""
+    (texts, values, ids: no Python per alert); ``reference/alerts.py`` is the row-by-row original.
+    ``estimated``: :func:`estimated_counts` of ``quality`` when the caller has them."""
     acc = accounts
     tables: list[pa.Table] = []
     sections: list[np.ndarray] = []
@@ -245,7 +264,7 @@ def day_sections(accounts: Accounts, day: dt.date, ts_end: pa.Scalar, s: Settlem
                                     " (1‰ per day)."),
              section=np.where(prepaid[i], SECTIONS.index("arrears"), SECTIONS.index("postpaid arrears")), overdue_days=overdue, unpaid=-s.balance[i], penalty=s.penalty[i])
     S = quality.shape[1]
-    est = _estimated_counts(quality)
+    est = estimated_counts(quality) if estimated is None else estimated
     i = np.flatnonzero(est)
     if len(i):
         (a, c), m = of(i), meter_text(i)
@@ -258,7 +277,7 @@ def day_sections(accounts: Accounts, day: dt.date, ts_end: pa.Scalar, s: Settlem
     return pa.concat_tables(tables), np.concatenate(sections)
 
 
-def _estimated_counts(quality: np.ndarray) -> np.ndarray:
+def estimated_counts(quality: np.ndarray) -> np.ndarray:
     """The number of intervals not ``actual`` of each meter, counted in the rows that have any (found
     eight intervals at a time: most meters have none)."""
     other = quality != vee.ACTUAL

@@ -11,6 +11,7 @@ import dataclasses
 import datetime as dt
 import time
 from dataclasses import dataclass, field, fields
+from functools import cached_property
 
 import numpy as np
 import pyarrow as pa
@@ -43,9 +44,15 @@ class Validated:
     step: np.ndarray       # carried reading step
     counts: np.ndarray     # outcome counts (vee.count_dict)
 
+    @cached_property
+    def estimated(self) -> np.ndarray:
+        """Per account: the number of the day's intervals that are not actual readings (counted once:
+        the settlement's shares and the alerts' data gaps both take them)."""
+        return alerts.estimated_counts(self.quality)
+
     def estimated_share(self) -> np.ndarray:
         """Per account: the share of the day's intervals that are not actual readings."""
-        return (self.quality != vee.ACTUAL).sum(axis=1) / max(self.quality.shape[1], 1)
+        return self.estimated / max(self.quality.shape[1], 1)
 
 
 @dataclass
@@ -210,7 +217,8 @@ def compute(inputs: DayInputs, acc: Accounts, cfg: Config, run_id: str, recipien
     out.ledger = ledger.day_table(acc, grid, carried, s, ts_end)
     if inputs.paid_back:  # already ordered by `meters pay`: do not repeat
         s.prepaid_settled.reconnect &= ~np.isin(acc.account_ids, list(inputs.paid_back))
-    out.alerts, out.alert_section = alerts.day_sections(acc, grid.day, ts_end, s, v.quality, v.flag, recipients)
+    out.alerts, out.alert_section = alerts.day_sections(acc, grid.day, ts_end, s, v.quality, v.flag, recipients,
+                                                        estimated=v.estimated)
     out.bills = outputs.bills_table(acc, priced, dataclasses.replace(s, closed=engine_closed), run_id)
     out.bill_lines = bill_lines
     if heat_bill.any():

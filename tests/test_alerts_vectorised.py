@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from billing import vee
-from billing.alerts import Recipients, _estimated_counts, day_sections
+from billing.alerts import Recipients, day_sections, estimated_counts
 from billing.day import Settlement
 from billing.money_io import fmt, fmt_column
 from billing.settle import NONE_DAY, Settled
@@ -110,8 +110,12 @@ def _night(data, n: int):
     quality = arr(st.lists(st.sampled_from([vee.ACTUAL] * 3 + [vee.ESTIMATED, vee.SUBSTITUTED]), min_size=slots,
                            max_size=slots), np.int8)
     flag = arr(st.lists(st.integers(0, len(vee.FLAG_NAMES) - 1), min_size=slots, max_size=slots), np.int8)
-    contacts = data.draw(st.lists(st.tuples(st.sampled_from(ids + ["not-in-block"]), TEXT,
-                                            st.sampled_from([None, "", "en", "zh-CN"])), max_size=2 * n))
+    languages = st.sampled_from([None, "", "en", "zh-CN"])
+    if data.draw(st.booleans()):    # one contact per account, in the accounts' order (taken by row)
+        contacts = [(i, data.draw(TEXT), data.draw(languages)) for i in ids]
+    else:
+        contacts = data.draw(st.lists(st.tuples(st.sampled_from(ids + ["not-in-block"]), TEXT, languages),
+                                      max_size=2 * n))
     table = pa.table({"account_id": pa.array([c[0] for c in contacts], pa.string()),
                       "recipient": pa.array([c[1] for c in contacts], pa.string()),
                       "language": pa.array([c[2] for c in contacts], pa.string())})
@@ -173,4 +177,4 @@ def test_estimated_counts_equal_plain_count(n, slots, data):
     """The intervals not ``actual`` per meter, found eight at a time, equal a plain count."""
     cells = st.sampled_from([vee.ACTUAL] * 6 + [vee.ESTIMATED, vee.SUBSTITUTED])
     quality = np.array(data.draw(st.lists(cells, min_size=n * slots, max_size=n * slots)), np.int8).reshape(n, slots)
-    assert _estimated_counts(quality).tolist() == (quality != vee.ACTUAL).sum(axis=1).tolist()
+    assert estimated_counts(quality).tolist() == (quality != vee.ACTUAL).sum(axis=1).tolist()

@@ -195,6 +195,41 @@ def test_a_blocks_contacts_are_its_accounts_contacts(tmp_path, ordered):
     assert sorted(got) == sorted(r.split(":")[1] for c in contacts for r in c.split(";") if r)
 
 
+def test_a_blocks_reading_limits_follow_its_meters_utilities(tmp_path):
+    """Each account's per-interval limit is its meter's utility's per-hour limit (a utility the
+    configuration lacks: 25), and a meter missing from the registry takes its tariff's utility."""
+    import dataclasses
+
+    import numpy as np
+
+    from billing.accounts import Accounts
+    from billing.config import Config
+    from meters.schemas import METERS
+
+    rows = "".join(f"{1001 + i},{11 + i},cn-bj-res-elec,prepaid,31,,,,,\n" for i in range(5))
+    lake = batch_tests.make_lake(tmp_path, rows)
+    utility = {11: "electricity", 12: "water", 13: "steam", 15: "water"}     # meter 14: not in the registry
+    n = len(utility)
+    lake.replace_partition("meters", None, pa.table({
+        "meter_id": list(utility), "external_id": [None] * n, "utility": list(utility.values()),
+        "unit": ["kWh"] * n, "concentrator": [None] * n, "region": [None] * n, "register_max": [1e6] * n},
+        schema=METERS))
+    cfg = Config.load(lake)
+    cfg = dataclasses.replace(cfg, limit_per_hour={**cfg.limit_per_hour, "electricity": 30.0})
+    acc = Accounts(lake, cfg, whole=False)
+    got_limit, got_utility, ids = [], [], []
+    for block in acc.blocks(2):
+        got_limit += block.limit.tolist()
+        got_utility += block.utility.tolist()
+        ids += block.account_ids.tolist()
+    want_utility = [utility.get(m, "electricity") for m in range(11, 16)]   # (the tariff's: electricity)
+    assert got_utility == want_utility
+    per_hour = [cfg.limit_per_hour.get(u, 25.0) for u in want_utility]
+    assert per_hour == [30.0, 5.0, 25.0, 30.0, 5.0]
+    assert np.array_equal(got_limit, np.array(per_hour) * 1000.0 * cfg.interval_s / 3600.0)
+    assert ids == [str(1001 + i) for i in range(5)]
+
+
 def test_the_next_block_is_read_while_this_one_is_computed_and_no_further():
     import threading
 
