@@ -43,7 +43,7 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 from llvmlite import ir
-from numba import njit, prange, types
+from numba import get_num_threads, njit, prange, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
@@ -53,6 +53,7 @@ from .tariff_arrays import TariffTables
 
 NO_TIME = np.iinfo(np.int64).min
 NO_TIME_ = NO_TIME  # module constant frozen into the kernels
+CHUNK = 256         # meters a kernel thread prices with one set of scratch arrays and caches
 PF = 384            # grid: prefetch the intervals this far ahead (4 days of 15 minutes) while a day is priced
 ERRORS = {1: "intervals are not strictly increasing in time (or precede the carried state)",
           2: "a quantity is negative or NaN",
@@ -170,8 +171,16 @@ def _run_sum(qty, j, je):
     return s, mn
 
 
-@njit(cache=True)
-def _copy_lines(lq, la, b_lq, b_la, row):
+@njit(cache=True, inline="always")
+def _close_bill(row, qty, energy, fixed, top, cost, closed, lq, la,
+                b_qty, b_energy, b_fixed, b_min, b_total, b_closed, b_lq, b_la):
+    """Write bill row ``row`` from its last priced day: the figures and the period-to-date lines."""
+    b_qty[row] = qty
+    b_energy[row] = energy
+    b_fixed[row] = fixed
+    b_min[row] = top
+    b_total[row] = cost
+    b_closed[row] = closed
     for p in range(lq.shape[0]):
         for t in range(lq.shape[1]):
             b_lq[row, p, t] = lq[p, t]
@@ -210,40 +219,75 @@ def price_kernel(offsets, lts, t0, step, qty, meter_tariff, billing_day,
                  day_off, bill_off,
                  d_meter, d_day, d_qty, d_amt, d_total,
                  b_meter, b_start, b_end, b_version, b_qty, b_energy, b_fixed, b_min, b_total, b_closed,
-                 b_lq, b_la, err):
-    """Price every interval; state arrays ``s_*`` are updated in place (see module docstring)."""
-    for m in prange(offsets.size - 1):
-        _price_meter(m, offsets, lts, t0, step, qty, meter_tariff, billing_day,
-                 fam_start, fam_count, fam_cycle, fam_method, v_from_day, schedule, bounds, bound_per_day,
-                 prices, n_tiers, fixed, fixed_per_day, minimum,
-                 s_bill_start, s_cycle_key, s_cycle_qty, s_pq, s_lq, s_la, s_fixed, s_days, s_charged, s_last, s_year_end,
-                 day_off, bill_off,
-                 d_meter, d_day, d_qty, d_amt, d_total,
-                 b_meter, b_start, b_end, b_version, b_qty, b_energy, b_fixed, b_min, b_total, b_closed,
-                 b_lq, b_la, err)
+                 b_lq, b_la, err, size):
+    """Price every interval; state arrays ``s_*`` are updated in place (see module docstring).
+    Parallel over chunks of ``size`` meters: a chunk's scratch arrays, hour runs, bill periods and
+    versions are made once and reused by its meters."""
+    M = offsets.size - 1
+    for c in prange((M + size - 1) // size):
+        _price_meters(c * size, min(M, (c + 1) * size), offsets, lts, t0, step, qty, meter_tariff, billing_day,
+                      fam_start, fam_count, fam_cycle, fam_method, v_from_day, schedule, bounds, bound_per_day,
+                      prices, n_tiers, fixed, fixed_per_day, minimum,
+                      s_bill_start, s_cycle_key, s_cycle_qty, s_pq, s_lq, s_la, s_fixed, s_days, s_charged, s_last,
+                      s_year_end, day_off, bill_off,
+                      d_meter, d_day, d_qty, d_amt, d_total,
+                      b_meter, b_start, b_end, b_version, b_qty, b_energy, b_fixed, b_min, b_total, b_closed,
+                      b_lq, b_la, err)
 
 
 @njit(cache=True)
-def _price_meter(m, offsets, lts, t0, step, qty, meter_tariff, billing_day,
-                 fam_start, fam_count, fam_cycle, fam_method, v_from_day, schedule, bounds, bound_per_day,
-                 prices, n_tiers, fixed, fixed_per_day, minimum,
-                 s_bill_start, s_cycle_key, s_cycle_qty, s_pq, s_lq, s_la, s_fixed, s_days, s_charged, s_last, s_year_end,
-                 day_off, bill_off,
-                 d_meter, d_day, d_qty, d_amt, d_total,
-                 b_meter, b_start, b_end, b_version, b_qty, b_energy, b_fixed, b_min, b_total, b_closed,
-                 b_lq, b_la, err):
-    """One meter's intervals (the body of :func:`price_kernel`)."""
+def _price_meters(m0, m1, offsets, lts, t0, step, qty, meter_tariff, billing_day,
+                  fam_start, fam_count, fam_cycle, fam_method, v_from_day, schedule, bounds, bound_per_day,
+                  prices, n_tiers, fixed, fixed_per_day, minimum,
+                  s_bill_start, s_cycle_key, s_cycle_qty, s_pq, s_lq, s_la, s_fixed, s_days, s_charged, s_last, s_year_end,
+                  day_off, bill_off,
+                  d_meter, d_day, d_qty, d_amt, d_total,
+                  b_meter, b_start, b_end, b_version, b_qty, b_energy, b_fixed, b_min, b_total, b_closed,
+                  b_lq, b_la, err):
+    """Meters ``m0:m1`` one after the other (the body of :func:`price_kernel`). What depends only on the
+    day, the billing day or the tariff (hour runs, bill period, month, versions) is kept from meter to
+    meter while it still holds: a night's meters share their day."""
     grid = lts.size == 0
     P = prices.shape[1]
     T = prices.shape[2]
-    if True:
+    dq = np.zeros((P, T))
+    bnd = np.empty(T)
+    hoff = np.zeros(25, np.int64)   # grid: intervals of a day ending before each local hour
+    run_p = np.empty(24, np.int64)  # the day's runs of hours with one tariff period: period, end hour
+    run_h = np.empty(24, np.int64)
+    n_runs = 0
+    run_key = -1                    # (version, weekend, month) the runs were made for
+    day0 = 0
+    jd0 = 0
+    if grid:
+        phase = (t0 % 86400) % step
+        for hh in range(25):
+            x = hh * 3600 - phase
+            hoff[hh] = (x + step - 1) // step if x > 0 else 0
+        day0 = t0 // 86400          # every meter's first interval: its day, and how far into it
+        jd0 = (t0 - day0 * 86400) // step
+    c_bd = -1                       # the last bill period computed: billing day, first and last day,
+    c_ps = 1                        # and the year and month of its first day
+    c_pe = 0
+    c_y = 0
+    c_mo = 0
+    cv_f = -1                       # the version in force on the first day c_ps of family cv_f
+    cv_ps = 0
+    cv_vp = -1
+    pv_f = -1                       # chronological: the version of family pv_f in force on [pv_lo, pv_hi)
+    pv_lo = 1
+    pv_hi = 0
+    dv = 0
+    m_lo = 1                        # the calendar month [m_lo, m_hi] of the current day
+    m_hi = 0
+    mo = 1
+    yr = 0
+    for m in range(m0, m1):
         lo, hi = offsets[m], offsets[m + 1]
         f = meter_tariff[m]
         cyc = fam_cycle[f]
         prorata = fam_method[f] == 1
         bd = billing_day[m]
-        dq = np.zeros((P, T))
-        bnd = np.empty(T)
         pq = s_pq[m]
         lq = s_lq[m]
         la = s_la[m]
@@ -252,29 +296,16 @@ def _price_meter(m, offsets, lts, t0, step, qty, meter_tariff, billing_day,
         last = s_last[m]
         ps_cur = -(1 << 40)
         pe = -(1 << 40)
-        m_lo = 1
-        m_hi = 0
-        mo = 1
-        yr = 0
-        pv_lo = 1
-        pv_hi = 0
-        dv = 0
         vp = 0
         c0 = 0.0
         ptot = 0.0
         for p in range(P):
             ptot += pq[p]
         t = 0
-        hoff = np.zeros(25, np.int64)   # grid: intervals of a day ending before each local hour
-        run_p = np.empty(24, np.int64)  # the day's runs of hours with one tariff period: period, end hour
-        run_h = np.empty(24, np.int64)
-        n_runs = 0
-        run_key = -1                    # (version, weekend, month) the runs were made for
-        if grid:
-            phase = (t0 % 86400) % step
-            for hh in range(25):
-                x = hh * 3600 - phase
-                hoff[hh] = (x + step - 1) // step if x > 0 else 0
+        energy = 0.0                # the last day's bill figures, written to the bill row once its
+        top = 0.0                   # period (or the meter) is done
+        cost = 0.0
+        closed = False
         i = lo
         day = 0
         jd = -(1 << 50)                 # grid: virtual index of the current day's first interval
@@ -284,6 +315,9 @@ def _price_meter(m, offsets, lts, t0, step, qty, meter_tariff, billing_day,
                 if i == jd + hoff[24]:  # the next day (no division: a grid's days follow each other)
                     day += 1
                     jd = i
+                elif i == lo:
+                    day = day0
+                    jd = lo - jd0
                 else:
                     lt = t0 + (i - lo) * step
                     day = lt // 86400
@@ -297,10 +331,15 @@ def _price_meter(m, offsets, lts, t0, step, qty, meter_tariff, billing_day,
             if ps_cur <= day <= pe:
                 ps, pe_new = ps_cur, pe
             else:
-                ps, pe_new = bill_period(day, bd)
+                if not (bd == c_bd and c_ps <= day <= c_pe):
+                    c_ps, c_pe = bill_period(day, bd)
+                    c_bd = bd
+                    c_y, c_mo, _ = civil_from_days(c_ps)
+                ps, pe_new = c_ps, c_pe
             if ps != ps_cur:
                 if bill_off[m] <= brow < bill_off[m + 1]:
-                    _copy_lines(lq, la, b_lq, b_la, brow)
+                    _close_bill(brow, ptot, energy, s_fixed[m], top, cost, closed, lq, la,
+                                b_qty, b_energy, b_fixed, b_min, b_total, b_closed, b_lq, b_la)
                 bs = s_bill_start[m]
                 if ps < bs:
                     err[m] = 1
@@ -308,7 +347,7 @@ def _price_meter(m, offsets, lts, t0, step, qty, meter_tariff, billing_day,
                 if ps != bs:
                     ck = ps
                     if cyc == 1:
-                        ck = civil_from_days(ps)[0]
+                        ck = c_y
                     if ck == s_cycle_key[m]:
                         if bs >= 0:
                             s_cycle_qty[m] += ptot
@@ -328,12 +367,16 @@ def _price_meter(m, offsets, lts, t0, step, qty, meter_tariff, billing_day,
                     ptot = 0.0
                 ps_cur = ps
                 pe = pe_new
-                vp = version_on(f, ps, fam_start, fam_count, v_from_day)
+                if not (f == cv_f and ps == cv_ps):
+                    cv_vp = version_on(f, ps, fam_start, fam_count, v_from_day)
+                    cv_f = f
+                    cv_ps = ps
+                vp = cv_vp
                 if vp < 0:
                     err[m] = 3
                     break
                 c0 = s_cycle_qty[m]
-                mrow = civil_from_days(ps)[1] - 1
+                mrow = c_mo - 1
                 scale = float(pe - ps + 1) if bound_per_day[vp] else 1.0
                 for j in range(T):
                     bnd[j] = bounds[vp, mrow, j] * scale
@@ -350,11 +393,12 @@ def _price_meter(m, offsets, lts, t0, step, qty, meter_tariff, billing_day,
                 b_version[brow] = vp
             pv = vp
             if not prorata:
-                if not pv_lo <= day < pv_hi:
+                if not (f == pv_f and pv_lo <= day < pv_hi):
                     dv = version_on(f, day, fam_start, fam_count, v_from_day)
                     if dv < 0:
                         err[m] = 3
                         break
+                    pv_f = f
                     pv_lo = v_from_day[dv]
                     pv_hi = v_from_day[dv + 1] if dv + 1 < fam_start[f] + fam_count[f] else (1 << 40)
                 pv = dv
@@ -499,8 +543,9 @@ def _price_meter(m, offsets, lts, t0, step, qty, meter_tariff, billing_day,
             for p in range(P):
                 for tt in range(T):
                     energy += la[p, tt]
+            closed = day == pe
             top = 0.0
-            if day == pe:
+            if closed:
                 top = minimum[vp] - energy - s_fixed[m]
                 if top < 0.0:
                     top = 0.0
@@ -515,15 +560,12 @@ def _price_meter(m, offsets, lts, t0, step, qty, meter_tariff, billing_day,
             d_amt[drow] = cost - s_charged[m]
             d_total[drow] = cost
             s_charged[m] = cost
-            b_qty[brow] = ptot
-            b_energy[brow] = energy
-            b_fixed[brow] = s_fixed[m]
-            b_min[brow] = top
-            b_total[brow] = cost
-            b_closed[brow] = day == pe
             i = j
+        if err[m]:
+            dq[:, :] = 0.0              # (a day broken off may have left quantities for the next meter)
         if bill_off[m] <= brow < bill_off[m + 1]:
-            _copy_lines(lq, la, b_lq, b_la, brow)
+            _close_bill(brow, ptot, energy, s_fixed[m], top, cost, closed, lq, la,
+                        b_qty, b_energy, b_fixed, b_min, b_total, b_closed, b_lq, b_la)
         s_last[m] = last
 
 
@@ -759,7 +801,7 @@ def _run(tables, offsets, lts, t0, step, qty, meter_tariff, billing_day, state, 
                  out.day_meter, out.day, out.day_quantity, out.day_amount, out.day_total,
                  out.bill_meter, out.bill_start, out.bill_end, out.bill_version, out.bill_quantity,
                  out.bill_energy, out.bill_fixed, out.bill_minimum, out.bill_total, out.bill_closed,
-                 out.line_quantity, out.line_amount, err)
+                 out.line_quantity, out.line_amount, err, min(CHUNK, max(1, M // (4 * get_num_threads()))))
     bad = np.flatnonzero(err)
     if bad.size:
         m = int(bad[0])
