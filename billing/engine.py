@@ -294,6 +294,9 @@ def _price_meters(m0, m1, offsets, lts, t0, step, qty, meter_tariff, billing_day
         drow = day_off[m] - 1
         brow = bill_off[m] - 1
         last = s_last[m]
+        fx = s_fixed[m]             # the period's fixed charges, days with data and cost charged
+        ndays = s_days[m]
+        chg = s_charged[m]
         ps_cur = -(1 << 40)
         pe = -(1 << 40)
         vp = 0
@@ -338,7 +341,7 @@ def _price_meters(m0, m1, offsets, lts, t0, step, qty, meter_tariff, billing_day
                 ps, pe_new = c_ps, c_pe
             if ps != ps_cur:
                 if bill_off[m] <= brow < bill_off[m + 1]:
-                    _close_bill(brow, ptot, energy, s_fixed[m], top, cost, closed, lq, la,
+                    _close_bill(brow, ptot, energy, fx, top, cost, closed, lq, la,
                                 b_qty, b_energy, b_fixed, b_min, b_total, b_closed, b_lq, b_la)
                 bs = s_bill_start[m]
                 if ps < bs:
@@ -361,9 +364,9 @@ def _price_meters(m0, m1, offsets, lts, t0, step, qty, meter_tariff, billing_day
                         for tt in range(T):
                             lq[p, tt] = 0.0
                             la[p, tt] = 0.0
-                    s_fixed[m] = 0.0
-                    s_days[m] = 0
-                    s_charged[m] = 0.0
+                    fx = 0.0
+                    ndays = 0
+                    chg = 0.0
                     ptot = 0.0
                 ps_cur = ps
                 pe = pe_new
@@ -433,11 +436,11 @@ def _price_meters(m0, m1, offsets, lts, t0, step, qty, meter_tariff, billing_day
                     h = h1
             dbase = day * 86400
             if not dbase <= last < dbase + 86400:  # not the continuation of a day begun earlier
-                s_days[m] += 1
+                ndays += 1
                 if fixed_per_day[vp]:
-                    s_fixed[m] += fixed[vp]
-                elif s_days[m] == 1:
-                    s_fixed[m] = fixed[vp]
+                    fx += fixed[vp]
+                elif ndays == 1:
+                    fx = fixed[vp]
             c = c0 + ptot
             dtot = 0.0
             bad = False
@@ -486,20 +489,30 @@ def _price_meters(m0, m1, offsets, lts, t0, step, qty, meter_tariff, billing_day
                 elif c + s <= bnd[t]:
                     dq[p, t] += s
                     c += s
-                else:
+                else:           # the run crosses a bound: interval by interval (the tier's sum kept in a register)
+                    acc = dq[p, t]
                     for x in range(j, je):
                         rem = qty[x]
+                        if 0.0 < rem < bnd[t] - c:  # (the loop below's one step when the interval fits)
+                            acc += rem
+                            c += rem
+                            continue
                         while rem > 0.0:
                             room = bnd[t] - c
                             if room <= 0.0 and t < T - 1:
+                                dq[p, t] = acc
                                 t += 1
+                                acc = dq[p, t]
                                 continue
                             take = rem if rem < room else room
-                            dq[p, t] += take
+                            acc += take
                             c += take
                             rem -= take
                             if rem > 0.0 and t < T - 1:
+                                dq[p, t] = acc
                                 t += 1
+                                acc = dq[p, t]
+                    dq[p, t] = acc
                 j = je
             if bad:
                 break
@@ -546,10 +559,10 @@ def _price_meters(m0, m1, offsets, lts, t0, step, qty, meter_tariff, billing_day
             closed = day == pe
             top = 0.0
             if closed:
-                top = minimum[vp] - energy - s_fixed[m]
+                top = minimum[vp] - energy - fx
                 if top < 0.0:
                     top = 0.0
-            cost = energy + s_fixed[m] + top
+            cost = energy + fx + top
             drow += 1
             if drow >= day_off[m + 1]:
                 err[m] = 1
@@ -557,16 +570,19 @@ def _price_meters(m0, m1, offsets, lts, t0, step, qty, meter_tariff, billing_day
             d_meter[drow] = m
             d_day[drow] = day
             d_qty[drow] = dtot
-            d_amt[drow] = cost - s_charged[m]
+            d_amt[drow] = cost - chg
             d_total[drow] = cost
-            s_charged[m] = cost
+            chg = cost
             i = j
         if err[m]:
             dq[:, :] = 0.0              # (a day broken off may have left quantities for the next meter)
         if bill_off[m] <= brow < bill_off[m + 1]:
-            _close_bill(brow, ptot, energy, s_fixed[m], top, cost, closed, lq, la,
+            _close_bill(brow, ptot, energy, fx, top, cost, closed, lq, la,
                         b_qty, b_energy, b_fixed, b_min, b_total, b_closed, b_lq, b_la)
         s_last[m] = last
+        s_fixed[m] = fx
+        s_days[m] = ndays
+        s_charged[m] = chg
 
 
 @njit(cache=True, parallel=True)
