@@ -150,41 +150,43 @@ def _day_end(i, hi, lo, day, grid, t0, step, lts):
 def _run_sum(qty, j, je):
     """Sum and minimum of ``qty[j:je]`` in index order (no reassociation: the same bits in every
     process and every compiled specialisation, so a Dask shard equals the single-process run).
-    Four intervals a step, still one addition after the other; unsigned indices into the slice
-    spare the loop numba's negative-index code."""
-    v = qty[j:je]
-    n = v.size
+    Four intervals a step, still one addition after the other; unsigned indices spare the loop
+    numba's negative-index code, and no slice is made (a view's reference count is an atomic
+    operation, which holds up the pricing loop around it)."""
+    n = je - j
+    base = np.uint64(j)
     s = 0.0
     mn = 0.0
     for k in range(0, n - 3, 4):
-        u = np.uint64(k)
-        v0, v1, v2, v3 = v[u], v[u + np.uint64(1)], v[u + np.uint64(2)], v[u + np.uint64(3)]
+        u = base + np.uint64(k)
+        v0, v1, v2, v3 = qty[u], qty[u + np.uint64(1)], qty[u + np.uint64(2)], qty[u + np.uint64(3)]
         s = (((s + v0) + v1) + v2) + v3
         a = v0 if v0 < v1 else v1
         b = v2 if v2 < v3 else v3
         a = a if a < b else b
         mn = a if a < mn else mn
     for k in range(n - n % 4, n):
-        x = v[np.uint64(k)]
+        x = qty[base + np.uint64(k)]
         s += x
         mn = x if x < mn else mn
     return s, mn
 
 
 @njit(cache=True, inline="always")
-def _close_bill(row, qty, energy, fixed, top, cost, closed, lq, la,
+def _close_bill(row, qty, energy, fixed, top, cost, closed, lq, la, m,
                 b_qty, b_energy, b_fixed, b_min, b_total, b_closed, b_lq, b_la):
-    """Write bill row ``row`` from its last priced day: the figures and the period-to-date lines."""
+    """Write bill row ``row`` from its last priced day: the figures and meter ``m``'s period-to-date
+    lines (no array views: numba's reference counts are atomic)."""
     b_qty[row] = qty
     b_energy[row] = energy
     b_fixed[row] = fixed
     b_min[row] = top
     b_total[row] = cost
     b_closed[row] = closed
-    for p in range(lq.shape[0]):
-        for t in range(lq.shape[1]):
-            b_lq[row, p, t] = lq[p, t]
-            b_la[row, p, t] = la[p, t]
+    for p in range(lq.shape[1]):
+        for t in range(lq.shape[2]):
+            b_lq[row, p, t] = lq[m, p, t]
+            b_la[row, p, t] = la[m, p, t]
 
 
 # -- kernels ---------------------------------------------------------------------------------------
@@ -288,9 +290,6 @@ def _price_meters(m0, m1, offsets, lts, t0, step, qty, meter_tariff, billing_day
         cyc = fam_cycle[f]
         prorata = fam_method[f] == 1
         bd = billing_day[m]
-        pq = s_pq[m]
-        lq = s_lq[m]
-        la = s_la[m]
         drow = day_off[m] - 1
         brow = bill_off[m] - 1
         last = s_last[m]
@@ -303,7 +302,7 @@ def _price_meters(m0, m1, offsets, lts, t0, step, qty, meter_tariff, billing_day
         c0 = 0.0
         ptot = 0.0
         for p in range(P):
-            ptot += pq[p]
+            ptot += s_pq[m, p]
         t = 0
         energy = 0.0                # the last day's bill figures, written to the bill row once its
         top = 0.0                   # period (or the meter) is done
@@ -341,7 +340,7 @@ def _price_meters(m0, m1, offsets, lts, t0, step, qty, meter_tariff, billing_day
                 ps, pe_new = c_ps, c_pe
             if ps != ps_cur:
                 if bill_off[m] <= brow < bill_off[m + 1]:
-                    _close_bill(brow, ptot, energy, fx, top, cost, closed, lq, la,
+                    _close_bill(brow, ptot, energy, fx, top, cost, closed, s_lq, s_la, m,
                                 b_qty, b_energy, b_fixed, b_min, b_total, b_closed, b_lq, b_la)
                 bs = s_bill_start[m]
                 if ps < bs:
@@ -360,10 +359,10 @@ def _price_meters(m0, m1, offsets, lts, t0, step, qty, meter_tariff, billing_day
                     s_year_end[m] = -1.0
                     s_bill_start[m] = ps
                     for p in range(P):
-                        pq[p] = 0.0
+                        s_pq[m, p] = 0.0
                         for tt in range(T):
-                            lq[p, tt] = 0.0
-                            la[p, tt] = 0.0
+                            s_lq[m, p, tt] = 0.0
+                            s_la[m, p, tt] = 0.0
                     fx = 0.0
                     ndays = 0
                     chg = 0.0
@@ -521,9 +520,9 @@ def _price_meters(m0, m1, offsets, lts, t0, step, qty, meter_tariff, billing_day
             if prorata:
                 Q = 0.0
                 for p in range(P):
-                    pq[p] += dq[p, 0]
+                    s_pq[m, p] += dq[p, 0]
                     dq[p, 0] = 0.0
-                    Q += pq[p]
+                    Q += s_pq[m, p]
                 # the counter's segment(s) this period: [c0, c0 + Q], or across a New-Year reset
                 # [R - Qa, R] then [0, Q - Qa] with R = s_year_end, Qa = -c0
                 a1, b1, a2, b2 = c0, c0 + Q, 0.0, 0.0
@@ -539,23 +538,23 @@ def _price_meters(m0, m1, offsets, lts, t0, step, qty, meter_tariff, billing_day
                     b = b2 if b2 < upper else upper
                     tq += b - a if b > a else 0.0
                     for p in range(P):
-                        share = tq * pq[p] / Q if Q > 0.0 else 0.0
-                        lq[p, tt] = share
-                        la[p, tt] = share * prices[vp, p, tt]
+                        share = tq * s_pq[m, p] / Q if Q > 0.0 else 0.0
+                        s_lq[m, p, tt] = share
+                        s_la[m, p, tt] = share * prices[vp, p, tt]
                     lower = upper
             else:
                 for p in range(P):
                     for tt in range(T):
                         x = dq[p, tt]
                         if x != 0.0:
-                            pq[p] += x
-                            lq[p, tt] += x
-                            la[p, tt] += x * prices[pv, p, tt]
+                            s_pq[m, p] += x
+                            s_lq[m, p, tt] += x
+                            s_la[m, p, tt] += x * prices[pv, p, tt]
                             dq[p, tt] = 0.0
             energy = 0.0
             for p in range(P):
                 for tt in range(T):
-                    energy += la[p, tt]
+                    energy += s_la[m, p, tt]
             closed = day == pe
             top = 0.0
             if closed:
@@ -577,7 +576,7 @@ def _price_meters(m0, m1, offsets, lts, t0, step, qty, meter_tariff, billing_day
         if err[m]:
             dq[:, :] = 0.0              # (a day broken off may have left quantities for the next meter)
         if bill_off[m] <= brow < bill_off[m + 1]:
-            _close_bill(brow, ptot, energy, fx, top, cost, closed, lq, la,
+            _close_bill(brow, ptot, energy, fx, top, cost, closed, s_lq, s_la, m,
                         b_qty, b_energy, b_fixed, b_min, b_total, b_closed, b_lq, b_la)
         s_last[m] = last
         s_fixed[m] = fx
