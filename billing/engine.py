@@ -542,7 +542,12 @@ def _price_meters(m0, m1, offsets, lts, t0, step, qty, meter_tariff, billing_day
                         s_lq[m, p, tt] = share
                         s_la[m, p, tt] = share * prices[vp, p, tt]
                     lower = upper
-            else:
+                energy = 0.0
+                for p in range(P):
+                    for tt in range(T):
+                        energy += s_la[m, p, tt]
+            else:               # the day's cells into the lines, the lines summed in the same order
+                energy = 0.0
                 for p in range(P):
                     for tt in range(T):
                         x = dq[p, tt]
@@ -551,10 +556,7 @@ def _price_meters(m0, m1, offsets, lts, t0, step, qty, meter_tariff, billing_day
                             s_lq[m, p, tt] += x
                             s_la[m, p, tt] += x * prices[pv, p, tt]
                             dq[p, tt] = 0.0
-            energy = 0.0
-            for p in range(P):
-                for tt in range(T):
-                    energy += s_la[m, p, tt]
+                        energy += s_la[m, p, tt]
             closed = day == pe
             top = 0.0
             if closed:
