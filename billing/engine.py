@@ -255,10 +255,10 @@ def _price_meters(m0, m1, offsets, lts, t0, step, qty, meter_tariff, billing_day
     dq = np.zeros((P, T))
     bnd = np.empty(T)
     hoff = np.zeros(25, np.int64)   # grid: intervals of a day ending before each local hour
-    run_p = np.empty(24, np.int64)  # the day's runs of hours with one tariff period: period, end hour
-    run_h = np.empty(24, np.int64)
-    n_runs = 0
-    run_key = -1                    # (version, weekend, month) the runs were made for
+    run_p = np.empty((2, 24), np.int64)  # weekdays' and weekends' runs of hours with one tariff period:
+    run_h = np.empty((2, 24), np.int64)  # period, end hour
+    n_run = np.zeros(2, np.int64)
+    run_key = np.full(2, -1, np.int64)   # (version, weekend, month) each was made for
     day0 = 0
     jd0 = 0
     if grid:
@@ -420,8 +420,8 @@ def _price_meters(m0, m1, offsets, lts, t0, step, qty, meter_tariff, billing_day
                 t = 0
             wk = 1 if (day + 3) % 7 >= 5 else 0
             key = (pv * 2 + wk) * 12 + mo - 1
-            if key != run_key:          # a new day type: its runs of hours, kept while days repeat it
-                run_key = key
+            if key != run_key[wk]:      # a new day type: its runs of hours, kept while days repeat it
+                run_key[wk] = key
                 n_runs = 0
                 h = 0
                 while h < 24:
@@ -429,10 +429,12 @@ def _price_meters(m0, m1, offsets, lts, t0, step, qty, meter_tariff, billing_day
                     h1 = h + 1
                     while h1 < 24 and schedule[pv, wk, mo - 1, h1] == p:
                         h1 += 1
-                    run_p[n_runs] = p
-                    run_h[n_runs] = h1
+                    run_p[wk, n_runs] = p
+                    run_h[wk, n_runs] = h1
                     n_runs += 1
                     h = h1
+                n_run[wk] = n_runs
+            n_runs = n_run[wk]
             dbase = day * 86400
             if not dbase <= last < dbase + 86400:  # not the continuation of a day begun earlier
                 ndays += 1
@@ -448,8 +450,8 @@ def _price_meters(m0, m1, offsets, lts, t0, step, qty, meter_tariff, billing_day
             j = i
             r = 0
             while r < n_runs and j < k:
-                p = run_p[r]
-                h1 = run_h[r]
+                p = run_p[wk, r]
+                h1 = run_h[wk, r]
                 r += 1
                 lim = dbase + h1 * 3600
                 if grid:
