@@ -14,7 +14,9 @@
     Beside the engine's rate over all meters: its page faults and system time with fresh output arrays,
     the engine priced into the previous call's buffers (``out=``: nothing to fault in), and the
     ordered-sum floor (every interval read and each run of same-period hours summed in index order,
-    nothing else), so the share of the engine's CPU that goes to its per-day bookkeeping is printed too.
+    nothing else), so the share of the engine's CPU that goes to its per-day bookkeeping is printed too;
+    and the billing night's shape (every meter's first day alone: one day of 96 intervals per meter),
+    its CPU per meter beside the floor's, which shows the engine's per-meter overhead.
 
 Every formulation's money is checked equal to the engine's to the cent before its time is printed.
 Ratios are against the best of them. The memory bound is bytes touched / memory bandwidth, the
@@ -423,6 +425,11 @@ def bench_intervals(n_meters: int, n_days: int, sub_meters: int, rng) -> dict:
     ordered_sum_floor(qty[:2], ends, tot[:2])               # compile outside the timing
     t_floor, _ = best(lambda: ordered_sum_floor(qty, ends, tot), 3, key="floor")
     np.testing.assert_allclose(tot, qty.sum(axis=1), rtol=1e-9)
+    # the night's shape: one day per meter
+    night = np.ascontiguousarray(qty[:, :per_day])
+    best(lambda: price_grid(tables, night, start + 900, 900, mt), 3, key="night")
+    best(lambda: ordered_sum_floor(night, ends, tot), 3, key="night_floor")
+    del night
     # the same subset in every formulation (DuckDB and pandas would not hold 288M rows here)
     S = sub_meters
     sub = qty[:S]
@@ -467,6 +474,7 @@ def bench_intervals(n_meters: int, n_days: int, sub_meters: int, rng) -> dict:
             "grid_sys": SYS["grid"], "numba_reuse": n / t_reuse, "numba_reuse_cpu": n / CPU["grid_reuse"],
             "reuse_sys": SYS["grid_reuse"],
             "floor": n / t_floor, "floor_cpu": n / CPU["floor"],
+            "night_cpu": CPU["night"] / n_meters, "night_floor_cpu": CPU["night_floor"] / n_meters,
             "numpy_full_cpu": n / CPU["np_full"], "sub_n": m, "numba_sub": m / t_sub,
             "numba_sub_cpu": m / CPU["grid_sub"], "numba_csr": m / t_csr, "others": {k: m / v for k, v in res.items()},
             "others_cpu": {k: m / CPU[k] for k in res}}
@@ -527,6 +535,8 @@ def main(argv=None) -> dict:
     print(f"    ordered-sum floor (every interval read and its run summed in index order, nothing else): "
           f"{b['floor'] / 1e6:,.1f} M/s ({b['floor_cpu'] / 1e6:,.0f} M per CPU-second); the engine's days, tiers, "
           f"lines and bills take {1 - b['numba_grid_cpu'] / b['floor_cpu']:.0%} of its CPU time")
+    print(f"    the night's shape (each meter's first day alone, {meters:,} meters × 96 intervals): "
+          f"{b['night_cpu'] * 1e9:,.0f} ns of CPU per meter, the ordered-sum floor {b['night_floor_cpu'] * 1e9:,.0f} ns")
     print(f"    the same {b['sub_n']:,} intervals ({sub:,} meters) in every formulation "
           f"(numba CSR, per-interval times: {b['numba_csr'] / 1e6:,.1f} M/s):")
     b.update(report("intervals", b["numba_sub"], b["numba_sub_cpu"], b["others"], b["others_cpu"], bw, 8, "read"))

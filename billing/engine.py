@@ -43,7 +43,7 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 from llvmlite import ir
-from numba import njit, prange, types
+from numba import get_num_threads, njit, prange, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
@@ -53,6 +53,7 @@ from .tariff_arrays import TariffTables
 
 NO_TIME = np.iinfo(np.int64).min
 NO_TIME_ = NO_TIME  # module constant frozen into the kernels
+CHUNK = 256         # meters a kernel thread prices with one set of scratch arrays and caches
 PF = 384            # grid: prefetch the intervals this far ahead (4 days of 15 minutes) while a day is priced
 ERRORS = {1: "intervals are not strictly increasing in time (or precede the carried state)",
           2: "a quantity is negative or NaN",
@@ -149,33 +150,43 @@ def _day_end(i, hi, lo, day, grid, t0, step, lts):
 def _run_sum(qty, j, je):
     """Sum and minimum of ``qty[j:je]`` in index order (no reassociation: the same bits in every
     process and every compiled specialisation, so a Dask shard equals the single-process run).
-    Four intervals a step, still one addition after the other; unsigned indices into the slice
-    spare the loop numba's negative-index code."""
-    v = qty[j:je]
-    n = v.size
+    Four intervals a step, still one addition after the other; unsigned indices spare the loop
+    numba's negative-index code, and no slice is made (a view's reference count is an atomic
+    operation, which holds up the pricing loop around it)."""
+    n = je - j
+    base = np.uint64(j)
     s = 0.0
     mn = 0.0
     for k in range(0, n - 3, 4):
-        u = np.uint64(k)
-        v0, v1, v2, v3 = v[u], v[u + np.uint64(1)], v[u + np.uint64(2)], v[u + np.uint64(3)]
+        u = base + np.uint64(k)
+        v0, v1, v2, v3 = qty[u], qty[u + np.uint64(1)], qty[u + np.uint64(2)], qty[u + np.uint64(3)]
         s = (((s + v0) + v1) + v2) + v3
         a = v0 if v0 < v1 else v1
         b = v2 if v2 < v3 else v3
         a = a if a < b else b
         mn = a if a < mn else mn
     for k in range(n - n % 4, n):
-        x = v[np.uint64(k)]
+        x = qty[base + np.uint64(k)]
         s += x
         mn = x if x < mn else mn
     return s, mn
 
 
-@njit(cache=True)
-def _copy_lines(lq, la, b_lq, b_la, row):
-    for p in range(lq.shape[0]):
-        for t in range(lq.shape[1]):
-            b_lq[row, p, t] = lq[p, t]
-            b_la[row, p, t] = la[p, t]
+@njit(cache=True, inline="always")
+def _close_bill(row, qty, energy, fixed, top, cost, closed, lq, la, m,
+                b_qty, b_energy, b_fixed, b_min, b_total, b_closed, b_lq, b_la):
+    """Write bill row ``row`` from its last priced day: the figures and meter ``m``'s period-to-date
+    lines (no array views: numba's reference counts are atomic)."""
+    b_qty[row] = qty
+    b_energy[row] = energy
+    b_fixed[row] = fixed
+    b_min[row] = top
+    b_total[row] = cost
+    b_closed[row] = closed
+    for p in range(lq.shape[1]):
+        for t in range(lq.shape[2]):
+            b_lq[row, p, t] = lq[m, p, t]
+            b_la[row, p, t] = la[m, p, t]
 
 
 # -- kernels ---------------------------------------------------------------------------------------
@@ -210,71 +221,93 @@ def price_kernel(offsets, lts, t0, step, qty, meter_tariff, billing_day,
                  day_off, bill_off,
                  d_meter, d_day, d_qty, d_amt, d_total,
                  b_meter, b_start, b_end, b_version, b_qty, b_energy, b_fixed, b_min, b_total, b_closed,
-                 b_lq, b_la, err):
-    """Price every interval; state arrays ``s_*`` are updated in place (see module docstring)."""
-    for m in prange(offsets.size - 1):
-        _price_meter(m, offsets, lts, t0, step, qty, meter_tariff, billing_day,
-                 fam_start, fam_count, fam_cycle, fam_method, v_from_day, schedule, bounds, bound_per_day,
-                 prices, n_tiers, fixed, fixed_per_day, minimum,
-                 s_bill_start, s_cycle_key, s_cycle_qty, s_pq, s_lq, s_la, s_fixed, s_days, s_charged, s_last, s_year_end,
-                 day_off, bill_off,
-                 d_meter, d_day, d_qty, d_amt, d_total,
-                 b_meter, b_start, b_end, b_version, b_qty, b_energy, b_fixed, b_min, b_total, b_closed,
-                 b_lq, b_la, err)
+                 b_lq, b_la, err, size):
+    """Price every interval; state arrays ``s_*`` are updated in place (see module docstring).
+    Parallel over chunks of ``size`` meters: a chunk's scratch arrays, hour runs, bill periods and
+    versions are made once and reused by its meters."""
+    M = offsets.size - 1
+    for c in prange((M + size - 1) // size):
+        _price_meters(c * size, min(M, (c + 1) * size), offsets, lts, t0, step, qty, meter_tariff, billing_day,
+                      fam_start, fam_count, fam_cycle, fam_method, v_from_day, schedule, bounds, bound_per_day,
+                      prices, n_tiers, fixed, fixed_per_day, minimum,
+                      s_bill_start, s_cycle_key, s_cycle_qty, s_pq, s_lq, s_la, s_fixed, s_days, s_charged, s_last,
+                      s_year_end, day_off, bill_off,
+                      d_meter, d_day, d_qty, d_amt, d_total,
+                      b_meter, b_start, b_end, b_version, b_qty, b_energy, b_fixed, b_min, b_total, b_closed,
+                      b_lq, b_la, err)
 
 
 @njit(cache=True)
-def _price_meter(m, offsets, lts, t0, step, qty, meter_tariff, billing_day,
-                 fam_start, fam_count, fam_cycle, fam_method, v_from_day, schedule, bounds, bound_per_day,
-                 prices, n_tiers, fixed, fixed_per_day, minimum,
-                 s_bill_start, s_cycle_key, s_cycle_qty, s_pq, s_lq, s_la, s_fixed, s_days, s_charged, s_last, s_year_end,
-                 day_off, bill_off,
-                 d_meter, d_day, d_qty, d_amt, d_total,
-                 b_meter, b_start, b_end, b_version, b_qty, b_energy, b_fixed, b_min, b_total, b_closed,
-                 b_lq, b_la, err):
-    """One meter's intervals (the body of :func:`price_kernel`)."""
+def _price_meters(m0, m1, offsets, lts, t0, step, qty, meter_tariff, billing_day,
+                  fam_start, fam_count, fam_cycle, fam_method, v_from_day, schedule, bounds, bound_per_day,
+                  prices, n_tiers, fixed, fixed_per_day, minimum,
+                  s_bill_start, s_cycle_key, s_cycle_qty, s_pq, s_lq, s_la, s_fixed, s_days, s_charged, s_last, s_year_end,
+                  day_off, bill_off,
+                  d_meter, d_day, d_qty, d_amt, d_total,
+                  b_meter, b_start, b_end, b_version, b_qty, b_energy, b_fixed, b_min, b_total, b_closed,
+                  b_lq, b_la, err):
+    """Meters ``m0:m1`` one after the other (the body of :func:`price_kernel`). What depends only on the
+    day, the billing day or the tariff (hour runs, bill period, month, versions) is kept from meter to
+    meter while it still holds: a night's meters share their day."""
     grid = lts.size == 0
     P = prices.shape[1]
     T = prices.shape[2]
-    if True:
+    dq = np.zeros((P, T))
+    bnd = np.empty(T)
+    hoff = np.zeros(25, np.int64)   # grid: intervals of a day ending before each local hour
+    run_p = np.empty((2, 24), np.int64)  # weekdays' and weekends' runs of hours with one tariff period:
+    run_h = np.empty((2, 24), np.int64)  # period, end hour
+    n_run = np.zeros(2, np.int64)
+    run_key = np.full(2, -1, np.int64)   # (version, weekend, month) each was made for
+    day0 = 0
+    jd0 = 0
+    if grid:
+        phase = (t0 % 86400) % step
+        for hh in range(25):
+            x = hh * 3600 - phase
+            hoff[hh] = (x + step - 1) // step if x > 0 else 0
+        day0 = t0 // 86400          # every meter's first interval: its day, and how far into it
+        jd0 = (t0 - day0 * 86400) // step
+    c_bd = -1                       # the last bill period computed: billing day, first and last day,
+    c_ps = 1                        # and the year and month of its first day
+    c_pe = 0
+    c_y = 0
+    c_mo = 0
+    cv_f = -1                       # the version in force on the first day c_ps of family cv_f
+    cv_ps = 0
+    cv_vp = -1
+    pv_f = -1                       # chronological: the version of family pv_f in force on [pv_lo, pv_hi)
+    pv_lo = 1
+    pv_hi = 0
+    dv = 0
+    m_lo = 1                        # the calendar month [m_lo, m_hi] of the current day
+    m_hi = 0
+    mo = 1
+    yr = 0
+    for m in range(m0, m1):
         lo, hi = offsets[m], offsets[m + 1]
         f = meter_tariff[m]
         cyc = fam_cycle[f]
         prorata = fam_method[f] == 1
         bd = billing_day[m]
-        dq = np.zeros((P, T))
-        bnd = np.empty(T)
-        pq = s_pq[m]
-        lq = s_lq[m]
-        la = s_la[m]
         drow = day_off[m] - 1
         brow = bill_off[m] - 1
         last = s_last[m]
+        fx = s_fixed[m]             # the period's fixed charges, days with data and cost charged
+        ndays = s_days[m]
+        chg = s_charged[m]
         ps_cur = -(1 << 40)
         pe = -(1 << 40)
-        m_lo = 1
-        m_hi = 0
-        mo = 1
-        yr = 0
-        pv_lo = 1
-        pv_hi = 0
-        dv = 0
         vp = 0
         c0 = 0.0
         ptot = 0.0
         for p in range(P):
-            ptot += pq[p]
+            ptot += s_pq[m, p]
         t = 0
-        hoff = np.zeros(25, np.int64)   # grid: intervals of a day ending before each local hour
-        run_p = np.empty(24, np.int64)  # the day's runs of hours with one tariff period: period, end hour
-        run_h = np.empty(24, np.int64)
-        n_runs = 0
-        run_key = -1                    # (version, weekend, month) the runs were made for
-        if grid:
-            phase = (t0 % 86400) % step
-            for hh in range(25):
-                x = hh * 3600 - phase
-                hoff[hh] = (x + step - 1) // step if x > 0 else 0
+        energy = 0.0                # the last day's bill figures, written to the bill row once its
+        top = 0.0                   # period (or the meter) is done
+        cost = 0.0
+        closed = False
         i = lo
         day = 0
         jd = -(1 << 50)                 # grid: virtual index of the current day's first interval
@@ -284,6 +317,9 @@ def _price_meter(m, offsets, lts, t0, step, qty, meter_tariff, billing_day,
                 if i == jd + hoff[24]:  # the next day (no division: a grid's days follow each other)
                     day += 1
                     jd = i
+                elif i == lo:
+                    day = day0
+                    jd = lo - jd0
                 else:
                     lt = t0 + (i - lo) * step
                     day = lt // 86400
@@ -297,10 +333,15 @@ def _price_meter(m, offsets, lts, t0, step, qty, meter_tariff, billing_day,
             if ps_cur <= day <= pe:
                 ps, pe_new = ps_cur, pe
             else:
-                ps, pe_new = bill_period(day, bd)
+                if not (bd == c_bd and c_ps <= day <= c_pe):
+                    c_ps, c_pe = bill_period(day, bd)
+                    c_bd = bd
+                    c_y, c_mo, _ = civil_from_days(c_ps)
+                ps, pe_new = c_ps, c_pe
             if ps != ps_cur:
                 if bill_off[m] <= brow < bill_off[m + 1]:
-                    _copy_lines(lq, la, b_lq, b_la, brow)
+                    _close_bill(brow, ptot, energy, fx, top, cost, closed, s_lq, s_la, m,
+                                b_qty, b_energy, b_fixed, b_min, b_total, b_closed, b_lq, b_la)
                 bs = s_bill_start[m]
                 if ps < bs:
                     err[m] = 1
@@ -308,7 +349,7 @@ def _price_meter(m, offsets, lts, t0, step, qty, meter_tariff, billing_day,
                 if ps != bs:
                     ck = ps
                     if cyc == 1:
-                        ck = civil_from_days(ps)[0]
+                        ck = c_y
                     if ck == s_cycle_key[m]:
                         if bs >= 0:
                             s_cycle_qty[m] += ptot
@@ -318,22 +359,26 @@ def _price_meter(m, offsets, lts, t0, step, qty, meter_tariff, billing_day,
                     s_year_end[m] = -1.0
                     s_bill_start[m] = ps
                     for p in range(P):
-                        pq[p] = 0.0
+                        s_pq[m, p] = 0.0
                         for tt in range(T):
-                            lq[p, tt] = 0.0
-                            la[p, tt] = 0.0
-                    s_fixed[m] = 0.0
-                    s_days[m] = 0
-                    s_charged[m] = 0.0
+                            s_lq[m, p, tt] = 0.0
+                            s_la[m, p, tt] = 0.0
+                    fx = 0.0
+                    ndays = 0
+                    chg = 0.0
                     ptot = 0.0
                 ps_cur = ps
                 pe = pe_new
-                vp = version_on(f, ps, fam_start, fam_count, v_from_day)
+                if not (f == cv_f and ps == cv_ps):
+                    cv_vp = version_on(f, ps, fam_start, fam_count, v_from_day)
+                    cv_f = f
+                    cv_ps = ps
+                vp = cv_vp
                 if vp < 0:
                     err[m] = 3
                     break
                 c0 = s_cycle_qty[m]
-                mrow = civil_from_days(ps)[1] - 1
+                mrow = c_mo - 1
                 scale = float(pe - ps + 1) if bound_per_day[vp] else 1.0
                 for j in range(T):
                     bnd[j] = bounds[vp, mrow, j] * scale
@@ -350,11 +395,12 @@ def _price_meter(m, offsets, lts, t0, step, qty, meter_tariff, billing_day,
                 b_version[brow] = vp
             pv = vp
             if not prorata:
-                if not pv_lo <= day < pv_hi:
+                if not (f == pv_f and pv_lo <= day < pv_hi):
                     dv = version_on(f, day, fam_start, fam_count, v_from_day)
                     if dv < 0:
                         err[m] = 3
                         break
+                    pv_f = f
                     pv_lo = v_from_day[dv]
                     pv_hi = v_from_day[dv + 1] if dv + 1 < fam_start[f] + fam_count[f] else (1 << 40)
                 pv = dv
@@ -374,8 +420,8 @@ def _price_meter(m, offsets, lts, t0, step, qty, meter_tariff, billing_day,
                 t = 0
             wk = 1 if (day + 3) % 7 >= 5 else 0
             key = (pv * 2 + wk) * 12 + mo - 1
-            if key != run_key:          # a new day type: its runs of hours, kept while days repeat it
-                run_key = key
+            if key != run_key[wk]:      # a new day type: its runs of hours, kept while days repeat it
+                run_key[wk] = key
                 n_runs = 0
                 h = 0
                 while h < 24:
@@ -383,17 +429,19 @@ def _price_meter(m, offsets, lts, t0, step, qty, meter_tariff, billing_day,
                     h1 = h + 1
                     while h1 < 24 and schedule[pv, wk, mo - 1, h1] == p:
                         h1 += 1
-                    run_p[n_runs] = p
-                    run_h[n_runs] = h1
+                    run_p[wk, n_runs] = p
+                    run_h[wk, n_runs] = h1
                     n_runs += 1
                     h = h1
+                n_run[wk] = n_runs
+            n_runs = n_run[wk]
             dbase = day * 86400
             if not dbase <= last < dbase + 86400:  # not the continuation of a day begun earlier
-                s_days[m] += 1
+                ndays += 1
                 if fixed_per_day[vp]:
-                    s_fixed[m] += fixed[vp]
-                elif s_days[m] == 1:
-                    s_fixed[m] = fixed[vp]
+                    fx += fixed[vp]
+                elif ndays == 1:
+                    fx = fixed[vp]
             c = c0 + ptot
             dtot = 0.0
             bad = False
@@ -402,8 +450,8 @@ def _price_meter(m, offsets, lts, t0, step, qty, meter_tariff, billing_day,
             j = i
             r = 0
             while r < n_runs and j < k:
-                p = run_p[r]
-                h1 = run_h[r]
+                p = run_p[wk, r]
+                h1 = run_h[wk, r]
                 r += 1
                 lim = dbase + h1 * 3600
                 if grid:
@@ -442,20 +490,30 @@ def _price_meter(m, offsets, lts, t0, step, qty, meter_tariff, billing_day,
                 elif c + s <= bnd[t]:
                     dq[p, t] += s
                     c += s
-                else:
+                else:           # the run crosses a bound: interval by interval (the tier's sum kept in a register)
+                    acc = dq[p, t]
                     for x in range(j, je):
                         rem = qty[x]
+                        if 0.0 < rem < bnd[t] - c:  # (the loop below's one step when the interval fits)
+                            acc += rem
+                            c += rem
+                            continue
                         while rem > 0.0:
                             room = bnd[t] - c
                             if room <= 0.0 and t < T - 1:
+                                dq[p, t] = acc
                                 t += 1
+                                acc = dq[p, t]
                                 continue
                             take = rem if rem < room else room
-                            dq[p, t] += take
+                            acc += take
                             c += take
                             rem -= take
                             if rem > 0.0 and t < T - 1:
+                                dq[p, t] = acc
                                 t += 1
+                                acc = dq[p, t]
+                    dq[p, t] = acc
                 j = je
             if bad:
                 break
@@ -464,9 +522,9 @@ def _price_meter(m, offsets, lts, t0, step, qty, meter_tariff, billing_day,
             if prorata:
                 Q = 0.0
                 for p in range(P):
-                    pq[p] += dq[p, 0]
+                    s_pq[m, p] += dq[p, 0]
                     dq[p, 0] = 0.0
-                    Q += pq[p]
+                    Q += s_pq[m, p]
                 # the counter's segment(s) this period: [c0, c0 + Q], or across a New-Year reset
                 # [R - Qa, R] then [0, Q - Qa] with R = s_year_end, Qa = -c0
                 a1, b1, a2, b2 = c0, c0 + Q, 0.0, 0.0
@@ -482,29 +540,32 @@ def _price_meter(m, offsets, lts, t0, step, qty, meter_tariff, billing_day,
                     b = b2 if b2 < upper else upper
                     tq += b - a if b > a else 0.0
                     for p in range(P):
-                        share = tq * pq[p] / Q if Q > 0.0 else 0.0
-                        lq[p, tt] = share
-                        la[p, tt] = share * prices[vp, p, tt]
+                        share = tq * s_pq[m, p] / Q if Q > 0.0 else 0.0
+                        s_lq[m, p, tt] = share
+                        s_la[m, p, tt] = share * prices[vp, p, tt]
                     lower = upper
-            else:
+                energy = 0.0
+                for p in range(P):
+                    for tt in range(T):
+                        energy += s_la[m, p, tt]
+            else:               # the day's cells into the lines, the lines summed in the same order
+                energy = 0.0
                 for p in range(P):
                     for tt in range(T):
                         x = dq[p, tt]
                         if x != 0.0:
-                            pq[p] += x
-                            lq[p, tt] += x
-                            la[p, tt] += x * prices[pv, p, tt]
+                            s_pq[m, p] += x
+                            s_lq[m, p, tt] += x
+                            s_la[m, p, tt] += x * prices[pv, p, tt]
                             dq[p, tt] = 0.0
-            energy = 0.0
-            for p in range(P):
-                for tt in range(T):
-                    energy += la[p, tt]
+                        energy += s_la[m, p, tt]
+            closed = day == pe
             top = 0.0
-            if day == pe:
-                top = minimum[vp] - energy - s_fixed[m]
+            if closed:
+                top = minimum[vp] - energy - fx
                 if top < 0.0:
                     top = 0.0
-            cost = energy + s_fixed[m] + top
+            cost = energy + fx + top
             drow += 1
             if drow >= day_off[m + 1]:
                 err[m] = 1
@@ -512,19 +573,19 @@ def _price_meter(m, offsets, lts, t0, step, qty, meter_tariff, billing_day,
             d_meter[drow] = m
             d_day[drow] = day
             d_qty[drow] = dtot
-            d_amt[drow] = cost - s_charged[m]
+            d_amt[drow] = cost - chg
             d_total[drow] = cost
-            s_charged[m] = cost
-            b_qty[brow] = ptot
-            b_energy[brow] = energy
-            b_fixed[brow] = s_fixed[m]
-            b_min[brow] = top
-            b_total[brow] = cost
-            b_closed[brow] = day == pe
+            chg = cost
             i = j
+        if err[m]:
+            dq[:, :] = 0.0              # (a day broken off may have left quantities for the next meter)
         if bill_off[m] <= brow < bill_off[m + 1]:
-            _copy_lines(lq, la, b_lq, b_la, brow)
+            _close_bill(brow, ptot, energy, fx, top, cost, closed, s_lq, s_la, m,
+                        b_qty, b_energy, b_fixed, b_min, b_total, b_closed, b_lq, b_la)
         s_last[m] = last
+        s_fixed[m] = fx
+        s_days[m] = ndays
+        s_charged[m] = chg
 
 
 @njit(cache=True, parallel=True)
@@ -759,7 +820,7 @@ def _run(tables, offsets, lts, t0, step, qty, meter_tariff, billing_day, state, 
                  out.day_meter, out.day, out.day_quantity, out.day_amount, out.day_total,
                  out.bill_meter, out.bill_start, out.bill_end, out.bill_version, out.bill_quantity,
                  out.bill_energy, out.bill_fixed, out.bill_minimum, out.bill_total, out.bill_closed,
-                 out.line_quantity, out.line_amount, err)
+                 out.line_quantity, out.line_amount, err, min(CHUNK, max(1, M // (4 * get_num_threads()))))
     bad = np.flatnonzero(err)
     if bad.size:
         m = int(bad[0])

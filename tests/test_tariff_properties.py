@@ -386,3 +386,53 @@ def test_benchmark_ordered_sum_floor_equals_reference(data):
     out = np.empty(M)
     ordered_sum_floor(q, ends, out)
     assert out.tolist() == reference.ordered_run_totals(q.tolist(), ends.tolist())
+
+
+def by_meter(r: Priced, m: int) -> list:
+    """Meter ``m``'s rows of every output and of the carried state (meter index columns left out)."""
+    d, b = r.day_meter == m, r.bill_meter == m
+    out = [getattr(r, f)[d] for f in ("day", "day_quantity", "day_amount", "day_total")]
+    out += [getattr(r, f)[b] for f in Priced.__dataclass_fields__ if f.startswith(("bill_", "line_"))
+            and f != "bill_meter"]
+    return out + [getattr(r.state, f)[m] for f in CycleState.__dataclass_fields__]
+
+
+@SETTINGS
+@given(tariffs(), tariffs(), loads(), st.booleans(), st.data())
+def test_meters_priced_together_equal_each_alone(a, b, meters, grid, data):
+    """The kernel keeps a chunk's hour runs, bill periods, months and versions from meter to meter:
+    each meter's money and state are the same bits among many meters (two tariffs, billing days,
+    carried state) as priced alone — or the same meters are refused with the same error."""
+    import numba
+    import pytest
+
+    from meters.errors import MetersError
+    b = [Tariff.from_dict({**t.to_dict(), "tariff_id": "other"}) for t in b]
+    tb = compile_tariffs(a + b)
+    M = 12 * numba.get_num_threads()          # chunks of several meters whatever the thread count
+    mt = np.asarray(data.draw(st.lists(st.integers(0, 1), min_size=M, max_size=M)), np.int32)
+    bd = np.asarray(data.draw(st.lists(st.integers(1, 28), min_size=M, max_size=M)), np.int32)
+    if grid:
+        bd_, lts, q = meters[0]
+        q = np.stack([np.roll(q, k) * (1 + k % 3) for k in range(M)])
+        price = lambda idx, state: price_grid(tb, q[idx], int(lts[0]) + 1 if lts.size else 1, 900,  # noqa: E731
+                                              mt[idx], state=state, billing_day=bd[idx])
+    else:
+        loads_ = [meters[k % len(meters)] for k in range(M)]
+        def price(idx, state):
+            offsets, lts, q, _ = csr([loads_[k] for k in idx])
+            return price_intervals(tb, offsets, lts, q, mt[idx], state=state, billing_day=bd[idx])
+    seeded = CycleState.seeded(tb, 2026, np.asarray(data.draw(st.lists(st.sampled_from([0.0, 50.0, 400.0]),
+                                                                       min_size=M, max_size=M))))
+    every = np.arange(M)
+    try:
+        whole = price(every, seeded)
+    except MetersError as e:
+        first = int(str(e).split("#")[1].split()[0])
+        with pytest.raises(MetersError):
+            price(np.array([first]), seeded.take([first]))
+        return
+    for m in range(M):
+        alone = price(np.array([m]), seeded.take([m]))
+        for x, y in zip(by_meter(whole, m), by_meter(alone, 0)):
+            assert np.array_equal(x, y, equal_nan=True)
